@@ -1,0 +1,155 @@
+"""The app factory: the one place (with the CLI) where the parts are wired together."""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.convertors import Convertor, register_url_convertor
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from mirror.artifacts import Artifacts
+from mirror.blobs_disk import DiskBlobStore
+from mirror.catalog import Catalog
+from mirror.default_index import pip_index_url
+from mirror.errors import MirrorError
+from mirror.file_routes import serve_file
+from mirror.services import Services
+from mirror.settings import Settings
+from mirror.simple_routes import simple_project, simple_root
+from mirror.source import MirrorSource
+from mirror.upstream import UpstreamClient
+from mirror.url_guard import UrlGuard
+from quarantine.clock import Clock, SystemClock
+from quarantine.ledger_sqlite import SqliteLedger
+from quarantine.promoter import Promoter
+
+log = logging.getLogger(__name__)
+
+
+class _Sha256(Convertor[str]):
+    regex = "[0-9a-f]{64}"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("sha256", _Sha256())
+
+
+def _one_line(status: int, reason: str, extra: dict[str, str] | None = None) -> Response:
+    headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", **(extra or {})}
+    return PlainTextResponse(
+        reason.splitlines()[0][:300] + "\n", status_code=status, headers=headers
+    )
+
+
+async def _mirror_error(_request: Request, error: Exception) -> Response:
+    assert isinstance(error, MirrorError)
+    extra = {"Retry-After": "30"} if error.status in (503, 504) else None
+    return _one_line(error.status, error.reason, extra)
+
+
+async def _http_error(_request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    return _one_line(
+        error.status_code, "not found" if error.status_code == 404 else str(error.detail)
+    )
+
+
+async def _health(_request: Request) -> Response:
+    return _one_line(200, "ok")
+
+
+def build_services(settings: Settings, clock: Clock | None = None) -> Services:
+    clock = clock or SystemClock()
+    upstream = settings.upstream or pip_index_url()
+    if not upstream.endswith("/"):
+        upstream += "/"
+    data_dir = Path(settings.data_dir)
+    ledger = SqliteLedger(data_dir / "ledger.sqlite3")
+    blobs = DiskBlobStore(data_dir / "blobs")
+    client = UpstreamClient(
+        UrlGuard(upstream, settings.file_hosts),
+        connect_timeout=settings.connect_timeout_seconds,
+        read_timeout=settings.read_timeout_seconds,
+        max_page_bytes=settings.max_page_bytes,
+    )
+    artifacts = Artifacts(ledger, blobs, client, clock, settings.max_file_bytes)
+    wake: list[Promoter] = []
+    catalog = Catalog(
+        ledger,
+        client,
+        settings.policy,
+        clock,
+        index_ttl_seconds=settings.index_ttl.total_seconds(),
+        request_wait_seconds=settings.request_wait.total_seconds(),
+        public_base_url=settings.public_base_url,
+        on_new_held=lambda: wake[0].wake() if wake else None,
+    )
+    promoter = Promoter(
+        ledger,
+        MirrorSource(artifacts, catalog),
+        settings.policy,
+        clock,
+        concurrency=settings.fetch_concurrency,
+    )
+    wake.append(promoter)
+    return Services(settings, clock, ledger, blobs, client, catalog, artifacts, promoter)
+
+
+def create_app(
+    settings: Settings, clock: Clock | None = None, *, background: bool = True
+) -> Starlette:
+    """The ASGI app. ``background=False`` leaves promotion rounds to the caller (tests)."""
+    services = build_services(settings, clock)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        swept = services.blobs.sweep_temporary() if isinstance(services.blobs, DiskBlobStore) else 0
+        if swept:
+            log.info("removed %d partial downloads left by an earlier stop", swept)
+        await services.client.open()
+        services.tasks.append(asyncio.create_task(services.catalog.follow_ledger()))
+        if background:
+            interval = settings.promote_interval.total_seconds()
+            services.tasks.append(asyncio.create_task(services.promoter.run_forever(interval)))
+        try:
+            yield
+        finally:
+            for task in services.tasks:
+                task.cancel()
+            await asyncio.gather(*services.tasks, return_exceptions=True)
+            services.tasks.clear()
+            await services.client.close()
+            services.ledger.close()
+
+    middleware = []
+    if settings.trusted_hosts:
+        middleware.append(
+            Middleware(TrustedHostMiddleware, allowed_hosts=list(settings.trusted_hosts))
+        )
+    app = Starlette(
+        routes=[
+            Route("/simple/", simple_root, methods=["GET", "HEAD"]),
+            Route("/simple/{project}/", simple_project, methods=["GET", "HEAD"]),
+            Route("/simple/{project}", simple_project, methods=["GET", "HEAD"]),
+            Route("/files/{sha256:sha256}/{filename}", serve_file, methods=["GET", "HEAD"]),
+            Route("/healthz", _health, methods=["GET"]),
+        ],
+        middleware=middleware,
+        exception_handlers={MirrorError: _mirror_error, HTTPException: _http_error},
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    return app

@@ -1,0 +1,49 @@
+"""The blob store interface: bytes kept under their sha256, written atomically.
+
+One implementation per file (``blobs_disk`` now; an S3-compatible store later). A blob
+exists only once its bytes were verified against the digest it is stored under.
+"""
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Protocol
+
+from mirror.errors import MirrorError
+
+
+class DigestMismatch(MirrorError):
+    """The bytes written do not hash to the digest they were meant to be stored under."""
+
+    def __init__(self, expected: str, actual: str, size: int) -> None:
+        super().__init__(f"expected sha256 {expected}, got {actual} over {size} bytes")
+        self.expected, self.actual, self.size = expected, actual, size
+
+
+class TooLarge(MirrorError):
+    """More bytes arrived than the declared size or the configured cap allows."""
+
+
+class BlobWriter(Protocol):
+    size: int
+
+    async def write(self, chunk: bytes) -> None: ...
+
+    async def commit(self, expected_sha256: str) -> None:
+        """Verify the digest and publish the blob atomically; DigestMismatch otherwise."""
+        ...
+
+    async def abort(self) -> None: ...
+
+
+class BlobStore(Protocol):
+    def writer(self, limit: int) -> BlobWriter:
+        """A writer that refuses (TooLarge) to take more than ``limit`` bytes."""
+        ...
+
+    def exists(self, sha256: str) -> bool: ...
+
+    def local_path(self, sha256: str) -> Path | None:
+        """A path the server can send from directly, when the store is on local disk."""
+        ...
+
+    def read(self, sha256: str) -> AsyncIterator[bytes]: ...

@@ -1,0 +1,232 @@
+"""Project pages: upstream looks folded into the ledger, rendered once per change.
+
+A warm page costs no database round trip: pages are kept as bytes keyed by (project,
+format) and the project's change counter, which a poller keeps in step with the ledger
+(so a decision made by the CLI in another process shows within a second).
+"""
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from packaging.utils import NormalizedName
+
+from mirror.errors import NotFound, UpstreamGone, UpstreamRejected, UpstreamUnavailable
+from mirror.negotiate import PageFormat
+from mirror.render import HeldSummary, project_html, project_json, root_html, root_json
+from mirror.upstream import UpstreamClient
+from quarantine.clock import Clock
+from quarantine.decide import hold_until
+from quarantine.ledger import Ledger
+from quarantine.models import FileRecord, FileState, ProjectRecord, ProjectStatus, Snapshot
+from quarantine.observe import observe
+from quarantine.policy import Policy
+
+log = logging.getLogger(__name__)
+ACTOR = "system:upstream-look"
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    seq: int
+    body: bytes
+    etag: str
+    content_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    page: Page
+    stale_seconds: float | None  # set when the upstream could not be asked
+
+
+@dataclass
+class _Live:
+    """What this process knows about a project without asking the ledger."""
+
+    looked_at: datetime | None = None  # last attempt
+    ok_at: datetime | None = None  # last successful look
+    unreachable: bool = False
+    pages: dict[PageFormat, Page] = field(default_factory=dict)
+
+
+def _content_type(fmt: PageFormat) -> str:
+    return f"{fmt.value}; charset=utf-8" if fmt is PageFormat.LEGACY_HTML else fmt.value
+
+
+def _page(seq: int, body: bytes, fmt: PageFormat) -> Page:
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    return Page(seq, body, etag, _content_type(fmt))
+
+
+class Catalog:
+    def __init__(
+        self,
+        ledger: Ledger,
+        client: UpstreamClient,
+        policy: Policy,
+        clock: Clock,
+        *,
+        index_ttl_seconds: float,
+        request_wait_seconds: float,
+        public_base_url: str | None,
+        on_new_held: Callable[[], None],
+    ) -> None:
+        self._ledger = ledger
+        self._client = client
+        self._policy = policy
+        self._clock = clock
+        self._ttl = index_ttl_seconds
+        self._wait = request_wait_seconds
+        self._public_base_url = public_base_url
+        self._on_new_held = on_new_held
+        self._live: dict[NormalizedName, _Live] = {}
+        self._seq: dict[NormalizedName, int] = {}
+        self._seen_seq = ledger.change_seq()
+        self._flights: dict[NormalizedName, asyncio.Task[None]] = {}
+        self._misses: dict[NormalizedName, datetime] = {}
+        self._root: dict[PageFormat, Page] = {}
+
+    # -- keeping in step with the ledger ------------------------------------------------
+    def sync(self) -> None:
+        current = self._ledger.change_seq()
+        if current == self._seen_seq:
+            return
+        self._seq.update(self._ledger.changed_since(self._seen_seq))
+        self._seen_seq = current
+
+    async def follow_ledger(self, interval_seconds: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(interval_seconds)
+            try:
+                self.sync()
+            except Exception:  # a locked or busy database is retried at the next tick
+                log.exception("could not read the ledger's change counter")
+
+    # -- pages -----------------------------------------------------------------------------
+    async def project_page(self, name: NormalizedName, fmt: PageFormat) -> Served:
+        live = self._live.setdefault(name, _Live())
+        now = self._clock.now()
+        if live.looked_at is None or (now - live.looked_at).total_seconds() >= self._ttl:
+            await self._refresh_for_request(name, live)
+        page = live.pages.get(fmt)
+        if page is None or page.seq != self._seq.get(name):
+            page = self._render(name, fmt, live)
+        stale = None
+        if live.unreachable:
+            since = live.ok_at or now
+            stale = max(0.0, (now - since).total_seconds())
+        return Served(page, stale)
+
+    def _render(self, name: NormalizedName, fmt: PageFormat, live: _Live) -> Page:
+        project = self._ledger.project(name)  # read the counter before the files it covers
+        if project is None or project.status is ProjectStatus.REMOVED:
+            raise NotFound(f"not found: {name}")
+        files = self._ledger.files(name)
+        served = [record for record in files if record.state is FileState.PROMOTED]
+        held = self._held_summary(files)
+        render = project_json if fmt is PageFormat.JSON else project_html
+        page = _page(project.seq, render(project, served, held, self._public_base_url), fmt)
+        self._seq.setdefault(name, project.seq)
+        live.pages[fmt] = page
+        return page
+
+    def _held_summary(self, files: list[FileRecord]) -> HeldSummary:
+        held = [record for record in files if record.state is FileState.HELD]
+        releases = [hold_until(record, self._policy) for record in held]
+        return HeldSummary(len(held), min(releases) if releases else None)
+
+    def root_page(self, fmt: PageFormat) -> Page:
+        self.sync()
+        page = self._root.get(fmt)
+        if page is None or page.seq != self._seen_seq:
+            names = self._ledger.projects()
+            body = root_json(names) if fmt is PageFormat.JSON else root_html(names)
+            page = _page(self._seen_seq, body, fmt)
+            self._root[fmt] = page
+        return page
+
+    # -- upstream looks --------------------------------------------------------------------
+    async def _refresh_for_request(self, name: NormalizedName, live: _Live) -> None:
+        miss = self._misses.get(name)
+        now = self._clock.now()
+        if miss is not None and (now - miss).total_seconds() < self._ttl:
+            raise NotFound(f"not found: {name}")
+        flight = self._start_look(name)
+        try:
+            await asyncio.wait_for(asyncio.shield(flight), self._wait)
+        except TimeoutError:
+            live.unreachable = True
+            self._serve_stale_or_raise(
+                name, UpstreamUnavailable(f"upstream timeout; no cached data for {name}")
+            )
+        except UpstreamGone as gone:
+            raise NotFound(f"not found: {name}") from gone
+        except (UpstreamUnavailable, UpstreamRejected) as error:
+            self._serve_stale_or_raise(name, error)
+
+    def _serve_stale_or_raise(
+        self, name: NormalizedName, error: UpstreamUnavailable | UpstreamRejected
+    ) -> None:
+        project = self._ledger.project(name)
+        if project is None or project.status is ProjectStatus.REMOVED:
+            if isinstance(error, UpstreamUnavailable) and "no cached data" not in error.reason:
+                raise UpstreamUnavailable(f"{error.reason}; no cached data for {name}") from error
+            raise error
+        log.warning("serving %s from the last good look: %s", name, error.reason)
+
+    def _start_look(self, name: NormalizedName) -> asyncio.Task[None]:
+        flight = self._flights.get(name)
+        if flight is None:
+            flight = asyncio.ensure_future(self.look(name))
+            self._flights[name] = flight
+            flight.add_done_callback(lambda done: self._finish_look(name, done))
+        return flight
+
+    def _finish_look(self, name: NormalizedName, flight: asyncio.Task[None]) -> None:
+        self._flights.pop(name, None)
+        if not flight.cancelled():
+            flight.exception()  # retrieved here so an unawaited failure is not reported twice
+
+    async def look(self, name: NormalizedName) -> None:
+        """Ask the upstream about ``name`` now and fold the answer into the ledger."""
+        live = self._live.setdefault(name, _Live())
+        before = self._ledger.project(name)
+        now = self._clock.now()
+        live.looked_at = now
+        if live.ok_at is None and before is not None:
+            live.ok_at = before.last_look_ok
+        usable = before is not None and before.status is not ProjectStatus.REMOVED
+        try:
+            answer = await self._client.project_page(
+                name, before.etag if usable and before else None
+            )
+        except UpstreamGone:
+            self._misses[name] = now
+            if usable:
+                self._ledger.record_project_gone(name, now, ACTOR)
+                self.sync()
+            raise
+        except (UpstreamUnavailable, UpstreamRejected):
+            live.unreachable = True
+            raise
+        self._misses.pop(name, None)
+        if answer.snapshot is None:
+            self._ledger.touch_look(name, now)
+        else:
+            self._apply(before, answer.snapshot, answer.etag, now)
+        live.unreachable = False
+        live.ok_at = now
+        self.sync()
+
+    def _apply(
+        self, before: ProjectRecord | None, snapshot: Snapshot, etag: str | None, now: datetime
+    ) -> None:
+        known = {record.filename: record for record in self._ledger.files(snapshot.name)}
+        observation = observe(before, known, snapshot, now, self._policy)
+        self._ledger.apply(observation, etag, ACTOR)
+        if any(record.state is FileState.HELD for record in observation.new):
+            self._on_new_held()

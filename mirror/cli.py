@@ -1,0 +1,85 @@
+"""The ``lazaretto`` command. With the app factory, the only place that wires things up."""
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mirror import __version__
+from mirror.errors import ConfigError
+from mirror.settings import Settings, load_settings
+from quarantine.errors import QuarantineError
+
+EXIT_OK, EXIT_USAGE, EXIT_CONFIG = 0, 2, 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lazaretto", description="A vetted pull-through mirror of a Python package index."
+    )
+    parser.add_argument("--version", action="version", version=f"lazaretto {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the mirror")
+    _common(serve)
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", help="port to listen on (default 8070)")
+    serve.add_argument("--upstream", help="PEP 691 simple index to mirror (default: pip's index)")
+    serve.add_argument("--cooling-period", help="hold new files this long: 72h, 3d or P3D")
+    return parser
+
+
+def _common(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--config", type=Path, help="TOML config file (or LAZARETTO_CONFIG)")
+    command.add_argument("--data-dir", help="where the ledger and blobs live")
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    flags: dict[str, Any] = {
+        key: getattr(args, key, None)
+        for key in ("host", "port", "upstream", "cooling_period", "data_dir")
+    }
+    return load_settings(args.config, os.environ, flags)
+
+
+def _serve(settings: Settings) -> int:
+    import uvicorn
+
+    from mirror.app import create_app
+
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=settings.access_log,
+        proxy_headers=False,
+        server_header=False,
+        timeout_keep_alive=5,
+    )
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = settings_from(args)
+        if args.command == "serve":
+            return _serve(settings)
+    except ConfigError as error:
+        print(f"lazaretto: configuration error: {error.reason}", file=sys.stderr)
+        return EXIT_CONFIG
+    except QuarantineError as error:
+        print(f"lazaretto: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""``/files/<sha256>/<filename>``: promoted bytes only, by any URL.
+
+The state is checked on every request (URLs can be guessed or cached); a file that is not
+promoted never yields a byte. Established files are fetched on first request and checked
+against the listed digest before the first byte is sent.
+"""
+
+from datetime import datetime
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response, StreamingResponse
+
+from mirror.blobs import DigestMismatch, TooLarge
+from mirror.errors import FileNotAvailable, FileWithdrawn, NotFound, UpstreamRejected
+from mirror.services import Services
+from quarantine.clock import format_timestamp
+from quarantine.decide import hold_until
+from quarantine.models import FileRecord, FileState
+
+_FILE_HEADERS = {
+    "Cache-Control": "public, max-age=31536000, immutable",
+    "X-Content-Type-Options": "nosniff",
+}
+PROVENANCE_TYPE = "application/vnd.pypi.integrity.v1+json"
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def _split(name: str) -> tuple[str, str]:
+    for suffix in (".metadata", ".provenance"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)], suffix
+    return name, ""
+
+
+def check_servable(record: FileRecord, services: Services) -> None:
+    if record.state is FileState.PROMOTED:
+        return
+    if record.state is FileState.WITHDRAWN:
+        raise FileWithdrawn(f"withdrawn: {record.reason}")
+    if record.state is FileState.HELD:
+        until: datetime = hold_until(record, services.settings.policy)
+        raise FileNotAvailable(
+            f"not available: held until {format_timestamp(until)} ({record.reason})"
+        )
+    raise FileNotAvailable(f"not available: {record.state.value} ({record.reason})")
+
+
+async def serve_file(request: Request) -> Response:
+    services = _services(request)
+    filename, suffix = _split(request.path_params["filename"])
+    record = services.ledger.file_by_digest(request.path_params["sha256"], filename)
+    if record is None:
+        raise NotFound("not found")
+    check_servable(record, services)
+    if suffix == ".metadata":
+        return await _metadata(record, services)
+    if suffix == ".provenance":
+        return await _provenance(record, services)
+    try:
+        path = await services.artifacts.ensure_file(record)
+    except (DigestMismatch, TooLarge, UpstreamRejected) as error:
+        reason = (
+            f"hash_mismatch: {error.reason}" if isinstance(error, DigestMismatch) else error.reason
+        )
+        services.ledger.transition(
+            record, FileState.REJECTED, reason, "system:file-route", services.clock.now()
+        )
+        services.catalog.sync()
+        raise UpstreamRejected("file_rejected: its bytes do not match the listed digest") from error
+    headers = {**_FILE_HEADERS, "ETag": f'"{record.sha256}"'}
+    if path is not None:
+        return FileResponse(path, headers=headers, media_type="application/octet-stream")
+    return StreamingResponse(
+        services.blobs.read(record.sha256), headers=headers, media_type="application/octet-stream"
+    )
+
+
+async def _metadata(record: FileRecord, services: Services) -> Response:
+    if record.core_metadata_sha256 is None:
+        raise NotFound("not found: no metadata file for this distribution")
+    try:
+        path = await services.artifacts.ensure_metadata(record)
+    except (DigestMismatch, TooLarge) as error:
+        raise UpstreamRejected("metadata_rejected: does not match the listed digest") from error
+    headers = {**_FILE_HEADERS, "ETag": f'"{record.core_metadata_sha256}"'}
+    if path is not None:
+        return FileResponse(path, headers=headers, media_type="application/octet-stream")
+    return StreamingResponse(services.blobs.read(record.core_metadata_sha256), headers=headers)
+
+
+async def _provenance(record: FileRecord, services: Services) -> Response:
+    digest = await services.artifacts.ensure_provenance(record)
+    if digest is None:
+        raise NotFound("not found: no provenance for this file")
+    headers = {**_FILE_HEADERS, "ETag": f'"{digest}"'}
+    path = services.blobs.local_path(digest)
+    if path is not None:
+        return FileResponse(path, headers=headers, media_type=PROVENANCE_TYPE)
+    return StreamingResponse(
+        services.blobs.read(digest), headers=headers, media_type=PROVENANCE_TYPE
+    )

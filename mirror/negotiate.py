@@ -1,0 +1,87 @@
+"""PEP 691 content negotiation: pick HTML or JSON from ``Accept`` and ``?format=``."""
+
+from enum import StrEnum
+
+from mirror.errors import NotAcceptable
+
+
+class PageFormat(StrEnum):
+    JSON = "application/vnd.pypi.simple.v1+json"
+    HTML = "application/vnd.pypi.simple.v1+html"
+    LEGACY_HTML = "text/html"
+
+
+_ALIASES = {
+    "application/vnd.pypi.simple.latest+json": PageFormat.JSON,
+    "application/vnd.pypi.simple.latest+html": PageFormat.HTML,
+    "json": PageFormat.JSON,
+    "html": PageFormat.HTML,
+}
+# On a tie the order decides; browsers and bare clients (*/*) get plain HTML first.
+_PREFERENCE = (PageFormat.LEGACY_HTML, PageFormat.HTML, PageFormat.JSON)
+
+
+def negotiate(accept: str | None, format_param: str | None) -> PageFormat:
+    if format_param is not None:
+        return _explicit(format_param)
+    if accept is None or not accept.strip():
+        return PageFormat.LEGACY_HTML
+    offers = _parse_accept(accept)
+    best: tuple[float, int, int] | None = None
+    chosen: PageFormat | None = None
+    for rank, candidate in enumerate(_PREFERENCE):
+        quality, specificity = _quality(candidate, offers)
+        if quality <= 0:
+            continue
+        key = (quality, specificity, -rank)
+        if best is None or key > best:
+            best, chosen = key, candidate
+    if chosen is None:
+        raise NotAcceptable("not acceptable: this index serves " + ", ".join(_PREFERENCE))
+    return chosen
+
+
+def _explicit(value: str) -> PageFormat:
+    value = value.strip().lower()
+    if value in _ALIASES:
+        return _ALIASES[value]
+    for candidate in PageFormat:
+        if value == candidate.value:
+            return candidate
+    raise NotAcceptable("unknown format: use application/vnd.pypi.simple.v1+json or +html")
+
+
+def _parse_accept(header: str) -> list[tuple[str, float]]:
+    offers = []
+    for part in header.split(","):
+        pieces = [piece.strip() for piece in part.split(";")]
+        media = _ALIASES.get(pieces[0].lower(), pieces[0].lower())
+        quality = 1.0
+        for parameter in pieces[1:]:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = min(max(float(value), 0.0), 1.0)
+                except ValueError:
+                    quality = 0.0
+        if media:
+            offers.append((str(media), quality))
+    return offers
+
+
+def _quality(candidate: PageFormat, offers: list[tuple[str, float]]) -> tuple[float, int]:
+    """The quality of the most specific offer that matches ``candidate``."""
+    major = candidate.value.split("/")[0]
+    found: tuple[int, float] | None = None
+    for media, quality in offers:
+        if media == candidate.value:
+            specificity = 2
+        elif media == f"{major}/*":
+            specificity = 1
+        elif media == "*/*":
+            specificity = 0
+        else:
+            continue
+        if found is None or specificity > found[0]:
+            found = (specificity, quality)
+    return (0.0, 0) if found is None else (found[1], found[0])

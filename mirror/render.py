@@ -1,0 +1,165 @@
+"""Render the Simple API pages (PEP 503 HTML, PEP 691 JSON) from the ledger's records.
+
+Only promoted files reach these functions' output; the caller filters. Every URL is
+relative to the page (or under ``public_base_url``), never built from the Host header.
+"""
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from html import escape
+from urllib.parse import quote
+
+from packaging.utils import NormalizedName
+from packaging.version import InvalidVersion, Version
+
+from quarantine.clock import format_timestamp
+from quarantine.models import FileRecord, ProjectRecord
+
+API_VERSION = "1.4"
+
+
+@dataclass(frozen=True, slots=True)
+class HeldSummary:
+    """What the page says about files it does not list (PEP 691 reserves ``_`` keys)."""
+
+    held: int
+    next_release: datetime | None
+
+
+def file_path(record: FileRecord, base: str) -> str:
+    return f"{base}files/{record.sha256}/{quote(record.filename)}"
+
+
+def _base(public_base_url: str | None) -> str:
+    # From /simple/<name>/ the mirror's root is two levels up.
+    return public_base_url.rstrip("/") + "/" if public_base_url else "../../"
+
+
+def _versions(files: list[FileRecord]) -> list[str]:
+    def order(text: str) -> tuple[int, Version | str]:
+        try:
+            return (1, Version(text))
+        except InvalidVersion:
+            return (0, text)
+
+    return sorted({record.version for record in files}, key=order)
+
+
+def _yanked_json(record: FileRecord) -> bool | str:
+    if record.yanked is None:
+        return False
+    return record.yanked or True
+
+
+def project_json(
+    project: ProjectRecord,
+    files: list[FileRecord],
+    held: HeldSummary,
+    public_base_url: str | None = None,
+) -> bytes:
+    base = _base(public_base_url)
+    page: dict[str, object] = {
+        "meta": {"api-version": API_VERSION},
+        "name": project.name,
+        "versions": _versions(files),
+        "files": [_file_json(record, base) for record in files],
+        "project-status": _status_json(project),
+    }
+    if held.held:
+        page["_lazaretto"] = {
+            "held-files": held.held,
+            "next-release": format_timestamp(held.next_release) if held.next_release else None,
+        }
+    return json.dumps(page, ensure_ascii=True, separators=(",", ":")).encode()
+
+
+def _status_json(project: ProjectRecord) -> dict[str, str]:
+    status = {"status": project.status.value}
+    if project.status_reason:
+        status["reason"] = project.status_reason
+    return status
+
+
+def _file_json(record: FileRecord, base: str) -> dict[str, object]:
+    url = file_path(record, base)
+    metadata: object = (
+        {"sha256": record.core_metadata_sha256} if record.core_metadata_sha256 else False
+    )
+    entry: dict[str, object] = {
+        "filename": record.filename,
+        "url": url,
+        "hashes": {"sha256": record.sha256},
+        "requires-python": record.requires_python,
+        "yanked": _yanked_json(record),
+        "core-metadata": metadata,
+        "dist-info-metadata": metadata,
+        "provenance": f"{url}.provenance" if record.provenance_url else None,
+    }
+    if record.size is not None:
+        entry["size"] = record.size
+    if record.upload_time is not None:
+        entry["upload-time"] = format_timestamp(record.upload_time)
+    return entry
+
+
+def project_html(
+    project: ProjectRecord,
+    files: list[FileRecord],
+    held: HeldSummary,
+    public_base_url: str | None = None,
+) -> bytes:
+    base = _base(public_base_url)
+    name = escape(project.name)
+    lines = [
+        "<!DOCTYPE html>",
+        "<html>",
+        "  <head>",
+        f'    <meta name="pypi:repository-version" content="{API_VERSION}">',
+        f'    <meta name="pypi:project-status" content="{escape(project.status.value)}">',
+        f"    <title>Links for {name}</title>",
+        "  </head>",
+        "  <body>",
+        f"    <h1>Links for {name}</h1>",
+    ]
+    lines.extend(f"    {_anchor(record, base)}<br />" for record in files)
+    if held.held:
+        until = format_timestamp(held.next_release) if held.next_release else "unknown"
+        lines.append(f"    <!-- lazaretto: {held.held} file(s) held; next release {until} -->")
+    lines.extend(["  </body>", "</html>", ""])
+    return "\n".join(lines).encode()
+
+
+def _anchor(record: FileRecord, base: str) -> str:
+    url = file_path(record, base)
+    attributes = [f'href="{escape(url)}#sha256={record.sha256}"']
+    if record.requires_python:
+        attributes.append(f'data-requires-python="{escape(record.requires_python)}"')
+    if record.yanked is not None:
+        attributes.append(f'data-yanked="{escape(record.yanked)}"')
+    if record.core_metadata_sha256:
+        value = f"sha256={record.core_metadata_sha256}"
+        attributes.append(f'data-core-metadata="{value}" data-dist-info-metadata="{value}"')
+    if record.provenance_url:
+        attributes.append(f'data-provenance="{escape(url)}.provenance"')
+    return f"<a {' '.join(attributes)}>{escape(record.filename)}</a>"
+
+
+def root_json(names: list[NormalizedName]) -> bytes:
+    page = {"meta": {"api-version": API_VERSION}, "projects": [{"name": name} for name in names]}
+    return json.dumps(page, ensure_ascii=True, separators=(",", ":")).encode()
+
+
+def root_html(names: list[NormalizedName]) -> bytes:
+    lines = [
+        "<!DOCTYPE html>",
+        "<html>",
+        "  <head>",
+        f'    <meta name="pypi:repository-version" content="{API_VERSION}">',
+        "    <title>Simple index</title>",
+        "  </head>",
+        "  <body>",
+    ]
+    lines.extend(f'    <a href="{quote(name)}/">{escape(name)}</a><br />' for name in names)
+    lines.extend(["  </body>", "</html>", ""])
+    return "\n".join(lines).encode()

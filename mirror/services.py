@@ -1,0 +1,26 @@
+"""The long-lived parts of one running mirror, built once by ``create_app``."""
+
+import asyncio
+from dataclasses import dataclass, field
+
+from mirror.artifacts import Artifacts
+from mirror.blobs import BlobStore
+from mirror.catalog import Catalog
+from mirror.settings import Settings
+from mirror.upstream import UpstreamClient
+from quarantine.clock import Clock
+from quarantine.ledger import Ledger
+from quarantine.promoter import Promoter
+
+
+@dataclass
+class Services:
+    settings: Settings
+    clock: Clock
+    ledger: Ledger
+    blobs: BlobStore
+    client: UpstreamClient
+    catalog: Catalog
+    artifacts: Artifacts
+    promoter: Promoter
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)

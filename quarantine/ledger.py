@@ -1,0 +1,77 @@
+"""The ledger: where file states and every change to them are kept.
+
+One interface, one file per implementation (``ledger_sqlite`` now; PostgreSQL later). The
+conformance tests in ``tests/test_ledger.py`` run against every implementation.
+"""
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from packaging.utils import NormalizedName
+
+from quarantine.models import Event, FileRecord, FileState, ProjectRecord
+from quarantine.observe import Observation
+
+
+class Ledger(Protocol):
+    def close(self) -> None: ...
+
+    def project(self, name: NormalizedName) -> ProjectRecord | None: ...
+
+    def projects(self) -> list[NormalizedName]:
+        """Every project that answered at least one look, in name order."""
+        ...
+
+    def files(self, project: NormalizedName) -> list[FileRecord]: ...
+
+    def file(self, project: NormalizedName, filename: str) -> FileRecord | None: ...
+
+    def file_by_digest(self, sha256: str, filename: str) -> FileRecord | None: ...
+
+    def held(self, project: NormalizedName | None = None) -> list[FileRecord]: ...
+
+    def apply(self, observation: Observation, etag: str | None, actor: str) -> None:
+        """Write one look's new and changed records, their events and the project, atomically."""
+        ...
+
+    def record_project_gone(self, name: NormalizedName, at: datetime, actor: str) -> None:
+        """The upstream answers 404 for a project the ledger knows: withdraw all of it."""
+        ...
+
+    def touch_look(self, name: NormalizedName, at: datetime) -> None:
+        """An upstream look confirmed that nothing changed (HTTP 304)."""
+        ...
+
+    def transition(
+        self,
+        before: FileRecord,
+        state: FileState,
+        reason: str,
+        actor: str,
+        at: datetime,
+    ) -> FileRecord:
+        """Compare-and-swap one file's state; StaleTransition if it changed since read."""
+        ...
+
+    def mark_stored(self, record: FileRecord) -> FileRecord:
+        """Its bytes are in the blob store, verified against its sha256."""
+        ...
+
+    def set_provenance(self, record: FileRecord, sha256: str) -> None: ...
+
+    def record_incident(self, record: FileRecord, reason: str, actor: str, at: datetime) -> None:
+        """An event that does not change state: a hash mismatch, a failed fetch."""
+        ...
+
+    def events(
+        self, project: NormalizedName | None = None, since: datetime | None = None
+    ) -> Sequence[Event]: ...
+
+    def change_seq(self) -> int:
+        """A counter that grows with every change to what any page shows."""
+        ...
+
+    def changed_since(self, seq: int) -> dict[NormalizedName, int]:
+        """Projects whose pages changed after ``seq``, with their current seq."""
+        ...

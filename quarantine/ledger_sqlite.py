@@ -1,0 +1,471 @@
+"""The ledger on SQLite: the embedded default, one file under the data directory.
+
+WAL so readers never wait for the writer; ``synchronous=FULL`` so a committed decision
+survives power loss; ``BEGIN IMMEDIATE`` and a busy timeout so the CLI and the server can
+write side by side.
+"""
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import NormalizedName
+
+from quarantine.clock import format_timestamp, parse_timestamp
+from quarantine.errors import LedgerError, StaleTransition
+from quarantine.models import Event, FileRecord, FileState, ProjectRecord, ProjectStatus
+from quarantine.observe import Observation
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS projects (
+    name TEXT PRIMARY KEY,
+    first_seen TEXT NOT NULL,
+    last_look_ok TEXT,
+    status TEXT NOT NULL,
+    status_reason TEXT,
+    etag TEXT,
+    serial INTEGER,
+    seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS files (
+    project TEXT NOT NULL REFERENCES projects(name),
+    filename TEXT NOT NULL,
+    version TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER,
+    upload_time TEXT,
+    first_seen TEXT NOT NULL,
+    clock_start TEXT NOT NULL,
+    established INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    url TEXT NOT NULL,
+    requires_python TEXT,
+    yanked TEXT,
+    core_metadata_sha256 TEXT,
+    provenance_url TEXT,
+    provenance_sha256 TEXT,
+    stored INTEGER NOT NULL,
+    listed INTEGER NOT NULL,
+    anomaly TEXT,
+    state_version INTEGER NOT NULL,
+    PRIMARY KEY (project, filename)
+);
+CREATE INDEX IF NOT EXISTS files_by_digest ON files (sha256);
+CREATE INDEX IF NOT EXISTS files_by_state ON files (state);
+CREATE INDEX IF NOT EXISTS projects_by_seq ON projects (seq);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    project TEXT NOT NULL,
+    filename TEXT,
+    sha256 TEXT,
+    from_state TEXT,
+    to_state TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    actor TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_project ON events (project, at);
+"""
+
+_FILE_COLUMNS = (
+    "project, filename, version, sha256, size, upload_time, first_seen, clock_start, "
+    "established, state, reason, url, requires_python, yanked, core_metadata_sha256, "
+    "provenance_url, provenance_sha256, stored, listed, anomaly, state_version"
+)
+_PROJECT_COLUMNS = "name, first_seen, last_look_ok, status, status_reason, etag, serial, seq"
+
+
+def _ts(moment: datetime | None) -> str | None:
+    return None if moment is None else format_timestamp(moment)
+
+
+def _dt(text: str | None) -> datetime | None:
+    return None if text is None else parse_timestamp(text)
+
+
+def _file_row(record: FileRecord) -> tuple[Any, ...]:
+    return (
+        record.project,
+        record.filename,
+        record.version,
+        record.sha256,
+        record.size,
+        _ts(record.upload_time),
+        _ts(record.first_seen),
+        _ts(record.clock_start),
+        int(record.established),
+        record.state.value,
+        record.reason,
+        record.url,
+        record.requires_python,
+        record.yanked,
+        record.core_metadata_sha256,
+        record.provenance_url,
+        record.provenance_sha256,
+        int(record.stored),
+        int(record.listed),
+        record.anomaly,
+        record.state_version,
+    )
+
+
+def _file_record(row: sqlite3.Row) -> FileRecord:
+    return FileRecord(
+        project=NormalizedName(row["project"]),
+        filename=row["filename"],
+        version=row["version"],
+        sha256=row["sha256"],
+        size=row["size"],
+        upload_time=_dt(row["upload_time"]),
+        first_seen=parse_timestamp(row["first_seen"]),
+        clock_start=parse_timestamp(row["clock_start"]),
+        established=bool(row["established"]),
+        state=FileState(row["state"]),
+        reason=row["reason"],
+        url=row["url"],
+        requires_python=row["requires_python"],
+        yanked=row["yanked"],
+        core_metadata_sha256=row["core_metadata_sha256"],
+        provenance_url=row["provenance_url"],
+        provenance_sha256=row["provenance_sha256"],
+        stored=bool(row["stored"]),
+        listed=bool(row["listed"]),
+        anomaly=row["anomaly"],
+        state_version=row["state_version"],
+    )
+
+
+def _project_record(row: sqlite3.Row) -> ProjectRecord:
+    return ProjectRecord(
+        name=NormalizedName(row["name"]),
+        first_seen=parse_timestamp(row["first_seen"]),
+        last_look_ok=_dt(row["last_look_ok"]),
+        status=ProjectStatus(row["status"]),
+        status_reason=row["status_reason"],
+        etag=row["etag"],
+        serial=row["serial"],
+        seq=row["seq"],
+    )
+
+
+class SqliteLedger:
+    def __init__(self, path: Path) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as error:
+            raise LedgerError(f"cannot open the ledger at {path}: {error}") from error
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._migrate(path)
+
+    def _migrate(self, path: Path) -> None:
+        with self._lock:
+            self._db.executescript(_SCHEMA)
+            row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
+                )
+                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('change_seq', '0')")
+            elif int(row["value"]) > SCHEMA_VERSION:
+                raise LedgerError(
+                    f"the ledger at {path} has schema {row['value']}, newer than this "
+                    f"lazaretto ({SCHEMA_VERSION}): upgrade lazaretto"
+                )
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def _next_seq(self, db: sqlite3.Connection) -> int:
+        row = db.execute(
+            "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='change_seq' "
+            "RETURNING value"
+        ).fetchone()
+        return int(row["value"])
+
+    def _bump(self, db: sqlite3.Connection, project: NormalizedName) -> None:
+        db.execute("UPDATE projects SET seq=? WHERE name=?", (self._next_seq(db), project))
+
+    def _event(
+        self,
+        db: sqlite3.Connection,
+        at: datetime,
+        project: NormalizedName,
+        record: FileRecord | None,
+        from_state: str | None,
+        to_state: str,
+        reason: str,
+        actor: str,
+    ) -> None:
+        db.execute(
+            "INSERT INTO events (at, project, filename, sha256, from_state, to_state, reason, "
+            "actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                format_timestamp(at),
+                project,
+                record.filename if record else None,
+                record.sha256 if record else None,
+                from_state,
+                to_state,
+                reason,
+                actor,
+            ),
+        )
+
+    def project(self, name: NormalizedName) -> ProjectRecord | None:
+        rows = self._query(f"SELECT {_PROJECT_COLUMNS} FROM projects WHERE name=?", (name,))
+        return _project_record(rows[0]) if rows else None
+
+    def projects(self) -> list[NormalizedName]:
+        rows = self._query("SELECT name FROM projects WHERE status != 'removed' ORDER BY name")
+        return [NormalizedName(row["name"]) for row in rows]
+
+    def files(self, project: NormalizedName) -> list[FileRecord]:
+        rows = self._query(
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE project=? ORDER BY filename", (project,)
+        )
+        return [_file_record(row) for row in rows]
+
+    def file(self, project: NormalizedName, filename: str) -> FileRecord | None:
+        rows = self._query(
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE project=? AND filename=?",
+            (project, filename),
+        )
+        return _file_record(rows[0]) if rows else None
+
+    def file_by_digest(self, sha256: str, filename: str) -> FileRecord | None:
+        rows = self._query(
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE sha256=? AND filename=?", (sha256, filename)
+        )
+        return _file_record(rows[0]) if rows else None
+
+    def held(self, project: NormalizedName | None = None) -> list[FileRecord]:
+        sql = f"SELECT {_FILE_COLUMNS} FROM files WHERE state='held'"
+        params: tuple[Any, ...] = ()
+        if project is not None:
+            sql, params = sql + " AND project=?", (project,)
+        return [
+            _file_record(row) for row in self._query(sql + " ORDER BY project, filename", params)
+        ]
+
+    def apply(self, observation: Observation, etag: str | None, actor: str) -> None:
+        project = observation.project
+        at = project.last_look_ok or project.first_seen
+        with self._write() as db:
+            before = db.execute(
+                "SELECT status FROM projects WHERE name=?", (project.name,)
+            ).fetchone()
+            self._upsert_project(db, observation, etag)
+            for record in observation.new:
+                db.execute(
+                    f"INSERT INTO files ({_FILE_COLUMNS}) VALUES ({', '.join('?' * 21)})",
+                    _file_row(record),
+                )
+                self._event(db, at, project.name, record, None, record.state, record.reason, actor)
+                if record.anomaly:
+                    self._event(
+                        db, at, project.name, record, None, "anomaly", record.anomaly, actor
+                    )
+            for old, new in observation.changed:
+                self._write_change(db, old, new, at, actor)
+            status_changed = before is None or before["status"] != project.status.value
+            if status_changed and before is not None:
+                self._event(
+                    db,
+                    at,
+                    project.name,
+                    None,
+                    before["status"],
+                    project.status.value,
+                    f"upstream project status: {project.status_reason or project.status.value}",
+                    actor,
+                )
+            if observation.alters_pages or status_changed:
+                self._bump(db, project.name)
+
+    def _upsert_project(
+        self, db: sqlite3.Connection, observation: Observation, etag: str | None
+    ) -> None:
+        project = observation.project
+        db.execute(
+            f"INSERT INTO projects ({_PROJECT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 0) "
+            "ON CONFLICT(name) DO UPDATE SET last_look_ok=excluded.last_look_ok, "
+            "status=excluded.status, status_reason=excluded.status_reason, "
+            "etag=excluded.etag, serial=excluded.serial",
+            (
+                project.name,
+                format_timestamp(project.first_seen),
+                _ts(project.last_look_ok),
+                project.status.value,
+                project.status_reason,
+                etag,
+                project.serial,
+            ),
+        )
+
+    def _write_change(
+        self, db: sqlite3.Connection, old: FileRecord, new: FileRecord, at: datetime, actor: str
+    ) -> None:
+        cursor = db.execute(
+            "UPDATE files SET state=?, reason=?, yanked=?, listed=?, anomaly=?, provenance_url=?,"
+            " state_version=state_version+1 WHERE project=? AND filename=? AND state_version=?",
+            (
+                new.state.value,
+                new.reason,
+                new.yanked,
+                int(new.listed),
+                new.anomaly,
+                new.provenance_url,
+                old.project,
+                old.filename,
+                old.state_version,
+            ),
+        )
+        if cursor.rowcount != 1:
+            raise StaleTransition(f"{old.filename} changed while an upstream look was applied")
+        if new.state != old.state:
+            self._event(db, at, old.project, old, old.state, new.state, new.reason, actor)
+        if new.anomaly and new.anomaly != old.anomaly:
+            self._event(db, at, old.project, old, old.state, "anomaly", new.anomaly, actor)
+        if new.yanked != old.yanked:
+            verb = "unyanked" if new.yanked is None else f"yanked: {new.yanked or 'no reason'}"
+            self._event(db, at, old.project, old, old.state, old.state, f"upstream {verb}", actor)
+
+    def record_project_gone(self, name: NormalizedName, at: datetime, actor: str) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE projects SET status='removed', status_reason='the upstream answers 404', "
+                "last_look_ok=?, etag=NULL WHERE name=?",
+                (format_timestamp(at), name),
+            )
+            rows = db.execute(
+                f"SELECT {_FILE_COLUMNS} FROM files "
+                "WHERE project=? AND state IN ('held', 'promoted')",
+                (name,),
+            ).fetchall()
+            for row in rows:
+                record = _file_record(row)
+                to_state = (
+                    FileState.WITHDRAWN
+                    if record.state is FileState.PROMOTED
+                    else FileState.REJECTED
+                )
+                db.execute(
+                    "UPDATE files SET state=?, reason='upstream_removed', listed=0, "
+                    "state_version=state_version+1 WHERE project=? AND filename=?",
+                    (to_state.value, name, record.filename),
+                )
+                self._event(db, at, name, record, record.state, to_state, "upstream_removed", actor)
+            self._event(db, at, name, None, None, "removed", "the upstream answers 404", actor)
+            self._bump(db, name)
+
+    def touch_look(self, name: NormalizedName, at: datetime) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE projects SET last_look_ok=? WHERE name=?", (format_timestamp(at), name)
+            )
+
+    def transition(
+        self, before: FileRecord, state: FileState, reason: str, actor: str, at: datetime
+    ) -> FileRecord:
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE files SET state=?, reason=?, state_version=state_version+1 "
+                "WHERE project=? AND filename=? AND state_version=?",
+                (state.value, reason, before.project, before.filename, before.state_version),
+            )
+            if cursor.rowcount != 1:
+                raise StaleTransition(
+                    f"{before.filename} changed since it was read; read it again and retry"
+                )
+            if state != before.state:
+                self._event(db, at, before.project, before, before.state, state, reason, actor)
+                self._bump(db, before.project)
+        after = self.file(before.project, before.filename)
+        assert after is not None
+        return after
+
+    def mark_stored(self, record: FileRecord) -> FileRecord:
+        with self._write() as db:
+            db.execute(
+                "UPDATE files SET stored=1 WHERE project=? AND filename=?",
+                (record.project, record.filename),
+            )
+        after = self.file(record.project, record.filename)
+        assert after is not None
+        return after
+
+    def set_provenance(self, record: FileRecord, sha256: str) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE files SET provenance_sha256=? WHERE project=? AND filename=? "
+                "AND provenance_sha256 IS NULL",
+                (sha256, record.project, record.filename),
+            )
+
+    def record_incident(self, record: FileRecord, reason: str, actor: str, at: datetime) -> None:
+        with self._write() as db:
+            self._event(db, at, record.project, record, record.state, "incident", reason, actor)
+
+    def events(
+        self, project: NormalizedName | None = None, since: datetime | None = None
+    ) -> Sequence[Event]:
+        sql = "SELECT * FROM events WHERE 1=1"
+        params: list[Any] = []
+        if project is not None:
+            sql += " AND project=?"
+            params.append(project)
+        if since is not None:
+            sql += " AND at>=?"
+            params.append(format_timestamp(since))
+        rows = self._query(sql + " ORDER BY id", tuple(params))
+        return [
+            Event(
+                at=parse_timestamp(row["at"]),
+                project=NormalizedName(row["project"]),
+                filename=row["filename"],
+                sha256=row["sha256"],
+                from_state=row["from_state"],
+                to_state=row["to_state"],
+                reason=row["reason"],
+                actor=row["actor"],
+            )
+            for row in rows
+        ]
+
+    def change_seq(self) -> int:
+        rows = self._query("SELECT value FROM meta WHERE key='change_seq'")
+        return int(rows[0]["value"])
+
+    def changed_since(self, seq: int) -> dict[NormalizedName, int]:
+        rows = self._query("SELECT name, seq FROM projects WHERE seq > ?", (seq,))
+        return {NormalizedName(row["name"]): row["seq"] for row in rows}

@@ -1,0 +1,101 @@
+"""The records the vetting side reasons about. Frozen: a change is a new record."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from packaging.utils import NormalizedName
+
+
+class FileState(StrEnum):
+    HELD = "held"  # cooling, or waiting for its bytes or a fresh upstream look
+    PROMOTED = "promoted"  # listed and served
+    REJECTED = "rejected"  # never served: bad hash, bad name, removed or yanked while held
+    WITHDRAWN = "withdrawn"  # was promoted, taken back (upstream takedown): 410
+
+
+class ProjectStatus(StrEnum):
+    """PEP 792 markers, plus ``removed`` for a project the upstream no longer has."""
+
+    ACTIVE = "active"
+    ARCHIVED = "archived"
+    DEPRECATED = "deprecated"
+    QUARANTINED = "quarantined"
+    REMOVED = "removed"
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamFile:
+    """One file entry of an upstream project page, already validated for shape."""
+
+    filename: str
+    url: str
+    sha256: str | None
+    size: int | None
+    upload_time: datetime | None
+    requires_python: str | None
+    yanked: str | None  # None: not yanked; "": yanked without a reason
+    core_metadata_sha256: str | None
+    provenance_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What the upstream said about one project in one successful look."""
+
+    name: NormalizedName
+    files: tuple[UpstreamFile, ...]
+    status: ProjectStatus
+    status_reason: str | None
+    serial: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectRecord:
+    name: NormalizedName
+    first_seen: datetime
+    last_look_ok: datetime | None
+    status: ProjectStatus
+    status_reason: str | None
+    etag: str | None
+    serial: int | None
+    seq: int  # bumped on every change that alters what the project's pages show
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    project: NormalizedName
+    filename: str
+    version: str
+    sha256: str
+    size: int | None
+    upload_time: datetime | None
+    first_seen: datetime
+    clock_start: datetime  # the hold is measured from here
+    established: bool  # already past cooling + vetting window when first seen
+    state: FileState
+    reason: str
+    url: str
+    requires_python: str | None
+    yanked: str | None
+    core_metadata_sha256: str | None
+    provenance_url: str | None
+    provenance_sha256: str | None
+    stored: bool  # the blob store holds bytes verified against sha256
+    listed: bool  # present in the latest upstream look
+    anomaly: str | None
+    state_version: int
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One recorded state change: what, who, why and when."""
+
+    at: datetime
+    project: NormalizedName
+    filename: str | None
+    sha256: str | None
+    from_state: str | None
+    to_state: str
+    reason: str
+    actor: str

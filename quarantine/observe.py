@@ -1,0 +1,209 @@
+"""Fold one upstream look at a project into the ledger's records.
+
+Pure: given what the ledger knew and what the upstream said now, compute the new and the
+changed records. The ledger writes them in one transaction.
+"""
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    NormalizedName,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import Version
+
+from quarantine.clock import format_timestamp
+from quarantine.decide import decide
+from quarantine.models import FileRecord, FileState, ProjectRecord, Snapshot, UpstreamFile
+from quarantine.policy import Policy
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    project: ProjectRecord
+    new: tuple[FileRecord, ...]
+    changed: tuple[tuple[FileRecord, FileRecord], ...]  # (as the ledger has it, as it should be)
+
+    @property
+    def alters_pages(self) -> bool:
+        return bool(self.new or self.changed)
+
+
+class UnservableFile(ValueError):
+    """A listed file that can never be served; the message is the recorded reason."""
+
+
+def observe(
+    before: ProjectRecord | None,
+    known: Mapping[str, FileRecord],
+    snapshot: Snapshot,
+    now: datetime,
+    policy: Policy,
+) -> Observation:
+    project = _project_after(before, snapshot, now)
+    previous_look = before.last_look_ok if before is not None else None
+    listed = {entry.filename: entry for entry in snapshot.files}
+    new = [
+        _first_sight(snapshot.name, entry, previous_look, now, policy)
+        for name, entry in listed.items()
+        if name not in known
+    ]
+    updated = {name: _relisted(record, listed.get(name)) for name, record in known.items()}
+    decided_new = tuple(_apply_decision(record, project, policy, now) for record in new)
+    changed = []
+    for name, record in known.items():
+        final = _apply_decision(updated[name], project, policy, now)
+        if final != record:
+            changed.append((record, final))
+    return Observation(project, decided_new, tuple(changed))
+
+
+def _project_after(
+    before: ProjectRecord | None, snapshot: Snapshot, now: datetime
+) -> ProjectRecord:
+    if before is None:
+        return ProjectRecord(
+            name=snapshot.name,
+            first_seen=now,
+            last_look_ok=now,
+            status=snapshot.status,
+            status_reason=snapshot.status_reason,
+            etag=None,
+            serial=snapshot.serial,
+            seq=0,
+        )
+    return replace(
+        before,
+        last_look_ok=now,
+        status=snapshot.status,
+        status_reason=snapshot.status_reason,
+        serial=snapshot.serial,
+    )
+
+
+def _apply_decision(
+    record: FileRecord, project: ProjectRecord, policy: Policy, now: datetime
+) -> FileRecord:
+    verdict = decide(record, project, policy, now)
+    if verdict.state == record.state and verdict.reason == record.reason:
+        return record
+    return replace(record, state=verdict.state, reason=verdict.reason)
+
+
+def _relisted(record: FileRecord, entry: UpstreamFile | None) -> FileRecord:
+    if entry is None:
+        return replace(record, listed=False) if record.listed else record
+    updated = replace(
+        record,
+        listed=True,
+        yanked=entry.yanked,
+        provenance_url=record.provenance_url or entry.provenance_url,
+    )
+    if entry.sha256 != record.sha256:
+        # A filename is immutable upstream; a new digest means tampering. Keep the old one.
+        anomaly = f"digest_changed: upstream now declares {entry.sha256} for this filename"
+        updated = replace(updated, anomaly=anomaly)
+        if record.state is FileState.HELD:
+            updated = replace(updated, state=FileState.REJECTED, reason="digest_changed")
+    return updated
+
+
+def _first_sight(
+    project: NormalizedName,
+    entry: UpstreamFile,
+    previous_look: datetime | None,
+    now: datetime,
+    policy: Policy,
+) -> FileRecord:
+    state, reason = FileState.HELD, "first seen"
+    try:
+        version = file_version(project, entry.filename)
+        sha256 = _checked_sha256(entry.sha256)
+    except UnservableFile as problem:
+        version = ""
+        sha256 = entry.sha256 if entry.sha256 and _SHA256.fullmatch(entry.sha256) else ""
+        state, reason = FileState.REJECTED, str(problem)
+    clock_start, anomaly = _clock_start(entry.upload_time, previous_look, now, policy)
+    established = (
+        anomaly is None
+        and entry.upload_time is not None
+        and now - entry.upload_time >= policy.cooling_for(project) + policy.vetting_window
+    )
+    return FileRecord(
+        project=project,
+        filename=entry.filename,
+        version=version,
+        sha256=sha256,
+        size=entry.size,
+        upload_time=entry.upload_time,
+        first_seen=now,
+        clock_start=clock_start,
+        established=established,
+        state=state,
+        reason=reason,
+        url=entry.url,
+        requires_python=entry.requires_python,
+        yanked=entry.yanked,
+        core_metadata_sha256=entry.core_metadata_sha256,
+        provenance_url=entry.provenance_url,
+        provenance_sha256=None,
+        stored=False,
+        listed=True,
+        anomaly=anomaly,
+        state_version=0,
+    )
+
+
+def _clock_start(
+    upload_time: datetime | None, previous_look: datetime | None, now: datetime, policy: Policy
+) -> tuple[datetime, str | None]:
+    """Where the hold is measured from, and why that is unusual if it is."""
+    if upload_time is None:
+        return now, "no upload-time from the upstream"
+    if previous_look is not None and upload_time < previous_look - policy.backdate_tolerance:
+        return now, (
+            f"backdated: upload-time {format_timestamp(upload_time)} is older than the "
+            f"previous upstream look at {format_timestamp(previous_look)}"
+        )
+    if upload_time > now + policy.future_tolerance:
+        return upload_time, f"upload-time {format_timestamp(upload_time)} is in the future"
+    return upload_time, None
+
+
+def _checked_sha256(value: str | None) -> str:
+    if value is None or not _SHA256.fullmatch(value):
+        raise UnservableFile("no_trusted_hash: the upstream gave no valid sha256")
+    return value
+
+
+def file_version(project: NormalizedName, filename: str) -> str:
+    """The version in a wheel or sdist filename of ``project``, or UnservableFile."""
+    if any(character in filename for character in "/\\") or not filename.isprintable():
+        raise UnservableFile("invalid_filename: path separators or control characters")
+    try:
+        if filename.endswith(".whl"):
+            name, version, _build, _tags = parse_wheel_filename(filename)
+        elif filename.endswith((".tar.gz", ".zip")):
+            name, version = parse_sdist_filename(filename)
+        else:
+            raise UnservableFile("unsupported_file_type: only wheels, .tar.gz and .zip sdists")
+    except (InvalidWheelFilename, InvalidSdistFilename) as error:
+        raise UnservableFile(f"invalid_filename: {error}") from error
+    if canonicalize_name(name) != project:
+        raise UnservableFile(f"invalid_filename: names project {name!r}, not {project!r}")
+    return _public_version(version)
+
+
+def _public_version(version: Version) -> str:
+    if version.local is not None:
+        raise UnservableFile("local_version: the upstream index never accepts local versions")
+    return str(version)

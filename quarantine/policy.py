@@ -1,0 +1,47 @@
+"""What the operator decided: cooling periods, exemptions, the outbreak cutoff."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from packaging.utils import NormalizedName
+
+
+@dataclass(frozen=True, slots=True)
+class Exemption:
+    """A project served without a hold (an internal one, say); the reason is mandatory."""
+
+    reason: str
+    until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    cooling_period: timedelta = timedelta(hours=72)
+    # A file older than cooling_period + vetting_window at first sight is "established":
+    # listed at once, its bytes fetched and hash-checked on first download.
+    vetting_window: timedelta = timedelta(days=30)
+    # A promotion needs an upstream look at least this recent (to see takedowns).
+    freshness_window: timedelta = timedelta(minutes=10)
+    # A new file claiming an upload time older than the previous look minus this is backdated.
+    backdate_tolerance: timedelta = timedelta(0)
+    # Upload times further in the future than this are an anomaly.
+    future_tolerance: timedelta = timedelta(minutes=5)
+    cooling_overrides: Mapping[NormalizedName, timedelta] = field(default_factory=dict)
+    exemptions: Mapping[NormalizedName, Exemption] = field(default_factory=dict)
+    cutoff: datetime | None = None  # nothing uploaded after this is promoted
+
+    def cooling_for(self, project: NormalizedName) -> timedelta:
+        return self.cooling_overrides.get(project, self.cooling_period)
+
+    def exemption_for(self, project: NormalizedName, now: datetime) -> Exemption | None:
+        exemption = self.exemptions.get(project)
+        if exemption is None or (exemption.until is not None and now >= exemption.until):
+            return None
+        return exemption
+
+    def is_after_cutoff(self, upload_time: datetime | None) -> bool:
+        """Under a cutoff, a file with no upload time counts as after it: fail closed."""
+        if self.cutoff is None:
+            return False
+        return upload_time is None or upload_time > self.cutoff

@@ -1,0 +1,36 @@
+"""What the vetting side needs from the outside world, declared here, built by ``mirror``."""
+
+from typing import Protocol
+
+from packaging.utils import NormalizedName
+
+from quarantine.errors import QuarantineError
+from quarantine.models import FileRecord
+
+
+class FetchFailed(QuarantineError):
+    """The bytes could not be fetched now (network, upstream down); try again later."""
+
+
+class IntegrityFailure(QuarantineError):
+    """The upstream's bytes do not match what its listing declared: refused and recorded."""
+
+
+class LookFailed(QuarantineError):
+    """The upstream could not be asked about a project now."""
+
+
+class ArtifactSource(Protocol):
+    async def fetch(self, record: FileRecord) -> FileRecord:
+        """Put the file's verified bytes (and its metadata and provenance) in the store.
+
+        Returns the updated record; raises IntegrityFailure or FetchFailed.
+        """
+        ...
+
+    async def look(self, project: NormalizedName) -> None:
+        """Ask the upstream about ``project`` now and fold the answer into the ledger.
+
+        Raises LookFailed when the upstream cannot be asked.
+        """
+        ...

@@ -1,0 +1,30 @@
+"""Shared fixtures: a real local upstream, the mirror as a real server, a settable clock."""
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from support.clock import FakeClock
+from support.mirror import MirrorServer, running_mirror, test_settings
+from support.upstream import Upstream
+
+NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(NOW)
+
+
+@pytest.fixture
+def upstream() -> Iterator[Upstream]:
+    with Upstream() as server:
+        yield server
+
+
+@pytest.fixture
+def mirror(tmp_path: Path, upstream: Upstream, clock: FakeClock) -> Iterator[MirrorServer]:
+    with running_mirror(test_settings(tmp_path / "data", upstream.url), clock) as server:
+        yield server
