@@ -103,6 +103,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         settings.policy,
         clock,
         concurrency=settings.fetch_concurrency,
+        on_change=catalog.sync,
     )
     wake.append(promoter)
     return Services(settings, clock, ledger, blobs, client, catalog, artifacts, promoter)

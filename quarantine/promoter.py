@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from packaging.utils import NormalizedName
@@ -45,6 +46,7 @@ class Promoter:
         policy: Policy,
         clock: Clock,
         concurrency: int = 4,
+        on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self._ledger = ledger
         self._source = source
@@ -53,6 +55,7 @@ class Promoter:
         self._slots = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
+        self._on_change = on_change  # lets the serving side drop pages that changed
 
     def wake(self) -> None:
         """New held files were seen: fetch them soon rather than at the next tick."""
@@ -77,6 +80,7 @@ class Promoter:
                 by_project[record.project].append(record)
             for project in sorted(by_project):
                 await self._settle_project(project, result)
+            self._on_change()
             return result
 
     async def _fetch_missing(self, result: Round) -> None:
