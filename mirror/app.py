@@ -21,6 +21,7 @@ from mirror.catalog import Catalog
 from mirror.default_index import pip_index_url
 from mirror.errors import MirrorError
 from mirror.file_routes import serve_file
+from mirror.names import ReservedNames
 from mirror.services import Services
 from mirror.settings import Settings
 from mirror.simple_routes import simple_project, simple_root
@@ -28,6 +29,7 @@ from mirror.source import MirrorSource
 from mirror.upstream import UpstreamClient
 from mirror.url_guard import UrlGuard
 from quarantine.clock import Clock, SystemClock
+from quarantine.clock_guard import ClockGuard
 from quarantine.ledger_sqlite import SqliteLedger
 from quarantine.promoter import Promoter
 
@@ -71,6 +73,13 @@ async def _health(_request: Request) -> Response:
     return _one_line(200, "ok")
 
 
+async def _ready(request: Request) -> Response:
+    """Serving works while frozen, but an operator must look: report it as not ready."""
+    services: Services = request.app.state.services
+    frozen = services.ledger.freeze_reason()
+    return _one_line(503, f"promotion frozen: {frozen}") if frozen else _one_line(200, "ready")
+
+
 def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     clock = clock or SystemClock()
     upstream = settings.upstream or pip_index_url()
@@ -86,6 +95,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         max_page_bytes=settings.max_page_bytes,
     )
     artifacts = Artifacts(ledger, blobs, client, clock, settings.max_file_bytes)
+    guard = ClockGuard(ledger, clock)
     wake: list[Promoter] = []
     catalog = Catalog(
         ledger,
@@ -96,6 +106,8 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         request_wait_seconds=settings.request_wait.total_seconds(),
         public_base_url=settings.public_base_url,
         on_new_held=lambda: wake[0].wake() if wake else None,
+        reserved=ReservedNames(settings.reserved_names),
+        guard=guard,
     )
     promoter = Promoter(
         ledger,
@@ -104,6 +116,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         clock,
         concurrency=settings.fetch_concurrency,
         on_change=catalog.sync,
+        guard=guard,
     )
     wake.append(promoter)
     return Services(settings, clock, ledger, blobs, client, catalog, artifacts, promoter)
@@ -147,6 +160,7 @@ def create_app(
             Route("/simple/{project}", simple_project, methods=["GET", "HEAD"]),
             Route("/files/{sha256:sha256}/{filename}", serve_file, methods=["GET", "HEAD"]),
             Route("/healthz", _health, methods=["GET"]),
+            Route("/readyz", _ready, methods=["GET"]),
         ],
         middleware=middleware,
         exception_handlers={MirrorError: _mirror_error, HTTPException: _http_error},

@@ -15,10 +15,12 @@ from datetime import datetime
 from packaging.utils import NormalizedName
 
 from mirror.errors import NotFound, UpstreamGone, UpstreamRejected, UpstreamUnavailable
+from mirror.names import ReservedNames
 from mirror.negotiate import PageFormat
 from mirror.render import HeldSummary, project_html, project_json, root_html, root_json
 from mirror.upstream import UpstreamClient
 from quarantine.clock import Clock
+from quarantine.clock_guard import ClockGuard
 from quarantine.decide import hold_until
 from quarantine.ledger import Ledger
 from quarantine.models import FileRecord, FileState, ProjectRecord, ProjectStatus, Snapshot
@@ -74,6 +76,8 @@ class Catalog:
         request_wait_seconds: float,
         public_base_url: str | None,
         on_new_held: Callable[[], None],
+        reserved: ReservedNames | None = None,
+        guard: ClockGuard | None = None,
     ) -> None:
         self._ledger = ledger
         self._client = client
@@ -83,6 +87,8 @@ class Catalog:
         self._wait = request_wait_seconds
         self._public_base_url = public_base_url
         self._on_new_held = on_new_held
+        self._reserved = reserved or ReservedNames(())
+        self._guard = guard or ClockGuard(ledger, clock)
         self._live: dict[NormalizedName, _Live] = {}
         self._seq: dict[NormalizedName, int] = {}
         self._seen_seq = ledger.change_seq()
@@ -108,6 +114,7 @@ class Catalog:
 
     # -- pages -----------------------------------------------------------------------------
     async def project_page(self, name: NormalizedName, fmt: PageFormat) -> Served:
+        self._refuse_reserved(name)
         live = self._live.setdefault(name, _Live())
         now = self._clock.now()
         if live.looked_at is None or (now - live.looked_at).total_seconds() >= self._ttl:
@@ -120,6 +127,10 @@ class Catalog:
             since = live.ok_at or now
             stale = max(0.0, (now - since).total_seconds())
         return Served(page, stale)
+
+    def _refuse_reserved(self, name: NormalizedName) -> None:
+        if name in self._reserved:
+            raise NotFound(f"not found: {name} is a reserved private name, never asked upstream")
 
     def _render(self, name: NormalizedName, fmt: PageFormat, live: _Live) -> Page:
         project = self._ledger.project(name)  # read the counter before the files it covers
@@ -193,6 +204,7 @@ class Catalog:
 
     async def look(self, name: NormalizedName) -> None:
         """Ask the upstream about ``name`` now and fold the answer into the ledger."""
+        self._refuse_reserved(name)
         live = self._live.setdefault(name, _Live())
         before = self._ledger.project(name)
         now = self._clock.now()
@@ -226,7 +238,7 @@ class Catalog:
         self, before: ProjectRecord | None, snapshot: Snapshot, etag: str | None, now: datetime
     ) -> None:
         known = {record.filename: record for record in self._ledger.files(snapshot.name)}
-        observation = observe(before, known, snapshot, now, self._policy)
+        observation = observe(before, known, snapshot, now, self._policy, self._guard.frozen())
         self._ledger.apply(observation, etag, ACTOR)
         if any(record.state is FileState.HELD for record in observation.new):
             self._on_new_held()

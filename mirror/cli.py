@@ -28,6 +28,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", help="port to listen on (default 8070)")
     serve.add_argument("--upstream", help="PEP 691 simple index to mirror (default: pip's index)")
     serve.add_argument("--cooling-period", help="hold new files this long: 72h, 3d or P3D")
+    unfreeze = commands.add_parser(
+        "unfreeze", help="lift a promotion freeze (set when the wall clock jumped)"
+    )
+    _common(unfreeze)
+    unfreeze.add_argument("--reason", required=True, help="why it is safe to promote again")
     return parser
 
 
@@ -66,12 +71,37 @@ def _serve(settings: Settings) -> int:
     return EXIT_OK
 
 
+def _actor() -> str:
+    return f"cli:{os.environ.get('USER') or os.environ.get('LOGNAME') or 'unknown'}"
+
+
+def _unfreeze(settings: Settings, reason: str) -> int:
+    from quarantine.clock import SystemClock
+    from quarantine.ledger_sqlite import SqliteLedger
+
+    if len(reason.strip()) < 10:
+        print("lazaretto: give a reason of at least 10 characters (--reason)", file=sys.stderr)
+        return EXIT_USAGE
+    ledger = SqliteLedger(Path(settings.data_dir) / "ledger.sqlite3")
+    try:
+        frozen = ledger.freeze_reason()
+        if not ledger.unfreeze(reason.strip(), _actor(), SystemClock().now()):
+            print("no freeze in place; nothing to do")
+            return EXIT_OK
+    finally:
+        ledger.close()
+    print(f"freeze lifted (it was: {frozen})")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = settings_from(args)
         if args.command == "serve":
             return _serve(settings)
+        if args.command == "unfreeze":
+            return _unfreeze(settings, args.reason)
     except ConfigError as error:
         print(f"lazaretto: configuration error: {error.reason}", file=sys.stderr)
         return EXIT_CONFIG

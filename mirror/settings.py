@@ -37,6 +37,7 @@ class Settings:
     file_hosts: tuple[str, ...] = ()  # extra hosts file URLs may point at (https only)
     public_base_url: str | None = None
     trusted_hosts: tuple[str, ...] = ()
+    reserved_names: tuple[str, ...] = ()  # private names (globs allowed), never asked upstream
     index_ttl: timedelta = timedelta(seconds=60)
     request_wait: timedelta = timedelta(seconds=3)
     promote_interval: timedelta = timedelta(seconds=30)
@@ -122,6 +123,7 @@ _TOP_LEVEL: dict[str, Callable[[Any], Any]] = {
     "file_hosts": _as_list,
     "public_base_url": _as_str,
     "trusted_hosts": _as_list,
+    "reserved_names": _as_list,
     "index_ttl": _as_duration,
     "request_wait": _as_duration,
     "promote_interval": _as_duration,

@@ -1,5 +1,6 @@
 """Where "now" comes from: injected everywhere, so tests can age files without sleeping."""
 
+import time
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -9,10 +10,17 @@ class Clock(Protocol):
         """The current time, UTC-aware."""
         ...
 
+    def monotonic(self) -> float:
+        """Seconds on a clock that never jumps, to catch jumps of the wall clock."""
+        ...
+
 
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
 
 
 def parse_timestamp(text: str) -> datetime:

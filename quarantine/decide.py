@@ -37,8 +37,17 @@ def is_fresh(project: ProjectRecord, policy: Policy, now: datetime) -> bool:
     )
 
 
-def decide(record: FileRecord, project: ProjectRecord, policy: Policy, now: datetime) -> Verdict:
-    """What state ``record`` should be in now. Restrictive signals are checked first."""
+def decide(
+    record: FileRecord,
+    project: ProjectRecord,
+    policy: Policy,
+    now: datetime,
+    frozen: str | None = None,
+) -> Verdict:
+    """What state ``record`` should be in now. Restrictive signals are checked first.
+
+    ``frozen`` (why promotion is stopped, e.g. a clock jump) keeps held files held.
+    """
     if record.state in (FileState.REJECTED, FileState.WITHDRAWN):
         return Verdict(record.state, record.reason)  # only a person undoes these
     takedown = _TAKEDOWN.get(project.status)
@@ -48,7 +57,10 @@ def decide(record: FileRecord, project: ProjectRecord, policy: Policy, now: date
         return Verdict(_taken_down(record.state), takedown)
     if record.state is FileState.PROMOTED:
         return Verdict(record.state, record.reason)
-    return _decide_held(record, project, policy, now)
+    verdict = _decide_held(record, project, policy, now)
+    if frozen is not None and verdict.state is FileState.PROMOTED:
+        return Verdict(FileState.HELD, f"promotion frozen: {frozen}", verdict.hold_until)
+    return verdict
 
 
 def _taken_down(state: FileState) -> FileState:

@@ -21,6 +21,7 @@ from quarantine.models import Event, FileRecord, FileState, ProjectRecord, Proje
 from quarantine.observe import Observation
 
 SCHEMA_VERSION = 1
+GLOBAL = NormalizedName("*")  # the project column of events that concern the whole mirror
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -461,6 +462,36 @@ class SqliteLedger:
             )
             for row in rows
         ]
+
+    def _meta(self, key: str) -> str | None:
+        rows = self._query("SELECT value FROM meta WHERE key=?", (key,))
+        return str(rows[0]["value"]) if rows else None
+
+    def freeze(self, reason: str, actor: str, at: datetime) -> None:
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('promotion_freeze', ?)", (reason,))
+            self._event(db, at, GLOBAL, None, None, "frozen", reason, actor)
+
+    def unfreeze(self, reason: str, actor: str, at: datetime) -> bool:
+        with self._write() as db:
+            cursor = db.execute("DELETE FROM meta WHERE key='promotion_freeze'")
+            if cursor.rowcount:
+                self._event(db, at, GLOBAL, None, "frozen", "unfrozen", reason, actor)
+            return cursor.rowcount > 0
+
+    def freeze_reason(self) -> str | None:
+        return self._meta("promotion_freeze")
+
+    def last_wall_clock(self) -> datetime | None:
+        return _dt(self._meta("last_wall_clock"))
+
+    def note_wall_clock(self, at: datetime) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO meta VALUES ('last_wall_clock', ?) ON CONFLICT(key) DO UPDATE "
+                "SET value=excluded.value WHERE excluded.value > meta.value",
+                (format_timestamp(at),),
+            )
 
     def change_seq(self) -> int:
         rows = self._query("SELECT value FROM meta WHERE key='change_seq'")

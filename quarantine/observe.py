@@ -48,6 +48,7 @@ def observe(
     snapshot: Snapshot,
     now: datetime,
     policy: Policy,
+    frozen: str | None = None,
 ) -> Observation:
     project = _project_after(before, snapshot, now)
     previous_look = before.last_look_ok if before is not None else None
@@ -58,10 +59,10 @@ def observe(
         if name not in known
     ]
     updated = {name: _relisted(record, listed.get(name)) for name, record in known.items()}
-    decided_new = tuple(_apply_decision(record, project, policy, now) for record in new)
+    decided_new = tuple(_apply_decision(record, project, policy, now, frozen) for record in new)
     changed = []
     for name, record in known.items():
-        final = _apply_decision(updated[name], project, policy, now)
+        final = _apply_decision(updated[name], project, policy, now, frozen)
         if final != record:
             changed.append((record, final))
     return Observation(project, decided_new, tuple(changed))
@@ -91,9 +92,13 @@ def _project_after(
 
 
 def _apply_decision(
-    record: FileRecord, project: ProjectRecord, policy: Policy, now: datetime
+    record: FileRecord,
+    project: ProjectRecord,
+    policy: Policy,
+    now: datetime,
+    frozen: str | None,
 ) -> FileRecord:
-    verdict = decide(record, project, policy, now)
+    verdict = decide(record, project, policy, now, frozen)
     if verdict.state == record.state and verdict.reason == record.reason:
         return record
     return replace(record, state=verdict.state, reason=verdict.reason)

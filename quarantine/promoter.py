@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from packaging.utils import NormalizedName
 
 from quarantine.clock import Clock
+from quarantine.clock_guard import ClockGuard
 from quarantine.decide import Verdict, decide
 from quarantine.errors import StaleTransition
 from quarantine.ledger import Ledger
@@ -47,6 +48,7 @@ class Promoter:
         clock: Clock,
         concurrency: int = 4,
         on_change: Callable[[], None] = lambda: None,
+        guard: ClockGuard | None = None,
     ) -> None:
         self._ledger = ledger
         self._source = source
@@ -56,6 +58,7 @@ class Promoter:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._on_change = on_change  # lets the serving side drop pages that changed
+        self._guard = guard or ClockGuard(ledger, clock)
 
     def wake(self) -> None:
         """New held files were seen: fetch them soon rather than at the next tick."""
@@ -127,11 +130,10 @@ class Promoter:
         state = self._ledger.project(project)
         if state is None:
             return []
+        frozen = self._guard.frozen()
         now = self._clock.now()
-        return [
-            (record, decide(record, state, self._policy, now))
-            for record in self._ledger.held(project)
-        ]
+        held = self._ledger.held(project)
+        return [(record, decide(record, state, self._policy, now, frozen)) for record in held]
 
     def _apply(self, record: FileRecord, verdict: Verdict, result: Round) -> None:
         if verdict.state == record.state and verdict.reason == record.reason:

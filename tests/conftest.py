@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from support.clock import FakeClock
-from support.mirror import MirrorServer, running_mirror, test_settings
+from support.mirror import MirrorServer, running_mirror, settings_for
 from support.upstream import Upstream
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
@@ -26,5 +26,5 @@ def upstream() -> Iterator[Upstream]:
 
 @pytest.fixture
 def mirror(tmp_path: Path, upstream: Upstream, clock: FakeClock) -> Iterator[MirrorServer]:
-    with running_mirror(test_settings(tmp_path / "data", upstream.url), clock) as server:
+    with running_mirror(settings_for(tmp_path / "data", upstream.url), clock) as server:
         yield server

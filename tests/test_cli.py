@@ -15,7 +15,14 @@ def test_serve_installs_old_and_hides_new_files(upstream: Upstream, tmp_path: Pa
     now = datetime.now(UTC)
     upstream.add("served", UpstreamFile(build_wheel("served", "1.0"), now - timedelta(days=300)))
     upstream.add("served", UpstreamFile(build_wheel("served", "2.0"), now - timedelta(hours=2)))
-    args = ["--data-dir", str(tmp_path / "data"), "--upstream", upstream.url, "--cooling-period", "3d"]
+    args = [
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--upstream",
+        upstream.url,
+        "--cooling-period",
+        "3d",
+    ]
     with lazaretto_serve(args) as origin:
         outcome = pip_install(origin + "/simple/", tmp_path / "t", "served")
     assert outcome.ok, outcome.output
@@ -65,7 +72,7 @@ def test_malformed_config_names_the_key_and_line(tmp_path: Path) -> None:
 def test_invalid_toml_and_unknown_keys_are_explained(tmp_path: Path) -> None:
     broken = _serve_with_config(tmp_path, "port = \n")
     assert broken.returncode == 3 and "not valid TOML" in broken.stderr
-    unknown = _serve_with_config(tmp_path, "[exemptions]\nacme = \"\"\n")
+    unknown = _serve_with_config(tmp_path, '[exemptions]\nacme = ""\n')
     assert unknown.returncode == 3
     assert "line 2" in unknown.stderr and "exemptions.acme" in unknown.stderr
     assert "reason" in unknown.stderr
@@ -87,7 +94,11 @@ def test_per_project_settings_from_the_config_file(upstream: Upstream, tmp_path:
         '"Internal_Tool" = "built by our own CI, never on the public index"\n'
     )
     with lazaretto_serve(["--config", str(config), "--data-dir", str(tmp_path / "d")]) as origin:
-        for project, version in (("internal-tool", "2.0"), ("slowpoke", "1.0"), ("ordinary", "2.0")):
+        for project, version in (
+            ("internal-tool", "2.0"),
+            ("slowpoke", "1.0"),
+            ("ordinary", "2.0"),
+        ):
             target = tmp_path / project
             outcome = pip_install(origin + "/simple/", target, project)
             assert outcome.ok, outcome.output
@@ -97,6 +108,8 @@ def test_per_project_settings_from_the_config_file(upstream: Upstream, tmp_path:
 def test_version_and_help() -> None:
     done = subprocess.run([LAZARETTO, "--version"], capture_output=True, text=True, check=False)
     assert done.returncode == 0 and done.stdout.startswith("lazaretto ")
-    usage = subprocess.run([LAZARETTO, "serve", "--help"], capture_output=True, text=True, check=False)
+    usage = subprocess.run(
+        [LAZARETTO, "serve", "--help"], capture_output=True, text=True, check=False
+    )
     for flag in ("--config", "--host", "--port", "--data-dir", "--upstream", "--cooling-period"):
         assert flag in usage.stdout

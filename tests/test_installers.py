@@ -25,7 +25,9 @@ OLD = NOW - timedelta(days=400)
 TTL = timedelta(seconds=61)
 
 
-def _publish(upstream: Upstream, project: str, version: str, uploaded: object, **extra: object) -> None:
+def _publish(
+    upstream: Upstream, project: str, version: str, uploaded: object, **extra: object
+) -> None:
     upstream.add(project, UpstreamFile(build_wheel(project, version), uploaded, **extra))  # type: ignore[arg-type]
 
 
@@ -184,7 +186,9 @@ def test_upstream_removal_withdraws_a_promoted_file(
     assert _status(url) == 410
 
 
-def installed_after(install: Installer, mirror: MirrorServer, target: Path, *reqs: str) -> dict[str, str]:
+def installed_after(
+    install: Installer, mirror: MirrorServer, target: Path, *reqs: str
+) -> dict[str, str]:
     outcome = install(mirror.url, target, *reqs)
     assert outcome.ok, outcome.output
     return installed(target)
@@ -199,7 +203,9 @@ def test_quarantined_project_is_withdrawn(
     _publish(upstream, "litellm-like", "1.82.6", OLD)
     _publish(upstream, "litellm-like", "1.82.7", NOW - timedelta(minutes=30))
     _publish(upstream, "litellm-like", "1.82.8", NOW - timedelta(minutes=15))
-    assert installed_after(install, mirror, tmp_path / "a", "litellm-like") == {"litellm-like": "1.82.6"}
+    assert installed_after(install, mirror, tmp_path / "a", "litellm-like") == {
+        "litellm-like": "1.82.6"
+    }
     url = _file_url(mirror, "litellm-like", "litellm_like-1.82.6-py3-none-any.whl")
     upstream.set_status("litellm-like", "quarantined")
     clock.advance(TTL)
@@ -273,7 +279,9 @@ def test_client_cooldowns_keep_working_through_the_mirror(
     _publish(upstream, "cooldown", "1.0", OLD)
     _publish(upstream, "cooldown", "1.1", OLD + timedelta(days=100))
     cutoff = (OLD + timedelta(days=50)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    by_pip = pip_install(mirror.url, tmp_path / "pip", "cooldown", extra=("--uploaded-prior-to", cutoff))
+    by_pip = pip_install(
+        mirror.url, tmp_path / "pip", "cooldown", extra=("--uploaded-prior-to", cutoff)
+    )
     assert by_pip.ok, by_pip.output
     assert installed(tmp_path / "pip") == {"cooldown": "1.0"}
     by_uv = uv_install(mirror.url, tmp_path / "uv", "cooldown", extra=("--exclude-newer", cutoff))

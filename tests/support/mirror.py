@@ -129,7 +129,7 @@ def running_mirror(settings: Settings, clock: FakeClock) -> Iterator[MirrorServe
         server.stop()
 
 
-def test_settings(data_dir: Path, upstream_url: str, **overrides: Any) -> Settings:
+def settings_for(data_dir: Path, upstream_url: str, **overrides: Any) -> Settings:
     base = Settings(
         data_dir=data_dir,
         upstream=upstream_url,

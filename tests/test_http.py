@@ -1,0 +1,1160 @@
+"""The mirror's HTTP surface, driven over real sockets only.
+
+Every request here goes through ``http.client`` or a raw socket to the mirror running as a
+real uvicorn server, in front of the real local upstream index. Time moves only through the
+fake clock; promotion rounds run when a test says so (``mirror.promote()``).
+
+Response catalogue: ``threat-model.md`` section 1.6, and items A1, B6, B7, C1, C3, C5, C7,
+E1 and E2.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import socket
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from html import escape
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urljoin, urlsplit
+
+import pytest
+from packaging.specifiers import SpecifierSet
+
+# tests/ is not a package, so pytest and mypy both see tests/support as "support".
+from support.clock import FakeClock
+from support.dists import Dist, build_sdist, build_wheel
+from support.mirror import MirrorServer
+from support.upstream import Upstream, UpstreamFile
+
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+HTML_TYPE = "application/vnd.pypi.simple.v1+html"
+LEGACY_HTML = "text/html"
+INTEGRITY_TYPE = "application/vnd.pypi.integrity.v1+json"
+PROVENANCE = b'{"version":1,"attestation_bundles":[]}'
+
+TTL = timedelta(seconds=61)  # just past the 60 s index TTL: the next page request looks again
+COOLING = timedelta(hours=72)
+AGE_OLD = timedelta(days=200)  # older than cooling + vetting window: established at first sight
+AGE_FRESH = timedelta(hours=1)  # held until upload-time + 72 h
+
+
+# -- HTTP over real sockets --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+    status_lines: int = 1
+
+    def header(self, name: str) -> str | None:
+        values = self.all(name)
+        return values[0] if values else None
+
+    def all(self, name: str) -> list[str]:
+        return [value for key, value in self.headers if key.lower() == name.lower()]
+
+    @property
+    def media_type(self) -> str:
+        return (self.header("Content-Type") or "").split(";")[0].strip()
+
+    def json(self) -> dict[str, Any]:
+        doc = json.loads(self.body)
+        assert isinstance(doc, dict)
+        return doc
+
+
+def get(
+    mirror: MirrorServer,
+    path: str,
+    headers: Mapping[str, str] | None = None,
+    *,
+    method: str = "GET",
+    timeout: float = 10,
+) -> Reply:
+    """One request with http.client; redirects are not followed."""
+    conn = http.client.HTTPConnection("127.0.0.1", mirror.port, timeout=timeout)
+    try:
+        conn.request(method, path, headers=dict(headers or {}))
+        response = conn.getresponse()
+        return Reply(response.status, response.getheaders(), response.read())
+    finally:
+        conn.close()
+
+
+def raw_get(
+    mirror: MirrorServer,
+    target: bytes,
+    extra_headers: Iterable[bytes] = (),
+    *,
+    host: bytes | None = None,
+) -> Reply:
+    """Send ``target`` byte for byte as the request target, over a plain socket."""
+    lines = [
+        b"GET " + target + b" HTTP/1.1",
+        b"Host: " + (host or b"127.0.0.1:%d" % mirror.port),
+        *extra_headers,
+        b"Connection: close",
+    ]
+    with socket.create_connection(("127.0.0.1", mirror.port), timeout=10) as sock:
+        sock.sendall(b"\r\n".join(lines) + b"\r\n\r\n")
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    data = b"".join(chunks)
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.split(b"\r\n")
+    status = int(status_line.split(b" ")[1])
+    headers = []
+    for line in header_lines:
+        name, _, value = line.partition(b":")
+        headers.append((name.decode("latin-1").strip(), value.decode("latin-1").strip()))
+    reply = Reply(status, headers, body, status_lines=data.count(b"HTTP/1."))
+    if (reply.header("Transfer-Encoding") or "").lower() == "chunked":
+        reply = Reply(status, headers, _dechunk(body), reply.status_lines)
+    return reply
+
+
+def _dechunk(body: bytes) -> bytes:
+    out = b""
+    while body:
+        size_line, _, rest = body.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            break
+        out += rest[:size]
+        body = rest[size + 2 :]
+    return out
+
+
+def page(mirror: MirrorServer, project: str, accept: str = JSON_TYPE) -> Reply:
+    reply = get(mirror, f"/simple/{project}/", {"Accept": accept})
+    assert reply.status == 200, (reply.status, reply.body)
+    return reply
+
+
+def page_json(mirror: MirrorServer, project: str) -> dict[str, Any]:
+    reply = page(mirror, project)
+    assert reply.media_type == JSON_TYPE
+    return reply.json()
+
+
+def listed(mirror: MirrorServer, project: str) -> set[str]:
+    return {entry["filename"] for entry in page_json(mirror, project)["files"]}
+
+
+def local_path(mirror: MirrorServer, project: str, url: str) -> str:
+    """The path of a URL found on a project page; it must stay on the mirror."""
+    absolute = urljoin(f"{mirror.origin}/simple/{project}/", url)
+    parts = urlsplit(absolute)
+    assert f"{parts.scheme}://{parts.netloc}" == mirror.origin, url
+    return parts.path
+
+
+def file_path(dist: Dist, suffix: str = "") -> str:
+    """Where the mirror serves a file: guessable from the digest and the filename."""
+    return f"/files/{dist.sha256}/{quote(dist.filename)}{suffix}"
+
+
+def assert_one_line_error(reply: Reply, *, status: int | None = None) -> str:
+    """A 4xx/5xx with one ASCII line as its body (catalogue 1.6); returns that line."""
+    if status is not None:
+        assert reply.status == status, (reply.status, reply.body)
+    assert reply.status >= 400, (reply.status, reply.body)
+    assert reply.body.endswith(b"\n"), reply.body
+    assert reply.body.count(b"\n") == 1, reply.body
+    assert reply.body.isascii(), reply.body
+    assert reply.header("Content-Encoding") is None
+    return reply.body.decode().rstrip("\n")
+
+
+# -- the upstream's contents ---------------------------------------------------------------
+
+
+def publish(
+    upstream: Upstream,
+    dist: Dist,
+    uploaded: datetime | None,
+    **options: Any,
+) -> Dist:
+    upstream.add(dist.project, UpstreamFile(dist, uploaded, **options))
+    return dist
+
+
+def promote_after_cooling(mirror: MirrorServer, clock: FakeClock) -> list[str]:
+    """Fetch held bytes, let the cooling period pass, run the round that promotes."""
+    mirror.promote()
+    clock.advance(COOLING)
+    promoted = mirror.promote().promoted
+    mirror.sync()  # the page cache follows the ledger within a second; do not wait for it
+    return promoted
+
+
+def blob_files(mirror: MirrorServer) -> list[Path]:
+    return [path for path in Path(mirror.settings.data_dir).rglob("*") if path.is_file()]
+
+
+class _PageParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.anchors: list[dict[str, str | None]] = []
+        self.texts: list[str] = []
+        self.meta: dict[str, str | None] = {}
+        self.tags: list[str] = []
+        self._in_anchor = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        attributes = dict(attrs)
+        if tag == "a":
+            self.anchors.append(attributes)
+            self.texts.append("")
+            self._in_anchor = True
+        elif tag == "meta" and attributes.get("name"):
+            self.meta[str(attributes["name"])] = attributes.get("content")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a":
+            self._in_anchor = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_anchor:
+            self.texts[-1] += data
+
+
+def parse_html(body: bytes) -> _PageParser:
+    parser = _PageParser()
+    parser.feed(body.decode("utf-8"))
+    parser.close()
+    return parser
+
+
+# -- /simple/<project>/: JSON and HTML --------------------------------------------------------
+
+# As the metadata writes it (packaging orders the clauses), with both < and > to escape.
+PYTHON_SPEC = str(SpecifierSet(">=3.8,<4"))
+YANK_REASON = 'broken <script>alert(1)</script> & "quoted"'
+
+
+@dataclass(frozen=True)
+class Demo:
+    served: dict[str, Dist]
+    held: dict[str, Dist]
+    yanked: Dist
+    provenance: Dist
+    with_python: Dist
+
+
+def publish_demo(upstream: Upstream, clock: FakeClock) -> Demo:
+    old, fresh = clock.now() - AGE_OLD, clock.now() - AGE_FRESH
+    with_python = publish(upstream, build_wheel("Demo_Pkg", "1.0", requires_python=PYTHON_SPEC), old)
+    sdist = publish(upstream, build_sdist("Demo_Pkg", "1.0"), old)
+    yanked = publish(upstream, build_wheel("Demo_Pkg", "1.1"), old, yanked=YANK_REASON)
+    provenance = publish(upstream, build_wheel("Demo_Pkg", "1.2"), old, provenance=PROVENANCE)
+    # A new wheel added to an old release is held on its own; 2.0 is held entirely.
+    late = build_wheel("Demo_Pkg", "1.0", tag="cp311-cp311-manylinux_2_17_x86_64")
+    held = [publish(upstream, late, fresh)]
+    held.append(publish(upstream, build_wheel("Demo_Pkg", "2.0"), fresh))
+    held.append(publish(upstream, build_sdist("Demo_Pkg", "2.0"), fresh))
+    upstream.set_status("demo-pkg", "archived", "no longer maintained")
+    served = [with_python, sdist, yanked, provenance]
+    return Demo(
+        served={dist.filename: dist for dist in served},
+        held={dist.filename: dist for dist in held},
+        yanked=yanked,
+        provenance=provenance,
+        with_python=with_python,
+    )
+
+
+def _api_version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+def test_json_page_lists_established_files_with_every_field(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+) -> None:
+    demo = publish_demo(upstream, clock)
+    reply = page(mirror, "demo-pkg")
+    assert reply.media_type == JSON_TYPE
+    doc = reply.json()
+
+    assert _api_version(doc["meta"]["api-version"]) >= (1, 1)
+    assert doc["name"] == "demo-pkg"
+    assert doc["versions"] == ["1.0", "1.1", "1.2"]  # 2.0 is all held
+    assert doc["project-status"] == {"status": "archived", "reason": "no longer maintained"}
+    entries = {entry["filename"]: entry for entry in doc["files"]}
+    assert set(entries) == set(demo.served)
+    assert not set(entries) & set(demo.held)
+
+    for filename, dist in demo.served.items():
+        entry = entries[filename]
+        assert entry["hashes"] == {"sha256": dist.sha256}
+        assert entry["size"] == len(dist.data)
+        uploaded = datetime.fromisoformat(entry["upload-time"].replace("Z", "+00:00"))
+        assert uploaded == clock.now() - AGE_OLD
+        assert entry["upload-time"].endswith("Z")
+        assert entry["core-metadata"] == {"sha256": dist.metadata_sha256}
+        assert entry["dist-info-metadata"] == {"sha256": dist.metadata_sha256}
+        assert local_path(mirror, "demo-pkg", entry["url"]) == file_path(dist)
+        expected_python = PYTHON_SPEC if dist is demo.with_python else None
+        assert entry["requires-python"] == expected_python
+        assert entry["yanked"] == (YANK_REASON if dist is demo.yanked else False)
+        if dist is demo.provenance:
+            assert local_path(mirror, "demo-pkg", entry["provenance"]) == file_path(
+                dist, ".provenance"
+            )
+        else:
+            assert entry["provenance"] is None
+
+
+def test_html_page_lists_the_same_files_as_json(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+) -> None:
+    demo = publish_demo(upstream, clock)
+    as_json = page_json(mirror, "demo-pkg")
+    reply = page(mirror, "demo-pkg", accept=LEGACY_HTML)
+    assert reply.media_type == LEGACY_HTML
+    parsed = parse_html(reply.body)
+
+    assert parsed.meta["pypi:repository-version"] is not None
+    assert _api_version(str(parsed.meta["pypi:repository-version"])) >= (1, 0)
+    assert "base" not in parsed.tags  # pip honours <base>; it must never appear
+    assert "script" not in parsed.tags
+    assert parsed.texts == [str(a["href"]).split("#")[0].rsplit("/", 1)[1] for a in parsed.anchors]
+    anchors = dict(zip(parsed.texts, parsed.anchors, strict=True))
+    assert set(anchors) == {entry["filename"] for entry in as_json["files"]}
+    assert set(anchors) == set(demo.served)
+
+    for filename, dist in demo.served.items():
+        anchor = anchors[filename]
+        href = str(anchor["href"])
+        url, _, fragment = href.partition("#")
+        assert fragment == f"sha256={dist.sha256}"
+        assert local_path(mirror, "demo-pkg", url) == file_path(dist)
+        assert anchor["data-core-metadata"] == f"sha256={dist.metadata_sha256}"
+        assert anchor["data-dist-info-metadata"] == f"sha256={dist.metadata_sha256}"
+        if dist is demo.with_python:
+            assert anchor["data-requires-python"] == PYTHON_SPEC
+        else:
+            assert "data-requires-python" not in anchor
+        if dist is demo.yanked:
+            assert anchor["data-yanked"] == YANK_REASON
+        else:
+            assert "data-yanked" not in anchor
+        if dist is demo.provenance:
+            provenance = str(anchor["data-provenance"])
+            assert local_path(mirror, "demo-pkg", provenance) == file_path(dist, ".provenance")
+        else:
+            assert "data-provenance" not in anchor
+
+    # Attribute values are escaped in the bytes, not just tolerated by a lenient parser.
+    assert f'data-requires-python="{escape(PYTHON_SPEC)}"'.encode() in reply.body
+    assert escape(PYTHON_SPEC) != PYTHON_SPEC
+    assert b"<script>" not in reply.body
+    # The PEP 691 HTML flavour is the same document.
+    modern = page(mirror, "demo-pkg", accept=HTML_TYPE)
+    assert modern.media_type == HTML_TYPE
+    assert modern.body == reply.body
+
+
+def test_held_files_appear_on_neither_page_until_promoted(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+) -> None:
+    demo = publish_demo(upstream, clock)
+    assert listed(mirror, "demo-pkg") == set(demo.served)
+    html = parse_html(page(mirror, "demo-pkg", accept=LEGACY_HTML).body)
+    assert set(html.texts) == set(demo.served)
+    for dist in demo.held.values():
+        assert dist.filename.encode() not in page(mirror, "demo-pkg").body
+
+    assert sorted(promote_after_cooling(mirror, clock)) == sorted(demo.held)
+    doc = page_json(mirror, "demo-pkg")
+    assert {entry["filename"] for entry in doc["files"]} == set(demo.served) | set(demo.held)
+    assert doc["versions"] == ["1.0", "1.1", "1.2", "2.0"]
+    html = parse_html(page(mirror, "demo-pkg", accept=LEGACY_HTML).body)
+    assert set(html.texts) == set(demo.served) | set(demo.held)
+
+
+# -- content negotiation ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("accept", "expected"),
+    [
+        (None, LEGACY_HTML),
+        ("*/*", LEGACY_HTML),
+        (JSON_TYPE, JSON_TYPE),
+        (HTML_TYPE, HTML_TYPE),
+        ("application/vnd.pypi.simple.latest+json", JSON_TYPE),
+        (f"{JSON_TYPE};q=0.5, text/html;q=0.9", LEGACY_HTML),
+        (f"text/html;q=0.1, {JSON_TYPE}", JSON_TYPE),
+        (f"{JSON_TYPE}, {HTML_TYPE};q=0.2, text/html;q=0.01", JSON_TYPE),
+        (f"{JSON_TYPE};q=0, text/html", LEGACY_HTML),
+        ("application/*;q=0.2, text/html;q=0", HTML_TYPE),
+        (f"text/html;q=0, {HTML_TYPE};q=0, */*;q=0.1", JSON_TYPE),
+    ],
+)
+def test_accept_header_picks_the_format(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock, accept: str | None, expected: str
+) -> None:
+    publish(upstream, build_wheel("nego", "1.0"), clock.now() - AGE_OLD)
+    headers = {} if accept is None else {"Accept": accept}
+    reply = get(mirror, "/simple/nego/", headers)
+    assert reply.status == 200
+    assert reply.media_type == expected
+    assert "Accept" in [part.strip() for part in (reply.header("Vary") or "").split(",")]
+    if expected == JSON_TYPE:
+        assert reply.json()["name"] == "nego"
+    else:
+        assert parse_html(reply.body).texts == ["nego-1.0-py3-none-any.whl"]
+
+
+def test_format_query_parameter_overrides_accept(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+) -> None:
+    publish(upstream, build_wheel("nego", "1.0"), clock.now() - AGE_OLD)
+    as_json = get(mirror, "/simple/nego/?format=json", {"Accept": "text/html"})
+    assert (as_json.status, as_json.media_type) == (200, JSON_TYPE)
+    spelled = get(mirror, f"/simple/nego/?format={quote(JSON_TYPE)}", {"Accept": "text/html"})
+    assert (spelled.status, spelled.media_type) == (200, JSON_TYPE)
+    as_html = get(mirror, f"/simple/nego/?format={quote(HTML_TYPE)}", {"Accept": JSON_TYPE})
+    assert (as_html.status, as_html.media_type) == (200, HTML_TYPE)
+    for reply in (as_json, spelled, as_html):
+        assert "Accept" in (reply.header("Vary") or "")
+
+
+@pytest.mark.parametrize(
+    ("path", "accept"),
+    [
+        ("/simple/nego/", "image/png"),
+        ("/simple/nego/", "application/json"),
+        ("/simple/nego/", f"{JSON_TYPE};q=0, text/html;q=0, {HTML_TYPE};q=0"),
+        ("/simple/nego/", "*/*;q=0"),
+        ("/simple/nego/?format=xml", JSON_TYPE),
+        ("/simple/?format=yaml", "text/html"),
+        ("/simple/", "image/png"),
+    ],
+)
+def test_nothing_acceptable_is_406(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock, path: str, accept: str
+) -> None:
+    publish(upstream, build_wheel("nego", "1.0"), clock.now() - AGE_OLD)
+    reply = get(mirror, path, {"Accept": accept})
+    assert_one_line_error(reply, status=406)
+
+
+def test_root_lists_known_projects_in_both_formats(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+) -> None:
+    publish(upstream, build_wheel("Root_Seen", "1.0"), clock.now() - AGE_OLD)
+    page(mirror, "root-seen")
+    as_json = get(mirror, "/simple/", {"Accept": JSON_TYPE})
+    assert as_json.status == 200
+    assert as_json.json()["projects"] == [{"name": "root-seen"}]
+    as_html = get(mirror, "/simple/")
+    assert (as_html.status, as_html.media_type) == (200, LEGACY_HTML)
+    parsed = parse_html(as_html.body)
+    assert parsed.texts == ["root-seen"]
+    assert urljoin(f"{mirror.origin}/simple/", str(parsed.anchors[0]["href"])) == (
+        f"{mirror.origin}/simple/root-seen/"
+    )
+    assert "Accept" in (as_html.header("Vary") or "")
+
+
+# -- redirects -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/simple/Demo_Pkg/",
+        "/simple/Demo_Pkg",
+        "/simple/DEMO.pkg/",
+        "/simple/demo__pkg/",
+        "/simple/demo-pkg",
+    ],
+)
+def test_non_normalized_or_slashless_name_is_301_to_the_normalized_page(
+    mirror: MirrorServer, upstream: Upstream, path: str
+) -> None:
+    reply = get(mirror, path, {"Accept": JSON_TYPE})
+    assert reply.status == 301
+    location = reply.header("Location")
+    assert location is not None
+    target = urljoin(mirror.origin + path, location)
+    assert target == f"{mirror.origin}/simple/demo-pkg/"
+    assert upstream.journal == []  # a redirect needs no upstream look
+
+
+@pytest.mark.parametrize(
+    "path", ["/simple/Demo_Pkg/", "/simple/demo-pkg", "/simple", "/simple/demo-pkg//"]
+)
+def test_redirects_stay_on_the_mirror_whatever_the_host_header(
+    mirror: MirrorServer, path: str
+) -> None:
+    """C5: absolute URLs are never built from Host or X-Forwarded-Host."""
+    forwarded = raw_get(mirror, path.encode(), [b"X-Forwarded-Host: evil.example"])
+    hostile = raw_get(mirror, path.encode(), host=b"evil.example")
+    for reply in (forwarded, hostile):
+        assert b"evil.example" not in reply.body
+        if 300 <= reply.status < 400:
+            location = reply.header("Location")
+            assert location is not None
+            assert "evil.example" not in location, location
+            assert urlsplit(location).netloc in ("", f"127.0.0.1:{mirror.port}"), location
+
+
+def test_page_urls_ignore_a_hostile_host_header(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+) -> None:
+    dist = publish(upstream, build_wheel("hosty", "1.0"), clock.now() - AGE_OLD)
+    for accept in (JSON_TYPE, LEGACY_HTML):
+        headers = [b"Accept: " + accept.encode(), b"X-Forwarded-Host: evil.example"]
+        reply = raw_get(mirror, b"/simple/hosty/", headers, host=b"evil.example")
+        assert reply.status == 200
+        assert reply.media_type == accept
+        assert b"evil.example" not in reply.body
+        assert dist.sha256.encode() in reply.body
+
+
+# -- ETag, 304, Cache-Control ------------------------------------------------------------------
+
+
+def test_etag_revalidation_and_a_new_etag_after_promotion(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+) -> None:
+    old = publish(upstream, build_wheel("etagged", "1.0"), clock.now() - AGE_OLD)
+    new = publish(upstream, build_wheel("etagged", "1.1"), clock.now() - AGE_FRESH)
+    first = page(mirror, "etagged")
+    etag = first.header("ETag")
+    assert etag is not None and etag.startswith('"')
+    assert "max-age" in (first.header("Cache-Control") or "")
+    assert {entry["filename"] for entry in first.json()["files"]} == {old.filename}
+
+    for candidate in (etag, f"W/{etag}", f'"something-else", {etag}'):
+        revalidated = get(
+            mirror, "/simple/etagged/", {"Accept": JSON_TYPE, "If-None-Match": candidate}
+        )
+        assert revalidated.status == 304, candidate
+        assert revalidated.body == b""
+        assert revalidated.header("ETag") == etag
+        assert "Accept" in (revalidated.header("Vary") or "")
+        assert revalidated.header("Cache-Control") is not None
+    other = get(mirror, "/simple/etagged/", {"Accept": JSON_TYPE, "If-None-Match": '"nope"'})
+    assert other.status == 200 and other.body == first.body
+
+    # The HTML page is a different representation with its own validator.
+    html = page(mirror, "etagged", accept=LEGACY_HTML)
+    assert html.header("ETag") not in (None, etag)
+    assert "max-age" in (html.header("Cache-Control") or "")
+
+    assert promote_after_cooling(mirror, clock) == [new.filename]
+    changed = get(mirror, "/simple/etagged/", {"Accept": JSON_TYPE, "If-None-Match": etag})
+    assert changed.status == 200
+    assert changed.header("ETag") not in (None, etag)
+    assert {entry["filename"] for entry in changed.json()["files"]} == {
+        old.filename,
+        new.filename,
+    }
+    html_after = get(
+        mirror,
+        "/simple/etagged/",
+        {"Accept": LEGACY_HTML, "If-None-Match": str(html.header("ETag"))},
+    )
+    assert html_after.status == 200
+    assert set(parse_html(html_after.body).texts) == {old.filename, new.filename}
+
+
+# -- the file route -----------------------------------------------------------------------------
+
+
+def test_promoted_file_is_served_as_exact_bytes(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+) -> None:
+    dist = publish(upstream, build_wheel("filey", "1.0"), clock.now() - AGE_OLD)
+    (entry,) = page_json(mirror, "filey")["files"]
+    path = local_path(mirror, "filey", entry["url"])
+    assert path == file_path(dist)
+
+    reply = get(mirror, path, {"Accept-Encoding": "gzip, deflate, br"})
+    assert reply.status == 200
+    assert reply.body == dist.data
+    assert reply.media_type == "application/octet-stream"
+    assert reply.header("ETag") == f'"{dist.sha256}"'
+    assert reply.header("Content-Encoding") is None
+    assert reply.header("X-Content-Type-Options") == "nosniff"
+    assert "immutable" in (reply.header("Cache-Control") or "")
+    assert reply.header("Content-Length") == str(len(dist.data))
+
+    again = get(mirror, path, {"Accept-Encoding": "gzip"})  # now from the store
+    assert again.status == 200 and again.body == dist.data
+    assert again.header("Content-Encoding") is None
+
+    metadata = get(mirror, path + ".metadata", {"Accept-Encoding": "gzip"})
+    assert metadata.status == 200
+    assert metadata.body == dist.metadata
+    assert hashlib.sha256(metadata.body).hexdigest() == entry["core-metadata"]["sha256"]
+    assert metadata.header("Content-Encoding") is None
+
+
+def test_held_file_is_404_with_its_release_time_never_its_bytes(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+) -> None:
+    uploaded = clock.now() - AGE_FRESH
+    dist = publish(upstream, build_wheel("holdy", "1.0"), uploaded)
+    assert listed(mirror, "holdy") == set()
+    mirror.promote()  # the bytes are now in the store; that is not permission to serve them
+    assert any(path.name == dist.sha256 for path in blob_files(mirror))
+
+    for suffix in ("", ".metadata", ".provenance"):
+        reply = get(mirror, file_path(dist, suffix))
+        line = assert_one_line_error(reply, status=404)
+        assert dist.data not in reply.body and dist.metadata not in reply.body
+        assert reply.header("Cache-Control") == "no-store"
+        if suffix == "":
+            assert "held until" in line
+            assert (uploaded + COOLING).strftime("%Y-%m-%dT%H:%M:%S") in line
+
+    head = get(mirror, file_path(dist), method="HEAD")
+    assert head.status == 404
+
+
+def test_file_removed_upstream_after_promotion_is_410(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+) -> None:
+    keep = publish(upstream, build_wheel("removy", "1.0"), clock.now() - AGE_OLD)
+    gone = publish(upstream, build_wheel("removy", "1.1"), clock.now() - AGE_OLD)
+    assert listed(mirror, "removy") == {keep.filename, gone.filename}
+    assert get(mirror, file_path(gone)).body == gone.data
+
+    upstream.remove("removy", gone.filename)
+    assert get(mirror, file_path(gone)).status == 200  # nothing new seen yet
+    clock.advance(TTL)
+    assert listed(mirror, "removy") == {keep.filename}
+    for suffix in ("", ".metadata"):
+        reply = get(mirror, file_path(gone, suffix))
+        line = assert_one_line_error(reply, status=410)
+        assert "withdrawn" in line
+        assert reply.header("Cache-Control") == "no-store"
+    assert get(mirror, file_path(keep)).body == keep.data
+
+
+def test_provenance_is_served_byte_exact_once_promoted_and_404_while_held(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+) -> None:
+    old = publish(upstream, build_wheel("prov", "1.0"), clock.now() - AGE_OLD, provenance=PROVENANCE)
+    new_provenance = PROVENANCE[:-1] + b',"x":"new"}'
+    new = publish(
+        upstream, build_wheel("prov", "1.1"), clock.now() - AGE_FRESH, provenance=new_provenance
+    )
+    (entry,) = page_json(mirror, "prov")["files"]
+    assert entry["filename"] == old.filename
+    reply = get(mirror, local_path(mirror, "prov", entry["provenance"]))
+    assert reply.status == 200
+    assert reply.body == PROVENANCE
+    assert reply.media_type == INTEGRITY_TYPE
+
+    held = get(mirror, file_path(new, ".provenance"))
+    assert_one_line_error(held, status=404)
+    assert new_provenance not in held.body
+    mirror.promote()  # fetches the bytes and the provenance early; still held
+    assert_one_line_error(get(mirror, file_path(new, ".provenance")), status=404)
+
+    assert promote_after_cooling(mirror, clock) == [new.filename]
+    entries = {entry["filename"]: entry for entry in page_json(mirror, "prov")["files"]}
+    path = local_path(mirror, "prov", entries[new.filename]["provenance"])
+    assert path == file_path(new, ".provenance")
+    upstream.stop()  # what is served is the copy kept at promotion, not a live fetch
+    served = get(mirror, path)
+    assert (served.status, served.body) == (200, new_provenance)
+
+
+def test_file_without_provenance_has_no_provenance_url(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+) -> None:
+    dist = publish(upstream, build_wheel("noprov", "1.0"), clock.now() - AGE_OLD)
+    (entry,) = page_json(mirror, "noprov")["files"]
+    assert entry["provenance"] is None
+    assert_one_line_error(get(mirror, file_path(dist, ".provenance")), status=404)
+
+
+# -- invalid names, CRLF -------------------------------------------------------------------------
+
+INVALID_NAMES = [
+    b"/simple/%00x/",
+    b"/simple/x%00/",
+    b"/simple/-x/",
+    b"/simple/x-/",
+    b"/simple/.x/",
+    b"/simple/x_/",
+    b"/simple/_/",
+    b"/simple/caf%C3%A9/",
+    b"/simple/%E2%80%AEevil/",
+    b"/simple/evil%E2%80%AE/",
+    b"/simple/a%20b/",
+    b"/simple/a+b/",
+    b"/simple/%3Cscript%3Ealert(1)%3C/",
+    b"/simple/" + b"a" * 300 + b"/",
+    b"/simple/" + b"a" * 256 + b"/",
+    b"/simple/-x",
+    b"/simple/caf%C3%A9",
+    b"/simple/%2e%2e/",
+    b"/simple/../",
+    b"/simple/x%09y/",
+]
+
+
+def test_invalid_project_names_are_404_without_asking_upstream(
+    mirror: MirrorServer, upstream: Upstream
+) -> None:
+    failures = []
+    for target in INVALID_NAMES:
+        reply = raw_get(mirror, target)
+        if reply.status != 404 or reply.body != b"invalid project name\n":
+            failures.append((target, reply.status, reply.body))
+    assert failures == []
+    assert upstream.journal == []
+
+
+def test_longest_valid_name_is_accepted(mirror: MirrorServer, upstream: Upstream) -> None:
+    """The counterpart of the 256/300-char cases above: 255 characters still reach upstream."""
+    name = "a" * 255
+    reply = raw_get(mirror, f"/simple/{name}/".encode())
+    assert_one_line_error(reply, status=404)
+    assert reply.body != b"invalid project name\n"
+    assert upstream.requests_for(f"/simple/{name}") != []
+
+
+CRLF_VECTORS = [
+    b"/simple/Foo%0d%0aSet-Cookie:x=1/",
+    b"/simple/Foo%0d%0aSet-Cookie:x=1",
+    b"/simple/Foo%0aSet-Cookie:x=1/",
+    b"/simple/Foo%0dSet-Cookie:x=1/",
+    b"/simple/Foo%0d%0a%0d%0a<html>/",
+    b"/simple/Foo%E2%80%A8Set-Cookie:x=1/",
+    b"/simple/Foo%C2%85Set-Cookie:x=1/",
+    b"/simple/Foo%00Set-Cookie:x=1/",
+    b"/files/" + b"0" * 64 + b"/x%0d%0aSet-Cookie:x=1",
+    b"/files/" + b"0" * 64 + b"/x.whl%0d%0aLocation:%20http://evil.example/",
+]
+
+
+def test_crlf_in_the_path_never_becomes_a_header(
+    mirror: MirrorServer, upstream: Upstream
+) -> None:
+    failures = []
+    for target in CRLF_VECTORS:
+        reply = raw_get(mirror, target)
+        problems = []
+        if reply.status != 404:
+            problems.append(f"status {reply.status}")
+        if reply.all("Set-Cookie"):
+            problems.append("Set-Cookie header")
+        if reply.status_lines != 1:
+            problems.append(f"{reply.status_lines} status lines")
+        if any("evil.example" in value for _, value in reply.headers):
+            problems.append("injected header value")
+        if problems:
+            failures.append((target, problems))
+        else:
+            assert_one_line_error(reply)
+    assert failures == []
+    assert upstream.journal == []
+
+
+# -- path tricks on /files/ ----------------------------------------------------------------------
+
+
+def _path_tricks(dist: Dist, other: Dist, held: Dist) -> list[bytes]:
+    s, f = dist.sha256.encode(), dist.filename.encode()
+    return [
+        b"/files/" + s + b"/..%2f..%2f..%2fetc%2fpasswd",
+        b"/files/" + s + b"/%2e%2e/%2e%2e/etc/passwd",
+        b"/files/" + s + b"/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+        b"/files/" + s + b"/%252e%252e%252fetc%252fpasswd",
+        b"/files/%252e%252e/" + s + b"/" + f,
+        b"/files/" + s + b"/..\\..\\etc\\passwd",
+        b"/files/" + s + b"/..%5c..%5cetc%5cpasswd",
+        b"/files/" + s + b"/" + f + b"%00",
+        b"/files/" + s + b"/" + f + b"%00.txt",
+        b"/files/" + s + b"/%00" + f,
+        b"/files/" + s.upper() + b"/" + f,
+        b"/files/" + s[:40] + s[40:].upper() + b"/" + f,
+        b"/files/" + s[:63] + b"/" + f,
+        b"/files/" + s + b"0/" + f,
+        b"/files/" + s + b"/../../etc/passwd",
+        b"/files/" + s + b"/../" + s + b"/" + f,
+        b"/files/" + s + b"/./" + f,
+        b"/files/" + s + b"//" + f,
+        b"//files/" + s + b"/" + f,
+        b"/files//" + s + b"/" + f,
+        b"/files/" + s + b"/" + f + b"/..",
+        b"/files/" + s + b"/%2F%2F..%2F..%2F..%2F..%2Fetc%2Fpasswd",
+        b"/files/%2F%2F.....%2F.....%2Fetc%2Fpasswd",
+        b"/files/" + s + b"/%C0%AE%C0%AE%C0%AFetc%C0%AFpasswd",
+        b"/files/" + s + b"/" + f + b"%E2%80%AE",
+        b"/files/" + s + b"/" + f + b"%20",
+        b"/files/" + s + b"/" + f.upper(),
+        b"/files/" + s + b"/wrong-1.0-py3-none-any.whl",
+        b"/files/" + s + b"/" + other.filename.encode(),
+        b"/files/" + other.sha256.encode() + b"/" + f,
+        b"/files/" + s + b"/" + f + b".metadata.metadata",
+        b"/files/" + s + b"/" + f + b".provenance.metadata",
+        b"/files/" + s,
+        b"/files/" + s + b"/.",
+        b"/files/" + s + b"/..",
+        b"/files/" + s + b"/%2e%2e",
+        b"/files/" + held.sha256.encode() + b"/" + held.filename.encode(),
+        b"/files/" + held.sha256.upper().encode() + b"/" + held.filename.encode(),
+        b"/files/../blobs/" + s[:2] + b"/" + s[2:4] + b"/" + s,
+        b"/files/" + s + b"/%2e%2e%2fledger.sqlite3",
+        b"/files/" + s + b"/..%2f..%2fblobs%2f" + s[:2] + b"%2f" + s[2:4] + b"%2f" + s,
+    ]
+
+
+def _assert_never_served(mirror: MirrorServer, targets: list[bytes], secret: bytes) -> None:
+    failures = []
+    for target in targets:
+        reply = raw_get(mirror, target)
+        if reply.status != 404:
+            failures.append((target, reply.status, reply.header("Location")))
+        elif secret in reply.body or reply.body.count(b"\n") != 1:
+            failures.append((target, reply.status, reply.body[:80]))
+    assert failures == []
+
+
+def test_path_tricks_on_file_routes_are_404_without_upstream_requests(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+) -> None:
+    dist = publish(upstream, build_wheel("tricky", "1.0"), clock.now() - AGE_OLD)
+    other = publish(upstream, build_wheel("tricky", "1.1"), clock.now() - AGE_OLD)
+    held = publish(upstream, build_wheel("tricky", "2.0"), clock.now() - AGE_FRESH)
+    assert listed(mirror, "tricky") == {dist.filename, other.filename}
+    assert get(mirror, file_path(dist)).body == dist.data  # in the store, so a slip would show
+    mirror.promote()  # the held file's bytes too
+    upstream.clear_journal()
+
+    targets = _path_tricks(dist, other, held)
+    assert len(targets) >= 30
+    _assert_never_served(mirror, targets, dist.data[:64])
+    assert upstream.journal == []
+
+
+def test_trailing_slash_on_a_file_url_is_404_not_a_redirect(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+) -> None:
+    """E1: every path trick on /files/ answers 404, never a 3xx (the router must not help)."""
+    dist = publish(upstream, build_wheel("slashy", "1.0"), clock.now() - AGE_OLD)
+    assert listed(mirror, "slashy") == {dist.filename}
+    upstream.clear_journal()
+    s, f = dist.sha256.encode(), dist.filename.encode()
+    targets = [
+        b"/files/" + s + b"/" + f + b"/",
+        b"/files/" + s + b"/" + f + b"%2f",
+        b"/files/" + s + b"/" + f + b"//",
+        b"/files/" + s + b"/x%0d%0aSet-Cookie:x=1/",
+    ]
+    _assert_never_served(mirror, targets, dist.data[:64])
+    assert upstream.journal == []
+
+
+# -- upstream faults ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("accept", [JSON_TYPE, LEGACY_HTML])
+@pytest.mark.parametrize("fault", ["malformed", "html"])
+def test_bad_upstream_answer_for_an_unknown_project_is_502(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock, fault: str, accept: str
+) -> None:
+    publish(upstream, build_wheel("faulty", "1.0"), clock.now() - AGE_OLD)
+    upstream.set_fault("faulty", fault)
+    reply = get(mirror, "/simple/faulty/", {"Accept": accept})
+    line = assert_one_line_error(reply, status=502)
+    assert line.startswith("upstream response rejected")
+    assert b"<html" not in reply.body.lower()
+    assert upstream.requests_for("/simple/faulty/") != []
+
+
+@pytest.mark.parametrize(
+    ("fault", "status"), [("malformed", 502), ("html", 502), ("500", 504), ("down", 504)]
+)
+def test_a_failed_first_look_is_not_turned_into_not_found(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock, fault: str, status: int
+) -> None:
+    """Catalogue 1.6: 404 means the upstream said so; a failure must not read as "no such
+    project" (pip then reports no matching distribution) for the rest of the index TTL."""
+    publish(upstream, build_wheel("faulty", "1.0"), clock.now() - AGE_OLD)
+    if fault == "down":
+        upstream.stop()
+    else:
+        upstream.set_fault("faulty", fault)
+    first = get(mirror, "/simple/faulty/", {"Accept": JSON_TYPE})
+    assert_one_line_error(first, status=status)
+    clock.advance(timedelta(seconds=5))  # well inside the 60 s TTL
+    again = get(mirror, "/simple/faulty/", {"Accept": JSON_TYPE})
+    assert_one_line_error(again, status=status)
+
+
+@pytest.mark.parametrize("fault", ["malformed", "html", "500"])
+def test_bad_upstream_answer_for_a_known_project_serves_the_stale_page(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock, fault: str
+) -> None:
+    dist = publish(upstream, build_wheel("faulty", "1.0"), clock.now() - AGE_OLD)
+    fresh = page(mirror, "faulty")
+    assert fresh.header("X-Mirror-Stale") is None
+    assert fresh.header("X-Mirror-Upstream") is None
+
+    upstream.set_fault("faulty", fault)
+    clock.advance(TTL)
+    looks = len(upstream.requests_for("/simple/faulty/"))
+    stale = page(mirror, "faulty")
+    assert len(upstream.requests_for("/simple/faulty/")) == looks + 1  # it did ask
+    assert stale.body == fresh.body
+    assert stale.header("X-Mirror-Upstream") == "unreachable"
+    assert int(stale.header("X-Mirror-Stale") or "-1") >= int(TTL.total_seconds())
+    assert get(mirror, file_path(dist)).body == dist.data
+
+    upstream.set_fault("faulty", None)
+    clock.advance(TTL)
+    recovered = page(mirror, "faulty")
+    assert recovered.header("X-Mirror-Stale") is None
+    assert recovered.header("X-Mirror-Upstream") is None
+
+
+def test_upstream_down_keeps_serving_what_was_promoted_and_promotes_nothing(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+) -> None:
+    old = publish(upstream, build_wheel("steady", "1.0"), clock.now() - AGE_OLD)
+    new = publish(upstream, build_wheel("steady", "1.1"), clock.now() - AGE_FRESH)
+    before = page(mirror, "steady")
+    assert get(mirror, file_path(old, ".metadata")).body == old.metadata  # as pip would
+    assert get(mirror, file_path(old)).body == old.data
+    mirror.promote()  # the new file's bytes are fetched; it stays held
+
+    upstream.stop()
+    clock.advance(TTL)
+    stale = page(mirror, "steady")
+    assert stale.body == before.body
+    assert stale.header("X-Mirror-Upstream") == "unreachable"
+    first_age = int(stale.header("X-Mirror-Stale") or "-1")
+    assert first_age >= int(TTL.total_seconds())
+    html = page(mirror, "steady", accept=LEGACY_HTML)
+    assert html.header("X-Mirror-Upstream") == "unreachable"
+    assert get(mirror, file_path(old)).body == old.data
+    assert get(mirror, file_path(old, ".metadata")).body == old.metadata
+
+    # Cooling ends during the outage: no fresh look, so no promotion (B6, INV-5b).
+    clock.advance(COOLING)
+    assert mirror.promote().promoted == []
+    mirror.sync()
+    later = page(mirror, "steady")
+    assert {entry["filename"] for entry in later.json()["files"]} == {old.filename}
+    assert int(later.header("X-Mirror-Stale") or "-1") > first_age
+    assert_one_line_error(get(mirror, file_path(new)), status=404)
+
+    # The upstream returns without that file: it is never promoted.
+    upstream.remove("steady", new.filename)
+    upstream.start()
+    mirror.promote()
+    clock.advance(TTL)
+    back = page(mirror, "steady")
+    assert back.header("X-Mirror-Stale") is None
+    assert {entry["filename"] for entry in back.json()["files"]} == {old.filename}
+    assert_one_line_error(get(mirror, file_path(new)), status=404)
+
+
+def test_metadata_of_a_file_served_before_an_outage_is_served_during_it(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+) -> None:
+    """The page advertises core-metadata for a file the mirror holds and serves; the
+    metadata must not depend on the upstream once the file itself was fetched (B6)."""
+    dist = publish(upstream, build_wheel("lazy-meta", "1.0"), clock.now() - AGE_OLD)
+    (entry,) = page_json(mirror, "lazy-meta")["files"]
+    assert entry["core-metadata"] == {"sha256": dist.metadata_sha256}
+    assert get(mirror, file_path(dist)).body == dist.data
+    upstream.stop()
+    assert get(mirror, file_path(dist)).body == dist.data
+    reply = get(mirror, file_path(dist, ".metadata"))
+    assert (reply.status, reply.body) == (200, dist.metadata)
+
+
+def test_unknown_project_with_upstream_down_is_504(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+) -> None:
+    publish(upstream, build_wheel("never-seen", "1.0"), clock.now() - AGE_OLD)
+    upstream.stop()
+    reply = get(mirror, "/simple/never-seen/", {"Accept": JSON_TYPE})
+    line = assert_one_line_error(reply, status=504)
+    assert "never-seen" in line
+    assert reply.header("Retry-After") is not None
+
+
+def test_slow_upstream_for_an_unknown_project_is_504_within_the_request_wait(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+) -> None:
+    publish(upstream, build_wheel("sluggish", "1.0"), clock.now() - AGE_OLD)
+    upstream.slow_seconds = 5.0
+    upstream.set_fault("sluggish", "slow")
+    started = time.monotonic()
+    reply = get(mirror, "/simple/sluggish/", {"Accept": JSON_TYPE}, timeout=15)
+    elapsed = time.monotonic() - started
+    line = assert_one_line_error(reply, status=504)
+    assert "sluggish" in line
+    assert reply.header("Retry-After") is not None
+    assert 2.5 <= elapsed <= 4.5, elapsed
+
+
+# -- hash mismatch (A1) ---------------------------------------------------------------------------
+
+
+def _tampered(data: bytes) -> bytes:
+    middle = len(data) // 2
+    return data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :]
+
+
+@pytest.mark.parametrize("same_size", [True, False], ids=["same-size", "other-size"])
+def test_established_file_with_wrong_bytes_is_refused_and_dropped(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock, same_size: bool
+) -> None:
+    good = publish(upstream, build_wheel("tampered", "1.0"), clock.now() - AGE_OLD)
+    dist = build_wheel("tampered", "1.1")
+    bad = _tampered(dist.data) if same_size else dist.data + b"\x00evil"
+    publish(upstream, dist, clock.now() - AGE_OLD, serve_bytes=bad)
+    assert listed(mirror, "tampered") == {good.filename, dist.filename}
+
+    reply = get(mirror, file_path(dist))
+    line = assert_one_line_error(reply)
+    assert 500 <= reply.status < 600
+    assert bad not in reply.body and dist.data not in reply.body
+    assert line.startswith("upstream response rejected")
+
+    assert listed(mirror, "tampered") == {good.filename}
+    html = parse_html(page(mirror, "tampered", accept=LEGACY_HTML).body)
+    assert html.texts == [good.filename]
+    again = get(mirror, file_path(dist))
+    assert_one_line_error(again)
+    assert again.status in (404, 410)
+    clock.advance(TTL)  # a new look does not bring it back
+    assert listed(mirror, "tampered") == {good.filename}
+
+    bad_digest = hashlib.sha256(bad).hexdigest()
+    for path in blob_files(mirror):
+        assert path.name not in (bad_digest, dist.sha256), path
+        assert path.read_bytes() != bad, path
+    assert get(mirror, file_path(good)).body == good.data
+
+
+def test_held_file_with_wrong_bytes_is_never_listed_or_served(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+) -> None:
+    good = publish(upstream, build_wheel("tampered", "1.0"), clock.now() - AGE_OLD)
+    dist = build_wheel("tampered", "1.1")
+    bad = _tampered(dist.data)
+    publish(upstream, dist, clock.now() - AGE_FRESH, serve_bytes=bad)
+    assert listed(mirror, "tampered") == {good.filename}
+
+    assert promote_after_cooling(mirror, clock) == []
+    clock.advance(timedelta(days=1))
+    assert mirror.promote().promoted == []
+    mirror.sync()
+    clock.advance(TTL)
+    assert listed(mirror, "tampered") == {good.filename}
+    assert page_json(mirror, "tampered")["versions"] == ["1.0"]
+    reply = get(mirror, file_path(dist))
+    assert_one_line_error(reply, status=404)
+    assert bad not in reply.body
+    assert_one_line_error(get(mirror, file_path(dist, ".metadata")), status=404)
+    for path in blob_files(mirror):
+        assert path.read_bytes() != bad, path
+
+
+# -- upstream takedowns (B7) ----------------------------------------------------------------------
+
+
+def test_pep792_quarantine_withdraws_promoted_files(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+) -> None:
+    old = publish(upstream, build_wheel("quarry", "1.0"), clock.now() - AGE_OLD)
+    new = publish(upstream, build_wheel("quarry", "1.1"), clock.now() - AGE_FRESH)
+    page(mirror, "quarry")
+    assert get(mirror, file_path(old)).body == old.data
+    assert promote_after_cooling(mirror, clock) == [new.filename]
+    assert listed(mirror, "quarry") == {old.filename, new.filename}
+    assert get(mirror, file_path(new)).body == new.data
+
+    upstream.set_status("quarry", "quarantined", "malware report")
+    clock.advance(TTL)
+    doc = page_json(mirror, "quarry")
+    assert doc["files"] == []
+    assert doc["versions"] == []
+    assert doc["project-status"]["status"] == "quarantined"
+    html = page(mirror, "quarry", accept=LEGACY_HTML)
+    assert parse_html(html.body).anchors == []
+    for dist in (old, new):
+        for suffix in ("", ".metadata"):
+            reply = get(mirror, file_path(dist, suffix))
+            assert_one_line_error(reply, status=410)
+            assert dist.data not in reply.body
+
+
+def test_project_deleted_upstream_is_404_and_its_files_410(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+) -> None:
+    dist = publish(upstream, build_wheel("vanishing", "1.0"), clock.now() - AGE_OLD)
+    held = publish(upstream, build_wheel("vanishing", "1.1"), clock.now() - AGE_FRESH)
+    page(mirror, "vanishing")
+    assert get(mirror, file_path(dist)).body == dist.data
+
+    upstream.delete_project("vanishing")
+    clock.advance(TTL)
+    for accept in (JSON_TYPE, LEGACY_HTML):
+        reply = get(mirror, "/simple/vanishing/", {"Accept": accept})
+        assert_one_line_error(reply, status=404)
+    reply = get(mirror, file_path(dist))
+    assert_one_line_error(reply, status=410)
+    assert dist.data not in reply.body
+    assert_one_line_error(get(mirror, file_path(held)), status=404)
+    clock.advance(TTL)
+    assert get(mirror, "/simple/vanishing/").status == 404
+
+
+# -- error bodies ----------------------------------------------------------------------------------
+
+MARK = "zq<script>alert(7)</script>zq"
+
+
+def test_error_bodies_are_one_line_and_never_echo_the_request(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+) -> None:
+    dist = publish(upstream, build_wheel("echo", "1.0"), clock.now() - AGE_OLD)
+    held = publish(upstream, build_wheel("echo", "1.1"), clock.now() - AGE_FRESH)
+    page(mirror, "echo")
+    mark = quote(MARK, safe="")
+    requests: list[tuple[str, dict[str, str], str]] = [
+        (f"/simple/{mark}/", {}, "GET"),
+        (f"/simple/echo/?format={mark}", {}, "GET"),
+        ("/simple/echo/", {"Accept": MARK}, "GET"),
+        (f"/simple/?format={mark}", {}, "GET"),
+        (f"/files/{dist.sha256}/{mark}.whl", {}, "GET"),
+        (f"/files/{dist.sha256}/{mark}.whl.metadata", {}, "GET"),
+        (f"/files/{dist.sha256}/{mark}", {}, "GET"),
+        (f"/files/{mark}/{dist.filename}", {}, "GET"),
+        (f"{file_path(held)}?{mark}", {"X-Mark": MARK}, "GET"),
+        (f"/{mark}", {}, "GET"),
+        (f"/files/{dist.sha256}/{dist.filename}", {"X-Mark": MARK}, "POST"),
+        (f"/simple/echo/?{mark}=1", {"Accept": "image/png"}, "GET"),
+    ]
+    for path, headers, method in requests:
+        reply = get(mirror, path, headers, method=method)
+        assert_one_line_error(reply)
+        for needle in (b"zq", b"script", b"alert"):
+            assert needle not in reply.body.lower(), (path, reply.body)
