@@ -13,9 +13,12 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import random
 import socket
+import threading
 import time
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from html import escape
@@ -255,7 +258,9 @@ class Demo:
 
 def publish_demo(upstream: Upstream, clock: FakeClock) -> Demo:
     old, fresh = clock.now() - AGE_OLD, clock.now() - AGE_FRESH
-    with_python = publish(upstream, build_wheel("Demo_Pkg", "1.0", requires_python=PYTHON_SPEC), old)
+    with_python = publish(
+        upstream, build_wheel("Demo_Pkg", "1.0", requires_python=PYTHON_SPEC), old
+    )
     sdist = publish(upstream, build_sdist("Demo_Pkg", "1.0"), old)
     yanked = publish(upstream, build_wheel("Demo_Pkg", "1.1"), old, yanked=YANK_REASON)
     provenance = publish(upstream, build_wheel("Demo_Pkg", "1.2"), old, provenance=PROVENANCE)
@@ -651,7 +656,9 @@ def test_file_removed_upstream_after_promotion_is_410(
 def test_provenance_is_served_byte_exact_once_promoted_and_404_while_held(
     mirror: MirrorServer, upstream: Upstream, clock: FakeClock
 ) -> None:
-    old = publish(upstream, build_wheel("prov", "1.0"), clock.now() - AGE_OLD, provenance=PROVENANCE)
+    old = publish(
+        upstream, build_wheel("prov", "1.0"), clock.now() - AGE_OLD, provenance=PROVENANCE
+    )
     new_provenance = PROVENANCE[:-1] + b',"x":"new"}'
     new = publish(
         upstream, build_wheel("prov", "1.1"), clock.now() - AGE_FRESH, provenance=new_provenance
@@ -748,9 +755,7 @@ CRLF_VECTORS = [
 ]
 
 
-def test_crlf_in_the_path_never_becomes_a_header(
-    mirror: MirrorServer, upstream: Upstream
-) -> None:
+def test_crlf_in_the_path_never_becomes_a_header(mirror: MirrorServer, upstream: Upstream) -> None:
     failures = []
     for target in CRLF_VECTORS:
         reply = raw_get(mirror, target)
@@ -822,13 +827,13 @@ def _path_tricks(dist: Dist, other: Dist, held: Dist) -> list[bytes]:
 
 
 def _assert_never_served(mirror: MirrorServer, targets: list[bytes], secret: bytes) -> None:
-    failures = []
+    failures: list[tuple[bytes, int, str]] = []
     for target in targets:
         reply = raw_get(mirror, target)
         if reply.status != 404:
-            failures.append((target, reply.status, reply.header("Location")))
+            failures.append((target, reply.status, f"Location: {reply.header('Location')}"))
         elif secret in reply.body or reply.body.count(b"\n") != 1:
-            failures.append((target, reply.status, reply.body[:80]))
+            failures.append((target, reply.status, repr(reply.body[:80])))
     assert failures == []
 
 
@@ -987,6 +992,20 @@ def test_metadata_of_a_file_served_before_an_outage_is_served_during_it(
     assert (reply.status, reply.body) == (200, dist.metadata)
 
 
+def test_project_the_upstream_does_not_have_is_404_and_the_miss_is_cached(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+) -> None:
+    reply = get(mirror, "/simple/no-such-thing/", {"Accept": JSON_TYPE})
+    assert_one_line_error(reply, status=404)
+    assert len(upstream.requests_for("/simple/no-such-thing/")) == 1
+    clock.advance(timedelta(seconds=30))
+    assert_one_line_error(get(mirror, "/simple/no-such-thing/"), status=404)
+    assert len(upstream.requests_for("/simple/no-such-thing/")) == 1
+    publish(upstream, build_wheel("no-such-thing", "1.0"), clock.now() - AGE_OLD)
+    clock.advance(TTL)
+    assert listed(mirror, "no-such-thing") == {"no_such_thing-1.0-py3-none-any.whl"}
+
+
 def test_unknown_project_with_upstream_down_is_504(
     mirror: MirrorServer, upstream: Upstream, clock: FakeClock
 ) -> None:
@@ -1008,7 +1027,7 @@ def test_slow_upstream_for_an_unknown_project_is_504_within_the_request_wait(
     reply = get(mirror, "/simple/sluggish/", {"Accept": JSON_TYPE}, timeout=15)
     elapsed = time.monotonic() - started
     line = assert_one_line_error(reply, status=504)
-    assert "sluggish" in line
+    assert line == "upstream timeout; no cached data for sluggish"
     assert reply.header("Retry-After") is not None
     assert 2.5 <= elapsed <= 4.5, elapsed
 
@@ -1051,6 +1070,35 @@ def test_established_file_with_wrong_bytes_is_refused_and_dropped(
         assert path.name not in (bad_digest, dist.sha256), path
         assert path.read_bytes() != bad, path
     assert get(mirror, file_path(good)).body == good.data
+
+
+def test_concurrent_downloads_of_a_tampered_file_all_get_the_one_line_refusal(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+) -> None:
+    """Clients arriving while the first download is being checked share its outcome: a
+    502 (or 404 once rejected), never a 500 from the race to record the rejection."""
+    payload = random.Random(7).randbytes(4_000_000)  # a few MB: the download takes a while
+    dist = build_wheel("tampered", "1.0", extra_files={"tampered/blob.bin": payload})
+    bad = _tampered(dist.data)
+    publish(upstream, dist, clock.now() - AGE_OLD, serve_bytes=bad)
+    assert listed(mirror, "tampered") == {dist.filename}
+
+    clients = 8
+    barrier = threading.Barrier(clients)
+
+    def download(_: int) -> Reply:
+        barrier.wait(10)
+        return get(mirror, file_path(dist), timeout=30)
+
+    with ThreadPoolExecutor(clients) as pool:
+        replies = list(pool.map(download, range(clients)))
+    statuses = sorted(reply.status for reply in replies)
+    assert set(statuses) <= {404, 502}, statuses
+    assert 502 in statuses
+    for reply in replies:
+        assert_one_line_error(reply)
+        assert bad[:4096] not in reply.body
+    assert listed(mirror, "tampered") == set()
 
 
 def test_held_file_with_wrong_bytes_is_never_listed_or_served(
