@@ -20,6 +20,7 @@ from mirror.blobs_disk import DiskBlobStore
 from mirror.catalog import Catalog
 from mirror.default_index import pip_index_url
 from mirror.errors import MirrorError
+from mirror.feed_refresh import FeedRefresher, is_url
 from mirror.file_routes import serve_file
 from mirror.names import ReservedNames
 from mirror.services import Services
@@ -30,8 +31,11 @@ from mirror.upstream import UpstreamClient
 from mirror.url_guard import UrlGuard
 from quarantine.clock import Clock, SystemClock
 from quarantine.clock_guard import ClockGuard
+from quarantine.feeds import Feeds
 from quarantine.ledger_sqlite import SqliteLedger
 from quarantine.promoter import Promoter
+from quarantine.provenance import ProvenanceVerifier
+from quarantine.watcher import Watcher
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +100,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     )
     artifacts = Artifacts(ledger, blobs, client, clock, settings.max_file_bytes)
     guard = ClockGuard(ledger, clock)
+    feeds = Feeds(prefixes=settings.osv_id_prefixes)
     wake: list[Promoter] = []
     catalog = Catalog(
         ledger,
@@ -108,18 +113,57 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         on_new_held=lambda: wake[0].wake() if wake else None,
         reserved=ReservedNames(settings.reserved_names),
         guard=guard,
+        feeds=feeds,
+    )
+    source = MirrorSource(artifacts, catalog)
+    verifier = (
+        ProvenanceVerifier(settings.trusted_root) if settings.trusted_root else ProvenanceVerifier()
     )
     promoter = Promoter(
         ledger,
-        MirrorSource(artifacts, catalog),
+        source,
         settings.policy,
         clock,
         concurrency=settings.fetch_concurrency,
         on_change=catalog.sync,
         guard=guard,
+        feeds=feeds,
     )
     wake.append(promoter)
-    return Services(settings, clock, ledger, blobs, client, catalog, artifacts, promoter)
+    watcher = Watcher(ledger, source, clock, settings.watch_interval, settings.fetch_concurrency)
+    refresher = FeedRefresher(
+        settings.osv_feeds,
+        data_dir / "feeds",
+        lambda: client.session,
+        feeds,
+        ledger,
+        settings.policy,
+        clock,
+        on_change=catalog.sync,
+    )
+    return Services(
+        settings,
+        clock,
+        ledger,
+        blobs,
+        client,
+        catalog,
+        artifacts,
+        promoter,
+        watcher,
+        feeds,
+        refresher,
+    )
+
+
+def _start_background(services: Services) -> None:
+    settings = services.settings
+    for work in (
+        services.refresher.run_forever(settings.feed_refresh.total_seconds()),
+        services.promoter.run_forever(settings.promote_interval.total_seconds()),
+        services.watcher.run_forever(),
+    ):
+        services.tasks.append(asyncio.create_task(work))
 
 
 def create_app(
@@ -134,10 +178,12 @@ def create_app(
         if swept:
             log.info("removed %d partial downloads left by an earlier stop", swept)
         await services.client.open()
+        # Local feeds are in force before the first request; URL feeds follow in the background.
+        local = [Path(f) for f in settings.osv_feeds if not is_url(f) and Path(f).exists()]
+        await asyncio.to_thread(services.feeds.reload, local)
         services.tasks.append(asyncio.create_task(services.catalog.follow_ledger()))
         if background:
-            interval = settings.promote_interval.total_seconds()
-            services.tasks.append(asyncio.create_task(services.promoter.run_forever(interval)))
+            _start_background(services)
         try:
             yield
         finally:

@@ -116,3 +116,8 @@ class Artifacts:
         self._ledger.set_provenance(record, digest)
         current = self._ledger.file(record.project, record.filename)
         return current.provenance_sha256 if current else digest
+
+    async def read_blob(self, sha256: str) -> bytes:
+        """A small blob (provenance, metadata) read whole."""
+        parts = [chunk async for chunk in self._blobs.read(sha256)]
+        return b"".join(parts)

@@ -22,6 +22,7 @@ from mirror.upstream import UpstreamClient
 from quarantine.clock import Clock
 from quarantine.clock_guard import ClockGuard
 from quarantine.decide import hold_until
+from quarantine.feeds import Feeds, with_advisories
 from quarantine.ledger import Ledger
 from quarantine.models import FileRecord, FileState, ProjectRecord, ProjectStatus, Snapshot
 from quarantine.observe import observe
@@ -78,6 +79,7 @@ class Catalog:
         on_new_held: Callable[[], None],
         reserved: ReservedNames | None = None,
         guard: ClockGuard | None = None,
+        feeds: Feeds | None = None,
     ) -> None:
         self._ledger = ledger
         self._client = client
@@ -89,6 +91,7 @@ class Catalog:
         self._on_new_held = on_new_held
         self._reserved = reserved or ReservedNames(())
         self._guard = guard or ClockGuard(ledger, clock)
+        self._feeds = feeds
         self._live: dict[NormalizedName, _Live] = {}
         self._seq: dict[NormalizedName, int] = {}
         self._seen_seq = ledger.change_seq()
@@ -146,7 +149,7 @@ class Catalog:
         return page
 
     def _held_summary(self, files: list[FileRecord]) -> HeldSummary:
-        held = [record for record in files if record.state is FileState.HELD]
+        held = [r for r in files if r.state in (FileState.HELD, FileState.REVIEW)]
         releases = [hold_until(record, self._policy) for record in held]
         return HeldSummary(len(held), min(releases) if releases else None)
 
@@ -238,7 +241,16 @@ class Catalog:
         self, before: ProjectRecord | None, snapshot: Snapshot, etag: str | None, now: datetime
     ) -> None:
         known = {record.filename: record for record in self._ledger.files(snapshot.name)}
-        observation = observe(before, known, snapshot, now, self._policy, self._guard.frozen())
+        stored = self._ledger.evidence(snapshot.name)
+        observation = observe(
+            before,
+            known,
+            snapshot,
+            now,
+            self._policy,
+            self._guard.frozen(),
+            lambda record: with_advisories(record, stored, self._feeds),
+        )
         self._ledger.apply(observation, etag, ACTOR)
         if any(record.state is FileState.HELD for record in observation.new):
             self._on_new_held()

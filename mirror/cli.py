@@ -28,6 +28,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", help="port to listen on (default 8070)")
     serve.add_argument("--upstream", help="PEP 691 simple index to mirror (default: pip's index)")
     serve.add_argument("--cooling-period", help="hold new files this long: 72h, 3d or P3D")
+    serve.add_argument(
+        "--osv-feed",
+        action="append",
+        dest="osv_feeds",
+        help="OSV malware records: a directory, a .zip export or a URL (repeatable)",
+    )
+    explain = commands.add_parser(
+        "explain", help="why each file of a project (or release) is held, promoted or blocked"
+    )
+    _common(explain)
+    explain.add_argument("requirement", metavar="PROJECT[==VERSION]")
+    explain.add_argument("--json", action="store_true", help="machine-readable output")
     unfreeze = commands.add_parser(
         "unfreeze", help="lift a promotion freeze (set when the wall clock jumped)"
     )
@@ -46,6 +58,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
         key: getattr(args, key, None)
         for key in ("host", "port", "upstream", "cooling_period", "data_dir")
     }
+    feeds = getattr(args, "osv_feeds", None)
+    if feeds:
+        flags["osv_feeds"] = feeds
     return load_settings(args.config, os.environ, flags)
 
 
@@ -100,6 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_from(args)
         if args.command == "serve":
             return _serve(settings)
+        if args.command == "explain":
+            from mirror.cli_explain import run_explain
+
+            return run_explain(settings, args.requirement, args.json)
         if args.command == "unfreeze":
             return _unfreeze(settings, args.reason)
     except ConfigError as error:

@@ -39,8 +39,10 @@ def _split(name: str) -> tuple[str, str]:
 def check_servable(record: FileRecord, services: Services) -> None:
     if record.state is FileState.PROMOTED:
         return
-    if record.state is FileState.WITHDRAWN:
+    if record.state in (FileState.WITHDRAWN, FileState.BLOCKED):
         raise FileWithdrawn(f"withdrawn: {record.reason}")
+    if record.state is FileState.REVIEW:
+        raise FileNotAvailable(f"not available: held for review ({record.reason})")
     if record.state is FileState.HELD:
         until: datetime = hold_until(record, services.settings.policy)
         raise FileNotAvailable(

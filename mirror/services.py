@@ -6,11 +6,14 @@ from dataclasses import dataclass, field
 from mirror.artifacts import Artifacts
 from mirror.blobs import BlobStore
 from mirror.catalog import Catalog
+from mirror.feed_refresh import FeedRefresher
 from mirror.settings import Settings
 from mirror.upstream import UpstreamClient
 from quarantine.clock import Clock
+from quarantine.feeds import Feeds
 from quarantine.ledger import Ledger
 from quarantine.promoter import Promoter
+from quarantine.watcher import Watcher
 
 
 @dataclass
@@ -23,4 +26,7 @@ class Services:
     catalog: Catalog
     artifacts: Artifacts
     promoter: Promoter
+    watcher: Watcher
+    feeds: Feeds
+    refresher: FeedRefresher
     tasks: list[asyncio.Task[None]] = field(default_factory=list)

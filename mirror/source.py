@@ -1,12 +1,15 @@
 """The mirror's side of ``quarantine.source.ArtifactSource``: fetch bytes, ask upstream."""
 
+from pathlib import Path
+
 from packaging.utils import NormalizedName
 
 from mirror.artifacts import Artifacts
+from mirror.blobs import DigestMismatch, TooLarge
 from mirror.catalog import Catalog
-from mirror.errors import UpstreamGone, UpstreamRejected, UpstreamUnavailable
+from mirror.errors import MirrorError, UpstreamGone, UpstreamRejected, UpstreamUnavailable
 from quarantine.models import FileRecord
-from quarantine.source import LookFailed
+from quarantine.source import FetchFailed, IntegrityFailure, LookFailed
 
 
 class MirrorSource:
@@ -16,6 +19,28 @@ class MirrorSource:
 
     async def fetch(self, record: FileRecord) -> FileRecord:
         return await self._artifacts.fetch(record)
+
+    async def local_copy(self, record: FileRecord) -> Path:
+        try:
+            path = await self._artifacts.ensure_file(record)
+        except (UpstreamRejected, DigestMismatch, TooLarge) as error:
+            raise IntegrityFailure(error.reason) from error
+        except UpstreamUnavailable as error:
+            raise FetchFailed(error.reason) from error
+        if path is None:
+            raise FetchFailed("this blob store keeps no local files; inspection needs one")
+        return path
+
+    async def provenance(self, record: FileRecord) -> bytes | None:
+        try:
+            digest = await self._artifacts.ensure_provenance(record)
+        except (UpstreamUnavailable, UpstreamRejected) as error:
+            raise FetchFailed(error.reason) from error
+        except MirrorError as error:
+            raise IntegrityFailure(error.reason) from error
+        if digest is None:
+            return None
+        return await self._artifacts.read_blob(digest)
 
     async def look(self, project: NormalizedName) -> None:
         try:

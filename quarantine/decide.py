@@ -1,14 +1,17 @@
-"""The promotion decision: a pure function of (file record, project, policy, now).
+"""The promotion decision: a pure function of (file record, evidence, policy, now).
 
 Nothing here reads a clock, a database or the network, so every rule can be tested by
-handing it records and a time.
+handing it records and a time. Restrictive signals are checked first; valid provenance
+or a clean scan never shortens a hold.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from quarantine.clock import format_timestamp
-from quarantine.models import FileRecord, FileState, ProjectRecord, ProjectStatus
+from quarantine.evidence import Action, Evidence
+from quarantine.models import FINAL_STATES, FileRecord, FileState, ProjectRecord, ProjectStatus
 from quarantine.policy import Policy
 
 _TAKEDOWN = {
@@ -23,6 +26,7 @@ class Verdict:
     reason: str
     hold_until: datetime | None = None
     needs_bytes: bool = False  # cooled, but the verified bytes are not in the store yet
+    needs_vetting: bool = False  # cooled, but a required check has not reported yet
     needs_look: bool = False  # cooled, but the last upstream look is too old to trust
 
 
@@ -43,32 +47,47 @@ def decide(
     policy: Policy,
     now: datetime,
     frozen: str | None = None,
+    evidence: Sequence[Evidence] = (),
 ) -> Verdict:
-    """What state ``record`` should be in now. Restrictive signals are checked first.
+    """What state ``record`` should be in now.
 
     ``frozen`` (why promotion is stopped, e.g. a clock jump) keeps held files held.
+    ``evidence`` is what the checks reported for this file, malware feeds included.
     """
-    if record.state in (FileState.REJECTED, FileState.WITHDRAWN):
+    if record.state in FINAL_STATES:
         return Verdict(record.state, record.reason)  # only a person undoes these
     takedown = _TAKEDOWN.get(project.status)
     if takedown is None and not record.listed:
         takedown = "upstream_removed"
     if takedown is not None:
-        return Verdict(_taken_down(record.state), takedown)
-    if record.state is FileState.PROMOTED:
-        return Verdict(record.state, record.reason)
-    verdict = _decide_held(record, project, policy, now)
+        return Verdict(_condemned(record.state, rejected=True), takedown)
+    blocking = [item for item in evidence if item.action is Action.BLOCK]
+    if blocking:
+        return Verdict(_condemned(record.state), _because("blocked", blocking[0]))
+    if record.state in (FileState.PROMOTED, FileState.REVIEW):
+        return Verdict(record.state, record.reason)  # a review is ended by a person
+    verdict = _decide_held(record, project, policy, now, evidence)
     if frozen is not None and verdict.state is FileState.PROMOTED:
         return Verdict(FileState.HELD, f"promotion frozen: {frozen}", verdict.hold_until)
     return verdict
 
 
-def _taken_down(state: FileState) -> FileState:
-    return FileState.WITHDRAWN if state is FileState.PROMOTED else FileState.REJECTED
+def _condemned(state: FileState, *, rejected: bool = False) -> FileState:
+    if state is FileState.PROMOTED:
+        return FileState.WITHDRAWN
+    return FileState.REJECTED if rejected else FileState.BLOCKED
+
+
+def _because(word: str, item: Evidence) -> str:
+    return f"{word}: {item.check}: {item.summary}"
 
 
 def _decide_held(
-    record: FileRecord, project: ProjectRecord, policy: Policy, now: datetime
+    record: FileRecord,
+    project: ProjectRecord,
+    policy: Policy,
+    now: datetime,
+    evidence: Sequence[Evidence],
 ) -> Verdict:
     if record.yanked is not None and not record.established:
         return Verdict(FileState.REJECTED, "yanked_upstream_before_promotion")
@@ -81,15 +100,23 @@ def _decide_held(
     if record.established:
         return Verdict(FileState.PROMOTED, "established")
     until = hold_until(record, policy)
+    reviews = [item for item in evidence if item.action is Action.REVIEW]
+    if reviews:
+        return Verdict(FileState.REVIEW, _because("review", reviews[0]), until)
     if now < until:
         return Verdict(FileState.HELD, _cooling_reason(record), until)
     if not record.stored:
         reason = "cooled; waiting for its bytes to be fetched and checked"
         return Verdict(FileState.HELD, reason, until, needs_bytes=True)
+    reported = {item.check for item in evidence}
+    missing = [check for check in policy.required_checks if check not in reported]
+    if missing:
+        reason = f"cooled; waiting for vetting ({', '.join(missing)})"
+        return Verdict(FileState.HELD, reason, until, needs_vetting=True)
     if not is_fresh(project, policy, now):
         reason = "cooled; waiting for a fresh upstream look"
         return Verdict(FileState.HELD, reason, until, needs_look=True)
-    return Verdict(FileState.PROMOTED, "cooled")
+    return Verdict(FileState.PROMOTED, "cooled and vetted")
 
 
 def _cooling_reason(record: FileRecord) -> str:

@@ -10,6 +10,7 @@ from typing import Protocol
 
 from packaging.utils import NormalizedName
 
+from quarantine.evidence import Evidence
 from quarantine.models import Event, FileRecord, FileState, ProjectRecord
 from quarantine.observe import Observation
 
@@ -21,6 +22,10 @@ class Ledger(Protocol):
 
     def projects(self) -> list[NormalizedName]:
         """Every project that answered at least one look, in name order."""
+        ...
+
+    def stale_projects(self, looked_before: datetime, limit: int) -> list[NormalizedName]:
+        """Projects (not removed) whose last successful look is older than ``looked_before``."""
         ...
 
     def files(self, project: NormalizedName) -> list[FileRecord]: ...
@@ -82,6 +87,16 @@ class Ledger(Protocol):
 
     def note_wall_clock(self, at: datetime) -> None:
         """Remember the latest wall-clock time seen, to catch a clock set back later."""
+        ...
+
+    def record_evidence(self, record: FileRecord, evidence: Evidence, at: datetime) -> None:
+        """Keep one check's evidence with the file (replacing that check's earlier one)."""
+        ...
+
+    def evidence(
+        self, project: NormalizedName, filename: str | None = None
+    ) -> dict[str, list[Evidence]]:
+        """Evidence by filename, for one project (or one file of it)."""
         ...
 
     def change_seq(self) -> int:

@@ -5,6 +5,7 @@ survives power loss; ``BEGIN IMMEDIATE`` and a busy timeout so the CLI and the s
 write side by side.
 """
 
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -17,10 +18,12 @@ from packaging.utils import NormalizedName
 
 from quarantine.clock import format_timestamp, parse_timestamp
 from quarantine.errors import LedgerError, StaleTransition
+from quarantine.evidence import Action, Evidence, Finding, Severity
 from quarantine.models import Event, FileRecord, FileState, ProjectRecord, ProjectStatus
 from quarantine.observe import Observation
 
 SCHEMA_VERSION = 1
+ACTOR_VETTING = "system:vetting"
 GLOBAL = NormalizedName("*")  # the project column of events that concern the whole mirror
 
 _SCHEMA = """
@@ -74,6 +77,17 @@ CREATE TABLE IF NOT EXISTS events (
     actor TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_project ON events (project, at);
+CREATE TABLE IF NOT EXISTS evidence (
+    project TEXT NOT NULL,
+    filename TEXT NOT NULL,
+    check_name TEXT NOT NULL,
+    action TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    findings TEXT NOT NULL,
+    details TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (project, filename, check_name)
+);
 """
 
 _FILE_COLUMNS = (
@@ -141,6 +155,26 @@ def _file_record(row: sqlite3.Row) -> FileRecord:
         listed=bool(row["listed"]),
         anomaly=row["anomaly"],
         state_version=row["state_version"],
+    )
+
+
+def _evidence(row: sqlite3.Row) -> Evidence:
+    findings = tuple(
+        Finding(
+            rule=item["rule"],
+            severity=Severity(item["severity"]),
+            message=item["message"],
+            path=item["path"],
+            line=item["line"],
+        )
+        for item in json.loads(row["findings"])
+    )
+    return Evidence(
+        check=row["check_name"],
+        action=Action(row["action"]),
+        summary=row["summary"],
+        findings=findings,
+        details=json.loads(row["details"]),
     )
 
 
@@ -248,6 +282,14 @@ class SqliteLedger:
 
     def projects(self) -> list[NormalizedName]:
         rows = self._query("SELECT name FROM projects WHERE status != 'removed' ORDER BY name")
+        return [NormalizedName(row["name"]) for row in rows]
+
+    def stale_projects(self, looked_before: datetime, limit: int) -> list[NormalizedName]:
+        rows = self._query(
+            "SELECT name FROM projects WHERE status != 'removed' AND "
+            "(last_look_ok IS NULL OR last_look_ok < ?) ORDER BY last_look_ok LIMIT ?",
+            (format_timestamp(looked_before), limit),
+        )
         return [NormalizedName(row["name"]) for row in rows]
 
     def files(self, project: NormalizedName) -> list[FileRecord]:
@@ -492,6 +534,49 @@ class SqliteLedger:
                 "SET value=excluded.value WHERE excluded.value > meta.value",
                 (format_timestamp(at),),
             )
+
+    def record_evidence(self, record: FileRecord, evidence: Evidence, at: datetime) -> None:
+        findings = [
+            {
+                "rule": f.rule,
+                "severity": f.severity.value,
+                "message": f.message,
+                "path": f.path,
+                "line": f.line,
+            }
+            for f in evidence.findings
+        ]
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO evidence VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.project,
+                    record.filename,
+                    evidence.check,
+                    evidence.action.value,
+                    evidence.summary,
+                    json.dumps(findings),
+                    json.dumps(dict(evidence.details), default=str),
+                    format_timestamp(at),
+                ),
+            )
+            if evidence.action in (Action.REVIEW, Action.BLOCK):
+                reason = f"{evidence.check}: {evidence.summary}"
+                self._event(
+                    db, at, record.project, record, record.state, "evidence", reason, ACTOR_VETTING
+                )
+
+    def evidence(
+        self, project: NormalizedName, filename: str | None = None
+    ) -> dict[str, list[Evidence]]:
+        sql = "SELECT * FROM evidence WHERE project=?"
+        params: tuple[Any, ...] = (project,)
+        if filename is not None:
+            sql, params = sql + " AND filename=?", (project, filename)
+        found: dict[str, list[Evidence]] = {}
+        for row in self._query(sql + " ORDER BY filename, check_name", params):
+            found.setdefault(row["filename"], []).append(_evidence(row))
+        return found
 
     def change_seq(self) -> int:
         rows = self._query("SELECT value FROM meta WHERE key='change_seq'")

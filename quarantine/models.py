@@ -8,10 +8,16 @@ from packaging.utils import NormalizedName
 
 
 class FileState(StrEnum):
-    HELD = "held"  # cooling, or waiting for its bytes or a fresh upstream look
+    HELD = "held"  # cooling, or waiting for its bytes, its vetting or a fresh upstream look
+    REVIEW = "review"  # a check asks a person to decide; never promoted by time alone
     PROMOTED = "promoted"  # listed and served
     REJECTED = "rejected"  # never served: bad hash, bad name, removed or yanked while held
-    WITHDRAWN = "withdrawn"  # was promoted, taken back (upstream takedown): 410
+    BLOCKED = "blocked"  # condemned before promotion: malware advisory, a blocking finding
+    WITHDRAWN = "withdrawn"  # was promoted, taken back (takedown, advisory, admin): 410
+
+
+# States only a person can move a file out of.
+FINAL_STATES = frozenset({FileState.REJECTED, FileState.BLOCKED, FileState.WITHDRAWN})
 
 
 class ProjectStatus(StrEnum):

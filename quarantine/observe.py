@@ -5,7 +5,7 @@ changed records. The ledger writes them in one transaction.
 """
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -21,6 +21,7 @@ from packaging.version import Version
 
 from quarantine.clock import format_timestamp
 from quarantine.decide import decide
+from quarantine.evidence import Evidence
 from quarantine.models import FileRecord, FileState, ProjectRecord, Snapshot, UpstreamFile
 from quarantine.policy import Policy
 
@@ -49,7 +50,9 @@ def observe(
     now: datetime,
     policy: Policy,
     frozen: str | None = None,
+    evidence_for: Callable[[FileRecord], Sequence[Evidence]] = lambda _record: (),
 ) -> Observation:
+    """``evidence_for`` gives each file's evidence (stored, and the malware feeds')."""
     project = _project_after(before, snapshot, now)
     previous_look = before.last_look_ok if before is not None else None
     listed = {entry.filename: entry for entry in snapshot.files}
@@ -59,10 +62,14 @@ def observe(
         if name not in known
     ]
     updated = {name: _relisted(record, listed.get(name)) for name, record in known.items()}
-    decided_new = tuple(_apply_decision(record, project, policy, now, frozen) for record in new)
+    decided_new = tuple(
+        _apply_decision(record, project, policy, now, frozen, evidence_for(record))
+        for record in new
+    )
     changed = []
     for name, record in known.items():
-        final = _apply_decision(updated[name], project, policy, now, frozen)
+        candidate = updated[name]
+        final = _apply_decision(candidate, project, policy, now, frozen, evidence_for(candidate))
         if final != record:
             changed.append((record, final))
     return Observation(project, decided_new, tuple(changed))
@@ -97,8 +104,9 @@ def _apply_decision(
     policy: Policy,
     now: datetime,
     frozen: str | None,
+    evidence: Sequence[Evidence],
 ) -> FileRecord:
-    verdict = decide(record, project, policy, now, frozen)
+    verdict = decide(record, project, policy, now, frozen, evidence)
     if verdict.state == record.state and verdict.reason == record.reason:
         return record
     return replace(record, state=verdict.state, reason=verdict.reason)

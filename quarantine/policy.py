@@ -6,6 +6,8 @@ from datetime import datetime, timedelta
 
 from packaging.utils import NormalizedName
 
+from quarantine.evidence import DEFAULT_SEVERITY_ACTIONS, Action, Severity
+
 
 @dataclass(frozen=True, slots=True)
 class Exemption:
@@ -13,6 +15,16 @@ class Exemption:
 
     reason: str
     until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PublisherPin:
+    """The publisher a project must be built by, from config (not from any provenance)."""
+
+    kind: str
+    repository: str | None = None
+    workflow: str | None = None
+    email: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +42,18 @@ class Policy:
     cooling_overrides: Mapping[NormalizedName, timedelta] = field(default_factory=dict)
     exemptions: Mapping[NormalizedName, Exemption] = field(default_factory=dict)
     cutoff: datetime | None = None  # nothing uploaded after this is promoted
+    # Checks that must have reported on a file before it can be promoted.
+    required_checks: tuple[str, ...] = ()  # TEMP until the vetter is wired
+    severity_actions: Mapping[Severity, Action] = field(
+        default_factory=lambda: dict(DEFAULT_SEVERITY_ACTIONS)
+    )
+    rule_actions: Mapping[str, Action] = field(default_factory=dict)  # per-rule overrides
+    # Projects whose every release must carry verified provenance; "*" means all.
+    require_provenance: frozenset[str] = frozenset()
+    pinned_publishers: Mapping[NormalizedName, PublisherPin] = field(default_factory=dict)
+
+    def requires_provenance(self, project: NormalizedName) -> bool:
+        return "*" in self.require_provenance or project in self.require_provenance
 
     def cooling_for(self, project: NormalizedName) -> timedelta:
         return self.cooling_overrides.get(project, self.cooling_period)

@@ -11,6 +11,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from packaging.utils import NormalizedName
 
@@ -18,10 +19,14 @@ from quarantine.clock import Clock
 from quarantine.clock_guard import ClockGuard
 from quarantine.decide import Verdict, decide
 from quarantine.errors import StaleTransition
+from quarantine.feeds import Feeds, with_advisories
 from quarantine.ledger import Ledger
 from quarantine.models import FileRecord, FileState
 from quarantine.policy import Policy
 from quarantine.source import ArtifactSource, FetchFailed, IntegrityFailure, LookFailed
+
+if TYPE_CHECKING:  # the worker runs without a vetter in tests of the time rules alone
+    from quarantine.vetting import Vetter
 
 log = logging.getLogger(__name__)
 ACTOR = "system:promoter"
@@ -36,6 +41,8 @@ class Round:
     rejected: int = 0
     looks: int = 0
     look_failures: int = 0
+    vetted: int = 0
+    vetting_failures: int = 0
     promoted: list[str] = field(default_factory=list)
 
 
@@ -49,6 +56,8 @@ class Promoter:
         concurrency: int = 4,
         on_change: Callable[[], None] = lambda: None,
         guard: ClockGuard | None = None,
+        vetter: "Vetter | None" = None,
+        feeds: Feeds | None = None,
     ) -> None:
         self._ledger = ledger
         self._source = source
@@ -59,6 +68,8 @@ class Promoter:
         self._lock = asyncio.Lock()
         self._on_change = on_change  # lets the serving side drop pages that changed
         self._guard = guard or ClockGuard(ledger, clock)
+        self._vetter = vetter
+        self._feeds = feeds
 
     def wake(self) -> None:
         """New held files were seen: fetch them soon rather than at the next tick."""
@@ -78,6 +89,7 @@ class Promoter:
         async with self._lock:
             result = Round()
             await self._fetch_missing(result)
+            await self._vet_pending(result)
             by_project: dict[NormalizedName, list[FileRecord]] = defaultdict(list)
             for record in self._ledger.held():
                 by_project[record.project].append(record)
@@ -101,6 +113,24 @@ class Promoter:
             except FetchFailed as failure:
                 result.fetch_failures += 1
                 log.warning("fetching %s failed, will retry: %s", record.filename, failure)
+
+    async def _vet_pending(self, result: Round) -> None:
+        if self._vetter is None:
+            return
+        pending = [record for record in self._ledger.held() if self._vetter.needs_vetting(record)]
+        await asyncio.gather(*(self._vet_one(record, result) for record in pending))
+
+    async def _vet_one(self, record: FileRecord, result: Round) -> None:
+        assert self._vetter is not None
+        async with self._slots:
+            try:
+                await self._vetter.vet(record)
+                result.vetted += 1
+            except (FetchFailed, IntegrityFailure) as failure:
+                log.warning("vetting %s must wait: %s", record.filename, failure)
+            except Exception:  # one broken file never stops the others; it stays held
+                result.vetting_failures += 1
+                log.exception("vetting %s failed; it stays held", record.filename)
 
     def _reject(self, record: FileRecord, reason: str) -> None:
         current = self._ledger.file(record.project, record.filename)
@@ -132,8 +162,12 @@ class Promoter:
             return []
         frozen = self._guard.frozen()
         now = self._clock.now()
-        held = self._ledger.held(project)
-        return [(record, decide(record, state, self._policy, now, frozen)) for record in held]
+        stored = self._ledger.evidence(project)
+        verdicts = []
+        for record in self._ledger.held(project):
+            evidence = with_advisories(record, stored, self._feeds)
+            verdicts.append((record, decide(record, state, self._policy, now, frozen, evidence)))
+        return verdicts
 
     def _apply(self, record: FileRecord, verdict: Verdict, result: Round) -> None:
         if verdict.state == record.state and verdict.reason == record.reason:

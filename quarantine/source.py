@@ -1,5 +1,6 @@
 """What the vetting side needs from the outside world, declared here, built by ``mirror``."""
 
+from pathlib import Path
 from typing import Protocol
 
 from packaging.utils import NormalizedName
@@ -25,6 +26,17 @@ class ArtifactSource(Protocol):
         """Put the file's verified bytes (and its metadata and provenance) in the store.
 
         Returns the updated record; raises IntegrityFailure or FetchFailed.
+        """
+        ...
+
+    async def provenance(self, record: FileRecord) -> bytes | None:
+        """The exact provenance bytes kept for this file (fetched once), or None."""
+        ...
+
+    async def local_copy(self, record: FileRecord) -> Path:
+        """A local file holding the verified bytes, fetching them first when needed.
+
+        Raises IntegrityFailure or FetchFailed like ``fetch``.
         """
         ...
 

@@ -1,0 +1,55 @@
+"""Re-read known projects on a schedule, so new releases are seen (and vetted, and
+announced) before anyone asks for them, and takedowns reach promoted files unasked."""
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from packaging.utils import NormalizedName
+
+from quarantine.clock import Clock
+from quarantine.ledger import Ledger
+from quarantine.source import ArtifactSource, LookFailed
+
+log = logging.getLogger(__name__)
+
+
+class Watcher:
+    def __init__(
+        self,
+        ledger: Ledger,
+        source: ArtifactSource,
+        clock: Clock,
+        interval: timedelta,
+        concurrency: int = 4,
+        batch: int = 500,
+    ) -> None:
+        self._ledger = ledger
+        self._source = source
+        self._clock = clock
+        self._interval = interval
+        self._slots = asyncio.Semaphore(concurrency)
+        self._batch = batch
+
+    async def run_once(self) -> int:
+        """Look again at the projects whose last look is older than the interval."""
+        due = self._ledger.stale_projects(self._clock.now() - self._interval, self._batch)
+        results = await asyncio.gather(*(self._look(name) for name in due))
+        return sum(results)
+
+    async def _look(self, name: NormalizedName) -> int:
+        async with self._slots:
+            try:
+                await self._source.look(name)
+            except LookFailed as failure:
+                log.info("watcher: %s not refreshed: %s", name, failure)
+                return 0
+            return 1
+
+    async def run_forever(self, tick_seconds: float = 30.0) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except Exception:  # one bad round must not stop the watcher; the next retries
+                log.exception("watcher round failed")
+            await asyncio.sleep(tick_seconds)
