@@ -25,7 +25,7 @@ from mirror.file_routes import serve_file
 from mirror.names import ReservedNames
 from mirror.services import Services
 from mirror.settings import Settings
-from mirror.simple_routes import simple_project, simple_root
+from mirror.simple_routes import simple_project, simple_root, simple_root_without_slash
 from mirror.source import MirrorSource
 from mirror.upstream import UpstreamClient
 from mirror.url_guard import UrlGuard
@@ -202,6 +202,7 @@ def create_app(
     app = Starlette(
         routes=[
             Route("/simple/", simple_root, methods=["GET", "HEAD"]),
+            Route("/simple", simple_root_without_slash, methods=["GET", "HEAD"]),
             Route("/simple/{project}/", simple_project, methods=["GET", "HEAD"]),
             Route("/simple/{project}", simple_project, methods=["GET", "HEAD"]),
             Route("/files/{sha256:sha256}/{filename}", serve_file, methods=["GET", "HEAD"]),
@@ -212,5 +213,8 @@ def create_app(
         exception_handlers={MirrorError: _mirror_error, HTTPException: _http_error},
         lifespan=lifespan,
     )
+    # Starlette's own slash redirects build an absolute Location from the Host header:
+    # off. The only redirects are the relative ones in simple_routes.
+    app.router.redirect_slashes = False
     app.state.services = services
     return app

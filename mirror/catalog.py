@@ -187,6 +187,8 @@ class Catalog:
     ) -> None:
         project = self._ledger.project(name)
         if project is None or project.status is ProjectStatus.REMOVED:
+            # Nothing known: the next request must ask again, not find "no such project".
+            self._live[name].looked_at = None
             if isinstance(error, UpstreamUnavailable) and "no cached data" not in error.reason:
                 raise UpstreamUnavailable(f"{error.reason}; no cached data for {name}") from error
             raise error

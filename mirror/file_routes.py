@@ -5,17 +5,28 @@ promoted never yields a byte. Established files are fetched on first request and
 against the listed digest before the first byte is sent.
 """
 
+import contextlib
+import logging
 from datetime import datetime
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 
 from mirror.blobs import DigestMismatch, TooLarge
-from mirror.errors import FileNotAvailable, FileWithdrawn, NotFound, UpstreamRejected
+from mirror.errors import (
+    FileNotAvailable,
+    FileWithdrawn,
+    MirrorError,
+    NotFound,
+    UpstreamRejected,
+)
 from mirror.services import Services
 from quarantine.clock import format_timestamp
 from quarantine.decide import hold_until
+from quarantine.errors import StaleTransition
 from quarantine.models import FileRecord, FileState
+
+log = logging.getLogger(__name__)
 
 _FILE_HEADERS = {
     "Cache-Control": "public, max-age=31536000, immutable",
@@ -68,17 +79,28 @@ async def serve_file(request: Request) -> Response:
         reason = (
             f"hash_mismatch: {error.reason}" if isinstance(error, DigestMismatch) else error.reason
         )
-        services.ledger.transition(
-            record, FileState.REJECTED, reason, "system:file-route", services.clock.now()
-        )
+        with contextlib.suppress(StaleTransition):  # concurrent requests: one records it
+            services.ledger.transition(
+                record, FileState.REJECTED, reason, "system:file-route", services.clock.now()
+            )
         services.catalog.sync()
         raise UpstreamRejected("file_rejected: its bytes do not match the listed digest") from error
+    if not record.stored:
+        await _keep_metadata(record, services)
     headers = {**_FILE_HEADERS, "ETag": f'"{record.sha256}"'}
     if path is not None:
         return FileResponse(path, headers=headers, media_type="application/octet-stream")
     return StreamingResponse(
         services.blobs.read(record.sha256), headers=headers, media_type="application/octet-stream"
     )
+
+
+async def _keep_metadata(record: FileRecord, services: Services) -> None:
+    """Fetched on first download with the file, so an outage later serves both."""
+    try:
+        await services.artifacts.ensure_metadata(record)
+    except MirrorError as error:
+        log.warning("metadata of %s not kept: %s", record.filename, error.reason)
 
 
 async def _metadata(record: FileRecord, services: Services) -> Response:

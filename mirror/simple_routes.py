@@ -45,6 +45,10 @@ async def simple_root(request: Request) -> Response:
     return page_response(request, _services(request).catalog.root_page(fmt))
 
 
+async def simple_root_without_slash(_request: Request) -> Response:
+    return RedirectResponse("simple/", status_code=301)
+
+
 async def simple_project(request: Request) -> Response:
     raw = request.path_params["project"]
     name = normalized_project(raw)
