@@ -35,6 +35,7 @@ from quarantine.feeds import Feeds
 from quarantine.ledger_sqlite import SqliteLedger
 from quarantine.promoter import Promoter
 from quarantine.provenance import ProvenanceVerifier
+from quarantine.vetting import Vetter
 from quarantine.watcher import Watcher
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         concurrency=settings.fetch_concurrency,
         on_change=catalog.sync,
         guard=guard,
+        vetter=Vetter(ledger, source, settings.policy, clock, verifier),
         feeds=feeds,
     )
     wake.append(promoter)

@@ -54,8 +54,13 @@ def explain(
                 "action": item.action.value,
                 "summary": item.summary,
                 "findings": [
-                    {"rule": f.rule, "severity": f.severity.value, "message": f.message,
-                     "path": f.path, "line": f.line}
+                    {
+                        "rule": f.rule,
+                        "severity": f.severity.value,
+                        "message": f.message,
+                        "path": f.path,
+                        "line": f.line,
+                    }
                     for f in item.findings
                 ],
                 "details": dict(item.details),
@@ -64,8 +69,15 @@ def explain(
         ]
         advisory = feeds.evidence_for(project, file.version) if feeds else None
         if advisory is not None and all(c["check"] != "feeds" for c in checks):
-            checks.append({"check": "feeds", "action": advisory.action.value,
-                           "summary": advisory.summary, "findings": [], "details": {}})
+            checks.append(
+                {
+                    "check": "feeds",
+                    "action": advisory.action.value,
+                    "summary": advisory.summary,
+                    "findings": [],
+                    "details": {},
+                }
+            )
         files.append(
             {
                 "filename": file.filename,
@@ -75,7 +87,9 @@ def explain(
                 "reason": file.reason,
                 "established": file.established,
                 "upload_time": format_timestamp(file.upload_time) if file.upload_time else None,
-                "hold_until": None if file.established else format_timestamp(hold_until(file, policy)),
+                "hold_until": None
+                if file.established
+                else format_timestamp(hold_until(file, policy)),
                 "anomaly": file.anomaly,
                 "stored": file.stored,
                 "checks": checks,

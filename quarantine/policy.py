@@ -43,7 +43,7 @@ class Policy:
     exemptions: Mapping[NormalizedName, Exemption] = field(default_factory=dict)
     cutoff: datetime | None = None  # nothing uploaded after this is promoted
     # Checks that must have reported on a file before it can be promoted.
-    required_checks: tuple[str, ...] = ()  # TEMP until the vetter is wired
+    required_checks: tuple[str, ...] = ("provenance", "publisher", "content")
     severity_actions: Mapping[Severity, Action] = field(
         default_factory=lambda: dict(DEFAULT_SEVERITY_ACTIONS)
     )

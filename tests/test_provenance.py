@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pypi_attestations import AttestationType
 
 from quarantine.evidence import Action, Severity
 from quarantine.policy import PublisherPin
@@ -540,7 +541,7 @@ def test_provenance_evidence(verifier: ProvenanceVerifier) -> None:
     assert good.action is Action.PASS
     assert good.findings == ()
     assert good.details["identity"] == TOB.to_json()
-    assert good.details["predicates"] == ["https://docs.pypi.org/attestations/publish/v1"]
+    assert good.details["predicates"] == [AttestationType.PYPI_PUBLISH_V1.value]
     assert good.details["provenance_sha256"] == raw_sha
     json.dumps(good.details)  # JSON-serialisable
 

@@ -1,0 +1,198 @@
+"""The vetting worker: runs every check on a held file and keeps the evidence with it.
+
+Checks: PEP 740 provenance (offline, pinned trust root), publisher continuity against
+the project's earlier promoted releases (so a freshly started mirror judges from the
+upstream history too), content inspection compared with the previous release, and
+malware feeds (applied at decision time, see ``quarantine.feeds``). CPU-bound work runs
+in worker threads so serving never waits on it.
+"""
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from packaging.utils import NormalizedName
+from packaging.version import InvalidVersion, Version
+
+from quarantine.archive import Limits
+from quarantine.clock import Clock
+from quarantine.evidence import Evidence
+from quarantine.inspect import Inspection, inspect_file
+from quarantine.ledger import Ledger
+from quarantine.models import FileRecord, FileState
+from quarantine.policy import Policy
+from quarantine.provenance import (
+    ProvenanceResult,
+    ProvenanceVerifier,
+    PublisherIdentity,
+    continuity_evidence,
+    provenance_evidence,
+)
+from quarantine.release_diff import ArchiveSummary
+from quarantine.source import ArtifactSource, FetchFailed, IntegrityFailure
+
+log = logging.getLogger(__name__)
+HISTORY_RELEASES = 3  # earlier releases consulted for the expected publisher
+_TRUSTED = (FileState.PROMOTED,)  # only vetted or established files set the baseline
+
+
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    result: ProvenanceResult | None
+    digest: str | None
+
+
+def _version(text: str) -> Version | None:
+    try:
+        return Version(text)
+    except InvalidVersion:
+        return None
+
+
+def _kind(filename: str) -> str:
+    return "wheel" if filename.endswith(".whl") else "sdist"
+
+
+class Vetter:
+    def __init__(
+        self,
+        ledger: Ledger,
+        source: ArtifactSource,
+        policy: Policy,
+        clock: Clock,
+        verifier: ProvenanceVerifier,
+        limits: Limits | None = None,
+    ) -> None:
+        self._ledger = ledger
+        self._source = source
+        self._policy = policy
+        self._clock = clock
+        self._verifier = verifier
+        self._limits = limits or Limits()
+
+    def needs_vetting(self, record: FileRecord) -> bool:
+        if record.state is not FileState.HELD or not record.stored or record.established:
+            return False
+        done = self._ledger.evidence(record.project, record.filename).get(record.filename, [])
+        reported = {item.check for item in done}
+        return any(check not in reported for check in self._policy.required_checks)
+
+    async def vet(self, record: FileRecord) -> list[Evidence]:
+        """Run every check on ``record`` and record what each found."""
+        verified = await self._verify(record, self._pinned(record.project))
+        provenance = provenance_evidence(
+            verified.result, verified.digest, **self._mappings()
+        )
+        identity = verified.result.identity if verified.result and verified.result.ok else None
+        history = await self._history(record)
+        publisher = continuity_evidence(
+            identity,
+            record.provenance_url is not None,
+            history,
+            self._pinned(record.project),
+            self._policy.requires_provenance(record.project),
+            **self._mappings(),
+        )
+        content = await self._inspect(record, await self._previous_summary(record))
+        found = [provenance, publisher, content]
+        now = self._clock.now()
+        for item in found:
+            self._ledger.record_evidence(record, item, now)
+        return found
+
+    def _mappings(self) -> dict[str, Any]:
+        return {
+            "severity_actions": self._policy.severity_actions,
+            "rule_actions": self._policy.rule_actions,
+        }
+
+    def _pinned(self, project: NormalizedName) -> PublisherIdentity | None:
+        pin = self._policy.pinned_publishers.get(project)
+        return PublisherIdentity.from_pin(pin) if pin else None
+
+    async def _verify(self, record: FileRecord, expected: PublisherIdentity | None) -> _Verified:
+        if record.provenance_url is None:
+            return _Verified(None, None)
+        raw = await self._source.provenance(record)
+        if raw is None:
+            return _Verified(None, None)
+        result = await asyncio.to_thread(
+            self._verifier.verify, raw, record.filename, record.sha256, expected
+        )
+        return _Verified(result, hashlib.sha256(raw).hexdigest())  # the bytes verified
+
+    # -- the project's history -------------------------------------------------------------
+    def _earlier_releases(self, record: FileRecord) -> list[tuple[Version, list[FileRecord]]]:
+        mine = _version(record.version)
+        if mine is None:
+            return []
+        releases: dict[Version, list[FileRecord]] = {}
+        for other in self._ledger.files(record.project):
+            version = _version(other.version)
+            if version is None or version >= mine or other.state not in _TRUSTED:
+                continue
+            releases.setdefault(version, []).append(other)
+        return sorted(releases.items())
+
+    async def _history(self, record: FileRecord) -> list[tuple[str, PublisherIdentity | None]]:
+        history = []
+        for version, files in self._earlier_releases(record)[-HISTORY_RELEASES:]:
+            history.append((str(version), await self._release_identity(files)))
+        return history
+
+    async def _release_identity(self, files: Sequence[FileRecord]) -> PublisherIdentity | None:
+        attested = [f for f in files if f.provenance_url is not None]
+        if not attested:
+            return None
+        sample = attested[0]
+        known = self._ledger.evidence(sample.project, sample.filename).get(sample.filename, [])
+        for item in known:
+            if item.check == "provenance" and "identity" in item.details:
+                return PublisherIdentity.from_json(item.details["identity"])
+        try:
+            verified = await self._verify(sample, None)
+        except (FetchFailed, IntegrityFailure) as error:
+            log.warning("provenance of %s unavailable: %s", sample.filename, error)
+            return None
+        evidence = provenance_evidence(verified.result, verified.digest)
+        self._ledger.record_evidence(sample, evidence, self._clock.now())
+        if verified.result is not None and verified.result.ok:
+            return verified.result.identity
+        return None
+
+    async def _previous_summary(self, record: FileRecord) -> ArchiveSummary | None:
+        releases = self._earlier_releases(record)
+        for _release, files in reversed(releases):
+            same_kind = [f for f in files if _kind(f.filename) == _kind(record.filename)]
+            if same_kind:
+                return await self._summary_of(same_kind[0])
+        return None
+
+    async def _summary_of(self, record: FileRecord) -> ArchiveSummary | None:
+        known = self._ledger.evidence(record.project, record.filename).get(record.filename, [])
+        for item in known:
+            if item.check == "content" and "summary" in item.details:
+                return ArchiveSummary.from_json(item.details["summary"])
+        try:
+            path = await self._source.local_copy(record)
+        except (FetchFailed, IntegrityFailure) as error:
+            log.warning("previous release %s unavailable: %s", record.filename, error)
+            return None
+        inspection = await asyncio.to_thread(
+            inspect_file, path, record.filename, None, self._limits
+        )
+        self._ledger.record_evidence(record, self._content_evidence(inspection), self._clock.now())
+        return inspection.summary
+
+    async def _inspect(self, record: FileRecord, previous: ArchiveSummary | None) -> Evidence:
+        path = await self._source.local_copy(record)
+        inspection = await asyncio.to_thread(
+            inspect_file, path, record.filename, previous, self._limits
+        )
+        return self._content_evidence(inspection)
+
+    def _content_evidence(self, inspection: Inspection) -> Evidence:
+        return inspection.evidence(self._policy.severity_actions, self._policy.rule_actions)
