@@ -51,7 +51,10 @@ def as_bool(value: Any) -> bool:
 
 def as_duration(value: Any) -> timedelta:
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
+        try:
+            return timedelta(seconds=value)
+        except OverflowError as error:
+            raise ValueError(f"duration {value!r} is out of range") from error
     if not isinstance(value, str):
         raise ValueError("expected a duration such as '72h', '3d' or 'P3D'")
     return parse_duration(value)
@@ -83,7 +86,7 @@ def line_of(text: str, table: str | None, key: str) -> int | None:
     for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
         if stripped.startswith("["):
-            current = stripped.strip("[]").replace('"', "").strip()
+            current = stripped.split("#", 1)[0].strip().strip("[]").replace('"', "").strip()
             continue
         name = stripped.split("=", 1)[0].strip().strip('"')
         if "=" in stripped and name == key and current == table:

@@ -61,7 +61,8 @@ def _parse_accept(header: str) -> list[tuple[str, float]]:
             name, _, value = parameter.partition("=")
             if name.strip().lower() == "q":
                 try:
-                    quality = min(max(float(value), 0.0), 1.0)
+                    parsed = float(value)
+                    quality = min(max(parsed, 0.0), 1.0) if parsed == parsed else 0.0
                 except ValueError:
                     quality = 0.0
         if media:

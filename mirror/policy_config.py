@@ -78,6 +78,9 @@ def exemptions(value: Any, source: ConfigSource) -> dict[NormalizedName, Exempti
         if isinstance(entry, str):
             reason = entry
         elif isinstance(entry, dict):
+            unknown = sorted(set(entry) - {"reason", "until"})
+            if unknown:
+                fail(where, f"unknown key {unknown[0]!r} (known: reason, until)")
             reason = entry.get("reason", "")
             until = convert(as_time, entry["until"], where) if "until" in entry else None
         else:

@@ -35,6 +35,20 @@ from quarantine.provenance import PublisherIdentity
 DEFAULT_PORT = 8070
 
 
+def as_port(value: Any) -> int:
+    port = as_int(value)
+    if not 0 < port < 65536:
+        raise ValueError(f"{port} is not a TCP port (1-65535)")
+    return port
+
+
+def as_upstream(value: Any) -> str:
+    url = as_str(value)
+    if url and not url.startswith(("http://", "https://")):
+        raise ValueError(f"{url!r} is not an http(s) URL")
+    return url
+
+
 def _default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "lazaretto"
@@ -70,9 +84,9 @@ class Settings:
 
 _TOP_LEVEL: dict[str, Callable[[Any], Any]] = {
     "host": as_str,
-    "port": as_int,
+    "port": as_port,
     "data_dir": as_path,
-    "upstream": as_str,
+    "upstream": as_upstream,
     "file_hosts": as_list,
     "public_base_url": as_str,
     "trusted_hosts": as_list,

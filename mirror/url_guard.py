@@ -5,6 +5,8 @@ operator allowed. No userinfo, no downgrade to plain http, no path tricks. The U
 parsed with yarl, the parser aiohttp fetches with, so what is checked is what is fetched.
 """
 
+from urllib.parse import urlsplit
+
 from yarl import URL
 
 from mirror.errors import UpstreamRejected
@@ -31,10 +33,16 @@ class UrlGuard:
         if any(character in raw for character in "\\\x00\r\n\t "):
             raise UpstreamRejected("offhost_url: control or separator characters")
         try:
-            url = base.join(URL(raw))
-        except (ValueError, TypeError) as error:
+            given = URL(raw)
+            url = base.join(given)
+            host = url.host
+        except (ValueError, TypeError) as error:  # UnicodeError (IDNA) is a ValueError
             raise UpstreamRejected("offhost_url: unparseable") from error
-        if url.user is not None or url.password is not None or not url.host:
+        if given.scheme and not given.raw_host:
+            raise UpstreamRejected("offhost_url: userinfo or no host")
+        if _dot_segments(raw):
+            raise UpstreamRejected("offhost_url: encoded separators or dot segments")
+        if url.user is not None or url.password is not None or not host:
             raise UpstreamRejected("offhost_url: userinfo or no host")
         if (
             "%2f" in url.raw_path.lower()
@@ -46,6 +54,20 @@ class UrlGuard:
             return url
         if url.scheme != "https":
             raise UpstreamRejected("offhost_url: plain http to another origin")
-        if self._file_hosts and url.host.lower() not in self._file_hosts:
+        if self._file_hosts and host.lower() not in self._file_hosts:
             raise UpstreamRejected("offhost_url: host not in file_hosts")
         return url
+
+
+def _dot_segments(raw: str) -> bool:
+    """A '.' or '..' segment (plain or %2e) in the path as written, before resolution.
+
+    Only a relative reference may start by climbing from the page ('../../x').
+    """
+    parts = urlsplit(raw)
+    segments = parts.path.split("/")
+    start = 0
+    if not parts.scheme and not parts.netloc and not parts.path.startswith("/"):
+        while start < len(segments) and segments[start] in (".", ".."):
+            start += 1
+    return any(seg.lower().replace("%2e", ".") in (".", "..") for seg in segments[start:])

@@ -31,7 +31,10 @@ def parse_timestamp(text: str) -> datetime:
     parsed = datetime.fromisoformat(value)
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError as error:
+        raise ValueError(f"timestamp out of range: {text!r}") from error
 
 
 def format_timestamp(moment: datetime) -> str:

@@ -23,7 +23,10 @@ def parse_duration(text: str) -> timedelta:
         raise InvalidDuration(
             f"cannot read duration {value!r}: write it like '72h', '3d', '1d12h' or 'P3D'"
         )
-    return timedelta(seconds=seconds)
+    try:
+        return timedelta(seconds=seconds)
+    except (OverflowError, ValueError) as error:
+        raise InvalidDuration(f"duration {value!r} is out of range") from error
 
 
 def _parse_simple(value: str) -> float | None:

@@ -329,10 +329,15 @@ class SqliteLedger:
             ).fetchone()
             self._upsert_project(db, observation, etag)
             for record in observation.new:
-                db.execute(
-                    f"INSERT INTO files ({_FILE_COLUMNS}) VALUES ({', '.join('?' * 21)})",
-                    _file_row(record),
-                )
+                try:
+                    db.execute(
+                        f"INSERT INTO files ({_FILE_COLUMNS}) VALUES ({', '.join('?' * 21)})",
+                        _file_row(record),
+                    )
+                except sqlite3.IntegrityError as error:
+                    raise StaleTransition(
+                        f"{record.filename} was recorded by another look meanwhile"
+                    ) from error
                 self._event(db, at, project.name, record, None, record.state, record.reason, actor)
                 if record.anomaly:
                     self._event(

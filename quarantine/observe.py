@@ -121,7 +121,7 @@ def _relisted(record: FileRecord, entry: UpstreamFile | None) -> FileRecord:
         yanked=entry.yanked,
         provenance_url=record.provenance_url or entry.provenance_url,
     )
-    if entry.sha256 != record.sha256:
+    if record.sha256 and entry.sha256 != record.sha256:
         # A filename is immutable upstream; a new digest means tampering. Keep the old one.
         anomaly = f"digest_changed: upstream now declares {entry.sha256} for this filename"
         updated = replace(updated, anomaly=anomaly)

@@ -1,0 +1,435 @@
+"""Conformance suite for the ``quarantine.ledger.Ledger`` protocol.
+
+Every implementation runs the same tests: add a PostgreSQL one by adding its name to
+the ``store`` fixture's params and a branch in ``Store.open``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from packaging.utils import NormalizedName
+
+from quarantine.errors import StaleTransition
+from quarantine.ledger import Ledger
+from quarantine.ledger_sqlite import SqliteLedger
+from quarantine.models import (
+    FileRecord,
+    FileState,
+    ProjectRecord,
+    ProjectStatus,
+    Snapshot,
+    UpstreamFile,
+)
+from quarantine.observe import Observation, observe
+from quarantine.policy import Policy
+
+DEMO = NormalizedName("demo")
+OTHER = NormalizedName("other")
+T0 = datetime(2026, 11, 23, 12, 0, 0, 123456, tzinfo=UTC)
+POLICY = Policy()
+ACTOR = "system:test"
+OLD_WHEEL = "demo-0.9-py3-none-any.whl"
+NEW_WHEEL = "demo-1.0-py3-none-any.whl"
+NEW_SDIST = "demo-1.0.tar.gz"
+
+
+class Store:
+    """Opens connections to one ledger, as the server and the CLI each would."""
+
+    def __init__(self, kind: str, tmp_path: Path) -> None:
+        self.kind = kind
+        self.path = tmp_path / "data" / "ledger.sqlite3"
+        self.opened: list[Ledger] = []
+
+    def open(self) -> Ledger:
+        if self.kind == "sqlite":
+            ledger: Ledger = SqliteLedger(self.path)
+        else:  # pragma: no cover - a new implementation plugs in here
+            raise AssertionError(f"unknown ledger kind {self.kind}")
+        self.opened.append(ledger)
+        return ledger
+
+    def close_all(self) -> None:
+        for ledger in self.opened:
+            ledger.close()
+        self.opened.clear()
+
+
+@pytest.fixture(params=["sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    opened = Store(str(request.param), tmp_path)
+    yield opened
+    opened.close_all()
+
+
+@pytest.fixture
+def ledger(store: Store) -> Ledger:
+    return store.open()
+
+
+def upstream_file(
+    filename: str, uploaded: datetime | None, sha256: str, yanked: str | None = None
+) -> UpstreamFile:
+    return UpstreamFile(
+        filename=filename,
+        url=f"https://files.example/packages/{filename}",
+        sha256=sha256,
+        size=2048,
+        upload_time=uploaded,
+        requires_python=">=3.10",
+        yanked=yanked,
+        core_metadata_sha256="d" * 64,
+        provenance_url=None,
+    )
+
+
+OLD = upstream_file(OLD_WHEEL, T0 - timedelta(days=400), "a" * 64)
+NEW = upstream_file(NEW_WHEEL, T0 - timedelta(hours=2), "b" * 64)
+SDIST = upstream_file(NEW_SDIST, T0 - timedelta(hours=1), "c" * 64)
+
+
+def snapshot(
+    *files: UpstreamFile,
+    name: NormalizedName = DEMO,
+    status: ProjectStatus = ProjectStatus.ACTIVE,
+) -> Snapshot:
+    return Snapshot(name=name, files=files, status=status, status_reason=None, serial=7)
+
+
+def look(ledger: Ledger, snap: Snapshot, at: datetime, etag: str | None = None) -> Observation:
+    """What the catalog does for one upstream answer."""
+    known = {record.filename: record for record in ledger.files(snap.name)}
+    observation = observe(ledger.project(snap.name), known, snap, at, POLICY)
+    ledger.apply(observation, etag, ACTOR)
+    return observation
+
+
+def held(ledger: Ledger, filename: str = NEW_WHEEL) -> FileRecord:
+    record = ledger.file(DEMO, filename)
+    assert record is not None
+    return record
+
+
+# -- apply and read back ------------------------------------------------------------------
+
+
+def test_empty_ledger(ledger: Ledger) -> None:
+    assert ledger.project(DEMO) is None
+    assert ledger.projects() == []
+    assert ledger.files(DEMO) == []
+    assert ledger.file(DEMO, NEW_WHEEL) is None
+    assert ledger.held() == []
+    assert ledger.events() == []
+
+
+def test_apply_then_read_back(ledger: Ledger) -> None:
+    observation = look(ledger, snapshot(OLD, NEW), T0, etag='"v1"')
+    project = ledger.project(DEMO)
+    assert project is not None
+    assert replace(project, seq=0) == replace(observation.project, etag='"v1"', seq=0)
+    assert project.last_look_ok == T0
+    assert project.serial == 7
+    assert ledger.projects() == [DEMO]
+    files = ledger.files(DEMO)
+    assert files == sorted(observation.new, key=lambda record: record.filename)
+    assert [record.state for record in files] == [FileState.PROMOTED, FileState.HELD]
+    assert ledger.file(DEMO, NEW_WHEEL) == files[1]
+    assert ledger.file_by_digest("b" * 64, NEW_WHEEL) == files[1]
+    assert ledger.file_by_digest("b" * 64, OLD_WHEEL) is None
+    assert ledger.file_by_digest("f" * 64, NEW_WHEEL) is None
+    assert ledger.held() == [files[1]]
+    assert ledger.held(DEMO) == [files[1]]
+    assert ledger.held(OTHER) == []
+    assert ledger.file(OTHER, NEW_WHEEL) is None
+
+
+def test_records_round_trip_every_field(ledger: Ledger) -> None:
+    no_time = upstream_file("demo-2.0.tar.gz", None, "e" * 64, yanked="")
+    look(ledger, snapshot(NEW, no_time), T0)
+    record = held(ledger, "demo-2.0.tar.gz")
+    assert record.upload_time is None
+    assert record.yanked == ""  # yanked without a reason is not "not yanked"
+    assert record.state is FileState.REJECTED
+    assert record.first_seen == T0 and record.first_seen.tzinfo is not None
+    wheel = held(ledger)
+    assert wheel.upload_time == T0 - timedelta(hours=2)
+    assert wheel.requires_python == ">=3.10"
+    assert wheel.core_metadata_sha256 == "d" * 64
+    assert wheel.size == 2048
+    assert wheel.stored is False and wheel.listed is True and wheel.established is False
+    assert wheel.version == "1.0"
+
+
+def test_projects_are_listed_in_name_order(ledger: Ledger) -> None:
+    for name in ("zeta", "alpha", "mid"):
+        look(ledger, snapshot(name=NormalizedName(name)), T0)
+    assert ledger.projects() == ["alpha", "mid", "zeta"]
+
+
+# -- events ---------------------------------------------------------------------------------
+
+
+def test_first_sight_is_recorded_with_actor_and_reason(ledger: Ledger) -> None:
+    look(ledger, snapshot(OLD, NEW), T0)
+    events = ledger.events(DEMO)
+    by_file = {event.filename: event for event in events}
+    assert set(by_file) == {OLD_WHEEL, NEW_WHEEL}
+    old, new = by_file[OLD_WHEEL], by_file[NEW_WHEEL]
+    assert (old.from_state, old.to_state, old.reason) == (None, "promoted", "established")
+    assert (new.from_state, new.to_state, new.reason) == (None, "held", "cooling")
+    assert all(event.actor == ACTOR and event.at == T0 for event in events)
+    assert new.sha256 == "b" * 64 and new.project == DEMO
+
+
+def test_anomaly_is_recorded_as_an_event(ledger: Ledger) -> None:
+    look(ledger, snapshot(OLD), T0)
+    backdated = upstream_file(NEW_WHEEL, T0 - timedelta(days=30), "b" * 64)
+    look(ledger, snapshot(OLD, backdated), T0 + timedelta(hours=1))
+    anomalies = [event for event in ledger.events(DEMO) if event.to_state == "anomaly"]
+    assert len(anomalies) == 1
+    assert anomalies[0].filename == NEW_WHEEL
+    assert anomalies[0].reason.startswith("backdated")
+
+
+def test_every_state_change_is_recorded(ledger: Ledger) -> None:
+    look(ledger, snapshot(OLD, NEW), T0)
+    record = ledger.mark_stored(held(ledger))
+    assert record.stored
+    later = T0 + timedelta(days=3)
+    promoted = ledger.transition(record, FileState.PROMOTED, "cooled", "system:promoter", later)
+    assert promoted.state is FileState.PROMOTED and promoted.reason == "cooled"
+    look(ledger, snapshot(OLD), later + timedelta(hours=1))  # the upstream removed it
+    withdrawn = held(ledger)
+    assert withdrawn.state is FileState.WITHDRAWN and not withdrawn.listed
+    changes = [
+        (event.from_state, event.to_state, event.reason, event.actor)
+        for event in ledger.events(DEMO)
+        if event.filename == NEW_WHEEL
+    ]
+    assert changes == [
+        (None, "held", "cooling", ACTOR),
+        ("held", "promoted", "cooled", "system:promoter"),
+        ("promoted", "withdrawn", "upstream_removed", ACTOR),
+    ]
+
+
+def test_yank_and_status_changes_are_recorded(ledger: Ledger) -> None:
+    look(ledger, snapshot(OLD), T0)
+    yanked = upstream_file(OLD_WHEEL, OLD.upload_time, OLD.sha256 or "", yanked="broken")
+    look(ledger, snapshot(yanked, status=ProjectStatus.ARCHIVED), T0 + timedelta(hours=1))
+    reasons = [event.reason for event in ledger.events(DEMO)]
+    assert "upstream yanked: broken" in reasons
+    assert any("archived" in reason for reason in reasons)
+    assert held(ledger, OLD_WHEEL).yanked == "broken"
+    project = ledger.project(DEMO)
+    assert project is not None and project.status is ProjectStatus.ARCHIVED
+
+
+def test_incident_is_recorded_without_a_state_change(ledger: Ledger) -> None:
+    look(ledger, snapshot(NEW), T0)
+    record = held(ledger)
+    ledger.record_incident(record, "hash_mismatch: got ffff", "system:fetcher", T0)
+    event = ledger.events(DEMO)[-1]
+    assert (event.to_state, event.reason, event.actor) == (
+        "incident",
+        "hash_mismatch: got ffff",
+        "system:fetcher",
+    )
+    assert held(ledger) == record
+
+
+def test_events_filter_by_project_and_time(ledger: Ledger) -> None:
+    look(ledger, snapshot(NEW), T0)
+    look(ledger, snapshot(upstream_file("other-1.0.tar.gz", T0, "9" * 64), name=OTHER), T0)
+    later = T0 + timedelta(hours=5)
+    ledger.transition(held(ledger), FileState.REJECTED, "operator said no", "admin:ann", later)
+    assert {event.project for event in ledger.events()} == {DEMO, OTHER}
+    assert {event.project for event in ledger.events(OTHER)} == {OTHER}
+    recent = ledger.events(since=later)
+    assert [(event.actor, event.to_state) for event in recent] == [("admin:ann", "rejected")]
+    assert ledger.events(OTHER, since=later) == []
+
+
+# -- compare-and-swap -------------------------------------------------------------------------
+
+
+def test_transition_is_compare_and_swap(ledger: Ledger) -> None:
+    look(ledger, snapshot(NEW), T0)
+    before = held(ledger)
+    after = ledger.transition(before, FileState.REJECTED, "first writer", "admin:a", T0)
+    assert after.state is FileState.REJECTED
+    assert after.state_version > before.state_version
+    events = len(ledger.events())
+    seq = ledger.change_seq()
+    with pytest.raises(StaleTransition):
+        ledger.transition(before, FileState.PROMOTED, "second writer", "admin:b", T0)
+    assert held(ledger) == after
+    assert len(ledger.events()) == events
+    assert ledger.change_seq() == seq
+
+
+def test_transition_fails_after_an_upstream_look_changed_the_file(ledger: Ledger) -> None:
+    look(ledger, snapshot(NEW), T0)
+    read_by_promoter = held(ledger)
+    look(ledger, snapshot(), T0 + timedelta(minutes=1))  # removed upstream meanwhile
+    with pytest.raises(StaleTransition):
+        ledger.transition(read_by_promoter, FileState.PROMOTED, "cooled", "p", T0)
+    assert held(ledger).state is FileState.REJECTED
+
+
+def test_stale_observation_is_refused_and_changes_nothing(ledger: Ledger) -> None:
+    look(ledger, snapshot(OLD, NEW), T0)
+    known = {record.filename: record for record in ledger.files(DEMO)}
+    stale = observe(ledger.project(DEMO), known, snapshot(OLD), T0 + timedelta(hours=1), POLICY)
+    ledger.transition(known[NEW_WHEEL], FileState.REJECTED, "operator", "admin:a", T0)
+    files, events, seq = ledger.files(DEMO), ledger.events(), ledger.change_seq()
+    project = ledger.project(DEMO)
+    with pytest.raises(StaleTransition):
+        ledger.apply(stale, None, ACTOR)
+    assert ledger.files(DEMO) == files
+    assert ledger.events() == events
+    assert ledger.change_seq() == seq
+    assert ledger.project(DEMO) == project
+
+
+def test_racing_first_looks_are_a_stale_transition(ledger: Ledger) -> None:
+    """Two looks that both saw a file as new: the second must lose cleanly."""
+    first = observe(None, {}, snapshot(NEW), T0, POLICY)
+    second = observe(None, {}, snapshot(NEW, SDIST), T0 + timedelta(seconds=1), POLICY)
+    ledger.apply(first, None, ACTOR)
+    files, events = ledger.files(DEMO), ledger.events()
+    with pytest.raises(StaleTransition):
+        ledger.apply(second, None, ACTOR)
+    assert ledger.files(DEMO) == files
+    assert ledger.events() == events
+
+
+# -- change sequence ----------------------------------------------------------------------
+
+
+def test_change_seq_grows_with_visible_changes(ledger: Ledger) -> None:
+    start = ledger.change_seq()
+    look(ledger, snapshot(OLD, NEW), T0)
+    after_first = ledger.change_seq()
+    assert after_first > start
+    assert ledger.changed_since(start) == {DEMO: after_first}
+    assert ledger.changed_since(after_first) == {}
+
+    look(ledger, snapshot(upstream_file("other-1.0.tar.gz", T0, "9" * 64), name=OTHER), T0)
+    after_other = ledger.change_seq()
+    assert after_other > after_first
+    assert ledger.changed_since(after_first) == {OTHER: after_other}
+    assert set(ledger.changed_since(start)) == {DEMO, OTHER}
+
+    record = ledger.mark_stored(held(ledger))
+    ledger.transition(record, FileState.PROMOTED, "cooled", "p", T0 + timedelta(days=3))
+    after_promotion = ledger.change_seq()
+    assert after_promotion > after_other
+    assert ledger.changed_since(after_other) == {DEMO: after_promotion}
+
+    look(ledger, snapshot(OLD, NEW, SDIST), T0 + timedelta(days=3))  # a new file
+    assert ledger.change_seq() > after_promotion
+    project = ledger.project(DEMO)
+    assert project is not None and project.seq == ledger.change_seq()
+
+
+def test_a_look_that_changes_nothing_keeps_pages_cached(ledger: Ledger) -> None:
+    look(ledger, snapshot(OLD, NEW), T0)
+    seq = ledger.change_seq()
+    look(ledger, snapshot(OLD, NEW), T0 + timedelta(seconds=10))
+    ledger.touch_look(DEMO, T0 + timedelta(seconds=20))
+    assert ledger.changed_since(seq) == {}
+    project = ledger.project(DEMO)
+    assert project is not None and project.last_look_ok == T0 + timedelta(seconds=20)
+
+
+# -- the upstream says the project is gone ---------------------------------------------------
+
+
+def test_record_project_gone(ledger: Ledger) -> None:
+    look(ledger, snapshot(OLD, NEW), T0)
+    promoted = ledger.transition(
+        ledger.mark_stored(held(ledger)), FileState.PROMOTED, "cooled", "p", T0
+    )
+    assert promoted.state is FileState.PROMOTED
+    look(ledger, snapshot(OLD, NEW, SDIST), T0 + timedelta(minutes=1))
+    ledger.transition(held(ledger, NEW_SDIST), FileState.REJECTED, "bad hash", "p", T0)
+    newest = upstream_file("demo-1.1.tar.gz", T0 + timedelta(minutes=1), "8" * 64)
+    look(ledger, snapshot(OLD, NEW, SDIST, newest), T0 + timedelta(minutes=2))
+    assert held(ledger, "demo-1.1.tar.gz").state is FileState.HELD
+    seq = ledger.change_seq()
+
+    gone_at = T0 + timedelta(hours=2)
+    ledger.record_project_gone(DEMO, gone_at, "system:catalog")
+
+    states = {record.filename: (record.state, record.reason) for record in ledger.files(DEMO)}
+    assert states == {
+        OLD_WHEEL: (FileState.WITHDRAWN, "upstream_removed"),
+        NEW_WHEEL: (FileState.WITHDRAWN, "upstream_removed"),
+        NEW_SDIST: (FileState.REJECTED, "bad hash"),  # already final: left alone
+        "demo-1.1.tar.gz": (FileState.REJECTED, "upstream_removed"),
+    }
+    assert not any(record.listed for record in ledger.files(DEMO) if record.filename != NEW_SDIST)
+    assert ledger.held() == []
+    project = ledger.project(DEMO)
+    assert project is not None and project.status is ProjectStatus.REMOVED
+    assert ledger.projects() == []
+    assert DEMO in ledger.changed_since(seq)
+    gone_events = list(ledger.events(DEMO, since=gone_at))
+    assert {(event.filename, event.to_state) for event in gone_events} == {
+        (OLD_WHEEL, "withdrawn"),
+        (NEW_WHEEL, "withdrawn"),
+        ("demo-1.1.tar.gz", "rejected"),
+        (None, "removed"),
+    }
+    assert all(event.actor == "system:catalog" for event in gone_events)
+
+
+# -- durability ---------------------------------------------------------------------------
+
+
+def test_decisions_survive_closing_and_reopening(store: Store) -> None:
+    first = store.open()
+    look(first, snapshot(OLD, NEW), T0, etag='"abc"')
+    promoted = first.transition(
+        first.mark_stored(held(first)), FileState.PROMOTED, "cooled", "p", T0
+    )
+    files, events, seq = first.files(DEMO), first.events(), first.change_seq()
+    project = first.project(DEMO)
+    store.close_all()
+
+    again = store.open()
+    assert again.files(DEMO) == files
+    assert again.file(DEMO, NEW_WHEEL) == promoted
+    assert again.events() == events
+    assert again.change_seq() == seq
+    assert again.project(DEMO) == project
+    assert again.projects() == [DEMO]
+
+
+def test_a_second_connection_sees_the_writes(store: Store) -> None:
+    server = store.open()
+    cli = store.open()
+    look(server, snapshot(OLD, NEW), T0)
+    record = cli.file(DEMO, NEW_WHEEL)
+    assert record is not None and record.state is FileState.HELD
+    cli.transition(record, FileState.REJECTED, "operator review", "admin:cli", T0)
+    seen = server.file(DEMO, NEW_WHEEL)
+    assert seen is not None and seen.state is FileState.REJECTED
+    assert server.events(DEMO)[-1].actor == "admin:cli"
+    assert server.change_seq() == cli.change_seq()
+    with pytest.raises(StaleTransition):  # the server's copy is stale now
+        server.transition(record, FileState.PROMOTED, "cooled", "p", T0)
+
+
+def test_project_record_is_the_one_observe_computed(ledger: Ledger) -> None:
+    observation = look(ledger, snapshot(NEW, status=ProjectStatus.DEPRECATED), T0)
+    stored = ledger.project(DEMO)
+    assert isinstance(stored, ProjectRecord)
+    assert stored.status is ProjectStatus.DEPRECATED
+    assert stored.first_seen == observation.project.first_seen == T0

@@ -1,0 +1,476 @@
+"""``mirror.settings.load_settings`` and ``quarantine.duration.parse_duration``.
+
+Precedence, lowest first: defaults, the TOML file, LAZARETTO_* variables, flags. A bad
+value is a ConfigError that says where it came from: file, line and key, or the variable,
+or the flag.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from packaging.utils import NormalizedName
+
+from mirror.errors import ConfigError
+from mirror.settings import DEFAULT_PORT, Settings, load_settings
+from quarantine.duration import format_duration, parse_duration
+from quarantine.errors import InvalidDuration
+from quarantine.policy import Exemption, Policy
+
+
+def config(tmp_path: Path, text: str, name: str = "lazaretto.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    return path
+
+
+def load(
+    path: Path | None = None,
+    env: dict[str, str] | None = None,
+    flags: dict[str, Any] | None = None,
+) -> Settings:
+    return load_settings(path, env or {}, flags or {})
+
+
+def config_error(
+    path: Path | None = None,
+    env: dict[str, str] | None = None,
+    flags: dict[str, Any] | None = None,
+) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load(path, env, flags)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+# -- durations ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("72h", timedelta(hours=72)),
+        ("3d", timedelta(days=3)),
+        ("P3D", timedelta(days=3)),
+        ("p3d", timedelta(days=3)),
+        ("1d12h", timedelta(hours=36)),
+        ("1d 12h", timedelta(hours=36)),
+        ("PT36H", timedelta(hours=36)),
+        ("P1DT12H", timedelta(hours=36)),
+        ("P1W", timedelta(days=7)),
+        ("2w", timedelta(days=14)),
+        ("90m", timedelta(minutes=90)),
+        ("PT90M", timedelta(minutes=90)),
+        ("45s", timedelta(seconds=45)),
+        ("PT45S", timedelta(seconds=45)),
+        ("1.5h", timedelta(minutes=90)),
+        ("P0.5D", timedelta(hours=12)),
+        ("0s", timedelta(0)),
+        ("  72H  ", timedelta(hours=72)),
+        ("3 d", timedelta(days=3)),
+    ],
+)
+def test_parse_duration(text: str, expected: timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "72",
+        "h",
+        "3x",
+        "-3d",
+        "+3d",
+        "3d garbage",
+        "three days",
+        "1e3h",
+        "P",
+        "PT",
+        "P1DT",
+        "P1M",  # months have no fixed length
+        "P1Y",
+        "PT1H2D",
+        "P-1D",
+        "3dd",
+        "d3",
+    ],
+)
+def test_parse_duration_rejects_with_a_helpful_message(text: str) -> None:
+    with pytest.raises(InvalidDuration) as caught:
+        parse_duration(text)
+    message = str(caught.value)
+    assert repr(text.strip()) in message
+    assert "'72h'" in message and "'P3D'" in message
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\t"])
+def test_parse_duration_rejects_empty(text: str) -> None:
+    with pytest.raises(InvalidDuration, match="empty duration"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("text", ["99999999999d", "P99999999999D"])
+def test_parse_duration_out_of_range_is_an_invalid_duration(text: str) -> None:
+    with pytest.raises(InvalidDuration):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("delta", "text"),
+    [
+        (timedelta(hours=72), "3d"),
+        (timedelta(hours=36), "36h"),
+        (timedelta(days=14), "2w"),
+        (timedelta(minutes=90), "90m"),
+        (timedelta(seconds=45), "45s"),
+    ],
+)
+def test_format_duration_round_trips(delta: timedelta, text: str) -> None:
+    assert format_duration(delta) == text
+    assert parse_duration(text) == delta
+
+
+# -- precedence ---------------------------------------------------------------------------
+
+
+def test_defaults() -> None:
+    settings = load()
+    assert settings.host == "127.0.0.1"
+    assert settings.port == DEFAULT_PORT
+    assert settings.upstream == ""
+    assert settings.policy == Policy()
+    assert settings.policy.cooling_period == timedelta(hours=72)
+    assert settings.policy.cutoff is None
+
+
+def test_precedence_defaults_file_env_flags(tmp_path: Path) -> None:
+    path = config(
+        tmp_path,
+        """
+        port = 1111
+        host = "127.0.0.2"
+        cooling_period = "1d"
+        vetting_window = "10d"
+        """,
+    )
+    env = {"LAZARETTO_PORT": "2222", "LAZARETTO_COOLING_PERIOD": "2d"}
+    flags = {"port": "3333", "host": None}
+    assert load(path).port == 1111
+    assert load(path, env).port == 2222
+    assert load(path, env, flags).port == 3333
+    assert load(None, env).port == 2222
+    assert load(None, None, flags).port == 3333
+
+    both = load(path, env, flags)
+    assert both.host == "127.0.0.2"  # a None flag is "not given"
+    assert both.policy.cooling_period == timedelta(days=2)  # env over file
+    assert both.policy.vetting_window == timedelta(days=10)  # file over default
+    assert load(path, env, {"cooling_period": "P5D"}).policy.cooling_period == timedelta(days=5)
+
+
+def test_config_path_from_the_environment(tmp_path: Path) -> None:
+    path = config(tmp_path, 'host = "0.0.0.0"\n')
+    assert load(None, {"LAZARETTO_CONFIG": str(path)}).host == "0.0.0.0"
+    other = config(tmp_path, 'host = "10.0.0.1"\n', name="other.toml")
+    assert load(other, {"LAZARETTO_CONFIG": str(path)}).host == "10.0.0.1"
+
+
+def test_environment_variables_of_every_kind() -> None:
+    settings = load(
+        None,
+        {
+            "LAZARETTO_HOST": "::1",
+            "LAZARETTO_UPSTREAM": "http://127.0.0.1:9/simple/",
+            "LAZARETTO_FILE_HOSTS": "files.example, mirror.example,",
+            "LAZARETTO_ACCESS_LOG": "off",
+            "LAZARETTO_CONNECT_TIMEOUT_SECONDS": "2.5",
+            "LAZARETTO_FRESHNESS_WINDOW": "PT15M",
+            "LAZARETTO_CUTOFF": "2026-03-24T10:00:00Z",
+            "LAZARETTO_UNRELATED": "ignored",
+            "OTHER_PORT": "1",
+        },
+    )
+    assert settings.host == "::1"
+    assert settings.upstream == "http://127.0.0.1:9/simple/"
+    assert settings.file_hosts == ("files.example", "mirror.example")
+    assert settings.access_log is False
+    assert settings.connect_timeout_seconds == 2.5
+    assert settings.policy.freshness_window == timedelta(minutes=15)
+    assert settings.policy.cutoff == datetime(2026, 3, 24, 10, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("text", ["72h", "3d", "P3D", "PT72H", "2d24h", 259200])
+def test_cooling_period_spellings_in_a_file(tmp_path: Path, text: str | int) -> None:
+    value = f'"{text}"' if isinstance(text, str) else str(text)
+    path = config(tmp_path, f"cooling_period = {value}\n")
+    assert load(path).policy.cooling_period == timedelta(days=3)
+
+
+# -- per-project settings -----------------------------------------------------------------
+
+
+def test_project_cooling_override(tmp_path: Path) -> None:
+    path = config(
+        tmp_path,
+        """
+        cooling_period = "3d"
+
+        [projects.Big_Framework]
+        cooling_period = "14d"
+
+        [projects."zope.interface"]
+        cooling_period = "PT36H"
+        """,
+    )
+    policy = load(path).policy
+    assert policy.cooling_overrides == {
+        NormalizedName("big-framework"): timedelta(days=14),
+        NormalizedName("zope-interface"): timedelta(hours=36),
+    }
+    assert policy.cooling_for(NormalizedName("big-framework")) == timedelta(days=14)
+    assert policy.cooling_for(NormalizedName("requests")) == timedelta(days=3)
+
+
+def test_exemptions_both_forms_with_normalised_names(tmp_path: Path) -> None:
+    path = config(
+        tmp_path,
+        """
+        [exemptions]
+        Internal_Tool = "built and signed in-house"
+        "acme.utils" = { reason = "vendored fork", until = "2027-01-01T00:00:00Z" }
+        native = { reason = "migration", until = 2027-02-01T12:00:00+01:00 }
+        forever = { reason = "  padded  " }
+        """,
+    )
+    assert load(path).policy.exemptions == {
+        NormalizedName("internal-tool"): Exemption(reason="built and signed in-house"),
+        NormalizedName("acme-utils"): Exemption(
+            reason="vendored fork", until=datetime(2027, 1, 1, tzinfo=UTC)
+        ),
+        NormalizedName("native"): Exemption(
+            reason="migration", until=datetime(2027, 2, 1, 11, tzinfo=UTC)
+        ),
+        NormalizedName("forever"): Exemption(reason="padded"),
+    }
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        'tool = ""',
+        'tool = "   "',
+        'tool = { until = "2027-01-01T00:00:00Z" }',
+        'tool = { reason = "" }',
+        "tool = { reason = 5 }",
+        "tool = {}",
+    ],
+)
+def test_exemption_without_a_reason_is_an_error(tmp_path: Path, entry: str) -> None:
+    path = config(tmp_path, f"# exemptions\n\n[exemptions]\n{entry}\n")
+    message = config_error(path)
+    assert "reason" in message
+    assert str(path) in message and "line 4" in message and "exemptions.tool" in message
+
+
+@pytest.mark.parametrize("entry", ["tool = 5", "tool = true", 'tool = ["reason"]'])
+def test_exemption_of_another_type_is_an_error(tmp_path: Path, entry: str) -> None:
+    path = config(tmp_path, f"[exemptions]\n{entry}\n")
+    message = config_error(path)
+    assert str(path) in message and "line 2" in message and "exemptions.tool" in message
+
+
+def test_unknown_key_in_an_exemption_is_an_error(tmp_path: Path) -> None:
+    """A misspelt ``until`` must not turn a temporary exemption into a permanent one."""
+    path = config(
+        tmp_path,
+        """
+        [exemptions]
+        tool = { reason = "migration", untill = "2027-01-01T00:00:00Z" }
+        """,
+    )
+    message = config_error(path)
+    assert "untill" in message and str(path) in message
+
+
+# -- errors say where -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key"),
+    [
+        ('# comment\n\nport = "eighty"\n', 3, "port"),
+        ("host = 5\n", 1, "host"),
+        ('host = "x"\n# cooling below\ncooling_period = "soon"\n', 3, "cooling_period"),
+        ('#\n#\n\n#\nvetting_window = "P1M"\n', 5, "vetting_window"),
+        ("access_log = 1\n", 1, "access_log"),
+        ('port = 80\nfetch_concurrency = "many"\n', 2, "fetch_concurrency"),
+        ("cutoff = 2026-03-24\n", 1, "cutoff"),
+        ('cutoff = "tomorrow"\n', 1, "cutoff"),
+        ("file_hosts = [1, 2]\n", 1, "file_hosts"),
+        (
+            'port = 80\n\n[projects.slow]\n# two weeks\ncooling_period = "a fortnight"\n',
+            5,
+            "projects.slow.cooling_period",
+        ),
+        (
+            'port = 80\n[exemptions]\nok = "fine"\nlater = { reason = "x", until = "soon" }\n',
+            4,
+            "exemptions.later",
+        ),
+    ],
+)
+def test_malformed_value_names_file_line_and_key(
+    tmp_path: Path, text: str, line: int, key: str
+) -> None:
+    path = config(tmp_path, text)
+    message = config_error(path)
+    assert message.startswith(f"{path}, line {line}: {key}: "), message
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key"),
+    [
+        ("port = 70000\n", 1, "port"),
+        ('# where\n\nupstream = "ftp://index.example/simple/"\n', 3, "upstream"),
+    ],
+)
+def test_out_of_range_value_in_a_file_names_file_line_and_key(
+    tmp_path: Path, text: str, line: int, key: str
+) -> None:
+    path = config(tmp_path, text)
+    message = config_error(path)
+    assert str(path) in message and f"line {line}" in message and key in message, message
+
+
+def test_line_number_survives_a_comment_after_a_table_header(tmp_path: Path) -> None:
+    path = config(
+        tmp_path,
+        """
+        [projects.slow]  # reviewed 2026-03
+        cooling_period = "a fortnight"
+        """,
+    )
+    message = config_error(path)
+    assert message.startswith(f"{path}, line 2: projects.slow.cooling_period: "), message
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key"),
+    [
+        ('colling_period = "3d"\n', 1, "colling_period"),
+        ('port = 1\n\n[projects.slow]\ncooling = "3d"\n', 4, "projects.slow.cooling"),
+        ('port = 1\n[proxy]\nurl = "x"\n', None, "proxy"),
+    ],
+)
+def test_unknown_key_is_named(tmp_path: Path, text: str, line: int | None, key: str) -> None:
+    path = config(tmp_path, text)
+    message = config_error(path)
+    assert "unknown key" in message
+    assert key in message and str(path) in message
+    if line is not None:
+        assert f"line {line}" in message
+
+
+def test_projects_must_be_tables(tmp_path: Path) -> None:
+    message = config_error(config(tmp_path, 'projects = "slow"\n'))
+    assert "projects" in message
+    message = config_error(config(tmp_path, '[projects]\nslow = "14d"\n'))
+    assert "projects.slow" in message and "line 2" in message
+
+
+def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
+    path = config(tmp_path, 'port = 80\nhost = "unterminated\n')
+    message = config_error(path)
+    assert str(path) in message and "not valid TOML" in message
+
+
+def test_missing_config_file_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "absent.toml"
+    message = config_error(path)
+    assert str(path) in message
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("LAZARETTO_PORT", "eighty"),
+        ("LAZARETTO_PORT", "80.5"),
+        ("LAZARETTO_COOLING_PERIOD", "soon"),
+        ("LAZARETTO_COOLING_PERIOD", "P1M"),
+        ("LAZARETTO_ACCESS_LOG", "maybe"),
+        ("LAZARETTO_CUTOFF", "yesterday"),
+        ("LAZARETTO_READ_TIMEOUT_SECONDS", "fast"),
+        ("LAZARETTO_MAX_FILE_BYTES", "4GiB"),
+    ],
+)
+def test_bad_environment_value_names_the_variable(variable: str, value: str) -> None:
+    message = config_error(None, {variable: value})
+    assert message.startswith(variable + ": "), message
+    assert value not in message.split(": ", 1)[0]
+
+
+@pytest.mark.parametrize(("variable", "value"), [("LAZARETTO_PORT", "70000")])
+def test_out_of_range_environment_value_names_the_variable(variable: str, value: str) -> None:
+    message = config_error(None, {variable: value})
+    assert variable in message, message
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "name"),
+    [("cooling_period", "soon", "--cooling-period"), ("port", "http", "--port")],
+)
+def test_bad_flag_value_names_the_flag(flag: str, value: str, name: str) -> None:
+    assert config_error(None, None, {flag: value}).startswith(name + ": ")
+
+
+@pytest.mark.parametrize("value", ['"99999999999d"', "inf", "nan"])
+def test_duration_out_of_range_in_a_file_is_a_config_error(tmp_path: Path, value: str) -> None:
+    path = config(tmp_path, f"cooling_period = {value}\n")
+    message = config_error(path)
+    assert str(path) in message and "cooling_period" in message
+
+
+def test_duration_out_of_range_in_the_environment_is_a_config_error() -> None:
+    message = config_error(None, {"LAZARETTO_COOLING_PERIOD": "99999999999d"})
+    assert "LAZARETTO_COOLING_PERIOD" in message
+
+
+# -- the cutoff ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("toml_value", "expected"),
+    [
+        ('"2026-03-24T10:00:00Z"', datetime(2026, 3, 24, 10, tzinfo=UTC)),
+        ('"2026-03-24T10:00:00"', datetime(2026, 3, 24, 10, tzinfo=UTC)),
+        ('"2026-03-24T12:00:00+02:00"', datetime(2026, 3, 24, 10, tzinfo=UTC)),
+        ("2026-03-24T10:00:00Z", datetime(2026, 3, 24, 10, tzinfo=UTC)),
+        ("2026-03-24T05:00:00-05:00", datetime(2026, 3, 24, 10, tzinfo=UTC)),
+        ("2026-03-24T10:00:00", datetime(2026, 3, 24, 10, tzinfo=UTC)),
+        ('"none"', None),
+        ('""', None),
+    ],
+)
+def test_cutoff(tmp_path: Path, toml_value: str, expected: datetime | None) -> None:
+    cutoff = load(config(tmp_path, f"cutoff = {toml_value}\n")).policy.cutoff
+    assert cutoff == expected
+    assert cutoff is None or cutoff.utcoffset() is not None
+
+
+def test_cutoff_from_the_environment_overrides_the_file(tmp_path: Path) -> None:
+    path = config(tmp_path, 'cutoff = "2026-03-24T10:00:00Z"\n')
+    assert load(path, {"LAZARETTO_CUTOFF": "none"}).policy.cutoff is None
+    flags = {"cutoff": "2026-04-01T00:00:00Z"}
+    assert load(path, {}, flags).policy.cutoff == datetime(2026, 4, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("value", ['"0001-01-01T00:00:00+01:00"'])
+def test_cutoff_out_of_range_is_a_config_error(tmp_path: Path, value: str) -> None:
+    path = config(tmp_path, f"cutoff = {value}\n")
+    assert "cutoff" in config_error(path)
