@@ -20,6 +20,7 @@ from mirror.blobs_disk import DiskBlobStore
 from mirror.catalog import Catalog
 from mirror.default_index import pip_index_url
 from mirror.errors import MirrorError
+from mirror.fast_path import FastPath
 from mirror.feed_refresh import FeedRefresher, is_url
 from mirror.file_routes import serve_file
 from mirror.names import ReservedNames
@@ -170,7 +171,7 @@ def _start_background(services: Services) -> None:
 
 def create_app(
     settings: Settings, clock: Clock | None = None, *, background: bool = True
-) -> Starlette:
+) -> Starlette | FastPath:
     """The ASGI app. ``background=False`` leaves promotion rounds to the caller (tests)."""
     services = build_services(settings, clock)
 
@@ -219,4 +220,6 @@ def create_app(
     # off. The only redirects are the relative ones in simple_routes.
     app.router.redirect_slashes = False
     app.state.services = services
-    return app
+    if settings.trusted_hosts:
+        return app  # every request must pass the Host check in the app's middleware
+    return FastPath(app, services)

@@ -15,6 +15,7 @@ from datetime import datetime
 from packaging.utils import NormalizedName
 
 from mirror.errors import NotFound, UpstreamGone, UpstreamRejected, UpstreamUnavailable
+from mirror.file_index import FileIndex
 from mirror.names import ReservedNames
 from mirror.negotiate import PageFormat
 from mirror.render import HeldSummary, project_html, project_json, root_html, root_json
@@ -98,13 +99,16 @@ class Catalog:
         self._flights: dict[NormalizedName, asyncio.Task[None]] = {}
         self._misses: dict[NormalizedName, datetime] = {}
         self._root: dict[PageFormat, Page] = {}
+        self.files = FileIndex(ledger)
 
     # -- keeping in step with the ledger ------------------------------------------------
     def sync(self) -> None:
         current = self._ledger.change_seq()
         if current == self._seen_seq:
             return
-        self._seq.update(self._ledger.changed_since(self._seen_seq))
+        changed = self._ledger.changed_since(self._seen_seq)
+        self._seq.update(changed)
+        self.files.forget(changed)
         self._seen_seq = current
 
     async def follow_ledger(self, interval_seconds: float = 1.0) -> None:
@@ -130,6 +134,18 @@ class Catalog:
             since = live.ok_at or now
             stale = max(0.0, (now - since).total_seconds())
         return Served(page, stale)
+
+    def warm_page(self, name: NormalizedName, fmt: PageFormat) -> Page | None:
+        """The page as bytes when nothing needs doing first (fast path), else None."""
+        live = self._live.get(name)
+        if live is None or live.unreachable or live.looked_at is None:
+            return None
+        page = live.pages.get(fmt)
+        if page is None or page.seq != self._seq.get(name):
+            return None
+        if (self._clock.now() - live.looked_at).total_seconds() >= self._ttl:
+            return None
+        return page
 
     def _refuse_reserved(self, name: NormalizedName) -> None:
         if name in self._reserved:

@@ -8,6 +8,7 @@ against the listed digest before the first byte is sent.
 import contextlib
 import logging
 from datetime import datetime
+from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response, StreamingResponse
@@ -33,6 +34,7 @@ _FILE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
 }
 PROVENANCE_TYPE = "application/vnd.pypi.integrity.v1+json"
+OCTET_STREAM = "application/octet-stream"
 
 
 def _services(request: Request) -> Services:
@@ -62,10 +64,14 @@ def check_servable(record: FileRecord, services: Services) -> None:
     raise FileNotAvailable(f"not available: {record.state.value} ({record.reason})")
 
 
+class _LargeFileResponse(FileResponse):
+    chunk_size = 1024 * 1024  # fewer thread hops per megabyte than the default 64 KiB
+
+
 async def serve_file(request: Request) -> Response:
     services = _services(request)
     filename, suffix = _split(request.path_params["filename"])
-    record = services.ledger.file_by_digest(request.path_params["sha256"], filename)
+    record = services.catalog.files.get(request.path_params["sha256"], filename)
     if record is None:
         raise NotFound("not found")
     check_servable(record, services)
@@ -73,6 +79,21 @@ async def serve_file(request: Request) -> Response:
         return await _metadata(record, services)
     if suffix == ".provenance":
         return await _provenance(record, services)
+    headers = {**_FILE_HEADERS, "ETag": f'"{record.sha256}"'}
+    ranged = "range" in request.headers
+    cached = None if ranged else services.blob_cache.get(record.sha256)
+    if cached is not None:
+        return Response(cached, headers=headers, media_type=OCTET_STREAM)
+    path = await _verified_file(record, services)
+    if path is None:
+        return StreamingResponse(
+            services.blobs.read(record.sha256), headers=headers, media_type=OCTET_STREAM
+        )
+    return _from_disk(path, record.sha256, headers, services, ranged)
+
+
+async def _verified_file(record: FileRecord, services: Services) -> Path | None:
+    """The file's verified bytes on disk, fetching an established file on first request."""
     try:
         path = await services.artifacts.ensure_file(record)
     except (DigestMismatch, TooLarge, UpstreamRejected) as error:
@@ -87,12 +108,21 @@ async def serve_file(request: Request) -> Response:
         raise UpstreamRejected("file_rejected: its bytes do not match the listed digest") from error
     if not record.stored:
         await _keep_metadata(record, services)
-    headers = {**_FILE_HEADERS, "ETag": f'"{record.sha256}"'}
-    if path is not None:
-        return FileResponse(path, headers=headers, media_type="application/octet-stream")
-    return StreamingResponse(
-        services.blobs.read(record.sha256), headers=headers, media_type="application/octet-stream"
-    )
+        current = services.ledger.file(record.project, record.filename)
+        if current is not None:
+            services.catalog.files.put(current)
+    return path
+
+
+def _from_disk(
+    path: Path, digest: str, headers: dict[str, str], services: Services, ranged: bool
+) -> Response:
+    facts = path.stat()
+    if not ranged and facts.st_size <= services.blob_cache.max_blob_bytes:
+        body = path.read_bytes()  # small and usually in the page cache: cheaper than a thread
+        services.blob_cache.put(digest, body)
+        return Response(body, headers=headers, media_type=OCTET_STREAM)
+    return _LargeFileResponse(path, headers=headers, media_type=OCTET_STREAM, stat_result=facts)
 
 
 async def _keep_metadata(record: FileRecord, services: Services) -> None:
@@ -111,9 +141,9 @@ async def _metadata(record: FileRecord, services: Services) -> Response:
     except (DigestMismatch, TooLarge) as error:
         raise UpstreamRejected("metadata_rejected: does not match the listed digest") from error
     headers = {**_FILE_HEADERS, "ETag": f'"{record.core_metadata_sha256}"'}
-    if path is not None:
-        return FileResponse(path, headers=headers, media_type="application/octet-stream")
-    return StreamingResponse(services.blobs.read(record.core_metadata_sha256), headers=headers)
+    if path is None:
+        return StreamingResponse(services.blobs.read(record.core_metadata_sha256), headers=headers)
+    return _from_disk(path, record.core_metadata_sha256, headers, services, ranged=False)
 
 
 async def _provenance(record: FileRecord, services: Services) -> Response:

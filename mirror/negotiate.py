@@ -1,5 +1,6 @@
 """PEP 691 content negotiation: pick HTML or JSON from ``Accept`` and ``?format=``."""
 
+import functools
 from enum import StrEnum
 
 from mirror.errors import NotAcceptable
@@ -21,6 +22,7 @@ _ALIASES = {
 _PREFERENCE = (PageFormat.LEGACY_HTML, PageFormat.HTML, PageFormat.JSON)
 
 
+@functools.lru_cache(maxsize=512)  # clients send a handful of distinct Accept headers
 def negotiate(accept: str | None, format_param: str | None) -> PageFormat:
     if format_param is not None:
         return _explicit(format_param)

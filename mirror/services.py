@@ -4,6 +4,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from mirror.artifacts import Artifacts
+from mirror.blob_cache import BlobCache
 from mirror.blobs import BlobStore
 from mirror.catalog import Catalog
 from mirror.feed_refresh import FeedRefresher
@@ -29,4 +30,5 @@ class Services:
     watcher: Watcher
     feeds: Feeds
     refresher: FeedRefresher
+    blob_cache: BlobCache = field(default_factory=BlobCache)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)

@@ -16,15 +16,14 @@ def _services(request: Request) -> Services:
     return services
 
 
-def _etag_matches(request: Request, etag: str) -> bool:
-    header = request.headers.get("if-none-match")
+def etag_matches(header: str | None, etag: str) -> bool:
     if header is None:
         return False
     candidates = {candidate.strip().removeprefix("W/") for candidate in header.split(",")}
     return etag in candidates or "*" in candidates
 
 
-def page_response(request: Request, page: Page, stale_seconds: float | None = None) -> Response:
+def page_headers(page: Page, stale_seconds: float | None = None) -> dict[str, str]:
     headers = {
         "ETag": page.etag,
         "Vary": "Accept",
@@ -35,7 +34,12 @@ def page_response(request: Request, page: Page, stale_seconds: float | None = No
     if stale_seconds is not None:
         headers["X-Mirror-Stale"] = str(int(stale_seconds))
         headers["X-Mirror-Upstream"] = "unreachable"
-    if _etag_matches(request, page.etag):
+    return headers
+
+
+def page_response(request: Request, page: Page, stale_seconds: float | None = None) -> Response:
+    headers = page_headers(page, stale_seconds)
+    if etag_matches(request.headers.get("if-none-match"), page.etag):
         return Response(status_code=304, headers=headers)
     return Response(page.body, headers=headers, media_type=page.content_type)
 
