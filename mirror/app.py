@@ -34,6 +34,7 @@ from quarantine.clock import Clock, SystemClock
 from quarantine.clock_guard import ClockGuard
 from quarantine.feeds import Feeds
 from quarantine.ledger_sqlite import SqliteLedger
+from quarantine.live_policy import LivePolicy
 from quarantine.promoter import Promoter
 from quarantine.provenance import ProvenanceVerifier
 from quarantine.vetting import Vetter
@@ -102,12 +103,13 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     )
     artifacts = Artifacts(ledger, blobs, client, clock, settings.max_file_bytes)
     guard = ClockGuard(ledger, clock)
+    policy = LivePolicy(settings.policy, ledger)
     feeds = Feeds(prefixes=settings.osv_id_prefixes)
     wake: list[Promoter] = []
     catalog = Catalog(
         ledger,
         client,
-        settings.policy,
+        policy,
         clock,
         index_ttl_seconds=settings.index_ttl.total_seconds(),
         request_wait_seconds=settings.request_wait.total_seconds(),
@@ -124,12 +126,12 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     promoter = Promoter(
         ledger,
         source,
-        settings.policy,
+        policy,
         clock,
         concurrency=settings.fetch_concurrency,
         on_change=catalog.sync,
         guard=guard,
-        vetter=Vetter(ledger, source, settings.policy, clock, verifier),
+        vetter=Vetter(ledger, source, policy, clock, verifier),
         feeds=feeds,
     )
     wake.append(promoter)
@@ -140,7 +142,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         lambda: client.session,
         feeds,
         ledger,
-        settings.policy,
+        policy,
         clock,
         on_change=catalog.sync,
     )
@@ -156,6 +158,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         watcher,
         feeds,
         refresher,
+        policy,
     )
 
 

@@ -25,9 +25,9 @@ from quarantine.clock_guard import ClockGuard
 from quarantine.decide import hold_until
 from quarantine.feeds import Feeds, with_advisories
 from quarantine.ledger import Ledger
+from quarantine.live_policy import PolicySource
 from quarantine.models import FileRecord, FileState, ProjectRecord, ProjectStatus, Snapshot
 from quarantine.observe import observe
-from quarantine.policy import Policy
 
 log = logging.getLogger(__name__)
 ACTOR = "system:upstream-look"
@@ -71,7 +71,7 @@ class Catalog:
         self,
         ledger: Ledger,
         client: UpstreamClient,
-        policy: Policy,
+        policy: PolicySource,
         clock: Clock,
         *,
         index_ttl_seconds: float,
@@ -84,7 +84,7 @@ class Catalog:
     ) -> None:
         self._ledger = ledger
         self._client = client
-        self._policy = policy
+        self._policies = policy  # read at each use: admins change it at run time
         self._clock = clock
         self._ttl = index_ttl_seconds
         self._wait = request_wait_seconds
@@ -166,7 +166,7 @@ class Catalog:
 
     def _held_summary(self, files: list[FileRecord]) -> HeldSummary:
         held = [r for r in files if r.state in (FileState.HELD, FileState.REVIEW)]
-        releases = [hold_until(record, self._policy) for record in held]
+        releases = [hold_until(record, self._policies.current()) for record in held]
         return HeldSummary(len(held), min(releases) if releases else None)
 
     def root_page(self, fmt: PageFormat) -> Page:
@@ -265,7 +265,7 @@ class Catalog:
             known,
             snapshot,
             now,
-            self._policy,
+            self._policies.current(),
             self._guard.frozen(),
             lambda record: with_advisories(record, stored, self._feeds),
         )

@@ -13,6 +13,7 @@ from mirror.settings import Settings
 from quarantine.explain import Explanation, explain
 from quarantine.feeds import Feeds
 from quarantine.ledger_sqlite import SqliteLedger
+from quarantine.live_policy import LivePolicy
 
 EXIT_OK, EXIT_NOT_FOUND = 0, 4
 
@@ -29,7 +30,9 @@ def run_explain(settings: Settings, requirement: str, as_json: bool) -> int:
     feeds = Feeds([Path(s) for s in settings.osv_feeds if not s.startswith(("http:", "https:"))])
     feeds.reload()
     try:
-        found = explain(ledger, settings.policy, project, version, feeds)
+        found = explain(
+            ledger, LivePolicy(settings.policy, ledger).current(), project, version, feeds
+        )
     finally:
         ledger.close()
     if found is None or not found.files:

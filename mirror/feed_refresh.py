@@ -19,7 +19,7 @@ from mirror.errors import UpstreamUnavailable
 from quarantine.clock import Clock
 from quarantine.feeds import Feeds, apply_feeds
 from quarantine.ledger import Ledger
-from quarantine.policy import Policy
+from quarantine.live_policy import PolicySource
 
 log = logging.getLogger(__name__)
 MAX_FEED_BYTES = 1024 * 1024 * 1024
@@ -37,7 +37,7 @@ class FeedRefresher:
         session: Callable[[], aiohttp.ClientSession],
         feeds: Feeds,
         ledger: Ledger,
-        policy: Policy,
+        policy: PolicySource,
         clock: Clock,
         on_change: Callable[[], None],
     ) -> None:
@@ -46,7 +46,7 @@ class FeedRefresher:
         self._session = session
         self._feeds = feeds
         self._ledger = ledger
-        self._policy = policy
+        self._policies = policy  # read at each use: admins change it at run time
         self._clock = clock
         self._on_change = on_change
 
@@ -68,7 +68,9 @@ class FeedRefresher:
         await asyncio.to_thread(self._feeds.reload, paths)
         for problem in self._feeds.problems[:20]:
             log.warning("feed problem: %s", problem)
-        condemned = apply_feeds(self._ledger, self._feeds, self._policy, self._clock.now())
+        condemned = apply_feeds(
+            self._ledger, self._feeds, self._policies.current(), self._clock.now()
+        )
         if condemned:
             log.warning("malware feeds condemned %d file(s)", len(condemned))
             self._on_change()

@@ -57,7 +57,7 @@ def check_servable(record: FileRecord, services: Services) -> None:
     if record.state is FileState.REVIEW:
         raise FileNotAvailable(f"not available: held for review ({record.reason})")
     if record.state is FileState.HELD:
-        until: datetime = hold_until(record, services.settings.policy)
+        until: datetime = hold_until(record, services.policy.current())
         raise FileNotAvailable(
             f"not available: held until {format_timestamp(until)} ({record.reason})"
         )

@@ -13,6 +13,7 @@ from mirror.upstream import UpstreamClient
 from quarantine.clock import Clock
 from quarantine.feeds import Feeds
 from quarantine.ledger import Ledger
+from quarantine.live_policy import LivePolicy
 from quarantine.promoter import Promoter
 from quarantine.watcher import Watcher
 
@@ -30,5 +31,6 @@ class Services:
     watcher: Watcher
     feeds: Feeds
     refresher: FeedRefresher
+    policy: LivePolicy
     blob_cache: BlobCache = field(default_factory=BlobCache)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)

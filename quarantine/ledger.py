@@ -13,6 +13,7 @@ from packaging.utils import NormalizedName
 from quarantine.evidence import Evidence
 from quarantine.models import Event, FileRecord, FileState, ProjectRecord
 from quarantine.observe import Observation
+from quarantine.policy import Exemption
 
 
 class Ledger(Protocol):
@@ -98,6 +99,26 @@ class Ledger(Protocol):
     ) -> dict[str, list[Evidence]]:
         """Evidence by filename, for one project (or one file of it)."""
         ...
+
+    def overrides_version(self) -> int:
+        """Grows whenever an admin changes an exemption or the cutoff."""
+        ...
+
+    def runtime_overrides(self) -> tuple[dict[NormalizedName, Exemption], datetime | None]:
+        """Exemptions and the cutoff set at run time (on top of the config file)."""
+        ...
+
+    def set_exemption(
+        self, project: NormalizedName, exemption: Exemption, actor: str, at: datetime
+    ) -> None: ...
+
+    def clear_exemption(
+        self, project: NormalizedName, reason: str, actor: str, at: datetime
+    ) -> bool: ...
+
+    def set_cutoff(self, moment: datetime, reason: str, actor: str, at: datetime) -> None: ...
+
+    def clear_cutoff(self, reason: str, actor: str, at: datetime) -> bool: ...
 
     def change_seq(self) -> int:
         """A counter that grows with every change to what any page shows."""

@@ -21,6 +21,7 @@ from quarantine.errors import LedgerError, StaleTransition
 from quarantine.evidence import Action, Evidence, Finding, Severity
 from quarantine.models import Event, FileRecord, FileState, ProjectRecord, ProjectStatus
 from quarantine.observe import Observation
+from quarantine.policy import Exemption
 
 SCHEMA_VERSION = 1
 ACTOR_VETTING = "system:vetting"
@@ -87,6 +88,15 @@ CREATE TABLE IF NOT EXISTS evidence (
     details TEXT NOT NULL,
     at TEXT NOT NULL,
     PRIMARY KEY (project, filename, check_name)
+);
+CREATE TABLE IF NOT EXISTS overrides (
+    kind TEXT NOT NULL,
+    project TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    until TEXT,
+    actor TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (kind, project)
 );
 """
 
@@ -582,6 +592,72 @@ class SqliteLedger:
         for row in self._query(sql + " ORDER BY filename, check_name", params):
             found.setdefault(row["filename"], []).append(_evidence(row))
         return found
+
+    def overrides_version(self) -> int:
+        return int(self._meta("overrides_version") or 0)
+
+    def _bump_overrides(self, db: sqlite3.Connection) -> None:
+        db.execute(
+            "INSERT INTO meta VALUES ('overrides_version', '1') ON CONFLICT(key) DO UPDATE "
+            "SET value = CAST(value AS INTEGER) + 1"
+        )
+        # Every page may list more or fewer files now: drop them all.
+        db.execute("UPDATE projects SET seq=?", (self._next_seq(db),))
+
+    def runtime_overrides(self) -> tuple[dict[NormalizedName, Exemption], datetime | None]:
+        exemptions: dict[NormalizedName, Exemption] = {}
+        cutoff = None
+        for row in self._query("SELECT * FROM overrides"):
+            if row["kind"] == "exemption":
+                exemptions[NormalizedName(row["project"])] = Exemption(
+                    row["reason"], _dt(row["until"])
+                )
+            elif row["kind"] == "cutoff":
+                cutoff = _dt(row["until"])
+        return exemptions, cutoff
+
+    def set_exemption(
+        self, project: NormalizedName, exemption: Exemption, actor: str, at: datetime
+    ) -> None:
+        until = _ts(exemption.until)
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO overrides VALUES ('exemption', ?, ?, ?, ?, ?)",
+                (project, exemption.reason, until, actor, format_timestamp(at)),
+            )
+            note = f"exempt{' until ' + until if until else ''}: {exemption.reason}"
+            self._event(db, at, project, None, None, "exempted", note, actor)
+            self._bump_overrides(db)
+
+    def clear_exemption(
+        self, project: NormalizedName, reason: str, actor: str, at: datetime
+    ) -> bool:
+        with self._write() as db:
+            cursor = db.execute(
+                "DELETE FROM overrides WHERE kind='exemption' AND project=?", (project,)
+            )
+            if cursor.rowcount:
+                self._event(db, at, project, None, "exempted", "unexempted", reason, actor)
+                self._bump_overrides(db)
+            return cursor.rowcount > 0
+
+    def set_cutoff(self, moment: datetime, reason: str, actor: str, at: datetime) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO overrides VALUES ('cutoff', '*', ?, ?, ?, ?)",
+                (reason, format_timestamp(moment), actor, format_timestamp(at)),
+            )
+            note = f"nothing uploaded after {format_timestamp(moment)} is promoted: {reason}"
+            self._event(db, at, GLOBAL, None, None, "cutoff", note, actor)
+            self._bump_overrides(db)
+
+    def clear_cutoff(self, reason: str, actor: str, at: datetime) -> bool:
+        with self._write() as db:
+            cursor = db.execute("DELETE FROM overrides WHERE kind='cutoff'")
+            if cursor.rowcount:
+                self._event(db, at, GLOBAL, None, "cutoff", "cutoff-cleared", reason, actor)
+                self._bump_overrides(db)
+            return cursor.rowcount > 0
 
     def change_seq(self) -> int:
         rows = self._query("SELECT value FROM meta WHERE key='change_seq'")

@@ -21,8 +21,8 @@ from quarantine.decide import Verdict, decide
 from quarantine.errors import StaleTransition
 from quarantine.feeds import Feeds, with_advisories
 from quarantine.ledger import Ledger
+from quarantine.live_policy import PolicySource
 from quarantine.models import FileRecord, FileState
-from quarantine.policy import Policy
 from quarantine.source import ArtifactSource, FetchFailed, IntegrityFailure, LookFailed
 
 if TYPE_CHECKING:  # the worker runs without a vetter in tests of the time rules alone
@@ -51,7 +51,7 @@ class Promoter:
         self,
         ledger: Ledger,
         source: ArtifactSource,
-        policy: Policy,
+        policy: PolicySource,
         clock: Clock,
         concurrency: int = 4,
         on_change: Callable[[], None] = lambda: None,
@@ -61,7 +61,7 @@ class Promoter:
     ) -> None:
         self._ledger = ledger
         self._source = source
-        self._policy = policy
+        self._policies = policy  # read at each use: admins change it at run time
         self._clock = clock
         self._slots = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
@@ -166,7 +166,9 @@ class Promoter:
         verdicts = []
         for record in self._ledger.held(project):
             evidence = with_advisories(record, stored, self._feeds)
-            verdicts.append((record, decide(record, state, self._policy, now, frozen, evidence)))
+            verdicts.append(
+                (record, decide(record, state, self._policies.current(), now, frozen, evidence))
+            )
         return verdicts
 
     def _apply(self, record: FileRecord, verdict: Verdict, result: Round) -> None:

@@ -22,8 +22,8 @@ from quarantine.clock import Clock
 from quarantine.evidence import Evidence
 from quarantine.inspect import Inspection, inspect_file
 from quarantine.ledger import Ledger
+from quarantine.live_policy import PolicySource
 from quarantine.models import FileRecord, FileState
-from quarantine.policy import Policy
 from quarantine.provenance import (
     ProvenanceResult,
     ProvenanceVerifier,
@@ -61,14 +61,14 @@ class Vetter:
         self,
         ledger: Ledger,
         source: ArtifactSource,
-        policy: Policy,
+        policy: PolicySource,
         clock: Clock,
         verifier: ProvenanceVerifier,
         limits: Limits | None = None,
     ) -> None:
         self._ledger = ledger
         self._source = source
-        self._policy = policy
+        self._policies = policy  # read at each use: admins change it at run time
         self._clock = clock
         self._verifier = verifier
         self._limits = limits or Limits()
@@ -78,14 +78,12 @@ class Vetter:
             return False
         done = self._ledger.evidence(record.project, record.filename).get(record.filename, [])
         reported = {item.check for item in done}
-        return any(check not in reported for check in self._policy.required_checks)
+        return any(check not in reported for check in self._policies.current().required_checks)
 
     async def vet(self, record: FileRecord) -> list[Evidence]:
         """Run every check on ``record`` and record what each found."""
         verified = await self._verify(record, self._pinned(record.project))
-        provenance = provenance_evidence(
-            verified.result, verified.digest, **self._mappings()
-        )
+        provenance = provenance_evidence(verified.result, verified.digest, **self._mappings())
         identity = verified.result.identity if verified.result and verified.result.ok else None
         history = await self._history(record)
         publisher = continuity_evidence(
@@ -93,7 +91,7 @@ class Vetter:
             record.provenance_url is not None,
             history,
             self._pinned(record.project),
-            self._policy.requires_provenance(record.project),
+            self._policies.current().requires_provenance(record.project),
             **self._mappings(),
         )
         content = await self._inspect(record, await self._previous_summary(record))
@@ -105,12 +103,12 @@ class Vetter:
 
     def _mappings(self) -> dict[str, Any]:
         return {
-            "severity_actions": self._policy.severity_actions,
-            "rule_actions": self._policy.rule_actions,
+            "severity_actions": self._policies.current().severity_actions,
+            "rule_actions": self._policies.current().rule_actions,
         }
 
     def _pinned(self, project: NormalizedName) -> PublisherIdentity | None:
-        pin = self._policy.pinned_publishers.get(project)
+        pin = self._policies.current().pinned_publishers.get(project)
         return PublisherIdentity.from_pin(pin) if pin else None
 
     async def _verify(self, record: FileRecord, expected: PublisherIdentity | None) -> _Verified:
@@ -195,4 +193,6 @@ class Vetter:
         return self._content_evidence(inspection)
 
     def _content_evidence(self, inspection: Inspection) -> Evidence:
-        return inspection.evidence(self._policy.severity_actions, self._policy.rule_actions)
+        return inspection.evidence(
+            self._policies.current().severity_actions, self._policies.current().rule_actions
+        )
