@@ -61,6 +61,9 @@ def decide(
         takedown = "upstream_removed"
     if takedown is not None:
         return Verdict(_condemned(record.state, rejected=True), takedown)
+    blocked_by_admin = policy.block_reason(record.project, record.version)
+    if blocked_by_admin is not None:
+        return Verdict(_condemned(record.state), f"blocked by an admin: {blocked_by_admin}")
     blocking = [item for item in evidence if item.action is Action.BLOCK]
     if blocking:
         return Verdict(_condemned(record.state), _because("blocked", blocking[0]))

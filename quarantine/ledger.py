@@ -4,7 +4,7 @@ One interface, one file per implementation (``ledger_sqlite`` now; PostgreSQL la
 conformance tests in ``tests/test_ledger.py`` run against every implementation.
 """
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -13,7 +13,8 @@ from packaging.utils import NormalizedName
 from quarantine.evidence import Evidence
 from quarantine.models import Event, FileRecord, FileState, ProjectRecord
 from quarantine.observe import Observation
-from quarantine.policy import Exemption
+from quarantine.outbox import ApiToken, Delivery, DeliveryState, OutboxEntry
+from quarantine.policy import Exemption, RuntimeOverrides
 
 
 class Ledger(Protocol):
@@ -36,6 +37,10 @@ class Ledger(Protocol):
     def file_by_digest(self, sha256: str, filename: str) -> FileRecord | None: ...
 
     def held(self, project: NormalizedName | None = None) -> list[FileRecord]: ...
+
+    def in_states(
+        self, states: Collection[FileState], project: NormalizedName | None = None
+    ) -> list[FileRecord]: ...
 
     def apply(self, observation: Observation, etag: str | None, actor: str) -> None:
         """Write one look's new and changed records, their events and the project, atomically."""
@@ -104,9 +109,39 @@ class Ledger(Protocol):
         """Grows whenever an admin changes an exemption or the cutoff."""
         ...
 
-    def runtime_overrides(self) -> tuple[dict[NormalizedName, Exemption], datetime | None]:
-        """Exemptions and the cutoff set at run time (on top of the config file)."""
+    def runtime_overrides(self) -> RuntimeOverrides:
+        """Exemptions, blocks and the cutoff set at run time (on top of the config file)."""
         ...
+
+    def set_block(
+        self, project: NormalizedName, version: str, reason: str, actor: str, at: datetime
+    ) -> None:
+        """Block a release (``version``) or the whole project (``"*"``), new files included."""
+        ...
+
+    def clear_block(
+        self, project: NormalizedName, version: str, reason: str, actor: str, at: datetime
+    ) -> bool: ...
+
+    def outbox(self, after_id: int = 0, limit: int = 500) -> list[OutboxEntry]:
+        """Notification entries in the order they were written."""
+        ...
+
+    def deliveries(self, state: DeliveryState | None = None) -> list[Delivery]: ...
+
+    def record_delivery(self, delivery: Delivery) -> None:
+        """Create or update one entry's delivery state on one channel."""
+        ...
+
+    def create_token(self, token: ApiToken, token_hash: str) -> None:
+        """Keep a new API token's hash (never the token itself)."""
+        ...
+
+    def revoke_token(self, name: str, actor: str, at: datetime) -> bool: ...
+
+    def token_by_hash(self, token_hash: str) -> ApiToken | None: ...
+
+    def tokens(self) -> list[ApiToken]: ...
 
     def set_exemption(
         self, project: NormalizedName, exemption: Exemption, actor: str, at: datetime

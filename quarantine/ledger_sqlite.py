@@ -8,7 +8,8 @@ write side by side.
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+import uuid
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -19,13 +20,13 @@ from packaging.utils import NormalizedName
 from quarantine.clock import format_timestamp, parse_timestamp
 from quarantine.errors import LedgerError, StaleTransition
 from quarantine.evidence import Action, Evidence, Finding, Severity
+from quarantine.ledger_sqlite_admin import GLOBAL, AdminTables, dt, ts
 from quarantine.models import Event, FileRecord, FileState, ProjectRecord, ProjectStatus
+from quarantine.notable import notable
 from quarantine.observe import Observation
-from quarantine.policy import Exemption
 
 SCHEMA_VERSION = 1
 ACTOR_VETTING = "system:vetting"
-GLOBAL = NormalizedName("*")  # the project column of events that concern the whole mirror
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -92,11 +93,38 @@ CREATE TABLE IF NOT EXISTS evidence (
 CREATE TABLE IF NOT EXISTS overrides (
     kind TEXT NOT NULL,
     project TEXT NOT NULL,
+    version TEXT NOT NULL DEFAULT '*',
     reason TEXT NOT NULL,
     until TEXT,
     actor TEXT NOT NULL,
     at TEXT NOT NULL,
-    PRIMARY KEY (kind, project)
+    PRIMARY KEY (kind, project, version)
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    payload TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+    event_id TEXT NOT NULL REFERENCES outbox(event_id),
+    channel TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    next_attempt_at TEXT,
+    last_error TEXT,
+    PRIMARY KEY (event_id, channel)
+);
+CREATE INDEX IF NOT EXISTS deliveries_by_state ON deliveries (state, next_attempt_at);
+CREATE TABLE IF NOT EXISTS tokens (
+    name TEXT PRIMARY KEY,
+    scope TEXT NOT NULL,
+    hash TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    revoked_at TEXT
 );
 """
 
@@ -108,14 +136,6 @@ _FILE_COLUMNS = (
 _PROJECT_COLUMNS = "name, first_seen, last_look_ok, status, status_reason, etag, serial, seq"
 
 
-def _ts(moment: datetime | None) -> str | None:
-    return None if moment is None else format_timestamp(moment)
-
-
-def _dt(text: str | None) -> datetime | None:
-    return None if text is None else parse_timestamp(text)
-
-
 def _file_row(record: FileRecord) -> tuple[Any, ...]:
     return (
         record.project,
@@ -123,9 +143,9 @@ def _file_row(record: FileRecord) -> tuple[Any, ...]:
         record.version,
         record.sha256,
         record.size,
-        _ts(record.upload_time),
-        _ts(record.first_seen),
-        _ts(record.clock_start),
+        ts(record.upload_time),
+        ts(record.first_seen),
+        ts(record.clock_start),
         int(record.established),
         record.state.value,
         record.reason,
@@ -149,7 +169,7 @@ def _file_record(row: sqlite3.Row) -> FileRecord:
         version=row["version"],
         sha256=row["sha256"],
         size=row["size"],
-        upload_time=_dt(row["upload_time"]),
+        upload_time=dt(row["upload_time"]),
         first_seen=parse_timestamp(row["first_seen"]),
         clock_start=parse_timestamp(row["clock_start"]),
         established=bool(row["established"]),
@@ -192,7 +212,7 @@ def _project_record(row: sqlite3.Row) -> ProjectRecord:
     return ProjectRecord(
         name=NormalizedName(row["name"]),
         first_seen=parse_timestamp(row["first_seen"]),
-        last_look_ok=_dt(row["last_look_ok"]),
+        last_look_ok=dt(row["last_look_ok"]),
         status=ProjectStatus(row["status"]),
         status_reason=row["status_reason"],
         etag=row["etag"],
@@ -201,7 +221,7 @@ def _project_record(row: sqlite3.Row) -> ProjectRecord:
     )
 
 
-class SqliteLedger:
+class SqliteLedger(AdminTables):
     def __init__(self, path: Path) -> None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -271,6 +291,7 @@ class SqliteLedger:
         reason: str,
         actor: str,
     ) -> None:
+        self._enqueue(db, at, project, record, from_state, to_state, reason, actor)
         db.execute(
             "INSERT INTO events (at, project, filename, sha256, from_state, to_state, reason, "
             "actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -283,6 +304,44 @@ class SqliteLedger:
                 to_state,
                 reason,
                 actor,
+            ),
+        )
+
+    def _enqueue(
+        self,
+        db: sqlite3.Connection,
+        at: datetime,
+        project: NormalizedName,
+        record: FileRecord | None,
+        from_state: str | None,
+        to_state: str,
+        reason: str,
+        actor: str,
+    ) -> None:
+        """Write the outbox entry a notable change calls for, in the same transaction."""
+        kind = notable(from_state, to_state, reason, actor)
+        if kind is None:
+            return
+        payload = {
+            "project": project,
+            "version": record.version if record else None,
+            "filename": record.filename if record else None,
+            "sha256": record.sha256 if record else None,
+            "from_state": from_state,
+            "to_state": to_state,
+            "reason": reason,
+            "actor": actor,
+            "at": format_timestamp(at),
+        }
+        db.execute(
+            "INSERT INTO outbox (event_id, kind, severity, created_at, payload) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (
+                f"evt_{uuid.uuid4().hex}",
+                kind.kind,
+                kind.severity,
+                format_timestamp(at),
+                json.dumps(payload),
             ),
         )
 
@@ -322,10 +381,16 @@ class SqliteLedger:
         return _file_record(rows[0]) if rows else None
 
     def held(self, project: NormalizedName | None = None) -> list[FileRecord]:
-        sql = f"SELECT {_FILE_COLUMNS} FROM files WHERE state='held'"
-        params: tuple[Any, ...] = ()
+        return self.in_states((FileState.HELD,), project)
+
+    def in_states(
+        self, states: Collection[FileState], project: NormalizedName | None = None
+    ) -> list[FileRecord]:
+        marks = ", ".join("?" * len(states))
+        sql = f"SELECT {_FILE_COLUMNS} FROM files WHERE state IN ({marks})"
+        params: tuple[Any, ...] = tuple(state.value for state in states)
         if project is not None:
-            sql, params = sql + " AND project=?", (project,)
+            sql, params = sql + " AND project=?", (*params, project)
         return [
             _file_record(row) for row in self._query(sql + " ORDER BY project, filename", params)
         ]
@@ -382,7 +447,7 @@ class SqliteLedger:
             (
                 project.name,
                 format_timestamp(project.first_seen),
-                _ts(project.last_look_ok),
+                ts(project.last_look_ok),
                 project.status.value,
                 project.status_reason,
                 etag,
@@ -540,7 +605,7 @@ class SqliteLedger:
         return self._meta("promotion_freeze")
 
     def last_wall_clock(self) -> datetime | None:
-        return _dt(self._meta("last_wall_clock"))
+        return dt(self._meta("last_wall_clock"))
 
     def note_wall_clock(self, at: datetime) -> None:
         with self._write() as db:
@@ -592,72 +657,6 @@ class SqliteLedger:
         for row in self._query(sql + " ORDER BY filename, check_name", params):
             found.setdefault(row["filename"], []).append(_evidence(row))
         return found
-
-    def overrides_version(self) -> int:
-        return int(self._meta("overrides_version") or 0)
-
-    def _bump_overrides(self, db: sqlite3.Connection) -> None:
-        db.execute(
-            "INSERT INTO meta VALUES ('overrides_version', '1') ON CONFLICT(key) DO UPDATE "
-            "SET value = CAST(value AS INTEGER) + 1"
-        )
-        # Every page may list more or fewer files now: drop them all.
-        db.execute("UPDATE projects SET seq=?", (self._next_seq(db),))
-
-    def runtime_overrides(self) -> tuple[dict[NormalizedName, Exemption], datetime | None]:
-        exemptions: dict[NormalizedName, Exemption] = {}
-        cutoff = None
-        for row in self._query("SELECT * FROM overrides"):
-            if row["kind"] == "exemption":
-                exemptions[NormalizedName(row["project"])] = Exemption(
-                    row["reason"], _dt(row["until"])
-                )
-            elif row["kind"] == "cutoff":
-                cutoff = _dt(row["until"])
-        return exemptions, cutoff
-
-    def set_exemption(
-        self, project: NormalizedName, exemption: Exemption, actor: str, at: datetime
-    ) -> None:
-        until = _ts(exemption.until)
-        with self._write() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO overrides VALUES ('exemption', ?, ?, ?, ?, ?)",
-                (project, exemption.reason, until, actor, format_timestamp(at)),
-            )
-            note = f"exempt{' until ' + until if until else ''}: {exemption.reason}"
-            self._event(db, at, project, None, None, "exempted", note, actor)
-            self._bump_overrides(db)
-
-    def clear_exemption(
-        self, project: NormalizedName, reason: str, actor: str, at: datetime
-    ) -> bool:
-        with self._write() as db:
-            cursor = db.execute(
-                "DELETE FROM overrides WHERE kind='exemption' AND project=?", (project,)
-            )
-            if cursor.rowcount:
-                self._event(db, at, project, None, "exempted", "unexempted", reason, actor)
-                self._bump_overrides(db)
-            return cursor.rowcount > 0
-
-    def set_cutoff(self, moment: datetime, reason: str, actor: str, at: datetime) -> None:
-        with self._write() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO overrides VALUES ('cutoff', '*', ?, ?, ?, ?)",
-                (reason, format_timestamp(moment), actor, format_timestamp(at)),
-            )
-            note = f"nothing uploaded after {format_timestamp(moment)} is promoted: {reason}"
-            self._event(db, at, GLOBAL, None, None, "cutoff", note, actor)
-            self._bump_overrides(db)
-
-    def clear_cutoff(self, reason: str, actor: str, at: datetime) -> bool:
-        with self._write() as db:
-            cursor = db.execute("DELETE FROM overrides WHERE kind='cutoff'")
-            if cursor.rowcount:
-                self._event(db, at, GLOBAL, None, "cutoff", "cutoff-cleared", reason, actor)
-                self._bump_overrides(db)
-            return cursor.rowcount > 0
 
     def change_seq(self) -> int:
         rows = self._query("SELECT value FROM meta WHERE key='change_seq'")

@@ -36,11 +36,12 @@ class LivePolicy:
     def current(self) -> Policy:
         version = self._ledger.overrides_version()
         if version != self._version:
-            exemptions, cutoff = self._ledger.runtime_overrides()
+            overrides = self._ledger.runtime_overrides()
             self._policy = replace(
                 self.base,
-                exemptions={**self.base.exemptions, **exemptions},
-                cutoff=cutoff if cutoff is not None else self.base.cutoff,
+                exemptions={**self.base.exemptions, **overrides.exemptions},
+                cutoff=overrides.cutoff if overrides.cutoff is not None else self.base.cutoff,
+                blocks={**self.base.blocks, **overrides.blocks},
             )
             self._version = version
         return self._policy

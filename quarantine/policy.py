@@ -52,6 +52,12 @@ class Policy:
     require_provenance: frozenset[str] = frozenset()
     pinned_publishers: Mapping[NormalizedName, PublisherPin] = field(default_factory=dict)
 
+    # Admin blocks: (project, canonical version or "*") -> reason.
+    blocks: Mapping[tuple[NormalizedName, str], str] = field(default_factory=dict)
+
+    def block_reason(self, project: NormalizedName, version: str) -> str | None:
+        return self.blocks.get((project, version)) or self.blocks.get((project, "*"))
+
     def requires_provenance(self, project: NormalizedName) -> bool:
         return "*" in self.require_provenance or project in self.require_provenance
 
@@ -69,3 +75,12 @@ class Policy:
         if self.cutoff is None:
             return False
         return upload_time is None or upload_time > self.cutoff
+
+
+@dataclass
+class RuntimeOverrides:
+    """What admins set while the mirror runs, kept in the ledger."""
+
+    exemptions: dict[NormalizedName, Exemption] = field(default_factory=dict)
+    cutoff: datetime | None = None
+    blocks: dict[tuple[NormalizedName, str], str] = field(default_factory=dict)

@@ -1,0 +1,170 @@
+"""Where CLI decisions go: the local data directory, or a running mirror's admin API.
+
+Both backends take and return plain JSON-able data, so the CLI prints the same way
+whichever one is used. ``LocalBackend`` writes the shared ledger directly; a server on
+the same data directory picks the change up within a second.
+"""
+
+import hashlib
+import os
+import secrets
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from packaging.utils import canonicalize_name
+
+from mirror.settings import Settings
+from quarantine import admin
+from quarantine.clock import SystemClock, format_timestamp
+from quarantine.explain import explain
+from quarantine.feeds import Feeds
+from quarantine.ledger_sqlite import SqliteLedger
+from quarantine.live_policy import LivePolicy
+from quarantine.models import FileState
+from quarantine.outbox import ApiToken, DeliveryState
+
+SCOPES = ("read", "decide")
+TOKEN_PREFIX = "lzt_"  # noqa: S105  (a recognisable prefix for secret scanners, not a secret)
+
+
+def token_hash(token: str) -> str:
+    """Tokens are 256 random bits: a plain sha256 is a safe, fast way to keep only a hash."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+class AdminBackend(Protocol):
+    def holds(self, project: str | None, state: str | None) -> list[dict[str, Any]]: ...
+    def explain(self, project: str, version: str | None) -> dict[str, Any] | None: ...
+    def promote(
+        self, project: str, version: str, reason: str, force: bool
+    ) -> list[dict[str, Any]]: ...
+    def block(self, project: str, version: str | None, reason: str) -> list[dict[str, Any]]: ...
+    def unblock(self, project: str, version: str | None, reason: str) -> list[dict[str, Any]]: ...
+    def exempt(self, project: str, reason: str, until: datetime | None) -> None: ...
+    def unexempt(self, project: str, reason: str) -> None: ...
+    def cutoff_set(self, moment: datetime, reason: str) -> None: ...
+    def cutoff_clear(self, reason: str) -> None: ...
+    def audit(self, project: str | None, since: datetime | None) -> list[dict[str, Any]]: ...
+    def token_create(self, name: str, scope: str) -> str: ...
+    def token_revoke(self, name: str) -> None: ...
+    def deliveries(self, state: str | None) -> list[dict[str, Any]]: ...
+    def close(self) -> None: ...
+
+
+def local_actor() -> str:
+    return f"cli:{os.environ.get('USER') or os.environ.get('LOGNAME') or 'unknown'}"
+
+
+class LocalBackend:
+    def __init__(self, settings: Settings, actor: str | None = None) -> None:
+        self._settings = settings
+        self._ledger = SqliteLedger(Path(settings.data_dir) / "ledger.sqlite3")
+        self._policy = LivePolicy(settings.policy, self._ledger)
+        self._clock = SystemClock()
+        self._actor = actor or local_actor()
+
+    def close(self) -> None:
+        self._ledger.close()
+
+    def holds(self, project: str | None, state: str | None) -> list[dict[str, Any]]:
+        wanted = FileState(state) if state else None
+        name = canonicalize_name(project, validate=False) if project else None
+        return [
+            asdict(hold) for hold in admin.holds(self._ledger, self._policy.current(), name, wanted)
+        ]
+
+    def explain(self, project: str, version: str | None) -> dict[str, Any] | None:
+        feeds = Feeds(
+            [Path(s) for s in self._settings.osv_feeds if not s.startswith(("http:", "https:"))]
+        )
+        feeds.reload()
+        name = canonicalize_name(project, validate=False)
+        found = explain(self._ledger, self._policy.current(), name, version, feeds)
+        return found.to_json() if found is not None and found.files else None
+
+    def promote(self, project: str, version: str, reason: str, force: bool) -> list[dict[str, Any]]:
+        name = canonicalize_name(project, validate=False)
+        changes = admin.promote(
+            self._ledger, name, version, reason, self._actor, self._clock.now(), force=force
+        )
+        return [asdict(change) for change in changes]
+
+    def block(self, project: str, version: str | None, reason: str) -> list[dict[str, Any]]:
+        name = canonicalize_name(project, validate=False)
+        return [
+            asdict(c)
+            for c in admin.block(
+                self._ledger, name, version, reason, self._actor, self._clock.now()
+            )
+        ]
+
+    def unblock(self, project: str, version: str | None, reason: str) -> list[dict[str, Any]]:
+        name = canonicalize_name(project, validate=False)
+        return [
+            asdict(c)
+            for c in admin.unblock(
+                self._ledger, name, version, reason, self._actor, self._clock.now()
+            )
+        ]
+
+    def exempt(self, project: str, reason: str, until: datetime | None) -> None:
+        name = canonicalize_name(project, validate=False)
+        admin.exempt(self._ledger, name, reason, until, self._actor, self._clock.now())
+
+    def unexempt(self, project: str, reason: str) -> None:
+        admin.unexempt(
+            self._ledger,
+            canonicalize_name(project, validate=False),
+            reason,
+            self._actor,
+            self._clock.now(),
+        )
+
+    def cutoff_set(self, moment: datetime, reason: str) -> None:
+        self._ledger.set_cutoff(moment, admin.check_reason(reason), self._actor, self._clock.now())
+
+    def cutoff_clear(self, reason: str) -> None:
+        if not self._ledger.clear_cutoff(
+            admin.check_reason(reason), self._actor, self._clock.now()
+        ):
+            raise admin.NothingToDo("no run-time cutoff is set (a config-file cutoff stays)")
+
+    def audit(self, project: str | None, since: datetime | None) -> list[dict[str, Any]]:
+        name = canonicalize_name(project, validate=False) if project else None
+        return [
+            {**asdict(event), "at": format_timestamp(event.at)}
+            for event in self._ledger.events(name, since)
+        ]
+
+    def token_create(self, name: str, scope: str) -> str:
+        if scope not in SCOPES:
+            raise admin.AdminError(f"unknown scope {scope!r}: use one of {', '.join(SCOPES)}")
+        if any(token.name == name for token in self._ledger.tokens()):
+            raise admin.Conflict(f"a token named {name!r} exists; revoke it or pick another name")
+        token = new_token()
+        record = ApiToken(name, scope, self._clock.now(), self._actor, None)
+        self._ledger.create_token(record, token_hash(token))
+        return token
+
+    def token_revoke(self, name: str) -> None:
+        if not self._ledger.revoke_token(name, self._actor, self._clock.now()):
+            raise admin.NothingToDo(f"no live token named {name!r}")
+
+    def deliveries(self, state: str | None) -> list[dict[str, Any]]:
+        wanted = DeliveryState(state) if state else None
+        return [
+            {
+                **asdict(d),
+                "state": d.state.value,
+                "next_attempt_at": format_timestamp(d.next_attempt_at)
+                if d.next_attempt_at
+                else None,
+            }
+            for d in self._ledger.deliveries(wanted)
+        ]

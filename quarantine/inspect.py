@@ -1,0 +1,167 @@
+"""Content inspection of one downloaded file: the "content" check's evidence.
+
+``inspect_file`` walks the archive once with :class:`~quarantine.archive.ArchiveReader`
+(bounded memory, limits on everything), runs the text rules of
+:mod:`quarantine.content_rules` on the members that matter, summarises the file and compares
+the summary with the previous release (:mod:`quarantine.release_diff`). Nothing from the
+archive is extracted, imported or executed. A hostile or broken archive gives findings,
+never an exception.
+"""
+
+import logging
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from quarantine.archive import (
+    ArchiveKind,
+    ArchiveReader,
+    Limits,
+    Member,
+    MemberKind,
+    is_text_of_interest,
+    printable,
+)
+from quarantine.content_rules import (
+    SdistLayout,
+    is_install_script,
+    pth_file,
+    scan_python,
+)
+from quarantine.evidence import (
+    DEFAULT_SEVERITY_ACTIONS,
+    Action,
+    Evidence,
+    Finding,
+    Severity,
+    action_for,
+    strongest,
+)
+from quarantine.release_diff import ArchiveSummary, SummaryBuilder, compare
+
+log = logging.getLogger(__name__)
+
+CHECK = "content"
+MAX_KEPT_FINDINGS = 50
+TEXT_NOT_SCANNED = "text-not-scanned"
+PTH_NOT_SCANNED = "pth-not-scanned"
+INSPECTION_ERROR = "inspection-error"
+_CLEAN_CHARS = 1000  # a safety net: the rules already bound what they quote
+
+
+@dataclass(frozen=True, slots=True)
+class Inspection:
+    summary: ArchiveSummary | None  # None when the archive could not be read through
+    findings: tuple[Finding, ...]
+
+    def evidence(
+        self,
+        severity_actions: Mapping[Severity, Action] = DEFAULT_SEVERITY_ACTIONS,
+        rule_actions: Mapping[str, Action] | None = None,
+    ) -> Evidence:
+        """The content check's evidence: the strongest action any finding calls for (PASS
+        when there is none), the most important findings, counts, and the summary."""
+        actions = [action_for(f, severity_actions, rule_actions) for f in self.findings]
+        action = strongest(actions)
+        ranked = sorted(
+            range(len(self.findings)),
+            key=lambda i: (-actions[i].rank, -_SEVERITY_RANK[self.findings[i].severity], i),
+        )
+        kept = tuple(self.findings[i] for i in ranked[:MAX_KEPT_FINDINGS])
+        severities = Counter(f.severity.value for f in self.findings)
+        details: dict[str, object] = {
+            "counts": {s.value: severities[s.value] for s in Severity if severities[s.value]},
+            "rules": dict(sorted(Counter(f.rule for f in self.findings).items())),
+            "omitted": len(self.findings) - len(kept),
+        }
+        if self.summary is not None:
+            details["summary"] = self.summary.to_json()
+        return Evidence(CHECK, action, self._summary_line(action, kept), kept, details)
+
+    def _summary_line(self, action: Action, kept: tuple[Finding, ...]) -> str:
+        if not self.findings:
+            return "no findings"
+        severities = Counter(f.severity for f in self.findings)
+        counts = ", ".join(
+            f"{severities[s]} {s.value}" for s in reversed(Severity) if severities[s]
+        )
+        worst = kept[0]
+        where = f" in {worst.path}" if worst.path else ""
+        where += f":{worst.line}" if worst.path and worst.line else ""
+        return f"{action.value}: {counts}; worst {worst.rule}{where}"
+
+
+_SEVERITY_RANK = {severity: index for index, severity in enumerate(Severity)}
+
+
+def inspect_file(
+    path: Path, filename: str, previous: ArchiveSummary | None, limits: Limits | None = None
+) -> Inspection:
+    """Inspect the wheel or sdist at ``path`` (named ``filename`` upstream) against the
+    summary of the project's previous release of the same kind (None: first release)."""
+    try:
+        return _inspect(path, filename, previous, limits or Limits())
+    except Exception as exc:
+        log.exception("inspecting %s failed", filename)
+        message = f"inspection failed ({type(exc).__name__}); a person must look"
+        return Inspection(None, (Finding(INSPECTION_ERROR, Severity.HIGH, message),))
+
+
+def _inspect(
+    path: Path, filename: str, previous: ArchiveSummary | None, limits: Limits
+) -> Inspection:
+    reader = ArchiveReader(path, filename, limits)
+    kind = reader.kind or ArchiveKind.SDIST
+    builder = SummaryBuilder(filename, kind)
+    layout = SdistLayout() if kind is ArchiveKind.SDIST else None
+    found: list[Finding] = []
+    for member in reader:
+        builder.observe(member)
+        if layout is not None:
+            layout.observe(member.name, member.kind)
+        if member.kind is MemberKind.FILE:
+            found += _member_findings(member, kind, builder, limits)
+    found = reader.findings + found
+    summary = None
+    if reader.finished:
+        if layout is not None:
+            found += layout.findings()
+        found += builder.findings
+        summary = builder.build(reader.total_bytes, reader.compressed_size, reader.entry_count)
+        found += compare(summary, previous)
+    return Inspection(summary, tuple(_clean(f) for f in found))
+
+
+def _member_findings(
+    member: Member, kind: ArchiveKind, builder: SummaryBuilder, limits: Limits
+) -> list[Finding]:
+    name = member.name
+    lower = name.lower()
+    shown = printable(name)
+    if member.data is None:
+        if not member.complete or not is_text_of_interest(name):
+            return []
+        if lower.endswith(".pth"):
+            message = f".pth file of {member.size} bytes too large to read; may run code"
+            return [Finding(PTH_NOT_SCANNED, Severity.HIGH, message, shown)]
+        message = f"{member.size} bytes, over the {limits.max_text_bytes}-byte scan limit"
+        return [Finding(TEXT_NOT_SCANNED, Severity.LOW, message, shown)]
+    if lower.endswith(".pth"):
+        builder.add_pth(pth_file(name, member.data, wheel=kind is ArchiveKind.WHEEL))
+        return []
+    if lower.endswith(".py"):
+        install_time = kind is ArchiveKind.SDIST and is_install_script(name)
+        return scan_python(
+            shown, member.data, install_time=install_time, max_parse_bytes=limits.max_parse_bytes
+        )
+    return []
+
+
+def _clean(finding: Finding) -> Finding:
+    """One line, no control characters, bounded length: whatever built the message."""
+    message = printable(finding.message, _CLEAN_CHARS)
+    path = None if finding.path is None else printable(finding.path, _CLEAN_CHARS)
+    if message == finding.message and path == finding.path:
+        return finding
+    return Finding(finding.rule, finding.severity, message, path, finding.line)
