@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mirror import __version__
+from mirror.cli_admin import ADMIN_COMMANDS, add_admin_commands, run_admin
 from mirror.errors import ConfigError
 from mirror.settings import Settings, load_settings
 from quarantine.errors import QuarantineError
@@ -34,12 +35,7 @@ def _parser() -> argparse.ArgumentParser:
         dest="osv_feeds",
         help="OSV malware records: a directory, a .zip export or a URL (repeatable)",
     )
-    explain = commands.add_parser(
-        "explain", help="why each file of a project (or release) is held, promoted or blocked"
-    )
-    _common(explain)
-    explain.add_argument("requirement", metavar="PROJECT[==VERSION]")
-    explain.add_argument("--json", action="store_true", help="machine-readable output")
+    add_admin_commands(commands, _common)
     unfreeze = commands.add_parser(
         "unfreeze", help="lift a promotion freeze (set when the wall clock jumped)"
     )
@@ -115,10 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_from(args)
         if args.command == "serve":
             return _serve(settings)
-        if args.command == "explain":
-            from mirror.cli_explain import run_explain
-
-            return run_explain(settings, args.requirement, args.json)
+        if args.command in ADMIN_COMMANDS:
+            return run_admin(args, settings)
         if args.command == "unfreeze":
             return _unfreeze(settings, args.reason)
     except ConfigError as error:

@@ -1,0 +1,169 @@
+"""The admin CLI through the real ``lazaretto`` entry point, on a running mirror's data.
+
+Decisions made this way are recorded with who and why and show in the running server's
+index within seconds (it follows the shared ledger).
+"""
+
+import json
+import os
+import sqlite3
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from datetime import timedelta
+from pathlib import Path
+
+from packaging.utils import NormalizedName
+
+from conftest import NOW
+from quarantine.models import FileState
+from support.clock import FakeClock
+from support.dists import build_wheel
+from support.installers import installed, pip_install
+from support.mirror import MirrorServer
+from support.process import LAZARETTO
+from support.upstream import Upstream, UpstreamFile
+
+OLD = NOW - timedelta(days=400)
+REASON = "security team approved the fix"
+
+
+def cli(mirror: MirrorServer, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [LAZARETTO, *args, "--data-dir", str(mirror.settings.data_dir)]
+    # As an admin's config file would: the same upstream the server uses.
+    env = {**os.environ, "USER": "alice", "LAZARETTO_UPSTREAM": mirror.settings.upstream}
+    return subprocess.run(
+        command, capture_output=True, text=True, check=False, env=env, timeout=120
+    )
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def _eventually(check: object, seconds: float = 5.0) -> None:
+    """Cross-process changes reach the server's caches within a second or so."""
+    deadline = time.monotonic() + seconds
+    while not check():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError("the running mirror did not pick up the change")
+        time.sleep(0.1)
+
+
+def _setup(upstream: Upstream, mirror: MirrorServer, clock: FakeClock) -> None:
+    upstream.add("urgent", UpstreamFile(build_wheel("urgent", "1.0"), OLD))
+    upstream.add("urgent", UpstreamFile(build_wheel("urgent", "1.1"), NOW - timedelta(hours=2)))
+    urllib.request.urlopen(mirror.url + "urgent/").close()
+    mirror.promote()  # fetches and vets 1.1; still cooling
+
+
+def test_holds_and_early_promotion(
+    upstream: Upstream, mirror: MirrorServer, clock: FakeClock, tmp_path: Path
+) -> None:
+    _setup(upstream, mirror, clock)
+    holds = cli(mirror, "holds", "--json")
+    assert holds.returncode == 0, holds.stderr
+    (row,) = json.loads(holds.stdout)
+    assert row["filename"] == "urgent-1.1-py3-none-any.whl" and row["state"] == "held"
+    assert row["hold_until"].startswith((NOW + timedelta(hours=70)).strftime("%Y-%m-%d"))
+    table = cli(mirror, "holds", "--project", "urgent")
+    assert "urgent-1.1-py3-none-any.whl" in table.stdout
+    done = cli(mirror, "promote", "urgent==1.1", "--reason", REASON)
+    assert done.returncode == 0, done.stderr
+    assert "held -> promoted" in done.stdout
+    _eventually(lambda: pip_install(mirror.url, tmp_path / "t", "urgent").ok
+                and installed(tmp_path / "t") == {"urgent": "1.1"})  # fmt: skip
+    audit = json.loads(cli(mirror, "audit", "--project", "urgent", "--json").stdout)
+    promoted = [e for e in audit if e["to_state"] == "promoted" and e["actor"] == "cli:alice"]
+    assert promoted and REASON in promoted[0]["reason"]
+
+
+def test_block_withdraws_at_once_and_unblock_restores(
+    upstream: Upstream, mirror: MirrorServer, clock: FakeClock, tmp_path: Path
+) -> None:
+    _setup(upstream, mirror, clock)
+    assert mirror.services is not None
+    record = mirror.services.ledger.file(NormalizedName("urgent"), "urgent-1.0-py3-none-any.whl")
+    assert record is not None
+    url = f"{mirror.origin}/files/{record.sha256}/{record.filename}"
+    assert _status(url) == 200
+    blocked = cli(mirror, "block", "urgent==1.0", "--reason", "compromised maintainer account")
+    assert blocked.returncode == 0, blocked.stderr
+    assert "promoted -> withdrawn" in blocked.stdout
+    _eventually(lambda: _status(url) == 410)
+    assert not pip_install(mirror.url, tmp_path / "a", "urgent==1.0").ok
+    unblocked = cli(
+        mirror, "unblock", "urgent==1.0", "--reason", "false alarm, confirmed by vendor"
+    )
+    assert unblocked.returncode == 0, unblocked.stderr
+    mirror.promote()  # the decision runs again: an established file is promoted
+    _eventually(lambda: _status(url) == 200)
+
+
+def test_refusals_have_meaningful_exit_codes(
+    upstream: Upstream, mirror: MirrorServer, clock: FakeClock
+) -> None:
+    _setup(upstream, mirror, clock)
+    assert cli(mirror, "promote", "never-seen==1.0", "--reason", REASON).returncode == 4
+    short = cli(mirror, "promote", "urgent==1.1", "--reason", "because")
+    assert short.returncode == 2 and "at least 10 characters" in short.stderr
+    assert cli(mirror, "block", "urgent==1.1", "--reason", REASON).returncode == 0
+    refused = cli(mirror, "promote", "urgent==1.1", "--reason", REASON)
+    assert refused.returncode == 5 and "--force" in refused.stderr
+    forced = cli(mirror, "promote", "urgent==1.1", "--reason", REASON, "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert cli(mirror, "unexempt", "urgent", "--reason", REASON).returncode == 4
+
+
+def test_promote_fetches_and_checks_bytes_it_does_not_have_yet(
+    upstream: Upstream, mirror: MirrorServer, clock: FakeClock
+) -> None:
+    upstream.add("late", UpstreamFile(build_wheel("late", "1.0"), OLD))
+    upstream.add("late", UpstreamFile(build_wheel("late", "2.0"), NOW - timedelta(hours=1)))
+    urllib.request.urlopen(mirror.url + "late/").close()  # seen; no promotion round ran
+    done = cli(mirror, "promote", "late==2.0", "--reason", REASON)
+    assert done.returncode == 0, done.stderr
+    assert mirror.services is not None
+    record = mirror.services.ledger.file(NormalizedName("late"), "late-2.0-py3-none-any.whl")
+    assert record is not None and record.state is FileState.PROMOTED and record.stored
+
+
+def test_exemption_and_cutoff(
+    upstream: Upstream, mirror: MirrorServer, clock: FakeClock, tmp_path: Path
+) -> None:
+    _setup(upstream, mirror, clock)
+    exempt = cli(mirror, "exempt", "urgent", "--reason", "internal tool, our own CI builds it")
+    assert exempt.returncode == 0, exempt.stderr
+    mirror.promote()
+    _eventually(lambda: pip_install(mirror.url, tmp_path / "a", "urgent").ok
+                and installed(tmp_path / "a") == {"urgent": "1.1"})  # fmt: skip
+    cutoff = (NOW - timedelta(days=500)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    done = cli(mirror, "cutoff", "set", cutoff, "--reason", "worm outbreak, freeze everything")
+    assert done.returncode == 0, done.stderr
+    upstream.add("urgent", UpstreamFile(build_wheel("urgent", "1.2"), NOW - timedelta(hours=1)))
+    clock.advance(timedelta(days=5))
+    urllib.request.urlopen(mirror.url + "urgent/").close()  # the mirror sees 1.2
+    mirror.promote()
+    assert mirror.services is not None
+    record = mirror.services.ledger.file(NormalizedName("urgent"), "urgent-1.2-py3-none-any.whl")
+    assert record is not None and record.state is FileState.HELD and "cutoff" in record.reason
+    assert cli(mirror, "cutoff", "clear", "--reason", "outbreak contained now").returncode == 0
+
+
+def test_tokens_are_shown_once_and_kept_as_hashes(mirror: MirrorServer) -> None:
+    created = cli(mirror, "token", "create", "ci-bot", "--scope", "decide", "--json")
+    assert created.returncode == 0, created.stderr
+    secret = json.loads(created.stdout)["token"]
+    assert secret.startswith("lzt_") and len(secret) > 40
+    database = Path(mirror.settings.data_dir) / "ledger.sqlite3"
+    with sqlite3.connect(database) as db:
+        dump = "\n".join(db.iterdump())
+    assert secret not in dump and "ci-bot" in dump
+    assert cli(mirror, "token", "create", "ci-bot").returncode == 5
+    assert cli(mirror, "token", "revoke", "ci-bot").returncode == 0
+    assert cli(mirror, "token", "revoke", "ci-bot").returncode == 4
