@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from mirror.admin_api import admin_routes
 from mirror.artifacts import Artifacts
 from mirror.blobs_disk import DiskBlobStore
 from mirror.catalog import Catalog
@@ -214,6 +215,7 @@ def create_app(
             Route("/files/{sha256:sha256}/{filename}", serve_file, methods=["GET", "HEAD"]),
             Route("/healthz", _health, methods=["GET"]),
             Route("/readyz", _ready, methods=["GET"]),
+            *admin_routes(),
         ],
         middleware=middleware,
         exception_handlers={MirrorError: _mirror_error, HTTPException: _http_error},

@@ -167,3 +167,40 @@ def test_tokens_are_shown_once_and_kept_as_hashes(mirror: MirrorServer) -> None:
     assert cli(mirror, "token", "create", "ci-bot").returncode == 5
     assert cli(mirror, "token", "revoke", "ci-bot").returncode == 0
     assert cli(mirror, "token", "revoke", "ci-bot").returncode == 4
+
+
+def test_remote_mode_through_the_admin_api(
+    upstream: Upstream, mirror: MirrorServer, clock: FakeClock, tmp_path: Path
+) -> None:
+    _setup(upstream, mirror, clock)
+    secret = json.loads(
+        cli(mirror, "token", "create", "ops", "--scope", "decide", "--json").stdout
+    )["token"]
+    viewer = json.loads(cli(mirror, "token", "create", "viewer", "--json").stdout)["token"]
+
+    def remote(token: str | None, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k != "LAZARETTO_TOKEN"}
+        if token is not None:
+            env["LAZARETTO_TOKEN"] = token
+        command = [LAZARETTO, *args, "--url", mirror.origin]
+        return subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+
+    holds = remote(viewer, "holds", "--json")
+    assert holds.returncode == 0, holds.stderr
+    assert [row["filename"] for row in json.loads(holds.stdout)] == ["urgent-1.1-py3-none-any.whl"]
+    denied = remote(viewer, "promote", "urgent==1.1", "--reason", REASON)
+    assert denied.returncode == 6
+    assert remote(None, "holds").returncode == 6
+    done = remote(secret, "promote", "urgent==1.1", "--reason", REASON)
+    assert done.returncode == 0, done.stderr
+    assert pip_install(mirror.url, tmp_path / "t", "urgent").ok
+    assert installed(tmp_path / "t") == {"urgent": "1.1"}
+    audit = json.loads(remote(viewer, "audit", "--project", "urgent", "--json").stdout)
+    assert any(e["actor"] == "api:ops" and e["to_state"] == "promoted" for e in audit)
+    token_file = tmp_path / "token"
+    token_file.write_text(secret + "\n")
+    blocked = remote(
+        None, "block", "urgent==1.1", "--reason", REASON, "--token-file", str(token_file)
+    )
+    assert blocked.returncode == 0, blocked.stderr
+    assert secret not in holds.stdout + holds.stderr + done.stdout + done.stderr
