@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from mirror.fast_path import FastPath
 from mirror.feed_refresh import FeedRefresher, is_url
 from mirror.file_routes import serve_file
 from mirror.names import ReservedNames
+from mirror.notifier import Notifier, build_routes
 from mirror.services import Services
 from mirror.settings import Settings
 from mirror.simple_routes import simple_project, simple_root, simple_root_without_slash
@@ -171,6 +173,9 @@ def _start_background(services: Services) -> None:
         services.watcher.run_forever(),
     ):
         services.tasks.append(asyncio.create_task(work))
+    if services.notifier is not None:
+        interval = settings.notify_interval.total_seconds()
+        services.tasks.append(asyncio.create_task(services.notifier.run_forever(interval)))
 
 
 def create_app(
@@ -178,6 +183,16 @@ def create_app(
 ) -> Starlette | FastPath:
     """The ASGI app. ``background=False`` leaves promotion rounds to the caller (tests)."""
     services = build_services(settings, clock)
+    # Here, not in build_services: CLI commands that build services need no notify secrets.
+    routes = build_routes(settings.notify, os.environ)  # a missing secret variable: ConfigError
+    if routes:
+        services.notifier = Notifier(
+            services.ledger,
+            services.clock,
+            routes,
+            policy=services.policy,
+            max_attempts=settings.notify_max_attempts,
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

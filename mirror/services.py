@@ -8,6 +8,7 @@ from mirror.blob_cache import BlobCache
 from mirror.blobs import BlobStore
 from mirror.catalog import Catalog
 from mirror.feed_refresh import FeedRefresher
+from mirror.notifier import Notifier
 from mirror.settings import Settings
 from mirror.upstream import UpstreamClient
 from quarantine.clock import Clock
@@ -32,5 +33,6 @@ class Services:
     feeds: Feeds
     refresher: FeedRefresher
     policy: LivePolicy
+    notifier: Notifier | None = None  # None: no [[notify]] targets configured
     blob_cache: BlobCache = field(default_factory=BlobCache)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)

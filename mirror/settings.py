@@ -14,7 +14,7 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from mirror import policy_config
+from mirror import notify_config, policy_config
 from mirror.config_values import (
     ConfigSource,
     as_bool,
@@ -80,6 +80,9 @@ class Settings:
     access_log: bool = True
     log_level: str = "info"
     policy: Policy = field(default_factory=Policy)
+    notify: tuple[notify_config.NotifyTarget, ...] = ()  # [[notify]] tables
+    notify_interval: timedelta = timedelta(seconds=10)
+    notify_max_attempts: int = 12
 
 
 _TOP_LEVEL: dict[str, Callable[[Any], Any]] = {
@@ -106,6 +109,8 @@ _TOP_LEVEL: dict[str, Callable[[Any], Any]] = {
     "trusted_root": as_path,
     "access_log": as_bool,
     "log_level": as_str,
+    "notify_interval": as_duration,
+    "notify_max_attempts": notify_config.as_attempts,
 }
 _POLICY_KEYS: dict[str, Callable[[Any], Any]] = {
     "cooling_period": as_duration,
@@ -123,6 +128,8 @@ _TABLES: dict[str, Callable[[Any, ConfigSource], dict[str, Any]]] = {
         "severity_actions": {**DEFAULT_SEVERITY_ACTIONS, **policy_config.severities(value, source)}
     },
 }
+# Lists of tables that become Settings fields (not policy): [[notify]].
+_LISTS: dict[str, Callable[[Any, ConfigSource], Any]] = {"notify": notify_config.targets}
 ENV_KEYS = (*_TOP_LEVEL, *_POLICY_KEYS)
 
 
@@ -189,8 +196,10 @@ def _take_file(
             if "require_provenance" in parsed:
                 policy_values["_required_by_project"] = parsed.pop("require_provenance")
             policy_values.update(parsed)
+        elif key in _LISTS:
+            values[key] = _LISTS[key](value, source)
         else:
-            known = ", ".join(sorted((*_TOP_LEVEL, *_POLICY_KEYS, *_TABLES)))
+            known = ", ".join(sorted((*_TOP_LEVEL, *_POLICY_KEYS, *_TABLES, *_LISTS)))
             raise ConfigError(f"{source.where(key)}: unknown key (known keys: {known})")
 
 
