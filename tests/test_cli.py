@@ -113,3 +113,15 @@ def test_version_and_help() -> None:
     )
     for flag in ("--config", "--host", "--port", "--data-dir", "--upstream", "--cooling-period"):
         assert flag in usage.stdout
+
+
+def test_the_shipped_example_config_is_valid(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[1] / "config" / "lazaretto.example.toml"
+    done = subprocess.run(
+        [LAZARETTO, "holds", "--config", str(example), "--data-dir", str(tmp_path), "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
