@@ -93,13 +93,20 @@ class MemberKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Hard limits on what one archive may make the inspector do."""
+    """Hard limits on what one archive may make the inspector do.
+
+    Memory does not grow with any of them (everything is streamed); they bound time. The
+    sizes are threat model K5's: real wheels exceed smaller ones (tensorflow-cpu 2.21 has
+    a 788 MB member, nvidia-cublas 13.1 a 542 MB one), and the ratio only counts past
+    64 MiB (as warehouse does) because small, very compressible members are common (onnx
+    ships 2.5 MB test tensors that compress 1000:1) and cost nothing to stream.
+    """
 
     max_entries: int = 100_000
-    max_total_bytes: int = 2 * GiB  # uncompressed, over all members (tar: the whole stream)
-    max_entry_bytes: int = 512 * MiB  # uncompressed, one member
+    max_total_bytes: int = 4 * GiB  # uncompressed, over all members (tar: the whole stream)
+    max_entry_bytes: int = 1 * GiB  # uncompressed, one member
     max_ratio: int = 200  # uncompressed / compressed, per member ...
-    ratio_min_bytes: int = 1 * MiB  # ... once the member is larger than this
+    ratio_min_bytes: int = 64 * MiB  # ... once the member is larger than this
     max_text_bytes: int = 4 * MiB  # text members of interest up to this size are returned
     max_parse_bytes: int = 1 * MiB  # Python sources up to this size get a full AST scan
     max_meta_bytes: int = 1 * MiB  # one pax or GNU long-name header
@@ -124,6 +131,8 @@ class Member:
 def printable(text: str, limit: int = MAX_NAME_CHARS) -> str:
     """``text`` cut to ``limit`` characters, on one line, with control and format characters
     (ANSI escapes, bidi overrides, line separators) shown as escapes."""
+    if len(text) <= limit and text.isprintable():  # no C* or Z* but the plain space
+        return text
     out: list[str] = []
     for char in text[:limit]:
         category = unicodedata.category(char)
@@ -204,8 +213,8 @@ class _Sink:
         return out
 
 
-# Rules raised by the readers. Structural problems are CRITICAL: the bytes cannot be
-# trusted to be what an installer would unpack.
+# Rules raised by the readers. Bombs and structural problems are CRITICAL: the bytes cannot
+# be trusted to be what an installer would unpack.
 BOMB = "archive-bomb-ratio"
 TOO_MANY = "archive-too-many-entries"
 TOO_LARGE = "archive-too-large"
@@ -221,10 +230,12 @@ ENCRYPTED = "zip-encrypted"
 POLYGLOT = "archive-polyglot"
 UNSUPPORTED = "archive-unsupported"
 
+# Past a size or count limit, the file could not be inspected, which is not evidence of
+# malice (large CUDA wheels have members over 512 MiB): a person decides (HIGH).
 RULE_SEVERITY: dict[str, Severity] = {
     BOMB: Severity.CRITICAL,
-    TOO_MANY: Severity.CRITICAL,
-    TOO_LARGE: Severity.CRITICAL,
+    TOO_MANY: Severity.HIGH,
+    TOO_LARGE: Severity.HIGH,
     MALFORMED: Severity.CRITICAL,
     UNSAFE_PATH: Severity.CRITICAL,
     LINK: Severity.CRITICAL,
@@ -851,7 +862,8 @@ class _TarWalker:
                 if meta_headers > limits.max_entries:
                     raise _Abort(TOO_MANY, "too many extended headers")
                 if header.size > limits.max_meta_bytes:
-                    raise _Abort(TOO_LARGE, f"extended header of {header.size} bytes")
+                    message = f"extended header of {header.size} bytes (nobody needs that)"
+                    raise _Abort(MALFORMED, message)
                 content = self._exact(header.size, "an extended header")
                 self._skip(-header.size % _BLOCK, "padding")
                 if header.type in _LONG_NAMES:

@@ -10,7 +10,11 @@ file cannot run, and deep nesting cannot blow the stack. The rules:
 - hidden payloads (:func:`scan_python`): ``exec``/``eval``/``compile`` (also reached through
   ``builtins``, ``getattr``, ``__import__``, aliases) of decoded data (base64, zlib, bz2,
   lzma, marshal, hex, ``codecs`` bytes codecs) or of a long unreadable literal is
-  ``exec-encoded-payload``; ``exec``/``eval`` of other dynamic input is only reported.
+  ``exec-encoded-payload``; so is a function built (``types.FunctionType``) from a decoded
+  code object written in the file. ``exec``/``eval`` of other dynamic input is only
+  reported. Only sources that mention an exec-like name (after NFKC normalisation, as
+  Python reads identifiers) or hold a long base64-looking run are parsed: parsing is
+  most of the cost, and nothing else can match.
 - install-time code in an sdist's ``setup.py``: calls that reach the network or spawn
   processes. Calls that run when ``setup.py`` runs (module level, class bodies, and module
   functions called from there) are HIGH; calls only inside other functions and methods
@@ -24,7 +28,7 @@ import re
 import unicodedata
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -142,6 +146,9 @@ class SdistLayout:
 # Qualified names (after aliases and ``builtins.`` are resolved) that run code.
 _EXEC_CALLS = frozenset({"exec", "eval", "compile", "types.FunctionType", "types.CodeType"})
 _DYNAMIC_CALLS = frozenset({"exec", "eval"})
+_RESULT_CALLS = frozenset({"__import__", "import_module", "getattr"})  # calls that name things
+_CODE_OBJECT_CALLS = frozenset({"types.FunctionType", "types.CodeType"})
+_LITERAL_INPUT = 8  # characters: shorter strings are codec names and the like, not payloads
 _DECODERS = frozenset(
     {
         "zlib.decompress",
@@ -246,10 +253,12 @@ _NOT_SUBPROCESS = frozenset(
 
 # Only files that mention one of these (after NFKC normalisation, which Python applies to
 # identifiers) or hold a long base64-looking run can contain what the AST rules look for.
-_HINT = r"(?<![\w.])(?:exec|eval|compile)\b|FunctionType|CodeType|builtins|__import__"
-_EXEC_HINT = re.compile(_HINT.encode())
-_EXEC_HINT_TEXT = re.compile(_HINT)
-_B64_RUN = re.compile(rb"[A-Za-z0-9+/]{76,}")
+# Plain substring searches: a regular expression here costs more than the parse it saves.
+_HINT_WORDS = ("exec", "eval", "compile")  # as whole words, not attributes
+_HINT_ANYWHERE = ("builtins", "__import__", "FunctionType", "CodeType")
+_B64_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_B64_MARK = bytes(1 if byte in _B64_CHARS else 0 for byte in range(256))  # translate table
+_B64_RUN_LENGTH = 76
 _B64_TEXT = re.compile(r"[A-Za-z0-9+/=_\-\s]+")
 _SUSPECT_EXEC = re.compile(rb"(?<![\w.])(?:exec|eval|compile)\s*\(")
 _SUSPECT_DECODE = re.compile(
@@ -294,7 +303,7 @@ def scan_python(
 
 def _worth_parsing(data: bytes) -> bool:
     """Whether the syntax tree could show anything: parsing is the expensive part."""
-    if _EXEC_HINT.search(data) or _B64_RUN.search(data):
+    if _has_hint(data.decode("latin-1")) or _has_base64_run(data):
         return True
     if data.isascii():
         return False
@@ -302,7 +311,38 @@ def _worth_parsing(data: bytes) -> bool:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return True  # another encoding (a coding cookie): let the parser decide
-    return _EXEC_HINT_TEXT.search(unicodedata.normalize("NFKC", text)) is not None
+    return _has_hint(unicodedata.normalize("NFKC", text))
+
+
+def _has_hint(text: str) -> bool:
+    if any(literal in text for literal in _HINT_ANYWHERE):
+        return True
+    for word in _HINT_WORDS:
+        start = text.find(word)
+        while start >= 0:
+            end = start + len(word)
+            before = text[start - 1] if start else " "
+            after = text[end] if end < len(text) else " "
+            if not (before.isalnum() or before in "_.") and not (after.isalnum() or after == "_"):
+                return True
+            start = text.find(word, end)
+    return False
+
+
+def _has_base64_run(data: bytes) -> bool:
+    """A run of base64 characters long enough to be a payload, not part of a URL or path."""
+    marked = data.translate(_B64_MARK)
+    run = b"\x01" * _B64_RUN_LENGTH
+    start = marked.find(run)
+    while start >= 0:
+        before = data[start - 1 : start]
+        if before not in (b".", b":", b"/", b"-", b"_"):
+            return True
+        following = marked.find(b"\x00", start)
+        if following < 0:
+            return False
+        start = marked.find(run, following)
+    return False
 
 
 def _suspect(name: str, data: bytes) -> list[Finding]:
@@ -335,6 +375,21 @@ def _const_str(node: ast.AST) -> str | None:
     return None
 
 
+def _is_constant_text(node: ast.AST) -> bool:
+    """An expression made only of constants (concatenated, or in a tuple or list) that
+    holds a string of some length: ``DATA = "..." "..."``, ``KEY = b"..." + b"..."``."""
+    text = False
+    for child in ast.walk(node):
+        if isinstance(child, ast.Constant):
+            text = text or (isinstance(child.value, str | bytes) and len(child.value) >= 8)
+        elif not isinstance(child, _CONSTANT_GLUE):
+            return False
+    return text
+
+
+_CONSTANT_GLUE = (ast.BinOp, ast.operator, ast.Tuple, ast.List, ast.expr_context)
+
+
 def _is_literal(node: ast.AST) -> bool:
     return _literal_text(node) is not None
 
@@ -364,8 +419,10 @@ class _Scan:
         self.assigns: list[tuple[int, str, ast.AST, bool]] = []  # scope, name, value, simple
         self.scopes: list[str | None] = [None]  # per scope: the module function it belongs to
         self.literals: list[ast.Constant] = []
+        self.exec_calls: list[tuple[_Call, set[str]]] = []  # calls that may run code
         self.module_functions: set[str] = set()
-        self.tainted: dict[int, set[str]] = {}
+        self.tainted: dict[int, dict[str, bool]] = {}  # name -> decoded from a literal
+        self.constants: dict[int, set[str]] = {}  # names bound to string literals
         self.cache: dict[int, set[str]] | None = None  # _names of whole expressions, once
         # aliases are complete
 
@@ -375,6 +432,10 @@ class _Scan:
         self._walk()
         self._follow_assignments()
         self.cache = {}
+        for call in self.calls:
+            names = self._exec_names(call.node)
+            if names:
+                self.exec_calls.append((call, names))
         self._taint()
         found: list[Finding] = []
         found += self._exec_findings()
@@ -395,28 +456,34 @@ class _Scan:
         # (node, scope index, whether it runs when the module body runs)
         stack: list[tuple[ast.AST, int, bool]] = [(self.tree, 0, True)]
         pop, push = stack.pop, stack.append
+        calls, literals = self.calls, self.literals
+        leaves, functions, assignments = _LEAF_KINDS, _FUNCTION_KINDS, _ASSIGN_KINDS
+        node_base, constant, text = ast.AST, ast.Constant, (str, bytes)
         while stack:
             node, scope, at_load = pop()
             kind = type(node)
             if kind is ast.Call:
-                self.calls.append(_Call(cast(ast.Call, node), scope, at_load))
-            elif kind in _FUNCTION_KINDS:
+                calls.append(_Call(cast(ast.Call, node), scope, at_load))
+            elif kind in functions:
                 self._enter(node, scope, at_load, id(node) in top_level, push)
                 continue
             elif kind is ast.Import or kind is ast.ImportFrom:
                 self._import(cast(ast.Import | ast.ImportFrom, node))
                 continue
-            elif kind in _ASSIGN_KINDS:
+            elif kind in assignments:
                 self._assign(cast(_Assignment, node), scope)
-            for field_name in node._fields:
-                value = getattr(node, field_name, None)
+            # The node's fields (and its position numbers, which are no nodes) without
+            # one getattr per field: this loop is most of the scan's own cost.
+            for value in vars(node).values():
                 for child in value if type(value) is list else (value,):
                     child_kind = type(child)
-                    if child_kind is ast.Constant:
-                        self._constant(child)
-                    elif child_kind not in _LEAF_KINDS and isinstance(child, ast.AST):
+                    if child_kind is constant:
+                        held = child.value
+                        if type(held) in text and len(held) >= LONG_LITERAL:
+                            literals.append(cast(ast.Constant, child))
+                    elif child_kind not in leaves and isinstance(child, node_base):
                         push((child, scope, at_load))
-        self.calls.sort(key=lambda call: (call.node.lineno, call.node.col_offset))
+        calls.sort(key=lambda call: (call.node.lineno, call.node.col_offset))
 
     def _enter(
         self,
@@ -447,11 +514,6 @@ class _Scan:
         for part in outer:
             push((part, scope, at_load))
 
-    def _constant(self, node: object) -> None:
-        assert isinstance(node, ast.Constant)
-        if isinstance(node.value, str | bytes) and len(node.value) >= LONG_LITERAL:
-            self.literals.append(node)
-
     def _import(self, node: ast.Import | ast.ImportFrom) -> None:
         if isinstance(node, ast.Import):
             for alias in node.names:
@@ -464,7 +526,8 @@ class _Scan:
         module = "." * node.level + (node.module or "")
         for alias in node.names:
             if alias.name == "*":
-                self.star_modules.add(module)
+                if len(self.star_modules) < _MAX_CANDIDATES:
+                    self.star_modules.add(module)
             else:
                 self._alias(alias.asname or alias.name, f"{module}.{alias.name}")
 
@@ -479,10 +542,16 @@ class _Scan:
             return
         targets: list[ast.expr] = node.targets if isinstance(node, ast.Assign) else [node.target]
         for target in targets:
-            for name_node in ast.walk(target):
-                if isinstance(name_node, ast.Name):
-                    simple = isinstance(target, ast.Name) and not isinstance(node, ast.AugAssign)
-                    self.assigns.append((scope, name_node.id, value, simple))
+            simple = isinstance(target, ast.Name) and not isinstance(node, ast.AugAssign)
+            pending: list[ast.expr] = [target]
+            while pending:  # the names a target binds: a.b = and a[0] = bind none
+                part = pending.pop()
+                if isinstance(part, ast.Name):
+                    self.assigns.append((scope, part.id, value, simple))
+                elif isinstance(part, ast.Tuple | ast.List):
+                    pending.extend(part.elts)
+                elif isinstance(part, ast.Starred):
+                    pending.append(part.value)
 
     def _follow_assignments(self) -> None:
         """``name = <module or function expression>`` makes ``name`` an alias too
@@ -526,11 +595,16 @@ class _Scan:
             if key is None:
                 return set()
             value = node.value
+            called = (
+                value.func.id
+                if isinstance(value, ast.Call) and isinstance(value.func, ast.Name)
+                else None
+            )
             if isinstance(value, ast.Attribute) and value.attr == "__dict__":
                 bases = self._names(value.value, depth + 1)
-            elif isinstance(value, ast.Call) and self._is(value.func, {"vars"}) and value.args:
+            elif isinstance(value, ast.Call) and called == "vars" and value.args:
                 bases = self._names(value.args[0], depth + 1)
-            elif isinstance(value, ast.Call) and self._is(value.func, {"globals", "locals"}):
+            elif called in ("globals", "locals"):
                 return {_canonical(key)}
             else:
                 bases = self._names(value, depth + 1)
@@ -538,21 +612,25 @@ class _Scan:
         return set()
 
     def _call_result_names(self, node: ast.Call, depth: int) -> set[str]:
-        """Names for calls that return a module or attribute: __import__, getattr."""
+        """Names for calls that return a module or attribute: __import__, getattr. Any other
+        call (``a.b().c().d()`` chains, say) stands for no name, and is not descended."""
         func = node.func
-        if self._is(func, {"__import__", "importlib.import_module"}) and node.args:
+        if isinstance(func, ast.Name):
+            if func.id not in _RESULT_CALLS and func.id not in self.aliases:
+                return set()
+        elif not isinstance(func, ast.Attribute) or func.attr not in _RESULT_CALLS:
+            return set()
+        names = self._resolve(func, depth + 1)
+        if not names.isdisjoint({"__import__", "importlib.import_module"}) and node.args:
             module = _const_str(node.args[0])
             return {_canonical(module)} if module else set()
-        if self._is(func, {"getattr"}) and len(node.args) >= 2:
+        if "getattr" in names and len(node.args) >= 2:
             attr = _const_str(node.args[1])
             if attr is None:
                 return set()
-            bases = self._names(node.args[0], depth + 1)
+            bases = self._resolve(node.args[0], depth + 1)
             return {_canonical(f"{base}.{attr}") for base in bases}
         return set()
-
-    def _is(self, node: ast.AST, wanted: Iterable[str]) -> bool:
-        return not self._names(node).isdisjoint(wanted)
 
     def _exec_names(self, call: ast.Call) -> set[str]:
         """What exec-like builtins a call may be (cheap refusals first)."""
@@ -599,37 +677,67 @@ class _Scan:
             return False
         return codec.lower().replace("-", "_").replace(" ", "_") in _HIDING_CODECS
 
-    def _decoding_in(self, node: ast.AST, scope: int) -> str | None:
-        """What in an expression decodes or hides data: a decoder call, a tainted name, a
-        long unreadable literal."""
-        tainted = self.tainted.get(scope, set()) | self.tainted.get(0, set())
+    def _decoding_in(self, node: ast.AST, scope: int) -> tuple[str, bool] | None:
+        """What in an expression decodes or hides data (a decoder call, a name holding
+        decoded data, a long unreadable literal), and whether that data is written in the
+        file itself (a literal, or a name bound to one) rather than coming from outside."""
+        tainted = {**self.tainted.get(0, {}), **self.tainted.get(scope, {})}
+        constants = self.constants.get(0, set()) | self.constants.get(scope, set())
+        found: tuple[str, bool] | None = None
         for child in ast.walk(node):
             if isinstance(child, ast.Call):
                 decoder = self._decoder(child)
                 if decoder is not None:
-                    return decoder
+                    if self._literal_input(child, tainted, constants):
+                        return decoder, True
+                    found = found or (decoder, False)
             elif isinstance(child, ast.Name) and child.id in tainted:
-                return f"{child.id} (decoded data)"
+                if tainted[child.id]:
+                    return f"{child.id} (decoded data)", True
+                found = found or (f"{child.id} (decoded data)", False)
             else:
                 text = _literal_text(child)
                 if text is not None and len(text) >= LONG_LITERAL and _looks_encoded(text):
-                    return f"a {len(text)}-character literal"
-        return None
+                    return f"a {len(text)}-character literal", True
+        return found
+
+    @staticmethod
+    def _literal_input(call: ast.Call, tainted: dict[str, bool], constants: set[str]) -> bool:
+        """Whether a decoder's input is written in the file: its data argument (or, for a
+        method such as ``"...".decode("base64")``, its receiver) holds a string literal,
+        a name bound to one, or decoded literal data."""
+        parts: list[ast.AST] = list(call.args[:1])
+        if isinstance(call.func, ast.Attribute):
+            parts.append(call.func.value)
+        for part in parts:
+            for child in ast.walk(part):
+                text = _literal_text(child)
+                if text is not None and len(text) >= _LITERAL_INPUT:
+                    return True
+                if isinstance(child, ast.Name) and (tainted.get(child.id) or child.id in constants):
+                    return True
+        return False
 
     def _taint(self) -> None:
-        """Names assigned decoded data, per scope, to a fixed point (bounded). Only scopes
-        that call something exec-like (and the module scope, whose names they see) matter."""
-        wanted = {call.scope for call in self.calls if self._exec_names(call.node)}
+        """Names bound to string literals, and names assigned decoded data (with whether it
+        was decoded from a literal), per scope, to a fixed point (bounded). Only scopes that
+        call something exec-like (and the module scope, whose names they see) matter."""
+        wanted = {call.scope for call, _names in self.exec_calls}
         if not wanted:
             return
         wanted.add(0)
+        for scope, name, value, _simple in self.assigns:
+            if scope in wanted and _is_constant_text(value):
+                self.constants.setdefault(scope, set()).add(name)
         for _round in range(5):
             changed = False
             for scope, name, value, _simple in self.assigns:
-                if scope not in wanted or name in self.tainted.get(scope, set()):
+                known = self.tainted.get(scope, {})
+                if scope not in wanted or known.get(name):
                     continue
-                if self._decoding_in(value, scope) is not None:
-                    self.tainted.setdefault(scope, set()).add(name)
+                decoding = self._decoding_in(value, scope)
+                if decoding is not None and known.get(name) != decoding[1]:
+                    self.tainted.setdefault(scope, {})[name] = decoding[1]
                     changed = True
             if not changed:
                 return
@@ -639,10 +747,7 @@ class _Scan:
     def _exec_findings(self) -> list[Finding]:
         found: list[Finding] = []
         dynamic: list[int] = []
-        for call in self.calls:
-            names = self._exec_names(call.node)
-            if not names:
-                continue
+        for call, names in self.exec_calls:
             what = min(names)
             arguments = [*call.node.args, *(k.value for k in call.node.keywords)]
             decoding = None
@@ -650,17 +755,24 @@ class _Scan:
                 decoding = self._decoding_in(argument, call.scope)
                 if decoding is not None:
                     break
-            if decoding is not None:
-                message = f"{what}() of decoded data: {printable(decoding, 80)}"
+            # exec/eval/compile of decoded data is a payload wherever the data comes from;
+            # building a function from a decoded code object is one only when the data is
+            # written in the file (Keras and pyscf rebuild functions sent to them, say).
+            if decoding is not None and (what not in _CODE_OBJECT_CALLS or decoding[1]):
+                message = f"{what}() of decoded data: {printable(decoding[0], 80)}"
                 found.append(
                     Finding(EXEC_ENCODED, Severity.CRITICAL, message, self.path, call.node.lineno)
                 )
-            elif what in _DYNAMIC_CALLS and call.node.args and not _is_literal(call.node.args[0]):
+            elif decoding is not None or self._dynamic(what, call.node):
                 dynamic.append(call.node.lineno)
         if dynamic:
-            message = f"exec/eval of dynamic input at {len(dynamic)} place(s)"
+            message = f"code run from dynamic input (exec/eval) at {len(dynamic)} place(s)"
             found.append(Finding(DYNAMIC_EXEC, Severity.LOW, message, self.path, min(dynamic)))
         return found
+
+    @staticmethod
+    def _dynamic(what: str, call: ast.Call) -> bool:
+        return what in _DYNAMIC_CALLS and bool(call.args) and not _is_literal(call.args[0])
 
     def _literal_findings(self) -> list[Finding]:
         encoded = []
