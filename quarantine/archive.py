@@ -221,6 +221,7 @@ TOO_LARGE = "archive-too-large"
 MALFORMED = "archive-malformed"
 UNSAFE_PATH = "archive-unsafe-path"
 LINK = "archive-link"
+LINK_INSIDE = "archive-link-inside"  # a link to another member of the same tree: reported
 SPECIAL = "archive-special-member"
 NESTED = "archive-nested"
 DUPLICATE = "zip-duplicate-entry"
@@ -239,6 +240,7 @@ RULE_SEVERITY: dict[str, Severity] = {
     MALFORMED: Severity.CRITICAL,
     UNSAFE_PATH: Severity.CRITICAL,
     LINK: Severity.CRITICAL,
+    LINK_INSIDE: Severity.INFO,
     SPECIAL: Severity.CRITICAL,
     NESTED: Severity.INFO,
     DUPLICATE: Severity.CRITICAL,
@@ -910,7 +912,8 @@ class _TarWalker:
             name = name.rstrip("/")
         reader._check_name(name)
         if kind in (MemberKind.SYMLINK, MemberKind.HARDLINK):
-            reader._add(LINK, f"{kind} to {printable(link, 100)}", name)
+            rule = LINK_INSIDE if _stays_inside(name, link, kind) else LINK
+            reader._add(rule, f"{kind} to {printable(link, 100)}", name)
             return Member(name, kind, 0, link_target=link)
         if kind is MemberKind.DEVICE:
             reader._add(SPECIAL, "device or FIFO member", name)
@@ -1012,3 +1015,18 @@ def _pax_records(content: bytes) -> dict[str, str]:
         records[key] = content[match.end() : end - 1].decode("utf-8", "surrogateescape")
         pos = end
     return records
+
+
+def _stays_inside(name: str, target: str, kind: MemberKind) -> bool:
+    """Whether a tar link points at a path inside the archive's own top directory.
+
+    Sdists often link a docs file to another file of the tree; installers extract those
+    safely. A link out of the tree (absolute, or climbing above the top directory) is
+    the dangerous kind.
+    """
+    if not target or target.startswith("/") or "\\" in target or ":" in target.split("/")[0]:
+        return False
+    base = posixpath.dirname(name) if kind is MemberKind.SYMLINK else ""
+    resolved = posixpath.normpath(posixpath.join(base, target))
+    top = name.split("/", 1)[0]
+    return not resolved.startswith("../") and resolved != ".." and resolved.split("/", 1)[0] == top

@@ -11,7 +11,7 @@ never an exception.
 import logging
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from quarantine.archive import (
@@ -24,6 +24,8 @@ from quarantine.archive import (
     printable,
 )
 from quarantine.content_rules import (
+    SETUP_NETWORK,
+    SETUP_SUBPROCESS,
     SdistLayout,
     is_install_script,
     pth_file,
@@ -129,8 +131,33 @@ def _inspect(
             found += layout.findings()
         found += builder.findings
         summary = builder.build(reader.total_bytes, reader.compressed_size, reader.entry_count)
-        found += compare(summary, previous)
+        install_time = tuple(sorted({f.rule for f in found if _runs_at_install(f)}))
+        summary = replace(summary, install_time_rules=install_time)
+        found = _known_install_time(found, previous) + compare(summary, previous)
     return Inspection(summary, tuple(_clean(f) for f in found))
+
+
+_INSTALL_TIME_RULES = frozenset({SETUP_NETWORK, SETUP_SUBPROCESS})
+
+
+def _runs_at_install(finding: Finding) -> bool:
+    return finding.rule in _INSTALL_TIME_RULES and finding.severity is Severity.HIGH
+
+
+def _known_install_time(found: list[Finding], previous: ArchiveSummary | None) -> list[Finding]:
+    """What the previous release's setup.py already did is reported, not held again.
+
+    Many packages with C extensions probe compilers from setup.py; the signal is a
+    network or process call that is new (or any, in a project's first release).
+    """
+    if previous is None:
+        return found
+    return [
+        replace(f, severity=Severity.LOW, message=f"{f.message} (as in the previous release)")
+        if _runs_at_install(f) and f.rule in previous.install_time_rules
+        else f
+        for f in found
+    ]
 
 
 def _member_findings(

@@ -67,6 +67,9 @@ class ArchiveSummary:
     entry_points: Mapping[str, Mapping[str, str]] = field(default_factory=dict, hash=False)
     requires_dist: tuple[str, ...] = ()
     has_binary: bool = False
+    # Rules that fired for code running at install time (setup.py), to tell a long-standing
+    # compiler probe from something new.
+    install_time_rules: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         pth = {name: PthEntry(*entry) for name, entry in self.pth_files.items()}
@@ -96,6 +99,7 @@ class ArchiveSummary:
             "entry_points": {group: dict(entries) for group, entries in self.entry_points.items()},
             "requires_dist": list(self.requires_dist),
             "has_binary": self.has_binary,
+            "install_time_rules": list(self.install_time_rules),
         }
 
     @classmethod
@@ -124,6 +128,7 @@ class ArchiveSummary:
                 },
                 requires_dist=tuple(str(r) for r in raw.get("requires_dist", ())),
                 has_binary=bool(raw.get("has_binary", False)),
+                install_time_rules=tuple(str(r) for r in raw.get("install_time_rules", ())),
             )
         except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
             raise ValueError(f"not an archive summary: {exc}") from None

@@ -789,10 +789,27 @@ def test_control_characters_in_names_are_escaped(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    "member",
+    [
+        tar_info("demo-1.0/docs/CONTRIBUTING.md", tarfile.SYMTYPE, link="../PKG-INFO"),
+        tar_info("demo-1.0/hard", tarfile.LNKTYPE, link="demo-1.0/PKG-INFO"),
+    ],
+    ids=["symlink", "hardlink"],
+)
+def test_links_inside_the_tree_are_only_reported(tmp_path: Path, member: tarfile.TarInfo) -> None:
+    # pyparsing, referencing and docutils sdists link docs files this way.
+    data = tar_gz_of([(tar_info("demo-1.0/PKG-INFO", size=len(PKG_INFO)), PKG_INFO), (member, b"")])
+    inspection = inspect_bytes(tmp_path, "demo-1.0.tar.gz", data)
+    assert "archive-link-inside" in rules(inspection)
+    assert "archive-link" not in rules(inspection)
+    assert action(inspection) is Action.REPORT
+
+
+@pytest.mark.parametrize(
     ("member", "rule"),
     [
         (tar_info("demo-1.0/link", tarfile.SYMTYPE, link="/etc/passwd"), "archive-link"),
-        (tar_info("demo-1.0/hard", tarfile.LNKTYPE, link="demo-1.0/PKG-INFO"), "archive-link"),
+        (tar_info("demo-1.0/hard", tarfile.LNKTYPE, link="etc/passwd"), "archive-link"),
         (tar_info("demo-1.0/dev", tarfile.CHRTYPE), "archive-special-member"),
         (tar_info("demo-1.0/fifo", tarfile.FIFOTYPE), "archive-special-member"),
         (tar_info("../evil.py"), "archive-unsafe-path"),
@@ -975,3 +992,36 @@ def test_memory_stays_bounded_for_bombs_and_a_100_mb_wheel(tmp_path: Path) -> No
     assert big.summary is not None and big.summary.total_size > 100 * MiB and big.summary.has_binary
     for label, inspection in verdicts.items():
         assert action(inspection) is Action.BLOCK, (label, inspection.findings)
+
+
+SETUP_PROBE = (
+    "import subprocess\n"
+    "subprocess.Popen(['cc', '--version'])\n"
+    "from setuptools import setup\n"
+    "setup()\n"
+)
+
+
+def test_setup_time_process_calls_hold_only_when_new(tmp_path: Path) -> None:
+    # cffi and psutil probe compilers from setup.py in every release: that is reported;
+    # a release whose setup.py starts spawning processes (or a first release) is held.
+    old = build_sdist("probe", "1.0", modules={"setup.py": SETUP_PROBE})
+    new = build_sdist("probe", "1.1", modules={"setup.py": SETUP_PROBE})
+    plain = build_sdist(
+        "probe", "0.9", modules={"setup.py": "from setuptools import setup\nsetup()\n"}
+    )
+    first = inspect_bytes(tmp_path, old.filename, old.data)
+    assert action(first) is Action.REVIEW
+    assert first.summary is not None and "setup-subprocess" in first.summary.install_time_rules
+    again = inspect_file(_write(tmp_path, new), new.filename, first.summary)
+    assert action(again) is Action.REPORT
+    assert "as in the previous release" in finding(again, "setup-subprocess").message
+    baseline = inspect_bytes(tmp_path, plain.filename, plain.data)
+    added = inspect_file(_write(tmp_path, new), new.filename, baseline.summary)
+    assert action(added) is Action.REVIEW
+
+
+def _write(tmp_path: Path, dist: Dist) -> Path:
+    path = tmp_path / dist.filename
+    path.write_bytes(dist.data)
+    return path
