@@ -291,47 +291,47 @@ class SqliteLedger(AdminTables):
         reason: str,
         actor: str,
     ) -> None:
-        self._enqueue(db, at, project, record, from_state, to_state, reason, actor)
+        event = Event(
+            at=at,
+            project=project,
+            filename=record.filename if record else None,
+            sha256=record.sha256 if record else None,
+            from_state=from_state,
+            to_state=to_state,
+            reason=reason,
+            actor=actor,
+        )
+        self._enqueue(db, event, record.version if record else None)
         db.execute(
             "INSERT INTO events (at, project, filename, sha256, from_state, to_state, reason, "
             "actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 format_timestamp(at),
-                project,
-                record.filename if record else None,
-                record.sha256 if record else None,
-                from_state,
-                to_state,
-                reason,
-                actor,
+                event.project,
+                event.filename,
+                event.sha256,
+                event.from_state,
+                event.to_state,
+                event.reason,
+                event.actor,
             ),
         )
 
-    def _enqueue(
-        self,
-        db: sqlite3.Connection,
-        at: datetime,
-        project: NormalizedName,
-        record: FileRecord | None,
-        from_state: str | None,
-        to_state: str,
-        reason: str,
-        actor: str,
-    ) -> None:
+    def _enqueue(self, db: sqlite3.Connection, event: Event, version: str | None) -> None:
         """Write the outbox entry a notable change calls for, in the same transaction."""
-        kind = notable(from_state, to_state, reason, actor)
+        kind = notable(event.from_state, event.to_state, event.reason, event.actor)
         if kind is None:
             return
         payload = {
-            "project": project,
-            "version": record.version if record else None,
-            "filename": record.filename if record else None,
-            "sha256": record.sha256 if record else None,
-            "from_state": from_state,
-            "to_state": to_state,
-            "reason": reason,
-            "actor": actor,
-            "at": format_timestamp(at),
+            "project": event.project,
+            "version": version,
+            "filename": event.filename,
+            "sha256": event.sha256,
+            "from_state": event.from_state,
+            "to_state": event.to_state,
+            "reason": event.reason,
+            "actor": event.actor,
+            "at": format_timestamp(event.at),
         }
         db.execute(
             "INSERT INTO outbox (event_id, kind, severity, created_at, payload) "
@@ -340,7 +340,7 @@ class SqliteLedger(AdminTables):
                 f"evt_{uuid.uuid4().hex}",
                 kind.kind,
                 kind.severity,
-                format_timestamp(at),
+                format_timestamp(event.at),
                 json.dumps(payload),
             ),
         )
