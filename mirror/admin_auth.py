@@ -205,9 +205,7 @@ class Gate:
             raise _missing()
         digest = token_hash(token)
         del token  # from here on only the hash exists in this frame
-        # Lookup by sha256: any timing the index leaks is about a hash whose bytes a
-        # guesser cannot steer, never about the token. (hmac.compare_digest would need
-        # the stored hash back from the ledger; ApiToken does not carry it.)
+        # The ledger compares the hash with every live token's in constant time.
         found = services.ledger.token_by_hash(digest)
         if found is None or found.revoked_at is not None:
             # One answer for unknown and revoked: no oracle for which tokens once existed.

@@ -4,6 +4,7 @@ A mixin of ``SqliteLedger`` (same connection, same transactions): split out so e
 module stays readable. Tokens are kept as hashes only.
 """
 
+import hmac
 import json
 import sqlite3
 from contextlib import AbstractContextManager
@@ -199,8 +200,13 @@ class AdminTables:
             return cursor.rowcount > 0
 
     def token_by_hash(self, token_hash: str) -> ApiToken | None:
-        rows = self._query("SELECT * FROM tokens WHERE hash=?", (token_hash,))
-        return _token(rows[0]) if rows else None
+        """The live token whose stored hash equals ``token_hash``, compared in constant time
+        against every live token (there are few), so no timing depends on the hash."""
+        match = None
+        for row in self._query("SELECT * FROM tokens WHERE revoked_at IS NULL"):
+            if hmac.compare_digest(row["hash"].encode(), token_hash.encode()):
+                match = row
+        return _token(match) if match is not None else None
 
     def tokens(self) -> list[ApiToken]:
         return [_token(row) for row in self._query("SELECT * FROM tokens ORDER BY name")]
