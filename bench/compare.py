@@ -567,7 +567,7 @@ def main(argv: Sequence[str]) -> int:
     session = Session(args)
     session.results.mkdir(parents=True, exist_ok=True)
     session.work.mkdir(parents=True, exist_ok=True)
-    mode = "quick" if args.quick else f"full ({args.reps} reps x {args.duration} s)"
+    mode = "quick: 1 rep x 3 s" if args.quick else f"full: {args.reps} reps x {args.duration} s"
     sections: list[str] = []
     extra_rows: list[Row] = []
     env_lines = versions()
@@ -648,7 +648,7 @@ def _document(
     head = [
         f"# Lazaretto vs nginx, proxpi, devpi-server: {datetime.now():%Y-%m-%d} ({mode})",
         "",
-        f"`.venv/bin/python bench/compare.py {' '.join(sys.argv[1:])}`".replace("  ", " "),
+        f"`{' '.join(['.venv/bin/python bench/compare.py', *sys.argv[1:]])}`",
         f"took {(time.monotonic() - started) / 60:.1f} min; raw harness JSON and logs: "
         f"{session.results}",
         "",
