@@ -6,6 +6,7 @@ format) and the project's change counter, which a poller keeps in step with the 
 """
 
 import asyncio
+import gzip
 import hashlib
 import logging
 from collections.abc import Callable
@@ -39,6 +40,7 @@ class Page:
     body: bytes
     etag: str
     content_type: str
+    gzipped: bytes | None = None  # compressed once at render, for large pages
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +65,18 @@ def _content_type(fmt: PageFormat) -> str:
 
 def _page(seq: int, body: bytes, fmt: PageFormat) -> Page:
     etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-    return Page(seq, body, etag, _content_type(fmt))
+    return Page(seq, body, etag, _content_type(fmt), _compressed(body))
+
+
+GZIP_MIN_BYTES = 16 * 1024  # below this, compressing costs more than it saves
+
+
+def _compressed(body: bytes) -> bytes | None:
+    """A gzip variant of a large page, made once per render (never for files)."""
+    if len(body) < GZIP_MIN_BYTES:
+        return None
+    packed = gzip.compress(body, compresslevel=6, mtime=0)
+    return packed if len(packed) < len(body) else None
 
 
 class Catalog:

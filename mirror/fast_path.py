@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 from mirror.errors import MirrorError
 from mirror.negotiate import negotiate
 from mirror.services import Services
-from mirror.simple_routes import etag_matches, page_headers
+from mirror.simple_routes import etag_matches, page_headers, variant
 from quarantine.models import FileState
 
 Scope = MutableMapping[str, Any]
@@ -66,15 +66,17 @@ class FastPath:
         page = self._services.catalog.warm_page(NormalizedName(match.group(1)), fmt)
         if page is None:
             return False
-        headers = [(k.lower().encode(), v.encode()) for k, v in page_headers(page).items()]
-        if etag_matches(_header(scope, b"if-none-match"), page.etag):
+        chosen = variant(page, _header(scope, b"accept-encoding"))
+        pairs = page_headers(page, None, chosen).items()
+        headers = [(k.lower().encode(), v.encode()) for k, v in pairs]
+        if etag_matches(_header(scope, b"if-none-match"), chosen.etag):
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
             return True
         headers.append((b"content-type", page.content_type.encode()))
-        headers.append((b"content-length", str(len(page.body)).encode()))
+        headers.append((b"content-length", str(len(chosen.body)).encode()))
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": page.body})
+        await send({"type": "http.response.body", "body": chosen.body})
         return True
 
     async def _file(self, scope: Scope, send: Send, path: str) -> bool:

@@ -1,5 +1,7 @@
 """``/simple/``: the PEP 503 / PEP 691 index pages."""
 
+from dataclasses import dataclass
+
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -23,14 +25,53 @@ def etag_matches(header: str | None, etag: str) -> bool:
     return etag in candidates or "*" in candidates
 
 
-def page_headers(page: Page, stale_seconds: float | None = None) -> dict[str, str]:
+def accepts_gzip(header: str | None) -> bool:
+    """Whether ``Accept-Encoding`` allows gzip (an explicit ``q=0`` refuses it)."""
+    if not header:
+        return False
+    qualities: dict[str, float] = {}
+    for part in header.split(","):
+        coding, *params = (piece.strip() for piece in part.split(";"))
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        qualities[coding.lower()] = quality
+    return qualities.get("gzip", qualities.get("*", 0.0)) > 0  # NaN compares false
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """The bytes one client gets for a page: plain, or its gzip variant."""
+
+    body: bytes
+    etag: str
+    encoding: str | None
+
+
+def variant(page: Page, accept_encoding: str | None) -> Variant:
+    if page.gzipped is not None and accepts_gzip(accept_encoding):
+        return Variant(page.gzipped, page.etag[:-1] + '-gzip"', "gzip")
+    return Variant(page.body, page.etag, None)
+
+
+def page_headers(
+    page: Page, stale_seconds: float | None = None, chosen: Variant | None = None
+) -> dict[str, str]:
+    chosen = chosen or Variant(page.body, page.etag, None)
     headers = {
-        "ETag": page.etag,
-        "Vary": "Accept",
+        "ETag": chosen.etag,
+        "Vary": "Accept, Accept-Encoding" if page.gzipped is not None else "Accept",
         "Cache-Control": f"max-age={PAGE_MAX_AGE_SECONDS}",
         "X-Content-Type-Options": "nosniff",
         "Content-Security-Policy": "default-src 'none'",
     }
+    if chosen.encoding is not None:
+        headers["Content-Encoding"] = chosen.encoding
     if stale_seconds is not None:
         headers["X-Mirror-Stale"] = str(int(stale_seconds))
         headers["X-Mirror-Upstream"] = "unreachable"
@@ -38,10 +79,11 @@ def page_headers(page: Page, stale_seconds: float | None = None) -> dict[str, st
 
 
 def page_response(request: Request, page: Page, stale_seconds: float | None = None) -> Response:
-    headers = page_headers(page, stale_seconds)
-    if etag_matches(request.headers.get("if-none-match"), page.etag):
+    chosen = variant(page, request.headers.get("accept-encoding"))
+    headers = page_headers(page, stale_seconds, chosen)
+    if etag_matches(request.headers.get("if-none-match"), chosen.etag):
         return Response(status_code=304, headers=headers)
-    return Response(page.body, headers=headers, media_type=page.content_type)
+    return Response(chosen.body, headers=headers, media_type=page.content_type)
 
 
 async def simple_root(request: Request) -> Response:

@@ -1204,3 +1204,39 @@ def test_error_bodies_are_one_line_and_never_echo_the_request(
         assert_one_line_error(reply)
         for needle in (b"zq", b"<img", b"onerror", b"alert"):
             assert needle not in reply.body.lower(), (path, reply.body)
+
+
+def test_large_pages_have_a_gzip_variant_and_files_never_do(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+) -> None:
+    import gzip
+    import json as json_module
+
+    from mirror.simple_routes import accepts_gzip
+
+    for minor in range(120):  # a page well over the 16 KiB threshold
+        publish(upstream, build_wheel("biggish", f"1.{minor}"), clock.now() - AGE_OLD)
+    accept = {"Accept": "application/vnd.pypi.simple.v1+json"}
+    plain = get(mirror, "/simple/biggish/", accept)
+    packed = get(mirror, "/simple/biggish/", {**accept, "Accept-Encoding": "gzip"})
+    assert plain.status == packed.status == 200
+    assert plain.header("Content-Encoding") is None
+    assert packed.header("Content-Encoding") == "gzip"
+    assert gzip.decompress(packed.body) == plain.body
+    assert len(packed.body) < len(plain.body) // 3
+    assert packed.header("ETag") != plain.header("ETag")
+    for reply in (plain, packed):
+        assert "Accept-Encoding" in (reply.header("Vary") or "")
+    revalidated = get(
+        mirror, "/simple/biggish/", {**accept, "Accept-Encoding": "gzip",
+                                     "If-None-Match": packed.header("ETag") or ""}
+    )  # fmt: skip
+    assert revalidated.status == 304
+    refused = get(mirror, "/simple/biggish/", {**accept, "Accept-Encoding": "gzip;q=0"})
+    assert refused.header("Content-Encoding") is None
+    entry = json_module.loads(plain.body)["files"][0]
+    path = local_path(mirror, "biggish", entry["url"])
+    wheel = get(mirror, path, {"Accept-Encoding": "gzip"})
+    assert wheel.status == 200 and wheel.header("Content-Encoding") is None
+    assert accepts_gzip("br, gzip;q=0.5") and not accepts_gzip("identity")
+    assert not accepts_gzip("gzip;q=nan") and accepts_gzip("*")

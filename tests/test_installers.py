@@ -298,3 +298,14 @@ def test_sdists_and_wheels_side_by_side(
     outcome = pip_install(mirror.url, tmp_path / "t", "both", extra=("--only-binary", ":all:"))
     assert outcome.ok, outcome.output
     assert installed(tmp_path / "t") == {"both": "1.0"}
+
+
+@INSTALLERS
+def test_large_compressed_index_pages_install(
+    install: Installer, upstream: Upstream, mirror: MirrorServer, tmp_path: Path
+) -> None:
+    for minor in range(120):  # a page large enough to be served gzip-compressed
+        _publish(upstream, "sizable", f"1.{minor}", OLD + timedelta(hours=minor))
+    outcome = install(mirror.url, tmp_path / "t", "sizable")
+    assert outcome.ok, outcome.output
+    assert installed(tmp_path / "t") == {"sizable": "1.119"}
