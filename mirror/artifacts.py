@@ -72,12 +72,14 @@ class Artifacts:
 
     async def ensure_file(self, record: FileRecord) -> Path | None:
         """The file's bytes in the store, verified; the local path when on disk."""
-        if not self._blobs.exists(record.sha256):
+        path = self._blobs.local_path(record.sha256)  # one stat on the common, stored path
+        if path is None and not self._blobs.exists(record.sha256):
             url = self._file_url(record)
             await self._once(record.sha256, lambda: self._download(url, record.sha256, record.size))
+            path = self._blobs.local_path(record.sha256)
         if not record.stored:
             self._ledger.mark_stored(record)
-        return self._blobs.local_path(record.sha256)
+        return path
 
     async def _download(self, url: URL, sha256: str, size: int | None) -> None:
         limit = min(size, self._max_file_bytes) if size is not None else self._max_file_bytes
