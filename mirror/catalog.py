@@ -271,8 +271,9 @@ class Catalog:
     def _apply(
         self, before: ProjectRecord | None, snapshot: Snapshot, etag: str | None, now: datetime
     ) -> None:
-        known = {record.filename: record for record in self._ledger.files(snapshot.name)}
-        stored = self._ledger.evidence(snapshot.name)
+        # A project never seen has no records and no evidence: skip two reads on a cold miss.
+        known = {} if before is None else {r.filename: r for r in self._ledger.files(snapshot.name)}
+        stored = {} if before is None else self._ledger.evidence(snapshot.name)
         observation = observe(
             before,
             known,

@@ -3,6 +3,12 @@
 WAL so readers never wait for the writer; ``synchronous=FULL`` so a committed decision
 survives power loss; ``BEGIN IMMEDIATE`` and a busy timeout so the CLI and the server can
 write side by side.
+
+One exception to FULL: a look that only records first sightings (no state change, nothing
+withdrawn) commits with ``synchronous=NORMAL``, which skips the fsync that is most of a
+cold miss's cost. WAL keeps the database consistent either way; power loss can lose only
+such sightings, and the next look records them again from the upstream (a later first
+sight only ever holds a file longer). The next FULL commit syncs them with it.
 """
 
 import json
@@ -133,6 +139,11 @@ _FILE_COLUMNS = (
     "established, state, reason, url, requires_python, yanked, core_metadata_sha256, "
     "provenance_url, provenance_sha256, stored, listed, anomaly, state_version"
 )
+_INSERT_FILE = f"INSERT INTO files ({_FILE_COLUMNS}) VALUES ({', '.join('?' * 21)})"
+_INSERT_EVENT = (
+    "INSERT INTO events (at, project, filename, sha256, from_state, to_state, reason, actor) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _PROJECT_COLUMNS = "name, first_seen, last_look_ok, status, status_reason, etag, serial, seq"
 
 
@@ -256,15 +267,21 @@ class SqliteLedger(AdminTables):
             self._db.close()
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            if not durable:
+                self._db.execute("PRAGMA synchronous=NORMAL")  # only between transactions
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            finally:
+                if not durable:
+                    self._db.execute("PRAGMA synchronous=FULL")
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -291,6 +308,21 @@ class SqliteLedger(AdminTables):
         reason: str,
         actor: str,
     ) -> None:
+        row = self._event_row(db, at, project, record, from_state, to_state, reason, actor)
+        db.execute(_INSERT_EVENT, row)
+
+    def _event_row(
+        self,
+        db: sqlite3.Connection,
+        at: datetime,
+        project: NormalizedName,
+        record: FileRecord | None,
+        from_state: str | None,
+        to_state: str,
+        reason: str,
+        actor: str,
+    ) -> tuple[Any, ...]:
+        """The events row for a change, with its outbox entry written (same transaction)."""
         event = Event(
             at=at,
             project=project,
@@ -302,19 +334,15 @@ class SqliteLedger(AdminTables):
             actor=actor,
         )
         self._enqueue(db, event, record.version if record else None)
-        db.execute(
-            "INSERT INTO events (at, project, filename, sha256, from_state, to_state, reason, "
-            "actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                format_timestamp(at),
-                event.project,
-                event.filename,
-                event.sha256,
-                event.from_state,
-                event.to_state,
-                event.reason,
-                event.actor,
-            ),
+        return (
+            format_timestamp(at),
+            event.project,
+            event.filename,
+            event.sha256,
+            event.from_state,
+            event.to_state,
+            event.reason,
+            event.actor,
         )
 
     def _enqueue(self, db: sqlite3.Connection, event: Event, version: str | None) -> None:
@@ -398,26 +426,32 @@ class SqliteLedger(AdminTables):
     def apply(self, observation: Observation, etag: str | None, actor: str) -> None:
         project = observation.project
         at = project.last_look_ok or project.first_seen
-        with self._write() as db:
+        sightings_only = not observation.changed and project.status is ProjectStatus.ACTIVE
+        with self._write(durable=not sightings_only) as db:
             before = db.execute(
                 "SELECT status FROM projects WHERE name=?", (project.name,)
             ).fetchone()
             self._upsert_project(db, observation, etag)
+            try:
+                db.executemany(_INSERT_FILE, [_file_row(record) for record in observation.new])
+            except sqlite3.IntegrityError as error:
+                raise StaleTransition(
+                    f"a file of {project.name} was recorded by another look meanwhile"
+                ) from error
+            events = []
             for record in observation.new:
-                try:
-                    db.execute(
-                        f"INSERT INTO files ({_FILE_COLUMNS}) VALUES ({', '.join('?' * 21)})",
-                        _file_row(record),
+                events.append(
+                    self._event_row(
+                        db, at, project.name, record, None, record.state, record.reason, actor
                     )
-                except sqlite3.IntegrityError as error:
-                    raise StaleTransition(
-                        f"{record.filename} was recorded by another look meanwhile"
-                    ) from error
-                self._event(db, at, project.name, record, None, record.state, record.reason, actor)
+                )
                 if record.anomaly:
-                    self._event(
-                        db, at, project.name, record, None, "anomaly", record.anomaly, actor
+                    events.append(
+                        self._event_row(
+                            db, at, project.name, record, None, "anomaly", record.anomaly, actor
+                        )
                     )
+            db.executemany(_INSERT_EVENT, events)  # one statement for a first look's many files
             for old, new in observation.changed:
                 self._write_change(db, old, new, at, actor)
             status_changed = before is None or before["status"] != project.status.value
