@@ -27,6 +27,7 @@ from mirror.feed_refresh import FeedRefresher, is_url
 from mirror.file_routes import serve_file
 from mirror.names import ReservedNames
 from mirror.notifier import Notifier, build_routes
+from mirror.one_line import OneLine, for_error, one_line
 from mirror.services import Services
 from mirror.settings import Settings
 from mirror.simple_routes import simple_project, simple_root, simple_root_without_slash
@@ -59,17 +60,17 @@ class _Sha256(Convertor[str]):
 register_url_convertor("sha256", _Sha256())
 
 
-def _one_line(status: int, reason: str, extra: dict[str, str] | None = None) -> Response:
-    headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", **(extra or {})}
-    return PlainTextResponse(
-        reason.splitlines()[0][:300] + "\n", status_code=status, headers=headers
-    )
+def _response(answer: OneLine) -> Response:
+    return PlainTextResponse(answer.body, status_code=answer.status, headers=answer.headers)
+
+
+def _one_line(status: int, reason: str) -> Response:
+    return _response(one_line(status, reason))
 
 
 async def _mirror_error(_request: Request, error: Exception) -> Response:
     assert isinstance(error, MirrorError)
-    extra = {"Retry-After": "30"} if error.status in (503, 504) else None
-    return _one_line(error.status, error.reason, extra)
+    return _response(for_error(error))
 
 
 async def _http_error(_request: Request, error: Exception) -> Response:

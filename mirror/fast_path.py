@@ -1,9 +1,11 @@
-"""The front door for the hottest requests: a warm index page, a small cached file.
+"""The front door for the hottest requests: an index page, a small cached file.
 
-Both are already bytes in memory; answering them without the framework's routing,
-request and response objects roughly halves their cost. Anything else (a cold page, a
-miss, an error, a range request) passes through to the app unchanged, so the rules live
-in one place: this only replays answers the app already decided.
+A warm page and a cached file are already bytes in memory; answering them without the
+framework's routing, request and response objects roughly halves their cost. A page
+that needs a look first is asked of the catalog here too (a cold miss is what a user
+waits on); its refusals are the same one-line answers the app gives. Anything else (a
+name to redirect, a query string, HEAD, a file miss, a range request) passes through to
+the app unchanged, so the rules live in one place.
 """
 
 import re
@@ -14,7 +16,9 @@ from packaging.utils import NormalizedName
 from starlette.applications import Starlette
 
 from mirror.errors import MirrorError
+from mirror.names import MAX_NAME_CHARS
 from mirror.negotiate import negotiate
+from mirror.one_line import OneLine, for_error
 from mirror.services import Services
 from mirror.simple_routes import etag_matches, page_headers, variant
 from quarantine.models import FileState
@@ -31,6 +35,14 @@ _FILE_HEADERS = [
     (b"cache-control", b"public, max-age=31536000, immutable"),
     (b"x-content-type-options", b"nosniff"),
 ]
+
+
+async def _send_one_line(send: Send, answer: OneLine) -> None:
+    headers = [(k.lower().encode(), v.encode()) for k, v in answer.headers.items()]
+    headers.append((b"content-type", b"text/plain; charset=utf-8"))
+    headers.append((b"content-length", str(len(answer.body)).encode()))
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.body", "body": answer.body})
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -63,11 +75,21 @@ class FastPath:
             fmt = negotiate(_header(scope, b"accept"), None)
         except MirrorError:  # 406 and its one-line reason come from the app
             return False
-        page = self._services.catalog.warm_page(NormalizedName(match.group(1)), fmt)
+        name = match.group(1)
+        if len(name) > MAX_NAME_CHARS:
+            return False  # the app refuses it with its reason
+        catalog = self._services.catalog
+        page = catalog.warm_page(NormalizedName(name), fmt)
+        stale: float | None = None
         if page is None:
-            return False
+            try:
+                served = await catalog.project_page(NormalizedName(name), fmt)
+            except MirrorError as error:
+                await _send_one_line(send, for_error(error))
+                return True
+            page, stale = served.page, served.stale_seconds
         chosen = variant(page, _header(scope, b"accept-encoding"))
-        pairs = page_headers(page, None, chosen).items()
+        pairs = page_headers(page, stale, chosen).items()
         headers = [(k.lower().encode(), v.encode()) for k, v in pairs]
         if etag_matches(_header(scope, b"if-none-match"), chosen.etag):
             await send({"type": "http.response.start", "status": 304, "headers": headers})

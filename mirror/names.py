@@ -8,6 +8,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from mirror.errors import InvalidProjectName
 
 # The index's own grammar for project names; anything else is refused before any lookup.
+MAX_NAME_CHARS = 255
 _VALID = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,253}[A-Za-z0-9])?", re.ASCII)
 
 

@@ -1015,6 +1015,23 @@ def test_unknown_project_with_upstream_down_is_504(
     assert reply.header("Retry-After") is not None
 
 
+def test_cold_page_refusals_read_the_same_through_either_door(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+) -> None:
+    """A plain GET is answered by the front door, one with a query string by the app."""
+    publish(upstream, build_wheel("never-seen", "1.0"), clock.now() - AGE_OLD)
+    upstream.stop()
+    front = get(mirror, "/simple/never-seen/", {"Accept": JSON_TYPE})
+    app = get(mirror, "/simple/never-seen/?format=" + JSON_TYPE.replace("+", "%2B"))
+    missing = get(mirror, "/simple/not-there-either/")
+    for reply in (front, app):
+        assert assert_one_line_error(reply, status=504).startswith("upstream")
+    assert front.body == app.body
+    for header in ("Cache-Control", "Retry-After", "Content-Type", "X-Content-Type-Options"):
+        assert front.header(header) == app.header(header), header
+    assert missing.status == 504 and missing.header("Cache-Control") == "no-store"
+
+
 def test_slow_upstream_for_an_unknown_project_is_504_within_the_request_wait(
     mirror: MirrorServer, upstream: Upstream, clock: FakeClock
 ) -> None:
