@@ -3,6 +3,13 @@
 It fetches the bytes of held files early (so promotion is not waiting on a download),
 asks the upstream again when a cooled file needs a fresh look, and applies the decisions.
 One failing file never stops the others.
+
+A round must stay cheap with thousands of held files, because it shares the event loop
+with serving: the held files are read once per round, a file known to be vetted is not
+asked about again, and a project whose held files are all just cooling is not decided
+again until its first hold ends or something it depends on changes (its records, the
+policy, the freeze, the feeds). Every project is still decided afresh at least once a
+minute, so nothing this cache misses can stall a promotion for long.
 """
 
 import asyncio
@@ -11,6 +18,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from packaging.utils import NormalizedName
@@ -23,6 +31,7 @@ from quarantine.feeds import Feeds, with_advisories
 from quarantine.ledger import Ledger
 from quarantine.live_policy import PolicySource
 from quarantine.models import FileRecord, FileState
+from quarantine.policy import Policy
 from quarantine.source import ArtifactSource, FetchFailed, IntegrityFailure, LookFailed
 
 if TYPE_CHECKING:  # the worker runs without a vetter in tests of the time rules alone
@@ -32,6 +41,40 @@ log = logging.getLogger(__name__)
 ACTOR = "system:promoter"
 
 
+RECHECK_AT_LEAST_EVERY = timedelta(minutes=1)
+WAKE_DELAY_SECONDS = 1.0  # first sights wait this long, so a burst of them is one round
+
+
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    """A project whose held files were all cooling when last decided, and on what."""
+
+    records: tuple[FileRecord, ...]
+    policy: Policy
+    frozen: str | None
+    feeds: str
+    until: datetime  # the first hold ends (or the safety recheck is due)
+
+    def still(self, records: tuple[FileRecord, ...], inputs: "_Inputs") -> bool:
+        return (
+            inputs.now < self.until
+            and records == self.records
+            and inputs.policy == self.policy
+            and inputs.frozen == self.frozen
+            and inputs.feeds == self.feeds
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Inputs:
+    """What every decision of one round depends on besides the project's own records."""
+
+    policy: Policy
+    frozen: str | None
+    feeds: str
+    now: datetime
+
+
 @dataclass
 class Round:
     """What one pass did, for logs and tests."""
@@ -39,6 +82,7 @@ class Round:
     fetched: int = 0
     fetch_failures: int = 0
     rejected: int = 0
+    decided: int = 0  # projects whose held files were decided again
     looks: int = 0
     look_failures: int = 0
     vetted: int = 0
@@ -70,12 +114,17 @@ class Promoter:
         self._guard = guard or ClockGuard(ledger, clock)
         self._vetter = vetter
         self._feeds = feeds
+        self._waiting: dict[NormalizedName, _Waiting] = {}
+        self._vetted: set[tuple[str, str]] = set()  # (sha256, filename), all checks reported
+        self._vetted_for: tuple[str, ...] = ()  # the required checks _vetted is complete for
 
     def wake(self) -> None:
         """New held files were seen: fetch them soon rather than at the next tick."""
         self._wake.set()
 
-    async def run_forever(self, interval_seconds: float) -> None:
+    async def run_forever(
+        self, interval_seconds: float, wake_delay_seconds: float = WAKE_DELAY_SECONDS
+    ) -> None:
         while True:
             try:
                 await self.run_once()
@@ -83,23 +132,40 @@ class Promoter:
                 log.exception("promotion round failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=interval_seconds)
+                # A resolver walking a dependency tree sees many projects in a burst: answer
+                # them first, then fetch and vet everything they held in one round.
+                await asyncio.sleep(wake_delay_seconds)
             self._wake.clear()
 
     async def run_once(self) -> Round:
         async with self._lock:
             result = Round()
-            await self._fetch_missing(result)
-            await self._vet_pending(result)
+            held = self._ledger.held()
+            await self._fetch_missing(held, result)
+            if result.fetched or result.rejected:
+                held = self._ledger.held()  # stored flags and states moved
+            vetted = await self._vet_pending(held, result)  # evidence only: records unchanged
             by_project: dict[NormalizedName, list[FileRecord]] = defaultdict(list)
-            for record in self._ledger.held():
+            for record in held:
                 by_project[record.project].append(record)
+            for project in vetted:
+                self._waiting.pop(project, None)
+            self._waiting = {p: w for p, w in self._waiting.items() if p in by_project}
+            inputs = self._inputs()
             for project in sorted(by_project):
+                waiting = self._waiting.get(project)
+                if waiting is not None and waiting.still(tuple(by_project[project]), inputs):
+                    continue
                 await self._settle_project(project, result)
             self._on_change()
             return result
 
-    async def _fetch_missing(self, result: Round) -> None:
-        missing = [record for record in self._ledger.held() if not record.stored and record.sha256]
+    def _inputs(self) -> _Inputs:
+        feeds = self._feeds.digest if self._feeds is not None else ""
+        return _Inputs(self._policies.current(), self._guard.frozen(), feeds, self._clock.now())
+
+    async def _fetch_missing(self, held: list[FileRecord], result: Round) -> None:
+        missing = [record for record in held if not record.stored and record.sha256]
         await asyncio.gather(*(self._fetch_one(record, result) for record in missing))
 
     async def _fetch_one(self, record: FileRecord, result: Round) -> None:
@@ -114,11 +180,25 @@ class Promoter:
                 result.fetch_failures += 1
                 log.warning("fetching %s failed, will retry: %s", record.filename, failure)
 
-    async def _vet_pending(self, result: Round) -> None:
+    async def _vet_pending(self, held: list[FileRecord], result: Round) -> set[NormalizedName]:
+        """Vet what needs it; the projects whose evidence this round changed."""
         if self._vetter is None:
-            return
-        pending = [record for record in self._ledger.held() if self._vetter.needs_vetting(record)]
+            return set()
+        required = self._policies.current().required_checks
+        if required != self._vetted_for:
+            self._vetted, self._vetted_for = set(), required
+        pending = []
+        for record in held:
+            key = (record.sha256, record.filename)
+            if not record.stored or key in self._vetted:
+                continue
+            if self._vetter.needs_vetting(record):
+                pending.append(record)
+            else:
+                self._vetted.add(key)
+        self._vetted &= {(record.sha256, record.filename) for record in held}
         await asyncio.gather(*(self._vet_one(record, result) for record in pending))
+        return {record.project for record in pending}
 
     async def _vet_one(self, record: FileRecord, result: Round) -> None:
         assert self._vetter is not None
@@ -142,6 +222,7 @@ class Promoter:
             log.info("%s changed while being rejected; the next round looks again", record.filename)
 
     async def _settle_project(self, project: NormalizedName, result: Round) -> None:
+        result.decided += 1
         verdicts = self._verdicts(project)
         if any(verdict.needs_look for _, verdict in verdicts):
             try:
@@ -153,8 +234,29 @@ class Promoter:
                 log.warning("upstream look for %s failed; nothing promoted: %s", project, failure)
                 return
             verdicts = self._verdicts(project)
+        moved = [self._apply(record, verdict, result) for record, verdict in verdicts]
+        if not any(moved):
+            self._remember_waiting(project, verdicts)
+
+    def _remember_waiting(
+        self, project: NormalizedName, verdicts: list[tuple[FileRecord, Verdict]]
+    ) -> None:
+        """Note when this project's decisions can next change, if only time can change them."""
+        self._waiting.pop(project, None)
+        inputs = self._inputs()
+        ends = []
         for record, verdict in verdicts:
-            self._apply(record, verdict, result)
+            if record.state is not FileState.HELD or verdict.state is not FileState.HELD:
+                return
+            if verdict.needs_bytes or verdict.needs_vetting or verdict.needs_look:
+                return  # resolved by work in flight: decide again next round
+            if verdict.hold_until is not None:
+                ends.append(verdict.hold_until)
+        until = min([*ends, inputs.now + RECHECK_AT_LEAST_EVERY])
+        records = tuple(record for record, _ in verdicts)
+        self._waiting[project] = _Waiting(
+            records, inputs.policy, inputs.frozen, inputs.feeds, until
+        )
 
     def _verdicts(self, project: NormalizedName) -> list[tuple[FileRecord, Verdict]]:
         state = self._ledger.project(project)
@@ -162,21 +264,22 @@ class Promoter:
             return []
         frozen = self._guard.frozen()
         now = self._clock.now()
+        policy = self._policies.current()
         stored = self._ledger.evidence(project)
         verdicts = []
         for record in self._ledger.held(project):
             evidence = with_advisories(record, stored, self._feeds)
-            verdicts.append(
-                (record, decide(record, state, self._policies.current(), now, frozen, evidence))
-            )
+            verdicts.append((record, decide(record, state, policy, now, frozen, evidence)))
         return verdicts
 
-    def _apply(self, record: FileRecord, verdict: Verdict, result: Round) -> None:
+    def _apply(self, record: FileRecord, verdict: Verdict, result: Round) -> bool:
+        """Record the verdict; whether the file's record changed (or may have)."""
         if verdict.state == record.state and verdict.reason == record.reason:
-            return
+            return False
         try:
             self._ledger.transition(record, verdict.state, verdict.reason, ACTOR, self._clock.now())
         except StaleTransition:
-            return  # someone else moved it; the next round decides again from fresh data
+            return True  # someone else moved it; the next round decides again from fresh data
         if verdict.state is FileState.PROMOTED:
             result.promoted.append(record.filename)
+        return True

@@ -17,6 +17,8 @@ import pytest
 from packaging.utils import NormalizedName
 
 from conftest import NOW
+from quarantine.admin import exempt
+from quarantine.decide import hold_until
 from quarantine.models import FileState
 from support.clock import FakeClock
 from support.dists import Dist, build_sdist, build_wheel
@@ -305,3 +307,41 @@ def test_explain_shows_state_and_every_check(
         check=False,
     )
     assert missing.returncode == 4 and "has not seen" in missing.stderr
+
+
+def test_a_round_leaves_cooling_projects_alone_until_something_changes(
+    upstream: Upstream, mirror: MirrorServer, clock: FakeClock
+) -> None:
+    assert mirror.services is not None
+    ledger = mirror.services.ledger
+    upstream.add("cooler", UpstreamFile(build_wheel("cooler", "1.0"), OLD))
+    _touch(mirror, "cooler")
+    upstream.add("cooler", UpstreamFile(build_wheel("cooler", "1.1"), NOW))
+    upstream.add("warmer", UpstreamFile(build_wheel("warmer", "1.0"), OLD))
+    _touch(mirror, "warmer")
+    upstream.add("warmer", UpstreamFile(build_wheel("warmer", "1.1"), NOW))
+    clock.advance(timedelta(seconds=61))
+    _touch(mirror, "cooler")
+    _touch(mirror, "warmer")
+    assert mirror.promote().decided == 2  # fetched, vetted, still cooling
+    assert mirror.promote().decided == 0  # nothing changed: nobody is decided again
+    clock.advance(timedelta(minutes=2))
+    assert mirror.promote().decided == 2  # the safety net: at least once a minute
+    assert mirror.promote().decided == 0
+
+    # An admin's exemption changes the policy: decided at once, promoted at once.
+    exempt(ledger, NormalizedName("warmer"), "built by the platform team", None, "admin:t", NOW)
+    exempted = mirror.promote()
+    assert exempted.decided == 2
+    assert exempted.promoted == ["warmer-1.1-py3-none-any.whl"]
+
+    # The end of a hold is noticed on time, not at the next safety recheck.
+    record = ledger.file(NormalizedName("cooler"), "cooler-1.1-py3-none-any.whl")
+    assert record is not None
+    ends = hold_until(record, mirror.services.policy.current())
+    clock.advance(ends - clock.now() - timedelta(seconds=30))
+    assert mirror.promote().promoted == []
+    _touch(mirror, "cooler")  # a fresh look, so only the hold stands in the way
+    clock.advance(timedelta(seconds=31))
+    assert mirror.promote().promoted == ["cooler-1.1-py3-none-any.whl"]
+    assert _states(mirror, "cooler")["cooler-1.1-py3-none-any.whl"] is FileState.PROMOTED
