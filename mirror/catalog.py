@@ -10,7 +10,7 @@ import gzip
 import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from packaging.utils import NormalizedName
@@ -57,6 +57,19 @@ class _Live:
     ok_at: datetime | None = None  # last successful look
     unreachable: bool = False
     pages: dict[PageFormat, Page] = field(default_factory=dict)
+    written: "_Written | None" = None  # what the last look wrote, until its page is rendered
+
+
+@dataclass(frozen=True, slots=True)
+class _Written:
+    """A project's records exactly as a look just committed them to the ledger.
+
+    The page a cold miss waits for is rendered from these instead of reading back what
+    was written a moment ago; kept only until that first render.
+    """
+
+    project: ProjectRecord
+    files: list[FileRecord]
 
 
 def _content_type(fmt: PageFormat) -> str:
@@ -165,10 +178,9 @@ class Catalog:
             raise NotFound(f"not found: {name} is a reserved private name, never asked upstream")
 
     def _render(self, name: NormalizedName, fmt: PageFormat, live: _Live) -> Page:
-        project = self._ledger.project(name)  # read the counter before the files it covers
-        if project is None or project.status is ProjectStatus.REMOVED:
+        project, files = self._records(name, live)
+        if project.status is ProjectStatus.REMOVED:
             raise NotFound(f"not found: {name}")
-        files = self._ledger.files(name)
         served = [record for record in files if record.state is FileState.PROMOTED]
         held = self._held_summary(files)
         render = project_json if fmt is PageFormat.JSON else project_html
@@ -176,6 +188,15 @@ class Catalog:
         self._seq.setdefault(name, project.seq)
         live.pages[fmt] = page
         return page
+
+    def _records(self, name: NormalizedName, live: _Live) -> tuple[ProjectRecord, list[FileRecord]]:
+        written, live.written = live.written, None
+        if written is not None and written.project.seq == self._seq.get(name):
+            return written.project, written.files
+        project = self._ledger.project(name)  # read the counter before the files it covers
+        if project is None:
+            raise NotFound(f"not found: {name}")
+        return project, self._ledger.files(name)
 
     def _held_summary(self, files: list[FileRecord]) -> HeldSummary:
         held = [r for r in files if r.state in (FileState.HELD, FileState.REVIEW)]
@@ -200,7 +221,12 @@ class Catalog:
             raise NotFound(f"not found: {name}")
         flight = self._start_look(name)
         try:
-            await asyncio.wait_for(asyncio.shield(flight), self._wait)
+            # asyncio.wait leaves the look running past the timeout (its answer is still
+            # recorded) with fewer hops than wait_for(shield(...)).
+            await asyncio.wait((flight,), timeout=self._wait)
+            if not flight.done():
+                raise TimeoutError
+            flight.result()
         except TimeoutError:
             live.unreachable = True
             self._serve_stale_or_raise(
@@ -283,6 +309,13 @@ class Catalog:
             self._guard.frozen(),
             lambda record: with_advisories(record, stored, self._feeds),
         )
-        self._ledger.apply(observation, etag, ACTOR)
+        seq = self._ledger.apply(observation, etag, ACTOR)
+        records = known | {old.filename: new for old, new in observation.changed}
+        records |= {record.filename: record for record in observation.new}
+        live = self._live.setdefault(snapshot.name, _Live())
+        live.written = _Written(
+            replace(observation.project, seq=seq, etag=etag),
+            sorted(records.values(), key=lambda record: record.filename),  # the ledger's order
+        )
         if any(record.state is FileState.HELD for record in observation.new):
             self._on_new_held()

@@ -42,8 +42,11 @@ class Ledger(Protocol):
         self, states: Collection[FileState], project: NormalizedName | None = None
     ) -> list[FileRecord]: ...
 
-    def apply(self, observation: Observation, etag: str | None, actor: str) -> None:
-        """Write one look's new and changed records, their events and the project, atomically."""
+    def apply(self, observation: Observation, etag: str | None, actor: str) -> int:
+        """Write one look's new and changed records, their events and the project, atomically.
+
+        Returns the project's change counter after the write (its page generation).
+        """
         ...
 
     def record_project_gone(self, name: NormalizedName, at: datetime, actor: str) -> None:

@@ -294,8 +294,10 @@ class SqliteLedger(AdminTables):
         ).fetchone()
         return int(row["value"])
 
-    def _bump(self, db: sqlite3.Connection, project: NormalizedName) -> None:
-        db.execute("UPDATE projects SET seq=? WHERE name=?", (self._next_seq(db), project))
+    def _bump(self, db: sqlite3.Connection, project: NormalizedName) -> int:
+        seq = self._next_seq(db)
+        db.execute("UPDATE projects SET seq=? WHERE name=?", (seq, project))
+        return seq
 
     def _event(
         self,
@@ -423,7 +425,7 @@ class SqliteLedger(AdminTables):
             _file_record(row) for row in self._query(sql + " ORDER BY project, filename", params)
         ]
 
-    def apply(self, observation: Observation, etag: str | None, actor: str) -> None:
+    def apply(self, observation: Observation, etag: str | None, actor: str) -> int:
         project = observation.project
         at = project.last_look_ok or project.first_seen
         sightings_only = not observation.changed and project.status is ProjectStatus.ACTIVE
@@ -467,7 +469,9 @@ class SqliteLedger(AdminTables):
                     actor,
                 )
             if observation.alters_pages or status_changed:
-                self._bump(db, project.name)
+                return self._bump(db, project.name)
+            row = db.execute("SELECT seq FROM projects WHERE name=?", (project.name,)).fetchone()
+            return int(row["seq"])
 
     def _upsert_project(
         self, db: sqlite3.Connection, observation: Observation, etag: str | None

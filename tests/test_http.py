@@ -1257,3 +1257,21 @@ def test_large_pages_have_a_gzip_variant_and_files_never_do(
     assert wheel.status == 200 and wheel.header("Content-Encoding") is None
     assert accepts_gzip("br, gzip;q=0.5") and not accepts_gzip("identity")
     assert not accepts_gzip("gzip;q=nan") and accepts_gzip("*")
+
+
+def test_a_cold_page_is_byte_identical_to_the_same_page_rendered_from_the_ledger(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+) -> None:
+    """A cold miss renders from what its look just wrote; a restart renders from the ledger."""
+    publish_demo(upstream, clock)
+    cold = {
+        kind: get(mirror, "/simple/demo-pkg/", {"Accept": accept})
+        for kind, accept in (("json", JSON_TYPE), ("html", "text/html"))
+    }
+    mirror.restart()
+    for kind, accept in (("json", JSON_TYPE), ("html", "text/html")):
+        again = get(mirror, "/simple/demo-pkg/", {"Accept": accept})
+        assert again.status == cold[kind].status == 200
+        assert again.body == cold[kind].body, kind
+        assert again.header("ETag") == cold[kind].header("ETag")
+    assert b"_lazaretto" in cold["json"].body  # held files were in what was written, too
