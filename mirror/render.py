@@ -37,13 +37,17 @@ def _base(public_base_url: str | None) -> str:
 
 
 def _versions(files: list[FileRecord]) -> list[str]:
-    def order(text: str) -> tuple[int, Version | str]:
+    """Unparsable versions first, then PEP 440 order; equal versions by their text."""
+    parsed: dict[str, Version] = {}
+    unparsable: list[str] = []
+    for text in sorted({record.version for record in files}):
         try:
-            return (1, Version(text))
+            parsed[text] = Version(text)
         except InvalidVersion:
-            return (0, text)
-
-    return sorted({record.version for record in files}, key=order)
+            unparsable.append(text)
+    # Sorting the Versions themselves, not (rank, Version) tuples, halves the comparisons
+    # (a tuple compares for equality first); the sort is stable, so ties keep text order.
+    return unparsable + sorted(parsed, key=parsed.__getitem__)
 
 
 def _yanked_json(record: FileRecord) -> bool | str:

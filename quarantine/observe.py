@@ -70,7 +70,7 @@ def observe(
     for name, record in known.items():
         candidate = updated[name]
         final = _apply_decision(candidate, project, policy, now, frozen, evidence_for(candidate))
-        if final != record:
+        if final is not record and final != record:
             changed.append((record, final))
     return Observation(project, decided_new, tuple(changed))
 
@@ -115,6 +115,13 @@ def _apply_decision(
 def _relisted(record: FileRecord, entry: UpstreamFile | None) -> FileRecord:
     if entry is None:
         return replace(record, listed=False) if record.listed else record
+    if (
+        record.listed
+        and record.yanked == entry.yanked
+        and (record.provenance_url or not entry.provenance_url)
+        and (not record.sha256 or entry.sha256 == record.sha256)
+    ):
+        return record  # the usual case on a big project: nothing about this file moved
     updated = replace(
         record,
         listed=True,
