@@ -47,6 +47,7 @@ from bench_support import (
     wrk,
     wrk_command,
 )
+from static_nginx import StaticNginx
 from static_upstream import StaticFile, StaticUpstream
 
 sys.path.insert(0, str(REPO / "tests"))
@@ -223,12 +224,33 @@ def bigproject(ctx: Context) -> list[Row]:
                         "PASS" if result.p50_ms <= 5 and not result.errors else "MISS",
                     )
                 )
+            rows += _same_bytes_from_nginx(scratch, first.body, html.body, seconds)
             mirror.stop()
             rows += _bigproject_change(mirror, upstream, page)
         finally:
             mirror.stop()
             rows += _log_rows(area, mirror)
     shutil.rmtree(scratch, ignore_errors=True)
+    return rows
+
+
+def _same_bytes_from_nginx(
+    scratch: Path, json_body: bytes, html_body: bytes, seconds: int
+) -> list[Row]:
+    """The anchor for the uncompressed rows: nginx sending the identical page bytes."""
+    rows = []
+    with StaticNginx(scratch / "nginx") as nginx:
+        for label, body in (("JSON", json_body), ("HTML", html_body)):
+            url = nginx.put(f"page.{label.lower()}", body)
+            result = wrk(url, seconds, connections=8)
+            rows.append(
+                Row(
+                    "bigproject",
+                    f"anchor: nginx sending the same {label} page bytes "
+                    f"({len(body) / 1e6:.2f} MB, static), wrk -c8 {seconds}s",
+                    _wrk_value(result) + f", {result.mb_s:,.0f} MB/s",
+                )
+            )
     return rows
 
 
