@@ -1,5 +1,6 @@
 """Where "now" comes from: injected everywhere, so tests can age files without sleeping."""
 
+import functools
 import time
 from datetime import UTC, datetime
 from typing import Protocol
@@ -23,6 +24,13 @@ class SystemClock:
         return time.monotonic()
 
 
+# Every record read or written converts three or four timestamps, and the same moments
+# recur (a look's "now", a file's upload time on its page and in its row): strftime and
+# fromisoformat cost microseconds each, a cache hit a fraction of one. Both are pure.
+_TIMESTAMPS_KEPT = 1 << 16
+
+
+@functools.lru_cache(maxsize=_TIMESTAMPS_KEPT)
 def parse_timestamp(text: str) -> datetime:
     """An RFC 3339 timestamp as the index writes it; naive values are taken as UTC."""
     value = text.strip()
@@ -37,6 +45,7 @@ def parse_timestamp(text: str) -> datetime:
         raise ValueError(f"timestamp out of range: {text!r}") from error
 
 
+@functools.lru_cache(maxsize=_TIMESTAMPS_KEPT)
 def format_timestamp(moment: datetime) -> str:
     """The one spelling used for storage and output: ``YYYY-MM-DDTHH:MM:SS.ffffffZ``."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
