@@ -252,7 +252,7 @@ class Catalog:
     def _start_look(self, name: NormalizedName) -> asyncio.Task[None]:
         flight = self._flights.get(name)
         if flight is None:
-            flight = asyncio.ensure_future(self.look(name))
+            flight = asyncio.ensure_future(self.look(name, for_request=True))
             self._flights[name] = flight
             flight.add_done_callback(lambda done: self._finish_look(name, done))
         return flight
@@ -262,8 +262,11 @@ class Catalog:
         if not flight.cancelled():
             flight.exception()  # retrieved here so an unawaited failure is not reported twice
 
-    async def look(self, name: NormalizedName) -> None:
-        """Ask the upstream about ``name`` now and fold the answer into the ledger."""
+    async def look(self, name: NormalizedName, *, for_request: bool = False) -> None:
+        """Ask the upstream about ``name`` now and fold the answer into the ledger.
+
+        ``for_request``: a request waits to render this project's page from the answer.
+        """
         self._refuse_reserved(name)
         live = self._live.setdefault(name, _Live())
         before = self._ledger.project(name)
@@ -289,13 +292,18 @@ class Catalog:
         if answer.snapshot is None:
             self._ledger.touch_look(name, now)
         else:
-            self._apply(before, answer.snapshot, answer.etag, now)
+            self._apply(before, answer.snapshot, answer.etag, now, for_request)
         live.unreachable = False
         live.ok_at = now
         self.sync()
 
     def _apply(
-        self, before: ProjectRecord | None, snapshot: Snapshot, etag: str | None, now: datetime
+        self,
+        before: ProjectRecord | None,
+        snapshot: Snapshot,
+        etag: str | None,
+        now: datetime,
+        for_request: bool,
     ) -> None:
         # A project never seen has no records and no evidence: skip two reads on a cold miss.
         known = {} if before is None else {r.filename: r for r in self._ledger.files(snapshot.name)}
@@ -310,12 +318,15 @@ class Catalog:
             lambda record: with_advisories(record, stored, self._feeds),
         )
         seq = self._ledger.apply(observation, etag, ACTOR)
-        records = known | {old.filename: new for old, new in observation.changed}
-        records |= {record.filename: record for record in observation.new}
         live = self._live.setdefault(snapshot.name, _Live())
-        live.written = _Written(
-            replace(observation.project, seq=seq, etag=etag),
-            sorted(records.values(), key=lambda record: record.filename),  # the ledger's order
-        )
+        if for_request and not any(page.seq == seq for page in live.pages.values()):
+            # Only for a page about to be rendered: the watcher's looks of projects nobody
+            # asks for must not keep their records in memory.
+            records = known | {old.filename: new for old, new in observation.changed}
+            records |= {record.filename: record for record in observation.new}
+            live.written = _Written(
+                replace(observation.project, seq=seq, etag=etag),
+                sorted(records.values(), key=lambda record: record.filename),  # ledger order
+            )
         if any(record.state is FileState.HELD for record in observation.new):
             self._on_new_held()

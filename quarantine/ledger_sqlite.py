@@ -4,11 +4,12 @@ WAL so readers never wait for the writer; ``synchronous=FULL`` so a committed de
 survives power loss; ``BEGIN IMMEDIATE`` and a busy timeout so the CLI and the server can
 write side by side.
 
-One exception to FULL: a look that only records first sightings (no state change, nothing
-withdrawn) commits with ``synchronous=NORMAL``, which skips the fsync that is most of a
-cold miss's cost. WAL keeps the database consistent either way; power loss can lose only
-such sightings, and the next look records them again from the upstream (a later first
-sight only ever holds a file longer). The next FULL commit syncs them with it.
+One exception to FULL: a look that only records first sightings, or only that it
+happened (no state change, nothing withdrawn), commits with ``synchronous=NORMAL``, which
+skips the fsync that is most of a cold miss's cost and of a watcher's 304. WAL keeps the
+database consistent either way; power loss can lose only such looks, and the next look
+records them again from the upstream (a later first sight only ever holds a file longer,
+an older last look only delays a promotion). The next FULL commit syncs them with it.
 """
 
 import json
@@ -550,7 +551,9 @@ class SqliteLedger(AdminTables):
             self._bump(db, name)
 
     def touch_look(self, name: NormalizedName, at: datetime) -> None:
-        with self._write() as db:
+        # Not durable: a lost touch only makes the last look older, so promotion waits for
+        # another look (the safe direction), and the watcher's 304s stay off the fsync path.
+        with self._write(durable=False) as db:
             db.execute(
                 "UPDATE projects SET last_look_ok=? WHERE name=?", (format_timestamp(at), name)
             )
