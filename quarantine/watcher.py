@@ -12,6 +12,7 @@ from quarantine.ledger import Ledger
 from quarantine.source import ArtifactSource, LookFailed
 
 log = logging.getLogger(__name__)
+BACKLOG_PAUSE_SECONDS = 0.05  # between full batches: lets waiting requests go first
 
 
 class Watcher:
@@ -33,9 +34,14 @@ class Watcher:
 
     async def run_once(self) -> int:
         """Look again at the projects whose last look is older than the interval."""
+        _due, looked = await self._round()
+        return looked
+
+    async def _round(self) -> tuple[int, int]:
+        """(how many were due in this batch, how many of them were looked at)."""
         due = self._ledger.stale_projects(self._clock.now() - self._interval, self._batch)
         results = await asyncio.gather(*(self._look(name) for name in due))
-        return sum(results)
+        return len(due), sum(results)
 
     async def _look(self, name: NormalizedName) -> int:
         async with self._slots:
@@ -48,8 +54,13 @@ class Watcher:
 
     async def run_forever(self, tick_seconds: float = 30.0) -> None:
         while True:
+            backlog = False
             try:
-                await self.run_once()
+                due, looked = await self._round()
+                # A full batch that mostly worked means more are due: go on at once, or
+                # 100,000 projects would take far longer than the interval. A failing
+                # upstream (few looks work) waits for the tick instead of being hammered.
+                backlog = due == self._batch and looked * 2 >= due
             except Exception:  # one bad round must not stop the watcher; the next retries
                 log.exception("watcher round failed")
-            await asyncio.sleep(tick_seconds)
+            await asyncio.sleep(BACKLOG_PAUSE_SECONDS if backlog else tick_seconds)

@@ -5,21 +5,24 @@ variable; an exec(base64...) of a print) are never promoted, however long they c
 while ordinary releases of the same project are. Nothing from a test archive is run.
 """
 
+import asyncio
 import json
 import os
 import subprocess
 import urllib.error
 import urllib.request
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from packaging.utils import NormalizedName
 
 from conftest import NOW
+from mirror.source import MirrorSource
 from quarantine.admin import exempt
 from quarantine.decide import hold_until
 from quarantine.models import FileState
+from quarantine.watcher import Watcher
 from support.clock import FakeClock
 from support.dists import Dist, build_sdist, build_wheel
 from support.installers import installed, pip_install
@@ -345,3 +348,45 @@ def test_a_round_leaves_cooling_projects_alone_until_something_changes(
     clock.advance(timedelta(seconds=31))
     assert mirror.promote().promoted == ["cooler-1.1-py3-none-any.whl"]
     assert _states(mirror, "cooler")["cooler-1.1-py3-none-any.whl"] is FileState.PROMOTED
+
+
+def test_watcher_goes_on_at_once_while_a_backlog_is_due_but_not_when_looks_fail(
+    upstream: Upstream, mirror: MirrorServer, clock: FakeClock
+) -> None:
+    assert mirror.services is not None
+    services = mirror.services
+    names = [f"backlog-{index}" for index in range(5)]
+    for name in names:
+        upstream.add(name, UpstreamFile(build_wheel(name, "1.0"), OLD))
+        _touch(mirror, name)
+    clock.advance(timedelta(minutes=11))  # all five are due for a re-read
+    source = MirrorSource(services.artifacts, services.catalog)
+    # Batches of two and a tick far longer than the test: only going on at once covers all.
+    watcher = Watcher(services.ledger, source, clock, timedelta(minutes=10), batch=2)
+
+    def last_looks() -> list[datetime | None]:
+        records = [services.ledger.project(NormalizedName(name)) for name in names]
+        return [record.last_look_ok if record else None for record in records]
+
+    async def watch_until_all_looked(seconds: float) -> bool:
+        task = asyncio.create_task(watcher.run_forever(tick_seconds=3600))
+        try:
+            deadline = asyncio.get_running_loop().time() + seconds
+            while asyncio.get_running_loop().time() < deadline:
+                if all(look == clock.now() for look in last_looks()):
+                    return True
+                await asyncio.sleep(0.05)
+            return False
+        finally:
+            task.cancel()
+
+    assert mirror.call(watch_until_all_looked(20))
+
+    clock.advance(timedelta(minutes=11))
+    for name in names:
+        upstream.set_fault(name, "500")  # every look fails: one batch, then the hour's tick
+    asked_before = sum(len(upstream.requests_for(f"/simple/{name}/")) for name in names)
+    assert not mirror.call(watch_until_all_looked(1.5))
+    assert sum(look == clock.now() for look in last_looks()) == 0
+    asked = sum(len(upstream.requests_for(f"/simple/{name}/")) for name in names)
+    assert asked - asked_before == 2  # one batch of two, not a loop hammering the upstream
