@@ -21,6 +21,7 @@ from mirror.errors import (
     NotFound,
     UpstreamRejected,
 )
+from mirror.mapped_file import MappedFileResponse
 from mirror.services import Services
 from quarantine.clock import format_timestamp
 from quarantine.decide import hold_until
@@ -65,6 +66,8 @@ def check_servable(record: FileRecord, services: Services) -> None:
 
 
 class _LargeFileResponse(FileResponse):
+    """For range requests (starlette parses and answers those)."""
+
     chunk_size = 1024 * 1024  # fewer thread hops per megabyte than the default 64 KiB
 
 
@@ -122,6 +125,8 @@ def _from_disk(
         body = path.read_bytes()  # small and usually in the page cache: cheaper than a thread
         services.blob_cache.put(digest, body)
         return Response(body, headers=headers, media_type=OCTET_STREAM)
+    if not ranged:
+        return MappedFileResponse(path, facts.st_size, headers, OCTET_STREAM)
     return _LargeFileResponse(path, headers=headers, media_type=OCTET_STREAM, stat_result=facts)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import os
 import random
 import socket
 import threading
@@ -1275,3 +1276,32 @@ def test_a_cold_page_is_byte_identical_to_the_same_page_rendered_from_the_ledger
         assert again.body == cold[kind].body, kind
         assert again.header("ETag") == cold[kind].header("ETag")
     assert b"_lazaretto" in cold["json"].body  # held files were in what was written, too
+
+
+def test_a_large_file_is_served_whole_by_get_and_head_and_in_ranges(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+) -> None:
+    """Past the memory cache, files are sent from memory-mapped windows (several here)."""
+    payload = os.urandom(9 * 1024 * 1024 + 12345)  # incompressible: the wheel stays this big
+    dist = publish(
+        upstream,
+        build_wheel("hefty", "1.0", extra_files={"hefty/blob.bin": payload}),
+        clock.now() - AGE_OLD,
+    )
+    assert len(dist.data) > 9 * 1024 * 1024
+    assert listed(mirror, "hefty") == {dist.filename}
+    for attempt in ("fetched, verified, then sent", "from the store"):
+        whole = get(mirror, file_path(dist))
+        assert whole.status == 200, attempt
+        assert whole.body == dist.data, attempt
+        assert whole.header("Content-Length") == str(len(dist.data))
+        assert whole.header("Accept-Ranges") == "bytes"
+        assert whole.header("ETag") == f'"{dist.sha256}"'
+    head = get(mirror, file_path(dist), method="HEAD")
+    assert head.status == 200 and head.body == b""
+    assert head.header("Content-Length") == str(len(dist.data))
+    middle = get(mirror, file_path(dist), {"Range": "bytes=4194300-4194400"})
+    assert middle.status == 206
+    assert middle.body == dist.data[4194300:4194401]
+    tail = get(mirror, file_path(dist), {"Range": "bytes=-10"})
+    assert tail.status == 206 and tail.body == dist.data[-10:]
