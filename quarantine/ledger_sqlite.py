@@ -243,7 +243,7 @@ class SqliteLedger(AdminTables):
         self._db.row_factory = sqlite3.Row
         self._lock = threading.RLock()
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # FULL is set around each durable write
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._migrate(path)
@@ -270,8 +270,8 @@ class SqliteLedger(AdminTables):
     @contextmanager
     def _write(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            if not durable:
-                self._db.execute("PRAGMA synchronous=NORMAL")  # only between transactions
+            if durable:
+                self._db.execute("PRAGMA synchronous=FULL")  # only between transactions
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
@@ -281,8 +281,8 @@ class SqliteLedger(AdminTables):
                     raise
                 self._db.execute("COMMIT")
             finally:
-                if not durable:
-                    self._db.execute("PRAGMA synchronous=FULL")
+                if durable:
+                    self._db.execute("PRAGMA synchronous=NORMAL")
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
