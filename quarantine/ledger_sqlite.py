@@ -74,6 +74,7 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE INDEX IF NOT EXISTS files_by_digest ON files (sha256);
 CREATE INDEX IF NOT EXISTS files_by_state ON files (state);
 CREATE INDEX IF NOT EXISTS projects_by_seq ON projects (seq);
+CREATE INDEX IF NOT EXISTS projects_by_last_look ON projects (last_look_ok);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
     at TEXT NOT NULL,

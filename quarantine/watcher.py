@@ -13,6 +13,9 @@ from quarantine.source import ArtifactSource, LookFailed
 
 log = logging.getLogger(__name__)
 BACKLOG_PAUSE_SECONDS = 0.05  # between full batches: lets waiting requests go first
+CONGESTED_SECONDS = 0.001  # a bare yield that takes longer means work is queued ahead
+BACKOFF_SECONDS = 0.01
+MAX_BACKOFFS = 20  # then look anyway: coverage must not starve under steady load
 
 
 class Watcher:
@@ -45,12 +48,31 @@ class Watcher:
 
     async def _look(self, name: NormalizedName) -> int:
         async with self._slots:
+            await self.yield_to_serving()
             try:
                 await self._source.look(name)
             except LookFailed as failure:
                 log.info("watcher: %s not refreshed: %s", name, failure)
                 return 0
             return 1
+
+    async def yield_to_serving(self) -> int:
+        """Wait while the event loop is congested: the requests it serves come first.
+
+        Looks share the loop with every request, and a look that gets a full page costs
+        a few ms of it. How long a bare yield takes back is how much work is queued
+        ahead; above a millisecond, back off. A slow upstream leaves the loop idle, so
+        looks then run at full concurrency; a fast one no longer crowds out requests.
+        Returns how many times it backed off.
+        """
+        loop = asyncio.get_running_loop()
+        for backoffs in range(MAX_BACKOFFS):
+            started = loop.time()
+            await asyncio.sleep(0)
+            if loop.time() - started < CONGESTED_SECONDS:
+                return backoffs
+            await asyncio.sleep(BACKOFF_SECONDS)
+        return MAX_BACKOFFS
 
     async def run_forever(self, tick_seconds: float = 30.0) -> None:
         while True:
