@@ -30,8 +30,9 @@ class MappedFileResponse(Response):
         self._size = size
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        start = {"type": "http.response.start", "status": self.status_code}
-        await send({**start, "headers": self.raw_headers})
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
         if scope.get("method") == "HEAD" or self._size == 0:
             await send({"type": "http.response.body", "body": b""})
             return

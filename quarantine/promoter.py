@@ -156,7 +156,7 @@ class Promoter:
                 waiting = self._waiting.get(project)
                 if waiting is not None and waiting.still(tuple(by_project[project]), inputs):
                     continue
-                await self._settle_project(project, result)
+                await self._settle_project(project, inputs, result)
             self._on_change()
             return result
 
@@ -221,7 +221,9 @@ class Promoter:
         except StaleTransition:
             log.info("%s changed while being rejected; the next round looks again", record.filename)
 
-    async def _settle_project(self, project: NormalizedName, result: Round) -> None:
+    async def _settle_project(
+        self, project: NormalizedName, inputs: _Inputs, result: Round
+    ) -> None:
         result.decided += 1
         verdicts = self._verdicts(project)
         if any(verdict.needs_look for _, verdict in verdicts):
@@ -236,14 +238,16 @@ class Promoter:
             verdicts = self._verdicts(project)
         moved = [self._apply(record, verdict, result) for record, verdict in verdicts]
         if not any(moved):
-            self._remember_waiting(project, verdicts)
+            self._remember_waiting(project, verdicts, inputs)
 
     def _remember_waiting(
-        self, project: NormalizedName, verdicts: list[tuple[FileRecord, Verdict]]
+        self,
+        project: NormalizedName,
+        verdicts: list[tuple[FileRecord, Verdict]],
+        inputs: _Inputs,
     ) -> None:
         """Note when this project's decisions can next change, if only time can change them."""
         self._waiting.pop(project, None)
-        inputs = self._inputs()
         ends = []
         for record, verdict in verdicts:
             if record.state is not FileState.HELD or verdict.state is not FileState.HELD:
