@@ -3,6 +3,11 @@
 A warm page costs no database round trip: pages are kept as bytes keyed by (project,
 format) and the project's change counter, which a poller keeps in step with the ledger
 (so a decision made by the CLI in another process shows within a second).
+
+A look a request waits for hands its records to the waiting requests first and writes
+them to the ledger right after, so a cold miss is answered without waiting on the
+write. The page lists only files the policy promoted; their bytes are served only once
+the ledger holds their records, and nothing is served from a look whose write failed.
 """
 
 import asyncio
@@ -28,7 +33,7 @@ from quarantine.feeds import Feeds, with_advisories
 from quarantine.ledger import Ledger
 from quarantine.live_policy import PolicySource
 from quarantine.models import FileRecord, FileState, ProjectRecord, ProjectStatus, Snapshot
-from quarantine.observe import observe
+from quarantine.observe import Observation, observe
 
 log = logging.getLogger(__name__)
 ACTOR = "system:upstream-look"
@@ -58,18 +63,57 @@ class _Live:
     unreachable: bool = False
     pages: dict[PageFormat, Page] = field(default_factory=dict)
     written: "_Written | None" = None  # what the last look wrote, until its page is rendered
+    unwritten: bool = False  # ``written`` is still on its way to the ledger
 
 
 @dataclass(frozen=True, slots=True)
 class _Written:
-    """A project's records exactly as a look just committed them to the ledger.
+    """A project's records exactly as a look commits them to the ledger.
 
     The page a cold miss waits for is rendered from these instead of reading back what
-    was written a moment ago; kept only until that first render.
+    was written a moment ago; kept until the write is done and that first render.
     """
 
     project: ProjectRecord
     files: list[FileRecord]
+
+
+UNWRITTEN_SEQ = -1  # a page rendered before its look's write; given the real seq after
+
+
+class _Flight:
+    """One look that requests wait for, and their waits (each its own, to time out alone)."""
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[None] | None = None
+        self._waits: list[asyncio.Future[None]] = []
+        self._outcome: BaseException | None = None
+        self._answered = False
+
+    def wait(self) -> "asyncio.Future[None]":
+        waiting = asyncio.get_running_loop().create_future()
+        if self._answered:
+            self._settle(waiting)
+        else:
+            self._waits.append(waiting)
+        return waiting
+
+    def answer(self, error: BaseException | None = None) -> None:
+        """The page can be rendered now (or ``error`` says why not)."""
+        if self._answered:
+            return
+        self._answered, self._outcome = True, error
+        for waiting in self._waits:
+            self._settle(waiting)
+        self._waits.clear()
+
+    def _settle(self, waiting: "asyncio.Future[None]") -> None:
+        if waiting.done():
+            return  # that request timed out or went away
+        if self._outcome is None:
+            waiting.set_result(None)
+        else:
+            waiting.set_exception(self._outcome)
 
 
 def _content_type(fmt: PageFormat) -> str:
@@ -122,7 +166,7 @@ class Catalog:
         self._live: dict[NormalizedName, _Live] = {}
         self._seq: dict[NormalizedName, int] = {}
         self._seen_seq = ledger.change_seq()
-        self._flights: dict[NormalizedName, asyncio.Task[None]] = {}
+        self._flights: dict[NormalizedName, _Flight] = {}
         self._misses: dict[NormalizedName, datetime] = {}
         self._root: dict[PageFormat, Page] = {}
         self.files = FileIndex(ledger)
@@ -153,7 +197,7 @@ class Catalog:
         if live.looked_at is None or (now - live.looked_at).total_seconds() >= self._ttl:
             await self._refresh_for_request(name, live)
         page = live.pages.get(fmt)
-        if page is None or page.seq != self._seq.get(name):
+        if page is None or (page.seq != self._seq.get(name) and not live.unwritten):
             page = self._render(name, fmt, live)
         stale = None
         if live.unreachable:
@@ -185,11 +229,14 @@ class Catalog:
         held = self._held_summary(files)
         render = project_json if fmt is PageFormat.JSON else project_html
         page = _page(project.seq, render(project, served, held, self._public_base_url), fmt)
-        self._seq.setdefault(name, project.seq)
+        if not live.unwritten:
+            self._seq.setdefault(name, project.seq)
         live.pages[fmt] = page
         return page
 
     def _records(self, name: NormalizedName, live: _Live) -> tuple[ProjectRecord, list[FileRecord]]:
+        if live.unwritten and live.written is not None:
+            return live.written.project, live.written.files  # the ledger has not got them yet
         written, live.written = live.written, None
         if written is not None and written.project.seq == self._seq.get(name):
             return written.project, written.files
@@ -219,14 +266,12 @@ class Catalog:
         now = self._clock.now()
         if miss is not None and (now - miss).total_seconds() < self._ttl:
             raise NotFound(f"not found: {name}")
-        flight = self._start_look(name)
+        waiting = self._start_look(name).wait()
         try:
-            # asyncio.wait leaves the look running past the timeout (its answer is still
-            # recorded) with fewer hops than wait_for(shield(...)).
-            await asyncio.wait((flight,), timeout=self._wait)
-            if not flight.done():
-                raise TimeoutError
-            flight.result()
+            # Only this request's own wait is cancelled by the timeout: the look runs on
+            # and its answer is still recorded.
+            async with asyncio.timeout(self._wait):
+                await waiting
         except TimeoutError:
             live.unreachable = True
             self._serve_stale_or_raise(
@@ -249,24 +294,32 @@ class Catalog:
             raise error
         log.warning("serving %s from the last good look: %s", name, error.reason)
 
-    def _start_look(self, name: NormalizedName) -> asyncio.Task[None]:
+    def _start_look(self, name: NormalizedName) -> _Flight:
         flight = self._flights.get(name)
         if flight is None:
-            flight = asyncio.ensure_future(self.look(name, for_request=True))
+            flight = _Flight()
+            flight.task = asyncio.ensure_future(self._fly(name, flight))
             self._flights[name] = flight
-            flight.add_done_callback(lambda done: self._finish_look(name, done))
+            flight.task.add_done_callback(lambda _done: self._flights.pop(name, None))
         return flight
 
-    def _finish_look(self, name: NormalizedName, flight: asyncio.Task[None]) -> None:
-        self._flights.pop(name, None)
-        if not flight.cancelled():
-            flight.exception()  # retrieved here so an unawaited failure is not reported twice
+    async def _fly(self, name: NormalizedName, flight: _Flight) -> None:
+        try:
+            await self._look(name, flight)
+        except Exception as error:  # noqa: BLE001  (handed to the requests, which raise it)
+            flight.answer(error)  # a no-op once answered: a failed write was logged
+        except asyncio.CancelledError:
+            flight.answer(UpstreamUnavailable(f"the look at {name} was stopped"))
+            raise
+        else:
+            flight.answer()
 
-    async def look(self, name: NormalizedName, *, for_request: bool = False) -> None:
-        """Ask the upstream about ``name`` now and fold the answer into the ledger.
+    async def look(self, name: NormalizedName) -> None:
+        """Ask the upstream about ``name`` now and fold the answer into the ledger."""
+        await self._look(name, None)
 
-        ``for_request``: a request waits to render this project's page from the answer.
-        """
+    async def _look(self, name: NormalizedName, flight: _Flight | None) -> None:
+        """``flight``: the requests waiting to render this project's page from the answer."""
         self._refuse_reserved(name)
         live = self._live.setdefault(name, _Live())
         before = self._ledger.project(name)
@@ -292,18 +345,18 @@ class Catalog:
         if answer.snapshot is None:
             self._ledger.touch_look(name, now)
         else:
-            self._apply(before, answer.snapshot, answer.etag, now, for_request)
+            await self._apply(before, answer.snapshot, answer.etag, now, flight)
         live.unreachable = False
         live.ok_at = now
         self.sync()
 
-    def _apply(
+    async def _apply(
         self,
         before: ProjectRecord | None,
         snapshot: Snapshot,
         etag: str | None,
         now: datetime,
-        for_request: bool,
+        flight: _Flight | None,
     ) -> None:
         # A project never seen has no records and no evidence: skip two reads on a cold miss.
         known = {} if before is None else {r.filename: r for r in self._ledger.files(snapshot.name)}
@@ -317,16 +370,54 @@ class Catalog:
             self._guard.frozen(),
             lambda record: with_advisories(record, stored, self._feeds),
         )
-        seq = self._ledger.apply(observation, etag, ACTOR)
         live = self._live.setdefault(snapshot.name, _Live())
-        if for_request and not any(page.seq == seq for page in live.pages.values()):
-            # Only for a page about to be rendered: the watcher's looks of projects nobody
-            # asks for must not keep their records in memory.
-            records = known | {old.filename: new for old, new in observation.changed}
-            records |= {record.filename: record for record in observation.new}
-            live.written = _Written(
-                replace(observation.project, seq=seq, etag=etag),
-                sorted(records.values(), key=lambda record: record.filename),  # ledger order
-            )
+        if flight is not None and _alters_pages(before, observation):
+            live.written = _records_after(known, observation, etag, UNWRITTEN_SEQ)
+            live.unwritten, live.unreachable, live.ok_at = True, False, now
+            live.pages.clear()
+            flight.answer()
+            await asyncio.sleep(0)  # the waiting requests send their page before the write
+            self._write_handed_over(live, observation, etag)
+        else:
+            seq = self._ledger.apply(observation, etag, ACTOR)
+            if flight is not None and not any(page.seq == seq for page in live.pages.values()):
+                # Only for a page about to be rendered: the watcher's looks of projects
+                # nobody asks for must not keep their records in memory.
+                live.written = _records_after(known, observation, etag, seq)
         if any(record.state is FileState.HELD for record in observation.new):
             self._on_new_held()
+
+    def _write_handed_over(self, live: _Live, observation: Observation, etag: str | None) -> None:
+        try:
+            seq = self._ledger.apply(observation, etag, ACTOR)
+        except Exception:
+            # The page of a look the ledger did not take is not served again: the next
+            # request looks anew.
+            log.exception("could not record the look at %s", observation.project.name)
+            live.unwritten, live.written, live.looked_at = False, None, None
+            live.pages.clear()
+            raise
+        live.unwritten = False
+        live.pages = {fmt: replace(page, seq=seq) for fmt, page in live.pages.items()}
+        if live.written is not None:
+            live.written = replace(live.written, project=replace(live.written.project, seq=seq))
+
+
+def _alters_pages(before: ProjectRecord | None, observation: Observation) -> bool:
+    """Whether the ledger gives the project a new seq for this observation."""
+    return (
+        before is None
+        or observation.alters_pages
+        or observation.project.status is not before.status
+    )
+
+
+def _records_after(
+    known: dict[str, FileRecord], observation: Observation, etag: str | None, seq: int
+) -> _Written:
+    records = known | {old.filename: new for old, new in observation.changed}
+    records |= {record.filename: record for record in observation.new}
+    return _Written(
+        replace(observation.project, seq=seq, etag=etag),
+        sorted(records.values(), key=lambda record: record.filename),  # ledger order
+    )

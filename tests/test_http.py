@@ -16,6 +16,7 @@ import json
 import os
 import random
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -30,6 +31,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import pytest
 from packaging.specifiers import SpecifierSet
+from packaging.utils import NormalizedName
 
 # tests/ is not a package, so pytest and mypy both see tests/support as "support".
 from support.clock import FakeClock
@@ -1276,6 +1278,36 @@ def test_a_cold_page_is_byte_identical_to_the_same_page_rendered_from_the_ledger
         assert again.body == cold[kind].body, kind
         assert again.header("ETag") == cold[kind].header("ETag")
     assert b"_lazaretto" in cold["json"].body  # held files were in what was written, too
+
+
+def test_a_cold_page_goes_out_before_the_write_and_a_refused_write_is_not_served_again(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The look hands its page over first; if the ledger then refuses it, nothing of it stays."""
+    demo = publish_demo(upstream, clock)
+    assert mirror.services is not None
+    ledger = mirror.services.ledger
+    refused: list[str] = []
+    real_apply = ledger.apply
+
+    def refusing(observation: Any, etag: str | None, actor: str) -> int:
+        refused.append(observation.project.name)
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(ledger, "apply", refusing)
+    first = get(mirror, "/simple/demo-pkg/", {"Accept": JSON_TYPE})
+    assert refused == ["demo-pkg"]
+    assert first.status == 200  # sent before the write was tried
+    assert {entry["filename"] for entry in json.loads(first.body)["files"]} == set(demo.served)
+    assert ledger.project(NormalizedName("demo-pkg")) is None
+    url = json.loads(first.body)["files"][0]["url"]
+    assert get(mirror, local_path(mirror, "demo-pkg", url)).status == 404  # no record, no bytes
+    monkeypatch.setattr(ledger, "apply", real_apply)
+    again = get(mirror, "/simple/demo-pkg/", {"Accept": JSON_TYPE})
+    assert refused == ["demo-pkg"]  # the second request looked anew, and that write went through
+    assert again.status == 200 and again.body == first.body
+    assert ledger.project(NormalizedName("demo-pkg")) is not None
+    assert get(mirror, local_path(mirror, "demo-pkg", url)).status == 200
 
 
 def test_a_large_file_is_served_whole_by_get_and_head_and_in_ranges(
