@@ -5,6 +5,7 @@ index's origin, no proxies from the environment, and no transparent decompressio
 files (the hash is over the bytes as sent).
 """
 
+import re
 import zlib
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ JSON_PAGE = "application/vnd.pypi.simple.v1+json"
 _REDIRECTS = (301, 302, 303, 307, 308)
 _MAX_HOPS = 3
 _CHUNK = 256 * 1024
+_PLAIN_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")  # needs no quoting in a URL path
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,8 @@ class UpstreamClient:
         self._read_timeout = read_timeout
         self._max_page_bytes = max_page_bytes
         self._session: aiohttp.ClientSession | None = None
+        index = guard.index.with_query(None).with_fragment(None)
+        self._index_text = str(index) if str(index).endswith("/") else f"{index}/"
 
     async def open(self) -> None:
         self._session = aiohttp.ClientSession(
@@ -53,6 +57,7 @@ class UpstreamClient:
             ),
             auto_decompress=False,
             trust_env=False,
+            cookie_jar=aiohttp.DummyCookieJar(),  # an index has no business setting cookies
             headers={"User-Agent": f"lazaretto/{__version__}"},
             connector=aiohttp.TCPConnector(limit=64, limit_per_host=16, ttl_dns_cache=300),
         )
@@ -69,6 +74,9 @@ class UpstreamClient:
         return self._session
 
     def project_url(self, name: NormalizedName) -> URL:
+        if _PLAIN_NAME.fullmatch(name):
+            # A fifth of the cost of joining path segments, on every cold miss.
+            return URL(f"{self._index_text}{name}/", encoded=True)
         return self.guard.index / name / ""
 
     async def project_page(self, name: NormalizedName, etag: str | None) -> PageAnswer:

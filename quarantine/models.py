@@ -1,8 +1,9 @@
 """The records the vetting side reasons about. Frozen: a change is a new record."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from enum import StrEnum
+from operator import attrgetter
 
 from packaging.utils import NormalizedName
 
@@ -91,6 +92,19 @@ class FileRecord:
     listed: bool  # present in the latest upstream look
     anomaly: str | None
     state_version: int
+
+    def with_state(self, state: FileState, reason: str) -> "FileRecord":
+        """This record in another state; a third of ``dataclasses.replace``'s cost, which
+        every file of a cold miss pays."""
+        values = list(_file_record_values(self))
+        values[_STATE_AT], values[_REASON_AT] = state, reason
+        return FileRecord(*values)
+
+
+_FILE_RECORD_FIELDS = [item.name for item in fields(FileRecord)]
+_file_record_values = attrgetter(*_FILE_RECORD_FIELDS)
+_STATE_AT = _FILE_RECORD_FIELDS.index("state")
+_REASON_AT = _FILE_RECORD_FIELDS.index("reason")
 
 
 @dataclass(frozen=True, slots=True)

@@ -109,7 +109,7 @@ def _apply_decision(
     verdict = decide(record, project, policy, now, frozen, evidence)
     if verdict.state == record.state and verdict.reason == record.reason:
         return record
-    return replace(record, state=verdict.state, reason=verdict.reason)
+    return record.with_state(verdict.state, verdict.reason)
 
 
 def _relisted(record: FileRecord, entry: UpstreamFile | None) -> FileRecord:
@@ -133,7 +133,7 @@ def _relisted(record: FileRecord, entry: UpstreamFile | None) -> FileRecord:
         anomaly = f"digest_changed: upstream now declares {entry.sha256} for this filename"
         updated = replace(updated, anomaly=anomaly)
         if record.state is FileState.HELD:
-            updated = replace(updated, state=FileState.REJECTED, reason="digest_changed")
+            updated = updated.with_state(FileState.REJECTED, "digest_changed")
     return updated
 
 

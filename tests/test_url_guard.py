@@ -10,9 +10,11 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from packaging.utils import NormalizedName
 from yarl import URL
 
 from mirror.errors import UpstreamRejected
+from mirror.upstream import UpstreamClient
 from mirror.url_guard import UrlGuard
 
 # Three deployments: an https index with any https file host allowed, the same index with
@@ -199,3 +201,22 @@ def test_property_accepted_urls_stay_on_allowed_hosts(raw: str) -> None:
     assert url.user is None and url.password is None
     assert url.scheme == "https"
     assert "\x00" not in str(url) and "\\" not in str(url)
+
+
+@pytest.mark.parametrize(
+    "index",
+    [
+        "https://index.example/simple/",
+        "http://127.0.0.1:8080/pypi/simple/",
+        "https://index.example/deep/path%20x/simple/?token=1",
+    ],
+)
+@given(name=st.from_regex(r"[a-z0-9]+(-[a-z0-9]+)*|[a-z0-9._~%-]{1,20}", fullmatch=True))
+@settings(max_examples=60)
+def test_a_project_page_url_is_the_index_joined_with_the_name(index: str, name: str) -> None:
+    """The quick way for plain names builds exactly what joining path segments builds."""
+    guard = UrlGuard(index, ())
+    client = UpstreamClient(guard, connect_timeout=1, read_timeout=1, max_page_bytes=1)
+    built = client.project_url(NormalizedName(name))
+    assert built == guard.index / name / ""
+    assert str(built) == str(guard.index / name / "")
