@@ -45,6 +45,9 @@ from quarantine.vetting import Vetter
 from quarantine.watcher import Watcher
 
 log = logging.getLogger(__name__)
+# A temporary file untouched this long is a crash's leftover, not a download in progress
+# (every write refreshes its mtime), whichever process made it.
+TEMPORARY_GRACE_SECONDS = 600
 
 
 class _Sha256(Convertor[str]):
@@ -166,17 +169,59 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     )
 
 
-def _start_background(services: Services) -> None:
+def start_background(services: Services, *, vetting: bool) -> None:
+    """The loops beside the requests; ``vetting=False`` leaves all but feeds to a worker.
+
+    A server always refreshes its malware feeds: its first looks decide with them.
+    """
     settings = services.settings
-    for work in (
-        services.refresher.run_forever(settings.feed_refresh.total_seconds()),
-        services.promoter.run_forever(settings.promote_interval.total_seconds()),
-        services.watcher.run_forever(),
-    ):
-        services.tasks.append(asyncio.create_task(work))
-    if services.notifier is not None:
-        interval = settings.notify_interval.total_seconds()
-        services.tasks.append(asyncio.create_task(services.notifier.run_forever(interval)))
+    work = [services.refresher.run_forever(settings.feed_refresh.total_seconds())]
+    if vetting:
+        work.append(services.promoter.run_forever(settings.promote_interval.total_seconds()))
+        work.append(services.watcher.run_forever())
+        if services.notifier is not None:
+            interval = settings.notify_interval.total_seconds()
+            work.append(services.notifier.run_forever(interval))
+    services.tasks.extend(asyncio.create_task(item) for item in work)
+
+
+def attach_notifier(services: Services) -> None:
+    """Here, not in build_services: CLI commands that build services need no notify secrets."""
+    routes = build_routes(services.settings.notify, os.environ)  # a missing secret: ConfigError
+    if routes:
+        services.notifier = Notifier(
+            services.ledger,
+            services.clock,
+            routes,
+            policy=services.policy,
+            max_attempts=services.settings.notify_max_attempts,
+        )
+
+
+async def open_services(services: Services) -> None:
+    """What a server and a worker do before their loops start."""
+    # Only leftovers: a younger temporary file may be another process's download.
+    swept = (
+        services.blobs.sweep_temporary(older_than_seconds=TEMPORARY_GRACE_SECONDS)
+        if isinstance(services.blobs, DiskBlobStore)
+        else 0
+    )
+    if swept:
+        log.info("removed %d partial downloads left by an earlier stop", swept)
+    await services.client.open()
+    # Local feeds are in force before the first decision; URL feeds follow in the background.
+    settings = services.settings
+    local = [Path(f) for f in settings.osv_feeds if not is_url(f) and Path(f).exists()]
+    await asyncio.to_thread(services.feeds.reload, local)
+
+
+async def close_services(services: Services) -> None:
+    for task in services.tasks:
+        task.cancel()
+    await asyncio.gather(*services.tasks, return_exceptions=True)
+    services.tasks.clear()
+    await services.client.close()
+    services.ledger.close()
 
 
 def create_app(
@@ -184,38 +229,18 @@ def create_app(
 ) -> Starlette | FastPath:
     """The ASGI app. ``background=False`` leaves promotion rounds to the caller (tests)."""
     services = build_services(settings, clock)
-    # Here, not in build_services: CLI commands that build services need no notify secrets.
-    routes = build_routes(settings.notify, os.environ)  # a missing secret variable: ConfigError
-    if routes:
-        services.notifier = Notifier(
-            services.ledger,
-            services.clock,
-            routes,
-            policy=services.policy,
-            max_attempts=settings.notify_max_attempts,
-        )
+    attach_notifier(services)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        swept = services.blobs.sweep_temporary() if isinstance(services.blobs, DiskBlobStore) else 0
-        if swept:
-            log.info("removed %d partial downloads left by an earlier stop", swept)
-        await services.client.open()
-        # Local feeds are in force before the first request; URL feeds follow in the background.
-        local = [Path(f) for f in settings.osv_feeds if not is_url(f) and Path(f).exists()]
-        await asyncio.to_thread(services.feeds.reload, local)
+        await open_services(services)
         services.tasks.append(asyncio.create_task(services.catalog.follow_ledger()))
         if background:
-            _start_background(services)
+            start_background(services, vetting=settings.vetting_worker == "in-process")
         try:
             yield
         finally:
-            for task in services.tasks:
-                task.cancel()
-            await asyncio.gather(*services.tasks, return_exceptions=True)
-            services.tasks.clear()
-            await services.client.close()
-            services.ledger.close()
+            await close_services(services)
 
     middleware = []
     if settings.trusted_hosts:

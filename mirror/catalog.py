@@ -172,14 +172,16 @@ class Catalog:
         self.files = FileIndex(ledger)
 
     # -- keeping in step with the ledger ------------------------------------------------
-    def sync(self) -> None:
+    def sync(self) -> bool:
+        """Catch up with the ledger; whether anything changed since the last call."""
         current = self._ledger.change_seq()
         if current == self._seen_seq:
-            return
+            return False
         changed = self._ledger.changed_since(self._seen_seq)
         self._seq.update(changed)
         self.files.forget(changed)
         self._seen_seq = current
+        return True
 
     async def follow_ledger(self, interval_seconds: float = 1.0) -> None:
         while True:

@@ -35,6 +35,18 @@ def _parser() -> argparse.ArgumentParser:
         dest="osv_feeds",
         help="OSV malware records: a directory, a .zip export or a URL (repeatable)",
     )
+    work = commands.add_parser(
+        "work", help="promote, vet, watch and notify without serving (vetting_worker = separate)"
+    )
+    _common(work)
+    work.add_argument("--upstream", help="PEP 691 simple index to mirror (default: pip's index)")
+    work.add_argument("--cooling-period", help="hold new files this long: 72h, 3d or P3D")
+    work.add_argument(
+        "--osv-feed",
+        action="append",
+        dest="osv_feeds",
+        help="OSV malware records: a directory, a .zip export or a URL (repeatable)",
+    )
     add_admin_commands(commands, _common)
     unfreeze = commands.add_parser(
         "unfreeze", help="lift a promotion freeze (set when the wall clock jumped)"
@@ -67,9 +79,7 @@ def _serve(settings: Settings) -> int:
 
     from mirror.app import create_app
 
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    _configure_logging(settings)
     app = create_app(settings)
     # What is loaded by now (the app, sigstore's and the other libraries' objects) lives
     # as long as the process: keep it out of the collector's full passes.
@@ -86,6 +96,30 @@ def _serve(settings: Settings) -> int:
         timeout_keep_alive=5,
     )
     return EXIT_OK
+
+
+def _work(settings: Settings) -> int:
+    import asyncio
+
+    from mirror.worker import run_worker
+
+    _configure_logging(settings)
+    if settings.vetting_worker != "separate":
+        # Two promoters on one ledger would each fetch and vet the same files.
+        print(
+            "lazaretto: configuration error: vetting_worker: `lazaretto work` needs "
+            '"separate" (LAZARETTO_VETTING_WORKER=separate), as the server it runs beside',
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    asyncio.run(run_worker(settings))
+    return EXIT_OK
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 def _actor() -> str:
@@ -117,6 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_from(args)
         if args.command == "serve":
             return _serve(settings)
+        if args.command == "work":
+            return _work(settings)
         if args.command in ADMIN_COMMANDS:
             return run_admin(args, settings)
         if args.command == "unfreeze":

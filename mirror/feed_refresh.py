@@ -39,7 +39,7 @@ class FeedRefresher:
         ledger: Ledger,
         policy: PolicySource,
         clock: Clock,
-        on_change: Callable[[], None],
+        on_change: Callable[[], object],
     ) -> None:
         self._sources = sources
         self._directory = directory

@@ -49,6 +49,16 @@ def as_upstream(value: Any) -> str:
     return url
 
 
+WORKER_MODES = ("in-process", "separate")
+
+
+def as_worker_mode(value: Any) -> str:
+    mode = as_str(value)
+    if mode not in WORKER_MODES:
+        raise ValueError(f"{mode!r} is not one of {', '.join(WORKER_MODES)}")
+    return mode
+
+
 def _default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "lazaretto"
@@ -83,6 +93,9 @@ class Settings:
     notify: tuple[notify_config.NotifyTarget, ...] = ()  # [[notify]] tables
     notify_interval: timedelta = timedelta(seconds=10)
     notify_max_attempts: int = 12
+    # "separate": promotion, vetting, watching and notifications run in `lazaretto work`,
+    # so a busy server neither slows them nor is slowed by them.
+    vetting_worker: str = "in-process"
 
 
 _TOP_LEVEL: dict[str, Callable[[Any], Any]] = {
@@ -111,6 +124,7 @@ _TOP_LEVEL: dict[str, Callable[[Any], Any]] = {
     "log_level": as_str,
     "notify_interval": as_duration,
     "notify_max_attempts": notify_config.as_attempts,
+    "vetting_worker": as_worker_mode,
 }
 _POLICY_KEYS: dict[str, Callable[[Any], Any]] = {
     "cooling_period": as_duration,

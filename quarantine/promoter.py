@@ -98,7 +98,7 @@ class Promoter:
         policy: PolicySource,
         clock: Clock,
         concurrency: int = 4,
-        on_change: Callable[[], None] = lambda: None,
+        on_change: Callable[[], object] = lambda: None,
         guard: ClockGuard | None = None,
         vetter: "Vetter | None" = None,
         feeds: Feeds | None = None,

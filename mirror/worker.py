@@ -1,0 +1,63 @@
+"""``lazaretto work``: promotion, vetting, watching and notifications, without serving.
+
+With ``vetting_worker = "separate"`` the server only answers requests (and keeps its
+malware feeds fresh, since its first looks decide with them); this process does the rest
+on the same ledger and blob store. The two meet only in the ledger: the server's looks
+record new held files, which wake the next promotion round here, and the promotions made
+here reach the server's pages through its ledger follower within a second.
+"""
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from mirror.app import (
+    attach_notifier,
+    build_services,
+    close_services,
+    open_services,
+    start_background,
+)
+from mirror.services import Services
+from mirror.settings import Settings
+
+log = logging.getLogger(__name__)
+FOLLOW_SECONDS = 1.0
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run until ``stop`` is set, or SIGINT / SIGTERM when none is given."""
+    services = build_services(settings)
+    attach_notifier(services)
+    stop = stop or _stop_on_signals()
+    await open_services(services)
+    try:
+        start_background(services, vetting=True)
+        services.tasks.append(asyncio.create_task(_wake_on_ledger_changes(services)))
+        log.info("vetting worker running on %s", settings.data_dir)
+        await stop.wait()
+    finally:
+        await close_services(services)
+
+
+async def _wake_on_ledger_changes(services: Services) -> None:
+    """A server's look recorded new files (or an admin decided): run a round soon."""
+    while True:
+        await asyncio.sleep(FOLLOW_SECONDS)
+        try:
+            changed = services.catalog.sync()
+        except Exception:  # a locked or busy database is retried at the next tick
+            log.exception("could not read the ledger's change counter")
+            continue
+        if changed:
+            services.promoter.wake()
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # no signal handlers on this platform
+            loop.add_signal_handler(number, stop.set)
+    return stop

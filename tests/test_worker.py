@@ -1,0 +1,111 @@
+"""``lazaretto work``: the vetting side in its own process, beside a server that only serves.
+
+Both are real processes on one data directory, with the system clock: the cooling period
+is a few seconds, so a held file comes due while the test watches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from mirror.app import TEMPORARY_GRACE_SECONDS
+from support.dists import build_wheel
+from support.installers import installed, pip_install
+from support.process import LAZARETTO, lazaretto_serve
+from support.upstream import Upstream, UpstreamFile
+
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+COOLING = timedelta(seconds=4)
+
+
+def _versions(origin: str, project: str) -> list[str]:
+    request = urllib.request.Request(f"{origin}/simple/{project}/", headers={"Accept": JSON_TYPE})
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        versions: list[str] = json.loads(reply.read())["versions"]
+        return versions
+
+
+@contextmanager
+def _worker(env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    process = subprocess.Popen(
+        [LAZARETTO, "work"],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _leftover(tmp: Path, name: str, age_seconds: float) -> Path:
+    tmp.mkdir(parents=True, exist_ok=True)
+    path = tmp / name
+    path.write_bytes(b"half a wheel")
+    moment = time.time() - age_seconds
+    os.utime(path, (moment, moment))
+    return path
+
+
+def test_a_separate_worker_promotes_what_the_server_alone_only_holds(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    upstream.add("split", UpstreamFile(build_wheel("split", "1.0"), now - timedelta(days=300)))
+    upstream.add("split", UpstreamFile(build_wheel("split", "2.0"), now))
+    data = tmp_path / "data"
+    env = {
+        "LAZARETTO_UPSTREAM": upstream.url,
+        "LAZARETTO_DATA_DIR": str(data),
+        "LAZARETTO_COOLING_PERIOD": f"{COOLING.seconds}s",
+        "LAZARETTO_VETTING_WINDOW": "0s",
+        "LAZARETTO_PROMOTE_INTERVAL": "1s",
+        "LAZARETTO_VETTING_WORKER": "separate",
+    }
+    stale = _leftover(data / "blobs" / "tmp", "incoming-crashed", TEMPORARY_GRACE_SECONDS + 60)
+    busy = _leftover(data / "blobs" / "tmp", "incoming-in-progress", 1)
+    with lazaretto_serve([], env) as origin:
+        assert not stale.exists()  # a crash's leftover is swept at start...
+        assert busy.exists()  # ...another process's download in progress is not
+        assert _versions(origin, "split") == ["1.0"]
+        time.sleep(COOLING.total_seconds() + 2)
+        # Cooled, but nobody here fetches, vets or promotes it: the server only serves.
+        assert _versions(origin, "split") == ["1.0"]
+        with _worker(env) as worker:
+            deadline = time.monotonic() + 30
+            while _versions(origin, "split") != ["1.0", "2.0"]:
+                assert worker.poll() is None, worker.stdout.read() if worker.stdout else ""
+                assert time.monotonic() < deadline, "the worker did not promote 2.0 in 30 s"
+                time.sleep(0.2)
+        outcome = pip_install(origin + "/simple/", tmp_path / "t", "split")
+    assert outcome.ok, outcome.output
+    assert installed(tmp_path / "t") == {"split": "2.0"}
+
+
+def test_the_worker_refuses_to_run_beside_an_in_process_promoter(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [LAZARETTO, "work", "--data-dir", str(tmp_path / "d")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("LAZARETTO_")},
+    )
+    assert done.returncode == 3
+    assert "vetting_worker" in done.stderr and "separate" in done.stderr
+    assert "Traceback" not in done.stderr
