@@ -400,6 +400,15 @@ class LazarettoSpec:
         return self.state_dir / "pid"
 
     @property
+    def worker_pid_path(self) -> Path:
+        return self.state_dir / "worker.pid"
+
+    @property
+    def separate_worker(self) -> bool:
+        """``vetting_worker = separate``: ``lazaretto work`` runs beside the server."""
+        return self.env.get("LAZARETTO_VETTING_WORKER") == "separate"
+
+    @property
     def origin(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
@@ -440,7 +449,8 @@ BASE_ENV = {
 
 
 class Lazaretto:
-    """One ``lazaretto serve`` process (restartable), stopped by its PID."""
+    """One ``lazaretto serve`` process (restartable), stopped by its PID; with a
+    ``lazaretto work`` process beside it when the spec asks for a separate worker."""
 
     def __init__(self, spec: LazarettoSpec) -> None:
         if spec.port == 0:
@@ -468,13 +478,7 @@ class Lazaretto:
         }
         env.update(BASE_ENV)
         env.update(spec.env)
-        command = [
-            str(LAZARETTO_BIN),
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(spec.port),
+        shared = [
             "--data-dir",
             str(spec.data_dir),
             "--upstream",
@@ -482,6 +486,8 @@ class Lazaretto:
             "--cooling-period",
             spec.cooling_period,
         ]
+        command = [str(LAZARETTO_BIN), "serve", "--host", "127.0.0.1", "--port", str(spec.port)]
+        command += shared
         with spec.log_path.open("a") as out:
             out.write(f"\n=== {time.strftime('%H:%M:%S')} start: {' '.join(command)}\n")
         started = time.perf_counter()
@@ -492,13 +498,23 @@ class Lazaretto:
             wait_seconds,
             ProcessCheck(pid, "lazaretto", spec.log_path),
         )
-        return time.perf_counter() - started
+        up = time.perf_counter() - started
+        if spec.separate_worker:
+            worker = spawn([str(LAZARETTO_BIN), "work", *shared], env, spec.log_path, cwd=REPO)
+            spec.worker_pid_path.write_text(f"{worker}\n")
+        return up
 
     def stop(self) -> None:
-        pid = self.pid
-        if pid is not None:
-            stop_pid(pid, "lazaretto")
-            self.spec.pid_path.unlink(missing_ok=True)
+        for path, what in (
+            (self.spec.worker_pid_path, "lazaretto work"),
+            (self.spec.pid_path, "lazaretto"),
+        ):
+            try:
+                pid = int(path.read_text().strip())
+            except (OSError, ValueError):
+                continue
+            stop_pid(pid, what)
+            path.unlink(missing_ok=True)
 
     def reset(self) -> None:
         """Restart with an empty data directory (the harness's --reset-cmd)."""

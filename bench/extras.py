@@ -609,16 +609,34 @@ def _best(old: "_LedgerTimes | None", new: "_LedgerTimes") -> "_LedgerTimes":
 def _watcher_busy(
     ctx: Context, scratch: Path, directory: Path, upstream: str, quiet: float
 ) -> list[Row]:
-    """The same 1M ledger with every project due for the watcher's re-read (info)."""
+    """The same 1M ledger with every project due for the watcher's re-read (info): the
+    watcher in the server, then in a separate ``lazaretto work`` process."""
+    rows = []
+    for mode, extra in (
+        ("watcher in the server", {}),
+        ("separate worker", {"LAZARETTO_VETTING_WORKER": "separate"}),
+    ):
+        env = {"LAZARETTO_VETTING_WINDOW": "0s", **extra}
+        rows += _watcher_busy_once(ctx, scratch, directory, upstream, quiet, mode, env)
+    return rows
+
+
+def _watcher_busy_once(
+    ctx: Context,
+    scratch: Path,
+    directory: Path,
+    upstream: str,
+    quiet: float,
+    mode: str,
+    env: dict[str, str],
+) -> list[Row]:
     area = "ledger"
     path = directory / "ledger.sqlite3"
     due = format_timestamp(datetime.now(UTC) - timedelta(days=1))
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("UPDATE projects SET last_look_ok=? WHERE name LIKE 'bulk-%'", (due,))
     db.close()
-    spec = LazarettoSpec(
-        scratch / "ctl-watch", directory, upstream, "1d", env={"LAZARETTO_VETTING_WINDOW": "0s"}
-    )
+    spec = LazarettoSpec(scratch / f"ctl-watch-{len(env)}", directory, upstream, "1d", env=env)
     mirror = Lazaretto(spec)
     rows = []
     try:
@@ -640,8 +658,8 @@ def _watcher_busy(
     rows.append(
         Row(
             area,
-            "1M ledger, all 99,999 projects due for the watcher (upstream answers them): "
-            "probe page warm, one request at a time",
+            f"1M ledger, all 99,999 projects due for the watcher ({mode}; the upstream "
+            "answers them): probe page warm, one request at a time",
             f"{warm * 1e3:.3g} ms (quiet watcher: {quiet * 1e3:.3g} ms); wrk -c32: "
             + _wrk_value(result),
         )
@@ -649,7 +667,7 @@ def _watcher_busy(
     rows.append(
         Row(
             area,
-            "watcher re-reads meanwhile (default watch_interval 10 min)",
+            f"watcher re-reads meanwhile ({mode}; default watch_interval 10 min)",
             f"{looked:,} of 99,999 due projects re-read in the first {window:.0f} s after start",
         )
     )
