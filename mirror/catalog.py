@@ -249,8 +249,10 @@ class Catalog:
 
     def _held_summary(self, files: list[FileRecord]) -> HeldSummary:
         held = [r for r in files if r.state in (FileState.HELD, FileState.REVIEW)]
-        releases = [hold_until(record, self._policies.current()) for record in held]
-        return HeldSummary(len(held), min(releases) if releases else None)
+        if not held:
+            return HeldSummary(0, None)
+        policy = self._policies.current()  # a ledger read: once per page, not once per file
+        return HeldSummary(len(held), min(hold_until(record, policy) for record in held))
 
     def root_page(self, fmt: PageFormat) -> Page:
         self.sync()
