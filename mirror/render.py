@@ -5,6 +5,7 @@ relative to the page (or under ``public_base_url``), never built from the Host h
 """
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from html import escape
@@ -27,8 +28,14 @@ class HeldSummary:
     next_release: datetime | None
 
 
+# The characters quote() leaves alone (its default ``safe="/"``): nearly every wheel and
+# sdist name is made of them only, and quoting 10,000 names cost a big page 40 ms.
+_UNQUOTED = re.compile(r"[A-Za-z0-9_.~/-]*")
+
+
 def file_path(record: FileRecord, base: str) -> str:
-    return f"{base}files/{record.sha256}/{quote(record.filename)}"
+    name = record.filename
+    return f"{base}files/{record.sha256}/{name if _UNQUOTED.fullmatch(name) else quote(name)}"
 
 
 def _base(public_base_url: str | None) -> str:

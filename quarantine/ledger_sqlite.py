@@ -175,30 +175,26 @@ def _file_row(record: FileRecord) -> tuple[Any, ...]:
     )
 
 
-def _file_record(row: sqlite3.Row) -> FileRecord:
+_STATES = {state.value: state for state in FileState}
+
+
+def _file_record(row: Sequence[Any]) -> FileRecord:
+    """A row selected as ``_FILE_COLUMNS``, which are FileRecord's fields in their order.
+
+    Unpacked by position: a 10,000-file page is rebuilt from these, and by-name lookups
+    and keyword arguments made up most of that.
+    """
+    (
+        project, filename, version, sha256, size, upload_time, first_seen, clock_start,
+        established, state, reason, url, requires_python, yanked, core_metadata_sha256,
+        provenance_url, provenance_sha256, stored, listed, anomaly, state_version,
+    ) = row  # fmt: skip
     return FileRecord(
-        project=NormalizedName(row["project"]),
-        filename=row["filename"],
-        version=row["version"],
-        sha256=row["sha256"],
-        size=row["size"],
-        upload_time=dt(row["upload_time"]),
-        first_seen=parse_timestamp(row["first_seen"]),
-        clock_start=parse_timestamp(row["clock_start"]),
-        established=bool(row["established"]),
-        state=FileState(row["state"]),
-        reason=row["reason"],
-        url=row["url"],
-        requires_python=row["requires_python"],
-        yanked=row["yanked"],
-        core_metadata_sha256=row["core_metadata_sha256"],
-        provenance_url=row["provenance_url"],
-        provenance_sha256=row["provenance_sha256"],
-        stored=bool(row["stored"]),
-        listed=bool(row["listed"]),
-        anomaly=row["anomaly"],
-        state_version=row["state_version"],
-    )
+        NormalizedName(project), filename, version, sha256, size, dt(upload_time),
+        parse_timestamp(first_seen), parse_timestamp(clock_start), bool(established),
+        _STATES[state], reason, url, requires_python, yanked, core_metadata_sha256,
+        provenance_url, provenance_sha256, bool(stored), bool(listed), anomaly, state_version,
+    )  # fmt: skip
 
 
 def _evidence(row: sqlite3.Row) -> Evidence:
@@ -394,9 +390,12 @@ class SqliteLedger(AdminTables):
         return [NormalizedName(row["name"]) for row in rows]
 
     def files(self, project: NormalizedName) -> list[FileRecord]:
-        rows = self._query(
-            f"SELECT {_FILE_COLUMNS} FROM files WHERE project=? ORDER BY filename", (project,)
-        )
+        with self._lock:
+            cursor = self._db.cursor()
+            cursor.row_factory = None  # plain tuples: a big project has many rows
+            rows = cursor.execute(
+                f"SELECT {_FILE_COLUMNS} FROM files WHERE project=? ORDER BY filename", (project,)
+            ).fetchall()
         return [_file_record(row) for row in rows]
 
     def file(self, project: NormalizedName, filename: str) -> FileRecord | None:

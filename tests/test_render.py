@@ -1,17 +1,22 @@
-"""The page renderer's own rules, without a server: the order of ``versions``."""
+"""The page renderer's own rules, without a server: the order of ``versions``, file URLs,
+and the records pages are rendered from."""
 
 import json
 import random
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import quote
 
 from hypothesis import given
 from hypothesis import strategies as st
 from packaging.utils import NormalizedName
 from packaging.version import Version
 
-from mirror.render import HeldSummary, project_json
+from mirror.render import HeldSummary, file_path, project_json
+from quarantine.ledger_sqlite import _FILE_COLUMNS, SqliteLedger
 from quarantine.models import FileRecord, FileState, ProjectRecord, ProjectStatus
+from quarantine.observe import Observation
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 PROJECT = ProjectRecord(
@@ -77,3 +82,29 @@ def test_versions_do_not_depend_on_the_order_files_arrive_in(texts: list[str]) -
     assert listed == versions_of(shuffled)  # equal versions ("1", "1.0") keep text order
     valid = [t for t in listed if t != "x"]
     assert [Version(t) for t in valid] == sorted(Version(t) for t in valid)
+
+
+@given(st.text(min_size=1, max_size=40))
+def test_a_file_url_quotes_its_name_exactly_as_quote_would(name: str) -> None:
+    """Names quote() would leave alone skip it; the URL is the same either way."""
+    record = replace(RECORD, filename=name)
+    assert file_path(record, "../../") == f"../../files/{'0' * 64}/{quote(name)}"
+
+
+def test_a_record_read_back_from_the_ledger_is_the_record_written(tmp_path: Path) -> None:
+    """Rows are unpacked by position: the selected columns must be FileRecord's fields."""
+    assert _FILE_COLUMNS.split(", ") == [item.name for item in fields(FileRecord)]
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+    try:
+        project = replace(PROJECT, seq=0)
+        odd = replace(
+            RECORD, filename="demo-1.0.tar.gz", size=None, upload_time=None, yanked="",
+            state=FileState.HELD, reason="cooling", anomaly="backdated", stored=True,
+        )  # fmt: skip
+        ledger.apply(Observation(project, (RECORD, odd), ()), None, "test")
+        assert ledger.files(NormalizedName("demo")) == sorted(
+            [RECORD, odd], key=lambda record: record.filename
+        )
+        assert ledger.file(NormalizedName("demo"), odd.filename) == odd
+    finally:
+        ledger.close()
