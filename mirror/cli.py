@@ -27,26 +27,12 @@ def _parser() -> argparse.ArgumentParser:
     _common(serve)
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", help="port to listen on (default 8070)")
-    serve.add_argument("--upstream", help="PEP 691 simple index to mirror (default: pip's index)")
-    serve.add_argument("--cooling-period", help="hold new files this long: 72h, 3d or P3D")
-    serve.add_argument(
-        "--osv-feed",
-        action="append",
-        dest="osv_feeds",
-        help="OSV malware records: a directory, a .zip export or a URL (repeatable)",
-    )
+    _mirroring(serve)
     work = commands.add_parser(
         "work", help="promote, vet, watch and notify without serving (vetting_worker = separate)"
     )
     _common(work)
-    work.add_argument("--upstream", help="PEP 691 simple index to mirror (default: pip's index)")
-    work.add_argument("--cooling-period", help="hold new files this long: 72h, 3d or P3D")
-    work.add_argument(
-        "--osv-feed",
-        action="append",
-        dest="osv_feeds",
-        help="OSV malware records: a directory, a .zip export or a URL (repeatable)",
-    )
+    _mirroring(work)
     add_admin_commands(commands, _common)
     unfreeze = commands.add_parser(
         "unfreeze", help="lift a promotion freeze (set when the wall clock jumped)"
@@ -54,6 +40,18 @@ def _parser() -> argparse.ArgumentParser:
     _common(unfreeze)
     unfreeze.add_argument("--reason", required=True, help="why it is safe to promote again")
     return parser
+
+
+def _mirroring(command: argparse.ArgumentParser) -> None:
+    """What to mirror and how long to hold it: the server and the worker must agree."""
+    command.add_argument("--upstream", help="PEP 691 simple index to mirror (default: pip's index)")
+    command.add_argument("--cooling-period", help="hold new files this long: 72h, 3d or P3D")
+    command.add_argument(
+        "--osv-feed",
+        action="append",
+        dest="osv_feeds",
+        help="OSV malware records: a directory, a .zip export or a URL (repeatable)",
+    )
 
 
 def _common(command: argparse.ArgumentParser) -> None:

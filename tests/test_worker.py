@@ -19,7 +19,7 @@ from pathlib import Path
 from mirror.app import TEMPORARY_GRACE_SECONDS
 from support.dists import build_wheel
 from support.installers import installed, pip_install
-from support.process import LAZARETTO, lazaretto_serve
+from support.process import LAZARETTO, lazaretto_serve, stop
 from support.upstream import Upstream, UpstreamFile
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -45,12 +45,7 @@ def _worker(env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
     try:
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def _leftover(tmp: Path, name: str, age_seconds: float) -> Path:

@@ -50,9 +50,14 @@ def lazaretto_serve(args: list[str], env: Mapping[str, str] | None = None) -> It
         wait_until_up(origin, process)
         yield origin
     finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    """TERM, then KILL after 15 s."""
+    process.terminate()
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
