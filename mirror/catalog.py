@@ -183,13 +183,19 @@ class Catalog:
         self._seen_seq = current
         return True
 
-    async def follow_ledger(self, interval_seconds: float = 1.0) -> None:
+    async def follow_ledger(
+        self, interval_seconds: float = 1.0, on_change: Callable[[], None] = lambda: None
+    ) -> None:
+        """Keep in step with the ledger; ``on_change`` runs after a tick that found changes."""
         while True:
             await asyncio.sleep(interval_seconds)
             try:
-                self.sync()
+                changed = self.sync()
             except Exception:  # a locked or busy database is retried at the next tick
                 log.exception("could not read the ledger's change counter")
+                continue
+            if changed:
+                on_change()
 
     # -- pages -----------------------------------------------------------------------------
     async def project_page(self, name: NormalizedName, fmt: PageFormat) -> Served:

@@ -19,11 +19,9 @@ from mirror.app import (
     open_services,
     start_background,
 )
-from mirror.services import Services
 from mirror.settings import Settings
 
 log = logging.getLogger(__name__)
-FOLLOW_SECONDS = 1.0
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
@@ -34,24 +32,13 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     await open_services(services)
     try:
         start_background(services, vetting=True)
-        services.tasks.append(asyncio.create_task(_wake_on_ledger_changes(services)))
+        # A server's look recorded new held files, or an admin decided: a round soon.
+        follow = services.catalog.follow_ledger(on_change=services.promoter.wake)
+        services.tasks.append(asyncio.create_task(follow))
         log.info("vetting worker running on %s", settings.data_dir)
         await stop.wait()
     finally:
         await close_services(services)
-
-
-async def _wake_on_ledger_changes(services: Services) -> None:
-    """A server's look recorded new files (or an admin decided): run a round soon."""
-    while True:
-        await asyncio.sleep(FOLLOW_SECONDS)
-        try:
-            changed = services.catalog.sync()
-        except Exception:  # a locked or busy database is retried at the next tick
-            log.exception("could not read the ledger's change counter")
-            continue
-        if changed:
-            services.promoter.wake()
 
 
 def _stop_on_signals() -> asyncio.Event:
