@@ -1296,18 +1296,20 @@ def test_a_cold_page_goes_out_before_the_write_and_a_refused_write_is_not_served
 
     monkeypatch.setattr(ledger, "apply", refusing)
     first = get(mirror, "/simple/demo-pkg/", {"Accept": JSON_TYPE})
-    assert refused == ["demo-pkg"]
     assert first.status == 200  # sent before the write was tried
     assert {entry["filename"] for entry in json.loads(first.body)["files"]} == set(demo.served)
-    assert ledger.project(NormalizedName("demo-pkg")) is None
     url = json.loads(first.body)["files"][0]["url"]
+    # The server's loop tries the write right after sending the page, before it reads
+    # any later request: once this one is answered, the write has been tried.
     assert get(mirror, local_path(mirror, "demo-pkg", url)).status == 404  # no record, no bytes
+    assert refused == ["demo-pkg"]
+    assert ledger.project(NormalizedName("demo-pkg")) is None
     monkeypatch.setattr(ledger, "apply", real_apply)
     again = get(mirror, "/simple/demo-pkg/", {"Accept": JSON_TYPE})
-    assert refused == ["demo-pkg"]  # the second request looked anew, and that write went through
     assert again.status == 200 and again.body == first.body
-    assert ledger.project(NormalizedName("demo-pkg")) is not None
     assert get(mirror, local_path(mirror, "demo-pkg", url)).status == 200
+    assert refused == ["demo-pkg"]  # the second request looked anew, and that write went through
+    assert ledger.project(NormalizedName("demo-pkg")) is not None
 
 
 def test_a_large_file_is_served_whole_by_get_and_head_and_in_ranges(
