@@ -10,6 +10,8 @@ skips the fsync that is most of a cold miss's cost and of a watcher's 304. WAL k
 database consistent either way; power loss can lose only such looks, and the next look
 records them again from the upstream (a later first sight only ever holds a file longer,
 an older last look only delays a promotion). The next FULL commit syncs them with it.
+Marking a file's bytes as stored is NORMAL too: a lost mark only sends the next download
+or promotion round to the blob store, which finds the bytes and marks them again.
 """
 
 import json
@@ -579,7 +581,9 @@ class SqliteLedger(AdminTables):
         return after
 
     def mark_stored(self, record: FileRecord) -> FileRecord:
-        with self._write() as db:
+        # Not durable: a lost mark only sends the next download or promotion round to the
+        # blob store again, which finds the bytes and marks them anew.
+        with self._write(durable=False) as db:
             db.execute(
                 "UPDATE files SET stored=1 WHERE project=? AND filename=?",
                 (record.project, record.filename),
