@@ -1,18 +1,22 @@
 """Bytes from the upstream into the blob store: files, their metadata, their provenance.
 
-Each digest is fetched by one flight at a time; a file's bytes are verified against the
-digest the listing declared before they become a blob, so nothing unverified is served.
+Each digest is fetched by one download at a time (``downloads``); a file's bytes are
+verified against the digest the listing declared before they are served or become a
+blob, so nothing unverified is served. A request for a small file is answered from its
+verified bytes while they are still being made durable.
 """
 
 import asyncio
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 from yarl import URL
 
+from mirror.blob_cache import MAX_BLOB_BYTES
 from mirror.blobs import BlobStore, DigestMismatch, TooLarge
+from mirror.downloads import Downloads
 from mirror.errors import MirrorError, UpstreamRejected, UpstreamUnavailable
 from mirror.upstream import UpstreamClient
 from quarantine.clock import Clock
@@ -33,26 +37,36 @@ class Artifacts:
         client: UpstreamClient,
         clock: Clock,
         max_file_bytes: int,
+        keep_bytes: int = MAX_BLOB_BYTES,
     ) -> None:
+        """``keep_bytes``: files up to this size are answered from memory once verified."""
         self._ledger = ledger
         self._blobs = blobs
         self._client = client
         self._clock = clock
-        self._max_file_bytes = max_file_bytes
-        self._flights: dict[str, asyncio.Task[None]] = {}
+        self._downloads = Downloads(blobs, client, max_file_bytes, keep_bytes)
 
     def _file_url(self, record: FileRecord) -> URL:
         page = self._client.project_url(record.project)
         return self._client.guard.check(record.url, page).with_fragment(None)
 
-    async def _once(self, key: str, work: Callable[[], Awaitable[None]]) -> None:
-        """Run ``work`` once per key at a time; concurrent callers share the outcome."""
-        flight = self._flights.get(key)
-        if flight is None:
-            flight = asyncio.ensure_future(work())
-            self._flights[key] = flight
-            flight.add_done_callback(lambda _done: self._flights.pop(key, None))
-        await asyncio.shield(flight)
+    async def _stored(self, digest: str, url: Callable[[], URL], size: int | None) -> None:
+        """The blob in the store, verified and durable, downloading it unless it is there."""
+        if self._downloads.running(digest) is not None or not self._blobs.exists(digest):
+            await asyncio.shield(self._downloads.start(digest, url, size).stored)
+
+    async def _verified(
+        self, digest: str, url: Callable[[], URL], size: int | None
+    ) -> bytes | None:
+        """A small blob's verified bytes as soon as they are checked (still being stored);
+        None once a larger one is stored, or when it already was."""
+        if self._downloads.running(digest) is None and self._blobs.exists(digest):
+            return None
+        download = self._downloads.start(digest, url, size)
+        kept = await asyncio.shield(download.verified)
+        if kept is None:
+            await asyncio.shield(download.stored)
+        return kept
 
     async def fetch(self, record: FileRecord) -> FileRecord:
         """The ArtifactSource step: the file's verified bytes, then metadata and provenance."""
@@ -73,33 +87,63 @@ class Artifacts:
     async def ensure_file(self, record: FileRecord) -> Path | None:
         """The file's bytes in the store, verified; the local path when on disk."""
         path = self._blobs.local_path(record.sha256)  # one stat on the common, stored path
-        if path is None and not self._blobs.exists(record.sha256):
-            url = self._file_url(record)
-            await self._once(record.sha256, lambda: self._download(url, record.sha256, record.size))
+        if path is None or self._downloads.running(record.sha256) is not None:
+            await self._stored(record.sha256, lambda: self._file_url(record), record.size)
             path = self._blobs.local_path(record.sha256)
         if not record.stored:
             self._ledger.mark_stored(record)
         return path
 
-    async def _download(self, url: URL, sha256: str, size: int | None) -> None:
-        limit = min(size, self._max_file_bytes) if size is not None else self._max_file_bytes
-        writer = self._blobs.writer(limit)
-        try:
-            await self._client.download(url, writer, size)
-            await writer.commit(sha256)
-        except BaseException:
-            await writer.abort()
-            raise
+    async def file_to_serve(self, record: FileRecord) -> bytes | Path | None:
+        """What a request sends: a small file's verified bytes as soon as they are checked,
+        else the stored file's path (None: the store has no local path)."""
+        digest = record.sha256
+        path = None if self._downloads.running(digest) else self._blobs.local_path(digest)
+        if path is not None:  # the common case: one stat
+            if not record.stored:
+                self._ledger.mark_stored(record)
+            return path
+        kept = await self._verified(digest, lambda: self._file_url(record), record.size)
+        if kept is None:
+            return await self.ensure_file(record)
+        if not record.stored:
+            self._mark_stored_later(record)
+        return kept
+
+    def _mark_stored_later(self, record: FileRecord) -> None:
+        download = self._downloads.running(record.sha256)
+        if download is None:
+            self._ledger.mark_stored(record)
+            return
+
+        def mark(stored: "asyncio.Task[None]") -> None:
+            if stored.cancelled() or stored.exception() is not None:
+                return  # not stored: the next request or promotion round fetches again
+            try:
+                self._ledger.mark_stored(record)
+            except Exception:  # the mark is an optimisation; the next request retries it
+                log.exception("could not mark %s as stored", record.filename)
+
+        download.stored.add_done_callback(mark)
+
+    def _metadata_url(self, record: FileRecord) -> URL:
+        url = self._file_url(record)
+        return url.with_path(url.path + ".metadata")
 
     async def ensure_metadata(self, record: FileRecord) -> Path | None:
         digest = record.core_metadata_sha256
         if digest is None:
             return None
-        if not self._blobs.exists(digest):
-            url = self._file_url(record)
-            metadata_url = url.with_path(url.path + ".metadata")
-            await self._once(digest, lambda: self._download(metadata_url, digest, None))
+        await self._stored(digest, lambda: self._metadata_url(record), None)
         return self._blobs.local_path(digest)
+
+    async def metadata_to_serve(self, record: FileRecord) -> bytes | Path | None:
+        """As ``file_to_serve``, for the file's core metadata (None also when it has none)."""
+        digest = record.core_metadata_sha256
+        if digest is None:
+            return None
+        kept = await self._verified(digest, lambda: self._metadata_url(record), None)
+        return kept if kept is not None else self._blobs.local_path(digest)
 
     async def ensure_provenance(self, record: FileRecord) -> str | None:
         """The digest of the exact provenance bytes kept for this file, fetched once."""
@@ -113,8 +157,13 @@ class Artifacts:
             return None
         digest = hashlib.sha256(body).hexdigest()
         writer = self._blobs.writer(len(body))
-        await writer.write(body)
-        await writer.commit(digest)
+        try:
+            await writer.write(body)
+            await writer.verify(digest)
+            await writer.persist()
+        except BaseException:
+            await writer.abort()
+            raise
         self._ledger.set_provenance(record, digest)
         current = self._ledger.file(record.project, record.filename)
         return current.provenance_sha256 if current else digest

@@ -4,10 +4,12 @@ read from memory is far cheaper than a thread hop per request. Blobs are immutab
 
 from collections import OrderedDict
 
+MAX_BLOB_BYTES = 512 * 1024
+
 
 class BlobCache:
     def __init__(
-        self, max_blob_bytes: int = 512 * 1024, budget_bytes: int = 64 * 1024 * 1024
+        self, max_blob_bytes: int = MAX_BLOB_BYTES, budget_bytes: int = 64 * 1024 * 1024
     ) -> None:
         self.max_blob_bytes = max_blob_bytes
         self._budget = budget_bytes

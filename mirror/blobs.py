@@ -24,12 +24,19 @@ class TooLarge(MirrorError):
 
 
 class BlobWriter(Protocol):
-    size: int
+    @property
+    def size(self) -> int:
+        """Bytes written so far."""
+        ...
 
     async def write(self, chunk: bytes) -> None: ...
 
-    async def commit(self, expected_sha256: str) -> None:
-        """Verify the digest and publish the blob atomically; DigestMismatch otherwise."""
+    async def verify(self, expected_sha256: str) -> None:
+        """Check the bytes written against the digest; DigestMismatch (and aborted) if not."""
+        ...
+
+    async def persist(self) -> None:
+        """Publish the verified blob atomically and durably under its digest."""
         ...
 
     async def abort(self) -> None: ...

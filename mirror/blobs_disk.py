@@ -36,6 +36,7 @@ class DiskBlobWriter:
         handle, name = store.temporary()
         self._path = Path(name)
         self._descriptor: int | None = handle
+        self._verified: str | None = None
 
     async def write(self, chunk: bytes) -> None:
         self.size += len(chunk)
@@ -48,16 +49,25 @@ class DiskBlobWriter:
             written = os.write(self._descriptor, view)
             view = view[written:]
 
-    async def commit(self, expected_sha256: str) -> None:
+    async def verify(self, expected_sha256: str) -> None:
         actual = self._hash.hexdigest()
         if actual != expected_sha256:
             await self.abort()
             raise DigestMismatch(expected_sha256, actual, self.size)
-        assert self._descriptor is not None
-        await asyncio.to_thread(os.fsync, self._descriptor)
-        os.close(self._descriptor)
-        self._descriptor = None
-        target = self._store.path_of(expected_sha256)
+        self._verified = expected_sha256
+
+    async def persist(self) -> None:
+        if self._verified is None or self._descriptor is None:
+            raise RuntimeError("persist() needs verify() first, once")
+        descriptor, self._descriptor = self._descriptor, None
+        # One thread hop for both syncs: neither may stall the event loop.
+        await asyncio.to_thread(self._publish, descriptor, self._store.path_of(self._verified))
+
+    def _publish(self, descriptor: int, target: Path) -> None:
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
         target.parent.mkdir(parents=True, exist_ok=True)
         # Same digest, same bytes: if another writer got there first, either copy is right.
         self._path.replace(target)

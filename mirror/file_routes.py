@@ -5,6 +5,7 @@ promoted never yields a byte. Established files are fetched on first request and
 against the listed digest before the first byte is sent.
 """
 
+import asyncio
 import contextlib
 import logging
 from datetime import datetime
@@ -87,18 +88,38 @@ async def serve_file(request: Request) -> Response:
     cached = None if ranged else services.blob_cache.get(record.sha256)
     if cached is not None:
         return Response(cached, headers=headers, media_type=OCTET_STREAM)
-    path = await _verified_file(record, services)
-    if path is None:
+    found = await _verified_file(record, services, ranged)
+    if found is None:
         return StreamingResponse(
             services.blobs.read(record.sha256), headers=headers, media_type=OCTET_STREAM
         )
-    return _from_disk(path, record.sha256, headers, services, ranged)
+    return _send(found, record.sha256, headers, services, ranged)
 
 
-async def _verified_file(record: FileRecord, services: Services) -> Path | None:
-    """The file's verified bytes on disk, fetching an established file on first request."""
+async def _verified_file(
+    record: FileRecord, services: Services, ranged: bool
+) -> bytes | Path | None:
+    """The file's verified bytes, fetching an established file on first request (a range
+    is sent from the stored file, so it waits for that)."""
+    if record.stored:
+        return await _checked_file(record, services, ranged)
+    # The metadata file is fetched beside the file rather than after it, so an outage
+    # later serves both without the first download waiting for two fetches in a row.
+    found, _ = await asyncio.gather(
+        _checked_file(record, services, ranged), _keep_metadata(record, services)
+    )
+    current = services.ledger.file(record.project, record.filename)
+    if current is not None:
+        services.catalog.files.put(current)
+    return found
+
+
+async def _checked_file(
+    record: FileRecord, services: Services, ranged: bool
+) -> bytes | Path | None:
+    artifacts = services.artifacts
     try:
-        path = await services.artifacts.ensure_file(record)
+        found = await (artifacts.ensure_file(record) if ranged else artifacts.file_to_serve(record))
     except (DigestMismatch, TooLarge, UpstreamRejected) as error:
         reason = (
             f"hash_mismatch: {error.reason}" if isinstance(error, DigestMismatch) else error.reason
@@ -109,12 +130,16 @@ async def _verified_file(record: FileRecord, services: Services) -> Path | None:
             )
         services.catalog.sync()
         raise UpstreamRejected("file_rejected: its bytes do not match the listed digest") from error
-    if not record.stored:
-        await _keep_metadata(record, services)
-        current = services.ledger.file(record.project, record.filename)
-        if current is not None:
-            services.catalog.files.put(current)
-    return path
+    return found
+
+
+def _send(
+    found: bytes | Path, digest: str, headers: dict[str, str], services: Services, ranged: bool
+) -> Response:
+    if isinstance(found, bytes):  # verified, and still being made durable
+        services.blob_cache.put(digest, found)
+        return Response(found, headers=headers, media_type=OCTET_STREAM)
+    return _from_disk(found, digest, headers, services, ranged)
 
 
 def _from_disk(
@@ -131,9 +156,10 @@ def _from_disk(
 
 
 async def _keep_metadata(record: FileRecord, services: Services) -> None:
-    """Fetched on first download with the file, so an outage later serves both."""
+    """Fetched on first download with the file, so an outage later serves both (its
+    download is done when this returns; making it durable needs no upstream)."""
     try:
-        await services.artifacts.ensure_metadata(record)
+        await services.artifacts.metadata_to_serve(record)
     except MirrorError as error:
         log.warning("metadata of %s not kept: %s", record.filename, error.reason)
 
@@ -142,13 +168,13 @@ async def _metadata(record: FileRecord, services: Services) -> Response:
     if record.core_metadata_sha256 is None:
         raise NotFound("not found: no metadata file for this distribution")
     try:
-        path = await services.artifacts.ensure_metadata(record)
+        found = await services.artifacts.metadata_to_serve(record)
     except (DigestMismatch, TooLarge) as error:
         raise UpstreamRejected("metadata_rejected: does not match the listed digest") from error
     headers = {**_FILE_HEADERS, "ETag": f'"{record.core_metadata_sha256}"'}
-    if path is None:
+    if found is None:
         return StreamingResponse(services.blobs.read(record.core_metadata_sha256), headers=headers)
-    return _from_disk(path, record.core_metadata_sha256, headers, services, ranged=False)
+    return _send(found, record.core_metadata_sha256, headers, services, ranged=False)
 
 
 async def _provenance(record: FileRecord, services: Services) -> Response:

@@ -1,0 +1,120 @@
+"""One download per digest at a time, answered in two steps: verified, then stored.
+
+A request for a small file needs only its verified bytes; making them durable (fsync,
+rename, fsync of the directory: several thread hops) can go on after the answer. Vetting
+and the CLI wait for the stored blob. A download stays registered until it is stored,
+so a request in between joins it instead of fetching again, and a blob exists in the
+store only once verified and durable.
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from yarl import URL
+
+from mirror.blobs import BlobStore, BlobWriter
+from mirror.errors import UpstreamUnavailable
+from mirror.upstream import UpstreamClient
+
+log = logging.getLogger(__name__)
+
+
+class Download:
+    stored: "asyncio.Task[None]"  # done once the blob is in the store (set by ``start``)
+
+    def __init__(self) -> None:
+        # Set once the digest matched: the bytes if small enough to keep, else None.
+        self.verified: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+        self.verified.add_done_callback(_retrieve)  # a failure may have nobody waiting early
+
+    def fail(self, error: BaseException) -> None:
+        if self.verified.done():
+            return
+        if isinstance(error, asyncio.CancelledError):
+            error = UpstreamUnavailable("the download was stopped before it was verified")
+        self.verified.set_exception(error)
+
+
+def _retrieve(future: "asyncio.Future[bytes | None]") -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+class _Keeping:
+    """The store's writer, keeping a copy of the bytes while they stay small."""
+
+    def __init__(self, writer: BlobWriter, keep_bytes: int) -> None:
+        self._writer = writer
+        self._keep_bytes = keep_bytes
+        self._parts: list[bytes] | None = []
+
+    @property
+    def size(self) -> int:
+        return self._writer.size
+
+    async def write(self, chunk: bytes) -> None:
+        await self._writer.write(chunk)
+        if self._parts is not None:
+            if self._writer.size <= self._keep_bytes:
+                self._parts.append(chunk)
+            else:
+                self._parts = None
+
+    def kept(self) -> bytes | None:
+        return None if self._parts is None else b"".join(self._parts)
+
+    async def verify(self, expected_sha256: str) -> None:
+        await self._writer.verify(expected_sha256)
+
+    async def persist(self) -> None:
+        await self._writer.persist()
+
+    async def abort(self) -> None:
+        await self._writer.abort()
+
+
+class Downloads:
+    def __init__(
+        self, blobs: BlobStore, client: UpstreamClient, max_file_bytes: int, keep_bytes: int
+    ) -> None:
+        self._blobs = blobs
+        self._client = client
+        self._max_file_bytes = max_file_bytes
+        self._keep_bytes = keep_bytes
+        self._running: dict[str, Download] = {}
+
+    def running(self, digest: str) -> Download | None:
+        return self._running.get(digest)
+
+    def start(self, digest: str, url: Callable[[], URL], size: int | None) -> Download:
+        """The digest's download, joined if one is running; ``url`` is asked only to start."""
+        download = self._running.get(digest)
+        if download is None:
+            download = Download()
+            task = asyncio.ensure_future(self._run(url(), digest, size, download))
+            download.stored = task
+            self._running[digest] = download
+            task.add_done_callback(lambda done: self._finished(digest, download, done))
+        return download
+
+    def _finished(self, digest: str, download: Download, task: "asyncio.Task[None]") -> None:
+        self._running.pop(digest, None)
+        if task.cancelled() or task.exception() is None:
+            return
+        if download.verified.done() and download.verified.exception() is None:
+            # Already answered from memory; nobody else will hear the store refused it.
+            log.warning("verified bytes of %s were not stored: %s", digest, task.exception())
+
+    async def _run(self, url: URL, digest: str, size: int | None, download: Download) -> None:
+        limit = min(size, self._max_file_bytes) if size is not None else self._max_file_bytes
+        writer = _Keeping(self._blobs.writer(limit), self._keep_bytes)
+        try:
+            await self._client.download(url, writer, size)
+            await writer.verify(digest)
+            download.verified.set_result(writer.kept())
+            await writer.persist()
+        except BaseException as error:
+            await writer.abort()
+            download.fail(error)
+            raise

@@ -1,0 +1,207 @@
+"""A cold small file is answered from its verified bytes while they are made durable.
+
+The mirror runs as a real server with a real upstream; the artifacts under test use a
+real on-disk blob store whose ``persist`` waits for the test's word, so the window
+between "verified" and "durable" can be looked at instead of raced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+from packaging.utils import NormalizedName
+
+from mirror.artifacts import Artifacts
+from mirror.blobs import DigestMismatch
+from mirror.blobs_disk import DiskBlobStore, DiskBlobWriter
+from quarantine.models import FileRecord
+from support.clock import FakeClock
+from support.dists import Dist, build_wheel
+from support.mirror import MirrorServer
+from support.upstream import Upstream, UpstreamFile
+
+AGE_OLD = timedelta(days=200)
+T = TypeVar("T")
+
+
+class _GatedWriter:
+    def __init__(self, inner: DiskBlobWriter, store: GatedStore) -> None:
+        self._inner = inner
+        self._store = store
+
+    @property
+    def size(self) -> int:
+        return self._inner.size
+
+    async def write(self, chunk: bytes) -> None:
+        await self._inner.write(chunk)
+
+    async def verify(self, expected_sha256: str) -> None:
+        await self._inner.verify(expected_sha256)
+
+    async def persist(self) -> None:
+        self._store.persisting += 1
+        await self._store.gate.wait()
+        if self._store.refuse:
+            raise OSError("No space left on device (the test's)")
+        await self._inner.persist()
+
+    async def abort(self) -> None:
+        await self._inner.abort()
+
+
+class GatedStore(DiskBlobStore):
+    """A real disk store whose writers publish only once ``gate`` is set."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.gate = asyncio.Event()
+        self.refuse = False
+        self.persisting = 0
+
+    def writer(self, limit: int) -> _GatedWriter:  # type: ignore[override]
+        return _GatedWriter(super().writer(limit), self)
+
+
+def _look(mirror: MirrorServer, upstream: Upstream, dist: Dist, **options: object) -> FileRecord:
+    upstream.add(dist.project, UpstreamFile(dist, mirror.clock.now() - AGE_OLD, **options))  # type: ignore[arg-type]
+    services = mirror.services
+    assert services is not None
+    name = NormalizedName(dist.project)
+    mirror.call(services.catalog.look(name))
+    record = services.ledger.file(name, dist.filename)
+    assert record is not None and not record.stored
+    return record
+
+
+def _artifacts(mirror: MirrorServer, store: GatedStore, keep_bytes: int) -> Artifacts:
+    services = mirror.services
+    assert services is not None
+    return Artifacts(
+        services.ledger, store, services.client, services.clock, 10**8, keep_bytes=keep_bytes
+    )
+
+
+def _run(mirror: MirrorServer, scenario: Callable[[], Awaitable[T]]) -> T:
+    async def wrapped() -> T:
+        return await scenario()
+
+    result: T = mirror.call(wrapped())
+    return result
+
+
+def _file_requests(upstream: Upstream, dist: Dist) -> int:
+    return len([p for p in upstream.requests_for("/") if p.endswith("/" + dist.filename)])
+
+
+async def _settle() -> None:
+    for _ in range(5):  # the stored mark runs in a callback once the blob is published
+        await asyncio.sleep(0)
+
+
+def test_a_small_file_is_answered_verified_before_it_is_durable_and_stored_after(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock, tmp_path: Path
+) -> None:
+    dist = build_wheel("early-bird", "1.0")
+    record = _look(mirror, upstream, dist)
+    store = GatedStore(tmp_path / "blobs")
+    artifacts = _artifacts(mirror, store, keep_bytes=len(dist.data))
+    services = mirror.services
+    assert services is not None
+
+    async def scenario() -> None:
+        stored = asyncio.ensure_future(artifacts.ensure_file(record))  # vetting's view
+        first = await artifacts.file_to_serve(record)
+        assert first == dist.data
+        assert store.persisting == 1 and not store.exists(record.sha256)
+        assert not stored.done()
+        assert (await artifacts.file_to_serve(record)) == dist.data  # joins, no refetch
+        assert not services.ledger.file(record.project, record.filename).stored  # type: ignore[union-attr]
+        store.gate.set()
+        path = await stored
+        assert path is not None and path.read_bytes() == dist.data
+        await _settle()
+        after = services.ledger.file(record.project, record.filename)
+        assert after is not None and after.stored
+        assert (await artifacts.file_to_serve(after)) == path  # from the store now
+
+    _run(mirror, scenario)
+    assert _file_requests(upstream, dist) == 1
+
+
+def test_bytes_the_store_refuses_were_verified_but_are_not_kept_or_marked(
+    mirror: MirrorServer, upstream: Upstream, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    dist = build_wheel("early-full-disk", "1.0")
+    record = _look(mirror, upstream, dist)
+    store = GatedStore(tmp_path / "blobs")
+    store.refuse = True
+    artifacts = _artifacts(mirror, store, keep_bytes=len(dist.data))
+    services = mirror.services
+    assert services is not None
+
+    async def scenario() -> None:
+        assert (await artifacts.file_to_serve(record)) == dist.data
+        store.gate.set()
+        with pytest.raises(OSError, match="No space left"):
+            await artifacts.ensure_file(record)  # joins the same download and hears why
+        await _settle()
+        assert not store.exists(record.sha256)
+        assert not list((tmp_path / "blobs" / "tmp").iterdir())  # nothing half-written left
+        current = services.ledger.file(record.project, record.filename)
+        assert current is not None and not current.stored
+        store.refuse = False
+        path = await artifacts.ensure_file(record)  # the next caller fetches again
+        assert path is not None and path.read_bytes() == dist.data
+
+    with caplog.at_level(logging.WARNING, logger="mirror.downloads"):
+        _run(mirror, scenario)
+    assert _file_requests(upstream, dist) == 2
+    assert any(
+        "were not stored" in message and "No space left" in message for message in caplog.messages
+    )
+
+
+def test_a_large_file_is_served_only_once_stored(
+    mirror: MirrorServer, upstream: Upstream, tmp_path: Path
+) -> None:
+    dist = build_wheel("late-bird", "1.0")
+    record = _look(mirror, upstream, dist)
+    store = GatedStore(tmp_path / "blobs")
+    artifacts = _artifacts(mirror, store, keep_bytes=len(dist.data) - 1)
+
+    async def scenario() -> None:
+        serving = asyncio.ensure_future(artifacts.file_to_serve(record))
+        while store.persisting == 0:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        assert not serving.done()  # too big to keep in memory: waits for the store
+        store.gate.set()
+        found = await serving
+        assert isinstance(found, Path) and found.read_bytes() == dist.data
+
+    _run(mirror, scenario)
+
+
+def test_bytes_that_do_not_match_are_never_answered_early(
+    mirror: MirrorServer, upstream: Upstream, tmp_path: Path
+) -> None:
+    dist = build_wheel("early-forged", "1.0")
+    record = _look(mirror, upstream, dist, serve_bytes=dist.data[:-1] + b"!")
+    store = GatedStore(tmp_path / "blobs")
+    store.gate.set()
+    artifacts = _artifacts(mirror, store, keep_bytes=len(dist.data))
+
+    async def scenario() -> None:
+        with pytest.raises(DigestMismatch):
+            await artifacts.file_to_serve(record)
+        assert store.persisting == 0 and not store.exists(record.sha256)
+        assert not list((tmp_path / "blobs" / "tmp").iterdir())
+
+    _run(mirror, scenario)
