@@ -34,6 +34,7 @@ from quarantine.ledger import Ledger
 from quarantine.live_policy import PolicySource
 from quarantine.models import FileRecord, FileState, ProjectRecord, ProjectStatus, Snapshot
 from quarantine.observe import Observation, observe
+from quarantine.policy import Policy
 
 log = logging.getLogger(__name__)
 ACTOR = "system:upstream-look"
@@ -64,6 +65,9 @@ class _Live:
     pages: dict[PageFormat, Page] = field(default_factory=dict)
     written: "_Written | None" = None  # what the last look wrote, until its page is rendered
     unwritten: bool = False  # ``written`` is still on its way to the ledger
+    # BIG_PROJECT_FILES or more: pages are built off the event loop (None: not known yet,
+    # as after a restart, so the first build is made there too)
+    big: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +82,13 @@ class _Written:
     files: list[FileRecord]
 
 
+_Built = tuple[Page, bool]  # a page, and whether its project is big
+
 UNWRITTEN_SEQ = -1  # a page rendered before its look's write; given the real seq after
+# From this many files on, a project's records are read, observed and rendered in a
+# worker thread: 10,000 files take about a second of CPU, which would stall every other
+# request on the event loop (in the thread they only share the GIL with it).
+BIG_PROJECT_FILES = 1000
 
 
 class _Flight:
@@ -169,6 +179,9 @@ class Catalog:
         self._flights: dict[NormalizedName, _Flight] = {}
         self._misses: dict[NormalizedName, datetime] = {}
         self._root: dict[PageFormat, Page] = {}
+        self._building: dict[
+            tuple[NormalizedName, PageFormat], tuple[asyncio.Future[_Built], _Written | None]
+        ] = {}
         self.files = FileIndex(ledger)
 
     # -- keeping in step with the ledger ------------------------------------------------
@@ -206,7 +219,7 @@ class Catalog:
             await self._refresh_for_request(name, live)
         page = live.pages.get(fmt)
         if page is None or (page.seq != self._seq.get(name) and not live.unwritten):
-            page = self._render(name, fmt, live)
+            page = await self._rendered(name, fmt, live)
         stale = None
         if live.unreachable:
             since = live.ok_at or now
@@ -229,25 +242,63 @@ class Catalog:
         if name in self._reserved:
             raise NotFound(f"not found: {name} is a reserved private name, never asked upstream")
 
-    def _render(self, name: NormalizedName, fmt: PageFormat, live: _Live) -> Page:
-        project, files = self._records(name, live)
+    async def _rendered(self, name: NormalizedName, fmt: PageFormat, live: _Live) -> Page:
+        """The page built anew; a big project's in a thread, once for all who ask meanwhile."""
+        key = (name, fmt)
+        if key in self._building:
+            building, written = self._building[key]
+        else:
+            written = self._written(name, live)
+            if live.big is False:
+                return self._keep(name, fmt, live, self._build(name, fmt, written), written)
+            building = asyncio.ensure_future(asyncio.to_thread(self._build, name, fmt, written))
+            self._building[key] = building, written
+            building.add_done_callback(lambda _done: self._building.pop(key, None))
+        return self._keep(name, fmt, live, await asyncio.shield(building), written)
+
+    def _keep(
+        self,
+        name: NormalizedName,
+        fmt: PageFormat,
+        live: _Live,
+        built: _Built,
+        written: "_Written | None",
+    ) -> Page:
+        page, live.big = built
+        if page.seq == UNWRITTEN_SEQ and written is not None:
+            # Built from a look's records before their write; a thread may have taken
+            # long enough for the write to end, or for another look to begin.
+            now = live.written
+            if now is None or now.files is not written.files:
+                return page  # the write failed or a newer look came: answer, keep nothing
+            if now.project.seq != UNWRITTEN_SEQ:
+                page = replace(page, seq=now.project.seq)
+        if page.seq != UNWRITTEN_SEQ:
+            self._seq.setdefault(name, page.seq)
+        live.pages[fmt] = page
+        return page
+
+    def _build(self, name: NormalizedName, fmt: PageFormat, written: "_Written | None") -> _Built:
+        """The page and whether the project is big; touches no state (runs in a thread)."""
+        project, files = (written.project, written.files) if written else self._read(name)
         if project.status is ProjectStatus.REMOVED:
             raise NotFound(f"not found: {name}")
         served = [record for record in files if record.state is FileState.PROMOTED]
         held = self._held_summary(files)
         render = project_json if fmt is PageFormat.JSON else project_html
         page = _page(project.seq, render(project, served, held, self._public_base_url), fmt)
-        if not live.unwritten:
-            self._seq.setdefault(name, project.seq)
-        live.pages[fmt] = page
-        return page
+        return page, len(files) >= BIG_PROJECT_FILES
 
-    def _records(self, name: NormalizedName, live: _Live) -> tuple[ProjectRecord, list[FileRecord]]:
+    def _written(self, name: NormalizedName, live: _Live) -> "_Written | None":
+        """The records the last look wrote, when they are what the ledger holds now."""
         if live.unwritten and live.written is not None:
-            return live.written.project, live.written.files  # the ledger has not got them yet
+            return live.written  # the ledger has not got them yet
         written, live.written = live.written, None
         if written is not None and written.project.seq == self._seq.get(name):
-            return written.project, written.files
+            return written
+        return None
+
+    def _read(self, name: NormalizedName) -> tuple[ProjectRecord, list[FileRecord]]:
         project = self._ledger.project(name)  # read the counter before the files it covers
         if project is None:
             raise NotFound(f"not found: {name}")
@@ -368,19 +419,15 @@ class Catalog:
         now: datetime,
         flight: _Flight | None,
     ) -> None:
-        # A project never seen has no records and no evidence: skip two reads on a cold miss.
-        known = {} if before is None else {r.filename: r for r in self._ledger.files(snapshot.name)}
-        stored = {} if before is None else self._ledger.evidence(snapshot.name)
-        observation = observe(
-            before,
-            known,
-            snapshot,
-            now,
-            self._policies.current(),
-            self._guard.frozen(),
-            lambda record: with_advisories(record, stored, self._feeds),
-        )
+        policy, frozen = self._policies.current(), self._guard.frozen()
         live = self._live.setdefault(snapshot.name, _Live())
+        live.big = len(snapshot.files) >= BIG_PROJECT_FILES
+        if live.big:
+            known, observation = await asyncio.to_thread(
+                self._observe, before, snapshot, now, policy, frozen
+            )
+        else:
+            known, observation = self._observe(before, snapshot, now, policy, frozen)
         if flight is not None and _alters_pages(before, observation):
             live.written = _records_after(known, observation, etag, UNWRITTEN_SEQ)
             live.unwritten, live.unreachable, live.ok_at = True, False, now
@@ -396,6 +443,30 @@ class Catalog:
                 live.written = _records_after(known, observation, etag, seq)
         if any(record.state is FileState.HELD for record in observation.new):
             self._on_new_held()
+
+    def _observe(
+        self,
+        before: ProjectRecord | None,
+        snapshot: Snapshot,
+        now: datetime,
+        policy: Policy,
+        frozen: str | None,
+    ) -> tuple[dict[str, FileRecord], Observation]:
+        """The records known before and what the look changes; touches no state (a thread
+        runs it for a big project)."""
+        # A project never seen has no records and no evidence: skip two reads on a cold miss.
+        known = {} if before is None else {r.filename: r for r in self._ledger.files(snapshot.name)}
+        stored = {} if before is None else self._ledger.evidence(snapshot.name)
+        observation = observe(
+            before,
+            known,
+            snapshot,
+            now,
+            policy,
+            frozen,
+            lambda record: with_advisories(record, stored, self._feeds),
+        )
+        return known, observation
 
     def _write_handed_over(self, live: _Live, observation: Observation, etag: str | None) -> None:
         try:

@@ -33,6 +33,8 @@ import pytest
 from packaging.specifiers import SpecifierSet
 from packaging.utils import NormalizedName
 
+from mirror import catalog as catalog_module
+
 # tests/ is not a package, so pytest and mypy both see tests/support as "support".
 from support.clock import FakeClock
 from support.dists import Dist, build_sdist, build_wheel
@@ -259,6 +261,14 @@ class Demo:
     with_python: Dist
 
 
+@pytest.fixture(params=["small", "big"])
+def project_size(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test as it is, then with every project big: observed and rendered in a thread."""
+    if request.param == "big":
+        monkeypatch.setattr(catalog_module, "BIG_PROJECT_FILES", 1)
+    return str(request.param)
+
+
 def publish_demo(upstream: Upstream, clock: FakeClock) -> Demo:
     old, fresh = clock.now() - AGE_OLD, clock.now() - AGE_FRESH
     with_python = publish(
@@ -375,7 +385,7 @@ def test_html_page_lists_the_same_files_as_json(
 
 
 def test_held_files_appear_on_neither_page_until_promoted(
-    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock, project_size: str
 ) -> None:
     demo = publish_demo(upstream, clock)
     assert listed(mirror, "demo-pkg") == set(demo.served)
@@ -538,7 +548,7 @@ def test_page_urls_ignore_a_hostile_host_header(
 
 
 def test_etag_revalidation_and_a_new_etag_after_promotion(
-    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock, project_size: str
 ) -> None:
     old = publish(upstream, build_wheel("etagged", "1.0"), clock.now() - AGE_OLD)
     new = publish(upstream, build_wheel("etagged", "1.1"), clock.now() - AGE_FRESH)
@@ -937,7 +947,7 @@ def test_bad_upstream_answer_for_a_known_project_serves_the_stale_page(
 
 
 def test_upstream_down_keeps_serving_what_was_promoted_and_promotes_nothing(
-    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock, project_size: str
 ) -> None:
     old = publish(upstream, build_wheel("steady", "1.0"), clock.now() - AGE_OLD)
     new = publish(upstream, build_wheel("steady", "1.1"), clock.now() - AGE_FRESH)
@@ -1147,7 +1157,7 @@ def test_held_file_with_wrong_bytes_is_never_listed_or_served(
 
 
 def test_pep792_quarantine_withdraws_promoted_files(
-    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock, project_size: str
 ) -> None:
     old = publish(upstream, build_wheel("quarry", "1.0"), clock.now() - AGE_OLD)
     new = publish(upstream, build_wheel("quarry", "1.1"), clock.now() - AGE_FRESH)
@@ -1263,7 +1273,7 @@ def test_large_pages_have_a_gzip_variant_and_files_never_do(
 
 
 def test_a_cold_page_is_byte_identical_to_the_same_page_rendered_from_the_ledger(
-    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock, project_size: str
 ) -> None:
     """A cold miss renders from what its look just wrote; a restart renders from the ledger."""
     publish_demo(upstream, clock)
@@ -1281,7 +1291,11 @@ def test_a_cold_page_is_byte_identical_to_the_same_page_rendered_from_the_ledger
 
 
 def test_a_cold_page_goes_out_before_the_write_and_a_refused_write_is_not_served_again(
-    mirror: MirrorServer, upstream: Upstream, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    mirror: MirrorServer,
+    upstream: Upstream,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    project_size: str,
 ) -> None:
     """The look hands its page over first; if the ledger then refuses it, nothing of it stays."""
     demo = publish_demo(upstream, clock)
@@ -1310,6 +1324,72 @@ def test_a_cold_page_goes_out_before_the_write_and_a_refused_write_is_not_served
     assert get(mirror, local_path(mirror, "demo-pkg", url)).status == 200
     assert refused == ["demo-pkg"]  # the second request looked anew, and that write went through
     assert ledger.project(NormalizedName("demo-pkg")) is not None
+
+
+def test_a_big_project_is_observed_and_rendered_off_the_event_loop(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Thousands of files take a second of CPU; other requests must not wait that long."""
+    monkeypatch.setattr(catalog_module, "BIG_PROJECT_FILES", 3)
+    publish_demo(upstream, clock)  # 7 files: big
+    publish(upstream, build_wheel("tiny", "1.0"), clock.now() - AGE_OLD)  # 1 file: small
+    assert mirror.services is not None
+    catalog = mirror.services.catalog
+    ran: list[tuple[str, str, bool]] = []
+    for step in ("_observe", "_build"):
+        real = getattr(catalog, step)
+
+        def traced(*args: Any, _real: Any = real, _step: str = step) -> Any:
+            result = _real(*args)
+            on_loop = threading.current_thread() is mirror.loop_thread
+            project = args[0] if _step == "_build" else args[1].name
+            ran.append((_step, str(project), on_loop))
+            return result
+
+        monkeypatch.setattr(catalog, step, traced)
+    for project in ("demo-pkg", "tiny"):
+        for accept in (JSON_TYPE, "text/html"):
+            assert get(mirror, f"/simple/{project}/", {"Accept": accept}).status == 200
+    assert sorted(set(ran)) == [
+        ("_build", "demo-pkg", False),
+        ("_build", "tiny", True),
+        ("_observe", "demo-pkg", False),
+        ("_observe", "tiny", True),
+    ]
+    before = len(ran)
+    for accept in (JSON_TYPE, "text/html"):  # warm: nothing is built again
+        assert get(mirror, "/simple/demo-pkg/", {"Accept": accept}).status == 200
+    assert len(ran) == before
+
+
+def test_concurrent_requests_for_a_big_page_share_one_build(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(catalog_module, "BIG_PROJECT_FILES", 1)
+    demo = publish_demo(upstream, clock)
+    assert listed(mirror, "demo-pkg") == set(demo.served)
+    mirror.restart()  # no page in memory: the next requests build it from the ledger
+    assert mirror.services is not None
+    catalog = mirror.services.catalog
+    release = threading.Event()
+    builds: list[str] = []
+    real = catalog._build
+
+    def held_back(*args: Any) -> Any:
+        builds.append(args[1].name)
+        release.wait(10)
+        return real(*args)
+
+    monkeypatch.setattr(catalog, "_build", held_back)
+    path = "/simple/demo-pkg/"
+    with ThreadPoolExecutor(4) as pool:
+        replies = [pool.submit(get, mirror, path, {"Accept": JSON_TYPE}) for _ in range(4)]
+        time.sleep(0.3)  # all four are waiting on the build by now
+        release.set()
+        answers = [reply.result() for reply in replies]
+    assert builds == ["JSON"]
+    assert {answer.status for answer in answers} == {200}
+    assert len({answer.body for answer in answers}) == 1
 
 
 def test_a_large_file_is_served_whole_by_get_and_head_and_in_ranges(

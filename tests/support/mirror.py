@@ -38,6 +38,11 @@ class MirrorServer:
         return f"http://127.0.0.1:{self.port}/simple/"
 
     @property
+    def loop_thread(self) -> threading.Thread | None:
+        """The thread the server's event loop runs in."""
+        return self._thread
+
+    @property
     def origin(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
