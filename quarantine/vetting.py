@@ -37,6 +37,7 @@ from quarantine.source import ArtifactSource, FetchFailed, IntegrityFailure
 log = logging.getLogger(__name__)
 HISTORY_RELEASES = 3  # earlier releases consulted for the expected publisher
 _TRUSTED = (FileState.PROMOTED,)  # only vetted or established files set the baseline
+_Releases = list[tuple[Version, list[FileRecord]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +86,10 @@ class Vetter:
         verified = await self._verify(record, self._pinned(record.project))
         provenance = provenance_evidence(verified.result, verified.digest, **self._mappings())
         identity = verified.result.identity if verified.result and verified.result.ok else None
-        history = await self._history(record)
+        # Read once, in a thread: a big project's 10,000 records and their versions take a
+        # quarter of a second, which the event loop serving pages must not wait for.
+        earlier = await asyncio.to_thread(self._earlier_releases, record)
+        history = await self._history(earlier)
         publisher = continuity_evidence(
             identity,
             record.provenance_url is not None,
@@ -94,7 +98,7 @@ class Vetter:
             self._policies.current().requires_provenance(record.project),
             **self._mappings(),
         )
-        content = await self._inspect(record, await self._previous_summary(record))
+        content = await self._inspect(record, await self._previous_summary(record, earlier))
         found = [provenance, publisher, content]
         now = self._clock.now()
         for item in found:
@@ -123,7 +127,8 @@ class Vetter:
         return _Verified(result, hashlib.sha256(raw).hexdigest())  # the bytes verified
 
     # -- the project's history -------------------------------------------------------------
-    def _earlier_releases(self, record: FileRecord) -> list[tuple[Version, list[FileRecord]]]:
+    def _earlier_releases(self, record: FileRecord) -> _Releases:
+        """The project's trusted releases before ``record``'s, oldest first."""
         mine = _version(record.version)
         if mine is None:
             return []
@@ -135,9 +140,9 @@ class Vetter:
             releases.setdefault(version, []).append(other)
         return sorted(releases.items())
 
-    async def _history(self, record: FileRecord) -> list[tuple[str, PublisherIdentity | None]]:
+    async def _history(self, earlier: _Releases) -> list[tuple[str, PublisherIdentity | None]]:
         history = []
-        for version, files in self._earlier_releases(record)[-HISTORY_RELEASES:]:
+        for version, files in earlier[-HISTORY_RELEASES:]:
             history.append((str(version), await self._release_identity(files)))
         return history
 
@@ -161,9 +166,10 @@ class Vetter:
             return verified.result.identity
         return None
 
-    async def _previous_summary(self, record: FileRecord) -> ArchiveSummary | None:
-        releases = self._earlier_releases(record)
-        for _release, files in reversed(releases):
+    async def _previous_summary(
+        self, record: FileRecord, earlier: _Releases
+    ) -> ArchiveSummary | None:
+        for _release, files in reversed(earlier):
             same_kind = [f for f in files if _kind(f.filename) == _kind(record.filename)]
             if same_kind:
                 return await self._summary_of(same_kind[0])
