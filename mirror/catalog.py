@@ -8,6 +8,9 @@ A look a request waits for hands its records to the waiting requests first and w
 them to the ledger right after, so a cold miss is answered without waiting on the
 write. The page lists only files the policy promoted; their bytes are served only once
 the ledger holds their records, and nothing is served from a look whose write failed.
+
+A big project (BIG_PROJECT_FILES or more) is read, observed, written and rendered in a
+worker thread, so the event loop keeps answering everyone else meanwhile.
 """
 
 import asyncio
@@ -85,8 +88,8 @@ class _Written:
 _Built = tuple[Page, bool]  # a page, and whether its project is big
 
 UNWRITTEN_SEQ = -1  # a page rendered before its look's write; given the real seq after
-# From this many files on, a project's records are read, observed and rendered in a
-# worker thread: 10,000 files take about a second of CPU, which would stall every other
+# From this many files on, a project's records are read, observed, written and rendered
+# in a worker thread: 10,000 files take over a second, which would stall every other
 # request on the event loop (in the thread they only share the GIL with it).
 BIG_PROJECT_FILES = 1000
 
@@ -434,9 +437,9 @@ class Catalog:
             live.pages.clear()
             flight.answer()
             await asyncio.sleep(0)  # the waiting requests send their page before the write
-            self._write_handed_over(live, observation, etag)
+            await self._write_handed_over(live, observation, etag)
         else:
-            seq = self._ledger.apply(observation, etag, ACTOR)
+            seq = await self._write(live, observation, etag)
             if flight is not None and not any(page.seq == seq for page in live.pages.values()):
                 # Only for a page about to be rendered: the watcher's looks of projects
                 # nobody asks for must not keep their records in memory.
@@ -468,9 +471,19 @@ class Catalog:
         )
         return known, observation
 
-    def _write_handed_over(self, live: _Live, observation: Observation, etag: str | None) -> None:
+    async def _write(self, live: _Live, observation: Observation, etag: str | None) -> int:
+        """The look's records into the ledger; a big project's first look writes thousands of
+        rows, in a thread (requests that need the ledger meanwhile wait for its lock, pages
+        and cached files do not)."""
+        if live.big:
+            return await asyncio.to_thread(self._ledger.apply, observation, etag, ACTOR)
+        return self._ledger.apply(observation, etag, ACTOR)
+
+    async def _write_handed_over(
+        self, live: _Live, observation: Observation, etag: str | None
+    ) -> None:
         try:
-            seq = self._ledger.apply(observation, etag, ACTOR)
+            seq = await self._write(live, observation, etag)
         except Exception:
             # The page of a look the ledger did not take is not served again: the next
             # request looks anew.

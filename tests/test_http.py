@@ -1329,7 +1329,8 @@ def test_a_cold_page_goes_out_before_the_write_and_a_refused_write_is_not_served
 def test_a_big_project_is_observed_and_rendered_off_the_event_loop(
     mirror: MirrorServer, upstream: Upstream, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Thousands of files take a second of CPU; other requests must not wait that long."""
+    """Thousands of files take a second of CPU and of writes; other requests must not wait
+    that long."""
     monkeypatch.setattr(catalog_module, "BIG_PROJECT_FILES", 3)
     publish_demo(upstream, clock)  # 7 files: big
     publish(upstream, build_wheel("tiny", "1.0"), clock.now() - AGE_OLD)  # 1 file: small
@@ -1347,6 +1348,14 @@ def test_a_big_project_is_observed_and_rendered_off_the_event_loop(
             return result
 
         monkeypatch.setattr(catalog, step, traced)
+    real_apply = mirror.services.ledger.apply
+
+    def traced_apply(observation: Any, etag: str | None, actor: str) -> int:
+        on_loop = threading.current_thread() is mirror.loop_thread
+        ran.append(("apply", str(observation.project.name), on_loop))
+        return real_apply(observation, etag, actor)
+
+    monkeypatch.setattr(mirror.services.ledger, "apply", traced_apply)
     for project in ("demo-pkg", "tiny"):
         for accept in (JSON_TYPE, "text/html"):
             assert get(mirror, f"/simple/{project}/", {"Accept": accept}).status == 200
@@ -1355,6 +1364,8 @@ def test_a_big_project_is_observed_and_rendered_off_the_event_loop(
         ("_build", "tiny", True),
         ("_observe", "demo-pkg", False),
         ("_observe", "tiny", True),
+        ("apply", "demo-pkg", False),
+        ("apply", "tiny", True),
     ]
     before = len(ran)
     for accept in (JSON_TYPE, "text/html"):  # warm: nothing is built again
