@@ -207,7 +207,7 @@ def _checked_sha256(value: str | None) -> str:
 
 def file_version(project: NormalizedName, filename: str) -> str:
     """The version in a wheel or sdist filename of ``project``, or UnservableFile."""
-    if any(character in filename for character in "/\\") or not filename.isprintable():
+    if "/" in filename or "\\" in filename or not filename.isprintable():
         raise UnservableFile("invalid_filename: path separators or control characters")
     try:
         if filename.endswith(".whl"):
