@@ -1,8 +1,9 @@
 """The ledger on SQLite: the embedded default, one file under the data directory.
 
-WAL so readers never wait for the writer; ``synchronous=FULL`` so a committed decision
-survives power loss; ``BEGIN IMMEDIATE`` and a busy timeout so the CLI and the server can
-write side by side.
+WAL, and reads on connections of their own, so readers never wait for the writer (in
+this process either: a thread writing a big project's rows holds up no one's reads);
+``synchronous=FULL`` so a committed decision survives power loss; ``BEGIN IMMEDIATE`` and a
+busy timeout so the CLI and the server can write side by side.
 
 One exception to FULL: a look that only records first sightings, or only that it
 happened (no state change, nothing withdrawn), commits with ``synchronous=NORMAL``, which
@@ -30,6 +31,7 @@ from quarantine.clock import format_timestamp, parse_timestamp
 from quarantine.errors import LedgerError, StaleTransition
 from quarantine.evidence import Action, Evidence, Finding, Severity
 from quarantine.ledger_sqlite_admin import GLOBAL, AdminTables, dt, ts
+from quarantine.ledger_sqlite_readers import Readers, open_connection
 from quarantine.models import Event, FileRecord, FileState, ProjectRecord, ProjectStatus
 from quarantine.notable import notable
 from quarantine.observe import Observation
@@ -236,16 +238,15 @@ class SqliteLedger(AdminTables):
     def __init__(self, path: Path) -> None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db = open_connection(path, read_only=False)  # the writer's
         except (OSError, sqlite3.Error) as error:
             raise LedgerError(f"cannot open the ledger at {path}: {error}") from error
-        self._db.row_factory = sqlite3.Row
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # one writer in this process at a time
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # FULL is set around each durable write
-        self._db.execute("PRAGMA busy_timeout=5000")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._migrate(path)
+        self._readers = Readers(path)  # reads never queue behind this process's writes
 
     def _migrate(self, path: Path) -> None:
         with self._lock:
@@ -263,6 +264,7 @@ class SqliteLedger(AdminTables):
                 )
 
     def close(self) -> None:
+        self._readers.close()
         with self._lock:
             self._db.close()
 
@@ -284,8 +286,8 @@ class SqliteLedger(AdminTables):
                     self._db.execute("PRAGMA synchronous=NORMAL")
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        with self._lock:
-            return self._db.execute(sql, params).fetchall()
+        with self._readers.connection() as db:
+            return db.execute(sql, params).fetchall()
 
     def _next_seq(self, db: sqlite3.Connection) -> int:
         row = db.execute(
@@ -392,8 +394,8 @@ class SqliteLedger(AdminTables):
         return [NormalizedName(row["name"]) for row in rows]
 
     def files(self, project: NormalizedName) -> list[FileRecord]:
-        with self._lock:
-            cursor = self._db.cursor()
+        with self._readers.connection() as db:
+            cursor = db.cursor()
             cursor.row_factory = None  # plain tuples: a big project has many rows
             rows = cursor.execute(
                 f"SELECT {_FILE_COLUMNS} FROM files WHERE project=? ORDER BY filename", (project,)

@@ -1,0 +1,109 @@
+"""The SQLite ledger's own promises, beyond the protocol suite in test_ledger.py.
+
+Reads run on connections of their own, so a write in progress in this process (a worker
+thread recording a big project's rows) holds up no one's read.
+"""
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_ledger import DEMO, NEW, NEW_WHEEL, OLD, T0, look, snapshot
+
+from quarantine.ledger_sqlite import SqliteLedger
+from quarantine.models import FileState
+
+WAIT_SECONDS = 10.0  # a read waiting on the writer would wait for as long as it holds on
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[SqliteLedger]:
+    opened = SqliteLedger(tmp_path / "ledger.sqlite3")
+    yield opened
+    opened.close()
+
+
+def _in_a_thread(read: Callable[[], Any]) -> Any:
+    """``read()``'s result, or a failure if it cannot finish while the writer holds on."""
+    results: list[Any] = []
+    reader = threading.Thread(target=lambda: results.append(read()), daemon=True)
+    reader.start()
+    reader.join(WAIT_SECONDS)
+    assert not reader.is_alive(), "the read waited for the write in progress"
+    return results[0]
+
+
+def test_reads_go_on_beside_a_write_in_progress(ledger: SqliteLedger) -> None:
+    look(ledger, snapshot(OLD, NEW), T0)
+    seq_before = ledger.change_seq()
+    writing, release = threading.Event(), threading.Event()
+
+    def long_write() -> None:
+        with ledger._write() as db:
+            db.execute("UPDATE files SET state='rejected' WHERE filename=?", (NEW_WHEEL,))
+            db.execute("UPDATE meta SET value='999' WHERE key='change_seq'")
+            writing.set()
+            release.wait(WAIT_SECONDS)
+
+    writer = threading.Thread(target=long_write, daemon=True)
+    writer.start()
+    try:
+        assert writing.wait(WAIT_SECONDS)
+        # Every read answers now, with what was committed before the write began.
+        assert _in_a_thread(ledger.change_seq) == seq_before
+        assert _in_a_thread(lambda: ledger.project(DEMO)) is not None
+        files = _in_a_thread(lambda: ledger.files(DEMO))
+        assert [record.state for record in files] == [FileState.PROMOTED, FileState.HELD]
+        assert _in_a_thread(ledger.freeze_reason) is None
+        assert _in_a_thread(ledger.overrides_version) == 0
+    finally:
+        release.set()
+        writer.join(WAIT_SECONDS)
+    # Committed: the next read sees it.
+    assert ledger.change_seq() == 999
+    record = ledger.file(DEMO, NEW_WHEEL)
+    assert record is not None and record.state is FileState.REJECTED
+
+
+def test_many_readers_beside_a_writer_see_whole_looks(ledger: SqliteLedger) -> None:
+    look(ledger, snapshot(OLD), T0)
+    failures: list[BaseException] = []
+    done = threading.Event()
+
+    def read_until_done() -> None:
+        try:
+            while not done.is_set():
+                names = {record.filename for record in ledger.files(DEMO)}
+                assert names in ({OLD.filename}, {OLD.filename, NEW_WHEEL}), names
+                ledger.change_seq()
+        except (AssertionError, sqlite3.Error) as error:  # handed to the test thread
+            failures.append(error)
+
+    readers = [threading.Thread(target=read_until_done, daemon=True) for _ in range(4)]
+    for reader in readers:
+        reader.start()
+    for round_ in range(20):
+        look(ledger, snapshot(OLD, NEW) if round_ % 2 else snapshot(OLD), T0)
+    done.set()
+    for reader in readers:
+        reader.join(WAIT_SECONDS)
+    assert failures == []
+
+
+def test_a_read_connection_cannot_write(ledger: SqliteLedger) -> None:
+    look(ledger, snapshot(OLD, NEW), T0)
+    with ledger._readers.connection() as db, pytest.raises(sqlite3.OperationalError):
+        db.execute("UPDATE files SET state='promoted'")
+    record = ledger.file(DEMO, NEW_WHEEL)
+    assert record is not None and record.state is FileState.HELD
+
+
+def test_a_closed_ledger_refuses_reads(tmp_path: Path) -> None:
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+    ledger.change_seq()
+    ledger.close()
+    with pytest.raises(sqlite3.ProgrammingError):
+        ledger.change_seq()
