@@ -2,8 +2,9 @@
 
 Each digest is fetched by one download at a time (``downloads``); a file's bytes are
 verified against the digest the listing declared before they are served or become a
-blob, so nothing unverified is served. A request for a small file is answered from its
-verified bytes while they are still being made durable.
+blob, so nothing unverified is served. A request for a file is answered from its
+verified bytes (a small file's in memory, a larger one's temporary file) while they are
+still being made durable.
 """
 
 import asyncio
@@ -16,8 +17,9 @@ from yarl import URL
 
 from mirror.blob_cache import MAX_BLOB_BYTES
 from mirror.blobs import BlobStore, DigestMismatch, TooLarge
-from mirror.downloads import Downloads
+from mirror.downloads import Downloads, Early, VerifiedFile
 from mirror.errors import MirrorError, UpstreamRejected, UpstreamUnavailable
+from mirror.mapped_file import OpenFile
 from mirror.upstream import UpstreamClient
 from quarantine.clock import Clock
 from quarantine.ledger import Ledger
@@ -55,18 +57,17 @@ class Artifacts:
         if self._downloads.running(digest) is not None or not self._blobs.exists(digest):
             await asyncio.shield(self._downloads.start(digest, url, size).stored)
 
-    async def _verified(
-        self, digest: str, url: Callable[[], URL], size: int | None
-    ) -> bytes | None:
-        """A small blob's verified bytes as soon as they are checked (still being stored);
-        None once a larger one is stored, or when it already was."""
+    async def _verified(self, digest: str, url: Callable[[], URL], size: int | None) -> Early:
+        """As soon as the blob's bytes are checked (still being stored): a small one's
+        bytes, a larger one's verified file; None once it is stored, or when it already was
+        (or the store keeps no local file)."""
         if self._downloads.running(digest) is None and self._blobs.exists(digest):
             return None
         download = self._downloads.start(digest, url, size)
-        kept = await asyncio.shield(download.verified)
-        if kept is None:
+        early = await asyncio.shield(download.verified)
+        if early is None:
             await asyncio.shield(download.stored)
-        return kept
+        return early
 
     async def fetch(self, record: FileRecord) -> FileRecord:
         """The ArtifactSource step: the file's verified bytes, then metadata and provenance."""
@@ -94,21 +95,24 @@ class Artifacts:
             self._ledger.mark_stored(record)
         return path
 
-    async def file_to_serve(self, record: FileRecord) -> bytes | Path | None:
-        """What a request sends: a small file's verified bytes as soon as they are checked,
-        else the stored file's path (None: the store has no local path)."""
+    async def file_to_serve(self, record: FileRecord) -> bytes | OpenFile | Path | None:
+        """What a request sends: as soon as the bytes are checked, a small file's bytes or a
+        larger one's verified file; else the stored file's path (None: the store has no
+        local path)."""
         digest = record.sha256
         path = None if self._downloads.running(digest) else self._blobs.local_path(digest)
         if path is not None:  # the common case: one stat
             if not record.stored:
                 self._ledger.mark_stored(record)
             return path
-        kept = await self._verified(digest, lambda: self._file_url(record), record.size)
-        if kept is None:
+        early = await self._verified(digest, lambda: self._file_url(record), record.size)
+        # The verified file may have been let go since (stored meanwhile): read the store.
+        sendable = early.reopen() if isinstance(early, VerifiedFile) else early
+        if sendable is None:
             return await self.ensure_file(record)
         if not record.stored:
             self._mark_stored_later(record)
-        return kept
+        return sendable
 
     def _mark_stored_later(self, record: FileRecord) -> None:
         download = self._downloads.running(record.sha256)
@@ -142,8 +146,12 @@ class Artifacts:
         digest = record.core_metadata_sha256
         if digest is None:
             return None
-        kept = await self._verified(digest, lambda: self._metadata_url(record), None)
-        return kept if kept is not None else self._blobs.local_path(digest)
+        early = await self._verified(digest, lambda: self._metadata_url(record), None)
+        if isinstance(early, bytes):
+            return early
+        if early is not None:  # larger than memory keeps: sent from the store
+            await self._stored(digest, lambda: self._metadata_url(record), None)
+        return self._blobs.local_path(digest)
 
     async def ensure_provenance(self, record: FileRecord) -> str | None:
         """The digest of the exact provenance bytes kept for this file, fetched once."""

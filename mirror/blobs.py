@@ -35,6 +35,12 @@ class BlobWriter(Protocol):
         """Check the bytes written against the digest; DigestMismatch (and aborted) if not."""
         ...
 
+    def open_verified(self) -> int | None:
+        """After verify() and before persist(): a new read-only descriptor of the verified
+        bytes, readable while persist() runs and after it (the caller closes it); None when
+        the writer does not keep them in a local file."""
+        ...
+
     async def persist(self) -> None:
         """Publish the verified blob atomically and durably under its digest."""
         ...

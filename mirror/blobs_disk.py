@@ -56,6 +56,11 @@ class DiskBlobWriter:
             raise DigestMismatch(expected_sha256, actual, self.size)
         self._verified = expected_sha256
 
+    def open_verified(self) -> int | None:
+        if self._verified is None or self._descriptor is None:
+            raise RuntimeError("open_verified() needs verify() first, and comes before persist()")
+        return os.open(self._path, os.O_RDONLY)  # the rename in persist() leaves it valid
+
     async def persist(self) -> None:
         if self._verified is None or self._descriptor is None:
             raise RuntimeError("persist() needs verify() first, once")

@@ -22,7 +22,7 @@ from mirror.errors import (
     NotFound,
     UpstreamRejected,
 )
-from mirror.mapped_file import MappedFileResponse
+from mirror.mapped_file import MappedFileResponse, OpenFile
 from mirror.services import Services
 from quarantine.clock import format_timestamp
 from quarantine.decide import hold_until
@@ -98,7 +98,7 @@ async def serve_file(request: Request) -> Response:
 
 async def _verified_file(
     record: FileRecord, services: Services, ranged: bool
-) -> bytes | Path | None:
+) -> bytes | OpenFile | Path | None:
     """The file's verified bytes, fetching an established file on first request (a range
     is sent from the stored file, so it waits for that)."""
     if record.stored:
@@ -116,7 +116,7 @@ async def _verified_file(
 
 async def _checked_file(
     record: FileRecord, services: Services, ranged: bool
-) -> bytes | Path | None:
+) -> bytes | OpenFile | Path | None:
     artifacts = services.artifacts
     try:
         found = await (artifacts.ensure_file(record) if ranged else artifacts.file_to_serve(record))
@@ -134,11 +134,18 @@ async def _checked_file(
 
 
 def _send(
-    found: bytes | Path, digest: str, headers: dict[str, str], services: Services, ranged: bool
+    found: bytes | OpenFile | Path,
+    digest: str,
+    headers: dict[str, str],
+    services: Services,
+    ranged: bool,
 ) -> Response:
-    if isinstance(found, bytes):  # verified, and still being made durable
+    # Bytes and an open file are verified, and still being made durable.
+    if isinstance(found, bytes):
         services.blob_cache.put(digest, found)
         return Response(found, headers=headers, media_type=OCTET_STREAM)
+    if isinstance(found, OpenFile):
+        return MappedFileResponse(found, found.size, headers, OCTET_STREAM)
     return _from_disk(found, digest, headers, services, ranged)
 
 

@@ -1,4 +1,4 @@
-"""A cold small file is answered from its verified bytes while they are made durable.
+"""A cold file is answered from its verified bytes while they are made durable.
 
 The mirror runs as a real server with a real upstream; the artifacts under test use a
 real on-disk blob store whose ``persist`` waits for the test's word, so the window
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -20,6 +21,8 @@ from packaging.utils import NormalizedName
 from mirror.artifacts import Artifacts
 from mirror.blobs import DigestMismatch
 from mirror.blobs_disk import DiskBlobStore, DiskBlobWriter
+from mirror.downloads import VerifiedFile
+from mirror.mapped_file import OpenFile
 from quarantine.models import FileRecord
 from support.clock import FakeClock
 from support.dists import Dist, build_wheel
@@ -44,6 +47,9 @@ class _GatedWriter:
 
     async def verify(self, expected_sha256: str) -> None:
         await self._inner.verify(expected_sha256)
+
+    def open_verified(self) -> int | None:
+        return self._inner.open_verified()
 
     async def persist(self) -> None:
         self._store.persisting += 1
@@ -168,23 +174,99 @@ def test_bytes_the_store_refuses_were_verified_but_are_not_kept_or_marked(
     )
 
 
-def test_a_large_file_is_served_only_once_stored(
+def _read_all(opened: OpenFile) -> bytes:
+    return os.pread(opened.descriptor, opened.size + 1, 0)
+
+
+def _is_open(descriptor: int) -> bool:
+    try:
+        os.fstat(descriptor)
+    except OSError:
+        return False
+    return True
+
+
+def test_a_large_file_is_sent_from_its_verified_file_before_it_is_durable(
     mirror: MirrorServer, upstream: Upstream, tmp_path: Path
 ) -> None:
     dist = build_wheel("late-bird", "1.0")
     record = _look(mirror, upstream, dist)
     store = GatedStore(tmp_path / "blobs")
-    artifacts = _artifacts(mirror, store, keep_bytes=len(dist.data) - 1)
+    artifacts = _artifacts(mirror, store, keep_bytes=len(dist.data) - 1)  # too big to keep
+    services = mirror.services
+    assert services is not None
 
     async def scenario() -> None:
-        serving = asyncio.ensure_future(artifacts.file_to_serve(record))
-        while store.persisting == 0:
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.05)
-        assert not serving.done()  # too big to keep in memory: waits for the store
+        stored = asyncio.ensure_future(artifacts.ensure_file(record))  # vetting's view
+        first = await artifacts.file_to_serve(record)
+        assert isinstance(first, OpenFile) and first.size == len(dist.data)
+        assert _read_all(first) == dist.data
+        assert store.persisting == 1 and not store.exists(record.sha256)
+        assert not stored.done()
+        second = await artifacts.file_to_serve(record)  # joins: a descriptor of its own
+        assert isinstance(second, OpenFile) and second.descriptor != first.descriptor
         store.gate.set()
-        found = await serving
+        path = await stored
+        assert path is not None and path.read_bytes() == dist.data
+        # Renamed into the store meanwhile: what was taken still reads the same bytes.
+        assert _read_all(first) == dist.data
+        first.close()
+        assert not _is_open(first.descriptor)
+        kept_descriptor = second.descriptor
+        del second  # dropped unsent (an error on the way): its descriptor is closed too
+        assert not _is_open(kept_descriptor)
+        await _settle()
+        after = services.ledger.file(record.project, record.filename)
+        assert after is not None and after.stored
+        assert (await artifacts.file_to_serve(after)) == path  # from the store now
+
+    _run(mirror, scenario)
+    assert _file_requests(upstream, dist) == 1
+
+
+def test_a_verified_file_let_go_before_a_request_took_it_is_read_from_the_store(
+    mirror: MirrorServer, upstream: Upstream, tmp_path: Path
+) -> None:
+    dist = build_wheel("late-comer", "1.0")
+    record = _look(mirror, upstream, dist)
+    store = GatedStore(tmp_path / "blobs")
+    store.gate.set()
+    artifacts = _artifacts(mirror, store, keep_bytes=0)
+
+    async def scenario() -> None:
+        download = artifacts._downloads.start(
+            record.sha256, lambda: artifacts._file_url(record), record.size
+        )
+        early = await asyncio.shield(download.verified)
+        assert isinstance(early, VerifiedFile)
+        await download.stored  # stored before this request's turn came: let go
+        assert early.reopen() is None
+        found = await artifacts.file_to_serve(record)
         assert isinstance(found, Path) and found.read_bytes() == dist.data
+
+    _run(mirror, scenario)
+    assert _file_requests(upstream, dist) == 1
+
+
+def test_a_refused_store_leaves_taken_files_readable_and_nothing_behind(
+    mirror: MirrorServer, upstream: Upstream, tmp_path: Path
+) -> None:
+    dist = build_wheel("late-full-disk", "1.0")
+    record = _look(mirror, upstream, dist)
+    store = GatedStore(tmp_path / "blobs")
+    store.refuse = True
+    artifacts = _artifacts(mirror, store, keep_bytes=0)
+
+    async def scenario() -> None:
+        taken = await artifacts.file_to_serve(record)
+        assert isinstance(taken, OpenFile)
+        store.gate.set()
+        with pytest.raises(OSError, match="No space left"):
+            await artifacts.ensure_file(record)
+        assert not store.exists(record.sha256)
+        assert not list((tmp_path / "blobs" / "tmp").iterdir())
+        assert _read_all(taken) == dist.data  # the response under way finishes its bytes
+        taken.close()
 
     _run(mirror, scenario)
 

@@ -10,6 +10,7 @@ E1 and E2.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import json
@@ -1403,10 +1404,27 @@ def test_concurrent_requests_for_a_big_page_share_one_build(
     assert len({answer.body for answer in answers}) == 1
 
 
+def _still_open_under(directory: Path, wait_seconds: float = 5.0) -> list[str]:
+    """Files under ``directory`` this process (the server's) still has open once the
+    download had time to settle (the blob is made durable after the answer)."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        held = []
+        for entry in Path("/proc/self/fd").iterdir():
+            with contextlib.suppress(OSError):  # a descriptor closed while listing
+                target = os.readlink(entry)
+                if target.startswith(str(directory)):
+                    held.append(target)
+        if not held or time.monotonic() > deadline:
+            return held
+        time.sleep(0.02)
+
+
 def test_a_large_file_is_served_whole_by_get_and_head_and_in_ranges(
     mirror: MirrorServer, upstream: Upstream, clock: FakeClock
 ) -> None:
-    """Past the memory cache, files are sent from memory-mapped windows (several here)."""
+    """Past the memory cache, files are sent from memory-mapped windows (several here): the
+    first time from the verified temporary file while it is made durable."""
     payload = os.urandom(9 * 1024 * 1024 + 12345)  # incompressible: the wheel stays this big
     dist = publish(
         upstream,
@@ -1422,6 +1440,7 @@ def test_a_large_file_is_served_whole_by_get_and_head_and_in_ranges(
         assert whole.header("Content-Length") == str(len(dist.data))
         assert whole.header("Accept-Ranges") == "bytes"
         assert whole.header("ETag") == f'"{dist.sha256}"'
+        assert _still_open_under(Path(mirror.settings.data_dir) / "blobs") == [], attempt
     head = get(mirror, file_path(dist), method="HEAD")
     assert head.status == 200 and head.body == b""
     assert head.header("Content-Length") == str(len(dist.data))
