@@ -23,6 +23,7 @@ from mirror.blobs import DigestMismatch
 from mirror.blobs_disk import DiskBlobStore, DiskBlobWriter
 from mirror.downloads import VerifiedFile
 from mirror.mapped_file import OpenFile
+from mirror.services import Services
 from quarantine.models import FileRecord
 from support.clock import FakeClock
 from support.dists import Dist, build_wheel
@@ -94,6 +95,26 @@ def _artifacts(mirror: MirrorServer, store: GatedStore, keep_bytes: int) -> Arti
     )
 
 
+def _staged(
+    mirror: MirrorServer,
+    upstream: Upstream,
+    tmp_path: Path,
+    project: str,
+    *,
+    keep_bytes: int,
+    refuse: bool = False,
+    open_gate: bool = False,
+) -> tuple[Dist, FileRecord, GatedStore, Artifacts]:
+    """A looked-at established wheel, and artifacts over a gated store for it."""
+    dist = build_wheel(project, "1.0")
+    record = _look(mirror, upstream, dist)
+    store = GatedStore(tmp_path / "blobs")
+    store.refuse = refuse
+    if open_gate:
+        store.gate.set()
+    return dist, record, store, _artifacts(mirror, store, keep_bytes=keep_bytes)
+
+
 def _run(mirror: MirrorServer, scenario: Callable[[], Awaitable[T]]) -> T:
     async def wrapped() -> T:
         return await scenario()
@@ -109,6 +130,22 @@ def _file_requests(upstream: Upstream, dist: Dist) -> int:
 async def _settle() -> None:
     for _ in range(5):  # the stored mark runs in a callback once the blob is published
         await asyncio.sleep(0)
+
+
+async def _stored_then_served_from_the_store(
+    stored: asyncio.Future[Path | None],
+    artifacts: Artifacts,
+    services: Services,
+    record: FileRecord,
+    dist: Dist,
+) -> None:
+    """Once published: the blob holds the bytes, the record is marked, requests read it."""
+    path = await stored
+    assert path is not None and path.read_bytes() == dist.data
+    await _settle()
+    after = services.ledger.file(record.project, record.filename)
+    assert after is not None and after.stored
+    assert (await artifacts.file_to_serve(after)) == path
 
 
 def test_a_small_file_is_answered_verified_before_it_is_durable_and_stored_after(
@@ -130,12 +167,7 @@ def test_a_small_file_is_answered_verified_before_it_is_durable_and_stored_after
         assert (await artifacts.file_to_serve(record)) == dist.data  # joins, no refetch
         assert not services.ledger.file(record.project, record.filename).stored  # type: ignore[union-attr]
         store.gate.set()
-        path = await stored
-        assert path is not None and path.read_bytes() == dist.data
-        await _settle()
-        after = services.ledger.file(record.project, record.filename)
-        assert after is not None and after.stored
-        assert (await artifacts.file_to_serve(after)) == path  # from the store now
+        await _stored_then_served_from_the_store(stored, artifacts, services, record, dist)
 
     _run(mirror, scenario)
     assert _file_requests(upstream, dist) == 1
@@ -189,10 +221,14 @@ def _is_open(descriptor: int) -> bool:
 def test_a_large_file_is_sent_from_its_verified_file_before_it_is_durable(
     mirror: MirrorServer, upstream: Upstream, tmp_path: Path
 ) -> None:
-    dist = build_wheel("late-bird", "1.0")
-    record = _look(mirror, upstream, dist)
-    store = GatedStore(tmp_path / "blobs")
-    artifacts = _artifacts(mirror, store, keep_bytes=len(dist.data) - 1)  # too big to keep
+    dist, record, store, artifacts = _staged(
+        mirror,
+        upstream,
+        tmp_path,
+        "late-bird",
+        keep_bytes=1024,  # the wheel is bigger
+    )
+    assert len(dist.data) > 1024
     services = mirror.services
     assert services is not None
 
@@ -206,8 +242,7 @@ def test_a_large_file_is_sent_from_its_verified_file_before_it_is_durable(
         second = await artifacts.file_to_serve(record)  # joins: a descriptor of its own
         assert isinstance(second, OpenFile) and second.descriptor != first.descriptor
         store.gate.set()
-        path = await stored
-        assert path is not None and path.read_bytes() == dist.data
+        await _stored_then_served_from_the_store(stored, artifacts, services, record, dist)
         # Renamed into the store meanwhile: what was taken still reads the same bytes.
         assert _read_all(first) == dist.data
         first.close()
@@ -215,10 +250,6 @@ def test_a_large_file_is_sent_from_its_verified_file_before_it_is_durable(
         kept_descriptor = second.descriptor
         del second  # dropped unsent (an error on the way): its descriptor is closed too
         assert not _is_open(kept_descriptor)
-        await _settle()
-        after = services.ledger.file(record.project, record.filename)
-        assert after is not None and after.stored
-        assert (await artifacts.file_to_serve(after)) == path  # from the store now
 
     _run(mirror, scenario)
     assert _file_requests(upstream, dist) == 1
@@ -227,11 +258,9 @@ def test_a_large_file_is_sent_from_its_verified_file_before_it_is_durable(
 def test_a_verified_file_let_go_before_a_request_took_it_is_read_from_the_store(
     mirror: MirrorServer, upstream: Upstream, tmp_path: Path
 ) -> None:
-    dist = build_wheel("late-comer", "1.0")
-    record = _look(mirror, upstream, dist)
-    store = GatedStore(tmp_path / "blobs")
-    store.gate.set()
-    artifacts = _artifacts(mirror, store, keep_bytes=0)
+    dist, record, _store, artifacts = _staged(
+        mirror, upstream, tmp_path, "late-comer", keep_bytes=0, open_gate=True
+    )
 
     async def scenario() -> None:
         download = artifacts._downloads.start(
@@ -251,11 +280,9 @@ def test_a_verified_file_let_go_before_a_request_took_it_is_read_from_the_store(
 def test_a_refused_store_leaves_taken_files_readable_and_nothing_behind(
     mirror: MirrorServer, upstream: Upstream, tmp_path: Path
 ) -> None:
-    dist = build_wheel("late-full-disk", "1.0")
-    record = _look(mirror, upstream, dist)
-    store = GatedStore(tmp_path / "blobs")
-    store.refuse = True
-    artifacts = _artifacts(mirror, store, keep_bytes=0)
+    dist, record, store, artifacts = _staged(
+        mirror, upstream, tmp_path, "late-full-disk", keep_bytes=0, refuse=True
+    )
 
     async def scenario() -> None:
         taken = await artifacts.file_to_serve(record)
