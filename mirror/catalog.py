@@ -185,6 +185,7 @@ class Catalog:
         self._building: dict[
             tuple[NormalizedName, PageFormat], tuple[asyncio.Future[_Built], _Written | None]
         ] = {}
+        self._writing: set[asyncio.Future[int]] = set()  # big projects' writes in threads
         self.files = FileIndex(ledger)
 
     # -- keeping in step with the ledger ------------------------------------------------
@@ -475,9 +476,21 @@ class Catalog:
         """The look's records into the ledger; a big project's first look writes thousands of
         rows, in a thread (requests that need the ledger meanwhile wait for its lock, pages
         and cached files do not)."""
-        if live.big:
-            return await asyncio.to_thread(self._ledger.apply, observation, etag, ACTOR)
-        return self._ledger.apply(observation, etag, ACTOR)
+        if not live.big:
+            return self._ledger.apply(observation, etag, ACTOR)
+        writing = asyncio.ensure_future(
+            asyncio.to_thread(self._ledger.apply, observation, etag, ACTOR)
+        )
+        self._writing.add(writing)
+        writing.add_done_callback(self._writing.discard)
+        return await asyncio.shield(writing)
+
+    async def writes_settled(self) -> None:
+        """Wait for the looks' writes running in threads. Their pages went out first, so a
+        file they list can be asked for before the ledger has its record; reads no longer
+        queue behind the writer, so a file miss waits here instead of answering 404."""
+        if self._writing:
+            await asyncio.wait(set(self._writing))
 
     async def _write_handed_over(
         self, live: _Live, observation: Observation, etag: str | None

@@ -1327,6 +1327,31 @@ def test_a_cold_page_goes_out_before_the_write_and_a_refused_write_is_not_served
     assert ledger.project(NormalizedName("demo-pkg")) is not None
 
 
+def test_a_file_asked_for_while_its_big_project_is_being_written_waits_for_the_write(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A big project's page goes out before its records are written (in a thread); pip
+    asks for a file at once, and must get it, not a 404, while the write goes on."""
+    monkeypatch.setattr(catalog_module, "BIG_PROJECT_FILES", 3)
+    demo = publish_demo(upstream, clock)  # 7 files: big
+    assert mirror.services is not None
+    ledger = mirror.services.ledger
+    real_apply = ledger.apply
+
+    def slow_apply(observation: Any, etag: str | None, actor: str) -> int:
+        time.sleep(0.5)  # in the worker thread: a ten-thousand-row write takes this long
+        return real_apply(observation, etag, actor)
+
+    monkeypatch.setattr(ledger, "apply", slow_apply)
+    page = get(mirror, "/simple/demo-pkg/", {"Accept": JSON_TYPE})
+    assert page.status == 200
+    assert ledger.project(NormalizedName("demo-pkg")) is None  # still being written
+    url = json.loads(page.body)["files"][0]["url"]
+    reply = get(mirror, local_path(mirror, "demo-pkg", url))
+    assert reply.status == 200
+    assert reply.body in {dist.data for dist in demo.served.values()}
+
+
 def test_a_big_project_is_observed_and_rendered_off_the_event_loop(
     mirror: MirrorServer, upstream: Upstream, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
