@@ -474,8 +474,7 @@ class Catalog:
 
     async def _write(self, live: _Live, observation: Observation, etag: str | None) -> int:
         """The look's records into the ledger; a big project's first look writes thousands of
-        rows, in a thread (requests that need the ledger meanwhile wait for its lock, pages
-        and cached files do not)."""
+        rows, in a thread (reads go on beside it; a file miss waits in ``writes_settled``)."""
         if not live.big:
             return self._ledger.apply(observation, etag, ACTOR)
         writing = asyncio.ensure_future(
