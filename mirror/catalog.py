@@ -474,7 +474,7 @@ class Catalog:
 
     async def _write(self, live: _Live, observation: Observation, etag: str | None) -> int:
         """The look's records into the ledger; a big project's first look writes thousands of
-        rows, in a thread (reads go on beside it; a file miss waits in ``writes_settled``)."""
+        rows, in a thread (reads go on beside it; a file miss waits in ``file_record``)."""
         if not live.big:
             return self._ledger.apply(observation, etag, ACTOR)
         writing = asyncio.ensure_future(
@@ -484,12 +484,15 @@ class Catalog:
         writing.add_done_callback(self._writing.discard)
         return await asyncio.shield(writing)
 
-    async def writes_settled(self) -> None:
-        """Wait for the looks' writes running in threads. Their pages went out first, so a
-        file they list can be asked for before the ledger has its record; reads no longer
-        queue behind the writer, so a file miss waits here instead of answering 404."""
-        if self._writing:
+    async def file_record(self, sha256: str, filename: str) -> FileRecord | None:
+        """A file's record, None when the ledger has none. A big project's page goes out
+        before its write (in a thread) ends, so a file it lists can be asked for before the
+        ledger has the record: a miss waits for those writes and looks again."""
+        record = self.files.get(sha256, filename)
+        if record is None and self._writing:
             await asyncio.wait(set(self._writing))
+            record = self.files.get(sha256, filename)
+        return record
 
     async def _write_handed_over(
         self, live: _Live, observation: Observation, etag: str | None

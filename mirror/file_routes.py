@@ -75,11 +75,7 @@ class _LargeFileResponse(FileResponse):
 async def serve_file(request: Request) -> Response:
     services = _services(request)
     filename, suffix = _split(request.path_params["filename"])
-    digest = request.path_params["sha256"]
-    record = services.catalog.files.get(digest, filename)
-    if record is None:
-        await services.catalog.writes_settled()  # a big project's page outruns its write
-        record = services.catalog.files.get(digest, filename)
+    record = await services.catalog.file_record(request.path_params["sha256"], filename)
     if record is None:
         raise NotFound("not found")
     check_servable(record, services)
