@@ -32,6 +32,15 @@ class Ledger(Protocol):
 
     def files(self, project: NormalizedName) -> list[FileRecord]: ...
 
+    def files_changed_since(self, project: NormalizedName, seq: int) -> list[FileRecord]:
+        """The project's records written after its seq was ``seq`` (and maybe a few before).
+
+        Records read with ``files`` after reading the project's seq, updated with these
+        (read after reading the seq again), are the ledger's records: a big page is kept
+        up to date with them instead of reading every row on each change.
+        """
+        ...
+
     def file(self, project: NormalizedName, filename: str) -> FileRecord | None: ...
 
     def file_by_digest(self, sha256: str, filename: str) -> FileRecord | None: ...

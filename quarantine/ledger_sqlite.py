@@ -36,7 +36,7 @@ from quarantine.models import Event, FileRecord, FileState, ProjectRecord, Proje
 from quarantine.notable import notable
 from quarantine.observe import Observation
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: files.seq, the change that last wrote each row
 ACTOR_VETTING = "system:vetting"
 
 _SCHEMA = """
@@ -73,6 +73,7 @@ CREATE TABLE IF NOT EXISTS files (
     listed INTEGER NOT NULL,
     anomaly TEXT,
     state_version INTEGER NOT NULL,
+    seq INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (project, filename)
 );
 CREATE INDEX IF NOT EXISTS files_by_digest ON files (sha256);
@@ -145,7 +146,13 @@ _FILE_COLUMNS = (
     "established, state, reason, url, requires_python, yanked, core_metadata_sha256, "
     "provenance_url, provenance_sha256, stored, listed, anomaly, state_version"
 )
-_INSERT_FILE = f"INSERT INTO files ({_FILE_COLUMNS}) VALUES ({', '.join('?' * 21)})"
+_INSERT_FILE = f"INSERT INTO files ({_FILE_COLUMNS}, seq) VALUES ({', '.join('?' * 22)})"
+# A row's seq is the change counter's next value when the row is written: greater than
+# the seq of any page built before the write, so files_changed_since finds every row a
+# kept page has not seen (a write that bumps its project takes exactly that value).
+_ROW_SEQ = "(SELECT CAST(value AS INTEGER) + 1 FROM meta WHERE key='change_seq')"
+# Created after the migration: a schema 1 ledger gets the column first.
+_CHANGE_INDEX = "CREATE INDEX IF NOT EXISTS files_by_change ON files (project, seq)"
 _INSERT_EVENT = (
     "INSERT INTO events (at, project, filename, sha256, from_state, to_state, reason, actor) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -153,7 +160,7 @@ _INSERT_EVENT = (
 _PROJECT_COLUMNS = "name, first_seen, last_look_ok, status, status_reason, etag, serial, seq"
 
 
-def _file_row(record: FileRecord) -> tuple[Any, ...]:
+def _file_row(record: FileRecord, seq: int) -> tuple[Any, ...]:
     return (
         record.project,
         record.filename,
@@ -176,6 +183,7 @@ def _file_row(record: FileRecord) -> tuple[Any, ...]:
         int(record.listed),
         record.anomaly,
         record.state_version,
+        seq,
     )
 
 
@@ -251,17 +259,25 @@ class SqliteLedger(AdminTables):
     def _migrate(self, path: Path) -> None:
         with self._lock:
             self._db.executescript(_SCHEMA)
-            row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None:
-                self._db.execute(
-                    "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
-                )
-                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('change_seq', '0')")
-            elif int(row["value"]) > SCHEMA_VERSION:
-                raise LedgerError(
-                    f"the ledger at {path} has schema {row['value']}, newer than this "
-                    f"lazaretto ({SCHEMA_VERSION}): upgrade lazaretto"
-                )
+            # One transaction, so a CLI and a server starting together migrate once.
+            with self._write(durable=True) as db:
+                row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+                if row is None:
+                    db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+                    db.execute("INSERT OR IGNORE INTO meta VALUES ('change_seq', '0')")
+                elif int(row["value"]) > SCHEMA_VERSION:
+                    raise LedgerError(
+                        f"the ledger at {path} has schema {row['value']}, newer than this "
+                        f"lazaretto ({SCHEMA_VERSION}): upgrade lazaretto"
+                    )
+                elif int(row["value"]) == 1:
+                    # Rows written before have seq 0: every page built since a start has
+                    # read them all, so none is missed.
+                    db.execute("ALTER TABLE files ADD COLUMN seq INTEGER NOT NULL DEFAULT 0")
+                    db.execute(
+                        "UPDATE meta SET value=? WHERE key='schema_version'", (SCHEMA_VERSION,)
+                    )
+                db.execute(_CHANGE_INDEX)
 
     def close(self) -> None:
         self._readers.close()
@@ -295,6 +311,9 @@ class SqliteLedger(AdminTables):
             "RETURNING value"
         ).fetchone()
         return int(row["value"])
+
+    def _row_seq(self, db: sqlite3.Connection) -> int:
+        return int(db.execute(f"SELECT {_ROW_SEQ}").fetchone()[0])
 
     def _bump(self, db: sqlite3.Connection, project: NormalizedName) -> int:
         seq = self._next_seq(db)
@@ -402,6 +421,13 @@ class SqliteLedger(AdminTables):
             ).fetchall()
         return [_file_record(row) for row in rows]
 
+    def files_changed_since(self, project: NormalizedName, seq: int) -> list[FileRecord]:
+        rows = self._query(
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE project=? AND seq>? ORDER BY filename",
+            (project, seq),
+        )
+        return [_file_record(row) for row in rows]
+
     def file(self, project: NormalizedName, filename: str) -> FileRecord | None:
         rows = self._query(
             f"SELECT {_FILE_COLUMNS} FROM files WHERE project=? AND filename=?",
@@ -439,8 +465,11 @@ class SqliteLedger(AdminTables):
                 "SELECT status FROM projects WHERE name=?", (project.name,)
             ).fetchone()
             self._upsert_project(db, observation, etag)
+            row_seq = self._row_seq(db)
             try:
-                db.executemany(_INSERT_FILE, [_file_row(record) for record in observation.new])
+                db.executemany(
+                    _INSERT_FILE, [_file_row(record, row_seq) for record in observation.new]
+                )
             except sqlite3.IntegrityError as error:
                 raise StaleTransition(
                     f"a file of {project.name} was recorded by another look meanwhile"
@@ -460,7 +489,7 @@ class SqliteLedger(AdminTables):
                     )
             db.executemany(_INSERT_EVENT, events)  # one statement for a first look's many files
             for old, new in observation.changed:
-                self._write_change(db, old, new, at, actor)
+                self._write_change(db, old, new, at, actor, row_seq)
             status_changed = before is None or before["status"] != project.status.value
             if status_changed and before is not None:
                 self._event(
@@ -499,11 +528,18 @@ class SqliteLedger(AdminTables):
         )
 
     def _write_change(
-        self, db: sqlite3.Connection, old: FileRecord, new: FileRecord, at: datetime, actor: str
+        self,
+        db: sqlite3.Connection,
+        old: FileRecord,
+        new: FileRecord,
+        at: datetime,
+        actor: str,
+        row_seq: int,
     ) -> None:
         cursor = db.execute(
             "UPDATE files SET state=?, reason=?, yanked=?, listed=?, anomaly=?, provenance_url=?,"
-            " state_version=state_version+1 WHERE project=? AND filename=? AND state_version=?",
+            " state_version=state_version+1, seq=? "
+            "WHERE project=? AND filename=? AND state_version=?",
             (
                 new.state.value,
                 new.reason,
@@ -511,6 +547,7 @@ class SqliteLedger(AdminTables):
                 int(new.listed),
                 new.anomaly,
                 new.provenance_url,
+                row_seq,
                 old.project,
                 old.filename,
                 old.state_version,
@@ -547,7 +584,8 @@ class SqliteLedger(AdminTables):
                 )
                 db.execute(
                     "UPDATE files SET state=?, reason='upstream_removed', listed=0, "
-                    "state_version=state_version+1 WHERE project=? AND filename=?",
+                    f"state_version=state_version+1, seq={_ROW_SEQ} "
+                    "WHERE project=? AND filename=?",
                     (to_state.value, name, record.filename),
                 )
                 self._event(db, at, name, record, record.state, to_state, "upstream_removed", actor)
@@ -567,8 +605,8 @@ class SqliteLedger(AdminTables):
     ) -> FileRecord:
         with self._write() as db:
             cursor = db.execute(
-                "UPDATE files SET state=?, reason=?, state_version=state_version+1 "
-                "WHERE project=? AND filename=? AND state_version=?",
+                "UPDATE files SET state=?, reason=?, state_version=state_version+1, "
+                f"seq={_ROW_SEQ} WHERE project=? AND filename=? AND state_version=?",
                 (state.value, reason, before.project, before.filename, before.state_version),
             )
             if cursor.rowcount != 1:
@@ -587,7 +625,7 @@ class SqliteLedger(AdminTables):
         # blob store again, which finds the bytes and marks them anew.
         with self._write(durable=False) as db:
             db.execute(
-                "UPDATE files SET stored=1 WHERE project=? AND filename=?",
+                f"UPDATE files SET stored=1, seq={_ROW_SEQ} WHERE project=? AND filename=?",
                 (record.project, record.filename),
             )
         after = self.file(record.project, record.filename)
@@ -597,7 +635,8 @@ class SqliteLedger(AdminTables):
     def set_provenance(self, record: FileRecord, sha256: str) -> None:
         with self._write() as db:
             db.execute(
-                "UPDATE files SET provenance_sha256=? WHERE project=? AND filename=? "
+                f"UPDATE files SET provenance_sha256=?, seq={_ROW_SEQ} "
+                "WHERE project=? AND filename=? "
                 "AND provenance_sha256 IS NULL",
                 (sha256, record.project, record.filename),
             )

@@ -348,6 +348,70 @@ def test_a_look_that_changes_nothing_keeps_pages_cached(ledger: Ledger) -> None:
     assert project is not None and project.last_look_ok == T0 + timedelta(seconds=20)
 
 
+class _Kept:
+    """A copy of one project's records kept up to date the way a big page is."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.seq = self._project_seq()
+        self.records = {record.filename: record for record in ledger.files(DEMO)}
+
+    def _project_seq(self) -> int:
+        project = self.ledger.project(DEMO)
+        return project.seq if project else 0
+
+    def catch_up(self) -> list[str]:
+        """Brought up to date; the filenames read to get there."""
+        seq = self._project_seq()
+        changed = self.ledger.files_changed_since(DEMO, self.seq)
+        self.records |= {record.filename: record for record in changed}
+        self.seq = seq
+        return [record.filename for record in changed]
+
+    def matches_the_ledger(self) -> bool:
+        return self.records == {record.filename: record for record in self.ledger.files(DEMO)}
+
+
+def test_files_changed_since_keeps_a_copy_in_step_reading_only_what_changed(store: Store) -> None:
+    server, cli = store.open(), store.open()
+    kept = _Kept(server)
+    look(server, snapshot(OLD, NEW), T0)
+    assert sorted(kept.catch_up()) == [OLD_WHEEL, NEW_WHEEL] and kept.matches_the_ledger()
+    assert kept.catch_up() == []  # nothing written since
+
+    look(server, snapshot(OLD, NEW, SDIST), T0 + timedelta(minutes=1))  # one new file
+    assert kept.catch_up() == [NEW_SDIST] and kept.matches_the_ledger()
+
+    stored = server.mark_stored(held(server))  # no page change, but the record changes
+    assert kept.catch_up() == [NEW_WHEEL] and kept.matches_the_ledger()
+    server.set_provenance(stored, "e" * 64)
+    assert kept.catch_up() == [NEW_WHEEL] and kept.matches_the_ledger()
+
+    # Another process's decision, as the CLI or `lazaretto work` makes it.
+    cli.transition(held(cli), FileState.PROMOTED, "cooled", "p", T0 + timedelta(days=3))
+    assert kept.catch_up() == [NEW_WHEEL] and kept.matches_the_ledger()
+
+    yanked = upstream_file(OLD_WHEEL, T0 - timedelta(days=400), "a" * 64, yanked="broken")
+    look(server, snapshot(yanked, NEW, SDIST), T0 + timedelta(days=3))
+    assert kept.catch_up() == [OLD_WHEEL] and kept.matches_the_ledger()
+
+    server.record_project_gone(DEMO, T0 + timedelta(days=4), "system:catalog")
+    # the promoted files are withdrawn, the held one rejected
+    assert set(kept.catch_up()) == {OLD_WHEEL, NEW_WHEEL, NEW_SDIST}
+    assert kept.matches_the_ledger() and kept.catch_up() == []
+
+
+def test_a_copy_taken_between_a_seq_and_its_rows_misses_nothing(ledger: Ledger) -> None:
+    """Rows written between reading the seq and reading the rows are read again later."""
+    look(ledger, snapshot(OLD, NEW), T0)
+    kept = _Kept.__new__(_Kept)
+    kept.ledger = ledger
+    kept.seq = kept._project_seq()
+    ledger.transition(held(ledger), FileState.REJECTED, "bad hash", "p", T0)  # in between
+    kept.records = {record.filename: record for record in ledger.files(DEMO)}
+    assert kept.catch_up() == [NEW_WHEEL] and kept.matches_the_ledger()
+
+
 # -- the upstream says the project is gone ---------------------------------------------------
 
 

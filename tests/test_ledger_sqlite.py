@@ -107,3 +107,34 @@ def test_a_closed_ledger_refuses_reads(tmp_path: Path) -> None:
     ledger.close()
     with pytest.raises(sqlite3.ProgrammingError):
         ledger.change_seq()
+
+
+def test_a_schema_1_ledger_is_migrated_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    first = SqliteLedger(path)
+    look(first, snapshot(OLD, NEW), T0)
+    before = first.files(DEMO)
+    first.close()
+    db = sqlite3.connect(path, isolation_level=None)  # back to what schema 1 wrote
+    db.executescript(
+        "DROP INDEX files_by_change; ALTER TABLE files DROP COLUMN seq;"
+        "UPDATE meta SET value='1' WHERE key='schema_version';"
+    )
+    db.close()
+
+    again = SqliteLedger(path)
+    try:
+        assert again.files(DEMO) == before
+        assert again.files_changed_since(DEMO, 0) == []  # rows from before the migration
+        again.transition(again.held()[0], FileState.REJECTED, "bad hash", "p", T0)
+        assert [r.filename for r in again.files_changed_since(DEMO, 0)] == [NEW_WHEEL]
+    finally:
+        again.close()
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("2",)
+        indexes = {row[1] for row in db.execute("PRAGMA index_list(files)")}
+        assert "files_by_change" in indexes
+    finally:
+        db.close()
+    SqliteLedger(path).close()  # opening a migrated ledger again changes nothing
