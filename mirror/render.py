@@ -6,6 +6,7 @@ relative to the page (or under ``public_base_url``), never built from the Host h
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from html import escape
@@ -21,6 +22,7 @@ API_VERSION = "1.4"
 # One encoder for every page: json.dumps builds a new one per call when given options,
 # and pages are plain trees (no cycles to check for).
 _JSON = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), check_circular=False)
+_JSON_HEAD = '{"meta":{"api-version":"' + API_VERSION + '"},"name":'
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,16 +43,29 @@ def file_path(record: FileRecord, base: str) -> str:
     return f"{base}files/{record.sha256}/{name if _UNQUOTED.fullmatch(name) else quote(name)}"
 
 
-def _base(public_base_url: str | None) -> str:
+def base_url(public_base_url: str | None) -> str:
     # From /simple/<name>/ the mirror's root is two levels up.
     return public_base_url.rstrip("/") + "/" if public_base_url else "../../"
 
 
+def version_order(text: str) -> tuple[int, Version | str, str]:
+    """The order of ``versions``, for one version: what _versions sorts by, as a key."""
+    try:
+        return 1, Version(text), text
+    except InvalidVersion:
+        return 0, text, text
+
+
 def _versions(files: list[FileRecord]) -> list[str]:
-    """Unparsable versions first, then PEP 440 order; equal versions by their text."""
+    return sorted_versions({record.version for record in files})
+
+
+def sorted_versions(texts: Iterable[str]) -> list[str]:
+    """Unparsable versions first, then PEP 440 order; equal versions by their text
+    (the order ``version_order`` gives, reached here with half the comparisons)."""
     parsed: dict[str, Version] = {}
     unparsable: list[str] = []
-    for text in sorted({record.version for record in files}):
+    for text in sorted(texts):
         try:
             parsed[text] = Version(text)
         except InvalidVersion:
@@ -72,20 +87,33 @@ def project_json(
     held: HeldSummary,
     public_base_url: str | None = None,
 ) -> bytes:
-    base = _base(public_base_url)
-    page: dict[str, object] = {
-        "meta": {"api-version": API_VERSION},
-        "name": project.name,
-        "versions": _versions(files),
-        "files": [_file_json(record, base) for record in files],
-        "project-status": _status_json(project),
-    }
+    base = base_url(public_base_url)
+    # One encoding of all the entries is the joined parts, at a fraction of the calls.
+    entries = _JSON.encode([_file_json(record, base) for record in files])[1:-1]
+    return json_from_parts(project, _versions(files), (entries,), held)
+
+
+def json_from_parts(
+    project: ProjectRecord, versions: list[str], parts: Iterable[str], held: HeldSummary
+) -> bytes:
+    """The JSON page from its files' parts (``file_json_part``), in page order."""
+    encode = _JSON.encode
+    extra = ""
     if held.held:
-        page["_lazaretto"] = {
+        summary = {
             "held-files": held.held,
             "next-release": format_timestamp(held.next_release) if held.next_release else None,
         }
-    return _JSON.encode(page).encode()
+        extra = f',"_lazaretto":{encode(summary)}'
+    return (
+        f'{_JSON_HEAD}{encode(project.name)},"versions":{encode(versions)},'
+        f'"files":[{",".join(parts)}],"project-status":{encode(_status_json(project))}{extra}}}'
+    ).encode()
+
+
+def file_json_part(record: FileRecord, base: str) -> str:
+    """One file's entry of the JSON page, encoded."""
+    return _JSON.encode(_file_json(record, base))
 
 
 def _status_json(project: ProjectRecord) -> dict[str, str]:
@@ -123,7 +151,12 @@ def project_html(
     held: HeldSummary,
     public_base_url: str | None = None,
 ) -> bytes:
-    base = _base(public_base_url)
+    base = base_url(public_base_url)
+    return html_from_parts(project, [file_html_part(record, base) for record in files], held)
+
+
+def html_from_parts(project: ProjectRecord, parts: Iterable[str], held: HeldSummary) -> bytes:
+    """The HTML page from its files' parts (``file_html_part``), in page order."""
     name = escape(project.name)
     lines = [
         "<!DOCTYPE html>",
@@ -136,12 +169,17 @@ def project_html(
         "  <body>",
         f"    <h1>Links for {name}</h1>",
     ]
-    lines.extend(f"    {_anchor(record, base)}<br />" for record in files)
+    lines.extend(parts)
     if held.held:
         until = format_timestamp(held.next_release) if held.next_release else "unknown"
         lines.append(f"    <!-- lazaretto: {held.held} file(s) held; next release {until} -->")
     lines.extend(["  </body>", "</html>", ""])
     return "\n".join(lines).encode()
+
+
+def file_html_part(record: FileRecord, base: str) -> str:
+    """One file's line of the HTML page."""
+    return f"    {_anchor(record, base)}<br />"
 
 
 def _anchor(record: FileRecord, base: str) -> str:

@@ -1,0 +1,103 @@
+"""A big page kept in parts gives, after any run of changes, the bytes a full render gives."""
+
+from dataclasses import replace
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_render import PROJECT, RECORD
+
+import mirror.page_parts
+from mirror.page_parts import PageParts
+from mirror.render import HeldSummary, base_url, project_html, project_json
+from quarantine.models import FileRecord, FileState
+
+BASE = base_url(None)
+HELD = HeldSummary(2, None)
+# Versions that sort equal ("1", "1.0", "1.0.0"), one that does not parse, and the rest.
+VERSIONS = ["1", "1.0", "1.0.0", "0.9", "2!0.1", "1.1a1", "not a version", "10.0"]
+STATES = [FileState.PROMOTED, FileState.PROMOTED, FileState.HELD, FileState.WITHDRAWN]
+
+# One write: (file number, version, state, yanked); a batch is what one catch-up reads.
+_writes = st.tuples(
+    st.integers(0, 11),
+    st.sampled_from(VERSIONS),
+    st.sampled_from(STATES),
+    st.sampled_from([None, "", "broken"]),
+)
+_batches = st.lists(st.lists(_writes, max_size=8), max_size=8)
+
+
+def _record(number: int, version: str, state: FileState, yanked: str | None) -> FileRecord:
+    # A file keeps its version (a filename names one); the number keeps names apart.
+    return replace(
+        RECORD,
+        filename=f"demo-{number:02d}-{version}.whl",
+        version=version,
+        state=state,
+        yanked=yanked,
+        sha256=f"{number:064x}",
+    )
+
+
+def _as_the_ledger_reads_them(
+    batch: list[tuple[int, str, FileState, str | None]],
+) -> list[FileRecord]:
+    latest = {}
+    for write in batch:
+        record = _record(*write)
+        latest[record.filename] = record
+    return sorted(latest.values(), key=lambda record: record.filename)
+
+
+def _full_render(records: dict[str, FileRecord], seq: int) -> tuple[bytes, bytes]:
+    listed = sorted(
+        (r for r in records.values() if r.state is FileState.PROMOTED), key=lambda r: r.filename
+    )
+    project = replace(PROJECT, seq=seq)
+    return project_json(project, listed, HELD), project_html(project, listed, HELD)
+
+
+def _check_runs(batches: list[list[tuple[int, str, FileState, str | None]]]) -> None:
+    first, *rest = [_as_the_ledger_reads_them(batch) for batch in batches] or [[]]
+    parts = PageParts(PROJECT, first, BASE)
+    truth = {record.filename: record for record in first}
+    for seq, changed in enumerate(rest, start=PROJECT.seq + 1):
+        parts.update(replace(PROJECT, seq=seq), changed)
+        truth |= {record.filename: record for record in changed}
+        assert parts.seq == seq
+        assert (parts.json(HELD), parts.html(HELD)) == _full_render(truth, seq)
+        assert parts.records == truth
+
+
+@settings(max_examples=150, deadline=None)
+@given(_batches)
+def test_parts_changed_one_by_one_give_the_full_render(
+    batches: list[list[tuple[int, str, FileState, str | None]]],
+) -> None:
+    _check_runs(batches)
+
+
+@settings(max_examples=50, deadline=None)
+@given(_batches)
+def test_parts_changed_in_bulk_give_the_full_render(
+    batches: list[list[tuple[int, str, FileState, str | None]]],
+) -> None:
+    bulk = mirror.page_parts.BULK_CHANGES
+    mirror.page_parts.BULK_CHANGES = 1  # every batch of two or more is sorted anew
+    try:
+        _check_runs(batches)
+    finally:
+        mirror.page_parts.BULK_CHANGES = bulk
+
+
+def test_a_thousand_files_then_one_promotion() -> None:
+    records = [
+        _record(number, f"1.{number // 10}.{number % 10}", FileState.PROMOTED, None)
+        for number in range(1000)
+    ]
+    new = _record(1000, "2.0", FileState.HELD, None)
+    parts = PageParts(PROJECT, sorted([*records, new], key=lambda r: r.filename), BASE)
+    promoted = replace(new, state=FileState.PROMOTED)
+    parts.update(replace(PROJECT, seq=2), [promoted])
+    truth = {record.filename: record for record in [*records, promoted]}
+    assert (parts.json(HELD), parts.html(HELD)) == _full_render(truth, 2)
