@@ -35,6 +35,8 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import NormalizedName
 
 from mirror import catalog as catalog_module
+from quarantine.ledger_sqlite import SqliteLedger
+from quarantine.models import FileRecord, FileState
 
 # tests/ is not a package, so pytest and mypy both see tests/support as "support".
 from support.clock import FakeClock
@@ -1397,6 +1399,89 @@ def test_a_big_project_is_observed_and_rendered_off_the_event_loop(
     for accept in (JSON_TYPE, "text/html"):  # warm: nothing is built again
         assert get(mirror, "/simple/demo-pkg/", {"Accept": accept}).status == 200
     assert len(ran) == before
+
+
+def test_a_big_page_is_rebuilt_from_the_rows_that_changed(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a restart a big page is read whole once; each change after that reads only
+    the rows it wrote, and gives the bytes a whole read renders."""
+    monkeypatch.setattr(catalog_module, "BIG_PROJECT_FILES", 1)
+    demo = publish_demo(upstream, clock)
+    assert listed(mirror, "demo-pkg") == set(demo.served)
+    mirror.restart()
+    assert mirror.services is not None
+    catalog, ledger = mirror.services.catalog, mirror.services.ledger
+    reads: list[str] = []
+    real_read, real_changed = catalog._read, ledger.files_changed_since
+
+    def whole(name: NormalizedName) -> Any:
+        reads.append("whole")
+        return real_read(name)
+
+    def changed(name: NormalizedName, seq: int) -> list[FileRecord]:
+        rows = real_changed(name, seq)
+        reads.extend(row.filename for row in rows)
+        return rows
+
+    monkeypatch.setattr(catalog, "_read", whole)
+    monkeypatch.setattr(ledger, "files_changed_since", changed)
+
+    def both_pages() -> tuple[bytes, bytes]:
+        return page(mirror, "demo-pkg").body, page(mirror, "demo-pkg", accept=LEGACY_HTML).body
+
+    both_pages()
+    assert reads == ["whole"]  # the HTML page was joined from the parts the JSON build kept
+    promoted = promote_after_cooling(mirror, clock)
+    assert set(promoted) == set(demo.held)
+    reads.clear()
+    json_after, html_after = both_pages()
+    # The promoted rows and those whose bytes were marked stored; not the untouched ones.
+    assert "whole" not in reads and set(demo.held) <= set(reads)
+    assert demo.yanked.filename not in reads and demo.with_python.filename not in reads
+    assert listed(mirror, "demo-pkg") == set(demo.served) | set(demo.held)
+
+    # A decision by another process (the CLI): one more row, read on its own.
+    yanked = demo.yanked.filename
+    other = SqliteLedger(Path(mirror.settings.data_dir) / "ledger.sqlite3")
+    try:
+        record = other.file(NormalizedName("demo-pkg"), yanked)
+        assert record is not None
+        other.transition(
+            record, FileState.WITHDRAWN, "operator: bad build", "admin:cli", clock.now()
+        )
+    finally:
+        other.close()
+    mirror.sync()
+    reads.clear()
+    json_blocked, html_blocked = both_pages()
+    assert reads == [yanked]
+    assert yanked not in listed(mirror, "demo-pkg")
+
+    mirror.restart()  # the same pages, from a whole read
+    assert both_pages() == (json_blocked, html_blocked)
+    assert (json_after, html_after) != (json_blocked, html_blocked)
+
+
+def test_big_pages_kept_in_parts_stay_within_their_file_budget(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(catalog_module, "BIG_PROJECT_FILES", 1)
+    monkeypatch.setattr(catalog_module, "KEPT_PARTS_FILES", 4)
+    for project, files in (("one", 1), ("three", 3), ("two", 2)):
+        for number in range(files):
+            publish(upstream, build_wheel(project, f"1.{number}"), clock.now() - AGE_OLD)
+        assert len(listed(mirror, project)) == files
+    mirror.restart()  # pages are kept in parts from their first read of the ledger
+    assert mirror.services is not None
+    kept = mirror.services.catalog._kept
+    for project in ("one", "three"):
+        page(mirror, project)
+    assert list(kept) == ["one", "three"]  # 4 files
+    page(mirror, "two")
+    assert list(kept) == ["two"]  # the least recently built went first, then the next
+    assert page(mirror, "one").status == 200  # its page bytes are kept apart from the parts
+    assert list(kept) == ["two"]
 
 
 def test_concurrent_requests_for_a_big_page_share_one_build(
