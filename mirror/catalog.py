@@ -479,13 +479,16 @@ class Catalog:
         policy, frozen = self._policies.current(), self._guard.frozen()
         live = self._live.setdefault(snapshot.name, _Live())
         live.big = len(snapshot.files) >= BIG_PROJECT_FILES
+        # A page kept in parts is rebuilt from the rows a write changed in a few ms; a
+        # whole render of the look's records before the write would take far longer.
+        kept = live.big and snapshot.name in self._kept
         if live.big:
             known, observation = await asyncio.to_thread(
-                self._observe, before, snapshot, now, policy, frozen
+                self._observe, before, snapshot, now, policy, frozen, kept
             )
         else:
             known, observation = self._observe(before, snapshot, now, policy, frozen)
-        if flight is not None and _alters_pages(before, observation):
+        if flight is not None and _alters_pages(before, observation) and not kept:
             live.written = _records_after(known, observation, etag, UNWRITTEN_SEQ)
             live.unwritten, live.unreachable, live.ok_at = True, False, now
             live.pages.clear()
@@ -494,7 +497,8 @@ class Catalog:
             await self._write_handed_over(live, observation, etag)
         else:
             seq = await self._write(live, observation, etag)
-            if flight is not None and not any(page.seq == seq for page in live.pages.values()):
+            rendering = flight is not None and not kept
+            if rendering and not any(page.seq == seq for page in live.pages.values()):
                 # Only for a page about to be rendered: the watcher's looks of projects
                 # nobody asks for must not keep their records in memory.
                 live.written = _records_after(known, observation, etag, seq)
@@ -508,11 +512,12 @@ class Catalog:
         now: datetime,
         policy: Policy,
         frozen: str | None,
+        kept: bool = False,
     ) -> tuple[dict[str, FileRecord], Observation]:
-        """The records known before and what the look changes; touches no state (a thread
-        runs it for a big project)."""
+        """The records known before and what the look changes; touches no state but the
+        kept parts (a thread runs it for a big project, and only then is ``kept`` set)."""
         # A project never seen has no records and no evidence: skip two reads on a cold miss.
-        known = {} if before is None else {r.filename: r for r in self._ledger.files(snapshot.name)}
+        known = {} if before is None else self._known(snapshot.name, kept)
         stored = {} if before is None else self._ledger.evidence(snapshot.name)
         observation = observe(
             before,
@@ -524,6 +529,19 @@ class Catalog:
             lambda record: with_advisories(record, stored, self._feeds),
         )
         return known, observation
+
+    def _known(self, name: NormalizedName, kept: bool) -> dict[str, FileRecord]:
+        """The project's records by filename; from its kept parts, brought up to date with
+        the rows written since, when there are any (``kept``: never on the event loop,
+        which must not wait for the parts' lock)."""
+        if kept:
+            with self._kept_lock:
+                parts = self._kept.get(name)
+                project = self._ledger.project(name) if parts is not None else None
+                if parts is not None and project is not None:
+                    parts.update(project, self._ledger.files_changed_since(name, parts.seq))
+                    return dict(parts.records)
+        return {record.filename: record for record in self._ledger.files(name)}
 
     async def _write(self, live: _Live, observation: Observation, etag: str | None) -> int:
         """The look's records into the ledger; a big project's first look writes thousands of

@@ -1404,8 +1404,9 @@ def test_a_big_project_is_observed_and_rendered_off_the_event_loop(
 def test_a_big_page_is_rebuilt_from_the_rows_that_changed(
     mirror: MirrorServer, upstream: Upstream, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """After a restart a big page is read whole once; each change after that reads only
-    the rows it wrote, and gives the bytes a whole read renders."""
+    """After a restart a big page is read whole once; each change after that (a decision,
+    a look that finds a new upload) reads only the rows it wrote, and gives the bytes a
+    whole read renders."""
     monkeypatch.setattr(catalog_module, "BIG_PROJECT_FILES", 1)
     demo = publish_demo(upstream, clock)
     assert listed(mirror, "demo-pkg") == set(demo.served)
@@ -1413,11 +1414,15 @@ def test_a_big_page_is_rebuilt_from_the_rows_that_changed(
     assert mirror.services is not None
     catalog, ledger = mirror.services.catalog, mirror.services.ledger
     reads: list[str] = []
-    real_read, real_changed = catalog._read, ledger.files_changed_since
+    real_read, real_files, real_changed = catalog._read, ledger.files, ledger.files_changed_since
 
     def whole(name: NormalizedName) -> Any:
         reads.append("whole")
         return real_read(name)
+
+    def every_file(name: NormalizedName) -> list[FileRecord]:
+        reads.append("every file")
+        return real_files(name)
 
     def changed(name: NormalizedName, seq: int) -> list[FileRecord]:
         rows = real_changed(name, seq)
@@ -1425,17 +1430,18 @@ def test_a_big_page_is_rebuilt_from_the_rows_that_changed(
         return rows
 
     monkeypatch.setattr(catalog, "_read", whole)
+    monkeypatch.setattr(ledger, "files", every_file)
     monkeypatch.setattr(ledger, "files_changed_since", changed)
 
     def both_pages() -> tuple[bytes, bytes]:
         return page(mirror, "demo-pkg").body, page(mirror, "demo-pkg", accept=LEGACY_HTML).body
 
     both_pages()
-    assert reads == ["whole"]  # the HTML page was joined from the parts the JSON build kept
+    assert reads == ["whole", "every file"]  # HTML was joined from the parts JSON kept
     promoted = promote_after_cooling(mirror, clock)
     assert set(promoted) == set(demo.held)
     reads.clear()
-    json_after, html_after = both_pages()
+    json_after, _html = both_pages()
     # The promoted rows and those whose bytes were marked stored; not the untouched ones.
     assert "whole" not in reads and set(demo.held) <= set(reads)
     assert demo.yanked.filename not in reads and demo.with_python.filename not in reads
@@ -1454,13 +1460,21 @@ def test_a_big_page_is_rebuilt_from_the_rows_that_changed(
         other.close()
     mirror.sync()
     reads.clear()
-    json_blocked, html_blocked = both_pages()
+    json_blocked, _html = both_pages()
     assert reads == [yanked]
     assert yanked not in listed(mirror, "demo-pkg")
 
+    # A new upload: the look takes the records it compares with from the parts as well.
+    fresh = publish(upstream, build_wheel("Demo_Pkg", "3.0"), clock.now())
+    clock.advance(TTL)
+    reads.clear()
+    json_looked, html_looked = both_pages()
+    assert "every file" not in reads and fresh.filename in reads
+    assert json.loads(json_looked)["_lazaretto"]["held-files"] == 1
+
     mirror.restart()  # the same pages, from a whole read
-    assert both_pages() == (json_blocked, html_blocked)
-    assert (json_after, html_after) != (json_blocked, html_blocked)
+    assert both_pages() == (json_looked, html_looked)
+    assert len({json_after, json_blocked, json_looked}) == 3
 
 
 def test_big_pages_kept_in_parts_stay_within_their_file_budget(
