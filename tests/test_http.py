@@ -35,6 +35,8 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import NormalizedName
 
 from mirror import catalog as catalog_module
+from mirror import upstream as upstream_module
+from mirror.parse import parse_project_page
 from quarantine.ledger_sqlite import SqliteLedger
 from quarantine.models import FileRecord, FileState
 
@@ -1496,6 +1498,29 @@ def test_big_pages_kept_in_parts_stay_within_their_file_budget(
     assert list(kept) == ["two"]  # the least recently built went first, then the next
     assert page(mirror, "one").status == 200  # its page bytes are kept apart from the parts
     assert list(kept) == ["two"]
+
+
+@pytest.mark.parametrize(("threshold", "off_the_loop"), [(0, True), (10**9, False)])
+def test_a_large_upstream_listing_is_parsed_off_the_event_loop(
+    mirror: MirrorServer,
+    upstream: Upstream,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    threshold: int,
+    off_the_loop: bool,
+) -> None:
+    monkeypatch.setattr(upstream_module, "PARSE_IN_THREAD_BYTES", threshold)
+    publish(upstream, build_wheel("tiny", "1.0"), clock.now() - AGE_OLD)
+    parsed_off_the_loop: list[bool] = []
+    real = parse_project_page
+
+    def traced(body: bytes, name: NormalizedName) -> Any:
+        parsed_off_the_loop.append(threading.current_thread() is not mirror.loop_thread)
+        return real(body, name)
+
+    monkeypatch.setattr(upstream_module, "parse_project_page", traced)
+    assert listed(mirror, "tiny") == {"tiny-1.0-py3-none-any.whl"}
+    assert parsed_off_the_loop == [off_the_loop]
 
 
 def test_concurrent_requests_for_a_big_page_share_one_build(
