@@ -272,8 +272,11 @@ class Catalog:
         else:
             written = self._written(name, live)
             if live.big is False:
-                return self._keep(name, fmt, live, self._build(name, fmt, written), written)
-            building = asyncio.ensure_future(asyncio.to_thread(self._build, name, fmt, written))
+                built = self._build(name, fmt, written, in_thread=False)
+                return self._keep(name, fmt, live, built, written)
+            building = asyncio.ensure_future(
+                asyncio.to_thread(self._build, name, fmt, written, in_thread=True)
+            )
             self._building[key] = building, written
             building.add_done_callback(lambda _done: self._building.pop(key, None))
         return self._keep(name, fmt, live, await asyncio.shield(building), written)
@@ -300,9 +303,14 @@ class Catalog:
         live.pages[fmt] = page
         return page
 
-    def _build(self, name: NormalizedName, fmt: PageFormat, written: "_Written | None") -> _Built:
-        """The page and whether the project is big; touches no state but the kept parts
-        (runs in a thread)."""
+    def _build(
+        self, name: NormalizedName, fmt: PageFormat, written: "_Written | None", *, in_thread: bool
+    ) -> _Built:
+        """The page and whether the project is big; touches no state but the kept parts,
+        and those only ``in_thread`` (the event loop must never wait for their lock)."""
+        if not in_thread:
+            project, files = (written.project, written.files) if written else self._read(name)
+            return self._rendered_whole(name, fmt, project, files)
         if written is not None and (written.project.seq == UNWRITTEN_SEQ or name not in self._kept):
             # Records not in the ledger yet never go into the parts: a write that fails
             # would leave them there. Nor do records already written: another process

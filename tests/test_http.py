@@ -1370,8 +1370,8 @@ def test_a_big_project_is_observed_and_rendered_off_the_event_loop(
     for step in ("_observe", "_build"):
         real = getattr(catalog, step)
 
-        def traced(*args: Any, _real: Any = real, _step: str = step) -> Any:
-            result = _real(*args)
+        def traced(*args: Any, _real: Any = real, _step: str = step, **options: Any) -> Any:
+            result = _real(*args, **options)
             on_loop = threading.current_thread() is mirror.loop_thread
             project = args[0] if _step == "_build" else args[1].name
             ran.append((_step, str(project), on_loop))
@@ -1500,6 +1500,23 @@ def test_big_pages_kept_in_parts_stay_within_their_file_budget(
     assert list(kept) == ["two"]
 
 
+def test_a_small_page_is_never_built_behind_a_big_pages_parts(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+) -> None:
+    """Only a big page's build, in a thread, takes the kept parts' lock: a small page
+    built on the event loop must not wait while a big build holds it."""
+    old = publish(upstream, build_wheel("tiny", "1.0"), clock.now() - AGE_OLD)
+    new = publish(upstream, build_wheel("tiny", "1.1"), clock.now() - AGE_FRESH)
+    assert listed(mirror, "tiny") == {old.filename}
+    assert promote_after_cooling(mirror, clock) == [new.filename]  # rebuilt from the ledger
+    assert mirror.services is not None
+    lock = mirror.services.catalog._kept_lock
+    # The lock is let go first on the way out: a request stuck behind it still ends.
+    with ThreadPoolExecutor(1) as pool, lock:  # held as a thread building a big page would
+        asked = pool.submit(listed, mirror, "tiny")
+        assert asked.result(timeout=10) == {old.filename, new.filename}
+
+
 @pytest.mark.parametrize(("threshold", "off_the_loop"), [(0, True), (10**9, False)])
 def test_a_large_upstream_listing_is_parsed_off_the_event_loop(
     mirror: MirrorServer,
@@ -1536,10 +1553,10 @@ def test_concurrent_requests_for_a_big_page_share_one_build(
     builds: list[str] = []
     real = catalog._build
 
-    def held_back(*args: Any) -> Any:
+    def held_back(*args: Any, **options: Any) -> Any:
         builds.append(args[1].name)
         release.wait(10)
-        return real(*args)
+        return real(*args, **options)
 
     monkeypatch.setattr(catalog, "_build", held_back)
     path = "/simple/demo-pkg/"
