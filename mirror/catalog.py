@@ -504,7 +504,17 @@ class Catalog:
             await asyncio.sleep(0)  # the waiting requests send their page before the write
             await self._write_handed_over(live, observation, etag)
         else:
-            seq = await self._write(live, observation, etag)
+            try:
+                seq = await self._write(live, observation, etag)
+            except Exception:
+                if flight is None or not kept:
+                    raise
+                # As for a page handed over before a write that failed: logged, and the
+                # next request looks again; these requests get the page last recorded.
+                log.exception("could not record the look at %s", snapshot.name)
+                live.looked_at = None
+                flight.answer()
+                raise
             rendering = flight is not None and not kept
             if rendering and not any(page.seq == seq for page in live.pages.values()):
                 # Only for a page about to be rendered: the watcher's looks of projects

@@ -1479,6 +1479,31 @@ def test_a_big_page_is_rebuilt_from_the_rows_that_changed(
     assert len({json_after, json_blocked, json_looked}) == 3
 
 
+def test_a_refused_write_of_a_big_projects_look_leaves_the_page_last_recorded(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(catalog_module, "BIG_PROJECT_FILES", 1)
+    demo = publish_demo(upstream, clock)
+    assert listed(mirror, "demo-pkg") == set(demo.served)
+    mirror.restart()
+    before = page(mirror, "demo-pkg").body  # built from a whole read: kept in parts
+    fresh = publish(upstream, build_wheel("Demo_Pkg", "3.0"), clock.now())
+    clock.advance(TTL)
+    assert mirror.services is not None
+    ledger = mirror.services.ledger
+    real_apply = ledger.apply
+
+    def refusing(observation: Any, etag: str | None, actor: str) -> int:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(ledger, "apply", refusing)
+    assert page(mirror, "demo-pkg").body == before
+    assert ledger.file(NormalizedName("demo-pkg"), fresh.filename) is None
+    monkeypatch.setattr(ledger, "apply", real_apply)
+    again = page(mirror, "demo-pkg").json()  # looked at anew, without waiting for the TTL
+    assert again["_lazaretto"]["held-files"] == len(demo.held) + 1
+
+
 def test_big_pages_kept_in_parts_stay_within_their_file_budget(
     mirror: MirrorServer, upstream: Upstream, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
