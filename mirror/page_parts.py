@@ -2,9 +2,10 @@
 
 Rebuilding a 10,000-file page from scratch reads every record and renders every entry,
 hundreds of ms for one promoted file. Kept here instead: the project's records, each
-listed file's rendered part in both formats, the listed filenames and versions in page
-order. A change brings in only the rows the ledger wrote since (``files_changed_since``)
-and the page is joined from the parts. The bytes are those a full render gives.
+listed file's rendered part (the HTML parts only once an HTML page is asked for: pip
+and uv ask for JSON), the listed filenames and versions in page order. A change brings
+in only the rows the ledger wrote since (``files_changed_since``) and the page is
+joined from the parts. The bytes are those a full render gives.
 
 Not thread-safe: the catalog holds a lock around each use.
 """
@@ -36,7 +37,7 @@ class PageParts:
         self._base = base
         self.records: dict[str, FileRecord] = {}
         self._json: dict[str, str] = {}  # listed files only (promoted)
-        self._html: dict[str, str] = {}
+        self._html: dict[str, str] | None = None
         self._order: list[str] = []  # listed filenames, in page order
         self._per_version: Counter[str] = Counter()  # listed files of each version
         self._versions: list[str] = []  # in page order
@@ -68,13 +69,19 @@ class PageParts:
         return json_from_parts(self.project, self._versions, parts, held)
 
     def html(self, held: HeldSummary) -> bytes:
-        parts = [self._html[filename] for filename in self._order]
-        return html_from_parts(self.project, parts, held)
+        if self._html is None:
+            self._html = {
+                filename: file_html_part(self.records[filename], self._base)
+                for filename in self._order
+            }
+        html = self._html
+        return html_from_parts(self.project, [html[filename] for filename in self._order], held)
 
     def _list(self, record: FileRecord, one_by_one: bool) -> None:
         filename, version = record.filename, record.version
         self._json[filename] = file_json_part(record, self._base)
-        self._html[filename] = file_html_part(record, self._base)
+        if self._html is not None:
+            self._html[filename] = file_html_part(record, self._base)
         self._per_version[version] += 1
         if one_by_one:
             insort(self._order, filename)
@@ -83,7 +90,9 @@ class PageParts:
 
     def _unlist(self, record: FileRecord, one_by_one: bool) -> None:
         filename, version = record.filename, record.version
-        del self._json[filename], self._html[filename]
+        del self._json[filename]
+        if self._html is not None:
+            del self._html[filename]
         self._per_version[version] -= 1
         gone = self._per_version[version] == 0
         if gone:

@@ -57,7 +57,11 @@ def _full_render(records: dict[str, FileRecord], seq: int) -> tuple[bytes, bytes
     return project_json(project, listed, HELD), project_html(project, listed, HELD)
 
 
-def _check_runs(batches: list[list[tuple[int, str, FileState, str | None]]]) -> None:
+def _check_runs(
+    batches: list[list[tuple[int, str, FileState, str | None]]], *, html_at_each_step: bool
+) -> None:
+    """``html_at_each_step`` False: HTML is first asked for after the last batch (its
+    parts are made then, from the records)."""
     first, *rest = [_as_the_ledger_reads_them(batch) for batch in batches] or [[]]
     parts = PageParts(PROJECT, first, BASE)
     truth = {record.filename: record for record in first}
@@ -65,16 +69,20 @@ def _check_runs(batches: list[list[tuple[int, str, FileState, str | None]]]) -> 
         parts.update(replace(PROJECT, seq=seq), changed)
         truth |= {record.filename: record for record in changed}
         assert parts.seq == seq
-        assert (parts.json(HELD), parts.html(HELD)) == _full_render(truth, seq)
+        full_json, full_html = _full_render(truth, seq)
+        assert parts.json(HELD) == full_json
+        if html_at_each_step:
+            assert parts.html(HELD) == full_html
         assert parts.records == truth
+    assert parts.html(HELD) == _full_render(truth, parts.seq)[1]
 
 
 @settings(max_examples=150, deadline=None)
-@given(_batches)
+@given(_batches, st.booleans())
 def test_parts_changed_one_by_one_give_the_full_render(
-    batches: list[list[tuple[int, str, FileState, str | None]]],
+    batches: list[list[tuple[int, str, FileState, str | None]]], html_at_each_step: bool
 ) -> None:
-    _check_runs(batches)
+    _check_runs(batches, html_at_each_step=html_at_each_step)
 
 
 @settings(max_examples=50, deadline=None)
@@ -85,7 +93,8 @@ def test_parts_changed_in_bulk_give_the_full_render(
     bulk = mirror.page_parts.BULK_CHANGES
     mirror.page_parts.BULK_CHANGES = 1  # every batch of two or more is sorted anew
     try:
-        _check_runs(batches)
+        _check_runs(batches, html_at_each_step=True)
+        _check_runs(batches, html_at_each_step=False)
     finally:
         mirror.page_parts.BULK_CHANGES = bulk
 
