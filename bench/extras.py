@@ -381,7 +381,17 @@ def _bigproject_change(
     )
     warm = _median(_time_requests(page, JSON_ACCEPT, 10))
     rows.append(Row(area, "warm page again after the change (JSON)", ms(warm)))
+    fetch(page, HTML_ACCEPT, timeout=60)
+    rows.append(Row(area, "server RSS, both pages and their parts kept", _rss_text(mirror)))
     return rows
+
+
+def _rss_text(mirror: Lazaretto) -> str:
+    pid = mirror.pid
+    if pid is None:
+        return "n/a"
+    rss, peak = rss_mb(pid)
+    return f"{rss:.0f} MB (peak {peak:.0f} MB)"
 
 
 def _log_rows(area: str, mirror: Lazaretto) -> list[Row]:
