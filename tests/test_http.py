@@ -1403,16 +1403,25 @@ def test_a_big_project_is_observed_and_rendered_off_the_event_loop(
     assert len(ran) == before
 
 
+def big_demo_after_a_restart(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> Demo:
+    """The demo project, big, looked at once; then a restart, so no page is in memory and
+    the next build reads the ledger."""
+    monkeypatch.setattr(catalog_module, "BIG_PROJECT_FILES", 1)
+    demo = publish_demo(upstream, clock)
+    assert listed(mirror, "demo-pkg") == set(demo.served)
+    mirror.restart()
+    return demo
+
+
 def test_a_big_page_is_rebuilt_from_the_rows_that_changed(
     mirror: MirrorServer, upstream: Upstream, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """After a restart a big page is read whole once; each change after that (a decision,
     a look that finds a new upload) reads only the rows it wrote, and gives the bytes a
     whole read renders."""
-    monkeypatch.setattr(catalog_module, "BIG_PROJECT_FILES", 1)
-    demo = publish_demo(upstream, clock)
-    assert listed(mirror, "demo-pkg") == set(demo.served)
-    mirror.restart()
+    demo = big_demo_after_a_restart(mirror, upstream, clock, monkeypatch)
     assert mirror.services is not None
     catalog, ledger = mirror.services.catalog, mirror.services.ledger
     reads: list[str] = []
@@ -1482,10 +1491,7 @@ def test_a_big_page_is_rebuilt_from_the_rows_that_changed(
 def test_a_refused_write_of_a_big_projects_look_leaves_the_page_last_recorded(
     mirror: MirrorServer, upstream: Upstream, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(catalog_module, "BIG_PROJECT_FILES", 1)
-    demo = publish_demo(upstream, clock)
-    assert listed(mirror, "demo-pkg") == set(demo.served)
-    mirror.restart()
+    demo = big_demo_after_a_restart(mirror, upstream, clock, monkeypatch)
     before = page(mirror, "demo-pkg").body  # built from a whole read: kept in parts
     fresh = publish(upstream, build_wheel("Demo_Pkg", "3.0"), clock.now())
     clock.advance(TTL)
@@ -1568,10 +1574,7 @@ def test_a_large_upstream_listing_is_parsed_off_the_event_loop(
 def test_concurrent_requests_for_a_big_page_share_one_build(
     mirror: MirrorServer, upstream: Upstream, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(catalog_module, "BIG_PROJECT_FILES", 1)
-    demo = publish_demo(upstream, clock)
-    assert listed(mirror, "demo-pkg") == set(demo.served)
-    mirror.restart()  # no page in memory: the next requests build it from the ledger
+    big_demo_after_a_restart(mirror, upstream, clock, monkeypatch)
     assert mirror.services is not None
     catalog = mirror.services.catalog
     release = threading.Event()
