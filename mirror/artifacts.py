@@ -21,7 +21,6 @@ from mirror.downloads import Downloads, Early, VerifiedFile
 from mirror.errors import MirrorError, UpstreamRejected, UpstreamUnavailable
 from mirror.mapped_file import OpenFile
 from mirror.upstream import UpstreamClient
-from quarantine.clock import Clock
 from quarantine.ledger import Ledger
 from quarantine.models import FileRecord
 from quarantine.source import FetchFailed, IntegrityFailure
@@ -37,7 +36,6 @@ class Artifacts:
         ledger: Ledger,
         blobs: BlobStore,
         client: UpstreamClient,
-        clock: Clock,
         max_file_bytes: int,
         keep_bytes: int = MAX_BLOB_BYTES,
     ) -> None:
@@ -45,7 +43,6 @@ class Artifacts:
         self._ledger = ledger
         self._blobs = blobs
         self._client = client
-        self._clock = clock
         self._downloads = Downloads(blobs, client, max_file_bytes, keep_bytes)
 
     def _file_url(self, record: FileRecord) -> URL:

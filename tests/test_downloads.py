@@ -90,9 +90,7 @@ def _look(mirror: MirrorServer, upstream: Upstream, dist: Dist, **options: objec
 def _artifacts(mirror: MirrorServer, store: GatedStore, keep_bytes: int) -> Artifacts:
     services = mirror.services
     assert services is not None
-    return Artifacts(
-        services.ledger, store, services.client, services.clock, 10**8, keep_bytes=keep_bytes
-    )
+    return Artifacts(services.ledger, store, services.client, 10**8, keep_bytes=keep_bytes)
 
 
 def _staged(
