@@ -204,7 +204,7 @@ class Catalog:
         self._writing: set[asyncio.Future[int]] = set()  # big projects' writes in threads
         self._base = base_url(public_base_url)
         self._kept: OrderedDict[NormalizedName, PageParts] = OrderedDict()
-        self._kept_lock = threading.Lock()  # the JSON and HTML builds run in two threads
+        self._kept_lock = threading.Lock()  # held only to take parts out or put them back
         self.files = FileIndex(ledger)
 
     # -- keeping in step with the ledger ------------------------------------------------
@@ -317,25 +317,34 @@ class Catalog:
             # would leave them there. Nor do records already written: another process
             # may have changed one of them since the look read it.
             return self._rendered_whole(name, fmt, written.project, written.files)
-        with self._kept_lock:
-            parts = self._kept.pop(name, None)  # back in at the end, as the latest used
-            if parts is None:
-                project, files = self._read(name)
-                if len(files) < BIG_PROJECT_FILES:
-                    return self._rendered_whole(name, fmt, project, files)
-                parts = PageParts(project, files, self._base)
-            else:
-                now = self._ledger.project(name)  # the seq before the rows it covers
-                if now is None:
-                    raise NotFound(f"not found: {name}")
-                project = now
-                parts.update(project, self._ledger.files_changed_since(name, parts.seq))
-            if project.status is ProjectStatus.REMOVED:
-                raise NotFound(f"not found: {name}")
-            held = self._held_summary(parts.records.values())
-            body = parts.json(held) if fmt is PageFormat.JSON else parts.html(held)
-            self._keep_parts(name, parts)
+        parts = self._taken_parts(name)
+        if parts is None:
+            project, files = self._read(name)
+            if len(files) < BIG_PROJECT_FILES:
+                return self._rendered_whole(name, fmt, project, files)
+            parts = PageParts(project, files, self._base)
+        else:
+            project = self._caught_up(name, parts)
+        if project.status is ProjectStatus.REMOVED:
+            raise NotFound(f"not found: {name}")
+        held = self._held_summary(parts.records.values())
+        body = parts.json(held) if fmt is PageFormat.JSON else parts.html(held)
+        self._keep_parts(name, parts)
         return _page(project.seq, body, fmt), True
+
+    def _taken_parts(self, name: NormalizedName) -> PageParts | None:
+        """The project's kept parts, this thread's alone until ``_keep_parts`` puts them
+        back: the lock is held only for that, never for a read or a render, and parts
+        an error interrupted are never kept."""
+        with self._kept_lock:
+            return self._kept.pop(name, None)
+
+    def _caught_up(self, name: NormalizedName, parts: PageParts) -> ProjectRecord:
+        project = self._ledger.project(name)  # the seq before the rows it covers
+        if project is None:
+            raise NotFound(f"not found: {name}")
+        parts.update(project, self._ledger.files_changed_since(name, parts.seq))
+        return project
 
     def _rendered_whole(
         self, name: NormalizedName, fmt: PageFormat, project: ProjectRecord, files: list[FileRecord]
@@ -349,11 +358,12 @@ class Catalog:
         return page, len(files) >= BIG_PROJECT_FILES
 
     def _keep_parts(self, name: NormalizedName, parts: PageParts) -> None:
-        self._kept[name] = parts
-        kept_files = sum(len(kept.records) for kept in self._kept.values())
-        while kept_files > KEPT_PARTS_FILES:
-            _oldest, dropped = self._kept.popitem(last=False)
-            kept_files -= len(dropped.records)
+        with self._kept_lock:
+            self._kept[name] = parts  # the latest used: last out
+            kept_files = sum(len(kept.records) for kept in self._kept.values())
+            while kept_files > KEPT_PARTS_FILES:
+                _oldest, dropped = self._kept.popitem(last=False)
+                kept_files -= len(dropped.records)
 
     def _written(self, name: NormalizedName, live: _Live) -> "_Written | None":
         """The records the last look wrote, when they are what the ledger holds now."""
@@ -553,14 +563,12 @@ class Catalog:
         """The project's records by filename; from its kept parts, brought up to date with
         the rows written since, when there are any (``kept``: never on the event loop,
         which must not wait for the parts' lock)."""
-        if kept:
-            with self._kept_lock:
-                parts = self._kept.get(name)
-                project = self._ledger.project(name) if parts is not None else None
-                if parts is not None and project is not None:
-                    parts.update(project, self._ledger.files_changed_since(name, parts.seq))
-                    return dict(parts.records)
-        return {record.filename: record for record in self._ledger.files(name)}
+        parts = self._taken_parts(name) if kept else None
+        if parts is None:
+            return {record.filename: record for record in self._ledger.files(name)}
+        self._caught_up(name, parts)
+        self._keep_parts(name, parts)
+        return dict(parts.records)
 
     async def _write(self, live: _Live, observation: Observation, etag: str | None) -> int:
         """The look's records into the ledger; a big project's first look writes thousands of

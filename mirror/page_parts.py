@@ -7,7 +7,7 @@ and uv ask for JSON), the listed filenames and versions in page order. A change 
 in only the rows the ledger wrote since (``files_changed_since``) and the page is
 joined from the parts. The bytes are those a full render gives.
 
-Not thread-safe: the catalog holds a lock around each use.
+Not thread-safe: the catalog hands a project's parts to one thread at a time.
 """
 
 from bisect import bisect_left, insort
@@ -51,7 +51,6 @@ class PageParts:
 
     def update(self, project: ProjectRecord, changed: Sequence[FileRecord]) -> None:
         """Take the project record and the file records written since ``seq``."""
-        self.project = project
         one_by_one = len(changed) <= BULK_CHANGES
         for record in changed:
             before = self.records.get(record.filename)
@@ -63,6 +62,7 @@ class PageParts:
         if not one_by_one:
             self._order = sorted(self._json)
             self._versions = sorted_versions(self._per_version)
+        self.project = project  # last: the seq says every record above is in
 
     def json(self, held: HeldSummary) -> bytes:
         parts = [self._json[filename] for filename in self._order]
