@@ -605,7 +605,12 @@ class Catalog:
             live.pages.clear()
             raise
         live.unwritten = False
-        live.pages = {fmt: replace(page, seq=seq) for fmt, page in live.pages.items()}
+        # Only the pages rendered from this look's records: a build that began before the
+        # look may have kept an older page meanwhile, which must not pass for this seq.
+        live.pages = {
+            fmt: replace(page, seq=seq) if page.seq == UNWRITTEN_SEQ else page
+            for fmt, page in live.pages.items()
+        }
         if live.written is not None:
             live.written = replace(live.written, project=replace(live.written.project, seq=seq))
 

@@ -1521,6 +1521,49 @@ def test_a_refused_write_of_a_big_projects_look_leaves_the_page_last_recorded(
     assert again["_lazaretto"]["held-files"] == len(demo.held) + 1
 
 
+def test_a_page_built_before_a_look_is_not_taken_for_the_looks_page(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An HTML build from the ledger, begun before a look, ends while the look's write goes
+    on; the look's new seq must not be stamped on that older page."""
+    demo = big_demo_after_a_restart(mirror, upstream, clock, monkeypatch)
+    monkeypatch.setattr(catalog_module, "KEPT_PARTS_FILES", 0)  # the look hands over
+    assert set(promote_after_cooling(mirror, clock)) == set(demo.held)
+    page(mirror, "demo-pkg")  # looked at: the HTML page is out of date, the TTL is not
+    assert mirror.services is not None
+    catalog, ledger = mirror.services.catalog, mirror.services.ledger
+    building, release, html_done = threading.Event(), threading.Event(), threading.Event()
+    real_build, real_apply = catalog._build, ledger.apply
+
+    def late_html(*args: Any, **options: Any) -> Any:
+        if args[1] is PageFormat.LEGACY_HTML and not release.is_set():
+            building.set()
+            release.wait(10)
+        return real_build(*args, **options)
+
+    def slow_write(observation: Any, etag: str | None, actor: str) -> int:
+        release.set()  # the HTML build reads the ledger as it is before this write
+        html_done.wait(10)
+        return real_apply(observation, etag, actor)
+
+    monkeypatch.setattr(catalog, "_build", late_html)
+    monkeypatch.setattr(ledger, "apply", slow_write)
+    with ThreadPoolExecutor(1) as pool:
+        html = pool.submit(page, mirror, "demo-pkg", LEGACY_HTML)
+        html.add_done_callback(lambda _done: html_done.set())
+        assert building.wait(10)  # asked for before the TTL ends: built from the ledger
+        fresh = publish(upstream, build_wheel("Demo_Pkg", "3.0"), clock.now())
+        clock.advance(TTL)
+        page(mirror, "demo-pkg")  # the look: its page goes out, then the write
+        assert b"file(s) held" not in html.result(10).body
+    name = NormalizedName("demo-pkg")
+    deadline = time.monotonic() + 10
+    while ledger.file(name, fresh.filename) is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    mirror.sync()  # after the write's last step on the loop
+    assert b"<!-- lazaretto: 1 file(s) held" in page(mirror, "demo-pkg", LEGACY_HTML).body
+
+
 def test_big_pages_kept_in_parts_stay_within_their_file_budget(
     mirror: MirrorServer, upstream: Upstream, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
