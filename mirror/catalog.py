@@ -567,8 +567,9 @@ class Catalog:
         if parts is None:
             return {record.filename: record for record in self._ledger.files(name)}
         self._caught_up(name, parts)
+        known = dict(parts.records)  # before they are put back for another thread to take
         self._keep_parts(name, parts)
-        return dict(parts.records)
+        return known
 
     async def _write(self, live: _Live, observation: Observation, etag: str | None) -> int:
         """The look's records into the ledger; a big project's first look writes thousands of
