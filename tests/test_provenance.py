@@ -1,6 +1,6 @@
 """PEP 740 provenance verification and publisher continuity, on real Sigstore-signed fixtures.
 
-The fixtures (``../shared/fixtures/provenance``) are real attestations with the files they
+The fixtures (``tests/fixtures/provenance``) are real attestations with the files they
 attest; verification is offline against the pinned production trust root. Verification time
 comes from the transparency-log entry, not the wall clock, so no clock is faked.
 """
@@ -29,13 +29,9 @@ from quarantine.provenance import (
     default_trust_root,
     provenance_evidence,
 )
+from support.fixtures import PROVENANCE, provenance_manifest, provenance_path
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "provenance"
-
-pytestmark = pytest.mark.skipif(
-    not (FIXTURES / "manifest.json").is_file(),
-    reason=f"PEP 740 fixtures not found at {FIXTURES} (the shared fixture directory is missing)",
-)
+FIXTURES = PROVENANCE
 
 PYPI_ATTESTATIONS = "pypi_attestations-0.0.19.tar.gz"
 PYPI_ATTESTATIONS_SHA = "9bb1add04b1b4e182be6b0b80931593f7a291eb49d69b4fd728a5d4cbcdc4bd3"
@@ -46,9 +42,7 @@ SIGSTORE_PUBLISHER = PublisherIdentity("GitHub", "sigstore/sigstore-python", "re
 
 
 def _manifest() -> list[dict[str, Any]]:
-    if not (FIXTURES / "manifest.json").is_file():
-        return []
-    cases: list[dict[str, Any]] = json.loads((FIXTURES / "manifest.json").read_text())["cases"]
+    cases: list[dict[str, Any]] = provenance_manifest()["cases"]
     return cases
 
 
@@ -712,3 +706,17 @@ def test_no_junk_field_escapes_as_an_exception(verifier: ProvenanceVerifier) -> 
             else:
                 assert result.error is not None
     assert tried > 100
+
+
+def test_every_fixture_the_manifest_names_is_in_the_repository() -> None:
+    """The suite stands alone on a plain clone: each named file is here, with its digest."""
+    manifest = provenance_manifest()
+    assert (FIXTURES / "README.md").is_file()
+    provenance_path(manifest["trusted_root"])
+    for case in manifest["cases"]:
+        for key in ("dist", "provenance", "attestation"):
+            if case.get(key):
+                provenance_path(case[key])
+        if case.get("dist") and case.get("sha256"):
+            data = provenance_path(case["dist"]).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == case["sha256"], case["dist"]

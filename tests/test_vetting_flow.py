@@ -25,13 +25,13 @@ from quarantine.models import FileState
 from quarantine.watcher import Watcher
 from support.clock import FakeClock
 from support.dists import Dist, build_sdist, build_wheel
+from support.fixtures import provenance_bytes
 from support.installers import installed, pip_install
 from support.mirror import MirrorServer, running_mirror, settings_for
 from support.process import LAZARETTO
 from support.upstream import Upstream, UpstreamFile
 
 OLD = NOW - timedelta(days=400)
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "provenance"
 PTH_LINE = 'import os; os.environ["LAZARETTO_STAND_IN"] = "1"\n'
 PAYLOAD = 'import base64\nexec(base64.b64decode("cHJpbnQoJ2hlbGxvIGZyb20gYSB0ZXN0Jyk="))\n'
 
@@ -104,10 +104,7 @@ def test_litellm_shaped_releases_are_never_promoted(
 
 
 def _fixture(name: str) -> bytes:
-    path = FIXTURES / name
-    if not path.exists():
-        pytest.skip(f"provenance fixtures not found at {FIXTURES}")
-    return path.read_bytes()
+    return provenance_bytes(name)
 
 
 def _real(filename: str) -> Dist:
