@@ -27,7 +27,12 @@ from packaging.metadata import parse_email
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.tags import parse_tag
-from packaging.utils import NormalizedName, canonicalize_name
+from packaging.utils import (
+    NormalizedName,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
 from packaging.version import Version
 
 __all__ = [
@@ -71,20 +76,29 @@ class Dist:
 
     @property
     def project(self) -> NormalizedName:
-        """Normalized project name, from the metadata (old filenames do not always
-        split where packaging's parsers split them)."""
-        return canonicalize_name(self._metadata_field("name"))
+        """Normalized project name: from the metadata, which old filenames do not always
+        spell the way packaging's parsers split them; else from the filename."""
+        name = self._metadata_field("name")
+        if name is None:
+            return self._parsed_filename()[0]
+        return canonicalize_name(name)
 
     @property
     def version(self) -> Version:
-        return Version(self._metadata_field("version"))
+        version = self._metadata_field("version")
+        if version is None:
+            return self._parsed_filename()[1]
+        return Version(version)
 
-    def _metadata_field(self, key: str) -> str:
+    def _metadata_field(self, key: str) -> str | None:
         raw, _unparsed = parse_email(self.metadata)
         value = raw.get(key)
-        if not isinstance(value, str):
-            raise ValueError(f"{self.filename}: no {key} in its metadata")
-        return value
+        return value if isinstance(value, str) else None
+
+    def _parsed_filename(self) -> tuple[NormalizedName, Version]:
+        if self.is_wheel:
+            return parse_wheel_filename(self.filename)[:2]
+        return parse_sdist_filename(self.filename)
 
     @property
     def sha256(self) -> str:
