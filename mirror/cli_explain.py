@@ -24,16 +24,23 @@ def print_explanation(found: dict[str, Any]) -> None:
     for file in found["files"]:
         out.print()
         out.print(f"[bold]{escape(file['filename'])}[/bold]  sha256 {file['sha256']}")
-        hold = (
-            "established (no hold)" if file["established"] else f"hold until {file['hold_until']}"
-        )
-        out.print(f"  state: [bold]{file['state']}[/bold] - {escape(file['reason'])}; {hold}")
+        out.print(f"  state: [bold]{file['state']}[/bold] - {escape(file['reason'])}{_hold(file)}")
         if file["anomaly"]:
             out.print(f"  anomaly: {escape(file['anomaly'])}")
         if not file["checks"]:
-            out.print("  checks: none reported yet")
+            # A rejected file (a format pip cannot install, a bad name) is never vetted.
+            never = file["state"] == "rejected"
+            out.print("  checks: none (never vetted)" if never else "  checks: none reported yet")
             continue
         out.print(_checks_table(file["checks"]))
+
+
+def _hold(file: dict[str, Any]) -> str:
+    if file["state"] == "rejected":
+        return ""  # never served, whatever the time
+    if file["established"]:
+        return "; established (no hold)"
+    return f"; hold until {file['hold_until']}"
 
 
 def _checks_table(checks: list[dict[str, Any]]) -> Table:

@@ -16,6 +16,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from quarantine.evidence import Finding, Severity
+from quarantine.filenames import WHEEL_SUFFIX, sdist_compression
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -142,10 +143,11 @@ def is_text_of_interest(name: str) -> bool:
 
 
 def archive_kind(filename: str) -> ArchiveKind | None:
+    """Wheel or sdist, from the suffix in any case (pip's unpacking ignores case too)."""
     lower = filename.lower()
-    if lower.endswith(".whl"):
+    if lower.endswith(WHEEL_SUFFIX):
         return ArchiveKind.WHEEL
-    if lower.endswith((".zip", ".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tar.xz", ".tar")):
+    if sdist_compression(lower) is not None:
         return ArchiveKind.SDIST
     return None
 

@@ -36,6 +36,7 @@ from quarantine.archive_base import (
     is_text_of_interest,
     printable,
 )
+from quarantine.filenames import Compression, sdist_compression
 
 
 class _TarReader(_ReaderCore):
@@ -67,13 +68,15 @@ class _CountingReader(io.RawIOBase):
 
 
 def _decompressing(raw: io.BufferedReader, lower: str) -> io.BufferedIOBase:
-    """The decompressed view of a tar sdist; every read returns at most what was asked."""
-    if lower.endswith((".tar.gz", ".tgz")):
+    """The decompressed view of a tar sdist, by its suffix as pip's unpacking chooses;
+    every read returns at most what was asked."""
+    compression = sdist_compression(lower)
+    if compression is Compression.GZIP:
         return gzip.GzipFile(fileobj=raw, mode="rb")
-    if lower.endswith((".tar.bz2", ".tbz")):
+    if compression is Compression.BZIP2:
         return bz2.BZ2File(raw, mode="rb")
-    if lower.endswith(".tar.xz"):
-        return lzma.LZMAFile(raw, mode="rb")
+    if compression is Compression.XZ:
+        return lzma.LZMAFile(raw, mode="rb")  # xz or .lzma, as tarfile's "r:xz" reads
     return raw
 
 

@@ -9,19 +9,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from packaging.utils import (
-    InvalidSdistFilename,
-    InvalidWheelFilename,
-    NormalizedName,
-    canonicalize_name,
-    parse_sdist_filename,
-    parse_wheel_filename,
-)
-from packaging.version import Version
+from packaging.utils import NormalizedName
 
 from quarantine.clock import format_timestamp
 from quarantine.decide import decide
 from quarantine.evidence import Evidence
+from quarantine.filenames import UnservableFile, file_version
 from quarantine.models import FileRecord, FileState, ProjectRecord, Snapshot, UpstreamFile
 from quarantine.policy import Policy
 
@@ -37,10 +30,6 @@ class Observation:
     @property
     def alters_pages(self) -> bool:
         return bool(self.new or self.changed)
-
-
-class UnservableFile(ValueError):
-    """A listed file that can never be served; the message is the recorded reason."""
 
 
 def observe(
@@ -203,27 +192,3 @@ def _checked_sha256(value: str | None) -> str:
     if value is None or not _SHA256.fullmatch(value):
         raise UnservableFile("no_trusted_hash: the upstream gave no valid sha256")
     return value
-
-
-def file_version(project: NormalizedName, filename: str) -> str:
-    """The version in a wheel or sdist filename of ``project``, or UnservableFile."""
-    if "/" in filename or "\\" in filename or not filename.isprintable():
-        raise UnservableFile("invalid_filename: path separators or control characters")
-    try:
-        if filename.endswith(".whl"):
-            name, version, _build, _tags = parse_wheel_filename(filename)
-        elif filename.endswith((".tar.gz", ".zip")):
-            name, version = parse_sdist_filename(filename)
-        else:
-            raise UnservableFile("unsupported_file_type: only wheels, .tar.gz and .zip sdists")
-    except (InvalidWheelFilename, InvalidSdistFilename) as error:
-        raise UnservableFile(f"invalid_filename: {error}") from error
-    if canonicalize_name(name) != project:
-        raise UnservableFile(f"invalid_filename: names project {name!r}, not {project!r}")
-    return _public_version(version)
-
-
-def _public_version(version: Version) -> str:
-    if version.local is not None:
-        raise UnservableFile("local_version: the upstream index never accepts local versions")
-    return str(version)

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from packaging.utils import NormalizedName
 
 from quarantine.decide import Verdict, decide, hold_until, is_fresh
+from quarantine.filenames import UnservableFile, file_version
 from quarantine.models import (
     FileRecord,
     FileState,
@@ -24,7 +25,7 @@ from quarantine.models import (
     Snapshot,
     UpstreamFile,
 )
-from quarantine.observe import Observation, UnservableFile, file_version, observe
+from quarantine.observe import Observation, observe
 from quarantine.policy import Exemption, Policy
 
 PROJECT = NormalizedName("demo")
@@ -646,7 +647,7 @@ def test_file_without_trusted_hash_is_not_a_digest_change_at_the_next_look(
     [
         ("demo-1.0-py2.7.egg", "unsupported_file_type"),
         ("demo-1.0.win32.exe", "unsupported_file_type"),
-        ("demo-1.0.tar.bz2", "unsupported_file_type"),
+        ("demo-1.0.tar.zst", "unsupported_file_type"),
         ("demo-1.0.msi", "unsupported_file_type"),
         ("other-1.0.tar.gz", "invalid_filename"),
         ("other-1.0-py3-none-any.whl", "invalid_filename"),
@@ -673,6 +674,7 @@ def test_unservable_filenames_are_rejected(filename: str, code: str) -> None:
     [
         ("demo-1.0.tar.gz", "1.0"),
         ("demo-1.0.zip", "1.0"),
+        ("demo-1.0.tar.bz2", "1.0"),
         ("Demo-2.0rc1-py3-none-any.whl", "2.0rc1"),
         ("demo-1!3.0.post1.tar.gz", "1!3.0.post1"),
     ],

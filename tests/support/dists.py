@@ -3,26 +3,32 @@
 Everything here is pure Python (zipfile/tarfile) so tests never need a build
 backend, a subprocess or the network, and the output is byte-for-byte
 deterministic: equal inputs give equal bytes, which lets tests compare hashes.
+Sdists come in every archive format pip installs from an index, and can carry
+a build backend of their own so pip and uv build them with nothing from an index.
 """
 
 from __future__ import annotations
 
 import base64
+import bz2
 import csv
 import gzip
 import hashlib
 import io
 import json
+import lzma
 import posixpath
 import tarfile
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from packaging.metadata import parse_email
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.tags import parse_tag
 from packaging.utils import (
+    NormalizedName,
     canonicalize_name,
     parse_sdist_filename,
     parse_wheel_filename,
@@ -30,11 +36,13 @@ from packaging.utils import (
 from packaging.version import Version
 
 __all__ = [
+    "SDIST_SUFFIXES",
     "Dist",
     "build_sdist",
     "build_wheel",
     "dist_name",
     "metadata_bytes",
+    "opaque_file",
 ]
 
 # The earliest timestamp a zip file can store; any fixed value works, this one
@@ -67,17 +75,30 @@ class Dist:
         return self.filename.endswith(".whl")
 
     @property
-    def project(self) -> str:
-        """Normalized project name, taken from the filename."""
-        if self.is_wheel:
-            return str(parse_wheel_filename(self.filename)[0])
-        return str(parse_sdist_filename(self.filename)[0])
+    def project(self) -> NormalizedName:
+        """Normalized project name: from the metadata, which old filenames do not always
+        spell the way packaging's parsers split them; else from the filename."""
+        name = self._metadata_field("name")
+        if name is None:
+            return self._parsed_filename()[0]
+        return canonicalize_name(name)
 
     @property
     def version(self) -> Version:
+        version = self._metadata_field("version")
+        if version is None:
+            return self._parsed_filename()[1]
+        return Version(version)
+
+    def _metadata_field(self, key: str) -> str | None:
+        raw, _unparsed = parse_email(self.metadata)
+        value = raw.get(key)
+        return value if isinstance(value, str) else None
+
+    def _parsed_filename(self) -> tuple[NormalizedName, Version]:
         if self.is_wheel:
-            return parse_wheel_filename(self.filename)[1]
-        return parse_sdist_filename(self.filename)[1]
+            return parse_wheel_filename(self.filename)[:2]
+        return parse_sdist_filename(self.filename)
 
     @property
     def sha256(self) -> str:
@@ -165,26 +186,47 @@ def build_sdist(
     *,
     modules: Mapping[str, str] | None = None,
     requires_python: str | None = None,
+    suffix: str = ".tar.gz",
+    stem: str | None = None,
+    buildable: bool = False,
 ) -> Dist:
-    """Build a source distribution (``.tar.gz``) in memory.
+    """Build a source distribution in memory, in the archive format ``suffix`` names.
 
-    It is well formed (one top directory, ``PKG-INFO``, ``pyproject.toml``
-    with the setuptools backend) but building it would need setuptools from
-    an index, so tests should treat it as opaque bytes.
+    It is well formed (one top directory named like the file, ``PKG-INFO``,
+    ``pyproject.toml``). ``stem`` spells the filename (and top directory) the way
+    an old upload may have, e.g. ``cffi-1.2.0-1`` for cffi 1.2.0.post1. By default
+    the build backend is setuptools, which building would need from an index, so
+    tests treat the sdist as opaque bytes; ``buildable`` ships a small backend
+    inside the sdist instead (PEP 517 ``backend-path``), so pip and uv really
+    build and install it.
     """
     ver = str(Version(version))
-    top = f"{dist_name(name)}-{ver}"
+    top = stem if stem is not None else f"{dist_name(name)}-{ver}"
     # The sdist spec requires metadata version 2.2 or later for PKG-INFO.
     pkg_info = metadata_bytes(name, ver, requires_python=requires_python, metadata_version="2.2")
     contents = _payload(dist_name(name), ver, modules)
     generated = {
         "PKG-INFO": pkg_info,
-        "pyproject.toml": _pyproject(name, ver, requires_python),
+        "pyproject.toml": _pyproject(name, ver, requires_python, buildable=buildable),
     }
+    if buildable:
+        generated[_BACKEND_PATH] = _BACKEND_SOURCE.encode("utf-8")
     _reject_clashes(contents, list(generated))
     contents = {**generated, **contents}
-    data = _tar_gz({f"{top}/{path}": data for path, data in contents.items()}, top)
-    return Dist(filename=f"{top}.tar.gz", data=data, metadata=pkg_info)
+    members = {f"{top}/{path}": data for path, data in contents.items()}
+    if suffix == ".zip":
+        data = _zip(members)
+    elif suffix in _TAR_COMPRESSORS:
+        data = _TAR_COMPRESSORS[suffix](_tar(members, top))
+    else:
+        raise ValueError(f"not an sdist suffix pip installs: {suffix!r}")
+    return Dist(filename=f"{top}{suffix}", data=data, metadata=pkg_info)
+
+
+def opaque_file(name: str, version: str, filename: str, data: bytes = b"not an archive") -> Dist:
+    """A file of a release that is no wheel or sdist (an egg, a Windows installer): only
+    its name, bytes and the release's metadata matter to an index."""
+    return Dist(filename=filename, data=data, metadata=metadata_bytes(name, version))
 
 
 def _payload(importable: str, version: str, modules: Mapping[str, str] | None) -> dict[str, bytes]:
@@ -261,12 +303,21 @@ def _zip(contents: Mapping[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def _pyproject(name: str, version: str, requires_python: str | None) -> bytes:
+def _pyproject(
+    name: str, version: str, requires_python: str | None, *, buildable: bool = False
+) -> bytes:
     # json.dumps yields a valid TOML basic string for any str value.
+    if buildable:
+        backend = [
+            "requires = []",
+            f"build-backend = {json.dumps(_BACKEND_MODULE)}",
+            f"backend-path = [{json.dumps(posixpath.dirname(_BACKEND_PATH))}]",
+        ]
+    else:
+        backend = ['requires = ["setuptools>=61"]', 'build-backend = "setuptools.build_meta"']
     lines = [
         "[build-system]",
-        'requires = ["setuptools>=61"]',
-        'build-backend = "setuptools.build_meta"',
+        *backend,
         "",
         "[project]",
         f"name = {json.dumps(name)}",
@@ -278,19 +329,105 @@ def _pyproject(name: str, version: str, requires_python: str | None) -> bytes:
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
-def _tar_gz(contents: Mapping[str, bytes], top: str) -> bytes:
+def _tar(contents: Mapping[str, bytes], top: str) -> bytes:
     buffer = io.BytesIO()
-    # mtime=0 and no filename keep the gzip header identical between builds.
-    with (
-        gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, filename="") as gz,
-        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
-    ):
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for directory in _directories(contents, top):
             tar.addfile(_tar_info(directory, tarfile.DIRTYPE, _DIR_MODE, 0))
         for path, data in contents.items():
             info = _tar_info(path, tarfile.REGTYPE, _FILE_MODE, len(data))
             tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
+
+
+def _gzip(data: bytes) -> bytes:
+    # mtime=0 and no filename keep the gzip header identical between builds.
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, filename="") as gz:
+        gz.write(data)
+    return buffer.getvalue()
+
+
+def _xz(data: bytes) -> bytes:
+    return lzma.compress(data, format=lzma.FORMAT_XZ)
+
+
+def _lzma_alone(data: bytes) -> bytes:
+    return lzma.compress(data, format=lzma.FORMAT_ALONE)
+
+
+def _plain(data: bytes) -> bytes:
+    return data
+
+
+# How each tar sdist suffix pip installs is compressed, written out here rather than
+# taken from the code under test. ``.tar.lz`` holds xz data: pip reads it with the xz
+# decoder (a real lzip file installs nowhere).
+_TAR_COMPRESSORS: dict[str, Callable[[bytes], bytes]] = {
+    ".tar.gz": _gzip,
+    ".tgz": _gzip,
+    ".tar": _plain,
+    ".tar.bz2": bz2.compress,
+    ".tbz": bz2.compress,
+    ".tar.xz": _xz,
+    ".txz": _xz,
+    ".tar.lz": _xz,
+    ".tlz": _lzma_alone,
+    ".tar.lzma": _lzma_alone,
+}
+SDIST_SUFFIXES = (".zip", *_TAR_COMPRESSORS)
+
+# A PEP 517 backend of a few lines, shipped inside buildable sdists: it packs the
+# sdist's files (all but its own and the sdist's metadata) into a pure-Python wheel.
+_BACKEND_MODULE = "lazaretto_test_backend"
+_BACKEND_PATH = f"_backend/{_BACKEND_MODULE}.py"
+_BACKEND_SOURCE = """\
+import base64
+import email.parser
+import hashlib
+import os
+import re
+import zipfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SKIPPED = {"PKG-INFO", "pyproject.toml"}
+
+
+def _read(path):
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def _record_hash(data):
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+    return "sha256=" + digest.decode("ascii")
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    metadata = _read(os.path.join(ROOT, "PKG-INFO"))
+    fields = email.parser.BytesParser().parsebytes(metadata)
+    name = re.sub(r"[-_.]+", "_", fields["Name"]).lower()
+    info = name + "-" + fields["Version"] + ".dist-info"
+    files = {}
+    for folder, dirs, names in os.walk(ROOT):
+        dirs[:] = sorted(d for d in dirs if not (folder == ROOT and d == "_backend"))
+        for filename in sorted(names):
+            path = os.path.relpath(os.path.join(folder, filename), ROOT).replace(os.sep, "/")
+            if path not in SKIPPED:
+                files[path] = _read(os.path.join(folder, filename))
+    files[info + "/METADATA"] = metadata
+    files[info + "/WHEEL"] = (
+        b"Wheel-Version: 1.0\\nGenerator: lazaretto-tests\\n"
+        b"Root-Is-Purelib: true\\nTag: py3-none-any\\n"
+    )
+    lines = [p + "," + _record_hash(d) + "," + str(len(d)) + "\\n" for p, d in files.items()]
+    files[info + "/RECORD"] = ("".join(lines) + info + "/RECORD,,\\n").encode("utf-8")
+    wheel = name + "-" + fields["Version"] + "-py3-none-any.whl"
+    with zipfile.ZipFile(os.path.join(wheel_directory, wheel), "w") as archive:
+        for path, data in files.items():
+            archive.writestr(path, data, zipfile.ZIP_DEFLATED)
+    return wheel
+"""
 
 
 def _directories(contents: Iterable[str], top: str) -> list[str]:

@@ -1,0 +1,185 @@
+"""The inspector reads an sdist in every archive format pip installs, as it reads .tar.gz.
+
+The sdist rules (install-time code in ``setup.py``, one top directory with ``PKG-INFO``)
+run whatever the compression, and a bomb or a broken archive in any of them is a verdict
+after bounded work, never a crash.
+"""
+
+import bz2
+import gzip
+import io
+import lzma
+import tarfile
+import tracemalloc
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from quarantine.archive import MiB
+from quarantine.evidence import Action
+from quarantine.inspect import Inspection, inspect_file
+from support.dists import SDIST_SUFFIXES, Dist, build_sdist
+
+FORMATS = pytest.mark.parametrize("suffix", SDIST_SUFFIXES)
+SETUP_NETWORK = (
+    "import urllib.request\nfrom setuptools import setup\n"
+    'urllib.request.urlopen("https://example.invalid/x")\nsetup()\n'
+)
+Compressor = Callable[[bytes], bytes]
+
+
+def _xz(data: bytes) -> bytes:
+    return lzma.compress(data, format=lzma.FORMAT_XZ)
+
+
+def _gzip(data: bytes) -> bytes:
+    return gzip.compress(data, mtime=0)
+
+
+# Formats whose streams may be concatenated (a valid file of many streams), for bombs.
+STREAMS: dict[str, Compressor] = {".tar.gz": _gzip, ".tar.bz2": bz2.compress, ".tar.xz": _xz}
+
+
+def inspect_at(tmp_path: Path, filename: str, data: bytes) -> Inspection:
+    path = tmp_path / filename
+    path.write_bytes(data)
+    return inspect_file(path, filename, None)
+
+
+def inspect_dist(tmp_path: Path, dist: Dist) -> Inspection:
+    return inspect_at(tmp_path, dist.filename, dist.data)
+
+
+def rules(inspection: Inspection) -> set[str]:
+    return {f.rule for f in inspection.findings}
+
+
+def verdict(inspection: Inspection) -> Action:
+    return inspection.evidence().action
+
+
+@FORMATS
+def test_a_clean_sdist_passes_in_every_format(tmp_path: Path, suffix: str) -> None:
+    dist = build_sdist("demo", "1.0", suffix=suffix, buildable=True)
+    inspection = inspect_dist(tmp_path, dist)
+    assert verdict(inspection) is Action.PASS, inspection.findings
+    summary = inspection.summary
+    assert summary is not None and summary.kind == "sdist"
+    assert summary.entry_count >= 4  # PKG-INFO, pyproject.toml, the backend, the package
+
+
+@FORMATS
+def test_install_time_code_in_setup_py_is_found_in_every_format(
+    tmp_path: Path, suffix: str
+) -> None:
+    dist = build_sdist("demo", "1.0", suffix=suffix, modules={"setup.py": SETUP_NETWORK})
+    inspection = inspect_dist(tmp_path, dist)
+    found = [f for f in inspection.findings if f.rule == "setup-network"]
+    assert found and found[0].path == "demo-1.0/setup.py", inspection.findings
+    assert verdict(inspection) is Action.REVIEW
+
+
+@FORMATS
+def test_the_sdist_layout_rule_runs_in_every_format(tmp_path: Path, suffix: str) -> None:
+    dist = build_sdist("demo", "1.0", suffix=suffix)
+    # The same files with a second top directory beside the sdist's own.
+    stray = build_sdist("stray", "1.0", suffix=suffix)
+    two_tops = _merged(dist, stray, suffix)
+    inspection = inspect_at(tmp_path, dist.filename, two_tops)
+    assert "sdist-layout" in rules(inspection), inspection.findings
+    assert verdict(inspection) is Action.REVIEW
+
+
+def _merged(first: Dist, second: Dist, suffix: str) -> bytes:
+    """One archive in ``suffix``'s format with the members of both sdists."""
+    buffer = io.BytesIO()
+    if suffix == ".zip":
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as out:
+            for dist in (first, second):
+                with zipfile.ZipFile(io.BytesIO(dist.data)) as archive:
+                    for info in archive.infolist():
+                        out.writestr(info, archive.read(info))
+        return buffer.getvalue()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as out:
+        for dist in (first, second):
+            with tarfile.open(fileobj=io.BytesIO(dist.data), mode="r:*") as archive:
+                for member in archive.getmembers():
+                    out.addfile(member, archive.extractfile(member) if member.isreg() else None)
+    return _recompress(buffer.getvalue(), first.filename)
+
+
+def _recompress(tar: bytes, filename: str) -> bytes:
+    if filename.endswith((".tar.gz", ".tgz")):
+        return _gzip(tar)
+    if filename.endswith((".tar.bz2", ".tbz")):
+        return bz2.compress(tar)
+    if filename.endswith((".tlz", ".tar.lzma")):
+        return lzma.compress(tar, format=lzma.FORMAT_ALONE)
+    if filename.endswith((".tar.xz", ".txz", ".tar.lz")):
+        return _xz(tar)
+    return tar
+
+
+@pytest.mark.parametrize("suffix", sorted(STREAMS))
+def test_a_tar_bomb_is_stopped_in_every_compression(tmp_path: Path, suffix: str) -> None:
+    """400 MiB of zeros in a few KiB: stopped past the ratio limit, in bounded memory."""
+    compress = STREAMS[suffix]
+    path = tmp_path / f"demo-1.0{suffix}"
+    header = tarfile.TarInfo("demo-1.0/zeros.bin")
+    header.size = 400 * MiB
+    zeros = compress(bytes(MiB))
+    with path.open("wb") as out:
+        out.write(compress(header.tobuf(tarfile.USTAR_FORMAT)))
+        for _ in range(400):
+            out.write(zeros)
+        out.write(compress(bytes(1024)))
+    assert path.stat().st_size < MiB
+    tracemalloc.start()
+    try:
+        inspection = inspect_file(path, path.name, None)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert "archive-bomb-ratio" in rules(inspection), inspection.findings
+    assert inspection.summary is None and verdict(inspection) is Action.BLOCK
+    assert peak < 64 * MiB
+
+
+@pytest.mark.parametrize("suffix", [s for s in SDIST_SUFFIXES if s not in (".tar", ".zip")])
+def test_broken_compressed_sdists_are_malformed(tmp_path: Path, suffix: str) -> None:
+    good = build_sdist("demo", "1.0", suffix=suffix, modules={"setup.py": "x = 1\n" * 2000})
+    cases = {
+        "truncated": good.data[: len(good.data) // 2],
+        "not-compressed": b"this is not compressed data at all " * 40,
+        "another-compression": build_sdist("demo", "1.0", suffix=_other(suffix)).data,
+    }
+    for label, data in cases.items():
+        inspection = inspect_at(tmp_path, good.filename, data)
+        assert "archive-malformed" in rules(inspection), (label, inspection.findings)
+        assert verdict(inspection) is Action.BLOCK, label
+
+
+def _other(suffix: str) -> str:
+    return ".tar.xz" if suffix in (".tar.gz", ".tgz", ".tar.bz2", ".tbz") else ".tar.bz2"
+
+
+def test_a_real_lzip_file_reads_as_pip_reads_it(tmp_path: Path) -> None:
+    # pip opens .tar.lz with tarfile's "r:xz", whose decoder takes data without the xz
+    # magic for legacy .lzma: an lzip file decodes to zeros, an empty tar, nothing to
+    # build. The inspector sees the same and a person has to look.
+    lzip = b"LZIP\x01\x0c" + bytes(64)
+    inspection = inspect_at(tmp_path, "demo-1.0.tar.lz", lzip)
+    assert inspection.summary is not None and inspection.summary.entry_count == 0
+    assert "sdist-layout" in rules(inspection)
+    assert verdict(inspection) is Action.REVIEW
+
+
+@pytest.mark.parametrize("suffix", [".tar.bz2", ".tar.xz", ".tgz", ".tar"])
+def test_a_tar_sdist_that_also_reads_as_a_zip_is_blocked(tmp_path: Path, suffix: str) -> None:
+    sdist = build_sdist("demo", "1.0", suffix=suffix)
+    zipped = build_sdist("demo", "1.0", suffix=".zip", modules={"setup.py": "import os\n"})
+    inspection = inspect_at(tmp_path, sdist.filename, sdist.data + zipped.data)
+    assert "archive-polyglot" in rules(inspection)
+    assert verdict(inspection) is Action.BLOCK
