@@ -7,6 +7,7 @@ or the flag.
 
 from __future__ import annotations
 
+import re
 import textwrap
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
@@ -682,3 +683,56 @@ def test_a_trusted_root_that_is_not_a_file_is_named(tmp_path: Path) -> None:
     path = config(tmp_path, f'trusted_root = "{tmp_path / "absent.json"}"\n')
     message = config_error(path)
     assert message.startswith(f"{path}, line 1: trusted_root: ") and "absent.json" in message
+
+
+# -- the example file -----------------------------------------------------------------------
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "config" / "lazaretto.example.toml"
+_COMMENTED_KEY = re.compile(r"# (?P<line>(?P<key>[\w-]+|\"[^\"]+\") = \S.*)")
+_COMMENTED_TABLE = re.compile(r"# (?P<line>\[\[?[\w.\"-]+\]\]?)\s*(#.*)?")
+
+
+def _uncommented(text: str) -> str:
+    """The example with its commented settings and table headers made live."""
+    lines = []
+    for line in text.splitlines():
+        found = _COMMENTED_KEY.fullmatch(line) or _COMMENTED_TABLE.fullmatch(line)
+        lines.append(found.group("line") if found else line)
+    return "\n".join(lines) + "\n"
+
+
+def _defaults_part(text: str) -> str:
+    """Everything above the first (commented) table: the top-level keys and their defaults."""
+    first_table = next(
+        i for i, line in enumerate(text.splitlines()) if _COMMENTED_TABLE.fullmatch(line)
+    )
+    return "\n".join(text.splitlines()[:first_table]) + "\n"
+
+
+@pytest.fixture
+def default_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The data directory's default follows XDG_DATA_HOME; the example shows the other one."""
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+
+
+def test_the_example_copied_as_is_gives_the_built_in_defaults() -> None:
+    """Copied as is, it must not exempt, re-time or pin anything."""
+    assert load(EXAMPLE) == Settings()
+
+
+@pytest.mark.usefixtures("default_home")
+def test_the_example_states_the_true_default_of_every_key(tmp_path: Path) -> None:
+    text = _defaults_part(EXAMPLE.read_text(encoding="utf-8"))
+    written = [
+        m.group("key") for line in text.splitlines() if (m := _COMMENTED_KEY.fullmatch(line))
+    ]
+    assert sorted(written) == sorted(ENV_KEYS)  # every key, once, and no stale ones
+    assert load(config(tmp_path, _uncommented(text))) == Settings()
+
+
+def test_the_examples_in_the_example_file_are_valid(tmp_path: Path) -> None:
+    """Uncommented they load, and they do change things: which is why they stay commented."""
+    settings = load(config(tmp_path, _uncommented(EXAMPLE.read_text(encoding="utf-8"))))
+    assert settings.policy.cooling_overrides == {NormalizedName("numpy"): timedelta(days=7)}
+    assert set(settings.policy.exemptions) == {"acme-internal-tools", "acme-sdk"}
+    assert [target.kind for target in settings.notify] == ["webhook", "slack", "email"]
