@@ -11,7 +11,7 @@ from typing import Any
 from mirror import __version__
 from mirror.cli_admin import ADMIN_COMMANDS, add_admin_commands, run_admin
 from mirror.errors import ConfigError
-from mirror.settings import Settings, load_settings
+from mirror.settings import Settings, config_path, load_settings
 from quarantine.errors import QuarantineError
 
 EXIT_OK, EXIT_USAGE, EXIT_CONFIG = 0, 2, 3
@@ -70,14 +70,25 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return load_settings(args.config, os.environ, flags)
 
 
-def _serve(settings: Settings) -> int:
+def _start(settings: Settings, args: argparse.Namespace, *, listening: bool) -> Settings:
+    """Check the data directory, settle the upstream, and log what was chosen."""
+    from mirror.startup import prepare, startup_line
+
+    _configure_logging(settings)
+    start = prepare(settings)
+    config_file = config_path(args.config, os.environ)
+    logging.getLogger("lazaretto").info(startup_line(start, config_file, listening=listening))
+    return start.settings
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import gc
 
     import uvicorn
 
     from mirror.app import create_app
 
-    _configure_logging(settings)
+    settings = _start(settings, args, listening=True)
     app = create_app(settings)
     # What is loaded by now (the app, sigstore's and the other libraries' objects) lives
     # as long as the process: keep it out of the collector's full passes.
@@ -96,12 +107,11 @@ def _serve(settings: Settings) -> int:
     return EXIT_OK
 
 
-def _work(settings: Settings) -> int:
+def _work(settings: Settings, args: argparse.Namespace) -> int:
     import asyncio
 
     from mirror.worker import run_worker
 
-    _configure_logging(settings)
     if settings.vetting_worker != "separate":
         # Two promoters on one ledger would each fetch and vet the same files.
         print(
@@ -110,7 +120,7 @@ def _work(settings: Settings) -> int:
             file=sys.stderr,
         )
         return EXIT_CONFIG
-    asyncio.run(run_worker(settings))
+    asyncio.run(run_worker(_start(settings, args, listening=False)))
     return EXIT_OK
 
 
@@ -148,9 +158,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = settings_from(args)
         if args.command == "serve":
-            return _serve(settings)
+            return _serve(settings, args)
         if args.command == "work":
-            return _work(settings)
+            return _work(settings, args)
         if args.command in ADMIN_COMMANDS:
             return run_admin(args, settings)
         if args.command == "unfreeze":

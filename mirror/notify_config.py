@@ -20,7 +20,14 @@ from typing import Any, NoReturn
 
 from yarl import URL
 
-from mirror.config_values import ConfigSource, as_bool, as_float, as_int, as_str, convert
+from mirror.config_values import (
+    ConfigSource,
+    as_bool,
+    as_str,
+    convert,
+    float_between,
+    int_between,
+)
 from mirror.errors import ConfigError
 from mirror.notify_channel import literal_problem
 
@@ -72,11 +79,10 @@ class NotifyTarget:
     to: tuple[str, ...] = ()
 
 
-def as_attempts(value: Any) -> int:
-    attempts = as_int(value)
-    if not 1 <= attempts <= 100:
-        raise ValueError("expected a number of attempts from 1 to 100")
-    return attempts
+as_attempts = int_between(1, 100, "delivery attempts")
+# A plain number: its unit is in its name, as in every *_seconds key.
+_as_group_seconds = float_between(0.0, 3600.0, "seconds")
+_as_port = int_between(1, 65535, "a TCP port")
 
 
 class _Where:
@@ -167,10 +173,9 @@ def _events(table: Mapping[str, Any], where: _Where) -> frozenset[str] | None:
 
 
 def _group_seconds(table: Mapping[str, Any], where: _Where) -> float:
-    seconds = float(convert(as_float, table.get("group_seconds", 30.0), where("group_seconds")))
-    if not 0 <= seconds <= 3600:
-        where.fail("group_seconds", "expected 0 to 3600 seconds")
-    return seconds
+    return float(
+        convert(_as_group_seconds, table.get("group_seconds", 30.0), where("group_seconds"))
+    )
 
 
 def _env_name(table: Mapping[str, Any], where: _Where, key: str) -> str | None:
@@ -220,9 +225,7 @@ def _email(table: Mapping[str, Any], where: _Where, allow_private: bool) -> dict
     problem = literal_problem(host, allow_private)
     if problem:
         where.fail("host", f"refused: {problem} (set allow_private = true)")
-    port = int(convert(as_int, table.get("port", 587), where("port")))
-    if not 0 < port < 65536:
-        where.fail("port", f"{port} is not a TCP port (1-65535)")
+    port = int(convert(_as_port, table.get("port", 587), where("port")))
     starttls = bool(convert(as_bool, table.get("starttls", True), where("starttls")))
     if not starttls and not allow_private:
         where.fail("starttls", "starttls = false is only for a local test server (allow_private)")

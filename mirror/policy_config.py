@@ -11,12 +11,23 @@ from typing import Any
 
 from packaging.utils import NormalizedName, canonicalize_name
 
-from mirror.config_values import ConfigSource, as_bool, as_duration, as_time, convert, fail
+from mirror.config_values import (
+    ConfigSource,
+    as_bool,
+    as_time,
+    convert,
+    duration_between,
+    fail,
+)
 from quarantine.evidence import Action, Severity
 from quarantine.policy import Exemption, PublisherPin
 
 _PROJECT_KEYS = ("cooling_period", "require_provenance", "publisher")
 _PUBLISHER_KEYS = ("kind", "repository", "workflow", "email")
+
+# For the top-level default and every [projects.NAME] override: a hold of over a year
+# is a typo, not a policy.
+as_cooling_period = duration_between(timedelta(0), timedelta(days=365))
 
 
 def _project(raw: str, where: str) -> NormalizedName:
@@ -40,7 +51,7 @@ def project_tables(value: Any, source: ConfigSource) -> dict[str, Any]:
         for key, setting in table.items():
             where = source.where(key, where_table)
             if key == "cooling_period":
-                cooling[project] = convert(as_duration, setting, where)
+                cooling[project] = convert(as_cooling_period, setting, where)
             elif key == "require_provenance":
                 if convert(as_bool, setting, where):
                     required.add(project)

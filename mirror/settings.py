@@ -18,14 +18,17 @@ from mirror import notify_config, policy_config
 from mirror.config_values import (
     ConfigSource,
     as_bool,
-    as_duration,
-    as_float,
-    as_int,
+    as_choice,
     as_list,
+    as_optional_file,
+    as_optional_str,
     as_path,
     as_str,
     as_time,
     convert,
+    duration_between,
+    float_between,
+    int_between,
 )
 from mirror.errors import ConfigError
 from quarantine.evidence import DEFAULT_SEVERITY_ACTIONS
@@ -35,11 +38,7 @@ from quarantine.provenance import PublisherIdentity
 DEFAULT_PORT = 8070
 
 
-def as_port(value: Any) -> int:
-    port = as_int(value)
-    if not 0 < port < 65536:
-        raise ValueError(f"{port} is not a TCP port (1-65535)")
-    return port
+as_port = int_between(1, 65535, "a TCP port")
 
 
 def as_upstream(value: Any) -> str:
@@ -50,13 +49,18 @@ def as_upstream(value: Any) -> str:
 
 
 WORKER_MODES = ("in-process", "separate")
+as_worker_mode = as_choice(WORKER_MODES)
+# The levels both the logging module and uvicorn know.
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
-
-def as_worker_mode(value: Any) -> str:
-    mode = as_str(value)
-    if mode not in WORKER_MODES:
-        raise ValueError(f"{mode!r} is not one of {', '.join(WORKER_MODES)}")
-    return mode
+_SECOND, _MINUTE, _HOUR, _DAY = (
+    timedelta(seconds=1),
+    timedelta(minutes=1),
+    timedelta(hours=1),
+    timedelta(days=1),
+)
+_KIB, _GIB = 1024, 1024**3
+_BYTES = "a size in bytes"
 
 
 def _default_data_dir() -> Path:
@@ -98,39 +102,42 @@ class Settings:
     vetting_worker: str = "in-process"
 
 
+# Every numeric key has a range, so a typo or a missing unit cannot quietly turn a guard
+# off (a zero timeout, a busy loop, a 64-byte size limit meant as 64 MiB).
 _TOP_LEVEL: dict[str, Callable[[Any], Any]] = {
     "host": as_str,
     "port": as_port,
     "data_dir": as_path,
     "upstream": as_upstream,
     "file_hosts": as_list,
-    "public_base_url": as_str,
+    "public_base_url": as_optional_str,
     "trusted_hosts": as_list,
     "reserved_names": as_list,
-    "index_ttl": as_duration,
-    "request_wait": as_duration,
-    "promote_interval": as_duration,
-    "watch_interval": as_duration,
-    "connect_timeout_seconds": as_float,
-    "read_timeout_seconds": as_float,
-    "max_page_bytes": as_int,
-    "max_file_bytes": as_int,
-    "fetch_concurrency": as_int,
+    "index_ttl": duration_between(timedelta(0), _DAY, "longer hides upstream removals"),
+    "request_wait": duration_between(timedelta(0), 5 * _MINUTE),
+    "promote_interval": duration_between(_SECOND, _DAY, "shorter is a busy loop"),
+    "watch_interval": duration_between(_MINUTE, 7 * _DAY, "shorter hammers the upstream"),
+    "connect_timeout_seconds": float_between(0.1, 120.0, "seconds"),
+    "read_timeout_seconds": float_between(0.1, 600.0, "seconds"),
+    "max_page_bytes": int_between(_KIB, _GIB, _BYTES),
+    "max_file_bytes": int_between(_KIB, 1024 * _GIB, _BYTES),
+    "fetch_concurrency": int_between(1, 64, "downloads at once"),
     "osv_feeds": as_list,
-    "feed_refresh": as_duration,
+    "feed_refresh": duration_between(_MINUTE, 7 * _DAY),
     "osv_id_prefixes": as_list,
-    "trusted_root": as_path,
+    "trusted_root": as_optional_file,
     "access_log": as_bool,
-    "log_level": as_str,
-    "notify_interval": as_duration,
+    "log_level": as_choice(LOG_LEVELS),
+    "notify_interval": duration_between(_SECOND, _HOUR, "shorter is a busy loop"),
     "notify_max_attempts": notify_config.as_attempts,
     "vetting_worker": as_worker_mode,
 }
 _POLICY_KEYS: dict[str, Callable[[Any], Any]] = {
-    "cooling_period": as_duration,
-    "vetting_window": as_duration,
-    "freshness_window": as_duration,
-    "backdate_tolerance": as_duration,
+    "cooling_period": policy_config.as_cooling_period,
+    # Longer only vets more: the bound keeps date arithmetic inside the calendar.
+    "vetting_window": duration_between(timedelta(0), 36500 * _DAY),
+    "freshness_window": duration_between(_SECOND, _DAY, "longer misses upstream removals"),
+    "backdate_tolerance": duration_between(timedelta(0), 7 * _DAY),
     "cutoff": as_time,
     "require_provenance": as_list,
 }
@@ -144,14 +151,30 @@ _TABLES: dict[str, Callable[[Any, ConfigSource], dict[str, Any]]] = {
 }
 # Lists of tables that become Settings fields (not policy): [[notify]].
 _LISTS: dict[str, Callable[[Any, ConfigSource], Any]] = {"notify": notify_config.targets}
+# The keys that take one value, in the file or as LAZARETTO_<KEY>; the rest are tables.
 ENV_KEYS = (*_TOP_LEVEL, *_POLICY_KEYS)
+
+
+def config_path(given: Path | None, env: Mapping[str, str]) -> Path | None:
+    """The config file in use: ``--config``, else LAZARETTO_CONFIG, else none."""
+    if given is None and env.get("LAZARETTO_CONFIG"):
+        return Path(env["LAZARETTO_CONFIG"])
+    return given
 
 
 def read_config_file(path: Path) -> tuple[dict[str, Any], ConfigSource]:
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as error:
         raise ConfigError(f"cannot read config file {path}: {error.strerror}") from error
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}, line {line}: not UTF-8 text (byte {raw[error.start]:#04x}): "
+            "save the file as UTF-8"
+        ) from error
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -160,16 +183,15 @@ def read_config_file(path: Path) -> tuple[dict[str, Any], ConfigSource]:
 
 
 def load_settings(
-    config_path: Path | None,
+    config_file: Path | None,
     env: Mapping[str, str],
     flags: Mapping[str, Any],
 ) -> Settings:
     values: dict[str, Any] = {}
     policy_values: dict[str, Any] = {}
-    if config_path is None and env.get("LAZARETTO_CONFIG"):
-        config_path = Path(env["LAZARETTO_CONFIG"])
-    if config_path is not None:
-        data, source = read_config_file(config_path)
+    path = config_path(config_file, env)
+    if path is not None:
+        data, source = read_config_file(path)
         _take_file(data, source, values, policy_values)
     from_env = {
         key: env[f"LAZARETTO_{key.upper()}"]
@@ -231,14 +253,7 @@ def _take(
 
 
 def _check(settings: Settings) -> None:
-    if not 0 < settings.port < 65536:
-        raise ConfigError(f"port: {settings.port} is not a TCP port (1-65535)")
-    if settings.policy.cooling_period < timedelta(0):
-        raise ConfigError("cooling_period: must not be negative")
-    if settings.upstream and not settings.upstream.startswith(("http://", "https://")):
-        raise ConfigError(f"upstream: {settings.upstream!r} is not an http(s) URL")
-    if settings.fetch_concurrency < 1:
-        raise ConfigError("fetch_concurrency: must be at least 1")
+    """What no single value shows: a pinned publisher is checked as a whole."""
     for project, pin in settings.policy.pinned_publishers.items():
         problem = PublisherIdentity.from_pin(pin).policy_problem()
         if problem:

@@ -6,6 +6,7 @@ from datetime import timedelta
 from quarantine.errors import InvalidDuration
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_BARE_NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _SIMPLE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
 _ISO = re.compile(
     r"P(?:(?P<w>\d+(?:\.\d+)?)W)?(?:(?P<d>\d+(?:\.\d+)?)D)?"
@@ -18,6 +19,8 @@ def parse_duration(text: str) -> timedelta:
     value = text.strip()
     if not value:
         raise InvalidDuration("empty duration: write it like '72h', '3d' or 'P3D'")
+    if _BARE_NUMBER.fullmatch(value):
+        raise InvalidDuration(f"duration {value!r} {missing_unit(value)}")
     seconds = _parse_iso(value) if value[0] in "Pp" else _parse_simple(value)
     if seconds is None:
         raise InvalidDuration(
@@ -27,6 +30,21 @@ def parse_duration(text: str) -> timedelta:
         return timedelta(seconds=seconds)
     except (OverflowError, ValueError) as error:
         raise InvalidDuration(f"duration {value!r} is out of range") from error
+
+
+def missing_unit(number: str) -> str:
+    """The fix for a bare number given as a duration: once read as seconds, now refused."""
+    seconds = float(number)
+    if seconds == 0:
+        return 'has no unit: write "0s"'
+    if 1000 < seconds < 10**9 and seconds.is_integer():
+        # Big enough to have been meant as seconds: offer that, spelt the short way.
+        short = format_duration(timedelta(seconds=seconds))
+        return f'has no unit: write "{short}" for {number} seconds (or another unit: h, d, m)'
+    return (
+        f'has no unit: write "{number}h" for {number} hours '
+        f'(or "{number}d", "{number}m", "{number}s")'
+    )
 
 
 def _parse_simple(value: str) -> float | None:

@@ -7,7 +7,9 @@ or the flag.
 
 from __future__ import annotations
 
+import re
 import textwrap
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ import pytest
 from packaging.utils import NormalizedName
 
 from mirror.errors import ConfigError
-from mirror.settings import DEFAULT_PORT, Settings, load_settings
+from mirror.settings import DEFAULT_PORT, ENV_KEYS, Settings, load_settings
 from quarantine.duration import format_duration, parse_duration
 from quarantine.errors import InvalidDuration
 from quarantine.policy import Exemption, Policy
@@ -82,7 +84,6 @@ def test_parse_duration(text: str, expected: timedelta) -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        "72",
         "h",
         "3x",
         "-3d",
@@ -107,6 +108,18 @@ def test_parse_duration_rejects_with_a_helpful_message(text: str) -> None:
     message = str(caught.value)
     assert repr(text.strip()) in message
     assert "'72h'" in message and "'P3D'" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "fix"),
+    [("72", '"72h"'), (" 1.5 ", '"1.5h"'), ("0", '"0s"'), ("259200", '"3d"'), ("3600", '"1h"')],
+)
+def test_parse_duration_refuses_a_bare_number_and_says_how_to_write_it(text: str, fix: str) -> None:
+    with pytest.raises(InvalidDuration) as caught:
+        parse_duration(text)
+    message = str(caught.value)
+    assert repr(text.strip()) in message and "has no unit" in message
+    assert f"write {fix}" in message
 
 
 @pytest.mark.parametrize("text", ["", "   ", "\t"])
@@ -205,10 +218,9 @@ def test_environment_variables_of_every_kind() -> None:
     assert settings.policy.cutoff == datetime(2026, 3, 24, 10, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("text", ["72h", "3d", "P3D", "PT72H", "2d24h", 259200])
-def test_cooling_period_spellings_in_a_file(tmp_path: Path, text: str | int) -> None:
-    value = f'"{text}"' if isinstance(text, str) else str(text)
-    path = config(tmp_path, f"cooling_period = {value}\n")
+@pytest.mark.parametrize("text", ["72h", "3d", "P3D", "PT72H", "2d24h", "259200s"])
+def test_cooling_period_spellings_in_a_file(tmp_path: Path, text: str) -> None:
+    path = config(tmp_path, f'cooling_period = "{text}"\n')
     assert load(path).policy.cooling_period == timedelta(days=3)
 
 
@@ -474,3 +486,253 @@ def test_cutoff_from_the_environment_overrides_the_file(tmp_path: Path) -> None:
 def test_cutoff_out_of_range_is_a_config_error(tmp_path: Path, value: str) -> None:
     path = config(tmp_path, f"cutoff = {value}\n")
     assert "cutoff" in config_error(path)
+
+
+# -- durations need a unit ------------------------------------------------------------------
+
+# Every key read as a duration, as (table header or None, key).
+DURATION_KEYS = [
+    (None, "index_ttl"),
+    (None, "request_wait"),
+    (None, "promote_interval"),
+    (None, "watch_interval"),
+    (None, "feed_refresh"),
+    (None, "notify_interval"),
+    (None, "cooling_period"),
+    (None, "vetting_window"),
+    (None, "freshness_window"),
+    (None, "backdate_tolerance"),
+    ("projects.numpy", "cooling_period"),
+]
+
+
+@pytest.mark.parametrize(("table", "key"), DURATION_KEYS)
+@pytest.mark.parametrize(("value", "fix"), [("72", '"72h"'), ('"72"', '"72h"'), ("1.5", '"1.5h"')])
+def test_a_bare_number_for_a_duration_is_refused_with_the_fix(
+    tmp_path: Path, table: str | None, key: str, value: str, fix: str
+) -> None:
+    """Once read as seconds: ``cooling_period = 72`` meant a 72-second hold."""
+    header = f"[{table}]\n" if table else ""
+    path = config(tmp_path, f"# lazaretto\n{header}{key} = {value}\n")
+    message = config_error(path)
+    dotted = f"{table}.{key}" if table else key
+    line = 3 if table else 2
+    assert message.startswith(f"{path}, line {line}: {dotted}: "), message
+    assert "has no unit" in message and f"write {fix}" in message
+
+
+def test_a_bare_number_of_seconds_is_offered_back_in_a_short_spelling(tmp_path: Path) -> None:
+    message = config_error(config(tmp_path, "cooling_period = 259200\n"))
+    assert 'write "3d" for 259200 seconds' in message
+
+
+@pytest.mark.parametrize("key", [key for table, key in DURATION_KEYS if table is None])
+def test_a_bare_number_in_the_environment_is_refused(key: str) -> None:
+    variable = f"LAZARETTO_{key.upper()}"
+    message = config_error(None, {variable: "72"})
+    assert message.startswith(f"{variable}: "), message
+    assert 'write "72h"' in message
+
+
+def test_a_bare_number_as_a_flag_is_refused() -> None:
+    message = config_error(None, None, {"cooling_period": "72"})
+    assert message.startswith("--cooling-period: ") and 'write "72h"' in message
+
+
+def test_group_seconds_takes_a_number_its_unit_is_in_the_name(tmp_path: Path) -> None:
+    table = '[[notify]]\nkind = "slack"\nname = "s"\nurl_env = "U"\n'
+    assert load(config(tmp_path, table + "group_seconds = 45\n")).notify[0].group_seconds == 45
+    message = config_error(config(tmp_path, table + 'group_seconds = "45s"\n'))
+    assert message.startswith(f"{tmp_path / 'lazaretto.toml'}, line 5: notify[0].group_seconds: ")
+
+
+# -- every number has a range ---------------------------------------------------------------
+
+# (table, key, the lowest and highest values accepted, values refused), as TOML literals.
+RANGES: list[tuple[str | None, str, tuple[str, str], tuple[str, ...]]] = [
+    (None, "port", ("1", "65535"), ("0", "-1", "65536")),
+    (None, "index_ttl", ('"0s"', '"1d"'), ('"25h"',)),
+    (None, "request_wait", ('"0s"', '"5m"'), ('"301s"',)),
+    (None, "promote_interval", ('"1s"', '"1d"'), ('"0s"', '"0.5s"', '"2d"')),
+    (None, "watch_interval", ('"1m"', '"7d"'), ('"0s"', '"59s"', '"8d"')),
+    (None, "feed_refresh", ('"1m"', '"7d"'), ('"0s"', '"8d"')),
+    (None, "notify_interval", ('"1s"', '"1h"'), ('"0s"', '"61m"')),
+    (None, "connect_timeout_seconds", ("0.1", "120"), ("0", "-5", "121", "nan", "inf")),
+    (None, "read_timeout_seconds", ("0.1", "600"), ("0", "-1.5", "601", "nan")),
+    (None, "max_page_bytes", ("1024", str(1024**3)), ("0", "-1", "64", str(1024**3 + 1))),
+    (None, "max_file_bytes", ("1024", str(1024**4)), ("0", "-1", str(1024**4 + 1))),
+    (None, "fetch_concurrency", ("1", "64"), ("0", "-1", "65")),
+    (None, "notify_max_attempts", ("1", "100"), ("0", "101")),
+    (None, "cooling_period", ('"0s"', '"365d"'), ('"366d"',)),
+    (None, "vetting_window", ('"0s"', '"36500d"'), ('"36501d"',)),
+    (None, "freshness_window", ('"1s"', '"1d"'), ('"0s"', '"25h"')),
+    (None, "backdate_tolerance", ('"0s"', '"7d"'), ('"8d"',)),
+    ("projects.numpy", "cooling_period", ('"0s"', '"365d"'), ('"366d"',)),
+]
+NOTIFY_TABLE = '[[notify]]\nkind = "email"\nname = "m"\nhost = "smtp.example.org"\n'
+NOTIFY_TABLE += 'from = "a@example.org"\nto = ["b@example.org"]\n'
+NOTIFY_RANGES = [
+    ("port", ("1", "65535"), ("0", "65536")),
+    ("group_seconds", ("0", "3600"), ("-1", "3601")),
+]
+
+
+def _range_cases() -> list[tuple[str | None, str, str]]:
+    return [(table, key, value) for table, key, _, refused in RANGES for value in refused]
+
+
+def _file(table: str | None, key: str, value: str) -> str:
+    return (
+        f"# lazaretto\n[{table}]\n{key} = {value}\n" if table else f"# lazaretto\n{key} = {value}\n"
+    )
+
+
+@pytest.mark.parametrize(("table", "key", "value"), _range_cases())
+def test_a_value_out_of_range_in_the_file_names_file_line_and_key(
+    tmp_path: Path, table: str | None, key: str, value: str
+) -> None:
+    path = config(tmp_path, _file(table, key, value))
+    message = config_error(path)
+    dotted = f"{table}.{key}" if table else key
+    assert message.startswith(f"{path}, line {3 if table else 2}: {dotted}: "), message
+    assert "out of range: expected " in message
+
+
+@pytest.mark.parametrize(("table", "key", "bounds"), [(t, k, b) for t, k, b, _ in RANGES])
+def test_both_ends_of_each_range_are_accepted(
+    tmp_path: Path, table: str | None, key: str, bounds: tuple[str, str]
+) -> None:
+    for value in bounds:
+        load(config(tmp_path, _file(table, key, value)))
+
+
+@pytest.mark.parametrize(("table", "key", "value"), [c for c in _range_cases() if c[0] is None])
+def test_a_value_out_of_range_in_the_environment_names_the_variable(
+    table: None, key: str, value: str
+) -> None:
+    variable = f"LAZARETTO_{key.upper()}"
+    message = config_error(None, {variable: value.strip('"')})
+    assert message.startswith(f"{variable}: "), message
+    assert "out of range: expected " in message
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "name"),
+    [("port", "0", "--port"), ("cooling_period", "400d", "--cooling-period")],
+)
+def test_a_flag_out_of_range_names_the_flag(flag: str, value: str, name: str) -> None:
+    message = config_error(None, None, {flag: value})
+    assert message.startswith(f"{name}: ") and "out of range" in message
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [(key, value) for key, _, refused in NOTIFY_RANGES for value in refused]
+)
+def test_a_notify_number_out_of_range_names_the_table_and_line(
+    tmp_path: Path, key: str, value: str
+) -> None:
+    path = config(tmp_path, f"{NOTIFY_TABLE}allow_private = true\n{key} = {value}\n")
+    message = config_error(path)
+    assert message.startswith(f"{path}, line 8: notify[0].{key}: "), message
+    assert "out of range" in message
+
+
+def test_every_numeric_key_has_a_range_test() -> None:
+    """A new number or duration in Settings or Policy must come with its range (above)."""
+    numeric = (int, float, timedelta)
+    defaults = {**vars_of(Settings()), **vars_of(Policy())}
+    wanted = {
+        key
+        for key in ENV_KEYS
+        if isinstance(defaults.get(key), numeric) and not isinstance(defaults.get(key), bool)
+    }
+    tested = {key for table, key, _, _ in RANGES if table is None}
+    assert wanted == tested
+
+
+def vars_of(instance: Settings | Policy) -> dict[str, object]:
+    return {item.name: getattr(instance, item.name) for item in fields(instance)}
+
+
+# -- other values ---------------------------------------------------------------------------
+
+
+def test_an_unknown_log_level_lists_the_known_ones(tmp_path: Path) -> None:
+    path = config(tmp_path, 'port = 8080\nlog_level = "verbose"\n')
+    message = config_error(path)
+    assert message.startswith(f"{path}, line 2: log_level: "), message
+    assert "critical, error, warning, info, debug" in message
+    assert load(config(tmp_path, 'log_level = "DEBUG"\n')).log_level == "debug"
+    assert config_error(None, {"LAZARETTO_LOG_LEVEL": "loud"}).startswith("LAZARETTO_LOG_LEVEL: ")
+
+
+def test_a_config_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes('port = 8080\n# café\nhost = "127.0.0.1"\n'.encode("latin-1"))
+    message = config_error(path)
+    assert message.startswith(f"{path}, line 2: not UTF-8"), message
+    assert "save the file as UTF-8" in message
+
+
+def test_empty_strings_mean_not_set_so_defaults_can_be_written_down(tmp_path: Path) -> None:
+    path = config(tmp_path, 'public_base_url = ""\ntrusted_root = ""\ncutoff = ""\nupstream = ""\n')
+    assert load(path) == Settings()
+
+
+def test_a_trusted_root_that_is_not_a_file_is_named(tmp_path: Path) -> None:
+    path = config(tmp_path, f'trusted_root = "{tmp_path / "absent.json"}"\n')
+    message = config_error(path)
+    assert message.startswith(f"{path}, line 1: trusted_root: ") and "absent.json" in message
+
+
+# -- the example file -----------------------------------------------------------------------
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "config" / "lazaretto.example.toml"
+_COMMENTED_KEY = re.compile(r"# (?P<line>(?P<key>[\w-]+|\"[^\"]+\") = \S.*)")
+_COMMENTED_TABLE = re.compile(r"# (?P<line>\[\[?[\w.\"-]+\]\]?)\s*(#.*)?")
+
+
+def _uncommented(text: str) -> str:
+    """The example with its commented settings and table headers made live."""
+    lines = []
+    for line in text.splitlines():
+        found = _COMMENTED_KEY.fullmatch(line) or _COMMENTED_TABLE.fullmatch(line)
+        lines.append(found.group("line") if found else line)
+    return "\n".join(lines) + "\n"
+
+
+def _defaults_part(text: str) -> str:
+    """Everything above the first (commented) table: the top-level keys and their defaults."""
+    first_table = next(
+        i for i, line in enumerate(text.splitlines()) if _COMMENTED_TABLE.fullmatch(line)
+    )
+    return "\n".join(text.splitlines()[:first_table]) + "\n"
+
+
+@pytest.fixture
+def default_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The data directory's default follows XDG_DATA_HOME; the example shows the other one."""
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+
+
+def test_the_example_copied_as_is_gives_the_built_in_defaults() -> None:
+    """Copied as is, it must not exempt, re-time or pin anything."""
+    assert load(EXAMPLE) == Settings()
+
+
+@pytest.mark.usefixtures("default_home")
+def test_the_example_states_the_true_default_of_every_key(tmp_path: Path) -> None:
+    text = _defaults_part(EXAMPLE.read_text(encoding="utf-8"))
+    written = [
+        m.group("key") for line in text.splitlines() if (m := _COMMENTED_KEY.fullmatch(line))
+    ]
+    assert sorted(written) == sorted(ENV_KEYS)  # every key, once, and no stale ones
+    assert load(config(tmp_path, _uncommented(text))) == Settings()
+
+
+def test_the_examples_in_the_example_file_are_valid(tmp_path: Path) -> None:
+    """Uncommented they load, and they do change things: which is why they stay commented."""
+    settings = load(config(tmp_path, _uncommented(EXAMPLE.read_text(encoding="utf-8"))))
+    assert settings.policy.cooling_overrides == {NormalizedName("numpy"): timedelta(days=7)}
+    assert set(settings.policy.exemptions) == {"acme-internal-tools", "acme-sdk"}
+    assert [target.kind for target in settings.notify] == ["webhook", "slack", "email"]
