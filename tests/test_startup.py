@@ -127,8 +127,12 @@ def test_a_data_directory_that_cannot_be_created_says_why(tmp_path: Path) -> Non
     assert f"data_dir: cannot create {too_long}: File name too long" in line
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through permission bits")
 def test_a_data_directory_without_write_permission_stops_serve(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        # Root writes through permission bits (CI runs as root); sysfs refuses it all the same.
+        line = _serve_refused(tmp_path, None, "--data-dir", "/sys")
+        assert "data_dir: cannot write in /sys: Permission denied" in line
+        return
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
     try:
