@@ -21,6 +21,7 @@ from mirror.cli_explain import console, print_explanation, split_requirement
 from mirror.settings import Settings
 from quarantine import admin
 from quarantine.clock import parse_timestamp
+from quarantine.errors import LedgerMissing
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_AUTH = 0, 1, 2, 4, 5, 6
 Common = Callable[[argparse.ArgumentParser], None]
@@ -107,6 +108,9 @@ def run_admin(args: argparse.Namespace, settings: Settings) -> int:
     except admin.AdminError as error:
         print(f"lazaretto: {error}", file=sys.stderr)
         return EXIT_AUTH
+    except LedgerMissing as error:
+        print(f"lazaretto: {error}", file=sys.stderr)
+        return EXIT_NOT_FOUND
     try:
         return _dispatch(args, backend, settings)
     except admin.NotYetStored as error:

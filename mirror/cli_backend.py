@@ -64,7 +64,8 @@ def local_actor() -> str:
 class LocalBackend:
     def __init__(self, settings: Settings, actor: str | None = None) -> None:
         self._settings = settings
-        self._ledger = SqliteLedger(Path(settings.data_dir) / "ledger.sqlite3")
+        # Never a new, empty ledger: it would report "nothing is held" for a full mirror.
+        self._ledger = SqliteLedger(Path(settings.data_dir) / "ledger.sqlite3", create=False)
         self._policy = LivePolicy(settings.policy, self._ledger)
         self._clock = SystemClock()
         self._actor = actor or local_actor()

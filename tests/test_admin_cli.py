@@ -14,9 +14,11 @@ import urllib.request
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from packaging.utils import NormalizedName
 
 from conftest import NOW
+from mirror.cli import main
 from quarantine.models import FileState
 from support.clock import FakeClock
 from support.dists import build_wheel
@@ -204,3 +206,59 @@ def test_remote_mode_through_the_admin_api(
     )
     assert blocked.returncode == 0, blocked.stderr
     assert secret not in holds.stdout + holds.stderr + done.stdout + done.stderr
+
+
+# -- a data directory that holds no ledger ---------------------------------------------------
+LOCAL_COMMANDS = [
+    ["holds"],
+    ["explain", "demo==1.0"],
+    ["promote", "demo==1.0", "--reason", REASON],
+    ["block", "demo", "--reason", REASON],
+    ["unblock", "demo==1.0", "--reason", REASON],
+    ["exempt", "demo", "--reason", REASON],
+    ["unexempt", "demo", "--reason", REASON],
+    ["cutoff", "set", "2026-01-01T00:00:00Z", "--reason", REASON],
+    ["cutoff", "clear", "--reason", REASON],
+    ["audit", "--json"],
+    ["token", "create", "ci-bot"],
+    ["token", "revoke", "ci-bot"],
+    ["deliveries"],
+    ["unfreeze", "--reason", REASON],
+]
+
+
+def _without_lazaretto_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(os.environ):
+        if key.startswith("LAZARETTO_"):
+            monkeypatch.delenv(key)
+
+
+@pytest.mark.parametrize("command", LOCAL_COMMANDS, ids=lambda command: "-".join(command[:2]))
+def test_every_local_command_refuses_a_directory_without_a_ledger(
+    command: list[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _without_lazaretto_environment(monkeypatch)
+    empty, missing = tmp_path / "empty", tmp_path / "missing"
+    empty.mkdir()
+    for data_dir in (empty, missing):
+        assert main([*command, "--data-dir", str(data_dir)]) == 4
+        out, err = capsys.readouterr()
+        assert out == ""
+        assert f"no ledger at {data_dir / 'ledger.sqlite3'}" in err and "--data-dir" in err
+        assert err.count("\n") == 1
+    assert list(empty.iterdir()) == [] and not missing.exists()
+
+
+def test_a_file_that_is_no_ledger_is_not_turned_into_one(tmp_path: Path) -> None:
+    (tmp_path / "ledger.sqlite3").write_bytes(b"")  # as a crashed copy might leave it
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAZARETTO_")}
+    done = subprocess.run(
+        [LAZARETTO, "holds", "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, check=False, env=env, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 4, done.stderr
+    assert "no ledger at" in done.stderr and "nothing is held" not in done.stdout
+    assert (tmp_path / "ledger.sqlite3").read_bytes() == b""

@@ -4,6 +4,7 @@ import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from quarantine.ledger_sqlite import SqliteLedger
 from support.dists import build_wheel
 from support.installers import installed, pip_install
 from support.process import LAZARETTO, lazaretto_serve
@@ -117,6 +118,7 @@ def test_version_and_help() -> None:
 
 def test_the_shipped_example_config_is_valid(tmp_path: Path) -> None:
     example = Path(__file__).resolve().parents[1] / "config" / "lazaretto.example.toml"
+    SqliteLedger(tmp_path / "ledger.sqlite3").close()  # as a mirror's first start makes it
     done = subprocess.run(
         [LAZARETTO, "holds", "--config", str(example), "--data-dir", str(tmp_path), "--json"],
         capture_output=True,
