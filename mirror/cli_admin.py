@@ -8,9 +8,11 @@ Output is a table for people, or JSON with ``--json``; exit codes mean something
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
@@ -93,13 +95,12 @@ ADMIN_COMMANDS = (
 
 def _backend(args: argparse.Namespace, settings: Settings) -> AdminBackend:
     if args.url:
-        from pathlib import Path
-
         from mirror.cli_remote import RemoteBackend, read_token
 
         token_file = Path(args.token_file) if args.token_file else None
         return RemoteBackend(args.url, read_token(token_file))
-    return LocalBackend(settings)
+    config = args.config or os.environ.get("LAZARETTO_CONFIG") or None
+    return LocalBackend(settings, config_file=Path(config) if config else None)
 
 
 def run_admin(args: argparse.Namespace, settings: Settings) -> int:
@@ -146,10 +147,13 @@ def _time(text: str | None, flag: str) -> datetime | None:
 def _dispatch(args: argparse.Namespace, backend: AdminBackend, settings: Settings) -> int:
     command = args.command
     if command == "holds":
-        return _show(args, backend.holds(args.project, args.state), _print_holds)
+        rows = backend.holds(args.project, args.state)
+        _notes(backend)
+        return _show(args, rows, _print_holds)
     if command == "explain":
         project, version = split_requirement(args.requirement)
         found = backend.explain(project, version)
+        _notes(backend)
         if found is None:
             print(f"lazaretto: the mirror has not seen {args.requirement}", file=sys.stderr)
             return EXIT_NOT_FOUND
@@ -225,6 +229,11 @@ def _dispatch_settings(args: argparse.Namespace, backend: AdminBackend) -> int:
         backend.token_revoke(args.name)
         return _done(args, f"token {args.name!r} revoked")
     return _show(args, backend.deliveries(args.state), _print_deliveries)
+
+
+def _notes(backend: AdminBackend) -> None:
+    for note in backend.notes():
+        print(f"lazaretto: note: {note}", file=sys.stderr)
 
 
 def _show(args: argparse.Namespace, data: Any, printer: Callable[[Any], None]) -> int:

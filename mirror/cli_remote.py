@@ -145,6 +145,9 @@ class RemoteBackend:
     def close(self) -> None:
         """Nothing to release: each call is its own connection."""
 
+    def notes(self) -> list[str]:
+        return []  # the server answers with the policy it enforces
+
     def _call(
         self,
         method: str,

@@ -1,4 +1,5 @@
-"""The SQLite ledger's admin tables: runtime overrides, the outbox, API tokens.
+"""The SQLite ledger's admin tables: runtime overrides, the policy in force, the outbox,
+API tokens.
 
 A mixin of ``SqliteLedger`` (same connection, same transactions): split out so each
 module stays readable. Tokens are kept as hashes only.
@@ -7,6 +8,7 @@ module stays readable. Tokens are kept as hashes only.
 import hmac
 import json
 import sqlite3
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
@@ -14,11 +16,12 @@ from typing import Any
 from packaging.utils import NormalizedName
 
 from quarantine.clock import format_timestamp, parse_timestamp
-from quarantine.models import FileRecord
+from quarantine.models import FileRecord, PolicyRecord
 from quarantine.outbox import ApiToken, Delivery, DeliveryState, OutboxEntry
 from quarantine.policy import Exemption, RuntimeOverrides
 
 _OVERRIDE_COLUMNS = "kind, project, version, reason, until, actor, at"
+_POLICY_KEY = "policy_in_force"
 GLOBAL = NormalizedName("*")  # the project column of events that concern the whole mirror
 
 
@@ -101,6 +104,29 @@ class AdminTables:
             elif row["kind"] == "block":
                 found.blocks[(name, row["version"])] = row["reason"]
         return found
+
+    # -- the policy in force (kept as one meta row, for the admin commands) -------------------
+    def record_policy(
+        self, document: Mapping[str, Any], summary: str, actor: str, at: datetime
+    ) -> bool:
+        text = json.dumps(document, sort_keys=True, separators=(",", ":"))
+        kept = json.dumps({"document": text, "actor": actor, "at": format_timestamp(at)})
+        with self._write() as db:
+            row = db.execute("SELECT value FROM meta WHERE key=?", (_POLICY_KEY,)).fetchone()
+            changed = row is None or json.loads(row["value"])["document"] != text
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (_POLICY_KEY, kept))
+            if changed:
+                self._event(db, at, GLOBAL, None, None, "policy", summary, actor)
+        return changed
+
+    def recorded_policy(self) -> PolicyRecord | None:
+        kept = self._meta(_POLICY_KEY)
+        if kept is None:
+            return None
+        found = json.loads(kept)
+        return PolicyRecord(
+            json.loads(found["document"]), found["actor"], parse_timestamp(found["at"])
+        )
 
     def set_block(
         self, project: NormalizedName, version: str, reason: str, actor: str, at: datetime

@@ -19,11 +19,13 @@ from packaging.utils import NormalizedName
 
 from conftest import NOW
 from mirror.cli import main
+from quarantine.clock import format_timestamp, parse_timestamp
 from quarantine.models import FileState
+from quarantine.policy import Policy
 from support.clock import FakeClock
 from support.dists import build_wheel
 from support.installers import installed, pip_install
-from support.mirror import MirrorServer
+from support.mirror import MirrorServer, running_mirror, settings_for
 from support.process import LAZARETTO
 from support.upstream import Upstream, UpstreamFile
 
@@ -262,3 +264,51 @@ def test_a_file_that_is_no_ledger_is_not_turned_into_one(tmp_path: Path) -> None
     assert done.returncode == 4, done.stderr
     assert "no ledger at" in done.stderr and "nothing is held" not in done.stdout
     assert (tmp_path / "ledger.sqlite3").read_bytes() == b""
+
+
+# -- one policy: the one the mirror enforces --------------------------------------------------
+def _explain_hold(mirror: MirrorServer, requirement: str, *more: str) -> tuple[str, str]:
+    """hold_until of the one file ``explain`` shows, and what the command said on stderr."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAZARETTO_")}
+    done = subprocess.run(
+        [LAZARETTO, "explain", requirement, "--json", "--data-dir", str(mirror.settings.data_dir),
+         *more],
+        capture_output=True, text=True, check=False, env=env, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (file,) = json.loads(done.stdout)["files"]
+    return str(file["hold_until"]), done.stderr
+
+
+def test_explain_shows_the_hold_the_running_mirror_enforces(
+    upstream: Upstream, clock: FakeClock, tmp_path: Path
+) -> None:
+    policy = Policy(
+        cooling_period=timedelta(minutes=1),
+        cooling_overrides={NormalizedName("slowpoke"): timedelta(days=7)},
+    )
+    settings = settings_for(tmp_path / "data", upstream.url, policy=policy)
+    uploaded = NOW - timedelta(seconds=10)
+    releases = (("idna", "3.21"), ("slowpoke", "2.0"))
+    for project, version in releases:
+        upstream.add(project, UpstreamFile(build_wheel(project, "0.1"), OLD))
+        upstream.add(project, UpstreamFile(build_wheel(project, version), uploaded))
+    with running_mirror(settings, clock) as mirror:
+        for project in ("idna", "slowpoke"):
+            urllib.request.urlopen(mirror.url + project + "/").close()
+        mirror.promote()  # fetched and vetted: only the hold stands in the way
+        idna_until, said = _explain_hold(mirror, "idna==3.21")
+        slow_until, _ = _explain_hold(mirror, "slowpoke==2.0")
+        assert idna_until == format_timestamp(uploaded + timedelta(minutes=1))
+        assert slow_until == format_timestamp(uploaded + timedelta(days=7))
+        assert said == ""  # the mirror's recorded policy, no guessing to report
+        for project, version, until in (
+            ("idna", "3.21", idna_until),
+            ("slowpoke", "2.0", slow_until),
+        ):
+            filename = f"{project}-{version}-py3-none-any.whl"
+            clock.advance(parse_timestamp(until) - clock.now() - timedelta(microseconds=1))
+            urllib.request.urlopen(mirror.url + project + "/").close()  # a fresh look
+            assert filename not in mirror.promote().promoted, "promoted before explain's time"
+            clock.advance(timedelta(microseconds=1))
+            assert filename in mirror.promote().promoted, "still held at explain's time"
