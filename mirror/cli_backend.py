@@ -14,15 +14,16 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from mirror.settings import Settings
 from quarantine import admin, policy_record
 from quarantine.clock import SystemClock, format_timestamp
-from quarantine.explain import explain
+from quarantine.explain import FeedStatus, explain
 from quarantine.feeds import Feeds
 from quarantine.ledger_sqlite import SqliteLedger
 from quarantine.live_policy import LivePolicy
-from quarantine.models import FileState
+from quarantine.models import Event, FileState
 from quarantine.outbox import ApiToken, DeliveryState
 from quarantine.policy_record import PolicyInForce
 
@@ -41,7 +42,12 @@ def new_token() -> str:
 
 class AdminBackend(Protocol):
     def holds(self, project: str | None, state: str | None) -> list[dict[str, Any]]: ...
-    def explain(self, project: str, version: str | None) -> dict[str, Any] | None: ...
+    def explain(
+        self, project: str, version: str | None, since: datetime | None, limit: int
+    ) -> dict[str, Any] | None:
+        """The explanation (``files``, newest release first, and ``left_out``), or None."""
+        ...
+
     def promote(
         self, project: str, version: str, reason: str, force: bool
     ) -> list[dict[str, Any]]: ...
@@ -51,7 +57,10 @@ class AdminBackend(Protocol):
     def unexempt(self, project: str, reason: str) -> None: ...
     def cutoff_set(self, moment: datetime, reason: str) -> None: ...
     def cutoff_clear(self, reason: str) -> None: ...
-    def audit(self, project: str | None, since: datetime | None) -> list[dict[str, Any]]: ...
+    def audit(self, project: str | None, since: datetime | None, limit: int) -> dict[str, Any]:
+        """The latest ``limit`` matching ``events`` (oldest first) and ``left_out``."""
+        ...
+
     def token_create(self, name: str, scope: str) -> str: ...
     def token_revoke(self, name: str) -> None: ...
     def deliveries(self, state: str | None) -> list[dict[str, Any]]: ...
@@ -60,6 +69,10 @@ class AdminBackend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    return {**asdict(event), "at": format_timestamp(event.at)}
 
 
 def local_actor() -> str:
@@ -126,22 +139,34 @@ class LocalBackend:
         policy = self._policies()[1].current()
         return [asdict(hold) for hold in admin.holds(self._ledger, policy, name, wanted)]
 
-    def explain(self, project: str, version: str | None) -> dict[str, Any] | None:
+    def explain(
+        self, project: str, version: str | None, since: datetime | None, limit: int
+    ) -> dict[str, Any] | None:
         in_force, policy = self._policies()
-        feeds = self._feeds(in_force)
         name = canonicalize_name(project, validate=False)
-        found = explain(self._ledger, policy.current(), name, version, feeds)
-        return found.to_json() if found is not None and found.files else None
+        release = Version(version) if version is not None else None
+        found = explain(
+            self._ledger,
+            policy.current(),
+            name,
+            release,
+            self._feeds(in_force),
+            since=since,
+            limit=limit,
+        )
+        return found.to_json() if found is not None else None
 
-    def _feeds(self, in_force: PolicyInForce) -> Feeds:
+    def _feeds(self, in_force: PolicyInForce) -> FeedStatus:
         """The mirror's feeds: local ones, and its downloaded copies of URL ones."""
+        if not in_force.osv_feeds:
+            return FeedStatus(configured=0)
         from mirror.feed_refresh import feed_copy
 
         directory = Path(self._settings.data_dir) / "feeds"
         paths = [feed_copy(directory, source) for source in in_force.osv_feeds]
         feeds = Feeds(prefixes=in_force.osv_id_prefixes)
         feeds.reload([path for path in paths if path.exists()])
-        return feeds
+        return FeedStatus(len(in_force.osv_feeds), feeds)
 
     def promote(self, project: str, version: str, reason: str, force: bool) -> list[dict[str, Any]]:
         name = canonicalize_name(project, validate=False)
@@ -190,12 +215,10 @@ class LocalBackend:
         ):
             raise admin.NothingToDo("no run-time cutoff is set (a config-file cutoff stays)")
 
-    def audit(self, project: str | None, since: datetime | None) -> list[dict[str, Any]]:
+    def audit(self, project: str | None, since: datetime | None, limit: int) -> dict[str, Any]:
         name = canonicalize_name(project, validate=False) if project else None
-        return [
-            {**asdict(event), "at": format_timestamp(event.at)}
-            for event in self._ledger.events(name, since)
-        ]
+        events, total = self._ledger.recent_events(name, since, limit)
+        return {"events": [event_json(event) for event in events], "left_out": total - len(events)}
 
     def token_create(self, name: str, scope: str) -> str:
         if scope not in SCOPES:

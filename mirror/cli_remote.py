@@ -99,6 +99,10 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
+def _time(moment: datetime | None) -> str | None:
+    return format_timestamp(moment) if moment is not None else None
+
+
 def _quote(segment: str) -> str:
     return urllib.parse.quote(segment, safe="")
 
@@ -183,20 +187,20 @@ class RemoteBackend:
         found = self._call("GET", "/holds", query={"project": project, "state": state})
         return list(found["holds"])
 
-    def explain(self, project: str, version: str | None) -> dict[str, Any] | None:
+    def explain(
+        self, project: str, version: str | None, since: datetime | None, limit: int
+    ) -> dict[str, Any] | None:
+        query = {"version": version, "since": _time(since), "limit": str(limit)}
         try:
-            found = self._call("GET", f"/projects/{_quote(project)}", query={"version": version})
+            found = self._call("GET", f"/projects/{_quote(project)}", query=query)
         except admin.NothingToDo:
             return None
         return dict(found)
 
-    def audit(self, project: str | None, since: datetime | None) -> list[dict[str, Any]]:
-        query = {
-            "project": project,
-            "since": format_timestamp(since) if since else None,
-            "limit": "10000",
-        }
-        return list(self._call("GET", "/audit", query=query)["events"])
+    def audit(self, project: str | None, since: datetime | None, limit: int) -> dict[str, Any]:
+        query = {"project": project, "since": _time(since), "limit": str(limit)}
+        page = self._call("GET", "/audit", query=query)
+        return {"events": list(page["events"]), "left_out": int(page["left_out"])}
 
     def deliveries(self, state: str | None) -> list[dict[str, Any]]:
         return list(self._call("GET", "/deliveries", query={"state": state})["deliveries"])

@@ -91,6 +91,12 @@ class Ledger(Protocol):
         self, project: NormalizedName | None = None, since: datetime | None = None
     ) -> Sequence[Event]: ...
 
+    def recent_events(
+        self, project: NormalizedName | None, since: datetime | None, limit: int
+    ) -> tuple[list[Event], int]:
+        """The latest ``limit`` events matching (oldest first), and how many match in all."""
+        ...
+
     def freeze(self, reason: str, actor: str, at: datetime) -> None:
         """Stop all promotions until ``unfreeze``; recorded as an event."""
         ...

@@ -20,7 +20,7 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Collection, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from packaging.utils import NormalizedName
 from quarantine.clock import format_timestamp, parse_timestamp
 from quarantine.errors import LedgerError, LedgerMissing, StaleTransition
 from quarantine.evidence import Action, Evidence, Finding, Severity
-from quarantine.ledger_sqlite_admin import GLOBAL, AdminTables, dt, ts
+from quarantine.ledger_sqlite_admin import GLOBAL, AdminTables, dt, event_record, ts
 from quarantine.ledger_sqlite_readers import Readers, is_ledger, open_connection
 from quarantine.models import Event, FileRecord, FileState, ProjectRecord, ProjectStatus
 from quarantine.notable import notable
@@ -320,6 +320,9 @@ class SqliteLedger(AdminTables):
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._readers.connection() as db:
             return db.execute(sql, params).fetchall()
+
+    def _reading(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._readers.connection()
 
     def _next_seq(self, db: sqlite3.Connection) -> int:
         row = db.execute(
@@ -673,19 +676,7 @@ class SqliteLedger(AdminTables):
             sql += " AND at>=?"
             params.append(format_timestamp(since))
         rows = self._query(sql + " ORDER BY id", tuple(params))
-        return [
-            Event(
-                at=parse_timestamp(row["at"]),
-                project=NormalizedName(row["project"]),
-                filename=row["filename"],
-                sha256=row["sha256"],
-                from_state=row["from_state"],
-                to_state=row["to_state"],
-                reason=row["reason"],
-                actor=row["actor"],
-            )
-            for row in rows
-        ]
+        return [event_record(row) for row in rows]
 
     def _meta(self, key: str) -> str | None:
         rows = self._query("SELECT value FROM meta WHERE key=?", (key,))

@@ -11,11 +11,14 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from packaging.utils import NormalizedName
+from packaging.version import Version
 
 from conftest import NOW
 from mirror.cli import main
@@ -23,7 +26,7 @@ from quarantine.clock import format_timestamp, parse_timestamp
 from quarantine.models import FileState
 from quarantine.policy import Policy
 from support.clock import FakeClock
-from support.dists import build_wheel
+from support.dists import Dist, build_wheel
 from support.installers import installed, pip_install
 from support.mirror import MirrorServer, running_mirror, settings_for
 from support.process import LAZARETTO
@@ -312,3 +315,115 @@ def test_explain_shows_the_hold_the_running_mirror_enforces(
             assert filename not in mirror.promote().promoted, "promoted before explain's time"
             clock.advance(timedelta(microseconds=1))
             assert filename in mirror.promote().promoted, "still held at explain's time"
+
+
+# -- explain and audit: pages, filters, order, rejected files, feeds --------------------------
+@dataclass(frozen=True)
+class _Egg(Dist):
+    """A file the upstream lists but pip cannot install (packaging reads no version)."""
+
+    release: str = "10.0"
+
+    @property
+    def version(self) -> Version:
+        return Version(self.release)
+
+
+def _json_of(done: subprocess.CompletedProcess[str]) -> Any:
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_explain_and_audit_page_filter_and_order_as_versions(
+    upstream: Upstream, mirror: MirrorServer, clock: FakeClock
+) -> None:
+    for version in ("1.9", "10.0", "2.0rc1", "1.10", "9.0"):
+        upstream.add("many", UpstreamFile(build_wheel("many", version), OLD))
+    egg = _Egg("many-10.0-py2.7.egg", b"an egg pip cannot install", b"")
+    upstream.add("many", UpstreamFile(egg, OLD, with_metadata=False))
+    urllib.request.urlopen(mirror.url + "many/").close()
+    secret = _json_of(cli(mirror, "token", "create", "viewer", "--json"))["token"]
+
+    everything = _json_of(cli(mirror, "explain", "many", "--json"))
+    assert [(f["version"], f["filename"]) for f in everything["files"]] == [
+        ("10.0", "many-10.0-py2.7.egg"),
+        ("10.0", "many-10.0-py3-none-any.whl"),
+        ("9.0", "many-9.0-py3-none-any.whl"),
+        ("2.0rc1", "many-2.0rc1-py3-none-any.whl"),
+        ("1.10", "many-1.10-py3-none-any.whl"),
+        ("1.9", "many-1.9-py3-none-any.whl"),
+    ]
+    assert everything["left_out"] == 0
+    page = cli(mirror, "explain", "many", "--limit", "2", "--json")
+    assert [f["filename"] for f in _json_of(page)["files"]] == [
+        "many-10.0-py2.7.egg",
+        "many-10.0-py3-none-any.whl",
+    ]
+    assert _json_of(page)["left_out"] == 4
+    assert "4 more files" in page.stderr and "--limit" in page.stderr
+    env = {**os.environ, "LAZARETTO_TOKEN": secret}
+    remote = subprocess.run(
+        [LAZARETTO, "explain", "many", "--limit", "2", "--json", "--url", mirror.origin],
+        capture_output=True, text=True, check=False, env=env, timeout=120,
+    )  # fmt: skip
+    assert _json_of(remote) == _json_of(page)  # one truth, whichever way it is asked
+
+    release = cli(mirror, "explain", "many==10.0")  # as a person reads it
+    assert release.returncode == 0, release.stderr
+    egg_part = release.stdout.split("many-10.0-py2.7.egg")[1].split("many-10.0-py3")[0]
+    assert "state: rejected - " in egg_part and "hold until" not in egg_part
+    assert "no malware feed is configured" in release.stdout
+
+    clock.advance(timedelta(hours=2))
+    upstream.add("many", UpstreamFile(build_wheel("many", "11.0"), clock.now()))
+    urllib.request.urlopen(mirror.url + "many/").close()
+    an_hour_ago = format_timestamp(clock.now() - timedelta(hours=1))
+    recent = _json_of(cli(mirror, "explain", "many", "--since", an_hour_ago, "--json"))
+    assert [f["filename"] for f in recent["files"]] == ["many-11.0-py3-none-any.whl"]
+    audit = _json_of(cli(mirror, "audit", "--project", "many", "--since", an_hour_ago, "--json"))
+    assert {e["filename"] for e in audit} == {"many-11.0-py3-none-any.whl"}
+    latest = cli(mirror, "audit", "--project", "many", "--limit", "2", "--json")
+    assert len(_json_of(latest)) == 2 and "earlier events left out" in latest.stderr
+    assert _json_of(latest)[-1]["filename"] == "many-11.0-py3-none-any.whl"
+    wrong = cli(mirror, "audit", "--since", "yesterday")
+    assert wrong.returncode == 2 and "duration before now" in wrong.stderr
+
+
+def test_explain_accepts_a_project_or_one_release_and_nothing_else(
+    upstream: Upstream, mirror: MirrorServer, clock: FakeClock
+) -> None:
+    _setup(upstream, mirror, clock)
+    for spec in ("boto3>=1", "urgent==1.*", "urgent[extra]==1.1"):
+        refused = cli(mirror, "explain", spec)
+        assert refused.returncode == 2, refused.stderr
+        assert "give NAME or NAME==VERSION" in refused.stderr
+        assert refused.stderr.count("\n") == 1 and refused.stdout == ""
+    assert cli(mirror, "promote", "urgent>=1.1", "--reason", REASON).returncode == 2
+    assert cli(mirror, "explain", "urgent==1.1").returncode == 0
+    assert cli(mirror, "explain", "urgent==7.0").returncode == 4
+
+
+def test_explain_reads_the_malware_feeds_the_mirror_uses(
+    upstream: Upstream, clock: FakeClock, tmp_path: Path
+) -> None:
+    feed = tmp_path / "feed"
+    feed.mkdir()
+    advisory = {
+        "schema_version": "1.6.0",
+        "id": "MAL-2026-77",
+        "modified": "2026-11-01T00:00:00Z",
+        "summary": "Malicious code in fed",
+        "affected": [{"package": {"ecosystem": "PyPI", "name": "fed"}, "versions": ["6.6.6"]}],
+    }
+    (feed / "MAL-2026-77.json").write_text(json.dumps(advisory))
+    for version in ("1.0", "6.6.6"):
+        upstream.add("fed", UpstreamFile(build_wheel("fed", version), OLD))
+    settings = settings_for(tmp_path / "data", upstream.url, osv_feeds=(str(feed),))
+    with running_mirror(settings, clock) as mirror:
+        urllib.request.urlopen(mirror.url + "fed/").close()
+        clean = _json_of(cli(mirror, "explain", "fed==1.0", "--json"))["files"][0]["checks"]
+        bad = _json_of(cli(mirror, "explain", "fed==6.6.6", "--json"))["files"][0]["checks"]
+    assert [(c["action"], c["summary"]) for c in clean if c["check"] == "feeds"] == [
+        ("pass", "no advisory names this release (1 records from 1 malware feed)")
+    ]
+    assert [c["action"] for c in bad if c["check"] == "feeds"] == ["block"]
