@@ -195,12 +195,13 @@ class RemoteBackend:
             found = self._call("GET", f"/projects/{_quote(project)}", query=query)
         except admin.NothingToDo:
             return None
-        return dict(found)
+        return {"left_out": 0, **found}  # a mirror older than paging sends every file
 
     def audit(self, project: str | None, since: datetime | None, limit: int) -> dict[str, Any]:
         query = {"project": project, "since": _time(since), "limit": str(limit)}
         page = self._call("GET", "/audit", query=query)
-        return {"events": list(page["events"]), "left_out": int(page["left_out"])}
+        left_out = int(page.get("left_out", 0))  # a mirror older than paging has none
+        return {"events": list(page["events"]), "left_out": left_out}
 
     def deliveries(self, state: str | None) -> list[dict[str, Any]]:
         return list(self._call("GET", "/deliveries", query={"state": state})["deliveries"])
