@@ -25,23 +25,18 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from mirror.admin_auth import DECIDE, READ, ApiProblem, Gate, Principal, problem_response
-from mirror.admin_openapi import (
-    DEFAULT_AUDIT_LIMIT,
-    MAX_AUDIT_LIMIT,
-    MAX_REASON,
-    NAME_PATTERN,
-    openapi_document,
-)
-from mirror.cli_backend import SCOPES, new_token, token_hash
+from mirror.admin_openapi import MAX_REASON, NAME_PATTERN, openapi_document
+from mirror.cli_backend import SCOPES, event_json, new_token, token_hash
 from mirror.errors import InvalidProjectName
 from mirror.names import normalized_project
 from mirror.services import Services
 from quarantine import admin
 from quarantine.clock import format_timestamp, parse_timestamp
-from quarantine.explain import explain
+from quarantine.explain import FeedStatus, explain
 from quarantine.ledger import Ledger
 from quarantine.models import FileRecord, FileState
 from quarantine.outbox import ApiToken, DeliveryState
+from quarantine.paging import DEFAULT_LIMIT, InvalidPaging, parse_limit, parse_since
 
 log = logging.getLogger(__name__)
 
@@ -92,21 +87,6 @@ def _query_project(request: Request) -> NormalizedName | None:
         return normalized_project(raw)
     except InvalidProjectName:
         raise ApiProblem(422, "invalid project name in the query") from None
-
-
-def _query_version(request: Request) -> str | None:
-    raw = request.query_params.get("version")
-    if raw is None:
-        return None
-    try:
-        return str(Version(raw))
-    except InvalidVersion:
-        raise ApiProblem(422, "invalid version in the query") from None
-
-
-def _query_time(request: Request, key: str) -> datetime | None:
-    raw = request.query_params.get(key)
-    return None if raw is None else _parse_time(raw, key)
 
 
 def _parse_time(raw: str, key: str) -> datetime:
@@ -283,41 +263,63 @@ async def list_holds(request: Request, _who: Principal) -> Response:
     return _json({"holds": [asdict(hold) for hold in found]})
 
 
+def _explained_release(request: Request) -> tuple[NormalizedName, Version | None]:
+    """What ``lazaretto explain NAME[==VERSION]`` asks: anything else is a bad request."""
+    accepted = "give a project name, and optionally ?version= one exact version"
+    try:
+        project = normalized_project(request.path_params["project"])
+    except InvalidProjectName:
+        raise ApiProblem(400, f"not a project name: {accepted}") from None
+    raw = request.query_params.get("version")
+    try:
+        return project, Version(raw) if raw is not None else None
+    except InvalidVersion:
+        raise ApiProblem(400, f"not a version: {accepted}") from None
+
+
 async def show_project(request: Request, _who: Principal) -> Response:
     services = _services(request)
-    project, version = _project(request), _query_version(request)
+    project, version = _explained_release(request)
+    since, limit = _query_since(request), _query_limit(request)
+    feeds = FeedStatus(len(services.settings.osv_feeds), services.feeds)
+    canonical = str(version) if version is not None else None
 
     def look() -> tuple[dict[str, Any] | None, str]:
-        found = explain(
-            services.ledger, services.policy.current(), project, version, services.feeds
-        )
-        records = admin.release_files(services.ledger, project, version)
-        return (found.to_json() if found is not None and found.files else None), release_etag(
-            records
-        )
+        policy = services.policy.current()
+        found = explain(services.ledger, policy, project, version, feeds, since=since, limit=limit)
+        records = admin.release_files(services.ledger, project, canonical)
+        return (found.to_json() if found is not None else None), release_etag(records)
 
     found, etag = await asyncio.to_thread(look)
     if found is None:
-        what = project + (f"=={version}" if version else "")
+        what = project + (f"=={canonical}" if canonical else "")
         raise ApiProblem(404, f"the mirror has not seen {what}")
     return _json(found, headers={"ETag": etag})
 
 
 async def list_audit(request: Request, _who: Principal) -> Response:
     services = _services(request)
-    project, since = _query_project(request), _query_time(request, "since")
+    project, since = _query_project(request), _query_since(request)
     limit = _query_limit(request)
-    events = await asyncio.to_thread(services.ledger.events, project, since)
-    recent = events[-limit:]  # the latest ones, still oldest first
-    body = [{**asdict(event), "at": format_timestamp(event.at)} for event in recent]
-    return _json({"events": body, "truncated": len(events) > len(recent)})
+    events, total = await asyncio.to_thread(services.ledger.recent_events, project, since, limit)
+    body = [event_json(event) for event in events]  # the latest ones, oldest first
+    left_out = total - len(events)
+    return _json({"events": body, "truncated": left_out > 0, "left_out": left_out})
+
+
+def _query_since(request: Request) -> datetime | None:
+    raw = request.query_params.get("since")
+    try:
+        return None if raw is None else parse_since(raw, _services(request).clock.now())
+    except InvalidPaging as error:
+        raise ApiProblem(422, str(error)) from None
 
 
 def _query_limit(request: Request) -> int:
-    raw = request.query_params.get("limit", str(DEFAULT_AUDIT_LIMIT))
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_AUDIT_LIMIT:
-        raise ApiProblem(422, f"limit must be a whole number from 1 to {MAX_AUDIT_LIMIT}")
-    return int(raw)
+    try:
+        return parse_limit(request.query_params.get("limit", str(DEFAULT_LIMIT)))
+    except InvalidPaging as error:
+        raise ApiProblem(422, str(error)) from None
 
 
 async def list_deliveries(request: Request, _who: Principal) -> Response:

@@ -11,12 +11,12 @@ from typing import Any
 
 from mirror import __version__
 from quarantine.admin import MIN_REASON
+from quarantine.paging import DEFAULT_LIMIT, MAX_LIMIT
 
 JsonSchema = dict[str, Any]
 
 # Limits the handlers enforce, stated once here where the contract is written down.
 MAX_REASON = 1000
-DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT = 1000, 10_000
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"  # token names
 
 TIME: JsonSchema = {"type": "string", "format": "date-time"}
@@ -43,6 +43,16 @@ def _list_of(key: str, item: str, **more: JsonSchema) -> JsonSchema:
     return _object({key: {"type": "array", "items": _ref(item)}, **more})
 
 
+LEFT_OUT: JsonSchema = {
+    "type": "integer",
+    "minimum": 0,
+    "description": "How many more rows matched beyond `limit`: raise it, or narrow the query.",
+}
+SINCE: JsonSchema = {
+    "type": "string",
+    "description": "A duration before now (2h, 7d, 1d12h, P3D) or an RFC 3339 time.",
+    "examples": ["2h", "7d", "2026-11-23T12:00:00Z"],
+}
 REASON: JsonSchema = {
     "type": "string",
     "minLength": MIN_REASON,
@@ -84,6 +94,10 @@ def _result_schemas() -> dict[str, JsonSchema]:
             "established": {"type": "boolean"},
             "upload_time": OPTIONAL_TIME,
             "hold_until": OPTIONAL_TIME,
+            "cooling_period": {
+                "type": "string",
+                "description": "The project's cooling period in force (72h, 3d, 1w...).",
+            },
             "anomaly": OPTIONAL_TEXT,
             "stored": {"type": "boolean"},
             "checks": {"type": "array", "items": _ref("Check")},
@@ -108,7 +122,15 @@ def _result_schemas() -> dict[str, JsonSchema]:
             {
                 "project": TEXT,
                 "status": TEXT,
-                "files": {"type": "array", "items": _ref("ExplainedFile")},
+                "files": {
+                    "type": "array",
+                    "items": _ref("ExplainedFile"),
+                    "description": "Newest release first (PEP 440 order); files whose "
+                    "release cannot be read last, by filename. A release's rejected files "
+                    "are included, with the reason. Every file has a `feeds` check, which "
+                    "says `not-checked` when no malware feed is configured or loaded.",
+                },
+                "left_out": LEFT_OUT,
             }
         ),
         "Event": _object(
@@ -123,7 +145,7 @@ def _result_schemas() -> dict[str, JsonSchema]:
                 "actor": TEXT,
             }
         ),
-        "EventList": _list_of("events", "Event", truncated={"type": "boolean"}),
+        "EventList": _list_of("events", "Event", truncated={"type": "boolean"}, left_out=LEFT_OUT),
         "Delivery": _object(
             {
                 "event_id": TEXT,
@@ -216,7 +238,7 @@ def _problem_schemas() -> dict[str, JsonSchema]:
 
 _PROBLEM_CONTENT = {"application/problem+json": {"schema": _ref("Problem")}}
 _ERRORS: dict[str, tuple[str, dict[str, Any]]] = {
-    "400": ("The body is not JSON.", {}),
+    "400": ("The body is not JSON, or the project or version asked about is not one.", {}),
     "401": (
         "No token, or a malformed, unknown or revoked one.",
         {"WWW-Authenticate": {"schema": TEXT, "description": "Bearer challenge (RFC 6750)."}},
@@ -267,24 +289,25 @@ def _parameters() -> dict[str, Any]:
         },
         "projectFilter": query("project", TEXT, "Only this project."),
         "holdState": query("state", {"type": "string", "enum": ["held", "review"]}, "Only this."),
-        "versionFilter": query("version", TEXT, "Only this release."),
-        "since": query("since", TIME, "Only events at or after this time."),
-        "limit": query(
-            "limit",
-            {
-                "type": "integer",
-                "minimum": 1,
-                "maximum": MAX_AUDIT_LIMIT,
-                "default": DEFAULT_AUDIT_LIMIT,
-            },
-            "At most this many of the latest events.",
+        "versionFilter": query(
+            "version", TEXT, "Only this release: one exact PEP 440 version (else 400)."
         ),
+        "since": query("since", SINCE, "Only events at or after this time."),
+        "seenSince": query("since", SINCE, "Only files the mirror first saw at or after it."),
+        "limit": query("limit", LIMIT, "At most this many of the latest events."),
+        "fileLimit": query("limit", LIMIT, "At most this many files, newest releases first."),
         "deliveryState": query(
             "state", {"type": "string", "enum": ["pending", "delivered", "dead"]}, "Only this."
         ),
     }
 
 
+LIMIT: JsonSchema = {
+    "type": "integer",
+    "minimum": 1,
+    "maximum": MAX_LIMIT,
+    "default": DEFAULT_LIMIT,
+}
 _STATUS_ERRORS = {
     "read": ("401", "403", "404", "422", "429"),
     "decide": ("400", "401", "403", "404", "409", "412", "413", "422", "429"),
@@ -299,6 +322,7 @@ def _operation(
     *,
     params: tuple[str, ...] = (),
     body: str | None = None,
+    errors: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     status, schema = ok
     responses: dict[str, Any] = {
@@ -310,7 +334,8 @@ def _operation(
     if "ifMatch" in params or operation_id == "showProject":
         responses[status]["headers"] = {"ETag": {"$ref": "#/components/headers/ETag"}}
     responses |= {
-        code: {"$ref": f"#/components/responses/E{code}"} for code in _STATUS_ERRORS[scope]
+        code: {"$ref": f"#/components/responses/E{code}"}
+        for code in sorted({*_STATUS_ERRORS[scope], *errors})
     }
     found: dict[str, Any] = {
         "operationId": operation_id,
@@ -354,7 +379,7 @@ def _paths() -> dict[str, Any]:
         "/projects/{project}": {
             "get": _operation(
                 "showProject", "Why each file is where it is", "read", ("200", "Explanation"),
-                params=("project", "versionFilter"),
+                params=("project", "versionFilter", "seenSince", "fileLimit"), errors=("400",),
             )
         },
         "/audit": {

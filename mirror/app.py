@@ -20,6 +20,7 @@ from mirror.admin_api import admin_routes
 from mirror.artifacts import Artifacts
 from mirror.blobs_disk import DiskBlobStore
 from mirror.catalog import Catalog
+from mirror.cli_backend import policy_in_force
 from mirror.default_index import pip_index_url
 from mirror.errors import MirrorError
 from mirror.fast_path import FastPath
@@ -34,6 +35,7 @@ from mirror.simple_routes import simple_project, simple_root, simple_root_withou
 from mirror.source import MirrorSource
 from mirror.upstream import UpstreamClient
 from mirror.url_guard import UrlGuard
+from quarantine import policy_record
 from quarantine.clock import Clock, SystemClock
 from quarantine.clock_guard import ClockGuard
 from quarantine.feeds import Feeds
@@ -198,8 +200,16 @@ def attach_notifier(services: Services) -> None:
         )
 
 
-async def open_services(services: Services) -> None:
-    """What a server and a worker do before their loops start."""
+async def open_services(services: Services, role: str = "serve") -> None:
+    """What a server (``role`` "serve") and a worker ("work") do before their loops start."""
+    # The admin commands read it: their hold-until times are then the ones enforced here.
+    await asyncio.to_thread(
+        policy_record.record,
+        services.ledger,
+        policy_in_force(services.settings),
+        f"system:{role}",
+        services.clock.now(),
+    )
     # Only leftovers: a younger temporary file may be another process's download.
     swept = (
         services.blobs.sweep_temporary(older_than_seconds=TEMPORARY_GRACE_SECONDS)

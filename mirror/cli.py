@@ -14,7 +14,7 @@ from mirror.errors import ConfigError
 from mirror.settings import Settings, config_path, load_settings
 from quarantine.errors import QuarantineError
 
-EXIT_OK, EXIT_USAGE, EXIT_CONFIG = 0, 2, 3
+EXIT_OK, EXIT_USAGE, EXIT_CONFIG, EXIT_NOT_FOUND = 0, 2, 3, 4
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -136,12 +136,17 @@ def _actor() -> str:
 
 def _unfreeze(settings: Settings, reason: str) -> int:
     from quarantine.clock import SystemClock
+    from quarantine.errors import LedgerMissing
     from quarantine.ledger_sqlite import SqliteLedger
 
     if len(reason.strip()) < 10:
         print("lazaretto: give a reason of at least 10 characters (--reason)", file=sys.stderr)
         return EXIT_USAGE
-    ledger = SqliteLedger(Path(settings.data_dir) / "ledger.sqlite3")
+    try:
+        ledger = SqliteLedger(Path(settings.data_dir) / "ledger.sqlite3", create=False)
+    except LedgerMissing as error:
+        print(f"lazaretto: {error}", file=sys.stderr)
+        return EXIT_NOT_FOUND
     try:
         frozen = ledger.freeze_reason()
         if not ledger.unfreeze(reason.strip(), _actor(), SystemClock().now()):

@@ -8,19 +8,22 @@ Output is a table for people, or JSON with ``--json``; exit codes mean something
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
 from rich.table import Table
 
 from mirror.cli_backend import AdminBackend, LocalBackend
-from mirror.cli_explain import console, print_explanation, split_requirement
+from mirror.cli_explain import console, parse_spec, print_explanation
 from mirror.settings import Settings
-from quarantine import admin
-from quarantine.clock import parse_timestamp
+from quarantine import admin, paging
+from quarantine.clock import SystemClock, parse_timestamp
+from quarantine.errors import LedgerMissing
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_AUTH = 0, 1, 2, 4, 5, 6
 Common = Callable[[argparse.ArgumentParser], None]
@@ -40,9 +43,16 @@ def add_admin_commands(commands: Any, common: Common) -> None:
     _admin_common(holds, common)
     holds.add_argument("--project")
     holds.add_argument("--state", choices=("held", "review"))
-    explain = commands.add_parser("explain", help="why each file is held, promoted or blocked")
+    explain = commands.add_parser(
+        "explain",
+        help="why each file is held, promoted, blocked or rejected (newest release first)",
+        description="Hold-until times are the ones the mirror enforces: a local command reads "
+        "the policy the mirror recorded in its data directory when it started (a --config "
+        "given here does not change them), --url asks the mirror itself.",
+    )
     _admin_common(explain, common)
     explain.add_argument("requirement", metavar="PROJECT[==VERSION]")
+    _paging(explain, "files first seen since then", "files")
     promote = commands.add_parser("promote", help="end a release's hold early (urgent fix)")
     _admin_common(promote, common)
     promote.add_argument("requirement", metavar="PROJECT==VERSION")
@@ -73,7 +83,7 @@ def add_admin_commands(commands: Any, common: Common) -> None:
     audit = commands.add_parser("audit", help="every recorded decision, with who and why")
     _admin_common(audit, common)
     audit.add_argument("--project")
-    audit.add_argument("--since", help="RFC 3339 time")
+    _paging(audit, "events since then", "latest events")
     token = commands.add_parser("token", help="admin API tokens (shown once, kept as hashes)")
     _admin_common(token, common)
     token.add_argument("action", choices=("create", "revoke"))
@@ -84,6 +94,32 @@ def add_admin_commands(commands: Any, common: Common) -> None:
     deliveries.add_argument("--state", choices=("pending", "delivered", "dead"))
 
 
+def _paging(parser: argparse.ArgumentParser, since: str, rows: str) -> None:
+    parser.add_argument(
+        "--since", type=_since, help=f"only {since}: a duration (2h, 7d) or an RFC 3339 time"
+    )
+    parser.add_argument(
+        "--limit",
+        type=_limit,
+        default=paging.DEFAULT_LIMIT,
+        help=f"show at most this many {rows} (default {paging.DEFAULT_LIMIT})",
+    )
+
+
+def _since(text: str) -> datetime:
+    try:
+        return paging.parse_since(text, SystemClock().now())
+    except paging.InvalidPaging as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _limit(text: str) -> int:
+    try:
+        return paging.parse_limit(text)
+    except paging.InvalidPaging as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 ADMIN_COMMANDS = (
     "holds", "explain", "promote", "block", "unblock", "exempt", "unexempt", "cutoff",
     "audit", "token", "deliveries",
@@ -92,13 +128,12 @@ ADMIN_COMMANDS = (
 
 def _backend(args: argparse.Namespace, settings: Settings) -> AdminBackend:
     if args.url:
-        from pathlib import Path
-
         from mirror.cli_remote import RemoteBackend, read_token
 
         token_file = Path(args.token_file) if args.token_file else None
         return RemoteBackend(args.url, read_token(token_file))
-    return LocalBackend(settings)
+    config = args.config or os.environ.get("LAZARETTO_CONFIG") or None
+    return LocalBackend(settings, config_file=Path(config) if config else None)
 
 
 def run_admin(args: argparse.Namespace, settings: Settings) -> int:
@@ -107,6 +142,9 @@ def run_admin(args: argparse.Namespace, settings: Settings) -> int:
     except admin.AdminError as error:
         print(f"lazaretto: {error}", file=sys.stderr)
         return EXIT_AUTH
+    except LedgerMissing as error:
+        print(f"lazaretto: {error}", file=sys.stderr)
+        return EXIT_NOT_FOUND
     try:
         return _dispatch(args, backend, settings)
     except admin.NotYetStored as error:
@@ -142,25 +180,45 @@ def _time(text: str | None, flag: str) -> datetime | None:
 def _dispatch(args: argparse.Namespace, backend: AdminBackend, settings: Settings) -> int:
     command = args.command
     if command == "holds":
-        return _show(args, backend.holds(args.project, args.state), _print_holds)
+        rows = backend.holds(args.project, args.state)
+        _notes(backend)
+        return _show(args, rows, _print_holds)
     if command == "explain":
-        project, version = split_requirement(args.requirement)
-        found = backend.explain(project, version)
-        if found is None:
-            print(f"lazaretto: the mirror has not seen {args.requirement}", file=sys.stderr)
-            return EXIT_NOT_FOUND
-        return _show(args, found, print_explanation)
+        return _explain(args, backend)
     if command == "promote":
-        project, version = split_requirement(args.requirement)
+        project, version = _release(args.requirement)
         if version is None:
             raise admin.AdminError("promote needs PROJECT==VERSION")
         changes = _promote(backend, args, settings, project, version)
         return _show(args, changes, _print_changes)
     if command in ("block", "unblock"):
-        project, version = split_requirement(args.requirement)
+        project, version = _release(args.requirement)
         act = backend.block if command == "block" else backend.unblock
         return _show(args, act(project, version, args.reason), _print_changes)
     return _dispatch_settings(args, backend)
+
+
+def _release(text: str) -> tuple[str, str | None]:
+    project, version = parse_spec(text)
+    return project, str(version) if version is not None else None
+
+
+def _explain(args: argparse.Namespace, backend: AdminBackend) -> int:
+    project, version = _release(args.requirement)
+    found = backend.explain(project, version, args.since, args.limit)
+    _notes(backend)
+    if found is None:
+        print(f"lazaretto: the mirror has not seen {args.requirement}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    if found["left_out"]:
+        _note(
+            f"{found['left_out']} more files left out after the first {args.limit} (newest "
+            "releases first): raise --limit, use --since, or name one release (PROJECT==VERSION)"
+        )
+    if not found["files"] and not args.json:
+        print("no file of this project was first seen in that time")
+        return EXIT_OK
+    return _show(args, found, print_explanation)
 
 
 def _promote(
@@ -210,7 +268,13 @@ def _dispatch_settings(args: argparse.Namespace, backend: AdminBackend) -> int:
         backend.cutoff_clear(args.reason)
         return _done(args, "cutoff cleared")
     if command == "audit":
-        return _show(args, backend.audit(args.project, _time(args.since, "--since")), _print_audit)
+        page = backend.audit(args.project, args.since, args.limit)
+        if page["left_out"]:
+            _note(
+                f"{page['left_out']} earlier events left out after the latest {args.limit}: "
+                "raise --limit, or narrow with --since or --project"
+            )
+        return _show(args, page["events"], _print_audit)
     if command == "token":
         if args.action == "create":
             secret = backend.token_create(args.name, args.scope)
@@ -221,6 +285,16 @@ def _dispatch_settings(args: argparse.Namespace, backend: AdminBackend) -> int:
         backend.token_revoke(args.name)
         return _done(args, f"token {args.name!r} revoked")
     return _show(args, backend.deliveries(args.state), _print_deliveries)
+
+
+def _notes(backend: AdminBackend) -> None:
+    for note in backend.notes():
+        _note(note)
+
+
+def _note(text: str) -> None:
+    """Beside the answer, never in it: --json output stays the data alone."""
+    print(f"lazaretto: note: {text}", file=sys.stderr)
 
 
 def _show(args: argparse.Namespace, data: Any, printer: Callable[[Any], None]) -> int:
@@ -261,6 +335,9 @@ def _print_changes(rows: list[dict[str, Any]]) -> None:
 
 
 def _print_audit(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        print("no recorded events")
+        return
     table = _table("at", "project", "file", "change", "actor", "reason")
     for row in rows:
         change = f"{row['from_state'] or '-'} -> {row['to_state']}"

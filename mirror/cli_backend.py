@@ -14,16 +14,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from mirror.settings import Settings
-from quarantine import admin
+from quarantine import admin, policy_record
 from quarantine.clock import SystemClock, format_timestamp
-from quarantine.explain import explain
+from quarantine.explain import FeedStatus, explain
 from quarantine.feeds import Feeds
 from quarantine.ledger_sqlite import SqliteLedger
 from quarantine.live_policy import LivePolicy
-from quarantine.models import FileState
+from quarantine.models import Event, FileState
 from quarantine.outbox import ApiToken, DeliveryState
+from quarantine.policy_record import PolicyInForce
 
 SCOPES = ("read", "decide")
 TOKEN_PREFIX = "lzt_"  # noqa: S105  (a recognisable prefix for secret scanners, not a secret)
@@ -40,7 +42,12 @@ def new_token() -> str:
 
 class AdminBackend(Protocol):
     def holds(self, project: str | None, state: str | None) -> list[dict[str, Any]]: ...
-    def explain(self, project: str, version: str | None) -> dict[str, Any] | None: ...
+    def explain(
+        self, project: str, version: str | None, since: datetime | None, limit: int
+    ) -> dict[str, Any] | None:
+        """The explanation (``files``, newest release first, and ``left_out``), or None."""
+        ...
+
     def promote(
         self, project: str, version: str, reason: str, force: bool
     ) -> list[dict[str, Any]]: ...
@@ -50,43 +57,116 @@ class AdminBackend(Protocol):
     def unexempt(self, project: str, reason: str) -> None: ...
     def cutoff_set(self, moment: datetime, reason: str) -> None: ...
     def cutoff_clear(self, reason: str) -> None: ...
-    def audit(self, project: str | None, since: datetime | None) -> list[dict[str, Any]]: ...
+    def audit(self, project: str | None, since: datetime | None, limit: int) -> dict[str, Any]:
+        """The latest ``limit`` matching ``events`` (oldest first) and ``left_out``."""
+        ...
+
     def token_create(self, name: str, scope: str) -> str: ...
     def token_revoke(self, name: str) -> None: ...
     def deliveries(self, state: str | None) -> list[dict[str, Any]]: ...
+    def notes(self) -> list[str]:
+        """What the user should know about where the answers came from (for stderr)."""
+        ...
+
     def close(self) -> None: ...
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    return {**asdict(event), "at": format_timestamp(event.at)}
 
 
 def local_actor() -> str:
     return f"cli:{os.environ.get('USER') or os.environ.get('LOGNAME') or 'unknown'}"
 
 
+def policy_in_force(settings: Settings) -> PolicyInForce:
+    """What a process started with ``settings`` decides with (and records, if a mirror)."""
+    return PolicyInForce(settings.policy, settings.osv_feeds, settings.osv_id_prefixes)
+
+
 class LocalBackend:
-    def __init__(self, settings: Settings, actor: str | None = None) -> None:
+    """The data directory itself. Hold-until times and feed checks use the policy the
+    mirror recorded there (the one it enforces), not this command's configuration."""
+
+    def __init__(
+        self, settings: Settings, actor: str | None = None, config_file: Path | None = None
+    ) -> None:
         self._settings = settings
-        self._ledger = SqliteLedger(Path(settings.data_dir) / "ledger.sqlite3")
-        self._policy = LivePolicy(settings.policy, self._ledger)
+        # Never a new, empty ledger: it would report "nothing is held" for a full mirror.
+        self._ledger = SqliteLedger(Path(settings.data_dir) / "ledger.sqlite3", create=False)
         self._clock = SystemClock()
         self._actor = actor or local_actor()
+        self._config_file = config_file
+        self._in_force: PolicyInForce | None = None
+        self._policy: LivePolicy | None = None
+        self._notes: list[str] = []
 
     def close(self) -> None:
         self._ledger.close()
 
+    def notes(self) -> list[str]:
+        return list(self._notes)
+
+    def _policies(self) -> tuple[PolicyInForce, LivePolicy]:
+        if self._in_force is None or self._policy is None:
+            self._in_force = self._mirrors_policy()
+            self._policy = LivePolicy(self._in_force.policy, self._ledger)
+        return self._in_force, self._policy
+
+    def _mirrors_policy(self) -> PolicyInForce:
+        own = policy_in_force(self._settings)
+        found = policy_record.recorded(self._ledger)
+        where = self._settings.data_dir
+        if found is None:
+            self._notes.append(
+                f"no mirror has recorded its policy in {where} yet (none started since "
+                "lazaretto records it): hold-until times use this command's configuration"
+            )
+            return own
+        configured = self._config_file is not None or own != policy_in_force(Settings())
+        if configured and own != found.in_force:
+            source = f" ({self._config_file})" if self._config_file else ""
+            self._notes.append(
+                f"this command's configuration{source} differs from the policy the mirror "
+                f"recorded in {where} at {format_timestamp(found.at)} ({found.actor}); "
+                "shown: the mirror's, which it enforces until it restarts with the new one"
+            )
+        return found.in_force
+
     def holds(self, project: str | None, state: str | None) -> list[dict[str, Any]]:
         wanted = FileState(state) if state else None
         name = canonicalize_name(project, validate=False) if project else None
-        return [
-            asdict(hold) for hold in admin.holds(self._ledger, self._policy.current(), name, wanted)
-        ]
+        policy = self._policies()[1].current()
+        return [asdict(hold) for hold in admin.holds(self._ledger, policy, name, wanted)]
 
-    def explain(self, project: str, version: str | None) -> dict[str, Any] | None:
-        feeds = Feeds(
-            [Path(s) for s in self._settings.osv_feeds if not s.startswith(("http:", "https:"))]
-        )
-        feeds.reload()
+    def explain(
+        self, project: str, version: str | None, since: datetime | None, limit: int
+    ) -> dict[str, Any] | None:
+        in_force, policy = self._policies()
         name = canonicalize_name(project, validate=False)
-        found = explain(self._ledger, self._policy.current(), name, version, feeds)
-        return found.to_json() if found is not None and found.files else None
+        release = Version(version) if version is not None else None
+        found = explain(
+            self._ledger,
+            policy.current(),
+            name,
+            release,
+            self._feeds(in_force),
+            since=since,
+            limit=limit,
+        )
+        return found.to_json() if found is not None else None
+
+    def _feeds(self, in_force: PolicyInForce) -> FeedStatus:
+        """The mirror's feeds: local ones, and its downloaded copies of URL ones."""
+        if not in_force.osv_feeds:
+            return FeedStatus(configured=0)
+        from mirror.feed_refresh import feed_copy
+
+        directory = Path(self._settings.data_dir) / "feeds"
+        paths = [feed_copy(directory, source) for source in in_force.osv_feeds]
+        feeds = Feeds(prefixes=in_force.osv_id_prefixes)
+        feeds.reload([path for path in paths if path.exists()])
+        return FeedStatus(len(in_force.osv_feeds), feeds)
 
     def promote(self, project: str, version: str, reason: str, force: bool) -> list[dict[str, Any]]:
         name = canonicalize_name(project, validate=False)
@@ -135,12 +215,10 @@ class LocalBackend:
         ):
             raise admin.NothingToDo("no run-time cutoff is set (a config-file cutoff stays)")
 
-    def audit(self, project: str | None, since: datetime | None) -> list[dict[str, Any]]:
+    def audit(self, project: str | None, since: datetime | None, limit: int) -> dict[str, Any]:
         name = canonicalize_name(project, validate=False) if project else None
-        return [
-            {**asdict(event), "at": format_timestamp(event.at)}
-            for event in self._ledger.events(name, since)
-        ]
+        events, total = self._ledger.recent_events(name, since, limit)
+        return {"events": [event_json(event) for event in events], "left_out": total - len(events)}
 
     def token_create(self, name: str, scope: str) -> str:
         if scope not in SCOPES:

@@ -1,11 +1,20 @@
-"""Printing ``lazaretto explain``: per file, its state and every check's word."""
+"""Reading what ``lazaretto explain`` and the release commands are asked about, and printing
+``explain``: per file, its state, its hold, and every check's word."""
 
 import sys
 from typing import Any
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import InvalidVersion, Version
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from quarantine import admin
+
+ACCEPTED = "NAME or NAME==VERSION (for example: requests, or requests==2.32.3)"
+_HELD = ("held", "review")
 
 
 def console() -> Console:
@@ -13,9 +22,30 @@ def console() -> Console:
     return Console(highlight=False, width=None if sys.stdout.isatty() else 250)
 
 
-def split_requirement(text: str) -> tuple[str, str | None]:
-    name, _, version = text.partition("==")
-    return name.strip(), (version.strip() or None)
+def parse_spec(text: str) -> tuple[NormalizedName, Version | None]:
+    """A project, or one release of it; anything else (a range, extras, a marker, a URL)
+    is refused: these commands act on exact releases, never on what a range resolves to."""
+    try:
+        requirement = Requirement(text)
+    except InvalidRequirement:
+        raise _not_a_spec(text) from None
+    specifiers = list(requirement.specifier)
+    if requirement.extras or requirement.marker or requirement.url or len(specifiers) > 1:
+        raise _not_a_spec(text)
+    name = canonicalize_name(requirement.name)
+    if not specifiers:
+        return name, None
+    (only,) = specifiers
+    if only.operator != "==":
+        raise _not_a_spec(text)
+    try:
+        return name, Version(only.version)
+    except InvalidVersion:  # a wildcard (1.0.*) names no single release
+        raise _not_a_spec(text) from None
+
+
+def _not_a_spec(text: str) -> admin.AdminError:
+    return admin.AdminError(f"{text!r} is not a project or a release: give {ACCEPTED}")
 
 
 def print_explanation(found: dict[str, Any]) -> None:
@@ -23,24 +53,27 @@ def print_explanation(found: dict[str, Any]) -> None:
     out.print(f"[bold]{escape(found['project'])}[/bold] (upstream status: {found['status']})")
     for file in found["files"]:
         out.print()
-        out.print(f"[bold]{escape(file['filename'])}[/bold]  sha256 {file['sha256']}")
+        version = f" ({escape(file['version'])})" if file["version"] else ""
+        out.print(f"[bold]{escape(file['filename'])}[/bold]{version}  sha256 {file['sha256']}")
         out.print(f"  state: [bold]{file['state']}[/bold] - {escape(file['reason'])}{_hold(file)}")
         if file["anomaly"]:
             out.print(f"  anomaly: {escape(file['anomaly'])}")
-        if not file["checks"]:
+        if file["state"] == "rejected":
             # A rejected file (a format pip cannot install, a bad name) is never vetted.
-            never = file["state"] == "rejected"
-            out.print("  checks: none (never vetted)" if never else "  checks: none reported yet")
+            out.print("  checks: none (never vetted)")
             continue
+        if file["state"] in _HELD and all(check["check"] == "feeds" for check in file["checks"]):
+            out.print("  vetting: no check has reported on this file yet")
         out.print(_checks_table(file["checks"]))
 
 
 def _hold(file: dict[str, Any]) -> str:
-    if file["state"] == "rejected":
-        return ""  # never served, whatever the time
+    """The hold matters while a file is held; for others it would only mislead."""
+    if file["state"] not in _HELD:
+        return ""
     if file["established"]:
         return "; established (no hold)"
-    return f"; hold until {file['hold_until']}"
+    return f"; hold until {file['hold_until']} (cooling period {file['cooling_period']})"
 
 
 def _checks_table(checks: list[dict[str, Any]]) -> Table:

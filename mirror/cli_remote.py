@@ -99,6 +99,10 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
+def _time(moment: datetime | None) -> str | None:
+    return format_timestamp(moment) if moment is not None else None
+
+
 def _quote(segment: str) -> str:
     return urllib.parse.quote(segment, safe="")
 
@@ -145,6 +149,9 @@ class RemoteBackend:
     def close(self) -> None:
         """Nothing to release: each call is its own connection."""
 
+    def notes(self) -> list[str]:
+        return []  # the server answers with the policy it enforces
+
     def _call(
         self,
         method: str,
@@ -180,20 +187,21 @@ class RemoteBackend:
         found = self._call("GET", "/holds", query={"project": project, "state": state})
         return list(found["holds"])
 
-    def explain(self, project: str, version: str | None) -> dict[str, Any] | None:
+    def explain(
+        self, project: str, version: str | None, since: datetime | None, limit: int
+    ) -> dict[str, Any] | None:
+        query = {"version": version, "since": _time(since), "limit": str(limit)}
         try:
-            found = self._call("GET", f"/projects/{_quote(project)}", query={"version": version})
+            found = self._call("GET", f"/projects/{_quote(project)}", query=query)
         except admin.NothingToDo:
             return None
-        return dict(found)
+        return {"left_out": 0, **found}  # a mirror older than paging sends every file
 
-    def audit(self, project: str | None, since: datetime | None) -> list[dict[str, Any]]:
-        query = {
-            "project": project,
-            "since": format_timestamp(since) if since else None,
-            "limit": "10000",
-        }
-        return list(self._call("GET", "/audit", query=query)["events"])
+    def audit(self, project: str | None, since: datetime | None, limit: int) -> dict[str, Any]:
+        query = {"project": project, "since": _time(since), "limit": str(limit)}
+        page = self._call("GET", "/audit", query=query)
+        left_out = int(page.get("left_out", 0))  # a mirror older than paging has none
+        return {"events": list(page["events"]), "left_out": left_out}
 
     def deliveries(self, state: str | None) -> list[dict[str, Any]]:
         return list(self._call("GET", "/deliveries", query={"state": state})["deliveries"])

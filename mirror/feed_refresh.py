@@ -29,6 +29,14 @@ def is_url(source: str) -> bool:
     return source.startswith(("https://", "http://"))
 
 
+def feed_copy(directory: Path, source: str) -> Path:
+    """Where a feed is read from: a local one where it is, a URL one's download here."""
+    if not is_url(source):
+        return Path(source).expanduser()
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    return directory / f"feed-{digest}.zip"
+
+
 class FeedRefresher:
     def __init__(
         self,
@@ -51,10 +59,7 @@ class FeedRefresher:
         self._on_change = on_change
 
     def _local(self, source: str) -> Path:
-        if not is_url(source):
-            return Path(source).expanduser()
-        digest = hashlib.sha256(source.encode()).hexdigest()[:16]
-        return self._directory / f"feed-{digest}.zip"
+        return feed_copy(self._directory, source)
 
     async def refresh_once(self) -> int:
         """Download, reload and apply; the number of files newly blocked or withdrawn."""

@@ -29,7 +29,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     services = build_services(settings)
     attach_notifier(services)
     stop = stop or _stop_on_signals()
-    await open_services(services)
+    await open_services(services, role="work")
     try:
         start_background(services, vetting=True)
         # A server's look recorded new held files, or an admin decided: a round soon.

@@ -1,5 +1,7 @@
 """The error base of the vetting side: every message says what to do about it."""
 
+from pathlib import Path
+
 
 class QuarantineError(Exception):
     """Base for errors raised by the vetting side."""
@@ -11,6 +13,18 @@ class InvalidDuration(QuarantineError, ValueError):
 
 class LedgerError(QuarantineError):
     """The ledger cannot be opened or written."""
+
+
+class LedgerMissing(LedgerError):
+    """An admin command was pointed at a data directory that holds no ledger."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(
+            f"no ledger at {path}: give the data directory the mirror uses (--data-dir, "
+            "LAZARETTO_DATA_DIR or data_dir in --config); a mirror makes its ledger when "
+            "it first starts, and this command never makes an empty one"
+        )
+        self.path = path
 
 
 class StaleTransition(QuarantineError):

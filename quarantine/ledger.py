@@ -4,14 +4,14 @@ One interface, one file per implementation (``ledger_sqlite`` now; PostgreSQL la
 conformance tests in ``tests/test_ledger.py`` run against every implementation.
 """
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from packaging.utils import NormalizedName
 
 from quarantine.evidence import Evidence
-from quarantine.models import Event, FileRecord, FileState, ProjectRecord
+from quarantine.models import Event, FileRecord, FileState, PolicyRecord, ProjectRecord
 from quarantine.observe import Observation
 from quarantine.outbox import ApiToken, Delivery, DeliveryState, OutboxEntry
 from quarantine.policy import Exemption, RuntimeOverrides
@@ -91,6 +91,12 @@ class Ledger(Protocol):
         self, project: NormalizedName | None = None, since: datetime | None = None
     ) -> Sequence[Event]: ...
 
+    def recent_events(
+        self, project: NormalizedName | None, since: datetime | None, limit: int
+    ) -> tuple[list[Event], int]:
+        """The latest ``limit`` events matching (oldest first), and how many match in all."""
+        ...
+
     def freeze(self, reason: str, actor: str, at: datetime) -> None:
         """Stop all promotions until ``unfreeze``; recorded as an event."""
         ...
@@ -123,6 +129,20 @@ class Ledger(Protocol):
 
     def runtime_overrides(self) -> RuntimeOverrides:
         """Exemptions, blocks and the cutoff set at run time (on top of the config file)."""
+        ...
+
+    def record_policy(
+        self, document: Mapping[str, Any], summary: str, actor: str, at: datetime
+    ) -> bool:
+        """Keep the policy a mirror process enforces (JSON-able), replacing the last one.
+
+        A document that differs from the last is also an event (``summary`` its reason);
+        True then.
+        """
+        ...
+
+    def recorded_policy(self) -> PolicyRecord | None:
+        """The policy document last recorded, or None when no process recorded one."""
         ...
 
     def set_block(

@@ -20,7 +20,7 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Collection, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,10 +28,10 @@ from typing import Any
 from packaging.utils import NormalizedName
 
 from quarantine.clock import format_timestamp, parse_timestamp
-from quarantine.errors import LedgerError, StaleTransition
+from quarantine.errors import LedgerError, LedgerMissing, StaleTransition
 from quarantine.evidence import Action, Evidence, Finding, Severity
-from quarantine.ledger_sqlite_admin import GLOBAL, AdminTables, dt, ts
-from quarantine.ledger_sqlite_readers import Readers, open_connection
+from quarantine.ledger_sqlite_admin import GLOBAL, AdminTables, dt, event_record, ts
+from quarantine.ledger_sqlite_readers import Readers, is_ledger, open_connection
 from quarantine.models import Event, FileRecord, FileState, ProjectRecord, ProjectStatus
 from quarantine.notable import notable
 from quarantine.observe import Observation
@@ -243,17 +243,33 @@ def _project_record(row: sqlite3.Row) -> ProjectRecord:
 
 
 class SqliteLedger(AdminTables):
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, create: bool = True) -> None:
+        """Open the ledger at ``path``; ``create=False`` (admin commands) only opens one
+        that a mirror made, and raises LedgerMissing instead of making an empty one."""
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = open_connection(path, read_only=False)  # the writer's
+            if create:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = open_connection(path, read_only=False, create=create)  # the writer's
+        except sqlite3.OperationalError as error:
+            if not create and not path.exists():
+                raise LedgerMissing(path) from error
+            raise LedgerError(f"cannot open the ledger at {path}: {error}") from error
         except (OSError, sqlite3.Error) as error:
             raise LedgerError(f"cannot open the ledger at {path}: {error}") from error
         self._lock = threading.RLock()  # one writer in this process at a time
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # FULL is set around each durable write
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._migrate(path)
+        try:
+            if not create and not is_ledger(self._db):
+                raise LedgerMissing(path)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # FULL is set around each write
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate(path)
+        except sqlite3.DatabaseError as error:
+            self._db.close()
+            raise LedgerError(f"cannot open the ledger at {path}: {error}") from error
+        except LedgerError:
+            self._db.close()
+            raise
         self._readers = Readers(path)  # reads never queue behind this process's writes
 
     def _migrate(self, path: Path) -> None:
@@ -304,6 +320,9 @@ class SqliteLedger(AdminTables):
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._readers.connection() as db:
             return db.execute(sql, params).fetchall()
+
+    def _reading(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._readers.connection()
 
     def _next_seq(self, db: sqlite3.Connection) -> int:
         row = db.execute(
@@ -657,19 +676,7 @@ class SqliteLedger(AdminTables):
             sql += " AND at>=?"
             params.append(format_timestamp(since))
         rows = self._query(sql + " ORDER BY id", tuple(params))
-        return [
-            Event(
-                at=parse_timestamp(row["at"]),
-                project=NormalizedName(row["project"]),
-                filename=row["filename"],
-                sha256=row["sha256"],
-                from_state=row["from_state"],
-                to_state=row["to_state"],
-                reason=row["reason"],
-                actor=row["actor"],
-            )
-            for row in rows
-        ]
+        return [event_record(row) for row in rows]
 
     def _meta(self, key: str) -> str | None:
         rows = self._query("SELECT value FROM meta WHERE key=?", (key,))

@@ -1,4 +1,5 @@
-"""The SQLite ledger's admin tables: runtime overrides, the outbox, API tokens.
+"""The SQLite ledger's admin tables: runtime overrides, the policy in force, the outbox,
+API tokens.
 
 A mixin of ``SqliteLedger`` (same connection, same transactions): split out so each
 module stays readable. Tokens are kept as hashes only.
@@ -7,6 +8,7 @@ module stays readable. Tokens are kept as hashes only.
 import hmac
 import json
 import sqlite3
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
@@ -14,11 +16,12 @@ from typing import Any
 from packaging.utils import NormalizedName
 
 from quarantine.clock import format_timestamp, parse_timestamp
-from quarantine.models import FileRecord
+from quarantine.models import Event, FileRecord, PolicyRecord
 from quarantine.outbox import ApiToken, Delivery, DeliveryState, OutboxEntry
 from quarantine.policy import Exemption, RuntimeOverrides
 
 _OVERRIDE_COLUMNS = "kind, project, version, reason, until, actor, at"
+_POLICY_KEY = "policy_in_force"
 GLOBAL = NormalizedName("*")  # the project column of events that concern the whole mirror
 
 
@@ -28,6 +31,33 @@ def ts(moment: datetime | None) -> str | None:
 
 def dt(text: str | None) -> datetime | None:
     return None if text is None else parse_timestamp(text)
+
+
+def event_record(row: sqlite3.Row) -> Event:
+    return Event(
+        at=parse_timestamp(row["at"]),
+        project=NormalizedName(row["project"]),
+        filename=row["filename"],
+        sha256=row["sha256"],
+        from_state=row["from_state"],
+        to_state=row["to_state"],
+        reason=row["reason"],
+        actor=row["actor"],
+    )
+
+
+def _event_filter(
+    project: NormalizedName | None, since: datetime | None
+) -> tuple[str, tuple[str, ...]]:
+    clauses: list[str] = []
+    params: list[str] = []
+    if project is not None:
+        clauses.append("project=?")
+        params.append(project)
+    if since is not None:
+        clauses.append("at>=?")  # one fixed-width UTC spelling: text order is time order
+        params.append(format_timestamp(since))
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(params)
 
 
 def _delivery(row: sqlite3.Row) -> Delivery:
@@ -58,6 +88,9 @@ class AdminTables:
         raise NotImplementedError
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        raise NotImplementedError
+
+    def _reading(self) -> AbstractContextManager[sqlite3.Connection]:
         raise NotImplementedError
 
     def _meta(self, key: str) -> str | None:
@@ -101,6 +134,47 @@ class AdminTables:
             elif row["kind"] == "block":
                 found.blocks[(name, row["version"])] = row["reason"]
         return found
+
+    # -- the audit trail, a page at a time -------------------------------------------------
+    def recent_events(
+        self, project: NormalizedName | None, since: datetime | None, limit: int
+    ) -> tuple[list[Event], int]:
+        where, params = _event_filter(project, since)
+        with self._reading() as db:
+            db.execute("BEGIN")  # one snapshot: the count and the rows agree
+            try:
+                total = int(db.execute(f"SELECT COUNT(*) FROM events{where}", params).fetchone()[0])
+                rows = db.execute(
+                    f"SELECT * FROM (SELECT * FROM events{where} ORDER BY id DESC LIMIT ?) "
+                    "ORDER BY id",
+                    (*params, limit),
+                ).fetchall()
+            finally:
+                db.execute("COMMIT")
+        return [event_record(row) for row in rows], total
+
+    # -- the policy in force (kept as one meta row, for the admin commands) -------------------
+    def record_policy(
+        self, document: Mapping[str, Any], summary: str, actor: str, at: datetime
+    ) -> bool:
+        text = json.dumps(document, sort_keys=True, separators=(",", ":"))
+        kept = json.dumps({"document": text, "actor": actor, "at": format_timestamp(at)})
+        with self._write() as db:
+            row = db.execute("SELECT value FROM meta WHERE key=?", (_POLICY_KEY,)).fetchone()
+            changed = row is None or json.loads(row["value"])["document"] != text
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (_POLICY_KEY, kept))
+            if changed:
+                self._event(db, at, GLOBAL, None, None, "policy", summary, actor)
+        return changed
+
+    def recorded_policy(self) -> PolicyRecord | None:
+        kept = self._meta(_POLICY_KEY)
+        if kept is None:
+            return None
+        found = json.loads(kept)
+        return PolicyRecord(
+            json.loads(found["document"]), found["actor"], parse_timestamp(found["at"])
+        )
 
     def set_block(
         self, project: NormalizedName, version: str, reason: str, actor: str, at: datetime

@@ -16,16 +16,28 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-def open_connection(path: Path, *, read_only: bool) -> sqlite3.Connection:
-    """A connection with the ledger's settings (raises sqlite3.Error)."""
+def open_connection(path: Path, *, read_only: bool, create: bool = True) -> sqlite3.Connection:
+    """A connection with the ledger's settings (raises sqlite3.Error).
+
+    ``create=False`` opens only a file that exists (sqlite3.OperationalError otherwise).
+    """
     # check_same_thread off: a connection is used by one thread at a time, but not always
     # the same one (the writer under its lock, a reader while taken from the pool).
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    target = path if create else path.absolute().as_uri() + "?mode=rw"
+    db = sqlite3.connect(target, isolation_level=None, check_same_thread=False, uri=not create)
     db.row_factory = sqlite3.Row
     db.execute("PRAGMA busy_timeout=5000")
     if read_only:
         db.execute("PRAGMA query_only=ON")
     return db
+
+
+def is_ledger(db: sqlite3.Connection) -> bool:
+    """Whether the database holds a ledger (an empty or foreign file does not)."""
+    found = db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
+    if found is None:
+        return False
+    return db.execute("SELECT 1 FROM meta WHERE key='schema_version'").fetchone() is not None
 
 
 class Readers:

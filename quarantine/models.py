@@ -1,9 +1,11 @@
 """The records the vetting side reasons about. Frozen: a change is a new record."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
 from enum import StrEnum
 from operator import attrgetter
+from typing import Any
 
 from packaging.utils import NormalizedName
 
@@ -119,3 +121,12 @@ class Event:
     to_state: str
     reason: str
     actor: str
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRecord:
+    """The policy document a mirror process recorded in the ledger, with who and when."""
+
+    document: Mapping[str, Any]
+    actor: str
+    at: datetime

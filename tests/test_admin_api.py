@@ -458,13 +458,63 @@ def test_bad_requests_get_precise_problems(setup: Setup) -> None:
     assert cases[-1][0].header("Allow") == "GET"
 
 
+def test_explain_takes_one_project_or_release_and_pages_newest_first(setup: Setup) -> None:
+    api, token = setup.api, setup.read
+    for version in ("1.9", "1.10", "2.0"):
+        setup.upstream.add("pages", UpstreamFile(build_wheel("pages", version), NOW))
+    assert _get(setup.mirror, "/simple/pages/").status == 200
+    newest = api.call("GET", "/projects/pages?limit=2", token)
+    assert newest.status == 200
+    assert [f["version"] for f in newest.json()["files"]] == ["2.0", "1.10"]
+    assert newest.json()["left_out"] == 1
+    assert newest.json()["files"][0]["cooling_period"] == "3d"
+    setup.clock.advance(timedelta(hours=3))
+    held_release(setup, "pages", "3.0")
+    recent = api.call("GET", "/projects/pages?since=2h", token).json()
+    assert [f["version"] for f in recent["files"]] == ["3.0"] and recent["left_out"] == 0
+    one = api.call("GET", "/projects/pages?version=1.10.0", token).json()
+    assert [f["filename"] for f in one["files"]] == ["pages-1.10-py3-none-any.whl"]
+    for bad in ("/projects/boto3%3E%3D1", "/projects/pages?version=1.*", "/projects/-x-"):
+        refused = api.call("GET", bad, token)
+        assert refused.status == 400, bad
+        assert "give a project name" in refused.json()["detail"]
+    for bad in ("/projects/pages?limit=0", "/projects/pages?since=later"):
+        assert api.call("GET", bad, token).status == 422, bad
+
+
+def test_audit_pages_the_latest_events_since_a_time_or_a_duration(setup: Setup) -> None:
+    api, token = setup.api, setup.read
+    held_release(setup, "early", "1.0")
+    setup.clock.advance(timedelta(hours=3))
+    held_release(setup, "late", "1.0")
+    recent = api.call("GET", "/audit?since=1h", token).json()
+    assert recent["events"] and {e["project"] for e in recent["events"]} == {"late"}
+    everything = api.call("GET", "/audit?limit=10000", token).json()
+    assert everything["left_out"] == 0 and not everything["truncated"]
+    last_two = api.call("GET", "/audit?limit=2", token).json()
+    assert last_two["events"] == everything["events"][-2:]
+    assert last_two["left_out"] == len(everything["events"]) - 2 and last_two["truncated"]
+    default = api.call("GET", "/audit", token).json()
+    assert len(default["events"]) == min(50, len(everything["events"]))
+    for name in ("listAudit", "showProject"):
+        (operation,) = [
+            op
+            for path in DOC["paths"].values()
+            for op in path.values()
+            if op.get("operationId") == name
+        ]
+        documented = {DOC["components"]["parameters"][ref["$ref"].split("/")[-1]]["name"]
+                      for ref in operation["parameters"]}  # fmt: skip
+        assert {"since", "limit"} <= documented, name
+
+
 def test_an_internal_error_is_a_bare_problem(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
     assert setup.mirror.services is not None
 
     def broken(*_args: Any) -> list[Any]:
         raise RuntimeError("database on fire")
 
-    monkeypatch.setattr(setup.mirror.services.ledger, "events", broken)
+    monkeypatch.setattr(setup.mirror.services.ledger, "recent_events", broken)
     reply = setup.api.call("GET", "/audit", setup.read)
     assert reply.status == 500
     assert b"fire" not in reply.body
@@ -529,7 +579,7 @@ def test_the_canary_token_appears_nowhere(
     def broken(*_args: Any) -> list[Any]:
         raise RuntimeError("forced failure inside an authenticated handler")
 
-    monkeypatch.setattr(mirror.services.ledger, "events", broken)
+    monkeypatch.setattr(mirror.services.ledger, "recent_events", broken)
     assert api.call("GET", "/audit", CANARY).status == 500
     monkeypatch.undo()
     assert mirror.services.ledger.revoke_token("canary", "test", NOW)
@@ -616,9 +666,9 @@ def test_remote_backend_drives_the_api(setup: Setup) -> None:
     remote = RemoteBackend(setup.mirror.origin + "/", setup.decide)
     holds = remote.holds("hold-me", None)
     assert [hold["filename"] for hold in holds] == [dist.filename]
-    explained = remote.explain("hold-me", "1.0")
+    explained = remote.explain("hold-me", "1.0", None, 50)
     assert explained is not None and explained["files"][0]["state"] == "held"
-    assert remote.explain("never-seen", None) is None
+    assert remote.explain("never-seen", None, None, 50) is None
     changes = remote.promote("hold-me", "1.0", REASON, False)
     assert changes == [{"filename": dist.filename, "before": "held", "after": "promoted"}]
     assert _get(setup.mirror, _file_path(dist)).status == 200
@@ -633,7 +683,7 @@ def test_remote_backend_drives_the_api(setup: Setup) -> None:
     assert short.value.status == 422
     remote.exempt("hold-me", "vetted by hand", None)
     remote.unexempt("hold-me", "no longer needed")
-    assert any(e["actor"] == "api:ops" for e in remote.audit("hold-me", None))
+    assert any(e["actor"] == "api:ops" for e in remote.audit("hold-me", None, 50)["events"])
     assert isinstance(remote.deliveries("pending"), list)
     secret = remote.token_create("from-remote", "read")
     viewer = RemoteBackend(setup.mirror.origin, secret)

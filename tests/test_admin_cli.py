@@ -11,17 +11,24 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import pytest
 from packaging.utils import NormalizedName
+from packaging.version import Version
 
 from conftest import NOW
+from mirror.cli import main
+from quarantine.clock import format_timestamp, parse_timestamp
 from quarantine.models import FileState
+from quarantine.policy import Policy
 from support.clock import FakeClock
-from support.dists import build_wheel
+from support.dists import Dist, build_wheel
 from support.installers import installed, pip_install
-from support.mirror import MirrorServer
+from support.mirror import MirrorServer, running_mirror, settings_for
 from support.process import LAZARETTO
 from support.upstream import Upstream, UpstreamFile
 
@@ -204,3 +211,219 @@ def test_remote_mode_through_the_admin_api(
     )
     assert blocked.returncode == 0, blocked.stderr
     assert secret not in holds.stdout + holds.stderr + done.stdout + done.stderr
+
+
+# -- a data directory that holds no ledger ---------------------------------------------------
+LOCAL_COMMANDS = [
+    ["holds"],
+    ["explain", "demo==1.0"],
+    ["promote", "demo==1.0", "--reason", REASON],
+    ["block", "demo", "--reason", REASON],
+    ["unblock", "demo==1.0", "--reason", REASON],
+    ["exempt", "demo", "--reason", REASON],
+    ["unexempt", "demo", "--reason", REASON],
+    ["cutoff", "set", "2026-01-01T00:00:00Z", "--reason", REASON],
+    ["cutoff", "clear", "--reason", REASON],
+    ["audit", "--json"],
+    ["token", "create", "ci-bot"],
+    ["token", "revoke", "ci-bot"],
+    ["deliveries"],
+    ["unfreeze", "--reason", REASON],
+]
+
+
+def _without_lazaretto_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(os.environ):
+        if key.startswith("LAZARETTO_"):
+            monkeypatch.delenv(key)
+
+
+@pytest.mark.parametrize("command", LOCAL_COMMANDS, ids=lambda command: "-".join(command[:2]))
+def test_every_local_command_refuses_a_directory_without_a_ledger(
+    command: list[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _without_lazaretto_environment(monkeypatch)
+    empty, missing = tmp_path / "empty", tmp_path / "missing"
+    empty.mkdir()
+    for data_dir in (empty, missing):
+        assert main([*command, "--data-dir", str(data_dir)]) == 4
+        out, err = capsys.readouterr()
+        assert out == ""
+        assert f"no ledger at {data_dir / 'ledger.sqlite3'}" in err and "--data-dir" in err
+        assert err.count("\n") == 1
+    assert list(empty.iterdir()) == [] and not missing.exists()
+
+
+def test_a_file_that_is_no_ledger_is_not_turned_into_one(tmp_path: Path) -> None:
+    (tmp_path / "ledger.sqlite3").write_bytes(b"")  # as a crashed copy might leave it
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAZARETTO_")}
+    done = subprocess.run(
+        [LAZARETTO, "holds", "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, check=False, env=env, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 4, done.stderr
+    assert "no ledger at" in done.stderr and "nothing is held" not in done.stdout
+    assert (tmp_path / "ledger.sqlite3").read_bytes() == b""
+
+
+# -- one policy: the one the mirror enforces --------------------------------------------------
+def _explain_hold(mirror: MirrorServer, requirement: str, *more: str) -> tuple[str, str]:
+    """hold_until of the one file ``explain`` shows, and what the command said on stderr."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAZARETTO_")}
+    done = subprocess.run(
+        [LAZARETTO, "explain", requirement, "--json", "--data-dir", str(mirror.settings.data_dir),
+         *more],
+        capture_output=True, text=True, check=False, env=env, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (file,) = json.loads(done.stdout)["files"]
+    return str(file["hold_until"]), done.stderr
+
+
+def test_explain_shows_the_hold_the_running_mirror_enforces(
+    upstream: Upstream, clock: FakeClock, tmp_path: Path
+) -> None:
+    policy = Policy(
+        cooling_period=timedelta(minutes=1),
+        cooling_overrides={NormalizedName("slowpoke"): timedelta(days=7)},
+    )
+    settings = settings_for(tmp_path / "data", upstream.url, policy=policy)
+    uploaded = NOW - timedelta(seconds=10)
+    releases = (("idna", "3.21"), ("slowpoke", "2.0"))
+    for project, version in releases:
+        upstream.add(project, UpstreamFile(build_wheel(project, "0.1"), OLD))
+        upstream.add(project, UpstreamFile(build_wheel(project, version), uploaded))
+    with running_mirror(settings, clock) as mirror:
+        for project in ("idna", "slowpoke"):
+            urllib.request.urlopen(mirror.url + project + "/").close()
+        mirror.promote()  # fetched and vetted: only the hold stands in the way
+        idna_until, said = _explain_hold(mirror, "idna==3.21")
+        slow_until, _ = _explain_hold(mirror, "slowpoke==2.0")
+        assert idna_until == format_timestamp(uploaded + timedelta(minutes=1))
+        assert slow_until == format_timestamp(uploaded + timedelta(days=7))
+        assert said == ""  # the mirror's recorded policy, no guessing to report
+        for project, version, until in (
+            ("idna", "3.21", idna_until),
+            ("slowpoke", "2.0", slow_until),
+        ):
+            filename = f"{project}-{version}-py3-none-any.whl"
+            clock.advance(parse_timestamp(until) - clock.now() - timedelta(microseconds=1))
+            urllib.request.urlopen(mirror.url + project + "/").close()  # a fresh look
+            assert filename not in mirror.promote().promoted, "promoted before explain's time"
+            clock.advance(timedelta(microseconds=1))
+            assert filename in mirror.promote().promoted, "still held at explain's time"
+
+
+# -- explain and audit: pages, filters, order, rejected files, feeds --------------------------
+@dataclass(frozen=True)
+class _Egg(Dist):
+    """A file the upstream lists but pip cannot install (packaging reads no version)."""
+
+    release: str = "10.0"
+
+    @property
+    def version(self) -> Version:
+        return Version(self.release)
+
+
+def _json_of(done: subprocess.CompletedProcess[str]) -> Any:
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_explain_and_audit_page_filter_and_order_as_versions(
+    upstream: Upstream, mirror: MirrorServer, clock: FakeClock
+) -> None:
+    for version in ("1.9", "10.0", "2.0rc1", "1.10", "9.0"):
+        upstream.add("many", UpstreamFile(build_wheel("many", version), OLD))
+    egg = _Egg("many-10.0-py2.7.egg", b"an egg pip cannot install", b"")
+    upstream.add("many", UpstreamFile(egg, OLD, with_metadata=False))
+    urllib.request.urlopen(mirror.url + "many/").close()
+    secret = _json_of(cli(mirror, "token", "create", "viewer", "--json"))["token"]
+
+    everything = _json_of(cli(mirror, "explain", "many", "--json"))
+    assert [(f["version"], f["filename"]) for f in everything["files"]] == [
+        ("10.0", "many-10.0-py2.7.egg"),
+        ("10.0", "many-10.0-py3-none-any.whl"),
+        ("9.0", "many-9.0-py3-none-any.whl"),
+        ("2.0rc1", "many-2.0rc1-py3-none-any.whl"),
+        ("1.10", "many-1.10-py3-none-any.whl"),
+        ("1.9", "many-1.9-py3-none-any.whl"),
+    ]
+    assert everything["left_out"] == 0
+    page = cli(mirror, "explain", "many", "--limit", "2", "--json")
+    assert [f["filename"] for f in _json_of(page)["files"]] == [
+        "many-10.0-py2.7.egg",
+        "many-10.0-py3-none-any.whl",
+    ]
+    assert _json_of(page)["left_out"] == 4
+    assert "4 more files" in page.stderr and "--limit" in page.stderr
+    env = {**os.environ, "LAZARETTO_TOKEN": secret}
+    remote = subprocess.run(
+        [LAZARETTO, "explain", "many", "--limit", "2", "--json", "--url", mirror.origin],
+        capture_output=True, text=True, check=False, env=env, timeout=120,
+    )  # fmt: skip
+    assert _json_of(remote) == _json_of(page)  # one truth, whichever way it is asked
+
+    release = cli(mirror, "explain", "many==10.0")  # as a person reads it
+    assert release.returncode == 0, release.stderr
+    egg_part = release.stdout.split("many-10.0-py2.7.egg")[1].split("many-10.0-py3")[0]
+    assert "state: rejected - " in egg_part and "hold until" not in egg_part
+    assert "no malware feed is configured" in release.stdout
+
+    clock.advance(timedelta(hours=2))
+    upstream.add("many", UpstreamFile(build_wheel("many", "11.0"), clock.now()))
+    urllib.request.urlopen(mirror.url + "many/").close()
+    an_hour_ago = format_timestamp(clock.now() - timedelta(hours=1))
+    recent = _json_of(cli(mirror, "explain", "many", "--since", an_hour_ago, "--json"))
+    assert [f["filename"] for f in recent["files"]] == ["many-11.0-py3-none-any.whl"]
+    audit = _json_of(cli(mirror, "audit", "--project", "many", "--since", an_hour_ago, "--json"))
+    assert {e["filename"] for e in audit} == {"many-11.0-py3-none-any.whl"}
+    latest = cli(mirror, "audit", "--project", "many", "--limit", "2", "--json")
+    assert len(_json_of(latest)) == 2 and "earlier events left out" in latest.stderr
+    assert _json_of(latest)[-1]["filename"] == "many-11.0-py3-none-any.whl"
+    wrong = cli(mirror, "audit", "--since", "yesterday")
+    assert wrong.returncode == 2 and "duration before now" in wrong.stderr
+
+
+def test_explain_accepts_a_project_or_one_release_and_nothing_else(
+    upstream: Upstream, mirror: MirrorServer, clock: FakeClock
+) -> None:
+    _setup(upstream, mirror, clock)
+    for spec in ("boto3>=1", "urgent==1.*", "urgent[extra]==1.1"):
+        refused = cli(mirror, "explain", spec)
+        assert refused.returncode == 2, refused.stderr
+        assert "give NAME or NAME==VERSION" in refused.stderr
+        assert refused.stderr.count("\n") == 1 and refused.stdout == ""
+    assert cli(mirror, "promote", "urgent>=1.1", "--reason", REASON).returncode == 2
+    assert cli(mirror, "explain", "urgent==1.1").returncode == 0
+    assert cli(mirror, "explain", "urgent==7.0").returncode == 4
+
+
+def test_explain_reads_the_malware_feeds_the_mirror_uses(
+    upstream: Upstream, clock: FakeClock, tmp_path: Path
+) -> None:
+    feed = tmp_path / "feed"
+    feed.mkdir()
+    advisory = {
+        "schema_version": "1.6.0",
+        "id": "MAL-2026-77",
+        "modified": "2026-11-01T00:00:00Z",
+        "summary": "Malicious code in fed",
+        "affected": [{"package": {"ecosystem": "PyPI", "name": "fed"}, "versions": ["6.6.6"]}],
+    }
+    (feed / "MAL-2026-77.json").write_text(json.dumps(advisory))
+    for version in ("1.0", "6.6.6"):
+        upstream.add("fed", UpstreamFile(build_wheel("fed", version), OLD))
+    settings = settings_for(tmp_path / "data", upstream.url, osv_feeds=(str(feed),))
+    with running_mirror(settings, clock) as mirror:
+        urllib.request.urlopen(mirror.url + "fed/").close()
+        clean = _json_of(cli(mirror, "explain", "fed==1.0", "--json"))["files"][0]["checks"]
+        bad = _json_of(cli(mirror, "explain", "fed==6.6.6", "--json"))["files"][0]["checks"]
+    assert [(c["action"], c["summary"]) for c in clean if c["check"] == "feeds"] == [
+        ("pass", "no advisory names this release (1 records from 1 malware feed)")
+    ]
+    assert [c["action"] for c in bad if c["check"] == "feeds"] == ["block"]

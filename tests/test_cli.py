@@ -1,9 +1,15 @@
 """The ``lazaretto`` command as users run it: a separate process, real flags and files."""
 
+import json
+import os
 import subprocess
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from quarantine.clock import format_timestamp
+from quarantine.duration import parse_duration
+from quarantine.ledger_sqlite import SqliteLedger
 from support.dists import build_wheel
 from support.installers import installed, pip_install
 from support.process import LAZARETTO, lazaretto_serve
@@ -117,6 +123,7 @@ def test_version_and_help() -> None:
 
 def test_the_shipped_example_config_is_valid(tmp_path: Path) -> None:
     example = Path(__file__).resolve().parents[1] / "config" / "lazaretto.example.toml"
+    SqliteLedger(tmp_path / "ledger.sqlite3").close()  # as a mirror's first start makes it
     done = subprocess.run(
         [LAZARETTO, "holds", "--config", str(example), "--data-dir", str(tmp_path), "--json"],
         capture_output=True,
@@ -125,3 +132,54 @@ def test_the_shipped_example_config_is_valid(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAZARETTO_")}
+    return subprocess.run(
+        [LAZARETTO, *args], capture_output=True, text=True, check=False, env=env, timeout=120
+    )
+
+
+def _hold_until(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 0, done.stderr
+    (file,) = json.loads(done.stdout)["files"]
+    return str(file["hold_until"])
+
+
+def test_explain_and_the_server_agree_on_the_global_and_per_project_periods(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    """The issue's case: a server started with --cooling-period 1m, explain run without it."""
+    uploaded = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=5)
+    for project, version in (("idna", "3.21"), ("slowpoke", "2.0")):
+        upstream.add(project, UpstreamFile(build_wheel(project, version), uploaded))
+    config = tmp_path / "server.toml"
+    config.write_text(f'upstream = "{upstream.url}"\n[projects.slowpoke]\ncooling_period = "7d"\n')
+    data = str(tmp_path / "data")
+    serve = ["--config", str(config), "--data-dir", data, "--cooling-period", "1m"]
+    with lazaretto_serve(serve) as origin:
+        for project in ("idna", "slowpoke"):
+            urllib.request.urlopen(f"{origin}/simple/{project}/").close()
+        token = json.loads(_cli("token", "create", "viewer", "--json", "--data-dir", data).stdout)
+        (tmp_path / "token").write_text(token["token"])
+        remote = ["--url", origin, "--token-file", str(tmp_path / "token")]
+        for requirement, period in (("idna==3.21", "1m"), ("slowpoke==2.0", "7d")):
+            expected = format_timestamp(uploaded + parse_duration(period))
+            local = _cli("explain", requirement, "--json", "--data-dir", data)
+            assert _hold_until(local) == expected, requirement
+            assert local.stderr == ""
+            assert _hold_until(_cli("explain", requirement, "--json", *remote)) == expected
+        holds = json.loads(_cli("holds", "--json", "--data-dir", data).stdout)
+        assert {row["filename"]: row["hold_until"] for row in holds} == {
+            "idna-3.21-py3-none-any.whl": format_timestamp(uploaded + timedelta(minutes=1)),
+            "slowpoke-2.0-py3-none-any.whl": format_timestamp(uploaded + timedelta(days=7)),
+        }
+        # An admin's own config file (edited, not yet applied) does not change the answer:
+        # the mirror enforces what it started with, and the command says so.
+        edited = tmp_path / "edited.toml"
+        edited.write_text('cooling_period = "3d"\n')
+        told = _cli("explain", "idna==3.21", "--json", "--data-dir", data, "--config", str(edited))
+        assert _hold_until(told) == format_timestamp(uploaded + timedelta(minutes=1))
+        assert "edited.toml" in told.stderr and "differs" in told.stderr
+        assert told.stderr.count("\n") == 1

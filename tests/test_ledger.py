@@ -497,3 +497,28 @@ def test_project_record_is_the_one_observe_computed(ledger: Ledger) -> None:
     assert isinstance(stored, ProjectRecord)
     assert stored.status is ProjectStatus.DEPRECATED
     assert stored.first_seen == observation.project.first_seen == T0
+
+
+# -- the policy a mirror process recorded -----------------------------------------------------
+
+
+def test_the_recorded_policy_is_seen_by_every_connection_and_changes_are_events(
+    store: Store,
+) -> None:
+    server, cli = store.open(), store.open()
+    assert cli.recorded_policy() is None
+    document = {"format": 1, "cooling_period": 60.0, "cooling_overrides": {"slow": 604800.0}}
+    assert server.record_policy(document, "policy in force: cooling_period 1m", "system:serve", T0)
+    later = T0 + timedelta(hours=1)
+    assert not server.record_policy(dict(document), "the same again", "system:work", later)
+    found = cli.recorded_policy()
+    assert found is not None
+    assert (found.document, found.actor, found.at) == (document, "system:work", later)
+    longer = {**document, "cooling_period": 259200.0}
+    assert server.record_policy(longer, "policy in force: cooling_period 3d", "system:serve", later)
+    changes = [(e.to_state, e.reason, e.actor) for e in cli.events() if e.to_state == "policy"]
+    assert changes == [
+        ("policy", "policy in force: cooling_period 1m", "system:serve"),
+        ("policy", "policy in force: cooling_period 3d", "system:serve"),
+    ]
+    assert server.outbox() == []  # a routine record, not a notification

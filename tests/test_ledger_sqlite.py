@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from test_ledger import DEMO, NEW, NEW_WHEEL, OLD, T0, look, snapshot
 
+from quarantine.errors import LedgerError, LedgerMissing
 from quarantine.ledger_sqlite import SqliteLedger
 from quarantine.models import FileState
 
@@ -138,3 +139,27 @@ def test_a_schema_1_ledger_is_migrated_in_place(tmp_path: Path) -> None:
     finally:
         db.close()
     SqliteLedger(path).close()  # opening a migrated ledger again changes nothing
+
+
+def test_opening_without_create_needs_a_ledger_a_mirror_made(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "ledger.sqlite3"
+    with pytest.raises(LedgerMissing, match="no ledger at"):
+        SqliteLedger(path, create=False)
+    assert not path.parent.exists()
+    path.parent.mkdir()
+    sqlite3.connect(path).close()  # an empty database file is not a ledger either
+    with pytest.raises(LedgerMissing):
+        SqliteLedger(path, create=False)
+    assert path.stat().st_size == 0
+    path.write_bytes(b"not a database, a text file in the way\n" * 4)
+    with pytest.raises(LedgerError, match="not a database"):
+        SqliteLedger(path, create=False)
+    path.unlink()
+    made = SqliteLedger(path)
+    look(made, snapshot(OLD, NEW), T0)
+    made.close()
+    reopened = SqliteLedger(path, create=False)
+    try:
+        assert reopened.file(DEMO, NEW_WHEEL) is not None
+    finally:
+        reopened.close()
