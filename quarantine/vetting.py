@@ -10,16 +10,15 @@ in worker threads so serving never waits on it.
 import asyncio
 import hashlib
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from packaging.utils import NormalizedName
-from packaging.version import InvalidVersion, Version
 
 from quarantine.archive import Limits
 from quarantine.clock import Clock
 from quarantine.evidence import Evidence
+from quarantine.history import Earlier, EarlierRelease, ReleaseHistory, file_kind
 from quarantine.inspect import Inspection, inspect_file
 from quarantine.ledger import Ledger
 from quarantine.live_policy import PolicySource
@@ -36,25 +35,12 @@ from quarantine.source import ArtifactSource, FetchFailed, IntegrityFailure
 
 log = logging.getLogger(__name__)
 HISTORY_RELEASES = 3  # earlier releases consulted for the expected publisher
-_TRUSTED = (FileState.PROMOTED,)  # only vetted or established files set the baseline
-_Releases = list[tuple[Version, list[FileRecord]]]
 
 
 @dataclass(frozen=True, slots=True)
 class _Verified:
     result: ProvenanceResult | None
     digest: str | None
-
-
-def _version(text: str) -> Version | None:
-    try:
-        return Version(text)
-    except InvalidVersion:
-        return None
-
-
-def _kind(filename: str) -> str:
-    return "wheel" if filename.endswith(".whl") else "sdist"
 
 
 class Vetter:
@@ -73,6 +59,7 @@ class Vetter:
         self._clock = clock
         self._verifier = verifier
         self._limits = limits or Limits()
+        self._releases = ReleaseHistory(ledger)
 
     def needs_vetting(self, record: FileRecord) -> bool:
         if record.state is not FileState.HELD or not record.stored or record.established:
@@ -86,10 +73,10 @@ class Vetter:
         verified = await self._verify(record, self._pinned(record.project))
         provenance = provenance_evidence(verified.result, verified.digest, **self._mappings())
         identity = verified.result.identity if verified.result and verified.result.ok else None
-        # Read once, in a thread: a big project's 10,000 records and their versions take a
-        # quarter of a second, which the event loop serving pages must not wait for.
-        earlier = await asyncio.to_thread(self._earlier_releases, record)
-        history = await self._history(earlier)
+        # In a thread: a big project's first read (10,000 records and their versions) takes
+        # a quarter of a second, which the event loop serving pages must not wait for.
+        earlier = await asyncio.to_thread(self._releases.earlier, record)
+        history = await self._history(record.project, earlier)
         publisher = continuity_evidence(
             identity,
             record.provenance_url is not None,
@@ -127,30 +114,21 @@ class Vetter:
         return _Verified(result, hashlib.sha256(raw).hexdigest())  # the bytes verified
 
     # -- the project's history -------------------------------------------------------------
-    def _earlier_releases(self, record: FileRecord) -> _Releases:
-        """The project's trusted releases before ``record``'s, oldest first."""
-        mine = _version(record.version)
-        if mine is None:
-            return []
-        releases: dict[Version, list[FileRecord]] = {}
-        for other in self._ledger.files(record.project):
-            version = _version(other.version)
-            if version is None or version >= mine or other.state not in _TRUSTED:
-                continue
-            releases.setdefault(version, []).append(other)
-        return sorted(releases.items())
-
-    async def _history(self, earlier: _Releases) -> list[tuple[str, PublisherIdentity | None]]:
+    async def _history(
+        self, project: NormalizedName, earlier: Earlier
+    ) -> list[tuple[str, PublisherIdentity | None]]:
         history = []
-        for version, files in earlier[-HISTORY_RELEASES:]:
-            history.append((str(version), await self._release_identity(files)))
+        for release in earlier.last(HISTORY_RELEASES):
+            identity = await self._release_identity(project, release)
+            history.append((str(release.version), identity))
         return history
 
-    async def _release_identity(self, files: Sequence[FileRecord]) -> PublisherIdentity | None:
-        attested = [f for f in files if f.provenance_url is not None]
-        if not attested:
+    async def _release_identity(
+        self, project: NormalizedName, release: EarlierRelease
+    ) -> PublisherIdentity | None:
+        sample = self._ledger.file(project, release.attested[0]) if release.attested else None
+        if sample is None:
             return None
-        sample = attested[0]
         known = self._ledger.evidence(sample.project, sample.filename).get(sample.filename, [])
         for item in known:
             if item.check == "provenance" and "identity" in item.details:
@@ -167,13 +145,11 @@ class Vetter:
         return None
 
     async def _previous_summary(
-        self, record: FileRecord, earlier: _Releases
+        self, record: FileRecord, earlier: Earlier
     ) -> ArchiveSummary | None:
-        for _release, files in reversed(earlier):
-            same_kind = [f for f in files if _kind(f.filename) == _kind(record.filename)]
-            if same_kind:
-                return await self._summary_of(same_kind[0])
-        return None
+        previous = earlier.previous_of_kind(file_kind(record.filename))
+        found = self._ledger.file(record.project, previous) if previous else None
+        return await self._summary_of(found) if found is not None else None
 
     async def _summary_of(self, record: FileRecord) -> ArchiveSummary | None:
         known = self._ledger.evidence(record.project, record.filename).get(record.filename, [])
