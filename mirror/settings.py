@@ -83,6 +83,10 @@ class Settings:
     max_page_bytes: int = 64 * 1024 * 1024
     max_file_bytes: int = 4 * 1024 * 1024 * 1024
     fetch_concurrency: int = 4
+    inspection_workers: int = 0  # worker processes inspecting archives; 0: one per core
+    inspection_memory_mb: int = 1024  # address space of one inspection worker
+    inspection_cpu_seconds: int = 120  # CPU time of one file's inspection
+    inspection_timeout_seconds: float = 600.0  # wall-clock time of one file's inspection
     osv_feeds: tuple[str, ...] = ()  # directories, .zip exports or URLs of OSV records
     feed_refresh: timedelta = timedelta(hours=1)
     osv_id_prefixes: tuple[str, ...] = ("MAL-",)  # which advisories block; () = every record
@@ -116,6 +120,10 @@ _TOP_LEVEL: dict[str, Callable[[Any], Any]] = {
     "max_page_bytes": as_int,
     "max_file_bytes": as_int,
     "fetch_concurrency": as_int,
+    "inspection_workers": as_int,
+    "inspection_memory_mb": as_int,
+    "inspection_cpu_seconds": as_int,
+    "inspection_timeout_seconds": as_float,
     "osv_feeds": as_list,
     "feed_refresh": as_duration,
     "osv_id_prefixes": as_list,
@@ -239,6 +247,11 @@ def _check(settings: Settings) -> None:
         raise ConfigError(f"upstream: {settings.upstream!r} is not an http(s) URL")
     if settings.fetch_concurrency < 1:
         raise ConfigError("fetch_concurrency: must be at least 1")
+    for key in ("inspection_workers", "inspection_memory_mb", "inspection_cpu_seconds"):
+        if getattr(settings, key) < 0:
+            raise ConfigError(f"{key}: must not be negative (0: no limit, or one per core)")
+    if settings.inspection_timeout_seconds < 0:
+        raise ConfigError("inspection_timeout_seconds: must not be negative (0: no limit)")
     for project, pin in settings.policy.pinned_publishers.items():
         problem = PublisherIdentity.from_pin(pin).policy_problem()
         if problem:

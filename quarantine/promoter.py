@@ -118,6 +118,11 @@ class Promoter:
         self._vetted: set[tuple[str, str]] = set()  # (sha256, filename), all checks reported
         self._vetted_for: tuple[str, ...] = ()  # the required checks _vetted is complete for
 
+    def close(self) -> None:
+        """Stop the vetter's inspection workers."""
+        if self._vetter is not None:
+            self._vetter.close()
+
     def wake(self) -> None:
         """New held files were seen: fetch them soon rather than at the next tick."""
         self._wake.set()

@@ -3,8 +3,9 @@
 Checks: PEP 740 provenance (offline, pinned trust root), publisher continuity against
 the project's earlier promoted releases (so a freshly started mirror judges from the
 upstream history too), content inspection compared with the previous release, and
-malware feeds (applied at decision time, see ``quarantine.feeds``). CPU-bound work runs
-in worker threads so serving never waits on it.
+malware feeds (applied at decision time, see ``quarantine.feeds``). Inspection runs in
+worker processes (``quarantine.inspect_pool``) when the server gives the vetter a pool,
+and other CPU-bound work in threads, so serving never waits on it.
 """
 
 import asyncio
@@ -19,7 +20,8 @@ from quarantine.archive import Limits
 from quarantine.clock import Clock
 from quarantine.evidence import Evidence
 from quarantine.history import Earlier, EarlierRelease, ReleaseHistory, file_kind
-from quarantine.inspect import Inspection, inspect_file
+from quarantine.inspect import Inspection
+from quarantine.inspect_pool import Inspector, InThreadInspector
 from quarantine.ledger import Ledger
 from quarantine.live_policy import PolicySource
 from quarantine.models import FileRecord, FileState
@@ -52,6 +54,7 @@ class Vetter:
         clock: Clock,
         verifier: ProvenanceVerifier,
         limits: Limits | None = None,
+        inspector: Inspector | None = None,
     ) -> None:
         self._ledger = ledger
         self._source = source
@@ -60,6 +63,11 @@ class Vetter:
         self._verifier = verifier
         self._limits = limits or Limits()
         self._releases = ReleaseHistory(ledger)
+        self._inspector = inspector or InThreadInspector()
+
+    def close(self) -> None:
+        """Stop the inspection workers."""
+        self._inspector.close()
 
     def needs_vetting(self, record: FileRecord) -> bool:
         if record.state is not FileState.HELD or not record.stored or record.established:
@@ -161,17 +169,13 @@ class Vetter:
         except (FetchFailed, IntegrityFailure) as error:
             log.warning("previous release %s unavailable: %s", record.filename, error)
             return None
-        inspection = await asyncio.to_thread(
-            inspect_file, path, record.filename, None, self._limits
-        )
+        inspection = await self._inspector.inspect(path, record.filename, None, self._limits)
         self._ledger.record_evidence(record, self._content_evidence(inspection), self._clock.now())
         return inspection.summary
 
     async def _inspect(self, record: FileRecord, previous: ArchiveSummary | None) -> Evidence:
         path = await self._source.local_copy(record)
-        inspection = await asyncio.to_thread(
-            inspect_file, path, record.filename, previous, self._limits
-        )
+        inspection = await self._inspector.inspect(path, record.filename, previous, self._limits)
         return self._content_evidence(inspection)
 
     def _content_evidence(self, inspection: Inspection) -> Evidence:
