@@ -12,6 +12,7 @@ file): a big project costs a few MB, and only the most recently used projects ar
 """
 
 import bisect
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -90,34 +91,15 @@ class _Project:
         return EarlierRelease(version, names, tuple(name for name in names if files[name]))
 
 
+@dataclass(frozen=True, slots=True)
 class Earlier:
-    """The trusted releases before one file's, newest last; read lazily from the history."""
+    """What one file is judged against, taken from the history at one moment."""
 
-    def __init__(self, project: _Project | None, versions: list[Version]) -> None:
-        self._project = project
-        self._versions = versions
+    recent: tuple[EarlierRelease, ...]  # the newest trusted releases before it, oldest first
+    previous: str | None  # the first file of its kind in the newest release that has one
 
     def __len__(self) -> int:
-        return len(self._versions)
-
-    def last(self, count: int) -> list[EarlierRelease]:
-        """The ``count`` newest, oldest first."""
-        return [self._release(v) for v in self._versions[-count:]] if count > 0 else []
-
-    def newest_first(self) -> list[EarlierRelease]:
-        return [self._release(v) for v in reversed(self._versions)]
-
-    def previous_of_kind(self, kind: str) -> str | None:
-        """The first file of ``kind`` in the newest release that has one."""
-        for version in reversed(self._versions):
-            name = self._release(version).first_of_kind(kind)
-            if name is not None:
-                return name
-        return None
-
-    def _release(self, version: Version) -> EarlierRelease:
-        assert self._project is not None
-        return self._project.release(version)
+        return len(self.recent)
 
 
 class ReleaseHistory:
@@ -127,14 +109,25 @@ class ReleaseHistory:
         self._ledger = ledger
         self._kept = kept_projects
         self._projects: OrderedDict[NormalizedName, _Project] = OrderedDict()
+        self._lock = threading.Lock()
 
-    def earlier(self, record: FileRecord) -> Earlier:
-        """The trusted releases of ``record``'s project older than its version."""
+    def earlier(self, record: FileRecord, recent: int) -> Earlier:
+        """The ``recent`` newest trusted releases older than ``record``'s, and the file of
+        its kind it is compared with. Safe from several threads at once."""
         mine = release_version(record.version)
         if mine is None:
-            return Earlier(None, [])
-        project = self._current(record.project)
-        return Earlier(project, project.before(mine))
+            return Earlier((), None)
+        kind = file_kind(record.filename)
+        with self._lock:  # vetting threads share the history; one reads a project at a time
+            project = self._current(record.project)
+            versions = project.before(mine)
+            chosen = tuple(project.release(v) for v in versions[-recent:]) if recent > 0 else ()
+            previous = None
+            for version in reversed(versions):
+                previous = project.release(version).first_of_kind(kind)
+                if previous is not None:
+                    break
+        return Earlier(chosen, previous)
 
     def _current(self, name: NormalizedName) -> _Project:
         # The seq is read before the rows, so a write in between is read again next time.

@@ -19,7 +19,7 @@ from packaging.utils import NormalizedName
 from quarantine.archive import Limits
 from quarantine.clock import Clock
 from quarantine.evidence import Evidence
-from quarantine.history import Earlier, EarlierRelease, ReleaseHistory, file_kind
+from quarantine.history import Earlier, EarlierRelease, ReleaseHistory
 from quarantine.inspect import Inspection
 from quarantine.inspect_pool import Inspector, InThreadInspector
 from quarantine.ledger import Ledger
@@ -83,7 +83,7 @@ class Vetter:
         identity = verified.result.identity if verified.result and verified.result.ok else None
         # In a thread: a big project's first read (10,000 records and their versions) takes
         # a quarter of a second, which the event loop serving pages must not wait for.
-        earlier = await asyncio.to_thread(self._releases.earlier, record)
+        earlier = await asyncio.to_thread(self._releases.earlier, record, HISTORY_RELEASES)
         history = await self._history(record.project, earlier)
         publisher = continuity_evidence(
             identity,
@@ -126,7 +126,7 @@ class Vetter:
         self, project: NormalizedName, earlier: Earlier
     ) -> list[tuple[str, PublisherIdentity | None]]:
         history = []
-        for release in earlier.last(HISTORY_RELEASES):
+        for release in earlier.recent:
             identity = await self._release_identity(project, release)
             history.append((str(release.version), identity))
         return history
@@ -155,7 +155,7 @@ class Vetter:
     async def _previous_summary(
         self, record: FileRecord, earlier: Earlier
     ) -> ArchiveSummary | None:
-        previous = earlier.previous_of_kind(file_kind(record.filename))
+        previous = earlier.previous
         found = self._ledger.file(record.project, previous) if previous else None
         return await self._summary_of(found) if found is not None else None
 

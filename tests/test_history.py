@@ -6,13 +6,14 @@ the inspector are real; the bytes come from a folder (``support.local_source``).
 
 import asyncio
 import hashlib
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from packaging.utils import NormalizedName
 from packaging.version import Version
 
-from quarantine.history import TRUSTED, ReleaseHistory, file_kind, release_version
+from quarantine.history import TRUSTED, ReleaseHistory, release_version
 from quarantine.ledger_sqlite import SqliteLedger
 from quarantine.live_policy import FixedPolicy
 from quarantine.models import FileRecord, FileState, ProjectStatus, Snapshot, UpstreamFile
@@ -106,9 +107,8 @@ def test_vetting_the_files_of_a_project_reads_its_history_once(tmp_path: Path) -
     vetter = _vetter(ledger, source)
     ledger.files_calls = ledger.rows_read = 0
 
-    async def vet_all() -> None:
-        for record in held:
-            await vetter.vet(record)
+    async def vet_all() -> None:  # at once, as the promoter does: threads share the history
+        await asyncio.gather(*(vetter.vet(record) for record in held))
 
     asyncio.run(vet_all())
     assert ledger.files_calls == 1  # was one per file: 30 reads of 50 rows
@@ -129,8 +129,8 @@ def _naive_earlier(ledger: SqliteLedger, record: FileRecord) -> list[tuple[Versi
 
 
 def _kept(history: ReleaseHistory, record: FileRecord) -> list[tuple[Version, list[str]]]:
-    earlier = history.earlier(record)
-    return [(release.version, list(release.filenames)) for release in earlier.last(len(earlier))]
+    earlier = history.earlier(record, recent=1_000)
+    return [(release.version, list(release.filenames)) for release in earlier.recent]
 
 
 def test_the_kept_history_is_the_ledger_s_after_promotions_and_withdrawals(
@@ -169,9 +169,10 @@ def test_previous_summary_of_the_same_kind_comes_from_the_newest_release_with_on
     ledger = CountingLedger(tmp_path / "ledger.sqlite3")
     source = LocalSource(tmp_path / "files")
     held = _fill(ledger, source, old=4, new=2)
-    earlier = ReleaseHistory(ledger).earlier(held[0])
+    history = ReleaseHistory(ledger)
     newest = max(
         (r for r in ledger.files(BIG) if r.version != "9.0"), key=lambda r: Version(r.version)
     )
-    assert earlier.previous_of_kind(file_kind(held[0].filename)) == newest.filename
-    assert earlier.previous_of_kind("sdist") is None
+    assert history.earlier(held[0], recent=3).previous == newest.filename
+    sdist = replace(held[0], filename="big-9.0.tar.gz")
+    assert history.earlier(sdist, recent=3).previous is None  # no earlier sdist
