@@ -39,6 +39,7 @@ from quarantine import policy_record
 from quarantine.clock import Clock, SystemClock
 from quarantine.clock_guard import ClockGuard
 from quarantine.feeds import Feeds
+from quarantine.inspect_pool import InspectionPool, WorkerLimits
 from quarantine.ledger_sqlite import SqliteLedger
 from quarantine.live_policy import LivePolicy
 from quarantine.promoter import Promoter
@@ -123,7 +124,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         index_ttl_seconds=settings.index_ttl.total_seconds(),
         request_wait_seconds=settings.request_wait.total_seconds(),
         public_base_url=settings.public_base_url,
-        on_new_held=lambda: wake[0].wake() if wake else None,
+        on_new_held=lambda name, asked: wake[0].wake(name, asked) if wake else None,
         reserved=ReservedNames(settings.reserved_names),
         guard=guard,
         feeds=feeds,
@@ -140,7 +141,9 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         concurrency=settings.fetch_concurrency,
         on_change=catalog.sync,
         guard=guard,
-        vetter=Vetter(ledger, source, policy, clock, verifier),
+        vetter=Vetter(
+            ledger, source, policy, clock, verifier, inspector=_inspection_pool(settings)
+        ),
         feeds=feeds,
     )
     wake.append(promoter)
@@ -169,6 +172,15 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         refresher,
         policy,
     )
+
+
+def _inspection_pool(settings: Settings) -> InspectionPool:
+    limits = WorkerLimits(
+        memory_bytes=settings.inspection_memory_mb * 1024 * 1024,
+        cpu_seconds=settings.inspection_cpu_seconds,
+        wall_seconds=settings.inspection_timeout_seconds,
+    )
+    return InspectionPool(settings.inspection_workers, limits)
 
 
 def start_background(services: Services, *, vetting: bool) -> None:
@@ -231,6 +243,7 @@ async def close_services(services: Services) -> None:
     await asyncio.gather(*services.tasks, return_exceptions=True)
     services.tasks.clear()
     await services.client.close()
+    services.promoter.close()
     services.ledger.close()
 
 

@@ -176,7 +176,7 @@ class Catalog:
         index_ttl_seconds: float,
         request_wait_seconds: float,
         public_base_url: str | None,
-        on_new_held: Callable[[], None],
+        on_new_held: Callable[[NormalizedName, bool], None],
         reserved: ReservedNames | None = None,
         guard: ClockGuard | None = None,
         feeds: Feeds | None = None,
@@ -532,7 +532,7 @@ class Catalog:
                 # nobody asks for must not keep their records in memory.
                 live.written = _records_after(known, observation, etag, seq)
         if any(record.state is FileState.HELD for record in observation.new):
-            self._on_new_held()
+            self._on_new_held(snapshot.name, flight is not None)  # asked: a request waits
 
     def _observe(
         self,

@@ -87,6 +87,10 @@ class Settings:
     max_page_bytes: int = 64 * 1024 * 1024
     max_file_bytes: int = 4 * 1024 * 1024 * 1024
     fetch_concurrency: int = 4
+    inspection_workers: int = 0  # worker processes inspecting archives; 0: one per core
+    inspection_memory_mb: int = 1024  # address space of one inspection worker
+    inspection_cpu_seconds: int = 120  # CPU time of one file's inspection
+    inspection_timeout_seconds: float = 600.0  # wall-clock time of one file's inspection
     osv_feeds: tuple[str, ...] = ()  # directories, .zip exports or URLs of OSV records
     feed_refresh: timedelta = timedelta(hours=1)
     osv_id_prefixes: tuple[str, ...] = ("MAL-",)  # which advisories block; () = every record
@@ -122,6 +126,10 @@ _TOP_LEVEL: dict[str, Callable[[Any], Any]] = {
     "max_page_bytes": int_between(_KIB, _GIB, _BYTES),
     "max_file_bytes": int_between(_KIB, 1024 * _GIB, _BYTES),
     "fetch_concurrency": int_between(1, 64, "downloads at once"),
+    "inspection_workers": int_between(0, 64, "processes; 0: one per core"),
+    "inspection_memory_mb": int_between(0, 1024 * 1024, "MiB; 0: no limit"),
+    "inspection_cpu_seconds": int_between(0, 24 * 3600, "seconds; 0: no limit"),
+    "inspection_timeout_seconds": float_between(0.0, 24 * 3600.0, "seconds; 0: no limit"),
     "osv_feeds": as_list,
     "feed_refresh": duration_between(_MINUTE, 7 * _DAY),
     "osv_id_prefixes": as_list,

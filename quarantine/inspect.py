@@ -40,6 +40,7 @@ from quarantine.evidence import (
     action_for,
     strongest,
 )
+from quarantine.member_cache import MemberCache
 from quarantine.release_diff import ArchiveSummary, SummaryBuilder, compare
 
 log = logging.getLogger(__name__)
@@ -98,20 +99,49 @@ _SEVERITY_RANK = {severity: index for index, severity in enumerate(Severity)}
 
 
 def inspect_file(
-    path: Path, filename: str, previous: ArchiveSummary | None, limits: Limits | None = None
+    path: Path,
+    filename: str,
+    previous: ArchiveSummary | None,
+    limits: Limits | None = None,
+    cache: MemberCache | None = None,
 ) -> Inspection:
     """Inspect the wheel or sdist at ``path`` (named ``filename`` upstream) against the
-    summary of the project's previous release of the same kind (None: first release)."""
+    summary of the project's previous release of the same kind (None: first release).
+    ``cache``: Python sources already scanned (by their bytes), shared across files."""
     try:
-        return _inspect(path, filename, previous, limits or Limits())
+        return inspect_or_run_out(path, filename, previous, limits, cache)
+    except MemoryError:
+        return inspection_error("inspection ran out of memory; a person must look")
+
+
+def inspect_or_run_out(
+    path: Path,
+    filename: str,
+    previous: ArchiveSummary | None,
+    limits: Limits | None = None,
+    cache: MemberCache | None = None,
+) -> Inspection:
+    """As :func:`inspect_file`, but running out of memory raises MemoryError: in a worker
+    process under a memory limit, that is the mirror's limit, not the file's verdict."""
+    try:
+        return _inspect(path, filename, previous, limits or Limits(), cache)
+    except MemoryError:
+        raise
     except Exception as exc:
         log.exception("inspecting %s failed", filename)
-        message = f"inspection failed ({type(exc).__name__}); a person must look"
-        return Inspection(None, (Finding(INSPECTION_ERROR, Severity.HIGH, message),))
+        return inspection_error(f"inspection failed ({type(exc).__name__}); a person must look")
+
+
+def inspection_error(message: str) -> Inspection:
+    return Inspection(None, (Finding(INSPECTION_ERROR, Severity.HIGH, message),))
 
 
 def _inspect(
-    path: Path, filename: str, previous: ArchiveSummary | None, limits: Limits
+    path: Path,
+    filename: str,
+    previous: ArchiveSummary | None,
+    limits: Limits,
+    cache: MemberCache | None,
 ) -> Inspection:
     reader = ArchiveReader(path, filename, limits)
     kind = reader.kind or ArchiveKind.SDIST
@@ -123,7 +153,7 @@ def _inspect(
         if layout is not None:
             layout.observe(member.name, member.kind)
         if member.kind is MemberKind.FILE:
-            found += _member_findings(member, kind, builder, limits)
+            found += _member_findings(member, kind, builder, limits, cache)
     found = reader.findings + found
     summary = None
     if reader.finished:
@@ -161,7 +191,11 @@ def _known_install_time(found: list[Finding], previous: ArchiveSummary | None) -
 
 
 def _member_findings(
-    member: Member, kind: ArchiveKind, builder: SummaryBuilder, limits: Limits
+    member: Member,
+    kind: ArchiveKind,
+    builder: SummaryBuilder,
+    limits: Limits,
+    cache: MemberCache | None,
 ) -> list[Finding]:
     name = member.name
     lower = name.lower()
@@ -179,7 +213,8 @@ def _member_findings(
         return []
     if lower.endswith(".py"):
         install_time = kind is ArchiveKind.SDIST and is_install_script(name)
-        return scan_python(
+        scan = scan_python if cache is None else cache.scan
+        return scan(
             shown, member.data, install_time=install_time, max_parse_bytes=limits.max_parse_bytes
         )
     return []

@@ -1,8 +1,11 @@
 """The background worker that moves held files towards promotion.
 
 It fetches the bytes of held files early (so promotion is not waiting on a download),
-asks the upstream again when a cooled file needs a fresh look, and applies the decisions.
-One failing file never stops the others.
+vets each file as soon as its bytes are stored (a pipeline with bounded concurrency for
+each step, in the order of ``quarantine.work_queue``: what clients asked for first), asks
+the upstream again when a cooled file needs a fresh look, and applies the decisions. A
+project a client asks for while a round runs joins that round at the front, and is
+decided as soon as its own files are done. One failing file never stops the others.
 
 A round must stay cheap with thousands of held files, because it shares the event loop
 with serving: the held files are read once per round, a file known to be vetted is not
@@ -25,7 +28,7 @@ from packaging.utils import NormalizedName
 
 from quarantine.clock import Clock
 from quarantine.clock_guard import ClockGuard
-from quarantine.decide import Verdict, decide
+from quarantine.decide import Verdict, decide, hold_until
 from quarantine.errors import StaleTransition
 from quarantine.feeds import Feeds, with_advisories
 from quarantine.ledger import Ledger
@@ -33,6 +36,7 @@ from quarantine.live_policy import PolicySource
 from quarantine.models import FileRecord, FileState
 from quarantine.policy import Policy
 from quarantine.source import ArtifactSource, FetchFailed, IntegrityFailure, LookFailed
+from quarantine.work_queue import WorkQueue
 
 if TYPE_CHECKING:  # the worker runs without a vetter in tests of the time rules alone
     from quarantine.vetting import Vetter
@@ -88,6 +92,9 @@ class Round:
     vetted: int = 0
     vetting_failures: int = 0
     promoted: list[str] = field(default_factory=list)
+    vetting_order: list[str] = field(default_factory=list)  # files vetted, in order
+    vetted_projects: set[NormalizedName] = field(default_factory=set)
+    settled_early: set[NormalizedName] = field(default_factory=set)  # decided mid-round
 
 
 class Promoter:
@@ -107,7 +114,11 @@ class Promoter:
         self._source = source
         self._policies = policy  # read at each use: admins change it at run time
         self._clock = clock
-        self._slots = asyncio.Semaphore(concurrency)
+        self._concurrency = concurrency
+        self._slots = asyncio.Semaphore(concurrency)  # fetches at once
+        self._vetting = asyncio.Semaphore(concurrency)  # files vetted at once
+        self._queue = WorkQueue(lambda record: hold_until(record, self._policies.current()))
+        self._round: Round | None = None  # the round running now
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._on_change = on_change  # lets the serving side drop pages that changed
@@ -118,8 +129,18 @@ class Promoter:
         self._vetted: set[tuple[str, str]] = set()  # (sha256, filename), all checks reported
         self._vetted_for: tuple[str, ...] = ()  # the required checks _vetted is complete for
 
-    def wake(self) -> None:
-        """New held files were seen: fetch them soon rather than at the next tick."""
+    def close(self) -> None:
+        """Stop the vetter's inspection workers."""
+        if self._vetter is not None:
+            self._vetter.close()
+
+    def wake(self, project: NormalizedName | None = None, asked: bool = False) -> None:
+        """New held files were seen (of ``project``, which a client ``asked`` for): fetch
+        and vet them soon, and before the background's backlog when a client asked."""
+        if project is not None and asked:
+            self._queue.ask(project)
+            if self._round is not None:  # a round is running: join it now, at the front
+                self._offer_project(project, self._round)
         self._wake.set()
 
     async def run_forever(
@@ -140,19 +161,25 @@ class Promoter:
     async def run_once(self) -> Round:
         async with self._lock:
             result = Round()
+            self._forget_vetted_if_checks_changed()
             held = self._ledger.held()
-            await self._fetch_missing(held, result)
-            if result.fetched or result.rejected:
-                held = self._ledger.held()  # stored flags and states moved
-            vetted = await self._vet_pending(held, result)  # evidence only: records unchanged
+            self._round = result
+            try:
+                for record in held:
+                    self._offer(record, result)
+                self._vetted &= {(record.sha256, record.filename) for record in held}
+                await self._work_through(result)
+            finally:
+                self._round = None
+            held = self._ledger.held()  # stored flags and states moved
             by_project: dict[NormalizedName, list[FileRecord]] = defaultdict(list)
             for record in held:
                 by_project[record.project].append(record)
-            for project in vetted:
+            for project in result.vetted_projects - result.settled_early:
                 self._waiting.pop(project, None)
             self._waiting = {p: w for p, w in self._waiting.items() if p in by_project}
             inputs = self._inputs()
-            for project in sorted(by_project):
+            for project in sorted(by_project.keys() - result.settled_early):
                 waiting = self._waiting.get(project)
                 if waiting is not None and waiting.still(tuple(by_project[project]), inputs):
                     continue
@@ -164,53 +191,86 @@ class Promoter:
         feeds = self._feeds.digest if self._feeds is not None else ""
         return _Inputs(self._policies.current(), self._guard.frozen(), feeds, self._clock.now())
 
-    async def _fetch_missing(self, held: list[FileRecord], result: Round) -> None:
-        missing = [record for record in held if not record.stored and record.sha256]
-        await asyncio.gather(*(self._fetch_one(record, result) for record in missing))
+    # -- the pipeline: each file fetched, then vetted at once, most urgent first ----------
+    def _forget_vetted_if_checks_changed(self) -> None:
+        required = self._policies.current().required_checks
+        if required != self._vetted_for:
+            self._vetted, self._vetted_for = set(), required
 
-    async def _fetch_one(self, record: FileRecord, result: Round) -> None:
+    def _offer_project(self, project: NormalizedName, result: Round) -> None:
+        for record in self._ledger.held(project):
+            self._offer(record, result)
+
+    def _offer(self, record: FileRecord, result: Round) -> None:
+        """Queue ``record`` if its bytes or its vetting are missing."""
+        if not record.stored:
+            if record.sha256:
+                self._queue.put(record, self._clock.now())
+            return
+        if self._needs_vetting(record):
+            self._queue.put(record, self._clock.now())
+
+    def _needs_vetting(self, record: FileRecord) -> bool:
+        key = (record.sha256, record.filename)
+        if self._vetter is None or key in self._vetted:
+            return False
+        if self._vetter.needs_vetting(record):
+            return True
+        self._vetted.add(key)
+        return False
+
+    async def _work_through(self, result: Round) -> None:
+        """Until the queue is empty: the files asked for join it while this runs."""
+        workers = [self._work(result) for _ in range(self._concurrency * 2)]
+        await asyncio.gather(*workers)
+
+    async def _work(self, result: Round) -> None:
+        while (record := self._queue.pop()) is not None:
+            try:
+                await self._fetch_and_vet(record, result)
+            finally:
+                drained = self._queue.done(record)
+            if drained and self._queue.asked(record.project):
+                # Promote what a client waits for now, not after the rest of the backlog.
+                await self._settle_project(record.project, self._inputs(), result)
+                result.settled_early.add(record.project)
+
+    async def _fetch_and_vet(self, record: FileRecord, result: Round) -> None:
+        if not record.stored:
+            fetched = await self._fetch_one(record, result)
+            if fetched is None or not self._needs_vetting(fetched):
+                return
+            record = fetched
+        if self._vetter is not None:
+            async with self._vetting:
+                await self._vet_one(record, result)
+            result.vetted_projects.add(record.project)
+
+    async def _fetch_one(self, record: FileRecord, result: Round) -> FileRecord | None:
         async with self._slots:
             try:
-                await self._source.fetch(record)
+                fetched = await self._source.fetch(record)
                 result.fetched += 1
+                return fetched
             except IntegrityFailure as failure:
                 result.rejected += 1
                 self._reject(record, f"hash_mismatch: {failure}")
             except FetchFailed as failure:
                 result.fetch_failures += 1
                 log.warning("fetching %s failed, will retry: %s", record.filename, failure)
-
-    async def _vet_pending(self, held: list[FileRecord], result: Round) -> set[NormalizedName]:
-        """Vet what needs it; the projects whose evidence this round changed."""
-        if self._vetter is None:
-            return set()
-        required = self._policies.current().required_checks
-        if required != self._vetted_for:
-            self._vetted, self._vetted_for = set(), required
-        pending = []
-        for record in held:
-            key = (record.sha256, record.filename)
-            if not record.stored or key in self._vetted:
-                continue
-            if self._vetter.needs_vetting(record):
-                pending.append(record)
-            else:
-                self._vetted.add(key)
-        self._vetted &= {(record.sha256, record.filename) for record in held}
-        await asyncio.gather(*(self._vet_one(record, result) for record in pending))
-        return {record.project for record in pending}
+        return None
 
     async def _vet_one(self, record: FileRecord, result: Round) -> None:
         assert self._vetter is not None
-        async with self._slots:
-            try:
-                await self._vetter.vet(record)
-                result.vetted += 1
-            except (FetchFailed, IntegrityFailure) as failure:
-                log.warning("vetting %s must wait: %s", record.filename, failure)
-            except Exception:  # one broken file never stops the others; it stays held
-                result.vetting_failures += 1
-                log.exception("vetting %s failed; it stays held", record.filename)
+        try:
+            await self._vetter.vet(record)
+            result.vetted += 1
+            result.vetting_order.append(record.filename)
+        except (FetchFailed, IntegrityFailure) as failure:
+            log.warning("vetting %s must wait: %s", record.filename, failure)
+        except Exception:  # one broken file never stops the others; it stays held
+            result.vetting_failures += 1
+            log.exception("vetting %s failed; it stays held", record.filename)
 
     def _reject(self, record: FileRecord, reason: str) -> None:
         current = self._ledger.file(record.project, record.filename)

@@ -77,6 +77,10 @@ class ArchiveSummary:
         object.__setattr__(self, "pth_files", MappingProxyType(pth))
         object.__setattr__(self, "entry_points", MappingProxyType(groups))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Its read-only mappings do not pickle; inspection worker processes send summaries.
+        return (ArchiveSummary.from_json, (self.to_json(),))
+
     @property
     def scripts(self) -> frozenset[str]:
         """Console and GUI script names."""

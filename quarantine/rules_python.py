@@ -50,7 +50,7 @@ def scan_python(
         return []
     try:
         tree = ast.parse(data, filename=_PARSE_NAME)
-    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+    except (SyntaxError, ValueError, RecursionError) as exc:  # MemoryError: a limit, raised
         line = getattr(exc, "lineno", None)
         reason = printable(type(exc).__name__ + ": " + str(getattr(exc, "msg", exc)), 120)
         found = [Finding(UNPARSEABLE, Severity.INFO, f"not parseable ({reason})", name, line)]

@@ -3,24 +3,25 @@
 Checks: PEP 740 provenance (offline, pinned trust root), publisher continuity against
 the project's earlier promoted releases (so a freshly started mirror judges from the
 upstream history too), content inspection compared with the previous release, and
-malware feeds (applied at decision time, see ``quarantine.feeds``). CPU-bound work runs
-in worker threads so serving never waits on it.
+malware feeds (applied at decision time, see ``quarantine.feeds``). Inspection runs in
+worker processes (``quarantine.inspect_pool``) when the server gives the vetter a pool,
+and other CPU-bound work in threads, so serving never waits on it.
 """
 
 import asyncio
 import hashlib
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from packaging.utils import NormalizedName
-from packaging.version import InvalidVersion, Version
 
 from quarantine.archive import Limits
 from quarantine.clock import Clock
 from quarantine.evidence import Evidence
-from quarantine.inspect import Inspection, inspect_file
+from quarantine.history import Earlier, EarlierRelease, ReleaseHistory
+from quarantine.inspect import Inspection
+from quarantine.inspect_pool import Inspector, InThreadInspector
 from quarantine.ledger import Ledger
 from quarantine.live_policy import PolicySource
 from quarantine.models import FileRecord, FileState
@@ -36,25 +37,12 @@ from quarantine.source import ArtifactSource, FetchFailed, IntegrityFailure
 
 log = logging.getLogger(__name__)
 HISTORY_RELEASES = 3  # earlier releases consulted for the expected publisher
-_TRUSTED = (FileState.PROMOTED,)  # only vetted or established files set the baseline
-_Releases = list[tuple[Version, list[FileRecord]]]
 
 
 @dataclass(frozen=True, slots=True)
 class _Verified:
     result: ProvenanceResult | None
     digest: str | None
-
-
-def _version(text: str) -> Version | None:
-    try:
-        return Version(text)
-    except InvalidVersion:
-        return None
-
-
-def _kind(filename: str) -> str:
-    return "wheel" if filename.endswith(".whl") else "sdist"
 
 
 class Vetter:
@@ -66,6 +54,7 @@ class Vetter:
         clock: Clock,
         verifier: ProvenanceVerifier,
         limits: Limits | None = None,
+        inspector: Inspector | None = None,
     ) -> None:
         self._ledger = ledger
         self._source = source
@@ -73,6 +62,12 @@ class Vetter:
         self._clock = clock
         self._verifier = verifier
         self._limits = limits or Limits()
+        self._releases = ReleaseHistory(ledger)
+        self._inspector = inspector or InThreadInspector()
+
+    def close(self) -> None:
+        """Stop the inspection workers."""
+        self._inspector.close()
 
     def needs_vetting(self, record: FileRecord) -> bool:
         if record.state is not FileState.HELD or not record.stored or record.established:
@@ -86,10 +81,10 @@ class Vetter:
         verified = await self._verify(record, self._pinned(record.project))
         provenance = provenance_evidence(verified.result, verified.digest, **self._mappings())
         identity = verified.result.identity if verified.result and verified.result.ok else None
-        # Read once, in a thread: a big project's 10,000 records and their versions take a
-        # quarter of a second, which the event loop serving pages must not wait for.
-        earlier = await asyncio.to_thread(self._earlier_releases, record)
-        history = await self._history(earlier)
+        # In a thread: a big project's first read (10,000 records and their versions) takes
+        # a quarter of a second, which the event loop serving pages must not wait for.
+        earlier = await asyncio.to_thread(self._releases.earlier, record, HISTORY_RELEASES)
+        history = await self._history(record.project, earlier)
         publisher = continuity_evidence(
             identity,
             record.provenance_url is not None,
@@ -127,30 +122,21 @@ class Vetter:
         return _Verified(result, hashlib.sha256(raw).hexdigest())  # the bytes verified
 
     # -- the project's history -------------------------------------------------------------
-    def _earlier_releases(self, record: FileRecord) -> _Releases:
-        """The project's trusted releases before ``record``'s, oldest first."""
-        mine = _version(record.version)
-        if mine is None:
-            return []
-        releases: dict[Version, list[FileRecord]] = {}
-        for other in self._ledger.files(record.project):
-            version = _version(other.version)
-            if version is None or version >= mine or other.state not in _TRUSTED:
-                continue
-            releases.setdefault(version, []).append(other)
-        return sorted(releases.items())
-
-    async def _history(self, earlier: _Releases) -> list[tuple[str, PublisherIdentity | None]]:
+    async def _history(
+        self, project: NormalizedName, earlier: Earlier
+    ) -> list[tuple[str, PublisherIdentity | None]]:
         history = []
-        for version, files in earlier[-HISTORY_RELEASES:]:
-            history.append((str(version), await self._release_identity(files)))
+        for release in earlier.recent:
+            identity = await self._release_identity(project, release)
+            history.append((str(release.version), identity))
         return history
 
-    async def _release_identity(self, files: Sequence[FileRecord]) -> PublisherIdentity | None:
-        attested = [f for f in files if f.provenance_url is not None]
-        if not attested:
+    async def _release_identity(
+        self, project: NormalizedName, release: EarlierRelease
+    ) -> PublisherIdentity | None:
+        sample = self._ledger.file(project, release.attested[0]) if release.attested else None
+        if sample is None:
             return None
-        sample = attested[0]
         known = self._ledger.evidence(sample.project, sample.filename).get(sample.filename, [])
         for item in known:
             if item.check == "provenance" and "identity" in item.details:
@@ -167,13 +153,11 @@ class Vetter:
         return None
 
     async def _previous_summary(
-        self, record: FileRecord, earlier: _Releases
+        self, record: FileRecord, earlier: Earlier
     ) -> ArchiveSummary | None:
-        for _release, files in reversed(earlier):
-            same_kind = [f for f in files if _kind(f.filename) == _kind(record.filename)]
-            if same_kind:
-                return await self._summary_of(same_kind[0])
-        return None
+        previous = earlier.previous
+        found = self._ledger.file(record.project, previous) if previous else None
+        return await self._summary_of(found) if found is not None else None
 
     async def _summary_of(self, record: FileRecord) -> ArchiveSummary | None:
         known = self._ledger.evidence(record.project, record.filename).get(record.filename, [])
@@ -185,17 +169,13 @@ class Vetter:
         except (FetchFailed, IntegrityFailure) as error:
             log.warning("previous release %s unavailable: %s", record.filename, error)
             return None
-        inspection = await asyncio.to_thread(
-            inspect_file, path, record.filename, None, self._limits
-        )
+        inspection = await self._inspector.inspect(path, record.filename, None, self._limits)
         self._ledger.record_evidence(record, self._content_evidence(inspection), self._clock.now())
         return inspection.summary
 
     async def _inspect(self, record: FileRecord, previous: ArchiveSummary | None) -> Evidence:
         path = await self._source.local_copy(record)
-        inspection = await asyncio.to_thread(
-            inspect_file, path, record.filename, previous, self._limits
-        )
+        inspection = await self._inspector.inspect(path, record.filename, previous, self._limits)
         return self._content_evidence(inspection)
 
     def _content_evidence(self, inspection: Inspection) -> Evidence:

@@ -1,0 +1,43 @@
+"""Findings of Python sources already scanned, keyed by their bytes: each is parsed once.
+
+The wheels of one release (fifty of numpy's, one per platform and Python) carry the same
+``.py`` members byte for byte. The rules over a source depend only on its bytes, the
+name it is reported under, whether it is an sdist's ``setup.py`` and the parse limit, so
+all four make the key: a hit is exactly what scanning again would give, and the cache
+cannot change a verdict. Bounded by entries; the oldest used go first.
+"""
+
+import hashlib
+from collections import OrderedDict
+
+from quarantine.content_rules import scan_python
+from quarantine.evidence import Finding
+
+MAX_ENTRIES = 20_000  # a few MB: keys, and findings that are mostly empty
+
+_Key = tuple[bytes, str, bool, int]
+
+
+class MemberCache:
+    def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
+        self._max = max_entries
+        self._found: OrderedDict[_Key, tuple[Finding, ...]] = OrderedDict()
+        self.scanned = 0  # sources given to the rules (not found here)
+
+    def __len__(self) -> int:
+        return len(self._found)
+
+    def scan(
+        self, name: str, data: bytes, *, install_time: bool, max_parse_bytes: int
+    ) -> list[Finding]:
+        key = (hashlib.sha256(data).digest(), name, install_time, max_parse_bytes)
+        found = self._found.get(key)
+        if found is not None:
+            self._found.move_to_end(key)
+            return list(found)
+        self.scanned += 1
+        fresh = scan_python(name, data, install_time=install_time, max_parse_bytes=max_parse_bytes)
+        self._found[key] = tuple(fresh)
+        if len(self._found) > self._max:
+            self._found.popitem(last=False)
+        return fresh

@@ -1,0 +1,116 @@
+"""The order held files are fetched and vetted in: demand first, newest cooled release first.
+
+Files of a project a client asked for go before the watcher's background work (the most
+recently asked project first), so a request never waits behind another project's
+backlog. Within a project, files whose cooling has ended go first (they are what a client
+would be served once vetted), newest release first, then the still-cooling ones.
+
+A project asked for after its files were queued is queued again at its new rank; the
+stale entries are skipped when they come up.
+"""
+
+import heapq
+import itertools
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime
+from functools import total_ordering
+
+from packaging.utils import NormalizedName
+from packaging.version import Version
+
+from quarantine.history import release_version
+from quarantine.models import FileRecord
+
+MAX_ASKED = 10_000  # projects remembered as asked for; the oldest are forgotten
+
+
+@total_ordering
+class _Newest:
+    """A version that sorts newest first; unparseable versions last."""
+
+    def __init__(self, version: Version | None) -> None:
+        self.version = version
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Newest) and self.version == other.version
+
+    def __lt__(self, other: "_Newest") -> bool:
+        if self.version is None or other.version is None:
+            return other.version is None and self.version is not None
+        return self.version > other.version
+
+
+_Key = tuple[str, str]  # (sha256, filename)
+_Rank = tuple[int, int, int, _Newest, str]
+
+
+class WorkQueue:
+    def __init__(self, cooled_at: Callable[[FileRecord], datetime]) -> None:
+        self._cooled_at = cooled_at
+        self._asked: dict[NormalizedName, int] = {}  # project: when asked (a counter)
+        self._ticks = itertools.count(1)
+        self._heap: list[tuple[_Rank, int, FileRecord]] = []
+        self._queued: dict[_Key, FileRecord] = {}  # waiting, by key (latest record)
+        self._rank: dict[_Key, _Rank] = {}
+        self._open: Counter[NormalizedName] = Counter()  # queued or in hand, per project
+        self._order = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._queued)
+
+    def ask(self, project: NormalizedName) -> None:
+        """A client asked for ``project``: its files go first from now on."""
+        self._asked.pop(project, None)
+        self._asked[project] = next(self._ticks)
+        while len(self._asked) > MAX_ASKED:
+            del self._asked[next(iter(self._asked))]
+        for key, record in list(self._queued.items()):
+            if record.project == project:
+                self._push(key, record)
+
+    def asked(self, project: NormalizedName) -> bool:
+        return project in self._asked
+
+    def put(self, record: FileRecord, now: datetime) -> None:
+        key = (record.sha256, record.filename)
+        if key in self._queued:
+            return
+        self._queued[key] = record
+        self._open[record.project] += 1
+        self._push(key, record, now)
+
+    def pop(self) -> FileRecord | None:
+        """The most urgent file, now in hand until ``done``; None when nothing waits."""
+        while self._heap:
+            rank, _, record = heapq.heappop(self._heap)
+            key = (record.sha256, record.filename)
+            if self._rank.get(key) != rank or key not in self._queued:
+                continue  # queued again at another rank, or already taken
+            del self._queued[key], self._rank[key]
+            return record
+        return None
+
+    def done(self, record: FileRecord) -> bool:
+        """The file in hand is finished; whether its project has nothing left queued."""
+        self._open[record.project] -= 1
+        if self._open[record.project] > 0:
+            return False
+        del self._open[record.project]
+        return True
+
+    def _push(self, key: _Key, record: FileRecord, now: datetime | None = None) -> None:
+        previous = self._rank.get(key)
+        cooling = previous[2] if previous is not None and now is None else None
+        if cooling is None:
+            cooling = 0 if now is None or self._cooled_at(record) <= now else 1
+        asked = self._asked.get(record.project)
+        rank: _Rank = (
+            0 if asked is not None else 1,
+            -(asked or 0),
+            cooling,
+            _Newest(release_version(record.version)),
+            record.filename,
+        )
+        self._rank[key] = rank
+        heapq.heappush(self._heap, (rank, next(self._order), record))

@@ -1,0 +1,224 @@
+"""Inspection in worker processes: the same evidence, crashes and limits retried once.
+
+Real worker processes, real archives. The hooks below run inside a worker (the worker
+imports them by name, as it imports the real task) to stand still until the test kills
+the process, which is the only way a test can know it dies mid-task.
+"""
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from quarantine.archive import Limits, MiB
+from quarantine.inspect import INSPECTION_ERROR, Inspection, inspect_file
+from quarantine.inspect_pool import InspectionPool, WorkerLimits
+from quarantine.inspect_worker import InspectTask, Outcome, run_inspection
+from quarantine.member_cache import MemberCache
+from quarantine.release_diff import ArchiveSummary
+from support.dists import Dist, build_sdist, build_wheel
+
+PAYLOAD = 'import base64\nexec(base64.b64decode("cHJpbnQoJ2hpJyk="))\n'
+SETUP = (
+    "import subprocess, urllib.request\nfrom setuptools import setup\n"
+    'urllib.request.urlopen("https://example.invalid/x")\nsetup()\n'
+)
+HANG = "hang"  # while this file is beside the archive, the hook stands still
+PIDS = "pids"  # the hook notes its process here before it stands still
+
+
+def _hang_when_marked(task: InspectTask) -> Outcome:
+    if (task.path.parent / HANG).exists():
+        with (task.path.parent / PIDS).open("a") as notes:
+            notes.write(f"{os.getpid()}\n")
+        time.sleep(120)
+    return run_inspection(task)
+
+
+def _report_modules(task: InspectTask) -> Outcome:
+    (task.path.parent / "modules").write_text("\n".join(sorted(sys.modules)))
+    return run_inspection(task)
+
+
+def _corpus(folder: Path) -> list[tuple[Path, Dist]]:
+    dists = [
+        build_wheel("demo", "1.0"),
+        build_wheel("demo", "1.1", modules={"demo/__init__.py": PAYLOAD}),
+        build_sdist("demo", "1.2", modules={"setup.py": SETUP}),
+        build_wheel(
+            "demo",
+            "1.3",
+            modules={"demo/__init__.py": "x = eval(input())\n"},
+            extra_files={"demo.pth": b"import os\n"},
+        ),
+    ]
+    folder.mkdir(exist_ok=True)
+    placed = []
+    for dist in dists:
+        (folder / dist.filename).write_bytes(dist.data)
+        placed.append((folder / dist.filename, dist))
+    return placed
+
+
+def _previous(folder: Path) -> ArchiveSummary:
+    older = build_wheel("demo", "0.9")
+    (folder / older.filename).write_bytes(older.data)
+    summary = inspect_file(folder / older.filename, older.filename, None).summary
+    assert summary is not None
+    return summary
+
+
+def test_workers_give_exactly_the_evidence_of_inspection_in_this_process(tmp_path: Path) -> None:
+    placed = _corpus(tmp_path)
+    previous = _previous(tmp_path)
+    pool = InspectionPool(2)
+
+    async def both() -> list[Inspection]:
+        jobs = [pool.inspect(path, d.filename, previous, Limits()) for path, d in placed]
+        return list(await asyncio.gather(*jobs))
+
+    try:
+        found = asyncio.run(both())
+    finally:
+        pool.close()
+    expected = [inspect_file(path, d.filename, previous) for path, d in placed]
+    assert found == expected
+    assert {f.rule for inspection in found for f in inspection.findings} >= {
+        "exec-encoded-payload",
+        "setup-network",
+    }
+
+
+def test_a_worker_imports_only_the_vetting_side(tmp_path: Path) -> None:
+    ((path, dist),) = _corpus(tmp_path)[:1]
+    pool = InspectionPool(1, work=_report_modules)
+    try:
+        asyncio.run(pool.inspect(path, dist.filename, None, Limits()))
+    finally:
+        pool.close()
+    modules = set((tmp_path / "modules").read_text().split())
+    assert "quarantine.inspect" in modules
+    assert not {"mirror", "starlette", "aiohttp", "uvicorn"} & modules
+
+
+def _killing(
+    pool: InspectionPool, folder: Path, path: Path, filename: str, kills: int
+) -> Inspection:
+    """Inspect ``path``, killing the worker that has it ``kills`` times (SIGKILL)."""
+
+    async def run() -> Inspection:
+        job = asyncio.create_task(pool.inspect(path, filename, None, Limits()))
+        for kill in range(kills):
+            while len(_pids(folder)) <= kill:
+                assert not job.done()
+                await asyncio.sleep(0.05)
+            if kill == kills - 1:
+                (folder / HANG).unlink()  # whatever runs next runs through
+            os.kill(_pids(folder)[kill], signal.SIGKILL)
+        return await job
+
+    return asyncio.run(run())
+
+
+def _pids(folder: Path) -> list[int]:
+    notes = folder / PIDS
+    return [int(line) for line in notes.read_text().split()] if notes.exists() else []
+
+
+def test_a_worker_killed_twice_mid_task_is_an_inspection_error_that_says_so(
+    tmp_path: Path,
+) -> None:
+    (path, dist), (other, second) = _corpus(tmp_path)[:2]
+    (tmp_path / HANG).touch()
+    pool = InspectionPool(1, work=_hang_when_marked)
+    try:
+        broken = _killing(pool, tmp_path, path, dist.filename, kills=2)
+        after = asyncio.run(pool.inspect(other, second.filename, None, Limits()))
+    finally:
+        pool.close()
+    (finding,) = broken.findings
+    assert finding.rule == INSPECTION_ERROR
+    assert finding.message == (
+        "worker crashed (signal 9); retried once in a fresh worker: worker crashed (signal 9)"
+    )
+    first, retry = _pids(tmp_path)
+    assert first != retry  # a fresh worker
+    assert after == inspect_file(other, second.filename, None)  # the pool goes on
+
+
+def test_a_worker_killed_once_is_retried_and_the_retry_counts(tmp_path: Path) -> None:
+    ((path, dist),) = _corpus(tmp_path)[1:2]
+    (tmp_path / HANG).touch()
+    pool = InspectionPool(1, work=_hang_when_marked)
+    try:
+        found = _killing(pool, tmp_path, path, dist.filename, kills=1)
+    finally:
+        pool.close()
+    assert found == inspect_file(path, dist.filename, None)
+
+
+def _heavy_wheel(folder: Path, members: int) -> tuple[Path, str]:
+    """Sources the parser must build big trees for: within every archive limit."""
+    body = "exec(x)\na = [" + "1," * 300_000 + "]\n"
+    modules = {f"heavy/m{index}.py": f"# {index}\n{body}" for index in range(members)}
+    dist = build_wheel("heavy", "1.0", modules=modules)
+    (folder / dist.filename).write_bytes(dist.data)
+    return folder / dist.filename, dist.filename
+
+
+def test_a_cpu_time_limit_hit_is_an_inspection_error_after_one_retry(tmp_path: Path) -> None:
+    path, filename = _heavy_wheel(tmp_path, members=30)
+    pool = InspectionPool(1, WorkerLimits(cpu_seconds=1))
+    try:
+        found = asyncio.run(pool.inspect(path, filename, None, Limits()))
+    finally:
+        pool.close()
+    assert [f.message for f in found.findings] == [
+        "worker hit its CPU time limit (1 s); retried once in a fresh worker: "
+        "worker hit its CPU time limit (1 s)"
+    ]
+
+
+def test_a_memory_limit_hit_is_an_inspection_error_after_one_retry(tmp_path: Path) -> None:
+    path, filename = _heavy_wheel(tmp_path, members=1)
+    pool = InspectionPool(1, WorkerLimits(memory_bytes=160 * MiB))
+    try:
+        found = asyncio.run(pool.inspect(path, filename, None, Limits()))
+    finally:
+        pool.close()
+    assert [f.message for f in found.findings] == [
+        "worker hit its memory limit (160 MiB); retried once in a fresh worker: "
+        "worker hit its memory limit (160 MiB)"
+    ]
+
+
+def test_a_wall_clock_limit_kills_a_stuck_worker(tmp_path: Path) -> None:
+    ((path, dist),) = _corpus(tmp_path)[:1]
+    (tmp_path / HANG).touch()
+    pool = InspectionPool(1, WorkerLimits(wall_seconds=1), work=_hang_when_marked)
+    try:
+        found = asyncio.run(pool.inspect(path, dist.filename, None, Limits()))
+    finally:
+        pool.close()
+    assert [f.message for f in found.findings] == [
+        "worker took longer than 1 s (wall clock); retried once in a fresh worker: "
+        "worker took longer than 1 s (wall clock)"
+    ]
+    assert len(set(_pids(tmp_path))) == 2
+
+
+def test_identical_members_of_a_release_are_scanned_once(tmp_path: Path) -> None:
+    shared = {f"big/mod{index}.py": f"VALUE_{index} = eval(input())\n" for index in range(20)}
+    tags = ("cp312-cp312-manylinux_2_17_x86_64", "cp312-cp312-win_amd64")
+    wheels = [build_wheel("big", "2.0", modules=shared, tag=tag) for tag in tags]
+    cache = MemberCache()
+    found = []
+    for wheel in wheels:
+        (tmp_path / wheel.filename).write_bytes(wheel.data)
+        found.append(inspect_file(tmp_path / wheel.filename, wheel.filename, None, cache=cache))
+        assert cache.scanned == len(shared)  # the second wheel's sources: none parsed again
+    uncached = [inspect_file(tmp_path / w.filename, w.filename, None) for w in wheels]
+    assert found == uncached
+    assert all(inspection.findings for inspection in found)  # eval() is reported
