@@ -15,6 +15,7 @@ or those versions would download every file through the mirror.
 """
 
 import asyncio
+import functools
 import gzip
 import hashlib
 import re
@@ -38,8 +39,8 @@ from mirror.simple_routes import PAGE_MAX_AGE_SECONDS, accepts_gzip, etag_matche
 # The index's versions are PEP 440 (normalised here); anything else names no release
 # and never reaches a header.
 _VERSION = re.compile(r"[A-Za-z0-9._+!-]{1,128}")
-# Pages this big are re-shaped in a worker thread (a 10,000-file project takes ~0.2 s),
-# so the event loop keeps answering everyone else meanwhile.
+# Answers from pages this big (~600 files) are made in a worker thread: a 10,000-file
+# project's took 0.4 s, which the event loop must not stall for.
 THREAD_FROM_BYTES = 256 * 1024
 GZIP_MIN_BYTES = 16 * 1024  # below this, compressing costs more than it saves
 # Re-shaped projects kept, least recently used out first, weighed by their page and
@@ -64,7 +65,7 @@ def _answer(body: bytes) -> Answer:
 
 class _Kept:
     """One project's releases as re-shaped from one page at one address, and the answers
-    rendered from them (None: the project's; else a version's)."""
+    made from them, by the version asked for (None: the project's)."""
 
     def __init__(self, page_etag: str, releases: Releases, weight: int) -> None:
         self.page_etag = page_etag
@@ -113,8 +114,7 @@ class JsonApi:
         # Where the simple page is, as the client asking reaches it: its links resolve
         # against that address, and so do the URLs given here.
         page_url = f"{request.base_url}simple/{name}/"
-        kept = await self._releases(name, served.page, page_url)
-        answer = self._rendered(kept, version)
+        answer = await self._answer(name, served.page, page_url, version)
         headers = {
             "ETag": answer.etag,
             "Cache-Control": f"max-age={PAGE_MAX_AGE_SECONDS}",
@@ -132,36 +132,35 @@ class JsonApi:
             body, headers["Content-Encoding"] = answer.gzipped, "gzip"
         return Response(body, headers=headers, media_type="application/json")
 
-    async def _releases(self, name: NormalizedName, page: Page, page_url: str) -> _Kept:
+    async def _answer(
+        self, name: NormalizedName, page: Page, page_url: str, version: str | None
+    ) -> Answer:
+        """The answer for the project (``version`` None) or the version asked for, kept
+        until the page changes; a big page's is made in a worker thread."""
         key = (name, page_url)
         kept = self._kept.get(key)
         if kept is not None and kept.page_etag == page.etag:
             self._kept.move_to_end(key)
-            return kept
-        if len(page.body) >= THREAD_FROM_BYTES:
-            releases = await asyncio.to_thread(releases_from_page, page.body, page_url)
+            if version in kept.answers:
+                return kept.answers[version]
         else:
-            releases = releases_from_page(page.body, page_url)
+            kept = None
+        make = functools.partial(
+            _made, page.body, page_url, kept.releases if kept else None, version
+        )
+        releases, answer = (
+            await asyncio.to_thread(make) if len(page.body) >= THREAD_FROM_BYTES else make()
+        )
         if not releases.files:
             raise NotFound(f"not found: {name} has no vetted files")
-        fresh = _Kept(page.etag, releases, len(page.body))
-        self._keep(key, fresh)
-        return fresh
-
-    def _rendered(self, kept: _Kept, version: str | None) -> Answer:
-        releases = kept.releases
-        if version is not None:
-            found = releases.find(version)
-            if found is None:
-                raise NotFound(f"not found: {releases.name} has no vetted files of that version")
-            version = found
-        answer = kept.answers.get(version)
+        if kept is None:
+            kept = _Kept(page.etag, releases, len(page.body))
+            self._keep(key, kept)
         if answer is None:
-            body = project_json(releases) if version is None else release_json(releases, version)
-            answer = _answer(body)
-            kept.answers[version] = answer
-            kept.weight += len(body) + len(answer.gzipped or b"")
-            self._evict()
+            raise NotFound(f"not found: {name} has no vetted files of that version")
+        kept.answers[version] = answer
+        kept.weight += len(answer.body) + len(answer.gzipped or b"")
+        self._evict()
         return answer
 
     def _keep(self, key: tuple[NormalizedName, str], kept: _Kept) -> None:
@@ -176,6 +175,20 @@ class JsonApi:
         while weight > KEPT_BYTES and len(self._kept) > 1:
             _key, oldest = self._kept.popitem(last=False)
             weight -= oldest.weight
+
+
+def _made(
+    body: bytes, page_url: str, releases: Releases | None, version: str | None
+) -> tuple[Releases, Answer | None]:
+    """The releases (re-shaped from the page unless given) and the answer asked for; None
+    when the version is not among them."""
+    releases = releases or releases_from_page(body, page_url)
+    if not releases.files:
+        return releases, None
+    if version is None:
+        return releases, _answer(project_json(releases))
+    found = releases.find(version)
+    return releases, None if found is None else _answer(release_json(releases, found))
 
 
 def json_api_routes(catalog: Catalog) -> list[Route]:

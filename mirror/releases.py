@@ -11,7 +11,7 @@ sha256 only), no description, no dependencies (they would need the core metadata
 """
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urljoin
@@ -71,18 +71,35 @@ def releases_from_page(body: bytes, page_url: str) -> Releases:
     """``body``: the project's PEP 691 JSON page; ``page_url``: where it is served."""
     page = json.loads(body)
     name = canonicalize_name(page["name"])
+    resolve = _resolver(page_url)
     grouped: dict[str, list[ReleaseFile]] = {}
     for entry in page["files"]:
         try:
             version = file_version(name, entry["filename"])
         except UnservableFile:
             continue  # never promoted; listed by no page the mirror renders
-        grouped.setdefault(version, []).append(_release_file(entry, version, page_url))
+        grouped.setdefault(version, []).append(_release_file(entry, version, resolve))
     ordered = sorted(grouped, key=_order)
     return Releases(name, {version: tuple(grouped[version]) for version in ordered})
 
 
-def _release_file(entry: Mapping[str, object], version: str, page_url: str) -> ReleaseFile:
+def _resolver(page_url: str) -> Callable[[str], str]:
+    """``urljoin(page_url, link)``; for the links the mirror writes (``../../files/...``
+    below a page two levels deep), without its cost: 10,000 joins took 0.6 s."""
+    root = urljoin(page_url, "../../")
+
+    def resolve(link: str) -> str:
+        rest = link[len("../../") :]
+        if link.startswith("../../files/") and not any(mark in rest for mark in ("/.", "?", "#")):
+            return root + rest
+        return urljoin(page_url, link)
+
+    return resolve
+
+
+def _release_file(
+    entry: Mapping[str, object], version: str, resolve: Callable[[str], str]
+) -> ReleaseFile:
     yanked = entry.get("yanked", False)
     uploaded = entry.get("upload-time")
     size = entry.get("size")
@@ -92,7 +109,7 @@ def _release_file(entry: Mapping[str, object], version: str, page_url: str) -> R
     return ReleaseFile(
         filename=str(entry["filename"]),
         version=version,
-        url=urljoin(page_url, str(entry["url"])),
+        url=resolve(str(entry["url"])),
         sha256=str(hashes["sha256"]),
         size=size if isinstance(size, int) else None,
         upload_time=datetime.fromisoformat(uploaded) if isinstance(uploaded, str) else None,
