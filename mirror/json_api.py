@@ -115,21 +115,24 @@ class JsonApi:
         # against that address, and so do the URLs given here.
         page_url = f"{request.base_url}simple/{name}/"
         answer = await self._answer(name, served.page, page_url, version)
+        body, etag, encoding = answer.body, answer.etag, None
+        if answer.gzipped is not None and accepts_gzip(request.headers.get("accept-encoding")):
+            # Another encoding is another representation: its own strong ETag.
+            body, etag, encoding = answer.gzipped, etag[:-1] + '-gzip"', "gzip"
         headers = {
-            "ETag": answer.etag,
+            "ETag": etag,
             "Cache-Control": f"max-age={PAGE_MAX_AGE_SECONDS}",
             "X-Content-Type-Options": "nosniff",
         }
         if answer.gzipped is not None:
             headers["Vary"] = "Accept-Encoding"
+        if encoding is not None:
+            headers["Content-Encoding"] = encoding
         if served.stale_seconds is not None:
             headers["X-Mirror-Stale"] = str(int(served.stale_seconds))
             headers["X-Mirror-Upstream"] = "unreachable"
-        if etag_matches(request.headers.get("if-none-match"), answer.etag):
+        if etag_matches(request.headers.get("if-none-match"), etag):
             return Response(status_code=304, headers=headers)
-        body = answer.body
-        if answer.gzipped is not None and accepts_gzip(request.headers.get("accept-encoding")):
-            body, headers["Content-Encoding"] = answer.gzipped, "gzip"
         return Response(body, headers=headers, media_type="application/json")
 
     async def _answer(

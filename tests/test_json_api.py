@@ -46,11 +46,17 @@ class Reply:
         return json.loads(self.body)
 
 
-def get(mirror: MirrorServer, path: str, headers: Mapping[str, str] | None = None) -> Reply:
-    """One GET over a real socket; redirects are not followed."""
+def get(
+    mirror: MirrorServer,
+    path: str,
+    headers: Mapping[str, str] | None = None,
+    *,
+    method: str = "GET",
+) -> Reply:
+    """One request over a real socket; redirects are not followed."""
     conn = http.client.HTTPConnection("127.0.0.1", mirror.port, timeout=30)
     try:
-        conn.request("GET", path, headers=dict(headers or {}))
+        conn.request(method, path, headers=dict(headers or {}))
         response = conn.getresponse()
         return Reply(
             response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
@@ -141,7 +147,8 @@ def test_project_json_lists_vetted_files_with_the_fields_tools_read(
 
 def test_release_json_describes_one_version(mirror: MirrorServer, demo: dict[str, Dist]) -> None:
     project = get(mirror, "/pypi/hash-me/json").json()
-    one = get(mirror, "/pypi/hash-me/1.1/json").json()
+    one_reply = get(mirror, "/pypi/hash-me/1.1/json")
+    one = one_reply.json()
     assert one["info"] == {
         "name": "hash-me",
         "version": "1.1",
@@ -155,6 +162,8 @@ def test_release_json_describes_one_version(mirror: MirrorServer, demo: dict[str
     same = get(mirror, "/pypi/hash-me/1.0.0/json").json()
     assert same["info"]["version"] == "1.0"
     assert same["urls"] == project["releases"]["1.0"]
+    head = get(mirror, "/pypi/hash-me/1.1/json", method="HEAD")
+    assert (head.status, head.body, head.headers["etag"]) == (200, b"", one_reply.headers["etag"])
     # The index answers with a trailing slash too.
     assert get(mirror, "/pypi/hash-me/json/").json() == project
     assert get(mirror, "/pypi/hash-me/1.1/json/").json() == one
@@ -303,6 +312,11 @@ def test_a_big_answer_is_sent_gzipped_to_who_accepts_it(
     assert packed.headers["content-encoding"] == "gzip"
     assert packed.headers["vary"] == plain.headers["vary"] == "Accept-Encoding"
     assert gzip.decompress(packed.body) == plain.body
+    # Each encoding its own strong ETag, each revalidated as itself.
+    assert packed.headers["etag"] != plain.headers["etag"]
+    for reply, extra in ((plain, {}), (packed, {"Accept-Encoding": "gzip"})):
+        again = get(mirror, "/pypi/roomy/json", {"If-None-Match": reply.headers["etag"], **extra})
+        assert again.status == 304
     assert len(plain.json()["releases"]) == 60
 
 
