@@ -26,6 +26,7 @@ from mirror.errors import MirrorError
 from mirror.fast_path import FastPath
 from mirror.feed_refresh import FeedRefresher, is_url
 from mirror.file_routes import serve_file
+from mirror.json_api import json_api_routes
 from mirror.names import ReservedNames
 from mirror.notifier import Notifier, build_routes
 from mirror.one_line import OneLine, for_error, one_line
@@ -280,6 +281,7 @@ def create_app(
             Route("/healthz", _health, methods=["GET"]),
             Route("/readyz", _ready, methods=["GET"]),
             *admin_routes(),
+            *json_api_routes(services.catalog),
         ],
         middleware=middleware,
         exception_handlers={MirrorError: _mirror_error, HTTPException: _http_error},

@@ -32,6 +32,8 @@ class MirrorServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.port = 0
         self.services: Services | None = None
+        # (method, path) of every request the server received, as the Upstream's journal.
+        self.journal: list[tuple[str, str]] = []
 
     @property
     def url(self) -> str:
@@ -50,7 +52,11 @@ class MirrorServer:
         app = create_app(replace(self.settings, port=self.port), self.clock, background=False)
         self.services = app.state.services
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+            _Journaled(app, self.journal),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
         )
         self._server = uvicorn.Server(config)
         ready = threading.Event()
@@ -122,6 +128,19 @@ class MirrorServer:
             self.services.catalog.sync()
 
         self.call(_sync())
+
+
+class _Journaled:
+    """The app, with each request's method and path appended to ``journal`` first."""
+
+    def __init__(self, app: Any, journal: list[tuple[str, str]]) -> None:
+        self._app = app
+        self._journal = journal
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            self._journal.append((scope["method"], scope["path"]))
+        await self._app(scope, receive, send)
 
 
 @contextlib.contextmanager
