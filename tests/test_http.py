@@ -425,6 +425,8 @@ def test_held_files_appear_on_neither_page_until_promoted(
         (f"{JSON_TYPE};q=0, text/html", LEGACY_HTML),
         ("application/*;q=0.2, text/html;q=0", HTML_TYPE),
         (f"text/html;q=0, {HTML_TYPE};q=0, */*;q=0.1", JSON_TYPE),
+        # pypi-simple's default: JSON and HTML named with the same weight.
+        (f"{JSON_TYPE}, {HTML_TYPE}, text/html;q=0.01", JSON_TYPE),
     ],
 )
 def test_accept_header_picks_the_format(
@@ -452,7 +454,12 @@ def test_format_query_parameter_overrides_accept(
     assert (spelled.status, spelled.media_type) == (200, JSON_TYPE)
     as_html = get(mirror, f"/simple/nego/?format={quote(HTML_TYPE)}", {"Accept": JSON_TYPE})
     assert (as_html.status, as_html.media_type) == (200, HTML_TYPE)
-    for reply in (as_json, spelled, as_html):
+    # Typed by hand, the "+" stays literal (form decoding makes it a space).
+    literal = get(mirror, f"/simple/nego/?format={JSON_TYPE}", {"Accept": "text/html"})
+    assert (literal.status, literal.media_type) == (200, JSON_TYPE)
+    root = get(mirror, f"/simple/?format={JSON_TYPE}", {"Accept": "text/html"})
+    assert (root.status, root.media_type) == (200, JSON_TYPE)
+    for reply in (as_json, spelled, as_html, literal, root):
         assert "Accept" in (reply.header("Vary") or "")
 
 
