@@ -16,8 +16,6 @@ touched: a promotion in a 10,000-file project costs a join, not a full rebuild.
 """
 
 import asyncio
-import gzip
-import hashlib
 import logging
 import threading
 from collections import OrderedDict
@@ -31,6 +29,7 @@ from mirror.errors import NotFound, UpstreamGone, UpstreamRejected, UpstreamUnav
 from mirror.file_index import FileIndex
 from mirror.names import ReservedNames
 from mirror.negotiate import PageFormat
+from mirror.page import Page, make_page
 from mirror.page_parts import PageParts
 from mirror.render import (
     HeldSummary,
@@ -53,15 +52,6 @@ from quarantine.policy import Policy
 
 log = logging.getLogger(__name__)
 ACTOR = "system:upstream-look"
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    seq: int
-    body: bytes
-    etag: str
-    content_type: str
-    gzipped: bytes | None = None  # compressed once at render, for large pages
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,26 +133,6 @@ class _Flight:
             waiting.set_result(None)
         else:
             waiting.set_exception(self._outcome)
-
-
-def _content_type(fmt: PageFormat) -> str:
-    return f"{fmt.value}; charset=utf-8" if fmt is PageFormat.LEGACY_HTML else fmt.value
-
-
-def _page(seq: int, body: bytes, fmt: PageFormat) -> Page:
-    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-    return Page(seq, body, etag, _content_type(fmt), _compressed(body))
-
-
-GZIP_MIN_BYTES = 16 * 1024  # below this, compressing costs more than it saves
-
-
-def _compressed(body: bytes) -> bytes | None:
-    """A gzip variant of a large page, made once per render (never for files)."""
-    if len(body) < GZIP_MIN_BYTES:
-        return None
-    packed = gzip.compress(body, compresslevel=6, mtime=0)
-    return packed if len(packed) < len(body) else None
 
 
 class Catalog:
@@ -330,7 +300,7 @@ class Catalog:
         held = self._held_summary(parts.records.values())
         body = parts.json(held) if fmt is PageFormat.JSON else parts.html(held)
         self._keep_parts(name, parts)
-        return _page(project.seq, body, fmt), True
+        return make_page(project.seq, body, fmt), True
 
     def _taken_parts(self, name: NormalizedName) -> PageParts | None:
         """The project's kept parts, this thread's alone until ``_keep_parts`` puts them
@@ -354,7 +324,7 @@ class Catalog:
         served = [record for record in files if record.state is FileState.PROMOTED]
         held = self._held_summary(files)
         render = project_json if fmt is PageFormat.JSON else project_html
-        page = _page(project.seq, render(project, served, held, self._public_base_url), fmt)
+        page = make_page(project.seq, render(project, served, held, self._public_base_url), fmt)
         return page, len(files) >= BIG_PROJECT_FILES
 
     def _keep_parts(self, name: NormalizedName, parts: PageParts) -> None:
@@ -393,7 +363,7 @@ class Catalog:
         if page is None or page.seq != self._seen_seq:
             names = self._ledger.projects()
             body = root_json(names) if fmt is PageFormat.JSON else root_html(names)
-            page = _page(self._seen_seq, body, fmt)
+            page = make_page(self._seen_seq, body, fmt)
             self._root[fmt] = page
         return page
 

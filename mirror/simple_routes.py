@@ -5,9 +5,9 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from mirror.catalog import Page
 from mirror.names import normalized_project
 from mirror.negotiate import negotiate
+from mirror.page import Page
 from mirror.services import Services
 
 PAGE_MAX_AGE_SECONDS = 60
