@@ -28,6 +28,7 @@ from mirror.file_routes import serve_file
 from mirror.names import ReservedNames
 from mirror.notifier import Notifier, build_routes
 from mirror.one_line import OneLine, for_error, one_line
+from mirror.request_base import RequestBase
 from mirror.services import Services
 from mirror.settings import Settings
 from mirror.simple_routes import simple_project, simple_root, simple_root_without_slash
@@ -166,6 +167,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         feeds,
         refresher,
         policy,
+        request_base=RequestBase(settings.trusted_proxies),
     )
 
 

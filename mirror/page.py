@@ -1,8 +1,14 @@
-"""A rendered index page as it is sent: its bytes, ETag, media type and gzip variant."""
+"""A rendered index page as it is sent: its bytes, ETag, media type and gzip variant.
+
+A page linking provenance, without ``public_base_url``, is kept as a template until a
+request says how the mirror is reached; each base gets its own page (bytes, ETag, gzip),
+so a page made for one host is never sent to a request for another.
+"""
 
 import gzip
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from mirror.negotiate import PageFormat
 
@@ -33,3 +39,62 @@ def compressed(body: bytes) -> bytes | None:
         return None
     packed = gzip.compress(body, compresslevel=6, mtime=0)
     return packed if len(packed) < len(body) else None
+
+
+# Where each provenance URL begins on a page. Every quote a page's own text carries is
+# escaped (JSON: \", HTML: &quot;), so no upstream text can spell these.
+_PROVENANCE_STARTS = {
+    PageFormat.JSON: b'"provenance":"',
+    PageFormat.HTML: b'data-provenance="',
+    PageFormat.LEGACY_HTML: b'data-provenance="',
+}
+# The request bases whose filling a template keeps; past that the oldest is dropped (a
+# mirror is reached by a name or two, but every request may name another host).
+MAX_BASES_KEPT = 4
+
+
+@dataclass(frozen=True, slots=True)
+class PageTemplate:
+    """A page whose provenance URLs need the request's base (PEP 740 wants them fully
+    qualified; without ``public_base_url`` only the request says how the mirror is
+    reached). Rendered once with those URLs starting at the mirror's root, cut where
+    each begins; ``for_base`` puts a base in front of them and keeps the page it gives."""
+
+    seq: int
+    fmt: PageFormat
+    pieces: tuple[bytes, ...]
+    filled: dict[str, Page] = field(default_factory=dict, compare=False, repr=False)
+
+    def for_base(self, base: str) -> Page:
+        """``base``: scheme, host and path of the mirror's root, ending in "/", made of
+        characters that need no escaping in either format (``mirror.request_base``)."""
+        page = self.filled.get(base)
+        if page is None:
+            start = _PROVENANCE_STARTS[self.fmt]
+            page = make_page(self.seq, (start + base.encode()).join(self.pieces), self.fmt)
+            if len(self.filled) >= MAX_BASES_KEPT:
+                del self.filled[next(iter(self.filled))]
+            self.filled[base] = page
+        return page
+
+    @property
+    def bases(self) -> list[str]:
+        return list(self.filled)
+
+
+KeptPage = Page | PageTemplate
+
+
+def page_or_template(
+    seq: int, body: bytes, fmt: PageFormat, *, open_base: bool, bases: Iterable[str] = ()
+) -> KeptPage:
+    """The page, or its template when ``open_base`` (no ``public_base_url``) and it links
+    provenance; a template is filled at once for ``bases`` (those its predecessor served),
+    so a big page's gzip is made where it is built, off the event loop."""
+    start = _PROVENANCE_STARTS[fmt]
+    if not open_base or start not in body:
+        return make_page(seq, body, fmt)
+    template = PageTemplate(seq, fmt, tuple(body.split(start)))
+    for base in bases:
+        template.for_base(base)
+    return template

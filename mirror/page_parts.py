@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from packaging.version import Version
 
 from mirror.render import (
+    Bases,
     HeldSummary,
     file_html_part,
     file_json_part,
@@ -32,9 +33,9 @@ BULK_CHANGES = 64
 
 
 class PageParts:
-    def __init__(self, project: ProjectRecord, records: Sequence[FileRecord], base: str) -> None:
+    def __init__(self, project: ProjectRecord, records: Sequence[FileRecord], bases: Bases) -> None:
         self.project = project
-        self._base = base
+        self._bases = bases
         self.records: dict[str, FileRecord] = {}
         self._json: dict[str, str] = {}  # listed files only (promoted)
         self._html: dict[str, str] | None = None
@@ -71,7 +72,7 @@ class PageParts:
     def html(self, held: HeldSummary) -> bytes:
         if self._html is None:
             self._html = {
-                filename: file_html_part(self.records[filename], self._base)
+                filename: file_html_part(self.records[filename], self._bases)
                 for filename in self._order
             }
         html = self._html
@@ -79,9 +80,9 @@ class PageParts:
 
     def _list(self, record: FileRecord, one_by_one: bool) -> None:
         filename, version = record.filename, record.version
-        self._json[filename] = file_json_part(record, self._base)
+        self._json[filename] = file_json_part(record, self._bases)
         if self._html is not None:
-            self._html[filename] = file_html_part(record, self._base)
+            self._html[filename] = file_html_part(record, self._bases)
         self._per_version[version] += 1
         if one_by_one:
             insort(self._order, filename)

@@ -7,7 +7,8 @@ from starlette.responses import RedirectResponse, Response
 
 from mirror.names import normalized_project
 from mirror.negotiate import negotiate
-from mirror.page import Page
+from mirror.page import KeptPage, Page, PageTemplate
+from mirror.request_base import RequestBase, Scope
 from mirror.services import Services
 
 PAGE_MAX_AGE_SECONDS = 60
@@ -78,6 +79,13 @@ def page_headers(
     return headers
 
 
+def sendable(page: KeptPage, scope: Scope, request_base: RequestBase) -> Page:
+    """The page to send: a template filled for the base the request reached the mirror at."""
+    if isinstance(page, PageTemplate):
+        return page.for_base(request_base.of(scope))
+    return page
+
+
 def page_response(request: Request, page: Page, stale_seconds: float | None = None) -> Response:
     chosen = variant(page, request.headers.get("accept-encoding"))
     headers = page_headers(page, stale_seconds, chosen)
@@ -105,5 +113,7 @@ async def simple_project(request: Request) -> Response:
         location = f"../{name}/" if trailing else f"{name}/"
         return RedirectResponse(location, status_code=301)
     fmt = negotiate(request.headers.get("accept"), request.query_params.get("format"))
-    served = await _services(request).catalog.project_page(name, fmt)
-    return page_response(request, served.page, served.stale_seconds)
+    services = _services(request)
+    served = await services.catalog.project_page(name, fmt)
+    page = sendable(served.page, request.scope, services.request_base)
+    return page_response(request, page, served.stale_seconds)

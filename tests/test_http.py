@@ -37,6 +37,7 @@ from packaging.utils import NormalizedName
 from mirror import catalog as catalog_module
 from mirror import upstream as upstream_module
 from mirror.negotiate import PageFormat
+from mirror.page import PageTemplate
 from mirror.parse import parse_project_page
 from quarantine.ledger_sqlite import SqliteLedger
 from quarantine.models import FileRecord, FileState
@@ -44,7 +45,7 @@ from quarantine.models import FileRecord, FileState
 # tests/ is not a package, so pytest and mypy both see tests/support as "support".
 from support.clock import FakeClock
 from support.dists import Dist, build_sdist, build_wheel
-from support.mirror import MirrorServer
+from support.mirror import MirrorServer, running_mirror, settings_for
 from support.upstream import Upstream, UpstreamFile
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -114,7 +115,7 @@ def raw_get(
     """Send ``target`` byte for byte as the request target, over a plain socket."""
     lines = [
         b"GET " + target + b" HTTP/1.1",
-        b"Host: " + (host or b"127.0.0.1:%d" % mirror.port),
+        b"Host: " + (b"127.0.0.1:%d" % mirror.port if host is None else host),
         *extra_headers,
         b"Connection: close",
     ]
@@ -716,6 +717,153 @@ def test_file_without_provenance_has_no_provenance_url(
     (entry,) = page_json(mirror, "noprov")["files"]
     assert entry["provenance"] is None
     assert_one_line_error(get(mirror, file_path(dist, ".provenance")), status=404)
+
+
+# -- PEP 740: provenance URLs are fully qualified ---------------------------------------------
+
+
+def provenance_urls(reply: Reply) -> list[str]:
+    """Every provenance URL a page gives, JSON or HTML."""
+    if reply.media_type == JSON_TYPE:
+        return [entry["provenance"] for entry in reply.json()["files"] if entry["provenance"]]
+    return [
+        str(a["data-provenance"]) for a in parse_html(reply.body).anchors if "data-provenance" in a
+    ]
+
+
+def publish_attested(upstream: Upstream, clock: FakeClock) -> Dist:
+    publish(upstream, build_wheel("attested", "1.0"), clock.now() - AGE_OLD)
+    return publish(
+        upstream, build_wheel("attested", "1.1"), clock.now() - AGE_OLD, provenance=PROVENANCE
+    )
+
+
+@pytest.mark.parametrize("accept", [JSON_TYPE, LEGACY_HTML])
+@pytest.mark.parametrize("query", ["", "?format=json"])  # the fast path, and the app's route
+def test_provenance_urls_name_the_host_each_request_reached(
+    mirror: MirrorServer,
+    upstream: Upstream,
+    clock: FakeClock,
+    project_size: str,
+    accept: str,
+    query: str,
+) -> None:
+    dist = publish_attested(upstream, clock)
+    path = f"/simple/attested/{query}"
+    if query:
+        accept = JSON_TYPE
+    expected = f"{mirror.origin}{file_path(dist, '.provenance')}"
+    first = get(mirror, path, {"Accept": accept})
+    assert provenance_urls(first) == [expected]
+    assert get(mirror, expected).body == PROVENANCE  # and it leads to the bytes
+
+    # The same page asked for through other names: each its own URLs and ETag, whichever
+    # was asked for first and however often they alternate.
+    other = {"Accept": accept, "Host": "mirror.example:8443"}
+    ipv6 = {"Accept": accept, "Host": "[::1]:8070"}
+    for _ in range(3):
+        renamed = get(mirror, path, other)
+        assert provenance_urls(renamed) == [
+            f"http://mirror.example:8443{file_path(dist, '.provenance')}"
+        ]
+        assert provenance_urls(get(mirror, path, ipv6)) == [
+            f"http://[::1]:8070{file_path(dist, '.provenance')}"
+        ]
+        again = get(mirror, path, {"Accept": accept})
+        assert again.body == first.body and again.header("ETag") == first.header("ETag")
+        assert renamed.header("ETag") != first.header("ETag")
+        # A cache revalidating one host's page with the other's ETag gets the page.
+        crossed = get(mirror, path, {**other, "If-None-Match": str(first.header("ETag"))})
+        assert crossed.status == 200 and crossed.body == renamed.body
+        assert (
+            get(mirror, path, {**other, "If-None-Match": str(renamed.header("ETag"))}).status == 304
+        )
+    # File URLs stay relative to the page: they never depend on the host.
+    if accept == JSON_TYPE:
+        assert [entry["url"] for entry in first.json()["files"]] == [
+            entry["url"] for entry in renamed.json()["files"]
+        ]
+
+
+def test_a_page_without_provenance_is_the_same_for_every_host(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+) -> None:
+    publish(upstream, build_wheel("plain", "1.0"), clock.now() - AGE_OLD)
+    first = page(mirror, "plain")
+    renamed = get(mirror, "/simple/plain/", {"Accept": JSON_TYPE, "Host": "mirror.example"})
+    assert (renamed.body, renamed.header("ETag")) == (first.body, first.header("ETag"))
+
+
+@pytest.mark.parametrize(
+    "host",
+    [b'evil"><a href="x', b"a b", b"evil.example/path", b"user@evil.example", b"a:b"],
+)
+def test_a_host_that_names_no_host_gets_no_provenance_page(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock, host: bytes
+) -> None:
+    publish_attested(upstream, clock)
+    page(mirror, "attested")  # warm
+    for target in (b"/simple/attested/", b"/simple/attested/?format=json"):
+        reply = raw_get(mirror, target, [b"Accept: " + JSON_TYPE.encode()], host=host)
+        line = assert_one_line_error(reply, status=400)
+        assert "public_base_url" in line
+        assert b"evil" not in reply.body
+
+
+def test_an_empty_host_gives_the_address_the_request_came_in_at(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+) -> None:
+    dist = publish_attested(upstream, clock)
+    reply = raw_get(mirror, b"/simple/attested/", [b"Accept: " + JSON_TYPE.encode()], host=b"")
+    assert provenance_urls(reply) == [f"{mirror.origin}{file_path(dist, '.provenance')}"]
+
+
+def test_forwarded_proto_and_host_count_only_from_trusted_proxies(
+    tmp_path: Path, upstream: Upstream, clock: FakeClock
+) -> None:
+    dist = publish_attested(upstream, clock)
+    suffix = file_path(dist, ".provenance")
+    forwarded = {
+        "Accept": JSON_TYPE,
+        "X-Forwarded-Proto": "https",
+        # A client's own claim first, then the one the proxy appends: the proxy's counts.
+        "X-Forwarded-Host": "client-says.example, pypi.internal.example",
+    }
+    with running_mirror(settings_for(tmp_path / "a", upstream.url), clock) as untrusting:
+        assert provenance_urls(get(untrusting, "/simple/attested/", forwarded)) == [
+            f"{untrusting.origin}{suffix}"
+        ]
+    settings = settings_for(tmp_path / "b", upstream.url, trusted_proxies=("127.0.0.0/8",))
+    with running_mirror(settings, clock) as behind_proxy:
+        for path in ("/simple/attested/", "/simple/attested/?format=json"):
+            assert provenance_urls(get(behind_proxy, path, forwarded)) == [
+                f"https://pypi.internal.example{suffix}"
+            ]
+            # The proxy's requests without the headers, and a bad scheme, use the request's own.
+            assert provenance_urls(get(behind_proxy, path, {"Accept": JSON_TYPE})) == [
+                f"{behind_proxy.origin}{suffix}"
+            ]
+            bad = get(behind_proxy, path, {**forwarded, "X-Forwarded-Proto": "gopher"})
+            assert_one_line_error(bad, status=400)
+    settings = settings_for(tmp_path / "c", upstream.url, trusted_proxies=("10.0.0.1",))
+    with running_mirror(settings, clock) as other_proxy:  # 127.0.0.1 is not that proxy
+        assert provenance_urls(get(other_proxy, "/simple/attested/", forwarded)) == [
+            f"{other_proxy.origin}{suffix}"
+        ]
+
+
+def test_public_base_url_is_the_base_of_provenance_urls_whatever_the_host(
+    tmp_path: Path, upstream: Upstream, clock: FakeClock
+) -> None:
+    dist = publish_attested(upstream, clock)
+    public = "https://pypi.example.org/mirror"
+    settings = settings_for(tmp_path / "data", upstream.url, public_base_url=public)
+    with running_mirror(settings, clock) as server:
+        for headers in ({}, {"Host": "elsewhere.example"}, {"Host": "a b"}):
+            for accept in (JSON_TYPE, LEGACY_HTML):
+                reply = get(server, "/simple/attested/", {"Accept": accept, **headers})
+                assert reply.status == 200
+                assert provenance_urls(reply) == [f"{public}{file_path(dist, '.provenance')}"]
 
 
 # -- invalid names, CRLF -------------------------------------------------------------------------
@@ -1460,10 +1608,16 @@ def test_a_big_page_is_rebuilt_from_the_rows_that_changed(
         name = NormalizedName("demo-pkg")
         project, files = ledger.project(name), real_files(name)
         assert project is not None
-        return (
-            catalog._rendered_whole(name, PageFormat.JSON, project, files)[0].body,
-            catalog._rendered_whole(name, PageFormat.LEGACY_HTML, project, files)[0].body,
+        pages = [
+            catalog._rendered_whole(name, fmt, project, files)[0]
+            for fmt in (PageFormat.JSON, PageFormat.LEGACY_HTML)
+        ]
+        # The demo links provenance: a page kept as a template, sent filled for the base.
+        assert all(isinstance(page, PageTemplate) for page in pages)
+        json_page, html_page = (
+            page.for_base(f"{mirror.origin}/") for page in pages if isinstance(page, PageTemplate)
         )
+        return json_page.body, html_page.body
 
     assert both_pages() == rendered_whole()
     assert reads == ["whole", "every file"]  # HTML was joined from the parts JSON kept

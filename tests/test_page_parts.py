@@ -8,10 +8,10 @@ from test_render import PROJECT, RECORD
 
 import mirror.page_parts
 from mirror.page_parts import PageParts
-from mirror.render import HeldSummary, base_url, project_html, project_json
+from mirror.render import HeldSummary, bases_for, project_html, project_json
 from quarantine.models import FileRecord, FileState
 
-BASE = base_url(None)
+BASE = bases_for(None)
 HELD = HeldSummary(2, None)
 # Versions that sort equal ("1", "1.0", "1.0.0"), one that does not parse, and the rest.
 VERSIONS = ["1", "1.0", "1.0.0", "0.9", "2!0.1", "1.1a1", "not a version", "10.0"]

@@ -474,3 +474,12 @@ def test_cutoff_from_the_environment_overrides_the_file(tmp_path: Path) -> None:
 def test_cutoff_out_of_range_is_a_config_error(tmp_path: Path, value: str) -> None:
     path = config(tmp_path, f"cutoff = {value}\n")
     assert "cutoff" in config_error(path)
+
+
+def test_trusted_proxies_are_addresses_or_networks(tmp_path: Path) -> None:
+    path = config(tmp_path, 'trusted_proxies = ["10.0.0.0/8", "::1", "192.168.1.7"]\n')
+    assert load(path).trusted_proxies == ("10.0.0.0/8", "::1", "192.168.1.7")
+    assert load(env={"LAZARETTO_TRUSTED_PROXIES": "127.0.0.1"}).trusted_proxies == ("127.0.0.1",)
+    bad = config(tmp_path, 'trusted_proxies = ["10.0.0.0/8", "proxy.internal"]\n', "bad.toml")
+    message = config_error(bad)
+    assert "trusted_proxies" in message and "line 1" in message and "proxy.internal" in message

@@ -49,8 +49,15 @@ class MirrorServer:
     def start(self) -> None:
         app = create_app(replace(self.settings, port=self.port), self.clock, background=False)
         self.services = app.state.services
+        # proxy_headers off, as `lazaretto serve` runs it: the mirror reads X-Forwarded-*
+        # itself, from its trusted_proxies only.
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+            proxy_headers=False,
         )
         self._server = uvicorn.Server(config)
         ready = threading.Event()
