@@ -614,6 +614,7 @@ def _alters_pages(before: ProjectRecord | None, observation: Observation) -> boo
         before is None
         or observation.alters_pages
         or observation.project.status is not before.status
+        or observation.project.versions != before.versions
     )
 
 

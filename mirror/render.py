@@ -6,6 +6,7 @@ fully qualified, are under ``public_base_url``; without it they are left startin
 mirror's root, for ``mirror.page`` to put the request's base in front of them.
 """
 
+import functools
 import json
 import re
 from collections.abc import Iterable
@@ -62,31 +63,39 @@ def bases_for(public_base_url: str | None) -> Bases:
     return Bases("../../", "")
 
 
-def version_order(text: str) -> tuple[int, Version | str, str]:
-    """The order of ``versions``, for one version: what _versions sorts by, as a key."""
+@functools.lru_cache(maxsize=4096)  # a big page's versions are looked at on each rebuild
+def version_class(text: str) -> Version | str:
+    """What a version equals others by: its PEP 440 value, or its text if it has none."""
     try:
-        return 1, Version(text), text
+        return Version(text)
     except InvalidVersion:
-        return 0, text, text
+        return text
 
 
-def _versions(files: list[FileRecord]) -> list[str]:
-    return sorted_versions({record.version for record in files})
+def page_versions(listed: Iterable[str], upstream: tuple[str, ...] | None) -> list[str]:
+    """PEP 700 ``versions`` for files of the ``listed`` versions: each version once (PEP
+    440-equal spellings are one version), spelled as the upstream lists it, else as the
+    least of its files' spellings; unparsable ones first, then in PEP 440 order."""
+    spellings = _upstream_spellings(upstream) if upstream else {}
+    chosen: dict[Version | str, str] = {}
+    for text in listed:
+        key = version_class(text)
+        current = chosen.get(key)
+        if current is None:
+            chosen[key] = spellings.get(key, text)
+        elif key not in spellings and text < current:
+            chosen[key] = text
+    unparsable = sorted(text for key, text in chosen.items() if isinstance(key, str))
+    parsed = sorted(key for key in chosen if isinstance(key, Version))
+    return unparsable + [chosen[key] for key in parsed]
 
 
-def sorted_versions(texts: Iterable[str]) -> list[str]:
-    """Unparsable versions first, then PEP 440 order; equal versions by their text
-    (the order ``version_order`` gives, reached here with half the comparisons)."""
-    parsed: dict[str, Version] = {}
-    unparsable: list[str] = []
-    for text in sorted(texts):
-        try:
-            parsed[text] = Version(text)
-        except InvalidVersion:
-            unparsable.append(text)
-    # Sorting the Versions themselves, not (rank, Version) tuples, halves the comparisons
-    # (a tuple compares for equality first); the sort is stable, so ties keep text order.
-    return unparsable + sorted(parsed, key=parsed.__getitem__)
+@functools.lru_cache(maxsize=256)  # one list per project, the same until it changes upstream
+def _upstream_spellings(upstream: tuple[str, ...]) -> dict[Version | str, str]:
+    spellings: dict[Version | str, str] = {}
+    for text in sorted(upstream, reverse=True):  # of equal spellings, the least is kept
+        spellings[version_class(text)] = text
+    return spellings
 
 
 def _yanked_json(record: FileRecord) -> bool | str:
@@ -104,7 +113,8 @@ def project_json(
     bases = bases_for(public_base_url)
     # One encoding of all the entries is the joined parts, at a fraction of the calls.
     entries = _JSON.encode([_file_json(record, bases) for record in files])[1:-1]
-    return json_from_parts(project, _versions(files), (entries,), held)
+    versions = page_versions((record.version for record in files), project.versions)
+    return json_from_parts(project, versions, (entries,), held)
 
 
 def json_from_parts(

@@ -88,6 +88,7 @@ def _project_after(
             etag=None,
             serial=snapshot.serial,
             seq=0,
+            versions=snapshot.versions,
         )
     return replace(
         before,
@@ -95,6 +96,7 @@ def _project_after(
         status=snapshot.status,
         status_reason=snapshot.status_reason,
         serial=snapshot.serial,
+        versions=snapshot.versions,
     )
 
 

@@ -341,6 +341,25 @@ def test_json_page_lists_established_files_with_every_field(
             assert entry["provenance"] is None
 
 
+def test_versions_are_spelled_as_the_upstream_lists_them_once_each(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+) -> None:
+    old, fresh = clock.now() - AGE_OLD, clock.now() - AGE_FRESH
+    publish(upstream, build_wheel("spelled", "1.0.0"), old)
+    publish(upstream, build_sdist("spelled", "1.0"), old)  # the same version, spelled shorter
+    publish(upstream, build_wheel("spelled", "2.0rc1"), old)
+    publish(upstream, build_wheel("spelled", "3.0"), fresh)  # held: its version is not listed
+    upstream.set_versions("spelled", ["1.0", "2.0-RC1", "3.0", "4.0"])
+    assert page_json(mirror, "spelled")["versions"] == ["1.0", "2.0-RC1"]
+    mirror.restart()  # the spellings are in the ledger: a 304 from the upstream keeps them
+    assert page_json(mirror, "spelled")["versions"] == ["1.0", "2.0-RC1"]
+    assert upstream.requests_for("/simple/spelled/")  # looked again after the restart
+    # An upstream that gives none: each version once, spelled as its files spell it.
+    upstream.set_versions("spelled", None)
+    clock.advance(TTL)
+    assert page_json(mirror, "spelled")["versions"] == ["1.0", "2.0rc1"]
+
+
 def test_html_page_lists_the_same_files_as_json(
     mirror: MirrorServer, upstream: Upstream, clock: FakeClock
 ) -> None:

@@ -64,6 +64,8 @@ class _Project:
     files: dict[str, UpstreamFile] = field(default_factory=dict)
     status: str | None = None
     reason: str | None = None
+    versions: list[str] | None = None  # listed instead of the files' own (set_versions)
+    without_versions: bool = False  # no "versions" key at all, as before PEP 700
 
 
 class Upstream:
@@ -152,6 +154,13 @@ class Upstream:
         with self._lock:
             entry = self._projects.setdefault(canonicalize_name(project), _Project())
             entry.status, entry.reason = status, reason
+            self._serial += 1
+
+    def set_versions(self, project: str, versions: list[str] | None) -> None:
+        """List ``versions`` (PEP 700) as spelled here; None leaves the key out."""
+        with self._lock:
+            entry = self._projects.setdefault(canonicalize_name(project), _Project())
+            entry.versions, entry.without_versions = versions, versions is None
             self._serial += 1
 
     def delete_project(self, project: str) -> None:
@@ -255,6 +264,10 @@ class Upstream:
                 "versions": [str(v) for v in sorted({f.dist.version for f in files})],
                 "files": [self._file_entry(canonical, f) for f in files],
             }
+            if entry.versions is not None:
+                doc["versions"] = list(entry.versions)
+            if entry.without_versions:
+                del doc["versions"]
             if entry.status is not None:
                 status = {"status": entry.status}
                 if entry.reason is not None:
