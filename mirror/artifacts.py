@@ -8,6 +8,7 @@ still being made durable.
 """
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from collections.abc import Callable
@@ -89,7 +90,7 @@ class Artifacts:
             await self._stored(record.sha256, lambda: self._file_url(record), record.size)
             path = self._blobs.local_path(record.sha256)
         if not record.stored:
-            self._ledger.mark_stored(record)
+            self._mark_stored(record)
         return path
 
     async def file_to_serve(self, record: FileRecord) -> bytes | OpenFile | Path | None:
@@ -100,7 +101,7 @@ class Artifacts:
         path = None if self._downloads.running(digest) else self._blobs.local_path(digest)
         if path is not None:  # the common case: one stat
             if not record.stored:
-                self._ledger.mark_stored(record)
+                self._mark_stored(record)
             return path
         early = await self._verified(digest, lambda: self._file_url(record), record.size)
         # The verified file may have been let go since (stored meanwhile): read the store.
@@ -114,18 +115,28 @@ class Artifacts:
     def _mark_stored_later(self, record: FileRecord) -> None:
         download = self._downloads.running(record.sha256)
         if download is None:
-            self._ledger.mark_stored(record)
+            self._mark_stored(record)
             return
 
         def mark(stored: "asyncio.Task[None]") -> None:
             if stored.cancelled() or stored.exception() is not None:
                 return  # not stored: the next request or promotion round fetches again
             try:
-                self._ledger.mark_stored(record)
+                self._mark_stored(record)
             except Exception:  # the mark is an optimisation; the next request retries it
                 log.exception("could not mark %s as stored", record.filename)
 
         download.stored.add_done_callback(mark)
+
+    def _mark_stored(self, record: FileRecord) -> None:
+        """The ledger told the bytes are stored, and their size when the upstream gave
+        none: a page gives every file's size (PEP 700)."""
+        size = None
+        if record.size is None:
+            path = self._blobs.local_path(record.sha256)
+            with contextlib.suppress(OSError):
+                size = path.stat().st_size if path is not None else None
+        self._ledger.mark_stored(record, size)
 
     def _metadata_url(self, record: FileRecord) -> URL:
         url = self._file_url(record)

@@ -162,6 +162,10 @@ def _file_json(record: FileRecord, bases: Bases) -> dict[str, object]:
         "dist-info-metadata": metadata,
         "provenance": _provenance(record, bases) if record.provenance_url else None,
     }
+    # PEP 700 makes size mandatory. The upstream's, or the held bytes' (``mark_stored``):
+    # a file the upstream gives none for is promoted only once its bytes are held
+    # (``decide``). Unknown only for a file a person promoted before that, until its
+    # first download.
     if record.size is not None:
         entry["size"] = record.size
     if record.upload_time is not None:

@@ -77,8 +77,9 @@ class Ledger(Protocol):
         """Compare-and-swap one file's state; StaleTransition if it changed since read."""
         ...
 
-    def mark_stored(self, record: FileRecord) -> FileRecord:
-        """Its bytes are in the blob store, verified against its sha256."""
+    def mark_stored(self, record: FileRecord, size: int | None = None) -> FileRecord:
+        """Its bytes are in the blob store, verified against its sha256; ``size``, their
+        byte count, is recorded when the record has none (the upstream gave none)."""
         ...
 
     def set_provenance(self, record: FileRecord, sha256: str) -> None: ...

@@ -649,14 +649,18 @@ class SqliteLedger(AdminTables):
         assert after is not None
         return after
 
-    def mark_stored(self, record: FileRecord) -> FileRecord:
+    def mark_stored(self, record: FileRecord, size: int | None = None) -> FileRecord:
         # Not durable: a lost mark only sends the next download or promotion round to the
         # blob store again, which finds the bytes and marks them anew.
         with self._write(durable=False) as db:
-            db.execute(
-                f"UPDATE files SET stored=1, seq={_ROW_SEQ} WHERE project=? AND filename=?",
-                (record.project, record.filename),
+            cursor = db.execute(
+                f"UPDATE files SET stored=1, size=COALESCE(size, ?), seq={_ROW_SEQ} "
+                "WHERE project=? AND filename=? RETURNING state",
+                (size, record.project, record.filename),
             )
+            row = cursor.fetchone()
+            if size is not None and record.size is None and row and row["state"] == "promoted":
+                self._bump(db, record.project)  # a listed file's size now shows on its page
         after = self.file(record.project, record.filename)
         assert after is not None
         return after

@@ -360,6 +360,27 @@ def test_versions_are_spelled_as_the_upstream_lists_them_once_each(
     assert page_json(mirror, "spelled")["versions"] == ["1.0", "2.0rc1"]
 
 
+def test_every_json_entry_gives_a_size_also_where_the_upstream_gives_none(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock, project_size: str
+) -> None:
+    old, fresh = clock.now() - AGE_OLD, clock.now() - AGE_FRESH
+    sized = publish(upstream, build_wheel("sizeless", "1.0"), old)
+    established = publish(upstream, build_wheel("sizeless", "1.1"), old, with_size=False)
+    new = publish(upstream, build_wheel("sizeless", "2.0"), fresh, with_size=False)
+
+    def sizes() -> dict[str, int]:
+        return {
+            entry["filename"]: entry["size"] for entry in page_json(mirror, "sizeless")["files"]
+        }
+
+    # Old enough to be listed at once, but with no size to give: its bytes first.
+    assert sizes() == {sized.filename: len(sized.data)}
+    mirror.promote()
+    assert sizes() == {sized.filename: len(sized.data), established.filename: len(established.data)}
+    assert promote_after_cooling(mirror, clock) == [new.filename]
+    assert sizes() == {dist.filename: len(dist.data) for dist in (sized, established, new)}
+
+
 def test_html_page_lists_the_same_files_as_json(
     mirror: MirrorServer, upstream: Upstream, clock: FakeClock
 ) -> None:

@@ -497,3 +497,23 @@ def test_project_record_is_the_one_observe_computed(ledger: Ledger) -> None:
     assert isinstance(stored, ProjectRecord)
     assert stored.status is ProjectStatus.DEPRECATED
     assert stored.first_seen == observation.project.first_seen == T0
+
+
+def test_stored_bytes_give_a_size_only_where_the_upstream_gave_none(ledger: Ledger) -> None:
+    sizeless = replace(NEW, size=None)
+    look(ledger, snapshot(OLD, sizeless), T0)
+    assert held(ledger).size is None
+    assert ledger.mark_stored(held(ledger), 4321).size == 4321
+    old = held(ledger, OLD_WHEEL)
+    assert ledger.mark_stored(old, 99).size == OLD.size  # the upstream's is kept
+
+
+def test_a_listed_files_size_from_its_bytes_changes_its_page(ledger: Ledger) -> None:
+    look(ledger, snapshot(replace(NEW, size=None)), T0)
+    record = ledger.transition(held(ledger), FileState.PROMOTED, "by hand", "admin", T0)
+    project = ledger.project(DEMO)
+    assert project is not None
+    ledger.mark_stored(record, 4321)
+    after = ledger.project(DEMO)
+    assert after is not None and after.seq > project.seq
+    assert [row.filename for row in ledger.files_changed_since(DEMO, project.seq)] == [NEW_WHEEL]

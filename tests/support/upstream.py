@@ -57,6 +57,7 @@ class UpstreamFile:
     serve_bytes: bytes | None = None  # served instead of dist.data (bad hash)
     declared_sha256: str | None = None  # overrides the listed sha256
     with_metadata: bool = True  # PEP 658/714: list and serve "<file>.metadata"
+    with_size: bool = True  # False: no "size" in the listing, as before PEP 700
 
 
 @dataclass
@@ -291,6 +292,8 @@ class Upstream:
             "data-dist-info-metadata": metadata,  # pre-PEP 714 spelling
             "provenance": None,
         }
+        if not f.with_size:
+            del entry["size"]
         if f.upload_time is not None:
             entry["upload-time"] = _timestamp(f.upload_time)
         if f.provenance is not None:
