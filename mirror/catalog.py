@@ -570,6 +570,11 @@ class Catalog:
         writing.add_done_callback(self._writing.discard)
         return await asyncio.shield(writing)
 
+    async def writes_done(self) -> None:
+        """Once every look's write in flight (a big project's, in a thread) is in the ledger."""
+        while self._writing:
+            await asyncio.wait(set(self._writing))
+
     async def file_record(self, sha256: str, filename: str) -> FileRecord | None:
         """A file's record, None when the ledger has none. A big project's page goes out
         before its write (in a thread) ends, so a file it lists can be asked for before the
