@@ -109,7 +109,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         read_timeout=settings.read_timeout_seconds,
         max_page_bytes=settings.max_page_bytes,
     )
-    artifacts = Artifacts(ledger, blobs, client, settings.max_file_bytes)
+    artifacts = Artifacts(ledger, blobs, client, settings.max_file_bytes, clock=clock)
     guard = ClockGuard(ledger, clock)
     policy = LivePolicy(settings.policy, ledger)
     feeds = Feeds(prefixes=settings.osv_id_prefixes)

@@ -88,6 +88,11 @@ class Ledger(Protocol):
         """An event that does not change state: a hash mismatch, a failed fetch."""
         ...
 
+    def drop_core_metadata(self, record: FileRecord, reason: str, actor: str, at: datetime) -> None:
+        """Its metadata file (PEP 658) is not what the upstream's digest says: offered no
+        more (the pages change), with an incident saying why. A no-op once dropped."""
+        ...
+
     def events(
         self, project: NormalizedName | None = None, since: datetime | None = None
     ) -> Sequence[Event]: ...

@@ -678,6 +678,20 @@ class SqliteLedger(AdminTables):
         with self._write() as db:
             self._event(db, at, record.project, record, record.state, "incident", reason, actor)
 
+    def drop_core_metadata(self, record: FileRecord, reason: str, actor: str, at: datetime) -> None:
+        if record.core_metadata_sha256 is None:
+            return
+        with self._write() as db:
+            cursor = db.execute(
+                f"UPDATE files SET core_metadata_sha256=NULL, seq={_ROW_SEQ} "
+                "WHERE project=? AND filename=? AND core_metadata_sha256=?",
+                (record.project, record.filename, record.core_metadata_sha256),
+            )
+            if cursor.rowcount != 1:
+                return  # dropped already, by a request beside this one
+            self._event(db, at, record.project, record, record.state, "incident", reason, actor)
+            self._bump(db, record.project)
+
     def events(
         self, project: NormalizedName | None = None, since: datetime | None = None
     ) -> Sequence[Event]:

@@ -45,6 +45,7 @@ from quarantine.models import FileRecord, FileState
 # tests/ is not a package, so pytest and mypy both see tests/support as "support".
 from support.clock import FakeClock
 from support.dists import Dist, build_sdist, build_wheel
+from support.installers import installed, pip_install
 from support.mirror import MirrorServer, running_mirror, settings_for
 from support.upstream import Upstream, UpstreamFile
 
@@ -904,6 +905,75 @@ def test_public_base_url_is_the_base_of_provenance_urls_whatever_the_host(
                 reply = get(server, "/simple/attested/", {"Accept": accept, **headers})
                 assert reply.status == 200
                 assert provenance_urls(reply) == [f"{public}{file_path(dist, '.provenance')}"]
+
+
+# -- PEP 658/714: a metadata file that is not its listed digest --------------------------------
+
+WRONG_METADATA = b"Metadata-Version: 2.1\nName: badmeta\nVersion: 6.6.6\nRequires-Dist: evil\n"
+
+
+def metadata_offered(mirror: MirrorServer, project: str) -> dict[str, object]:
+    """Each listed file's metadata offer, JSON and HTML alike."""
+    files = page_json(mirror, project)["files"]
+    anchors = parse_html(page(mirror, project, accept=LEGACY_HTML).body).anchors
+    for entry, anchor in zip(files, anchors, strict=True):
+        assert entry["core-metadata"] == entry["dist-info-metadata"]
+        html = anchor.get("data-core-metadata")
+        assert html == anchor.get("data-dist-info-metadata")
+        expected = entry["core-metadata"] and f"sha256={entry['core-metadata']['sha256']}"
+        assert html == (expected or None)
+    return {entry["filename"]: entry["core-metadata"] for entry in files}
+
+
+def test_a_vetted_file_whose_metadata_is_not_its_digest_is_installed_from_the_wheel(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock, tmp_path: Path
+) -> None:
+    dist = publish(
+        upstream,
+        build_wheel("badmeta", "1.0"),
+        clock.now() - AGE_FRESH,
+        serve_metadata=WRONG_METADATA,
+    )
+    assert listed(mirror, "badmeta") == set()
+    assert promote_after_cooling(mirror, clock) == [dist.filename]  # vetting fetched it
+    assert metadata_offered(mirror, "badmeta") == {dist.filename: False}
+    refused = get(mirror, file_path(dist, ".metadata"))
+    assert_one_line_error(refused, status=404)
+    outcome = pip_install(mirror.url, tmp_path / "t", "badmeta")
+    assert outcome.ok, outcome.output
+    assert installed(tmp_path / "t") == {"badmeta": "1.0"}
+    assert mirror.services is not None
+    (incident,) = [e for e in mirror.services.ledger.events() if e.to_state == "incident"]
+    assert incident.filename == dist.filename and incident.reason.startswith("metadata_mismatch")
+
+
+def test_an_established_files_wrong_metadata_is_refused_then_offered_no_more(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock, tmp_path: Path
+) -> None:
+    dist = publish(
+        upstream,
+        build_wheel("badmeta", "1.0"),
+        clock.now() - AGE_OLD,
+        serve_metadata=WRONG_METADATA,
+    )
+    good = publish(upstream, build_wheel("badmeta", "0.9"), clock.now() - AGE_OLD)
+    # Listed at once, without its bytes: the offer is the upstream's until it is fetched.
+    assert metadata_offered(mirror, "badmeta") == {
+        good.filename: {"sha256": good.metadata_sha256},
+        dist.filename: {"sha256": dist.metadata_sha256},
+    }
+    first = get(mirror, file_path(dist, ".metadata"))
+    assert_one_line_error(first, status=502)
+    assert WRONG_METADATA not in first.body
+    assert metadata_offered(mirror, "badmeta") == {
+        good.filename: {"sha256": good.metadata_sha256},
+        dist.filename: False,
+    }
+    assert_one_line_error(get(mirror, file_path(dist, ".metadata")), status=404)
+    assert get(mirror, file_path(good, ".metadata")).body == good.metadata
+    outcome = pip_install(mirror.url, tmp_path / "t", "badmeta==1.0")
+    assert outcome.ok, outcome.output
+    assert installed(tmp_path / "t") == {"badmeta": "1.0"}
 
 
 # -- invalid names, CRLF -------------------------------------------------------------------------

@@ -517,3 +517,20 @@ def test_a_listed_files_size_from_its_bytes_changes_its_page(ledger: Ledger) -> 
     after = ledger.project(DEMO)
     assert after is not None and after.seq > project.seq
     assert [row.filename for row in ledger.files_changed_since(DEMO, project.seq)] == [NEW_WHEEL]
+
+
+def test_a_dropped_metadata_file_is_offered_no_more_and_the_page_changes(ledger: Ledger) -> None:
+    look(ledger, snapshot(OLD), T0)
+    record = held(ledger, OLD_WHEEL)
+    assert record.core_metadata_sha256 == "d" * 64
+    project = ledger.project(DEMO)
+    assert project is not None
+    for _ in range(2):  # two requests met the same bad bytes: one incident
+        ledger.drop_core_metadata(record, "metadata_mismatch: not its digest", ACTOR, T0)
+    assert held(ledger, OLD_WHEEL).core_metadata_sha256 is None
+    after = ledger.project(DEMO)
+    assert after is not None and after.seq > project.seq
+    incidents = [event for event in ledger.events() if event.to_state == "incident"]
+    assert [(e.filename, e.reason) for e in incidents] == [
+        (OLD_WHEEL, "metadata_mismatch: not its digest")
+    ]

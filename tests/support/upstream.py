@@ -57,6 +57,7 @@ class UpstreamFile:
     serve_bytes: bytes | None = None  # served instead of dist.data (bad hash)
     declared_sha256: str | None = None  # overrides the listed sha256
     with_metadata: bool = True  # PEP 658/714: list and serve "<file>.metadata"
+    serve_metadata: bytes | None = None  # served as "<file>.metadata" (not the listed hash)
     with_size: bool = True  # False: no "size" in the listing, as before PEP 700
 
 
@@ -311,7 +312,7 @@ class Upstream:
             base = filename.removesuffix(".metadata")
             f = self._lookup(project, base) if base != filename else None
             if f is not None and f.with_metadata:
-                return f.dist.metadata
+                return f.dist.metadata if f.serve_metadata is None else f.serve_metadata
         return None
 
     def _lookup(self, project: str, filename: str) -> UpstreamFile | None:
