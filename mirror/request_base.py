@@ -23,6 +23,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 # escaping in a JSON string or an HTML attribute, where the base is put as it is.
 _HOST = re.compile(r"(?:[a-z0-9_.-]+|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?")
 _SCHEMES = ("http", "https")
+MAX_PEERS_KEPT = 1024
 
 
 def trusted_network(text: str) -> Network:
@@ -33,32 +34,52 @@ def trusted_network(text: str) -> Network:
 class RequestBase:
     def __init__(self, trusted_proxies: Iterable[str] = ()) -> None:
         self._trusted = tuple(trusted_network(text) for text in trusted_proxies)
+        self._peers: dict[str, bool] = {}  # peer address -> trusted, asked once each
 
     def of(self, scope: Scope) -> str:
         """``scheme://host[:port][/root path]/``; BadRequest when the host is not a host."""
+        scheme: str = scope.get("scheme", "http")
+        if self._trusted and self._from_proxy(scope):
+            scheme, host = self._forwarded(scope, scheme)
+        else:
+            host = None
+            for key, value in scope["headers"]:  # runs for every such page sent: Host is
+                if key == b"host":  # the first header clients send
+                    host = value
+                    break
+        if not host or not host.strip():
+            host = _server(scope)
+        return _base(scheme, host, scope.get("root_path", ""))
+
+    @staticmethod
+    def _forwarded(scope: Scope, scheme: str) -> tuple[str, bytes | None]:
+        """The scheme and host a trusted proxy says the client reached."""
         host = proto = forwarded_host = None
-        for key, value in scope["headers"]:  # one pass: this runs for every such page sent
+        for key, value in scope["headers"]:
             if key == b"host":
                 host = value
             elif key == b"x-forwarded-proto":
                 proto = value
             elif key == b"x-forwarded-host":
                 forwarded_host = value
-        scheme = str(scope.get("scheme", "http"))
-        if (proto or forwarded_host) and self._trusted and self._from_proxy(scope):
-            forwarded_proto = _last(proto)
-            scheme = forwarded_proto.decode("latin-1") if forwarded_proto else scheme
-            host = _last(forwarded_host) or host
-        if not host or not host.strip():
-            host = _server(scope)
-        return _base(scheme, host, str(scope.get("root_path", "")))
+        forwarded_proto = _last(proto)
+        scheme = forwarded_proto.decode("latin-1") if forwarded_proto else scheme
+        return scheme, _last(forwarded_host) or host
 
     def _from_proxy(self, scope: Scope) -> bool:
         client = scope.get("client")
         if not client:
             return False
+        trusted = self._peers.get(client[0])
+        if trusted is None:
+            if len(self._peers) >= MAX_PEERS_KEPT:
+                self._peers.clear()
+            trusted = self._peers[client[0]] = self._is_trusted(client[0])
+        return trusted
+
+    def _is_trusted(self, address: str) -> bool:
         try:
-            peer = ipaddress.ip_address(client[0])
+            peer = ipaddress.ip_address(address)
         except ValueError:  # a Unix socket's peer has no address
             return False
         return any(peer in network for network in self._trusted)
