@@ -19,8 +19,9 @@ from mirror.errors import MirrorError
 from mirror.names import MAX_NAME_CHARS
 from mirror.negotiate import negotiate
 from mirror.one_line import OneLine, for_error
+from mirror.page import PageTemplate
 from mirror.services import Services
-from mirror.simple_routes import etag_matches, page_headers, sendable, variant
+from mirror.simple_routes import etag_matches, filled, page_headers, variant
 from quarantine.models import FileState
 
 Scope = MutableMapping[str, Any]
@@ -85,7 +86,10 @@ class FastPath:
             if kept is None:
                 served = await catalog.project_page(NormalizedName(name), fmt)
                 kept, stale = served.page, served.stale_seconds
-            page = sendable(kept, scope, self._services.request_base)
+            if isinstance(kept, PageTemplate):
+                page = await filled(kept, scope, self._services.request_base)
+            else:
+                page = kept
         except MirrorError as error:
             await _send_one_line(send, for_error(error))
             return True

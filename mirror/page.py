@@ -51,6 +51,9 @@ _PROVENANCE_STARTS = {
 # The request bases whose filling a template keeps; past that the oldest is dropped (a
 # mirror is reached by a name or two, but every request may name another host).
 MAX_BASES_KEPT = 4
+# Past this size, filling a template (a join, a digest, a gzip) takes milliseconds: a
+# request has it done in a thread, as the catalog builds big pages.
+THREAD_FILL_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,24 +61,35 @@ class PageTemplate:
     """A page whose provenance URLs need the request's base (PEP 740 wants them fully
     qualified; without ``public_base_url`` only the request says how the mirror is
     reached). Rendered once with those URLs starting at the mirror's root, cut where
-    each begins; ``for_base`` puts a base in front of them and keeps the page it gives."""
+    each begins; ``fill`` puts a base in front of them, ``keep`` keeps what it gave.
+
+    ``base``, everywhere: scheme, host and path of the mirror's root, ending in "/", of
+    characters that need no escaping in either format (``mirror.request_base``)."""
 
     seq: int
     fmt: PageFormat
     pieces: tuple[bytes, ...]
     filled: dict[str, Page] = field(default_factory=dict, compare=False, repr=False)
 
-    def for_base(self, base: str) -> Page:
-        """``base``: scheme, host and path of the mirror's root, ending in "/", made of
-        characters that need no escaping in either format (``mirror.request_base``)."""
-        page = self.filled.get(base)
-        if page is None:
-            start = _PROVENANCE_STARTS[self.fmt]
-            page = make_page(self.seq, (start + base.encode()).join(self.pieces), self.fmt)
-            if len(self.filled) >= MAX_BASES_KEPT:
-                del self.filled[next(iter(self.filled))]
-            self.filled[base] = page
+    @property
+    def large(self) -> bool:
+        return sum(map(len, self.pieces)) > THREAD_FILL_BYTES
+
+    def fill(self, base: str) -> Page:
+        """The page for ``base``; touches nothing, so any thread may make it."""
+        start = _PROVENANCE_STARTS[self.fmt]
+        return make_page(self.seq, (start + base.encode()).join(self.pieces), self.fmt)
+
+    def keep(self, base: str, page: Page) -> Page:
+        """Kept for the next request of ``base`` (by one thread at a time)."""
+        if base not in self.filled and len(self.filled) >= MAX_BASES_KEPT:
+            del self.filled[next(iter(self.filled))]
+        self.filled[base] = page
         return page
+
+    def for_base(self, base: str) -> Page:
+        page = self.filled.get(base)
+        return page if page is not None else self.keep(base, self.fill(base))
 
     @property
     def bases(self) -> list[str]:

@@ -1,5 +1,6 @@
 """``/simple/``: the PEP 503 / PEP 691 index pages."""
 
+import asyncio
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -7,7 +8,7 @@ from starlette.responses import RedirectResponse, Response
 
 from mirror.names import normalized_project
 from mirror.negotiate import negotiate
-from mirror.page import KeptPage, Page, PageTemplate
+from mirror.page import Page, PageTemplate
 from mirror.request_base import RequestBase, Scope
 from mirror.services import Services
 
@@ -79,10 +80,17 @@ def page_headers(
     return headers
 
 
-def sendable(page: KeptPage, scope: Scope, request_base: RequestBase) -> Page:
-    """The page to send: a template filled for the base the request reached the mirror at."""
-    if isinstance(page, PageTemplate):
-        return page.for_base(request_base.of(scope))
+async def filled(template: PageTemplate, scope: Scope, request_base: RequestBase) -> Page:
+    """The page to send: the template filled for the base the request reached the mirror
+    at (a large one in a thread, the first time)."""
+    base = request_base.of(scope)
+    page = template.filled.get(base)
+    if page is None:
+        if template.large:
+            page = await asyncio.to_thread(template.fill, base)
+        else:
+            page = template.fill(base)
+        template.keep(base, page)
     return page
 
 
@@ -115,5 +123,7 @@ async def simple_project(request: Request) -> Response:
     fmt = negotiate(request.headers.get("accept"), request.query_params.get("format"))
     services = _services(request)
     served = await services.catalog.project_page(name, fmt)
-    page = sendable(served.page, request.scope, services.request_base)
+    page = served.page
+    if isinstance(page, PageTemplate):
+        page = await filled(page, request.scope, services.request_base)
     return page_response(request, page, served.stale_seconds)

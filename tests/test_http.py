@@ -35,6 +35,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import NormalizedName
 
 from mirror import catalog as catalog_module
+from mirror import page as page_module
 from mirror import upstream as upstream_module
 from mirror.negotiate import PageFormat
 from mirror.page import PageTemplate
@@ -824,6 +825,34 @@ def test_provenance_urls_name_the_host_each_request_reached(
         assert [entry["url"] for entry in first.json()["files"]] == [
             entry["url"] for entry in renamed.json()["files"]
         ]
+
+
+@pytest.mark.parametrize("large", [False, True])
+def test_a_large_page_is_filled_for_a_new_host_off_the_event_loop(
+    mirror: MirrorServer,
+    upstream: Upstream,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    large: bool,
+) -> None:
+    publish_attested(upstream, clock)
+    page(mirror, "attested")
+    monkeypatch.setattr(page_module, "THREAD_FILL_BYTES", 0 if large else 10**9)
+    threads: list[threading.Thread] = []
+    real_fill = PageTemplate.fill
+
+    def fill(template: PageTemplate, base: str) -> Any:
+        threads.append(threading.current_thread())
+        return real_fill(template, base)
+
+    monkeypatch.setattr(PageTemplate, "fill", fill)
+    for query in ("", "?format=json"):
+        host = f"host{len(threads)}.example"
+        reply = get(mirror, f"/simple/attested/{query}", {"Accept": JSON_TYPE, "Host": host})
+        assert provenance_urls(reply)[0].startswith(f"http://{host}/files/")
+    assert len(threads) == 2
+    on_the_loop = [thread is mirror.loop_thread for thread in threads]
+    assert on_the_loop == [not large, not large]
 
 
 def test_a_page_without_provenance_is_the_same_for_every_host(
