@@ -21,7 +21,7 @@ from mirror.negotiate import negotiate
 from mirror.one_line import OneLine, for_error
 from mirror.page import PageTemplate
 from mirror.services import Services
-from mirror.simple_routes import etag_matches, filled, page_headers, variant
+from mirror.simple_routes import etag_matches, filled, page_headers, sent_for, variant
 from quarantine.models import FileState
 
 Scope = MutableMapping[str, Any]
@@ -86,8 +86,9 @@ class FastPath:
             if kept is None:
                 served = await catalog.project_page(NormalizedName(name), fmt)
                 kept, stale = served.page, served.stale_seconds
-            if isinstance(kept, PageTemplate):
-                page = await filled(kept, scope, self._services.request_base)
+            if isinstance(kept, PageTemplate):  # its provenance URLs take the request's base
+                base = self._services.request_base.of(scope)
+                page = sent_for(kept, base) or await filled(kept, base)
             else:
                 page = kept
         except MirrorError as error:

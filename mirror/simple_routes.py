@@ -9,7 +9,6 @@ from starlette.responses import RedirectResponse, Response
 from mirror.names import normalized_project
 from mirror.negotiate import negotiate
 from mirror.page import Page, PageTemplate
-from mirror.request_base import RequestBase, Scope
 from mirror.services import Services
 
 PAGE_MAX_AGE_SECONDS = 60
@@ -80,18 +79,18 @@ def page_headers(
     return headers
 
 
-async def filled(template: PageTemplate, scope: Scope, request_base: RequestBase) -> Page:
-    """The page to send: the template filled for the base the request reached the mirror
-    at (a large one in a thread, the first time)."""
-    base = request_base.of(scope)
-    page = template.filled.get(base)
-    if page is None:
-        if template.large:
-            page = await asyncio.to_thread(template.fill, base)
-        else:
-            page = template.fill(base)
-        template.keep(base, page)
-    return page
+def sent_for(template: PageTemplate, base: str) -> Page | None:
+    """The page kept for ``base``, the request's (``RequestBase.of``), if it was filled."""
+    return template.filled.get(base)
+
+
+async def filled(template: PageTemplate, base: str) -> Page:
+    """The template filled for ``base`` the first time (a large one in a thread)."""
+    if template.large:
+        page = await asyncio.to_thread(template.fill, base)
+    else:
+        page = template.fill(base)
+    return template.keep(base, page)
 
 
 def page_response(request: Request, page: Page, stale_seconds: float | None = None) -> Response:
@@ -125,5 +124,6 @@ async def simple_project(request: Request) -> Response:
     served = await services.catalog.project_page(name, fmt)
     page = served.page
     if isinstance(page, PageTemplate):
-        page = await filled(page, request.scope, services.request_base)
+        base = services.request_base.of(request.scope)
+        page = sent_for(page, base) or await filled(page, base)
     return page_response(request, page, served.stale_seconds)
