@@ -29,12 +29,20 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from mirror.catalog import Catalog, Page
+from mirror.catalog import Catalog
 from mirror.errors import NotFound
 from mirror.names import normalized_project
 from mirror.negotiate import PageFormat
+from mirror.page import Page, PageTemplate
 from mirror.releases import Releases, project_json, release_json, releases_from_page
-from mirror.simple_routes import PAGE_MAX_AGE_SECONDS, accepts_gzip, etag_matches
+from mirror.request_base import RequestBase
+from mirror.simple_routes import (
+    PAGE_MAX_AGE_SECONDS,
+    accepts_gzip,
+    etag_matches,
+    filled,
+    sent_for,
+)
 
 # The index's versions are PEP 440 (normalised here); anything else names no release
 # and never reaches a header.
@@ -75,8 +83,9 @@ class _Kept:
 
 
 class JsonApi:
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, request_base: RequestBase) -> None:
         self._catalog = catalog
+        self._request_base = request_base
         self._kept: OrderedDict[tuple[NormalizedName, str], _Kept] = OrderedDict()
 
     def routes(self) -> list[Route]:
@@ -111,10 +120,15 @@ class JsonApi:
             # Relative, like /simple/'s redirects: up from the tail's folders and the name.
             return RedirectResponse("../" * (1 + tail.count("/")) + f"{name}/{tail}", 301)
         served = await self._catalog.project_page(name, PageFormat.JSON)
-        # Where the simple page is, as the client asking reaches it: its links resolve
-        # against that address, and so do the URLs given here.
-        page_url = f"{request.base_url}simple/{name}/"
-        answer = await self._answer(name, served.page, page_url, version)
+        # Where the simple page is, as the client asking reaches it (the same base, trusted
+        # proxies and all, as its provenance URLs): its links resolve against that address,
+        # and so do the URLs given here.
+        base = self._request_base.of(request.scope)
+        page = served.page
+        if isinstance(page, PageTemplate):
+            page = sent_for(page, base) or await filled(page, base)
+        page_url = f"{base}simple/{name}/"
+        answer = await self._answer(name, page, page_url, version)
         body, etag, encoding = answer.body, answer.etag, None
         if answer.gzipped is not None and accepts_gzip(request.headers.get("accept-encoding")):
             # Another encoding is another representation: its own strong ETag.
@@ -194,5 +208,5 @@ def _made(
     return releases, None if found is None else _answer(release_json(releases, found))
 
 
-def json_api_routes(catalog: Catalog) -> list[Route]:
-    return JsonApi(catalog).routes()
+def json_api_routes(catalog: Catalog, request_base: RequestBase) -> list[Route]:
+    return JsonApi(catalog, request_base).routes()

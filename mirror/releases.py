@@ -25,7 +25,7 @@ from packaging.utils import (
 )
 from packaging.version import InvalidVersion, Version
 
-from quarantine.observe import UnservableFile, file_version
+from quarantine.filenames import UnservableFile, file_version
 
 _JSON = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), check_circular=False)
 

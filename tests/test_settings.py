@@ -740,3 +740,12 @@ def test_the_examples_in_the_example_file_are_valid(tmp_path: Path) -> None:
     assert settings.policy.cooling_overrides == {NormalizedName("numpy"): timedelta(days=7)}
     assert set(settings.policy.exemptions) == {"acme-internal-tools", "acme-sdk"}
     assert [target.kind for target in settings.notify] == ["webhook", "slack", "email"]
+
+
+def test_trusted_proxies_are_addresses_or_networks(tmp_path: Path) -> None:
+    path = config(tmp_path, 'trusted_proxies = ["10.0.0.0/8", "::1", "192.168.1.7"]\n')
+    assert load(path).trusted_proxies == ("10.0.0.0/8", "::1", "192.168.1.7")
+    assert load(env={"LAZARETTO_TRUSTED_PROXIES": "127.0.0.1"}).trusted_proxies == ("127.0.0.1",)
+    bad = config(tmp_path, 'trusted_proxies = ["10.0.0.0/8", "proxy.internal"]\n', "bad.toml")
+    message = config_error(bad)
+    assert "trusted_proxies" in message and "line 1" in message and "proxy.internal" in message
