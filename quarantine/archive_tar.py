@@ -26,6 +26,7 @@ from quarantine.archive_base import (
     LINK,
     LINK_INSIDE,
     MALFORMED,
+    POLYGLOT,
     SPECIAL,
     TOO_LARGE,
     TOO_MANY,
@@ -43,9 +44,57 @@ class _TarReader(_ReaderCore):
     """Reading a tar sdist as part of ``ArchiveReader``."""
 
     def _tar(self, handle: BinaryIO, lower: str) -> Iterator[Member]:
+        if sdist_compression(lower) is Compression.NONE:
+            self._check_not_compressed(handle)
         raw = _CountingReader(handle)
         with _decompressing(io.BufferedReader(raw, CHUNK), lower) as stream:
             yield from _TarWalker(self, stream, raw).members()
+
+    def _check_not_compressed(self, handle: BinaryIO) -> None:
+        """A plain ``.tar`` whose bytes are compressed: pip opens a ``.tar`` with
+        tarfile's "r", which tries every compression before plain tar, so it would unpack
+        the compressed tar where we read the bytes as a plain one (a decoy can sit in
+        what the decompressor skips, such as a gzip header's extra field)."""
+        compression = _compressed_as(handle.read(_SNIFF_BYTES))
+        handle.seek(0)
+        if compression is not None:
+            self._add(
+                POLYGLOT,
+                f"plain .tar whose bytes are {compression} data: pip would read it "
+                "as a compressed tar, not as the plain tar inspected",
+            )
+
+
+def _compressed_as(head: bytes) -> str | None:
+    """The compression tarfile's "r" mode would read a file starting with ``head`` in,
+    or None. No real tar starts like any of these (its first bytes are a member name)."""
+    for compression, magic in _MAGIC.items():
+        if head.startswith(magic):
+            return compression
+    if len(head) >= 4 and head[0] & 0xF0 == 0x50 and head[1:4] == b"\x2a\x4d\x18":
+        return "zstd"  # a skippable frame, which a zstd reader steps over
+    # tarfile's "r:xz" decoder (the auto format) also takes legacy .lzma, which has no
+    # magic: the test is whether the start decodes. A stream that ends with nothing
+    # decoded (an all-zero block is one) opens as an empty tar, which hides nothing.
+    if not head:
+        return None
+    decoder = lzma.LZMADecompressor()
+    try:
+        decoded = decoder.decompress(head, max_length=_BLOCK)
+    except lzma.LZMAError:
+        return None
+    return "xz or lzma" if decoded or not decoder.eof else None
+
+
+# Python 3.14's tarfile also tries zstd; lzip is the magic newer xz decoders take.
+_MAGIC = {
+    "gzip": b"\x1f\x8b",
+    "bzip2": b"BZh",
+    "xz": b"\xfd7zXZ\x00",
+    "zstd": b"\x28\xb5\x2f\xfd",
+    "lzip": b"LZIP",
+}
+_SNIFF_BYTES = 64 * 1024
 
 
 class _CountingReader(io.RawIOBase):

