@@ -22,7 +22,7 @@ import signal
 import sys
 import types
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
@@ -106,10 +106,15 @@ class _Slot:
         return self._process.pid if self._process is not None else None
 
     async def run(self, work: Callable[[InspectTask], Outcome], task: InspectTask) -> Outcome:
-        executor = self._ready()
-        with _main_module_hidden():  # submit starts the process when there is none
-            future = executor.submit(work, task)
-        self._process = next(iter(executor._processes.values()), None)
+        """Run ``task``; :class:`_Failed` (and the slot replaced) when the worker fails it."""
+        try:
+            future = self._submit(work, task)
+        except BrokenProcessPool:
+            # The worker died while idle (killed, say): not this task's doing, and the
+            # executor refuses all work from now on, so start a fresh one.
+            log.warning("an idle inspection worker died; starting a fresh one")
+            self.discard()
+            future = self._submit(work, task)
         wall = self._limits.wall_seconds or None
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), timeout=wall)
@@ -117,7 +122,14 @@ class _Slot:
             self.discard()
             raise _Failed(f"worker took longer than {wall:g} s (wall clock)") from None
         except BrokenProcessPool:
-            raise _Failed(self._death()) from None
+            raise _Failed(await self._death()) from None
+
+    def _submit(self, work: Callable[[InspectTask], Outcome], task: InspectTask) -> Future[Outcome]:
+        executor = self._ready()
+        with _main_module_hidden():  # submit starts the process when there is none
+            future = executor.submit(work, task)
+        self._process = next(iter(executor._processes.values()), None)
+        return future
 
     def _ready(self) -> ProcessPoolExecutor:
         if self._executor is None:
@@ -131,12 +143,13 @@ class _Slot:
             )
         return self._executor
 
-    def _death(self) -> str:
+    async def _death(self) -> str:
         process = self._process
         self.discard()
         code = None
         if process is not None:
-            process.join(timeout=5)
+            # The exit status may take a moment to arrive; wait for it off the event loop.
+            await asyncio.to_thread(process.join, 5)
             code = process.exitcode
         if code is not None and -code == signal.SIGXCPU:
             return f"worker hit its CPU time limit ({self._limits.cpu_seconds} s)"
@@ -177,27 +190,28 @@ class InspectionPool:
         self, path: Path, filename: str, previous: ArchiveSummary | None, limits: Limits
     ) -> Inspection:
         task = InspectTask(path, filename, previous, limits, self.limits.cpu_seconds)
-        try:
-            return await self._attempt(task)
-        except _Failed as first:
-            log.warning("inspecting %s: %s; retrying in a fresh worker", filename, first)
-            try:
-                return await self._attempt(task)
-            except _Failed as second:
-                return inspection_error(f"{first}; {RETRIED}: {second}")
-
-    async def _attempt(self, task: InspectTask) -> Inspection:
         free = self._free_slots()
         slot = await free.get()
         try:
-            outcome = await slot.run(self._work, task)
-            if outcome.inspection is None:
-                slot.discard()  # a process that ran out of memory is not trusted further
-                memory = self.limits.memory_bytes // MiB
-                raise _Failed(f"worker hit its memory limit ({memory} MiB)")
-            return outcome.inspection
+            try:
+                return await self._attempt(slot, task)
+            except _Failed as first:
+                # A failure replaced the slot's process: the retry runs in a fresh one.
+                log.warning("inspecting %s: %s; retrying in a fresh worker", filename, first)
+                try:
+                    return await self._attempt(slot, task)
+                except _Failed as second:
+                    return inspection_error(f"{first}; {RETRIED}: {second}")
         finally:
             free.put_nowait(slot)
+
+    async def _attempt(self, slot: _Slot, task: InspectTask) -> Inspection:
+        outcome = await slot.run(self._work, task)
+        if outcome.inspection is None:
+            slot.discard()  # a process that ran out of memory is not trusted further
+            memory = self.limits.memory_bytes // MiB
+            raise _Failed(f"worker hit its memory limit ({memory} MiB)")
+        return outcome.inspection
 
     def _free_slots(self) -> asyncio.Queue[_Slot]:
         """The idle slots, as a queue of this event loop (tests run several loops)."""

@@ -222,3 +222,57 @@ def test_identical_members_of_a_release_are_scanned_once(tmp_path: Path) -> None
     uncached = [inspect_file(tmp_path / w.filename, w.filename, None) for w in wheels]
     assert found == uncached
     assert all(inspection.findings for inspection in found)  # eval() is reported
+
+
+def test_a_worker_killed_while_idle_is_replaced_for_the_next_inspection(tmp_path: Path) -> None:
+    (path, dist), (other, second) = _corpus(tmp_path)[:2]
+    pool = InspectionPool(1)
+
+    async def kill_the_idle_worker_between_two() -> list[Inspection]:
+        found = [await pool.inspect(path, dist.filename, None, Limits())]
+        (idle,) = pool.pids()
+        os.kill(idle, signal.SIGKILL)
+        while _alive(idle):  # gone once its parent, the fork server, has reaped it
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # and the executor has seen it go: it is broken now
+        found.append(await pool.inspect(other, second.filename, None, Limits()))
+        found.append(await pool.inspect(path, dist.filename, None, Limits()))
+        return found
+
+    try:
+        found = asyncio.run(kill_the_idle_worker_between_two())
+    finally:
+        pool.close()
+    expected = [inspect_file(p, d.filename, None) for p, d in [(path, dist), (other, second)]]
+    assert found == [*expected, expected[0]]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_the_retry_runs_in_a_fresh_worker_not_in_another_busy_one(tmp_path: Path) -> None:
+    (path, dist), (other, second) = _corpus(tmp_path)[:2]
+    pool = InspectionPool(2, work=_hang_when_marked)
+
+    async def start_both_workers() -> None:
+        jobs = [
+            pool.inspect(p, d.filename, None, Limits()) for p, d in [(path, dist), (other, second)]
+        ]
+        await asyncio.gather(*jobs)
+
+    try:
+        asyncio.run(start_both_workers())
+        started = set(pool.pids())
+        (tmp_path / HANG).touch()
+        broken = _killing(pool, tmp_path, path, dist.filename, kills=2)
+    finally:
+        pool.close()
+    assert len(started) == 2
+    assert broken.findings[0].rule == INSPECTION_ERROR
+    first, retry = _pids(tmp_path)
+    assert first in started and retry not in started
