@@ -52,12 +52,10 @@ class WorkQueue:
         self._ticks = itertools.count(1)
         self._heap: list[tuple[_Rank, int, FileRecord]] = []
         self._queued: dict[_Key, FileRecord] = {}  # waiting, by key (latest record)
+        self._in_hand: set[_Key] = set()  # popped and not yet done
         self._rank: dict[_Key, _Rank] = {}
         self._open: Counter[NormalizedName] = Counter()  # queued or in hand, per project
         self._order = itertools.count()
-
-    def __len__(self) -> int:
-        return len(self._queued)
 
     def ask(self, project: NormalizedName) -> None:
         """A client asked for ``project``: its files go first from now on."""
@@ -73,8 +71,10 @@ class WorkQueue:
         return project in self._asked
 
     def put(self, record: FileRecord, now: datetime) -> None:
+        """Queue ``record`` unless it waits already or is in a worker's hands (a project
+        asked for mid-round offers its held files again: none is vetted twice at once)."""
         key = (record.sha256, record.filename)
-        if key in self._queued:
+        if key in self._queued or key in self._in_hand:
             return
         self._queued[key] = record
         self._open[record.project] += 1
@@ -88,11 +88,13 @@ class WorkQueue:
             if self._rank.get(key) != rank or key not in self._queued:
                 continue  # queued again at another rank, or already taken
             del self._queued[key], self._rank[key]
+            self._in_hand.add(key)
             return record
         return None
 
     def done(self, record: FileRecord) -> bool:
         """The file in hand is finished; whether its project has nothing left queued."""
+        self._in_hand.discard((record.sha256, record.filename))
         self._open[record.project] -= 1
         if self._open[record.project] > 0:
             return False
