@@ -98,9 +98,6 @@ class Earlier:
     recent: tuple[EarlierRelease, ...]  # the newest trusted releases before it, oldest first
     previous: str | None  # the first file of its kind in the newest release that has one
 
-    def __len__(self) -> int:
-        return len(self.recent)
-
 
 class ReleaseHistory:
     """Earlier trusted releases of a project, for the file being vetted."""

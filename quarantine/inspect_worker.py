@@ -33,7 +33,6 @@ class InspectTask:
 @dataclass(frozen=True, slots=True)
 class Outcome:
     inspection: Inspection | None  # None: the memory limit was hit
-    scanned: int  # sources this process has scanned so far (for tests and logs)
 
 
 def start_worker(memory_bytes: int) -> None:
@@ -51,8 +50,8 @@ def run_inspection(task: InspectTask) -> Outcome:
             task.path, task.filename, task.previous, task.limits, _cache
         )
     except MemoryError:
-        return Outcome(None, _cache.scanned)
-    return Outcome(inspection, _cache.scanned)
+        return Outcome(None)
+    return Outcome(inspection)
 
 
 def _limit_cpu(seconds: int) -> None:

@@ -24,9 +24,6 @@ class MemberCache:
         self._found: OrderedDict[_Key, tuple[Finding, ...]] = OrderedDict()
         self.scanned = 0  # sources given to the rules (not found here)
 
-    def __len__(self) -> int:
-        return len(self._found)
-
     def scan(
         self, name: str, data: bytes, *, install_time: bool, max_parse_bytes: int
     ) -> list[Finding]:
