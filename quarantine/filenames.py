@@ -155,7 +155,7 @@ def _sdist_version(project: NormalizedName, filename: str, suffix: str) -> Versi
     if suffix == ".zip" and "macosx10" in filename:
         # pip skips these ("macosx10 one"): old macOS binary builds uploaded as .zip
         raise UnservableFile("unsupported_file_type: pip skips .zip files named for macosx10")
-    text = _version_text(project, filename[: -len(suffix)])
+    text = version_text(project, filename[: -len(suffix)])
     if text is None:
         raise UnservableFile(
             f"invalid_filename: not a file of {project!r} (its name and a '-' do not start it)"
@@ -167,8 +167,9 @@ def _sdist_version(project: NormalizedName, filename: str, suffix: str) -> Versi
         raise UnservableFile(_not_a_version(text, suffix)) from None
 
 
-def _version_text(project: NormalizedName, stem: str) -> str | None:
-    """What follows the first ``-`` whose prefix normalises to ``project`` (pip's rule)."""
+def version_text(project: NormalizedName, stem: str) -> str | None:
+    """What follows the first ``-`` whose prefix normalises to ``project`` (pip's rule for
+    an sdist's name without its suffix); None when no such ``-`` starts ``stem``."""
     for index, char in enumerate(stem):
         if char == "-" and canonicalize_name(stem[:index]) == project:
             return stem[index + 1 :] or None
@@ -190,8 +191,12 @@ def _not_a_version(text: str, suffix: str) -> str:
 
 
 def _is_version(text: str) -> bool:
+    return version_or_none(text) is not None
+
+
+def version_or_none(text: str) -> Version | None:
+    """``text`` as a PEP 440 version, or None when it is not one."""
     try:
-        Version(text)
+        return Version(text)
     except InvalidVersion:
-        return False
-    return True
+        return None

@@ -17,20 +17,14 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from packaging.utils import NormalizedName
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
+from quarantine.filenames import version_or_none
 from quarantine.ledger import Ledger
 from quarantine.models import FileRecord, FileState
 
 TRUSTED = (FileState.PROMOTED,)  # only vetted or established files set the baseline
 KEPT_PROJECTS = 16
-
-
-def release_version(text: str) -> Version | None:
-    try:
-        return Version(text)
-    except InvalidVersion:
-        return None
 
 
 def file_kind(filename: str) -> str:
@@ -59,7 +53,7 @@ class _Project:
     def take(self, record: FileRecord) -> None:
         """Fold one current ledger row in (it may leave, join or move within the history)."""
         self._drop(record.filename)
-        version = release_version(record.version)
+        version = version_or_none(record.version)
         if version is None or record.state not in TRUSTED:
             return
         attested = record.provenance_url is not None
@@ -111,7 +105,7 @@ class ReleaseHistory:
     def earlier(self, record: FileRecord, recent: int) -> Earlier:
         """The ``recent`` newest trusted releases older than ``record``'s, and the file of
         its kind it is compared with. Safe from several threads at once."""
-        mine = release_version(record.version)
+        mine = version_or_none(record.version)
         if mine is None:
             return Earlier((), None)
         kind = file_kind(record.filename)

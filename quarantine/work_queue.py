@@ -19,7 +19,7 @@ from functools import total_ordering
 from packaging.utils import NormalizedName
 from packaging.version import Version
 
-from quarantine.history import release_version
+from quarantine.filenames import version_or_none
 from quarantine.models import FileRecord
 
 MAX_ASKED = 10_000  # projects remembered as asked for; the oldest are forgotten
@@ -111,7 +111,7 @@ class WorkQueue:
             0 if asked is not None else 1,
             -(asked or 0),
             cooling,
-            _Newest(release_version(record.version)),
+            _Newest(version_or_none(record.version)),
             record.filename,
         )
         self._rank[key] = rank

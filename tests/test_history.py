@@ -13,7 +13,8 @@ from pathlib import Path
 from packaging.utils import NormalizedName
 from packaging.version import Version
 
-from quarantine.history import TRUSTED, ReleaseHistory, release_version
+from quarantine.filenames import version_or_none
+from quarantine.history import TRUSTED, ReleaseHistory
 from quarantine.ledger_sqlite import SqliteLedger
 from quarantine.live_policy import FixedPolicy
 from quarantine.models import FileRecord, FileState, ProjectStatus, Snapshot, UpstreamFile
@@ -117,11 +118,11 @@ def test_vetting_the_files_of_a_project_reads_its_history_once(tmp_path: Path) -
 
 def _naive_earlier(ledger: SqliteLedger, record: FileRecord) -> list[tuple[Version, list[str]]]:
     """What vetting judged against before the history was kept: the whole project, read."""
-    mine = release_version(record.version)
+    mine = version_or_none(record.version)
     assert mine is not None
     releases: dict[Version, list[str]] = {}
     for other in ledger.files(record.project):
-        version = release_version(other.version)
+        version = version_or_none(other.version)
         if version is None or version >= mine or other.state not in TRUSTED:
             continue
         releases.setdefault(version, []).append(other.filename)
