@@ -1,45 +1,48 @@
 """The release a recorded file belongs to: for ``explain X==VERSION`` and for ordering.
 
 A file the mirror holds or serves has the version packaging read from its name. A file
-rejected because packaging could not read its name (an ``.egg``, an installer, an archive
-kind the mirror refuses) has none recorded; its release is read from its name the way
-pip reads a name it cannot parse: after the parts that spell the project, the longest
-leading run of dot-separated pieces that is a version (``X-1.0.win32.exe`` is 1.0).
+rejected because its name could not be read (an ``.egg``, an installer, an archive kind
+the mirror refuses) has none recorded; its release is read from its name with pip's rule
+for an sdist's name (:func:`~quarantine.filenames.version_text`), then the longest
+leading run of dot-separated pieces that is a version (``X-1.0.win32.exe`` is 1.0,
+``X-1.2.0-1.tar.zst`` 1.2.0.post1). Wheels, eggs and rpms name their version in one
+``-``-separated field (what follows it is a build tag, a Python tag or an rpm release).
 """
 
 from collections.abc import Iterable
 
-from packaging.utils import NormalizedName, canonicalize_name
-from packaging.version import InvalidVersion, Version
+from packaging.utils import NormalizedName
+from packaging.version import Version
 
+from quarantine.filenames import archive_suffix, version_or_none, version_text
 from quarantine.models import FileRecord
+
+_VERSION_IN_ONE_FIELD = (".whl", ".egg", ".rpm")
 
 
 def release_of(record: FileRecord) -> Version | None:
     """The file's release, or None when neither its record nor its name says one."""
-    if record.version:
-        try:
-            return Version(record.version)
-        except InvalidVersion:
-            pass
+    recorded = version_or_none(record.version)
+    if recorded is not None:
+        return recorded
     return version_in_name(record.project, record.filename)
 
 
 def version_in_name(project: NormalizedName, filename: str) -> Version | None:
-    parts = filename.split("-")
-    for cut in range(1, len(parts)):
-        if canonicalize_name("-".join(parts[:cut]), validate=False) == project:
-            return _leading_version(parts[cut])
-    return None
+    text = version_text(project, filename)
+    if text is None:
+        return None
+    if archive_suffix(filename) in _VERSION_IN_ONE_FIELD:
+        text = text.split("-", 1)[0]
+    return _leading_version(text)
 
 
 def _leading_version(text: str) -> Version | None:
     pieces = text.split(".")
     for end in range(len(pieces), 0, -1):
-        try:
-            return Version(".".join(pieces[:end]))
-        except InvalidVersion:
-            continue
+        version = version_or_none(".".join(pieces[:end]))
+        if version is not None:
+            return version
     return None
 
 

@@ -54,7 +54,9 @@ def _files(ledger: Ledger, *names: str) -> None:
         ("demo-1.0.tar.bz2", "1.0"),
         ("demo-1.0.linux-x86_64.tar.gz", "1.0"),
         ("demo-1.0.post1.tar.xz", "1.0.post1"),
-        ("demo-2.0rc1-1.noarch.rpm", "2.0rc1"),
+        ("demo-2.0rc1-1.noarch.rpm", "2.0rc1"),  # an rpm's release, not a post release
+        ("demo-1.2.0-1.tar.zst", "1.2.0.post1"),  # as pip reads an sdist's name
+        ("demo-1.0-1-py3-none-any.whl", "1.0"),  # a wheel's build tag
         ("Demo_Tool-3.1.msi", None),  # another project's name: not demo's release
         ("demo-.egg", None),
         ("demo.egg", None),
