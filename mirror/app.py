@@ -173,7 +173,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         feeds,
         refresher,
         policy,
-        request_base=RequestBase(settings.trusted_proxies),
+        request_base=RequestBase(settings.trusted_proxies, settings.public_base_url),
     )
 
 

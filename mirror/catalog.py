@@ -609,8 +609,8 @@ class Catalog:
 
 
 def _bases_served(page: KeptPage | None) -> list[str]:
-    """The request bases a page was sent for, to fill its successor for at once."""
-    return page.bases if isinstance(page, PageTemplate) else []
+    """The request bases to fill a page's successor for at once (the most recently used)."""
+    return page.carried_bases if isinstance(page, PageTemplate) else []
 
 
 def _alters_pages(before: ProjectRecord | None, observation: Observation) -> bool:

@@ -102,6 +102,19 @@ def int_between(low: int, high: int, why: str = "") -> Callable[[Any], int]:
     return convert_int
 
 
+def zero_or_int_between(low: int, high: int, why: str = "") -> Callable[[Any], int]:
+    """0 (off), or a whole number from ``low`` to ``high``: between is too small to work."""
+
+    def convert_int(value: Any) -> int:
+        number = as_int(value)
+        if number != 0 and not low <= number <= high:
+            because = f" ({why})" if why else ""
+            raise ValueError(f"{value} is out of range: expected 0, or {low} to {high}{because}")
+        return number
+
+    return convert_int
+
+
 def float_between(low: float, high: float, why: str = "") -> Callable[[Any], float]:
     def convert_float(value: Any) -> float:
         number = as_float(value)

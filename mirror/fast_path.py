@@ -19,9 +19,8 @@ from mirror.errors import MirrorError
 from mirror.names import MAX_NAME_CHARS
 from mirror.negotiate import negotiate
 from mirror.one_line import OneLine, for_error
-from mirror.page import PageTemplate
 from mirror.services import Services
-from mirror.simple_routes import etag_matches, filled, page_headers, sent_for, variant
+from mirror.simple_routes import etag_matches, page_for, page_headers, variant
 from quarantine.models import FileState
 
 Scope = MutableMapping[str, Any]
@@ -86,11 +85,7 @@ class FastPath:
             if kept is None:
                 served = await catalog.project_page(NormalizedName(name), fmt)
                 kept, stale = served.page, served.stale_seconds
-            if isinstance(kept, PageTemplate):  # its provenance URLs take the request's base
-                base = self._services.request_base.of(scope)
-                page = sent_for(kept, base) or await filled(kept, base)
-            else:
-                page = kept
+            page = await page_for(kept, self._services.request_base, scope)
         except MirrorError as error:
             await _send_one_line(send, for_error(error))
             return True

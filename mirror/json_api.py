@@ -16,12 +16,9 @@ or those versions would download every file through the mirror.
 
 import asyncio
 import functools
-import gzip
-import hashlib
 import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from urllib.parse import quote
 
 from packaging.utils import NormalizedName
@@ -33,16 +30,10 @@ from mirror.catalog import Catalog
 from mirror.errors import NotFound
 from mirror.names import normalized_project
 from mirror.negotiate import PageFormat
-from mirror.page import Page, PageTemplate
+from mirror.page import KeptByBase, Page, page_of
 from mirror.releases import Releases, project_json, release_json, releases_from_page
 from mirror.request_base import RequestBase
-from mirror.simple_routes import (
-    PAGE_MAX_AGE_SECONDS,
-    accepts_gzip,
-    etag_matches,
-    filled,
-    sent_for,
-)
+from mirror.simple_routes import PAGE_MAX_AGE_SECONDS, etag_matches, page_for, variant
 
 # The index's versions are PEP 440 (normalised here); anything else names no release
 # and never reaches a header.
@@ -50,25 +41,16 @@ _VERSION = re.compile(r"[A-Za-z0-9._+!-]{1,128}")
 # Answers from pages this big (~600 files) are made in a worker thread: a 10,000-file
 # project's took 0.4 s, which the event loop must not stall for.
 THREAD_FROM_BYTES = 256 * 1024
-GZIP_MIN_BYTES = 16 * 1024  # below this, compressing costs more than it saves
 # Re-shaped projects kept, least recently used out first, weighed by their page and
 # answers' bytes.
 KEPT_BYTES = 64 * 1024 * 1024
+MEDIA_TYPE = "application/json"
 
 _Handler = Callable[[Request], Awaitable[Response]]
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
-    body: bytes
-    etag: str
-    gzipped: bytes | None
-
-
-def _answer(body: bytes) -> Answer:
-    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-    packed = gzip.compress(body, compresslevel=6, mtime=0) if len(body) >= GZIP_MIN_BYTES else None
-    return Answer(body, etag, packed if packed is not None and len(packed) < len(body) else None)
+def _answer(body: bytes) -> Page:
+    return page_of(0, body, MEDIA_TYPE)
 
 
 class _Kept:
@@ -79,14 +61,16 @@ class _Kept:
         self.page_etag = page_etag
         self.releases = releases
         self.weight = weight
-        self.answers: dict[str | None, Answer] = {}
+        self.answers: dict[str | None, Page] = {}
 
 
 class JsonApi:
     def __init__(self, catalog: Catalog, request_base: RequestBase) -> None:
         self._catalog = catalog
         self._request_base = request_base
-        self._kept: OrderedDict[tuple[NormalizedName, str], _Kept] = OrderedDict()
+        # By project, least recently used first; in each, by the base asked through (a
+        # few at most, so a client naming a new host each time churns no other's).
+        self._kept: OrderedDict[NormalizedName, KeptByBase[_Kept]] = OrderedDict()
 
     def routes(self) -> list[Route]:
         methods = ["GET", "HEAD"]
@@ -121,49 +105,44 @@ class JsonApi:
             return RedirectResponse("../" * (1 + tail.count("/")) + f"{name}/{tail}", 301)
         served = await self._catalog.project_page(name, PageFormat.JSON)
         # Where the simple page is, as the client asking reaches it (the same base, trusted
-        # proxies and all, as its provenance URLs): its links resolve against that address,
-        # and so do the URLs given here.
+        # proxies and public_base_url and all, as its provenance URLs): its links resolve
+        # against that address, and so do the URLs given here.
         base = self._request_base.of(request.scope)
-        page = served.page
-        if isinstance(page, PageTemplate):
-            page = sent_for(page, base) or await filled(page, base)
-        page_url = f"{base}simple/{name}/"
-        answer = await self._answer(name, page, page_url, version)
-        body, etag, encoding = answer.body, answer.etag, None
-        if answer.gzipped is not None and accepts_gzip(request.headers.get("accept-encoding")):
-            # Another encoding is another representation: its own strong ETag.
-            body, etag, encoding = answer.gzipped, etag[:-1] + '-gzip"', "gzip"
+        page = await page_for(served.page, self._request_base, request.scope)
+        answer = await self._answer(name, page, base, version)
+        chosen = variant(answer, request.headers.get("accept-encoding"))
         headers = {
-            "ETag": etag,
+            "ETag": chosen.etag,  # another encoding is another representation: its own
             "Cache-Control": f"max-age={PAGE_MAX_AGE_SECONDS}",
             "X-Content-Type-Options": "nosniff",
         }
         if answer.gzipped is not None:
             headers["Vary"] = "Accept-Encoding"
-        if encoding is not None:
-            headers["Content-Encoding"] = encoding
+        if chosen.encoding is not None:
+            headers["Content-Encoding"] = chosen.encoding
         if served.stale_seconds is not None:
             headers["X-Mirror-Stale"] = str(int(served.stale_seconds))
             headers["X-Mirror-Upstream"] = "unreachable"
-        if etag_matches(request.headers.get("if-none-match"), etag):
+        if etag_matches(request.headers.get("if-none-match"), chosen.etag):
             return Response(status_code=304, headers=headers)
-        return Response(body, headers=headers, media_type="application/json")
+        return Response(chosen.body, headers=headers, media_type=MEDIA_TYPE)
 
     async def _answer(
-        self, name: NormalizedName, page: Page, page_url: str, version: str | None
-    ) -> Answer:
+        self, name: NormalizedName, page: Page, base: str, version: str | None
+    ) -> Page:
         """The answer for the project (``version`` None) or the version asked for, kept
         until the page changes; a big page's is made in a worker thread."""
-        key = (name, page_url)
-        kept = self._kept.get(key)
+        by_base = self._kept.get(name)
+        kept = by_base.get(base) if by_base is not None else None
+        if by_base is not None:
+            self._kept.move_to_end(name)
         if kept is not None and kept.page_etag == page.etag:
-            self._kept.move_to_end(key)
             if version in kept.answers:
                 return kept.answers[version]
         else:
             kept = None
         make = functools.partial(
-            _made, page.body, page_url, kept.releases if kept else None, version
+            _made, page.body, f"{base}simple/{name}/", kept.releases if kept else None, version
         )
         releases, answer = (
             await asyncio.to_thread(make) if len(page.body) >= THREAD_FROM_BYTES else make()
@@ -172,7 +151,7 @@ class JsonApi:
             raise NotFound(f"not found: {name} has no vetted files")
         if kept is None:
             kept = _Kept(page.etag, releases, len(page.body))
-            self._keep(key, kept)
+            self._keep(name, base, kept)
         if answer is None:
             raise NotFound(f"not found: {name} has no vetted files of that version")
         kept.answers[version] = answer
@@ -180,23 +159,31 @@ class JsonApi:
         self._evict()
         return answer
 
-    def _keep(self, key: tuple[NormalizedName, str], kept: _Kept) -> None:
-        self._kept.pop(key, None)
-        self._kept[key] = kept
+    def _keep(self, name: NormalizedName, base: str, kept: _Kept) -> None:
+        by_base = self._kept.get(name)
+        if by_base is None:
+            by_base = self._kept[name] = KeptByBase()
+        by_base.keep(base, kept)
+        self._kept.move_to_end(name)
         self._evict()
 
     def _evict(self) -> None:
         """Drop the least recently used projects while all weigh more than KEPT_BYTES
         (a sum over a few hundred entries at most, only when something was added)."""
-        weight = sum(kept.weight for kept in self._kept.values())
+        weights = {name: _weight(by_base) for name, by_base in self._kept.items()}
+        weight = sum(weights.values())
         while weight > KEPT_BYTES and len(self._kept) > 1:
-            _key, oldest = self._kept.popitem(last=False)
-            weight -= oldest.weight
+            name, _oldest = self._kept.popitem(last=False)
+            weight -= weights[name]
+
+
+def _weight(by_base: KeptByBase[_Kept]) -> int:
+    return sum(kept.weight for kept in by_base.made())
 
 
 def _made(
     body: bytes, page_url: str, releases: Releases | None, version: str | None
-) -> tuple[Releases, Answer | None]:
+) -> tuple[Releases, Page | None]:
     """The releases (re-shaped from the page unless given) and the answer asked for; None
     when the version is not among them."""
     releases = releases or releases_from_page(body, page_url)

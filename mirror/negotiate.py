@@ -18,14 +18,13 @@ _ALIASES = {
     "json": PageFormat.JSON,
     "html": PageFormat.HTML,
 }
-# The order the 406 reason names them in.
+# On a tie in quality, a type the client names beats one a wildcard reaches, and then an
+# order decides: among wildcard matches this one, plain HTML first, for browsers and bare
+# clients (*/*); it is also the order the 406 reason names them in. Among named types
+# JSON first (a client naming JSON and HTML alike, as pypi-simple does, gets the richer
+# page, as from the public index).
 _PREFERENCE = (PageFormat.LEGACY_HTML, PageFormat.HTML, PageFormat.JSON)
-# On a tie in quality, a type the client names beats one a wildcard reaches, and then the
-# order decides: among named types JSON first (a client naming JSON and HTML alike, as
-# pypi-simple does, gets the richer page, as from the public index); among wildcard matches
-# plain HTML first, for browsers and bare clients (*/*).
 _NAMED_ORDER = (PageFormat.JSON, PageFormat.LEGACY_HTML, PageFormat.HTML)
-_WILDCARD_ORDER = _PREFERENCE
 _NAMED = 2  # the specificity of an offer that names the type itself
 
 
@@ -42,7 +41,7 @@ def negotiate(accept: str | None, format_param: str | None) -> PageFormat:
         quality, specificity = _quality(candidate, offers)
         if quality <= 0:
             continue
-        order = _NAMED_ORDER if specificity == _NAMED else _WILDCARD_ORDER
+        order = _NAMED_ORDER if specificity == _NAMED else _PREFERENCE
         key = (quality, specificity, -order.index(candidate))
         if best is None or key > best:
             best, chosen = key, candidate

@@ -1,7 +1,8 @@
 """The mirror's base URL as a client reached it, for the URLs a page must give in full.
 
-PEP 740 wants provenance URLs fully qualified. With ``public_base_url`` set they are built
-from it; without, from the request: its scheme and ``Host``, or, when the peer is one of
+PEP 740 wants provenance URLs fully qualified, and the JSON API gives absolute file URLs.
+With ``public_base_url`` set they are built from it, whatever the request says; without,
+from the request: its scheme and ``Host``, or, when the peer is one of
 ``trusted_proxies``, the ``X-Forwarded-Proto`` and ``X-Forwarded-Host`` that proxy sets
 (anyone else's are ignored). uvicorn's own proxy_headers stay off (``lazaretto serve``),
 so the peer seen here is the real one and these headers are read in this place only.
@@ -32,12 +33,19 @@ def trusted_network(text: str) -> Network:
 
 
 class RequestBase:
-    def __init__(self, trusted_proxies: Iterable[str] = ()) -> None:
+    def __init__(
+        self, trusted_proxies: Iterable[str] = (), public_base_url: str | None = None
+    ) -> None:
         self._trusted = tuple(trusted_network(text) for text in trusted_proxies)
         self._peers: dict[str, bool] = {}  # peer address -> trusted, asked once each
+        # As the catalog spells it in pages (mirror.render.bases_for).
+        self._public = public_base_url.rstrip("/") + "/" if public_base_url else None
 
     def of(self, scope: Scope) -> str:
-        """``scheme://host[:port][/root path]/``; BadRequest when the host is not a host."""
+        """``scheme://host[:port][/root path]/``, or ``public_base_url`` when set;
+        BadRequest when the host is not a host."""
+        if self._public is not None:
+            return self._public
         scheme: str = scope.get("scheme", "http")
         if self._trusted and self._from_proxy(scope):
             scheme, host = self._forwarded(scope, scheme)

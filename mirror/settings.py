@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from packaging.utils import canonicalize_name
 
@@ -30,6 +31,7 @@ from mirror.config_values import (
     duration_between,
     float_between,
     int_between,
+    zero_or_int_between,
 )
 from mirror.errors import ConfigError
 from quarantine.evidence import DEFAULT_SEVERITY_ACTIONS
@@ -46,6 +48,20 @@ def as_upstream(value: Any) -> str:
     url = as_str(value)
     if url and not url.startswith(("http://", "https://")):
         raise ValueError(f"{url!r} is not an http(s) URL")
+    return url
+
+
+def as_public_base_url(value: Any) -> str | None:
+    """Where clients reach the mirror: absolute URLs in pages start with it."""
+    url = as_optional_str(value)
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    parts.port  # noqa: B018 - its ValueError names a port that is not a number
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{url!r} is not an absolute http(s) URL such as https://mirror.example/")
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        raise ValueError(f"{url!r} has a query or fragment: give the mirror's root URL only")
     return url
 
 
@@ -124,7 +140,7 @@ _TOP_LEVEL: dict[str, Callable[[Any], Any]] = {
     "data_dir": as_path,
     "upstream": as_upstream,
     "file_hosts": as_list,
-    "public_base_url": as_optional_str,
+    "public_base_url": as_public_base_url,
     "trusted_hosts": as_list,
     "trusted_proxies": as_proxies,
     "reserved_names": as_list,
@@ -138,9 +154,11 @@ _TOP_LEVEL: dict[str, Callable[[Any], Any]] = {
     "max_file_bytes": int_between(_KIB, 1024 * _GIB, _BYTES),
     "fetch_concurrency": int_between(1, 64, "downloads at once"),
     "inspection_workers": int_between(0, 64, "processes; 0: one per core"),
-    "inspection_memory_mb": int_between(0, 1024 * 1024, "MiB; 0: no limit"),
+    # Less than 256 MiB fails benign large archives (a retry, then a review): 0 or that.
+    "inspection_memory_mb": zero_or_int_between(256, 1024 * 1024, "MiB; 0: no limit"),
     "inspection_cpu_seconds": int_between(0, 24 * 3600, "seconds; 0: no limit"),
-    "inspection_timeout_seconds": float_between(0.0, 24 * 3600.0, "seconds; 0: no limit"),
+    # Never unlimited: a hostile archive (or one stuck on I/O) would hold a worker forever.
+    "inspection_timeout_seconds": float_between(1.0, 24 * 3600.0, "seconds"),
     "osv_feeds": as_list,
     "feed_refresh": duration_between(_MINUTE, 7 * _DAY),
     "osv_id_prefixes": as_list,

@@ -8,7 +8,8 @@ from starlette.responses import RedirectResponse, Response
 
 from mirror.names import normalized_project
 from mirror.negotiate import negotiate
-from mirror.page import Page, PageTemplate
+from mirror.page import KeptPage, Page, PageTemplate
+from mirror.request_base import RequestBase, Scope
 from mirror.services import Services
 
 PAGE_MAX_AGE_SECONDS = 60
@@ -79,18 +80,18 @@ def page_headers(
     return headers
 
 
-def sent_for(template: PageTemplate, base: str) -> Page | None:
-    """The page kept for ``base``, the request's (``RequestBase.of``), if it was filled."""
-    return template.filled.get(base)
-
-
-async def filled(template: PageTemplate, base: str) -> Page:
-    """The template filled for ``base`` the first time (a large one in a thread)."""
-    if template.large:
-        page = await asyncio.to_thread(template.fill, base)
-    else:
-        page = template.fill(base)
-    return template.keep(base, page)
+async def page_for(kept: KeptPage, request_base: RequestBase, scope: Scope) -> Page:
+    """The page to send: ``kept`` itself, or the template's page for the request's base
+    (``RequestBase.of``), filled the first time (a large one in a thread) and kept."""
+    if not isinstance(kept, PageTemplate):
+        return kept
+    base = request_base.of(scope)
+    page = kept.filled.get(base)
+    if page is not None:
+        return page
+    if kept.large:
+        return kept.filled.keep(base, await asyncio.to_thread(kept.fill, base))
+    return kept.filled.keep(base, kept.fill(base))
 
 
 def page_response(request: Request, page: Page, stale_seconds: float | None = None) -> Response:
@@ -122,8 +123,5 @@ async def simple_project(request: Request) -> Response:
     fmt = negotiate(request.headers.get("accept"), request.query_params.get("format"))
     services = _services(request)
     served = await services.catalog.project_page(name, fmt)
-    page = served.page
-    if isinstance(page, PageTemplate):
-        base = services.request_base.of(request.scope)
-        page = sent_for(page, base) or await filled(page, base)
+    page = await page_for(served.page, services.request_base, request.scope)
     return page_response(request, page, served.stale_seconds)

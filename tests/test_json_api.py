@@ -19,7 +19,10 @@ from urllib.parse import quote, urljoin
 
 import pytest
 from packaging.utils import NormalizedName
+from starlette.routing import Route
 
+from mirror.json_api import JsonApi
+from mirror.page import MAX_BASES_KEPT
 from quarantine import admin
 from quarantine.models import FileState
 from support.clock import FakeClock
@@ -321,6 +324,49 @@ def test_a_big_answer_is_sent_gzipped_to_who_accepts_it(
 
 
 # -- pip-tools ---------------------------------------------------------------------------------
+
+
+def test_with_public_base_url_the_urls_start_with_it_whatever_the_host(
+    tmp_path: Path, upstream: Upstream, demo: dict[str, Dist]
+) -> None:
+    public = "https://pypi.example.org/mirror"
+    settings = settings_for(tmp_path / "data", upstream.url, public_base_url=public)
+    with running_mirror(settings, FakeClock()) as server:
+        for headers in ({}, {"Host": "elsewhere.example"}, {"Host": "a b"}):
+            document = get(server, "/pypi/hash-me/json", headers).json()
+            entry = next(e for e in document["urls"] if e["filename"] == demo["wheel"].filename)
+            assert entry["url"].startswith(f"{public}/files/{demo['wheel'].sha256}/"), headers
+
+
+def test_a_new_host_on_every_request_keeps_a_few_answers_and_drops_no_kept_one(
+    tmp_path: Path,
+    upstream: Upstream,
+    clock: FakeClock,
+    demo: dict[str, Dist],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made: list[JsonApi] = []
+    real_routes = JsonApi.routes
+
+    def routes(api: JsonApi) -> list[Route]:
+        made.append(api)
+        return real_routes(api)
+
+    monkeypatch.setattr(JsonApi, "routes", routes)
+    with running_mirror(settings_for(tmp_path / "data", upstream.url), clock) as server:
+        first = get(server, "/pypi/hash-me/json").json()
+        (api,) = made
+        kept = api._kept[NormalizedName("hash-me")]
+        answer = kept.get(f"{server.origin}/")
+        for number in range(30):
+            host = f"host{number}.example"
+            urls = [
+                e["url"] for e in get(server, "/pypi/hash-me/json", {"Host": host}).json()["urls"]
+            ]
+            assert all(url.startswith(f"http://{host}/files/") for url in urls)
+            assert len(kept.made()) <= MAX_BASES_KEPT + 1
+        assert kept.get(f"{server.origin}/") is answer
+        assert get(server, "/pypi/hash-me/json").json() == first
 
 
 @pytest.fixture

@@ -88,27 +88,52 @@ def test_a_filled_page_is_a_page_of_its_own() -> None:
     assert one.content_type == PageFormat.JSON.value and one.seq == 7
 
 
-def test_only_a_few_bases_are_kept_and_a_dropped_one_is_filled_again_alike() -> None:
+def _large_template() -> PageTemplate:
     records = _records([(True, "a long reason " * 200, None)] * 8)  # over GZIP_MIN_BYTES
     kept = _template(records, PageFormat.LEGACY_HTML)
     assert isinstance(kept, PageTemplate)
+    return kept
+
+
+def test_bases_are_kept_least_recently_used_out_first_and_a_dropped_one_is_filled_alike() -> None:
+    kept = _large_template()
     first = kept.for_base("http://h0/")
     assert first.gzipped is not None  # a large page gets its gzip variant when filled
-    for number in range(1, MAX_BASES_KEPT + 2):
+    for number in range(1, MAX_BASES_KEPT):
         kept.for_base(f"http://h{number}/")
-    assert len(kept.bases) == MAX_BASES_KEPT
-    assert "http://h0/" not in kept.bases
-    again = kept.for_base("http://h0/")
-    assert again is not first
-    assert (again.body, again.etag, again.gzipped) == (first.body, first.etag, first.gzipped)
+    assert kept.for_base("http://h0/") is first  # used again: now the most recent
+    kept.for_base("http://new/")  # on trial: all places are taken
+    assert "http://new/" not in kept.bases
+    kept.for_base("http://new/")  # asked again: kept, the least recently used out
+    assert kept.bases == ["http://h2/", "http://h3/", "http://h0/", "http://new/"]
+    assert kept.for_base("http://h0/") is first
+    dropped = kept.fill("http://h1/")
+    again = kept.for_base("http://h1/")
+    assert (again.body, again.etag, again.gzipped) == (dropped.body, dropped.etag, dropped.gzipped)
 
 
-def test_a_template_is_filled_at_once_for_the_bases_its_predecessor_served() -> None:
+def test_a_new_host_on_every_request_drops_none_of_the_kept_bases() -> None:
+    kept = _large_template()
+    pages = {base: kept.for_base(base) for base in ("http://a/", "http://b/", BASE)}
+    pages["http://c/"] = kept.for_base("http://c/")
+    for number in range(50):
+        host = f"http://attacker{number}.example/"
+        assert kept.for_base(host).body == kept.fill(host).body
+    assert kept.bases == ["http://a/", "http://b/", BASE, "http://c/"]
+    assert all(kept.for_base(base) is page for base, page in pages.items())
+
+
+def test_a_rebuilt_page_is_filled_at_once_for_the_most_recently_used_base_only() -> None:
     records = _records([(True, None, None)])
     body = project_json(PROJECT, records, HELD)
-    kept = page_or_template(8, body, PageFormat.JSON, open_base=True, bases=["http://a/", BASE])
+    old = page_or_template(7, body, PageFormat.JSON, open_base=True)
+    assert isinstance(old, PageTemplate)
+    for base in ("http://a/", BASE, "http://b/", BASE):
+        old.for_base(base)
+    assert old.carried_bases == [BASE]
+    kept = page_or_template(8, body, PageFormat.JSON, open_base=True, bases=old.carried_bases)
     assert isinstance(kept, PageTemplate)
-    assert kept.bases == ["http://a/", BASE]
+    assert kept.bases == [BASE]
 
 
 def test_with_public_base_url_every_page_is_whole() -> None:

@@ -63,3 +63,9 @@ def test_a_forwarded_scheme_must_be_http_or_https() -> None:
     proxied = [(b"x-forwarded-proto", b"javascript")]
     with pytest.raises(BadRequest):
         RequestBase(["10.0.0.0/8"]).of(scope(HOST, *proxied))
+
+
+def test_public_base_url_is_the_base_whatever_the_request_says() -> None:
+    public = RequestBase(["10.0.0.0/8"], "https://pypi.example.org/mirror")
+    for headers in ([HOST], [HOST, *FORWARDED], [(b"host", b"a b")], []):
+        assert public.of(scope(*headers)) == "https://pypi.example.org/mirror/"

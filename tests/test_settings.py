@@ -563,9 +563,9 @@ RANGES: list[tuple[str | None, str, tuple[str, str], tuple[str, ...]]] = [
     (None, "max_file_bytes", ("1024", str(1024**4)), ("0", "-1", str(1024**4 + 1))),
     (None, "fetch_concurrency", ("1", "64"), ("0", "-1", "65")),
     (None, "inspection_workers", ("0", "64"), ("-1", "65")),
-    (None, "inspection_memory_mb", ("0", str(1024 * 1024)), ("-1", str(1024 * 1024 + 1))),
+    (None, "inspection_memory_mb", ("256", str(1024 * 1024)), ("-1", "1", "255", str(1024**2 + 1))),
     (None, "inspection_cpu_seconds", ("0", "86400"), ("-1", "86401")),
-    (None, "inspection_timeout_seconds", ("0", "86400"), ("-1", "86401", "nan")),
+    (None, "inspection_timeout_seconds", ("1", "86400"), ("0", "0.5", "-1", "86401", "nan")),
     (None, "notify_max_attempts", ("1", "100"), ("0", "101")),
     (None, "cooling_period", ('"0s"', '"365d"'), ('"366d"',)),
     (None, "vetting_window", ('"0s"', '"36500d"'), ('"36501d"',)),
@@ -658,7 +658,45 @@ def vars_of(instance: Settings | Policy) -> dict[str, object]:
     return {item.name: getattr(instance, item.name) for item in fields(instance)}
 
 
+def test_no_memory_limit_for_inspection_is_written_0(tmp_path: Path) -> None:
+    assert load(config(tmp_path, "inspection_memory_mb = 0\n")).inspection_memory_mb == 0
+    message = config_error(None, {"LAZARETTO_INSPECTION_MEMORY_MB": "64"})
+    assert message.startswith(
+        "LAZARETTO_INSPECTION_MEMORY_MB: 64 is out of range: expected 0, or 256"
+    )
+
+
 # -- other values ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url", ["https://mirror.example/", "http://10.0.0.5:8070/pypi", "https://[::1]:8443"]
+)
+def test_public_base_url_is_an_absolute_http_url(tmp_path: Path, url: str) -> None:
+    assert load(config(tmp_path, f'public_base_url = "{url}"\n')).public_base_url == url
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("mirror.example", "absolute http(s) URL"),
+        ("/pypi/", "absolute http(s) URL"),
+        ("ftp://mirror.example/", "absolute http(s) URL"),
+        ("https://", "absolute http(s) URL"),
+        ("https://:8070/", "absolute http(s) URL"),
+        ("https://mirror.example:port/", "Port"),
+        ("https://mirror.example/?x=1", "query or fragment"),
+        ("https://mirror.example/?", "query or fragment"),
+        ("https://mirror.example/#top", "query or fragment"),
+    ],
+)
+def test_public_base_url_that_is_no_root_url_is_refused(tmp_path: Path, url: str, why: str) -> None:
+    path = config(tmp_path, f'port = 8070\npublic_base_url = "{url}"\n')
+    message = config_error(path)
+    assert message.startswith(f"{path}, line 2: public_base_url: "), message
+    assert why in message
+    variable = "LAZARETTO_PUBLIC_BASE_URL"
+    assert config_error(None, {variable: url}).startswith(f"{variable}: ")
 
 
 def test_an_unknown_log_level_lists_the_known_ones(tmp_path: Path) -> None:

@@ -1,0 +1,17 @@
+"""The deployment files: what the reverse proxy tells the mirror about the request."""
+
+import re
+from pathlib import Path
+
+DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+_SET_HEADER = re.compile(r"^\s*proxy_set_header\s+(\S+)\s+(\S+);", re.MULTILINE)
+
+
+def test_nginx_sets_every_forwarded_header_the_mirror_believes() -> None:
+    """With trusted_proxies naming nginx, X-Forwarded-Proto/Host are believed over the
+    request's own: nginx must set them, or a client's own claim passes through."""
+    text = (DEPLOY / "nginx.conf").read_text(encoding="utf-8")
+    headers = {name.lower(): value for name, value in _SET_HEADER.findall(text)}
+    assert headers.get("x-forwarded-proto") == "$scheme"
+    assert headers.get("x-forwarded-host") == "$host"
+    assert headers.get("host") == "$host"
