@@ -26,9 +26,11 @@ from mirror.errors import MirrorError
 from mirror.fast_path import FastPath
 from mirror.feed_refresh import FeedRefresher, is_url
 from mirror.file_routes import serve_file
+from mirror.json_api import json_api_routes
 from mirror.names import ReservedNames
 from mirror.notifier import Notifier, build_routes
 from mirror.one_line import OneLine, for_error, one_line
+from mirror.request_base import RequestBase
 from mirror.services import Services
 from mirror.settings import Settings
 from mirror.simple_routes import simple_project, simple_root, simple_root_without_slash
@@ -111,7 +113,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         read_timeout=settings.read_timeout_seconds,
         max_page_bytes=settings.max_page_bytes,
     )
-    artifacts = Artifacts(ledger, blobs, client, settings.max_file_bytes)
+    artifacts = Artifacts(ledger, blobs, client, settings.max_file_bytes, clock=clock)
     guard = ClockGuard(ledger, clock)
     policy = LivePolicy(settings.policy, ledger)
     feeds = Feeds(prefixes=settings.osv_id_prefixes)
@@ -171,6 +173,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         feeds,
         refresher,
         policy,
+        request_base=RequestBase(settings.trusted_proxies),
     )
 
 
@@ -280,6 +283,7 @@ def create_app(
             Route("/healthz", _health, methods=["GET"]),
             Route("/readyz", _ready, methods=["GET"]),
             *admin_routes(),
+            *json_api_routes(services.catalog, services.request_base),
         ],
         middleware=middleware,
         exception_handlers={MirrorError: _mirror_error, HTTPException: _http_error},

@@ -8,9 +8,10 @@ still being made durable.
 """
 
 import asyncio
+import contextlib
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from yarl import URL
@@ -21,11 +22,13 @@ from mirror.downloads import Downloads, Early, VerifiedFile
 from mirror.errors import MirrorError, UpstreamRejected, UpstreamUnavailable
 from mirror.mapped_file import OpenFile
 from mirror.upstream import UpstreamClient
+from quarantine.clock import Clock, SystemClock
 from quarantine.ledger import Ledger
 from quarantine.models import FileRecord
 from quarantine.source import FetchFailed, IntegrityFailure
 
 log = logging.getLogger(__name__)
+ACTOR = "system:artifacts"
 MAX_METADATA_BYTES = 16 * 1024 * 1024
 MAX_PROVENANCE_BYTES = 4 * 1024 * 1024
 
@@ -38,8 +41,10 @@ class Artifacts:
         client: UpstreamClient,
         max_file_bytes: int,
         keep_bytes: int = MAX_BLOB_BYTES,
+        clock: Clock | None = None,
     ) -> None:
         """``keep_bytes``: files up to this size are answered from memory once verified."""
+        self._clock = clock or SystemClock()
         self._ledger = ledger
         self._blobs = blobs
         self._client = client
@@ -89,7 +94,7 @@ class Artifacts:
             await self._stored(record.sha256, lambda: self._file_url(record), record.size)
             path = self._blobs.local_path(record.sha256)
         if not record.stored:
-            self._ledger.mark_stored(record)
+            self._mark_stored(record)
         return path
 
     async def file_to_serve(self, record: FileRecord) -> bytes | OpenFile | Path | None:
@@ -100,7 +105,7 @@ class Artifacts:
         path = None if self._downloads.running(digest) else self._blobs.local_path(digest)
         if path is not None:  # the common case: one stat
             if not record.stored:
-                self._ledger.mark_stored(record)
+                self._mark_stored(record)
             return path
         early = await self._verified(digest, lambda: self._file_url(record), record.size)
         # The verified file may have been let go since (stored meanwhile): read the store.
@@ -114,18 +119,28 @@ class Artifacts:
     def _mark_stored_later(self, record: FileRecord) -> None:
         download = self._downloads.running(record.sha256)
         if download is None:
-            self._ledger.mark_stored(record)
+            self._mark_stored(record)
             return
 
         def mark(stored: "asyncio.Task[None]") -> None:
             if stored.cancelled() or stored.exception() is not None:
                 return  # not stored: the next request or promotion round fetches again
             try:
-                self._ledger.mark_stored(record)
+                self._mark_stored(record)
             except Exception:  # the mark is an optimisation; the next request retries it
                 log.exception("could not mark %s as stored", record.filename)
 
         download.stored.add_done_callback(mark)
+
+    def _mark_stored(self, record: FileRecord) -> None:
+        """The ledger told the bytes are stored, and their size when the upstream gave
+        none: a page gives every file's size (PEP 700)."""
+        size = None
+        if record.size is None:
+            path = self._blobs.local_path(record.sha256)
+            with contextlib.suppress(OSError):
+                size = path.stat().st_size if path is not None else None
+        self._ledger.mark_stored(record, size)
 
     def _metadata_url(self, record: FileRecord) -> URL:
         url = self._file_url(record)
@@ -135,7 +150,8 @@ class Artifacts:
         digest = record.core_metadata_sha256
         if digest is None:
             return None
-        await self._stored(digest, lambda: self._metadata_url(record), None)
+        with self._metadata_checked(record):
+            await self._stored(digest, lambda: self._metadata_url(record), None)
         return self._blobs.local_path(digest)
 
     async def metadata_to_serve(self, record: FileRecord) -> bytes | Path | None:
@@ -143,12 +159,26 @@ class Artifacts:
         digest = record.core_metadata_sha256
         if digest is None:
             return None
-        early = await self._verified(digest, lambda: self._metadata_url(record), None)
-        if isinstance(early, bytes):
-            return early
-        if early is not None:  # larger than memory keeps: sent from the store
-            await self._stored(digest, lambda: self._metadata_url(record), None)
+        with self._metadata_checked(record):
+            early = await self._verified(digest, lambda: self._metadata_url(record), None)
+            if isinstance(early, bytes):
+                return early
+            if early is not None:  # larger than memory keeps: sent from the store
+                await self._stored(digest, lambda: self._metadata_url(record), None)
         return self._blobs.local_path(digest)
+
+    @contextlib.contextmanager
+    def _metadata_checked(self, record: FileRecord) -> Iterator[None]:
+        """A metadata file whose bytes are not what the listing's digest says is never
+        stored or sent, and the ledger stops offering it: pip and uv then read the
+        metadata from the file itself, as for a file that has none."""
+        try:
+            yield
+        except DigestMismatch as error:
+            reason = f"metadata_mismatch: not the listed digest ({error.reason}); not offered"
+            log.warning("%s: %s", record.filename, reason)
+            self._ledger.drop_core_metadata(record, reason, ACTOR, self._clock.now())
+            raise
 
     async def ensure_provenance(self, record: FileRecord) -> str | None:
         """The digest of the exact provenance bytes kept for this file, fetched once."""

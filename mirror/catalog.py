@@ -16,12 +16,10 @@ touched: a promotion in a 10,000-file project costs a join, not a full rebuild.
 """
 
 import asyncio
-import gzip
-import hashlib
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -31,10 +29,11 @@ from mirror.errors import NotFound, UpstreamGone, UpstreamRejected, UpstreamUnav
 from mirror.file_index import FileIndex
 from mirror.names import ReservedNames
 from mirror.negotiate import PageFormat
+from mirror.page import KeptPage, Page, PageTemplate, make_page, page_or_template
 from mirror.page_parts import PageParts
 from mirror.render import (
     HeldSummary,
-    base_url,
+    bases_for,
     project_html,
     project_json,
     root_html,
@@ -56,17 +55,8 @@ ACTOR = "system:upstream-look"
 
 
 @dataclass(frozen=True, slots=True)
-class Page:
-    seq: int
-    body: bytes
-    etag: str
-    content_type: str
-    gzipped: bytes | None = None  # compressed once at render, for large pages
-
-
-@dataclass(frozen=True, slots=True)
 class Served:
-    page: Page
+    page: KeptPage  # a template is filled for the request's base before it is sent
     stale_seconds: float | None  # set when the upstream could not be asked
 
 
@@ -77,7 +67,7 @@ class _Live:
     looked_at: datetime | None = None  # last attempt
     ok_at: datetime | None = None  # last successful look
     unreachable: bool = False
-    pages: dict[PageFormat, Page] = field(default_factory=dict)
+    pages: dict[PageFormat, KeptPage] = field(default_factory=dict)
     written: "_Written | None" = None  # what the last look wrote, until its page is rendered
     unwritten: bool = False  # ``written`` is still on its way to the ledger
     # BIG_PROJECT_FILES or more: pages are built off the event loop (None: not known yet,
@@ -97,7 +87,7 @@ class _Written:
     files: list[FileRecord]
 
 
-_Built = tuple[Page, bool]  # a page, and whether its project is big
+_Built = tuple[KeptPage, bool]  # a page, and whether its project is big
 
 UNWRITTEN_SEQ = -1  # a page rendered before its look's write; given the real seq after
 # From this many files on, a project's records are read, observed, written and rendered
@@ -145,26 +135,6 @@ class _Flight:
             waiting.set_exception(self._outcome)
 
 
-def _content_type(fmt: PageFormat) -> str:
-    return f"{fmt.value}; charset=utf-8" if fmt is PageFormat.LEGACY_HTML else fmt.value
-
-
-def _page(seq: int, body: bytes, fmt: PageFormat) -> Page:
-    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-    return Page(seq, body, etag, _content_type(fmt), _compressed(body))
-
-
-GZIP_MIN_BYTES = 16 * 1024  # below this, compressing costs more than it saves
-
-
-def _compressed(body: bytes) -> bytes | None:
-    """A gzip variant of a large page, made once per render (never for files)."""
-    if len(body) < GZIP_MIN_BYTES:
-        return None
-    packed = gzip.compress(body, compresslevel=6, mtime=0)
-    return packed if len(packed) < len(body) else None
-
-
 class Catalog:
     def __init__(
         self,
@@ -202,7 +172,8 @@ class Catalog:
             tuple[NormalizedName, PageFormat], tuple[asyncio.Future[_Built], _Written | None]
         ] = {}
         self._writing: set[asyncio.Future[int]] = set()  # big projects' writes in threads
-        self._base = base_url(public_base_url)
+        self._bases = bases_for(public_base_url)
+        self._open_base = not public_base_url  # provenance URLs take the request's base
         self._kept: OrderedDict[NormalizedName, PageParts] = OrderedDict()
         self._kept_lock = threading.Lock()  # held only to take parts out or put them back
         self.files = FileIndex(ledger)
@@ -249,7 +220,7 @@ class Catalog:
             stale = max(0.0, (now - since).total_seconds())
         return Served(page, stale)
 
-    def warm_page(self, name: NormalizedName, fmt: PageFormat) -> Page | None:
+    def warm_page(self, name: NormalizedName, fmt: PageFormat) -> KeptPage | None:
         """The page as bytes when nothing needs doing first (fast path), else None."""
         live = self._live.get(name)
         if live is None or live.unreachable or live.looked_at is None:
@@ -265,18 +236,19 @@ class Catalog:
         if name in self._reserved:
             raise NotFound(f"not found: {name} is a reserved private name, never asked upstream")
 
-    async def _rendered(self, name: NormalizedName, fmt: PageFormat, live: _Live) -> Page:
+    async def _rendered(self, name: NormalizedName, fmt: PageFormat, live: _Live) -> KeptPage:
         """The page built anew; a big project's in a thread, once for all who ask meanwhile."""
         key = (name, fmt)
         if key in self._building:
             building, written = self._building[key]
         else:
             written = self._written(name, live)
+            bases = _bases_served(live.pages.get(fmt))
             if live.big is False:
-                built = self._build(name, fmt, written, in_thread=False)
+                built = self._build(name, fmt, written, in_thread=False, bases=bases)
                 return self._keep(name, fmt, live, built, written)
             building = asyncio.ensure_future(
-                asyncio.to_thread(self._build, name, fmt, written, in_thread=True)
+                asyncio.to_thread(self._build, name, fmt, written, in_thread=True, bases=bases)
             )
             self._building[key] = building, written
             building.add_done_callback(lambda _done: self._building.pop(key, None))
@@ -289,7 +261,7 @@ class Catalog:
         live: _Live,
         built: _Built,
         written: "_Written | None",
-    ) -> Page:
+    ) -> KeptPage:
         page, live.big = built
         if page.seq == UNWRITTEN_SEQ and written is not None:
             # Built from a look's records before their write; a thread may have taken
@@ -305,24 +277,31 @@ class Catalog:
         return page
 
     def _build(
-        self, name: NormalizedName, fmt: PageFormat, written: "_Written | None", *, in_thread: bool
+        self,
+        name: NormalizedName,
+        fmt: PageFormat,
+        written: "_Written | None",
+        *,
+        in_thread: bool,
+        bases: Sequence[str] = (),
     ) -> _Built:
         """The page and whether the project is big; touches no state but the kept parts,
-        and those only ``in_thread`` (the event loop must never wait for their lock)."""
+        and those only ``in_thread`` (the event loop must never wait for their lock).
+        ``bases``: the request bases to fill a template for at once."""
         if not in_thread:
             project, files = (written.project, written.files) if written else self._read(name)
-            return self._rendered_whole(name, fmt, project, files)
+            return self._rendered_whole(name, fmt, project, files, bases)
         if written is not None and (written.project.seq == UNWRITTEN_SEQ or name not in self._kept):
             # Records not in the ledger yet never go into the parts: a write that fails
             # would leave them there. Nor do records already written: another process
             # may have changed one of them since the look read it.
-            return self._rendered_whole(name, fmt, written.project, written.files)
+            return self._rendered_whole(name, fmt, written.project, written.files, bases)
         parts = self._taken_parts(name)
         if parts is None:
             project, files = self._read(name)
             if len(files) < BIG_PROJECT_FILES:
-                return self._rendered_whole(name, fmt, project, files)
-            parts = PageParts(project, files, self._base)
+                return self._rendered_whole(name, fmt, project, files, bases)
+            parts = PageParts(project, files, self._bases)
         else:
             project = self._caught_up(name, parts)
         if project.status is ProjectStatus.REMOVED:
@@ -330,7 +309,7 @@ class Catalog:
         held = self._held_summary(parts.records.values())
         body = parts.json(held) if fmt is PageFormat.JSON else parts.html(held)
         self._keep_parts(name, parts)
-        return _page(project.seq, body, fmt), True
+        return self._kept_page(project.seq, body, fmt, bases), True
 
     def _taken_parts(self, name: NormalizedName) -> PageParts | None:
         """The project's kept parts, this thread's alone until ``_keep_parts`` puts them
@@ -347,15 +326,23 @@ class Catalog:
         return project
 
     def _rendered_whole(
-        self, name: NormalizedName, fmt: PageFormat, project: ProjectRecord, files: list[FileRecord]
+        self,
+        name: NormalizedName,
+        fmt: PageFormat,
+        project: ProjectRecord,
+        files: list[FileRecord],
+        bases: Sequence[str] = (),
     ) -> _Built:
         if project.status is ProjectStatus.REMOVED:
             raise NotFound(f"not found: {name}")
         served = [record for record in files if record.state is FileState.PROMOTED]
         held = self._held_summary(files)
         render = project_json if fmt is PageFormat.JSON else project_html
-        page = _page(project.seq, render(project, served, held, self._public_base_url), fmt)
-        return page, len(files) >= BIG_PROJECT_FILES
+        body = render(project, served, held, self._public_base_url)
+        return self._kept_page(project.seq, body, fmt, bases), len(files) >= BIG_PROJECT_FILES
+
+    def _kept_page(self, seq: int, body: bytes, fmt: PageFormat, bases: Sequence[str]) -> KeptPage:
+        return page_or_template(seq, body, fmt, open_base=self._open_base, bases=bases)
 
     def _keep_parts(self, name: NormalizedName, parts: PageParts) -> None:
         with self._kept_lock:
@@ -393,7 +380,7 @@ class Catalog:
         if page is None or page.seq != self._seen_seq:
             names = self._ledger.projects()
             body = root_json(names) if fmt is PageFormat.JSON else root_html(names)
-            page = _page(self._seen_seq, body, fmt)
+            page = make_page(self._seen_seq, body, fmt)
             self._root[fmt] = page
         return page
 
@@ -583,6 +570,11 @@ class Catalog:
         writing.add_done_callback(self._writing.discard)
         return await asyncio.shield(writing)
 
+    async def writes_done(self) -> None:
+        """Once every look's write in flight (a big project's, in a thread) is in the ledger."""
+        while self._writing:
+            await asyncio.wait(set(self._writing))
+
     async def file_record(self, sha256: str, filename: str) -> FileRecord | None:
         """A file's record, None when the ledger has none. A big project's page goes out
         before its write (in a thread) ends, so a file it lists can be asked for before the
@@ -616,12 +608,18 @@ class Catalog:
             live.written = replace(live.written, project=replace(live.written.project, seq=seq))
 
 
+def _bases_served(page: KeptPage | None) -> list[str]:
+    """The request bases a page was sent for, to fill its successor for at once."""
+    return page.bases if isinstance(page, PageTemplate) else []
+
+
 def _alters_pages(before: ProjectRecord | None, observation: Observation) -> bool:
     """Whether the ledger gives the project a new seq for this observation."""
     return (
         before is None
         or observation.alters_pages
         or observation.project.status is not before.status
+        or observation.project.versions != before.versions
     )
 
 

@@ -100,6 +100,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         port=settings.port,
         log_level=settings.log_level,
         access_log=settings.access_log,
+        # X-Forwarded-Proto/Host are read by the mirror itself, from trusted_proxies only
+        # (mirror/request_base.py): off here, the peer it checks is the real one.
         proxy_headers=False,
         server_header=False,
         timeout_keep_alive=5,

@@ -60,3 +60,7 @@ class UpstreamGone(MirrorError):
     """The upstream says the project does not exist (404/410)."""
 
     status = 404
+
+
+class BadRequest(MirrorError):
+    status = 400

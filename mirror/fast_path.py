@@ -19,8 +19,9 @@ from mirror.errors import MirrorError
 from mirror.names import MAX_NAME_CHARS
 from mirror.negotiate import negotiate
 from mirror.one_line import OneLine, for_error
+from mirror.page import PageTemplate
 from mirror.services import Services
-from mirror.simple_routes import etag_matches, page_headers, variant
+from mirror.simple_routes import etag_matches, filled, page_headers, sent_for, variant
 from quarantine.models import FileState
 
 Scope = MutableMapping[str, Any]
@@ -79,15 +80,20 @@ class FastPath:
         if len(name) > MAX_NAME_CHARS:
             return False  # the app refuses it with its reason
         catalog = self._services.catalog
-        page = catalog.warm_page(NormalizedName(name), fmt)
+        kept = catalog.warm_page(NormalizedName(name), fmt)
         stale: float | None = None
-        if page is None:
-            try:
+        try:
+            if kept is None:
                 served = await catalog.project_page(NormalizedName(name), fmt)
-            except MirrorError as error:
-                await _send_one_line(send, for_error(error))
-                return True
-            page, stale = served.page, served.stale_seconds
+                kept, stale = served.page, served.stale_seconds
+            if isinstance(kept, PageTemplate):  # its provenance URLs take the request's base
+                base = self._services.request_base.of(scope)
+                page = sent_for(kept, base) or await filled(kept, base)
+            else:
+                page = kept
+        except MirrorError as error:
+            await _send_one_line(send, for_error(error))
+            return True
         chosen = variant(page, _header(scope, b"accept-encoding"))
         pairs = page_headers(page, stale, chosen).items()
         headers = [(k.lower().encode(), v.encode()) for k, v in pairs]

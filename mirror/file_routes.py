@@ -169,6 +169,8 @@ async def _keep_metadata(record: FileRecord, services: Services) -> None:
         await services.artifacts.metadata_to_serve(record)
     except MirrorError as error:
         log.warning("metadata of %s not kept: %s", record.filename, error.reason)
+        if isinstance(error, DigestMismatch):
+            services.catalog.sync()  # no longer offered: the pages show it now
 
 
 async def _metadata(record: FileRecord, services: Services) -> Response:
@@ -177,6 +179,7 @@ async def _metadata(record: FileRecord, services: Services) -> Response:
     try:
         found = await services.artifacts.metadata_to_serve(record)
     except (DigestMismatch, TooLarge) as error:
+        services.catalog.sync()  # a mismatch is no longer offered: the pages show it now
         raise UpstreamRejected("metadata_rejected: does not match the listed digest") from error
     headers = {**_FILE_HEADERS, "ETag": f'"{record.core_metadata_sha256}"'}
     if found is None:

@@ -18,8 +18,15 @@ _ALIASES = {
     "json": PageFormat.JSON,
     "html": PageFormat.HTML,
 }
-# On a tie the order decides; browsers and bare clients (*/*) get plain HTML first.
+# The order the 406 reason names them in.
 _PREFERENCE = (PageFormat.LEGACY_HTML, PageFormat.HTML, PageFormat.JSON)
+# On a tie in quality, a type the client names beats one a wildcard reaches, and then the
+# order decides: among named types JSON first (a client naming JSON and HTML alike, as
+# pypi-simple does, gets the richer page, as from the public index); among wildcard matches
+# plain HTML first, for browsers and bare clients (*/*).
+_NAMED_ORDER = (PageFormat.JSON, PageFormat.LEGACY_HTML, PageFormat.HTML)
+_WILDCARD_ORDER = _PREFERENCE
+_NAMED = 2  # the specificity of an offer that names the type itself
 
 
 @functools.lru_cache(maxsize=512)  # clients send a handful of distinct Accept headers
@@ -31,11 +38,12 @@ def negotiate(accept: str | None, format_param: str | None) -> PageFormat:
     offers = _parse_accept(accept)
     best: tuple[float, int, int] | None = None
     chosen: PageFormat | None = None
-    for rank, candidate in enumerate(_PREFERENCE):
+    for candidate in _PREFERENCE:
         quality, specificity = _quality(candidate, offers)
         if quality <= 0:
             continue
-        key = (quality, specificity, -rank)
+        order = _NAMED_ORDER if specificity == _NAMED else _WILDCARD_ORDER
+        key = (quality, specificity, -order.index(candidate))
         if best is None or key > best:
             best, chosen = key, candidate
     if chosen is None:
@@ -44,7 +52,9 @@ def negotiate(accept: str | None, format_param: str | None) -> PageFormat:
 
 
 def _explicit(value: str) -> PageFormat:
-    value = value.strip().lower()
+    # A literal "+" in a query string reads as a space once form-decoded, and no media
+    # type has a space: ?format=application/vnd.pypi.simple.v1+json means the JSON page.
+    value = value.strip().lower().replace(" ", "+")
     if value in _ALIASES:
         return _ALIASES[value]
     for candidate in PageFormat:
@@ -78,7 +88,7 @@ def _quality(candidate: PageFormat, offers: list[tuple[str, float]]) -> tuple[fl
     found: tuple[int, float] | None = None
     for media, quality in offers:
         if media == candidate.value:
-            specificity = 2
+            specificity = _NAMED
         elif media == f"{major}/*":
             specificity = 1
         elif media == "*/*":

@@ -3,7 +3,8 @@
 Rebuilding a 10,000-file page from scratch reads every record and renders every entry,
 hundreds of ms for one promoted file. Kept here instead: the project's records, each
 listed file's rendered part (the HTML parts only once an HTML page is asked for: pip
-and uv ask for JSON), the listed filenames and versions in page order. A change brings
+and uv ask for JSON), the listed filenames in page order, and the page's versions, made
+again only when a version comes or goes or the upstream spells them anew. A change brings
 in only the rows the ledger wrote since (``files_changed_since``) and the page is
 joined from the parts. The bytes are those a full render gives.
 
@@ -14,16 +15,14 @@ from bisect import bisect_left, insort
 from collections import Counter
 from collections.abc import Sequence
 
-from packaging.version import Version
-
 from mirror.render import (
+    Bases,
     HeldSummary,
     file_html_part,
     file_json_part,
     html_from_parts,
     json_from_parts,
-    sorted_versions,
-    version_order,
+    page_versions,
 )
 from quarantine.models import FileRecord, FileState, ProjectRecord
 
@@ -32,16 +31,15 @@ BULK_CHANGES = 64
 
 
 class PageParts:
-    def __init__(self, project: ProjectRecord, records: Sequence[FileRecord], base: str) -> None:
+    def __init__(self, project: ProjectRecord, records: Sequence[FileRecord], bases: Bases) -> None:
         self.project = project
-        self._base = base
+        self._bases = bases
         self.records: dict[str, FileRecord] = {}
         self._json: dict[str, str] = {}  # listed files only (promoted)
         self._html: dict[str, str] | None = None
         self._order: list[str] = []  # listed filenames, in page order
         self._per_version: Counter[str] = Counter()  # listed files of each version
-        self._versions: list[str] = []  # in page order
-        self._version_keys: dict[str, tuple[int, Version | str, str]] = {}
+        self._versions: list[str] | None = None  # the page's, made anew when they change
         self.update(project, records)
 
     @property
@@ -52,6 +50,8 @@ class PageParts:
     def update(self, project: ProjectRecord, changed: Sequence[FileRecord]) -> None:
         """Take the project record and the file records written since ``seq``."""
         one_by_one = len(changed) <= BULK_CHANGES
+        if project.versions != self.project.versions:
+            self._versions = None  # the upstream spells them anew
         for record in changed:
             before = self.records.get(record.filename)
             self.records[record.filename] = record
@@ -61,17 +61,18 @@ class PageParts:
                 self._list(record, one_by_one)
         if not one_by_one:
             self._order = sorted(self._json)
-            self._versions = sorted_versions(self._per_version)
         self.project = project  # last: the seq says every record above is in
 
     def json(self, held: HeldSummary) -> bytes:
         parts = [self._json[filename] for filename in self._order]
+        if self._versions is None:
+            self._versions = page_versions(self._per_version, self.project.versions)
         return json_from_parts(self.project, self._versions, parts, held)
 
     def html(self, held: HeldSummary) -> bytes:
         if self._html is None:
             self._html = {
-                filename: file_html_part(self.records[filename], self._base)
+                filename: file_html_part(self.records[filename], self._bases)
                 for filename in self._order
             }
         html = self._html
@@ -79,14 +80,14 @@ class PageParts:
 
     def _list(self, record: FileRecord, one_by_one: bool) -> None:
         filename, version = record.filename, record.version
-        self._json[filename] = file_json_part(record, self._base)
+        self._json[filename] = file_json_part(record, self._bases)
         if self._html is not None:
-            self._html[filename] = file_html_part(record, self._base)
+            self._html[filename] = file_html_part(record, self._bases)
         self._per_version[version] += 1
+        if self._per_version[version] == 1:
+            self._versions = None
         if one_by_one:
             insort(self._order, filename)
-            if self._per_version[version] == 1:
-                insort(self._versions, version, key=self._version_key)
 
     def _unlist(self, record: FileRecord, one_by_one: bool) -> None:
         filename, version = record.filename, record.version
@@ -94,17 +95,8 @@ class PageParts:
         if self._html is not None:
             del self._html[filename]
         self._per_version[version] -= 1
-        gone = self._per_version[version] == 0
-        if gone:
+        if self._per_version[version] == 0:
             del self._per_version[version]
+            self._versions = None
         if one_by_one:
             del self._order[bisect_left(self._order, filename)]
-            if gone:
-                key = self._version_key(version)
-                del self._versions[bisect_left(self._versions, key, key=self._version_key)]
-
-    def _version_key(self, version: str) -> tuple[int, Version | str, str]:
-        key = self._version_keys.get(version)
-        if key is None:
-            key = self._version_keys[version] = version_order(version)
-        return key

@@ -68,7 +68,16 @@ def parse_project_page(body: bytes, expected: NormalizedName) -> Snapshot:
         status=status,
         status_reason=reason,
         serial=_serial(page.get("meta")),
+        versions=_versions(page.get("versions")),
     )
+
+
+def _versions(value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None  # an upstream before PEP 700 (api-version 1.0)
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        _reject("listing_malformed: versions")
+    return tuple(clean_text(item) for item in value)
 
 
 def _serial(meta: Any) -> int | None:

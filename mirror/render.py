@@ -1,9 +1,12 @@
 """Render the Simple API pages (PEP 503 HTML, PEP 691 JSON) from the ledger's records.
 
-Only promoted files reach these functions' output; the caller filters. Every URL is
-relative to the page (or under ``public_base_url``), never built from the Host header.
+Only promoted files reach these functions' output; the caller filters. File URLs are
+relative to the page (or under ``public_base_url``). Provenance URLs, which PEP 740 wants
+fully qualified, are under ``public_base_url``; without it they are left starting at the
+mirror's root, for ``mirror.page`` to put the request's base in front of them.
 """
 
+import functools
 import json
 import re
 from collections.abc import Iterable
@@ -43,36 +46,56 @@ def file_path(record: FileRecord, base: str) -> str:
     return f"{base}files/{record.sha256}/{name if _UNQUOTED.fullmatch(name) else quote(name)}"
 
 
-def base_url(public_base_url: str | None) -> str:
-    # From /simple/<name>/ the mirror's root is two levels up.
-    return public_base_url.rstrip("/") + "/" if public_base_url else "../../"
+@dataclass(frozen=True, slots=True)
+class Bases:
+    """What a page's file and provenance URLs start with."""
+
+    files: str
+    provenance: str
 
 
-def version_order(text: str) -> tuple[int, Version | str, str]:
-    """The order of ``versions``, for one version: what _versions sorts by, as a key."""
+def bases_for(public_base_url: str | None) -> Bases:
+    if public_base_url:
+        root = public_base_url.rstrip("/") + "/"
+        return Bases(root, root)
+    # From /simple/<name>/ the mirror's root is two levels up; provenance URLs start at
+    # the root, and the request's base goes in front of them when the page is sent.
+    return Bases("../../", "")
+
+
+@functools.lru_cache(maxsize=4096)  # a big page's versions are looked at on each rebuild
+def version_class(text: str) -> Version | str:
+    """What a version equals others by: its PEP 440 value, or its text if it has none."""
     try:
-        return 1, Version(text), text
+        return Version(text)
     except InvalidVersion:
-        return 0, text, text
+        return text
 
 
-def _versions(files: list[FileRecord]) -> list[str]:
-    return sorted_versions({record.version for record in files})
+def page_versions(listed: Iterable[str], upstream: tuple[str, ...] | None) -> list[str]:
+    """PEP 700 ``versions`` for files of the ``listed`` versions: each version once (PEP
+    440-equal spellings are one version), spelled as the upstream lists it, else as the
+    least of its files' spellings; unparsable ones first, then in PEP 440 order."""
+    spellings = _upstream_spellings(upstream) if upstream else {}
+    chosen: dict[Version | str, str] = {}
+    for text in listed:
+        key = version_class(text)
+        current = chosen.get(key)
+        if current is None:
+            chosen[key] = spellings.get(key, text)
+        elif key not in spellings and text < current:
+            chosen[key] = text
+    unparsable = sorted(text for key, text in chosen.items() if isinstance(key, str))
+    parsed = sorted(key for key in chosen if isinstance(key, Version))
+    return unparsable + [chosen[key] for key in parsed]
 
 
-def sorted_versions(texts: Iterable[str]) -> list[str]:
-    """Unparsable versions first, then PEP 440 order; equal versions by their text
-    (the order ``version_order`` gives, reached here with half the comparisons)."""
-    parsed: dict[str, Version] = {}
-    unparsable: list[str] = []
-    for text in sorted(texts):
-        try:
-            parsed[text] = Version(text)
-        except InvalidVersion:
-            unparsable.append(text)
-    # Sorting the Versions themselves, not (rank, Version) tuples, halves the comparisons
-    # (a tuple compares for equality first); the sort is stable, so ties keep text order.
-    return unparsable + sorted(parsed, key=parsed.__getitem__)
+@functools.lru_cache(maxsize=256)  # one list per project, the same until it changes upstream
+def _upstream_spellings(upstream: tuple[str, ...]) -> dict[Version | str, str]:
+    spellings: dict[Version | str, str] = {}
+    for text in sorted(upstream, reverse=True):  # of equal spellings, the least is kept
+        spellings[version_class(text)] = text
+    return spellings
 
 
 def _yanked_json(record: FileRecord) -> bool | str:
@@ -87,10 +110,11 @@ def project_json(
     held: HeldSummary,
     public_base_url: str | None = None,
 ) -> bytes:
-    base = base_url(public_base_url)
+    bases = bases_for(public_base_url)
     # One encoding of all the entries is the joined parts, at a fraction of the calls.
-    entries = _JSON.encode([_file_json(record, base) for record in files])[1:-1]
-    return json_from_parts(project, _versions(files), (entries,), held)
+    entries = _JSON.encode([_file_json(record, bases) for record in files])[1:-1]
+    versions = page_versions((record.version for record in files), project.versions)
+    return json_from_parts(project, versions, (entries,), held)
 
 
 def json_from_parts(
@@ -111,9 +135,9 @@ def json_from_parts(
     ).encode()
 
 
-def file_json_part(record: FileRecord, base: str) -> str:
+def file_json_part(record: FileRecord, bases: Bases) -> str:
     """One file's entry of the JSON page, encoded."""
-    return _JSON.encode(_file_json(record, base))
+    return _JSON.encode(_file_json(record, bases))
 
 
 def _status_json(project: ProjectRecord) -> dict[str, str]:
@@ -123,8 +147,8 @@ def _status_json(project: ProjectRecord) -> dict[str, str]:
     return status
 
 
-def _file_json(record: FileRecord, base: str) -> dict[str, object]:
-    url = file_path(record, base)
+def _file_json(record: FileRecord, bases: Bases) -> dict[str, object]:
+    url = file_path(record, bases.files)
     metadata: object = (
         {"sha256": record.core_metadata_sha256} if record.core_metadata_sha256 else False
     )
@@ -136,8 +160,12 @@ def _file_json(record: FileRecord, base: str) -> dict[str, object]:
         "yanked": _yanked_json(record),
         "core-metadata": metadata,
         "dist-info-metadata": metadata,
-        "provenance": f"{url}.provenance" if record.provenance_url else None,
+        "provenance": _provenance(record, bases) if record.provenance_url else None,
     }
+    # PEP 700 makes size mandatory. The upstream's, or the held bytes' (``mark_stored``):
+    # a file the upstream gives none for is promoted only once its bytes are held
+    # (``decide``). Unknown only for a file a person promoted before that, until its
+    # first download.
     if record.size is not None:
         entry["size"] = record.size
     if record.upload_time is not None:
@@ -151,8 +179,8 @@ def project_html(
     held: HeldSummary,
     public_base_url: str | None = None,
 ) -> bytes:
-    base = base_url(public_base_url)
-    return html_from_parts(project, [file_html_part(record, base) for record in files], held)
+    bases = bases_for(public_base_url)
+    return html_from_parts(project, [file_html_part(record, bases) for record in files], held)
 
 
 def html_from_parts(project: ProjectRecord, parts: Iterable[str], held: HeldSummary) -> bytes:
@@ -177,13 +205,13 @@ def html_from_parts(project: ProjectRecord, parts: Iterable[str], held: HeldSumm
     return "\n".join(lines).encode()
 
 
-def file_html_part(record: FileRecord, base: str) -> str:
+def file_html_part(record: FileRecord, bases: Bases) -> str:
     """One file's line of the HTML page."""
-    return f"    {_anchor(record, base)}<br />"
+    return f"    {_anchor(record, bases)}<br />"
 
 
-def _anchor(record: FileRecord, base: str) -> str:
-    url = file_path(record, base)
+def _anchor(record: FileRecord, bases: Bases) -> str:
+    url = file_path(record, bases.files)
     attributes = [f'href="{escape(url)}#sha256={record.sha256}"']
     if record.requires_python:
         attributes.append(f'data-requires-python="{escape(record.requires_python)}"')
@@ -193,8 +221,12 @@ def _anchor(record: FileRecord, base: str) -> str:
         value = f"sha256={record.core_metadata_sha256}"
         attributes.append(f'data-core-metadata="{value}" data-dist-info-metadata="{value}"')
     if record.provenance_url:
-        attributes.append(f'data-provenance="{escape(url)}.provenance"')
+        attributes.append(f'data-provenance="{escape(_provenance(record, bases))}"')
     return f"<a {' '.join(attributes)}>{escape(record.filename)}</a>"
+
+
+def _provenance(record: FileRecord, bases: Bases) -> str:
+    return file_path(record, bases.provenance) + ".provenance"
 
 
 def root_json(names: list[NormalizedName]) -> bytes:

@@ -9,6 +9,7 @@ from mirror.blobs import BlobStore
 from mirror.catalog import Catalog
 from mirror.feed_refresh import FeedRefresher
 from mirror.notifier import Notifier
+from mirror.request_base import RequestBase
 from mirror.settings import Settings
 from mirror.upstream import UpstreamClient
 from quarantine.clock import Clock
@@ -35,4 +36,5 @@ class Services:
     policy: LivePolicy
     notifier: Notifier | None = None  # None: no [[notify]] targets configured
     blob_cache: BlobCache = field(default_factory=BlobCache)
+    request_base: RequestBase = field(default_factory=RequestBase)  # trusts no proxy
     tasks: list[asyncio.Task[None]] = field(default_factory=list)

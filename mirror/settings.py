@@ -4,6 +4,7 @@ Precedence, lowest first: built-in defaults, the config file, the environment, t
 command line. A bad value is a ConfigError naming the key (and file and line).
 """
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -57,6 +58,13 @@ def as_python_versions(value: Any) -> tuple[str, ...]:
     return python_names(as_list(value))
 
 
+def as_proxies(value: Any) -> tuple[str, ...]:
+    proxies = as_list(value)
+    for proxy in proxies:
+        ipaddress.ip_network(proxy, strict=False)  # its ValueError names the bad entry
+    return proxies
+
+
 WORKER_MODES = ("in-process", "separate")
 as_worker_mode = as_choice(WORKER_MODES)
 # The levels both the logging module and uvicorn know.
@@ -86,6 +94,8 @@ class Settings:
     file_hosts: tuple[str, ...] = ()  # extra hosts file URLs may point at (https only)
     public_base_url: str | None = None
     trusted_hosts: tuple[str, ...] = ()
+    # Peers (addresses or networks) whose X-Forwarded-Proto/Host name the mirror's URL.
+    trusted_proxies: tuple[str, ...] = ()
     reserved_names: tuple[str, ...] = ()  # private names (globs allowed), never asked upstream
     index_ttl: timedelta = timedelta(seconds=60)
     request_wait: timedelta = timedelta(seconds=3)
@@ -127,6 +137,7 @@ _TOP_LEVEL: dict[str, Callable[[Any], Any]] = {
     "file_hosts": as_list,
     "public_base_url": as_optional_str,
     "trusted_hosts": as_list,
+    "trusted_proxies": as_proxies,
     "reserved_names": as_list,
     "index_ttl": duration_between(timedelta(0), _DAY, "longer hides upstream removals"),
     "request_wait": duration_between(timedelta(0), 5 * _MINUTE),

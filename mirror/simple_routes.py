@@ -1,13 +1,14 @@
 """``/simple/``: the PEP 503 / PEP 691 index pages."""
 
+import asyncio
 from dataclasses import dataclass
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from mirror.catalog import Page
 from mirror.names import normalized_project
 from mirror.negotiate import negotiate
+from mirror.page import Page, PageTemplate
 from mirror.services import Services
 
 PAGE_MAX_AGE_SECONDS = 60
@@ -78,6 +79,20 @@ def page_headers(
     return headers
 
 
+def sent_for(template: PageTemplate, base: str) -> Page | None:
+    """The page kept for ``base``, the request's (``RequestBase.of``), if it was filled."""
+    return template.filled.get(base)
+
+
+async def filled(template: PageTemplate, base: str) -> Page:
+    """The template filled for ``base`` the first time (a large one in a thread)."""
+    if template.large:
+        page = await asyncio.to_thread(template.fill, base)
+    else:
+        page = template.fill(base)
+    return template.keep(base, page)
+
+
 def page_response(request: Request, page: Page, stale_seconds: float | None = None) -> Response:
     chosen = variant(page, request.headers.get("accept-encoding"))
     headers = page_headers(page, stale_seconds, chosen)
@@ -105,5 +120,10 @@ async def simple_project(request: Request) -> Response:
         location = f"../{name}/" if trailing else f"{name}/"
         return RedirectResponse(location, status_code=301)
     fmt = negotiate(request.headers.get("accept"), request.query_params.get("format"))
-    served = await _services(request).catalog.project_page(name, fmt)
-    return page_response(request, served.page, served.stale_seconds)
+    services = _services(request)
+    served = await services.catalog.project_page(name, fmt)
+    page = served.page
+    if isinstance(page, PageTemplate):
+        base = services.request_base.of(request.scope)
+        page = sent_for(page, base) or await filled(page, base)
+    return page_response(request, page, served.stale_seconds)

@@ -102,9 +102,14 @@ def _decide_held(
         cutoff = format_timestamp(policy.cutoff) if policy.cutoff else "?"
         return Verdict(FileState.HELD, f"cutoff: uploaded after {cutoff}")
     exemption = policy.exemption_for(record.project, now)
-    if exemption is not None:
-        return Verdict(FileState.PROMOTED, f"exempt: {exemption.reason}")
-    if record.established:
+    if exemption is not None or record.established:
+        if record.size is None and not record.stored:
+            # Promoted without its bytes, it would be listed without a size, which PEP 700
+            # makes mandatory: the upstream gave none, so the bytes tell it first.
+            reason = "waiting for its bytes: the upstream gave no size"
+            return Verdict(FileState.HELD, reason, needs_bytes=True)
+        if exemption is not None:
+            return Verdict(FileState.PROMOTED, f"exempt: {exemption.reason}")
         return Verdict(FileState.PROMOTED, "established")
     until = hold_until(record, policy)
     reviews = [item for item in evidence if item.action is Action.REVIEW]

@@ -88,14 +88,20 @@ class Ledger(Protocol):
         """Compare-and-swap one file's state; StaleTransition if it changed since read."""
         ...
 
-    def mark_stored(self, record: FileRecord) -> FileRecord:
-        """Its bytes are in the blob store, verified against its sha256."""
+    def mark_stored(self, record: FileRecord, size: int | None = None) -> FileRecord:
+        """Its bytes are in the blob store, verified against its sha256; ``size``, their
+        byte count, is recorded when the record has none (the upstream gave none)."""
         ...
 
     def set_provenance(self, record: FileRecord, sha256: str) -> None: ...
 
     def record_incident(self, record: FileRecord, reason: str, actor: str, at: datetime) -> None:
         """An event that does not change state: a hash mismatch, a failed fetch."""
+        ...
+
+    def drop_core_metadata(self, record: FileRecord, reason: str, actor: str, at: datetime) -> None:
+        """Its metadata file (PEP 658) is not what the upstream's digest says: offered no
+        more (the pages change), with an incident saying why. A no-op once dropped."""
         ...
 
     def events(

@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS projects (
     status_reason TEXT,
     etag TEXT,
     serial INTEGER,
-    seq INTEGER NOT NULL
+    seq INTEGER NOT NULL,
+    versions TEXT  -- the upstream's PEP 700 versions, a JSON list; NULL: none given
 );
 CREATE TABLE IF NOT EXISTS files (
     project TEXT NOT NULL REFERENCES projects(name),
@@ -158,7 +159,9 @@ _INSERT_EVENT = (
     "INSERT INTO events (at, project, filename, sha256, from_state, to_state, reason, actor) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_PROJECT_COLUMNS = "name, first_seen, last_look_ok, status, status_reason, etag, serial, seq"
+_PROJECT_COLUMNS = (
+    "name, first_seen, last_look_ok, status, status_reason, etag, serial, seq, versions"
+)
 
 
 def _file_row(record: FileRecord, seq: int) -> tuple[Any, ...]:
@@ -240,7 +243,16 @@ def _project_record(row: sqlite3.Row) -> ProjectRecord:
         etag=row["etag"],
         serial=row["serial"],
         seq=row["seq"],
+        versions=_versions(row["versions"]),
     )
+
+
+def _versions(text: str | None) -> tuple[str, ...] | None:
+    return None if text is None else tuple(json.loads(text))
+
+
+def _versions_text(versions: tuple[str, ...] | None) -> str | None:
+    return None if versions is None else json.dumps(list(versions))
 
 
 class SqliteLedger(AdminTables):
@@ -295,6 +307,19 @@ class SqliteLedger(AdminTables):
                         "UPDATE meta SET value=? WHERE key='schema_version'", (SCHEMA_VERSION,)
                     )
                 db.execute(_CHANGE_INDEX)
+                self._add_versions(db)
+
+    @staticmethod
+    def _add_versions(db: sqlite3.Connection) -> None:
+        """projects.versions, added in place: a lazaretto from before it reads and writes
+        the other columns by name, so the schema version stays."""
+        columns = {row["name"] for row in db.execute("PRAGMA table_info(projects)")}
+        if "versions" in columns:
+            return
+        db.execute("ALTER TABLE projects ADD COLUMN versions TEXT")
+        # Without the ETag the next look reads the whole page, versions and all, where a
+        # 304 would leave them unknown until the project changes upstream.
+        db.execute("UPDATE projects SET etag=NULL")
 
     def close(self) -> None:
         self._readers.close()
@@ -497,7 +522,7 @@ class SqliteLedger(AdminTables):
         sightings_only = not observation.changed and project.status is ProjectStatus.ACTIVE
         with self._write(durable=not sightings_only) as db:
             before = db.execute(
-                "SELECT status FROM projects WHERE name=?", (project.name,)
+                "SELECT status, versions FROM projects WHERE name=?", (project.name,)
             ).fetchone()
             self._upsert_project(db, observation, etag)
             row_seq = self._row_seq(db)
@@ -537,7 +562,10 @@ class SqliteLedger(AdminTables):
                     f"upstream project status: {project.status_reason or project.status.value}",
                     actor,
                 )
-            if observation.alters_pages or status_changed:
+            respelled = before is not None and before["versions"] != _versions_text(
+                project.versions
+            )
+            if observation.alters_pages or status_changed or respelled:
                 return self._bump(db, project.name)
             row = db.execute("SELECT seq FROM projects WHERE name=?", (project.name,)).fetchone()
             return int(row["seq"])
@@ -547,10 +575,10 @@ class SqliteLedger(AdminTables):
     ) -> None:
         project = observation.project
         db.execute(
-            f"INSERT INTO projects ({_PROJECT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 0) "
+            f"INSERT INTO projects ({_PROJECT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?) "
             "ON CONFLICT(name) DO UPDATE SET last_look_ok=excluded.last_look_ok, "
             "status=excluded.status, status_reason=excluded.status_reason, "
-            "etag=excluded.etag, serial=excluded.serial",
+            "etag=excluded.etag, serial=excluded.serial, versions=excluded.versions",
             (
                 project.name,
                 format_timestamp(project.first_seen),
@@ -559,6 +587,7 @@ class SqliteLedger(AdminTables):
                 project.status_reason,
                 etag,
                 project.serial,
+                _versions_text(project.versions),
             ),
         )
 
@@ -655,14 +684,18 @@ class SqliteLedger(AdminTables):
         assert after is not None
         return after
 
-    def mark_stored(self, record: FileRecord) -> FileRecord:
+    def mark_stored(self, record: FileRecord, size: int | None = None) -> FileRecord:
         # Not durable: a lost mark only sends the next download or promotion round to the
         # blob store again, which finds the bytes and marks them anew.
         with self._write(durable=False) as db:
-            db.execute(
-                f"UPDATE files SET stored=1, seq={_ROW_SEQ} WHERE project=? AND filename=?",
-                (record.project, record.filename),
+            cursor = db.execute(
+                f"UPDATE files SET stored=1, size=COALESCE(size, ?), seq={_ROW_SEQ} "
+                "WHERE project=? AND filename=? RETURNING state",
+                (size, record.project, record.filename),
             )
+            row = cursor.fetchone()
+            if size is not None and record.size is None and row and row["state"] == "promoted":
+                self._bump(db, record.project)  # a listed file's size now shows on its page
         after = self.file(record.project, record.filename)
         assert after is not None
         return after
@@ -679,6 +712,20 @@ class SqliteLedger(AdminTables):
     def record_incident(self, record: FileRecord, reason: str, actor: str, at: datetime) -> None:
         with self._write() as db:
             self._event(db, at, record.project, record, record.state, "incident", reason, actor)
+
+    def drop_core_metadata(self, record: FileRecord, reason: str, actor: str, at: datetime) -> None:
+        if record.core_metadata_sha256 is None:
+            return
+        with self._write() as db:
+            cursor = db.execute(
+                f"UPDATE files SET core_metadata_sha256=NULL, seq={_ROW_SEQ} "
+                "WHERE project=? AND filename=? AND core_metadata_sha256=?",
+                (record.project, record.filename, record.core_metadata_sha256),
+            )
+            if cursor.rowcount != 1:
+                return  # dropped already, by a request beside this one
+            self._event(db, at, record.project, record, record.state, "incident", reason, actor)
+            self._bump(db, record.project)
 
     def events(
         self, project: NormalizedName | None = None, since: datetime | None = None

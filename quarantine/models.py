@@ -57,6 +57,8 @@ class Snapshot:
     status: ProjectStatus
     status_reason: str | None
     serial: int | None
+    # PEP 700 ``versions``, spelled as the upstream spells them (None: it gave none)
+    versions: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,7 @@ class ProjectRecord:
     etag: str | None
     serial: int | None
     seq: int  # bumped on every change that alters what the project's pages show
+    versions: tuple[str, ...] | None = None  # the upstream's, from its last full answer
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,6 +77,7 @@ def _project_after(
             etag=None,
             serial=snapshot.serial,
             seq=0,
+            versions=snapshot.versions,
         )
     return replace(
         before,
@@ -84,6 +85,7 @@ def _project_after(
         status=snapshot.status,
         status_reason=snapshot.status_reason,
         serial=snapshot.serial,
+        versions=snapshot.versions,
     )
 
 

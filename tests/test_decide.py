@@ -194,6 +194,22 @@ def test_first_look_lists_established_files_at_once_without_bytes() -> None:
     assert not record.stored  # fetched and checked on first download, not before listing
 
 
+@pytest.mark.parametrize("exempt", [False, True])
+def test_a_file_without_a_size_is_listed_only_once_its_bytes_are_held(exempt: bool) -> None:
+    """PEP 700: a page gives every file's size; without the upstream's, the bytes tell it."""
+    exemptions = {PROJECT: Exemption(reason="internal build")} if exempt else {}
+    policy = make_policy(exemptions=exemptions)
+    old = NOW - timedelta(days=700)
+    sizeless = replace(upstream_file(uploaded=old), size=None)
+    record = only(first_look(sizeless, policy=policy))
+    assert record.state is FileState.HELD
+    assert record.reason == "waiting for its bytes: the upstream gave no size"
+    verdict = decide(record, project_record(), policy, NOW)
+    assert verdict.needs_bytes and verdict.state is FileState.HELD
+    stored = replace(record, stored=True, size=321)
+    assert decide(stored, project_record(), policy, NOW).state is FileState.PROMOTED
+
+
 def test_established_boundary_is_cooling_plus_vetting_window() -> None:
     policy = make_policy(cooling_period=timedelta(days=3), vetting_window=timedelta(days=30))
     edge = NOW - timedelta(days=33)

@@ -35,8 +35,10 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import NormalizedName
 
 from mirror import catalog as catalog_module
+from mirror import page as page_module
 from mirror import upstream as upstream_module
 from mirror.negotiate import PageFormat
+from mirror.page import PageTemplate
 from mirror.parse import parse_project_page
 from quarantine.ledger_sqlite import SqliteLedger
 from quarantine.models import FileRecord, FileState
@@ -44,7 +46,8 @@ from quarantine.models import FileRecord, FileState
 # tests/ is not a package, so pytest and mypy both see tests/support as "support".
 from support.clock import FakeClock
 from support.dists import Dist, build_sdist, build_wheel
-from support.mirror import MirrorServer
+from support.installers import installed, pip_install
+from support.mirror import MirrorServer, running_mirror, settings_for
 from support.upstream import Upstream, UpstreamFile
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -114,7 +117,7 @@ def raw_get(
     """Send ``target`` byte for byte as the request target, over a plain socket."""
     lines = [
         b"GET " + target + b" HTTP/1.1",
-        b"Host: " + (host or b"127.0.0.1:%d" % mirror.port),
+        b"Host: " + (b"127.0.0.1:%d" % mirror.port if host is None else host),
         *extra_headers,
         b"Connection: close",
     ]
@@ -340,6 +343,46 @@ def test_json_page_lists_established_files_with_every_field(
             assert entry["provenance"] is None
 
 
+def test_versions_are_spelled_as_the_upstream_lists_them_once_each(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+) -> None:
+    old, fresh = clock.now() - AGE_OLD, clock.now() - AGE_FRESH
+    publish(upstream, build_wheel("spelled", "1.0.0"), old)
+    publish(upstream, build_sdist("spelled", "1.0"), old)  # the same version, spelled shorter
+    publish(upstream, build_wheel("spelled", "2.0rc1"), old)
+    publish(upstream, build_wheel("spelled", "3.0"), fresh)  # held: its version is not listed
+    upstream.set_versions("spelled", ["1.0", "2.0-RC1", "3.0", "4.0"])
+    assert page_json(mirror, "spelled")["versions"] == ["1.0", "2.0-RC1"]
+    mirror.restart()  # the spellings are in the ledger: a 304 from the upstream keeps them
+    assert page_json(mirror, "spelled")["versions"] == ["1.0", "2.0-RC1"]
+    assert upstream.requests_for("/simple/spelled/")  # looked again after the restart
+    # An upstream that gives none: each version once, spelled as its files spell it.
+    upstream.set_versions("spelled", None)
+    clock.advance(TTL)
+    assert page_json(mirror, "spelled")["versions"] == ["1.0", "2.0rc1"]
+
+
+def test_every_json_entry_gives_a_size_also_where_the_upstream_gives_none(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock, project_size: str
+) -> None:
+    old, fresh = clock.now() - AGE_OLD, clock.now() - AGE_FRESH
+    sized = publish(upstream, build_wheel("sizeless", "1.0"), old)
+    established = publish(upstream, build_wheel("sizeless", "1.1"), old, with_size=False)
+    new = publish(upstream, build_wheel("sizeless", "2.0"), fresh, with_size=False)
+
+    def sizes() -> dict[str, int]:
+        return {
+            entry["filename"]: entry["size"] for entry in page_json(mirror, "sizeless")["files"]
+        }
+
+    # Old enough to be listed at once, but with no size to give: its bytes first.
+    assert sizes() == {sized.filename: len(sized.data)}
+    mirror.promote()
+    assert sizes() == {sized.filename: len(sized.data), established.filename: len(established.data)}
+    assert promote_after_cooling(mirror, clock) == [new.filename]
+    assert sizes() == {dist.filename: len(dist.data) for dist in (sized, established, new)}
+
+
 def test_html_page_lists_the_same_files_as_json(
     mirror: MirrorServer, upstream: Upstream, clock: FakeClock
 ) -> None:
@@ -425,6 +468,8 @@ def test_held_files_appear_on_neither_page_until_promoted(
         (f"{JSON_TYPE};q=0, text/html", LEGACY_HTML),
         ("application/*;q=0.2, text/html;q=0", HTML_TYPE),
         (f"text/html;q=0, {HTML_TYPE};q=0, */*;q=0.1", JSON_TYPE),
+        # pypi-simple's default: JSON and HTML named with the same weight.
+        (f"{JSON_TYPE}, {HTML_TYPE}, text/html;q=0.01", JSON_TYPE),
     ],
 )
 def test_accept_header_picks_the_format(
@@ -452,7 +497,12 @@ def test_format_query_parameter_overrides_accept(
     assert (spelled.status, spelled.media_type) == (200, JSON_TYPE)
     as_html = get(mirror, f"/simple/nego/?format={quote(HTML_TYPE)}", {"Accept": JSON_TYPE})
     assert (as_html.status, as_html.media_type) == (200, HTML_TYPE)
-    for reply in (as_json, spelled, as_html):
+    # Typed by hand, the "+" stays literal (form decoding makes it a space).
+    literal = get(mirror, f"/simple/nego/?format={JSON_TYPE}", {"Accept": "text/html"})
+    assert (literal.status, literal.media_type) == (200, JSON_TYPE)
+    root = get(mirror, f"/simple/?format={JSON_TYPE}", {"Accept": "text/html"})
+    assert (root.status, root.media_type) == (200, JSON_TYPE)
+    for reply in (as_json, spelled, as_html, literal, root):
         assert "Accept" in (reply.header("Vary") or "")
 
 
@@ -709,6 +759,250 @@ def test_file_without_provenance_has_no_provenance_url(
     (entry,) = page_json(mirror, "noprov")["files"]
     assert entry["provenance"] is None
     assert_one_line_error(get(mirror, file_path(dist, ".provenance")), status=404)
+
+
+# -- PEP 740: provenance URLs are fully qualified ---------------------------------------------
+
+
+def provenance_urls(reply: Reply) -> list[str]:
+    """Every provenance URL a page gives, JSON or HTML."""
+    if reply.media_type == JSON_TYPE:
+        return [entry["provenance"] for entry in reply.json()["files"] if entry["provenance"]]
+    return [
+        str(a["data-provenance"]) for a in parse_html(reply.body).anchors if "data-provenance" in a
+    ]
+
+
+def publish_attested(upstream: Upstream, clock: FakeClock) -> Dist:
+    publish(upstream, build_wheel("attested", "1.0"), clock.now() - AGE_OLD)
+    return publish(
+        upstream, build_wheel("attested", "1.1"), clock.now() - AGE_OLD, provenance=PROVENANCE
+    )
+
+
+@pytest.mark.parametrize("accept", [JSON_TYPE, LEGACY_HTML])
+@pytest.mark.parametrize("query", ["", "?format=json"])  # the fast path, and the app's route
+def test_provenance_urls_name_the_host_each_request_reached(
+    mirror: MirrorServer,
+    upstream: Upstream,
+    clock: FakeClock,
+    project_size: str,
+    accept: str,
+    query: str,
+) -> None:
+    dist = publish_attested(upstream, clock)
+    path = f"/simple/attested/{query}"
+    if query:
+        accept = JSON_TYPE
+    expected = f"{mirror.origin}{file_path(dist, '.provenance')}"
+    first = get(mirror, path, {"Accept": accept})
+    assert provenance_urls(first) == [expected]
+    assert get(mirror, expected).body == PROVENANCE  # and it leads to the bytes
+
+    # The same page asked for through other names: each its own URLs and ETag, whichever
+    # was asked for first and however often they alternate.
+    other = {"Accept": accept, "Host": "mirror.example:8443"}
+    ipv6 = {"Accept": accept, "Host": "[::1]:8070"}
+    for _ in range(3):
+        renamed = get(mirror, path, other)
+        assert provenance_urls(renamed) == [
+            f"http://mirror.example:8443{file_path(dist, '.provenance')}"
+        ]
+        assert provenance_urls(get(mirror, path, ipv6)) == [
+            f"http://[::1]:8070{file_path(dist, '.provenance')}"
+        ]
+        again = get(mirror, path, {"Accept": accept})
+        assert again.body == first.body and again.header("ETag") == first.header("ETag")
+        assert renamed.header("ETag") != first.header("ETag")
+        # A cache revalidating one host's page with the other's ETag gets the page.
+        crossed = get(mirror, path, {**other, "If-None-Match": str(first.header("ETag"))})
+        assert crossed.status == 200 and crossed.body == renamed.body
+        assert (
+            get(mirror, path, {**other, "If-None-Match": str(renamed.header("ETag"))}).status == 304
+        )
+    # File URLs stay relative to the page: they never depend on the host.
+    if accept == JSON_TYPE:
+        assert [entry["url"] for entry in first.json()["files"]] == [
+            entry["url"] for entry in renamed.json()["files"]
+        ]
+
+
+@pytest.mark.parametrize("large", [False, True])
+def test_a_large_page_is_filled_for_a_new_host_off_the_event_loop(
+    mirror: MirrorServer,
+    upstream: Upstream,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    large: bool,
+) -> None:
+    publish_attested(upstream, clock)
+    page(mirror, "attested")
+    monkeypatch.setattr(page_module, "THREAD_FILL_BYTES", 0 if large else 10**9)
+    threads: list[threading.Thread] = []
+    real_fill = PageTemplate.fill
+
+    def fill(template: PageTemplate, base: str) -> Any:
+        threads.append(threading.current_thread())
+        return real_fill(template, base)
+
+    monkeypatch.setattr(PageTemplate, "fill", fill)
+    for query in ("", "?format=json"):
+        host = f"host{len(threads)}.example"
+        reply = get(mirror, f"/simple/attested/{query}", {"Accept": JSON_TYPE, "Host": host})
+        assert provenance_urls(reply)[0].startswith(f"http://{host}/files/")
+    assert len(threads) == 2
+    on_the_loop = [thread is mirror.loop_thread for thread in threads]
+    assert on_the_loop == [not large, not large]
+
+
+def test_a_page_without_provenance_is_the_same_for_every_host(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+) -> None:
+    publish(upstream, build_wheel("plain", "1.0"), clock.now() - AGE_OLD)
+    first = page(mirror, "plain")
+    renamed = get(mirror, "/simple/plain/", {"Accept": JSON_TYPE, "Host": "mirror.example"})
+    assert (renamed.body, renamed.header("ETag")) == (first.body, first.header("ETag"))
+
+
+@pytest.mark.parametrize(
+    "host",
+    [b'evil"><a href="x', b"a b", b"evil.example/path", b"user@evil.example", b"a:b"],
+)
+def test_a_host_that_names_no_host_gets_no_provenance_page(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock, host: bytes
+) -> None:
+    publish_attested(upstream, clock)
+    page(mirror, "attested")  # warm
+    for target in (b"/simple/attested/", b"/simple/attested/?format=json"):
+        reply = raw_get(mirror, target, [b"Accept: " + JSON_TYPE.encode()], host=host)
+        line = assert_one_line_error(reply, status=400)
+        assert "public_base_url" in line
+        assert b"evil" not in reply.body
+
+
+def test_an_empty_host_gives_the_address_the_request_came_in_at(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+) -> None:
+    dist = publish_attested(upstream, clock)
+    reply = raw_get(mirror, b"/simple/attested/", [b"Accept: " + JSON_TYPE.encode()], host=b"")
+    assert provenance_urls(reply) == [f"{mirror.origin}{file_path(dist, '.provenance')}"]
+
+
+def test_forwarded_proto_and_host_count_only_from_trusted_proxies(
+    tmp_path: Path, upstream: Upstream, clock: FakeClock
+) -> None:
+    dist = publish_attested(upstream, clock)
+    suffix = file_path(dist, ".provenance")
+    forwarded = {
+        "Accept": JSON_TYPE,
+        "X-Forwarded-Proto": "https",
+        # A client's own claim first, then the one the proxy appends: the proxy's counts.
+        "X-Forwarded-Host": "client-says.example, pypi.internal.example",
+    }
+    with running_mirror(settings_for(tmp_path / "a", upstream.url), clock) as untrusting:
+        assert provenance_urls(get(untrusting, "/simple/attested/", forwarded)) == [
+            f"{untrusting.origin}{suffix}"
+        ]
+    settings = settings_for(tmp_path / "b", upstream.url, trusted_proxies=("127.0.0.0/8",))
+    with running_mirror(settings, clock) as behind_proxy:
+        for path in ("/simple/attested/", "/simple/attested/?format=json"):
+            assert provenance_urls(get(behind_proxy, path, forwarded)) == [
+                f"https://pypi.internal.example{suffix}"
+            ]
+            # The proxy's requests without the headers, and a bad scheme, use the request's own.
+            assert provenance_urls(get(behind_proxy, path, {"Accept": JSON_TYPE})) == [
+                f"{behind_proxy.origin}{suffix}"
+            ]
+            bad = get(behind_proxy, path, {**forwarded, "X-Forwarded-Proto": "gopher"})
+            assert_one_line_error(bad, status=400)
+    settings = settings_for(tmp_path / "c", upstream.url, trusted_proxies=("10.0.0.1",))
+    with running_mirror(settings, clock) as other_proxy:  # 127.0.0.1 is not that proxy
+        assert provenance_urls(get(other_proxy, "/simple/attested/", forwarded)) == [
+            f"{other_proxy.origin}{suffix}"
+        ]
+
+
+def test_public_base_url_is_the_base_of_provenance_urls_whatever_the_host(
+    tmp_path: Path, upstream: Upstream, clock: FakeClock
+) -> None:
+    dist = publish_attested(upstream, clock)
+    public = "https://pypi.example.org/mirror"
+    settings = settings_for(tmp_path / "data", upstream.url, public_base_url=public)
+    with running_mirror(settings, clock) as server:
+        for headers in ({}, {"Host": "elsewhere.example"}, {"Host": "a b"}):
+            for accept in (JSON_TYPE, LEGACY_HTML):
+                reply = get(server, "/simple/attested/", {"Accept": accept, **headers})
+                assert reply.status == 200
+                assert provenance_urls(reply) == [f"{public}{file_path(dist, '.provenance')}"]
+
+
+# -- PEP 658/714: a metadata file that is not its listed digest --------------------------------
+
+WRONG_METADATA = b"Metadata-Version: 2.1\nName: badmeta\nVersion: 6.6.6\nRequires-Dist: evil\n"
+
+
+def metadata_offered(mirror: MirrorServer, project: str) -> dict[str, object]:
+    """Each listed file's metadata offer, JSON and HTML alike."""
+    files = page_json(mirror, project)["files"]
+    anchors = parse_html(page(mirror, project, accept=LEGACY_HTML).body).anchors
+    for entry, anchor in zip(files, anchors, strict=True):
+        assert entry["core-metadata"] == entry["dist-info-metadata"]
+        html = anchor.get("data-core-metadata")
+        assert html == anchor.get("data-dist-info-metadata")
+        expected = entry["core-metadata"] and f"sha256={entry['core-metadata']['sha256']}"
+        assert html == (expected or None)
+    return {entry["filename"]: entry["core-metadata"] for entry in files}
+
+
+def test_a_vetted_file_whose_metadata_is_not_its_digest_is_installed_from_the_wheel(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock, tmp_path: Path
+) -> None:
+    dist = publish(
+        upstream,
+        build_wheel("badmeta", "1.0"),
+        clock.now() - AGE_FRESH,
+        serve_metadata=WRONG_METADATA,
+    )
+    assert listed(mirror, "badmeta") == set()
+    assert promote_after_cooling(mirror, clock) == [dist.filename]  # vetting fetched it
+    assert metadata_offered(mirror, "badmeta") == {dist.filename: False}
+    refused = get(mirror, file_path(dist, ".metadata"))
+    assert_one_line_error(refused, status=404)
+    outcome = pip_install(mirror.url, tmp_path / "t", "badmeta")
+    assert outcome.ok, outcome.output
+    assert installed(tmp_path / "t") == {"badmeta": "1.0"}
+    assert mirror.services is not None
+    (incident,) = [e for e in mirror.services.ledger.events() if e.to_state == "incident"]
+    assert incident.filename == dist.filename and incident.reason.startswith("metadata_mismatch")
+
+
+def test_an_established_files_wrong_metadata_is_refused_then_offered_no_more(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock, tmp_path: Path
+) -> None:
+    dist = publish(
+        upstream,
+        build_wheel("badmeta", "1.0"),
+        clock.now() - AGE_OLD,
+        serve_metadata=WRONG_METADATA,
+    )
+    good = publish(upstream, build_wheel("badmeta", "0.9"), clock.now() - AGE_OLD)
+    # Listed at once, without its bytes: the offer is the upstream's until it is fetched.
+    assert metadata_offered(mirror, "badmeta") == {
+        good.filename: {"sha256": good.metadata_sha256},
+        dist.filename: {"sha256": dist.metadata_sha256},
+    }
+    first = get(mirror, file_path(dist, ".metadata"))
+    assert_one_line_error(first, status=502)
+    assert WRONG_METADATA not in first.body
+    assert metadata_offered(mirror, "badmeta") == {
+        good.filename: {"sha256": good.metadata_sha256},
+        dist.filename: False,
+    }
+    assert_one_line_error(get(mirror, file_path(dist, ".metadata")), status=404)
+    assert get(mirror, file_path(good, ".metadata")).body == good.metadata
+    outcome = pip_install(mirror.url, tmp_path / "t", "badmeta==1.0")
+    assert outcome.ok, outcome.output
+    assert installed(tmp_path / "t") == {"badmeta": "1.0"}
 
 
 # -- invalid names, CRLF -------------------------------------------------------------------------
@@ -1453,10 +1747,16 @@ def test_a_big_page_is_rebuilt_from_the_rows_that_changed(
         name = NormalizedName("demo-pkg")
         project, files = ledger.project(name), real_files(name)
         assert project is not None
-        return (
-            catalog._rendered_whole(name, PageFormat.JSON, project, files)[0].body,
-            catalog._rendered_whole(name, PageFormat.LEGACY_HTML, project, files)[0].body,
+        pages = [
+            catalog._rendered_whole(name, fmt, project, files)[0]
+            for fmt in (PageFormat.JSON, PageFormat.LEGACY_HTML)
+        ]
+        # The demo links provenance: a page kept as a template, sent filled for the base.
+        assert all(isinstance(page, PageTemplate) for page in pages)
+        json_page, html_page = (
+            page.for_base(f"{mirror.origin}/") for page in pages if isinstance(page, PageTemplate)
         )
+        return json_page.body, html_page.body
 
     assert both_pages() == rendered_whole()
     assert reads == ["whole", "every file"]  # HTML was joined from the parts JSON kept

@@ -526,3 +526,40 @@ def test_the_recorded_policy_is_seen_by_every_connection_and_changes_are_events(
         ("policy", "policy in force: cooling_period 3d", "system:serve"),
     ]
     assert server.outbox() == []  # a routine record, not a notification
+
+
+def test_stored_bytes_give_a_size_only_where_the_upstream_gave_none(ledger: Ledger) -> None:
+    sizeless = replace(NEW, size=None)
+    look(ledger, snapshot(OLD, sizeless), T0)
+    assert held(ledger).size is None
+    assert ledger.mark_stored(held(ledger), 4321).size == 4321
+    old = held(ledger, OLD_WHEEL)
+    assert ledger.mark_stored(old, 99).size == OLD.size  # the upstream's is kept
+
+
+def test_a_listed_files_size_from_its_bytes_changes_its_page(ledger: Ledger) -> None:
+    look(ledger, snapshot(replace(NEW, size=None)), T0)
+    record = ledger.transition(held(ledger), FileState.PROMOTED, "by hand", "admin", T0)
+    project = ledger.project(DEMO)
+    assert project is not None
+    ledger.mark_stored(record, 4321)
+    after = ledger.project(DEMO)
+    assert after is not None and after.seq > project.seq
+    assert [row.filename for row in ledger.files_changed_since(DEMO, project.seq)] == [NEW_WHEEL]
+
+
+def test_a_dropped_metadata_file_is_offered_no_more_and_the_page_changes(ledger: Ledger) -> None:
+    look(ledger, snapshot(OLD), T0)
+    record = held(ledger, OLD_WHEEL)
+    assert record.core_metadata_sha256 == "d" * 64
+    project = ledger.project(DEMO)
+    assert project is not None
+    for _ in range(2):  # two requests met the same bad bytes: one incident
+        ledger.drop_core_metadata(record, "metadata_mismatch: not its digest", ACTOR, T0)
+    assert held(ledger, OLD_WHEEL).core_metadata_sha256 is None
+    after = ledger.project(DEMO)
+    assert after is not None and after.seq > project.seq
+    incidents = [event for event in ledger.events() if event.to_state == "incident"]
+    assert [(e.filename, e.reason) for e in incidents] == [
+        (OLD_WHEEL, "metadata_mismatch: not its digest")
+    ]

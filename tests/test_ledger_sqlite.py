@@ -7,6 +7,7 @@ thread recording a big project's rows) holds up no one's read.
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -163,3 +164,43 @@ def test_opening_without_create_needs_a_ledger_a_mirror_made(tmp_path: Path) -> 
         assert reopened.file(DEMO, NEW_WHEEL) is not None
     finally:
         reopened.close()
+
+
+def test_the_upstream_versions_are_kept_and_a_respelling_is_a_page_change(
+    ledger: SqliteLedger,
+) -> None:
+    look(ledger, replace(snapshot(OLD), versions=("0.9.0",)), T0, etag='"a"')
+    project = ledger.project(DEMO)
+    assert project is not None and project.versions == ("0.9.0",)
+    look(ledger, replace(snapshot(OLD), versions=("0.9",)), T0, etag='"b"')
+    respelled = ledger.project(DEMO)
+    assert respelled is not None and respelled.versions == ("0.9",)
+    assert respelled.seq > project.seq  # pages show the versions: rendered anew
+    look(ledger, snapshot(OLD), T0, etag='"c"')  # an upstream from before PEP 700
+    assert (ledger.project(DEMO) or project).versions is None
+
+
+def test_a_ledger_without_upstream_versions_gets_them_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    first = SqliteLedger(path)
+    look(first, snapshot(OLD, NEW), T0, etag='"etag"')
+    before = first.files(DEMO)
+    first.close()
+    db = sqlite3.connect(path, isolation_level=None)  # as a lazaretto from before wrote it
+    db.executescript("ALTER TABLE projects DROP COLUMN versions;")
+    db.close()
+
+    again = SqliteLedger(path)
+    try:
+        assert again.files(DEMO) == before
+        project = again.project(DEMO)
+        assert project is not None and project.versions is None
+        # Dropped, so the next look reads the whole page and its versions, not a 304.
+        assert project.etag is None
+    finally:
+        again.close()
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("2",)
+    finally:
+        db.close()

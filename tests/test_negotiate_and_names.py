@@ -22,6 +22,10 @@ PIP_ACCEPT = (
     "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, "
     "text/html; q=0.01"
 )
+# pypi-simple's default (ACCEPT_ANY): no preference between JSON and HTML.
+PYPI_SIMPLE_ACCEPT = (
+    "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html, text/html;q=0.01"
+)
 UV_ACCEPT = (
     "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, "
     "text/html;q=0.01"
@@ -52,7 +56,16 @@ UV_ACCEPT = (
         ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", LEGACY),
         # Highest q wins over the order of preference.
         ("text/html;q=0.5, application/vnd.pypi.simple.v1+json;q=0.6", JSON),
-        ("application/vnd.pypi.simple.v1+json;q=0.5, text/html;q=0.5", LEGACY),
+        # JSON and HTML named alike: JSON, in whichever order they are named.
+        ("application/vnd.pypi.simple.v1+json;q=0.5, text/html;q=0.5", JSON),
+        ("text/html, application/vnd.pypi.simple.v1+json", JSON),
+        ("application/vnd.pypi.simple.v1+html, application/vnd.pypi.simple.latest+json", JSON),
+        (PYPI_SIMPLE_ACCEPT, JSON),
+        # Both HTML types named alike: plain HTML, as before.
+        ("application/vnd.pypi.simple.v1+html, text/html", LEGACY),
+        # A tie that only wildcards reach is not JSON by name: HTML.
+        ("*/*, text/*", LEGACY),
+        ("application/vnd.pypi.simple.v1+json;q=0.5, */*", LEGACY),
         # A specific entry beats a wildcard for the same type.
         ("*/*;q=0.9, application/vnd.pypi.simple.v1+json", JSON),
         ("application/vnd.pypi.simple.v1+json;q=0.2, */*;q=0.9", LEGACY),
@@ -62,7 +75,7 @@ UV_ACCEPT = (
         ("text/html;q=0, application/vnd.pypi.simple.v1+html;q=0, */*", JSON),
         ("text/html; q=0.0, application/vnd.pypi.simple.latest+json; q=0.001", JSON),
         # Out-of-range q values are clamped.
-        ("text/html;q=5, application/vnd.pypi.simple.v1+json", LEGACY),
+        ("text/html;q=5, application/vnd.pypi.simple.v1+json;q=0.999", LEGACY),
         # Extra media parameters do not matter.
         ("application/vnd.pypi.simple.v1+json; charset=utf-8", JSON),
     ],
@@ -116,6 +129,10 @@ def test_unreadable_q_value_is_not_acceptable(quality: str) -> None:
         ("application/vnd.pypi.simple.latest+json", JSON),
         ("application/vnd.pypi.simple.latest+html", HTML),
         ("text/html", LEGACY),
+        # A literal "+" in the query string arrives form-decoded, as a space.
+        ("application/vnd.pypi.simple.v1 json", JSON),
+        ("application/vnd.pypi.simple.v1 html", HTML),
+        ("application/vnd.pypi.simple.latest json", JSON),
     ],
 )
 def test_format_parameter_overrides_accept(value: str, expected: PageFormat) -> None:
@@ -171,6 +188,10 @@ def test_property_choice_is_a_best_acceptable_offer(offers: list[tuple[str, floa
         return
     assert scores[chosen] > 0
     assert scores[chosen] == max(scores.values())
+    named = {media for media, _ in offers} & {JSON.value, "application/vnd.pypi.simple.latest+json"}
+    json_named_at = [q for media, q in offers if media in named]
+    if named and scores[JSON] == max(scores.values()) and len(json_named_at) == 1:
+        assert chosen is JSON  # named, and as acceptable as anything: JSON wins the tie
 
 
 @settings(max_examples=200, deadline=None)

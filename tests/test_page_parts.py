@@ -8,10 +8,10 @@ from test_render import PROJECT, RECORD
 
 import mirror.page_parts
 from mirror.page_parts import PageParts
-from mirror.render import HeldSummary, base_url, project_html, project_json
-from quarantine.models import FileRecord, FileState
+from mirror.render import HeldSummary, bases_for, project_html, project_json
+from quarantine.models import FileRecord, FileState, ProjectRecord
 
-BASE = base_url(None)
+BASE = bases_for(None)
 HELD = HeldSummary(2, None)
 # Versions that sort equal ("1", "1.0", "1.0.0"), one that does not parse, and the rest.
 VERSIONS = ["1", "1.0", "1.0.0", "0.9", "2!0.1", "1.1a1", "not a version", "10.0"]
@@ -49,11 +49,19 @@ def _as_the_ledger_reads_them(
     return sorted(latest.values(), key=lambda record: record.filename)
 
 
+# The upstream's own spellings, changing from one look to the next.
+UPSTREAM_SPELLINGS = [None, ("1.0.0", "not a version", "2!0.1"), ("1",), ()]
+
+
+def _project(seq: int) -> ProjectRecord:
+    return replace(PROJECT, seq=seq, versions=UPSTREAM_SPELLINGS[seq % len(UPSTREAM_SPELLINGS)])
+
+
 def _full_render(records: dict[str, FileRecord], seq: int) -> tuple[bytes, bytes]:
     listed = sorted(
         (r for r in records.values() if r.state is FileState.PROMOTED), key=lambda r: r.filename
     )
-    project = replace(PROJECT, seq=seq)
+    project = _project(seq)
     return project_json(project, listed, HELD), project_html(project, listed, HELD)
 
 
@@ -63,10 +71,10 @@ def _check_runs(
     """``html_at_each_step`` False: HTML is first asked for after the last batch (its
     parts are made then, from the records)."""
     first, *rest = [_as_the_ledger_reads_them(batch) for batch in batches] or [[]]
-    parts = PageParts(PROJECT, first, BASE)
+    parts = PageParts(_project(PROJECT.seq), first, BASE)
     truth = {record.filename: record for record in first}
     for seq, changed in enumerate(rest, start=PROJECT.seq + 1):
-        parts.update(replace(PROJECT, seq=seq), changed)
+        parts.update(_project(seq), changed)
         truth |= {record.filename: record for record in changed}
         assert parts.seq == seq
         full_json, full_html = _full_render(truth, seq)
@@ -105,8 +113,8 @@ def test_a_thousand_files_then_one_promotion() -> None:
         for number in range(1000)
     ]
     new = _record(1000, "2.0", FileState.HELD, None)
-    parts = PageParts(PROJECT, sorted([*records, new], key=lambda r: r.filename), BASE)
+    parts = PageParts(_project(1), sorted([*records, new], key=lambda r: r.filename), BASE)
     promoted = replace(new, state=FileState.PROMOTED)
-    parts.update(replace(PROJECT, seq=2), [promoted])
+    parts.update(_project(2), [promoted])
     truth = {record.filename: record for record in [*records, promoted]}
     assert (parts.json(HELD), parts.html(HELD)) == _full_render(truth, 2)

@@ -110,6 +110,17 @@ def test_optional_fields_may_be_missing_or_null() -> None:
     assert parse(page(entry(hashes={}))).files[0].sha256 is None
 
 
+def test_versions_are_kept_as_the_upstream_spells_them() -> None:
+    assert parse(page(versions=["1.0", "2.0-RC1", "legacy\x1b[2J"])).versions == (
+        "1.0",
+        "2.0-RC1",
+        "legacy[2J",
+    )
+    assert parse(page(versions=[])).versions == ()
+    assert parse(page(versions=_DROP)).versions is None  # before PEP 700
+    assert parse(page(versions=None)).versions is None
+
+
 def test_empty_file_list_is_a_valid_page() -> None:
     snap = parse({"meta": {"api-version": "1.1"}, "name": "demo", "files": []})
     assert snap.files == ()
@@ -335,6 +346,10 @@ WRONG_TYPES: list[tuple[str, Any]] = [
     ("meta", "1.1"),
     ("meta", _DROP),
     ("files", _DROP),
+    ("versions", "1.0"),
+    ("versions", {"1.0": True}),
+    ("versions", [1.0]),
+    ("versions", ["1.0", None]),
 ]
 ENTRY_WRONG_TYPES: list[tuple[str, Any]] = [
     ("filename", None),

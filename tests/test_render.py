@@ -11,7 +11,7 @@ from urllib.parse import quote
 from hypothesis import given
 from hypothesis import strategies as st
 from packaging.utils import NormalizedName
-from packaging.version import Version
+from packaging.version import InvalidVersion, Version
 
 from mirror.render import HeldSummary, file_path, project_json
 from quarantine.ledger_sqlite import _FILE_COLUMNS, SqliteLedger
@@ -54,9 +54,10 @@ RECORD = FileRecord(
 )
 
 
-def versions_of(texts: list[str]) -> list[str]:
+def versions_of(texts: list[str], upstream: tuple[str, ...] | None = None) -> list[str]:
     records = [replace(RECORD, filename=f"demo-{i}.whl", version=t) for i, t in enumerate(texts)]
-    page = json.loads(project_json(PROJECT, records, HeldSummary(0, None)))
+    project = replace(PROJECT, versions=upstream)
+    page = json.loads(project_json(project, records, HeldSummary(0, None)))
     listed: list[str] = page["versions"]
     return listed
 
@@ -74,14 +75,45 @@ def test_versions_are_in_pep_440_order_with_unparsable_ones_first() -> None:
     ]
 
 
-@given(st.lists(st.sampled_from(["1", "1.0", "1.0.0", "0.9", "1.1a1", "2!0.1", "x"]), min_size=1))
-def test_versions_do_not_depend_on_the_order_files_arrive_in(texts: list[str]) -> None:
+SPELLINGS = ["1", "1.0", "1.0.0", "0.9", "1.1a1", "1.1-alpha1", "2!0.1", "x", "X"]
+
+
+@given(
+    st.lists(st.sampled_from(SPELLINGS), min_size=1),
+    st.none() | st.lists(st.sampled_from(SPELLINGS)).map(tuple),
+)
+def test_versions_do_not_depend_on_the_order_files_arrive_in(
+    texts: list[str], upstream: tuple[str, ...] | None
+) -> None:
     shuffled = texts[:]
     random.Random(len(texts)).shuffle(shuffled)
-    listed = versions_of(texts)
-    assert listed == versions_of(shuffled)  # equal versions ("1", "1.0") keep text order
-    valid = [t for t in listed if t != "x"]
+    listed = versions_of(texts, upstream)
+    assert listed == versions_of(shuffled, upstream)
+    valid = [t for t in listed if t not in ("x", "X")]
     assert [Version(t) for t in valid] == sorted(Version(t) for t in valid)
+    # Each version once, PEP 440-equal spellings being one; every file's version is there.
+    assert len({Version(t) for t in valid}) == len(valid)
+    assert len(set(listed)) == len(listed)
+    for text in texts:
+        assert any(_equal(text, entry) for entry in listed)
+    for entry in listed:
+        spelled = [t for t in (upstream or ()) if _equal(t, entry)]
+        assert entry == (min(spelled) if spelled else min(t for t in texts if _equal(t, entry)))
+
+
+def _equal(one: str, other: str) -> bool:
+    try:
+        return Version(one) == Version(other)
+    except InvalidVersion:
+        return one == other
+
+
+def test_versions_keep_the_upstream_spelling_of_versions_with_a_listed_file() -> None:
+    files = ["1.0.0", "2.0rc1", "3.0", "3.0.0", "4.0", "legacy-1"]
+    upstream = ("1.0", "2.0-RC1", "3", "5.0", "legacy-1")  # 5.0 has no listed file
+    assert versions_of(files, upstream) == ["legacy-1", "1.0", "2.0-RC1", "3", "4.0"]
+    # Without the upstream's list, equal spellings are still one version: the least.
+    assert versions_of(files) == ["legacy-1", "1.0.0", "2.0rc1", "3.0", "4.0"]
 
 
 @given(st.text(min_size=1, max_size=40))

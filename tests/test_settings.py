@@ -797,3 +797,12 @@ def test_the_filter_is_taken_from_the_environment_too() -> None:
     assert "windows_arm64" in settings.policy.wheel_filter.platforms
     message = config_error(None, {"LAZARETTO_PYTHON_VERSIONS": "3.12, 2.7"})
     assert message.startswith("LAZARETTO_PYTHON_VERSIONS: 2.7 is out of range"), message
+
+
+def test_trusted_proxies_are_addresses_or_networks(tmp_path: Path) -> None:
+    path = config(tmp_path, 'trusted_proxies = ["10.0.0.0/8", "::1", "192.168.1.7"]\n')
+    assert load(path).trusted_proxies == ("10.0.0.0/8", "::1", "192.168.1.7")
+    assert load(env={"LAZARETTO_TRUSTED_PROXIES": "127.0.0.1"}).trusted_proxies == ("127.0.0.1",)
+    bad = config(tmp_path, 'trusted_proxies = ["10.0.0.0/8", "proxy.internal"]\n', "bad.toml")
+    message = config_error(bad)
+    assert "trusted_proxies" in message and "line 1" in message and "proxy.internal" in message

@@ -32,6 +32,8 @@ class MirrorServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.port = 0
         self.services: Services | None = None
+        # (method, path) of every request the server received, as the Upstream's journal.
+        self.journal: list[tuple[str, str]] = []
 
     @property
     def url(self) -> str:
@@ -49,8 +51,15 @@ class MirrorServer:
     def start(self) -> None:
         app = create_app(replace(self.settings, port=self.port), self.clock, background=False)
         self.services = app.state.services
+        # proxy_headers off, as `lazaretto serve` runs it: the mirror reads X-Forwarded-*
+        # itself, from its trusted_proxies only.
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+            _Journaled(app, self.journal),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+            proxy_headers=False,
         )
         self._server = uvicorn.Server(config)
         ready = threading.Event()
@@ -109,9 +118,17 @@ class MirrorServer:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
 
     def promote(self) -> Round:
-        """One promotion round, as the background worker would run it."""
+        """One promotion round, as the background worker would run it, once the looks a
+        test made are in the ledger (a big project's is written in a thread, after its page
+        is sent): a round that begins first would find nothing to do, unlike the next one."""
         assert self.services is not None
-        result: Round = self.call(self.services.promoter.run_once())
+        services = self.services
+
+        async def _round() -> Round:
+            await services.catalog.writes_done()
+            return await services.promoter.run_once()
+
+        result: Round = self.call(_round())
         return result
 
     def sync(self) -> None:
@@ -122,6 +139,19 @@ class MirrorServer:
             self.services.catalog.sync()
 
         self.call(_sync())
+
+
+class _Journaled:
+    """The app, with each request's method and path appended to ``journal`` first."""
+
+    def __init__(self, app: Any, journal: list[tuple[str, str]]) -> None:
+        self._app = app
+        self._journal = journal
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            self._journal.append((scope["method"], scope["path"]))
+        await self._app(scope, receive, send)
 
 
 @contextlib.contextmanager

@@ -57,6 +57,8 @@ class UpstreamFile:
     serve_bytes: bytes | None = None  # served instead of dist.data (bad hash)
     declared_sha256: str | None = None  # overrides the listed sha256
     with_metadata: bool = True  # PEP 658/714: list and serve "<file>.metadata"
+    serve_metadata: bytes | None = None  # served as "<file>.metadata" (not the listed hash)
+    with_size: bool = True  # False: no "size" in the listing, as before PEP 700
 
 
 @dataclass
@@ -64,6 +66,8 @@ class _Project:
     files: dict[str, UpstreamFile] = field(default_factory=dict)
     status: str | None = None
     reason: str | None = None
+    versions: list[str] | None = None  # listed instead of the files' own (set_versions)
+    without_versions: bool = False  # no "versions" key at all, as before PEP 700
 
 
 class Upstream:
@@ -152,6 +156,13 @@ class Upstream:
         with self._lock:
             entry = self._projects.setdefault(canonicalize_name(project), _Project())
             entry.status, entry.reason = status, reason
+            self._serial += 1
+
+    def set_versions(self, project: str, versions: list[str] | None) -> None:
+        """List ``versions`` (PEP 700) as spelled here; None leaves the key out."""
+        with self._lock:
+            entry = self._projects.setdefault(canonicalize_name(project), _Project())
+            entry.versions, entry.without_versions = versions, versions is None
             self._serial += 1
 
     def delete_project(self, project: str) -> None:
@@ -255,6 +266,10 @@ class Upstream:
                 "versions": [str(v) for v in sorted({f.dist.version for f in files})],
                 "files": [self._file_entry(canonical, f) for f in files],
             }
+            if entry.versions is not None:
+                doc["versions"] = list(entry.versions)
+            if entry.without_versions:
+                del doc["versions"]
             if entry.status is not None:
                 status = {"status": entry.status}
                 if entry.reason is not None:
@@ -278,6 +293,8 @@ class Upstream:
             "data-dist-info-metadata": metadata,  # pre-PEP 714 spelling
             "provenance": None,
         }
+        if not f.with_size:
+            del entry["size"]
         if f.upload_time is not None:
             entry["upload-time"] = _timestamp(f.upload_time)
         if f.provenance is not None:
@@ -295,7 +312,7 @@ class Upstream:
             base = filename.removesuffix(".metadata")
             f = self._lookup(project, base) if base != filename else None
             if f is not None and f.with_metadata:
-                return f.dist.metadata
+                return f.dist.metadata if f.serve_metadata is None else f.serve_metadata
         return None
 
     def _lookup(self, project: str, filename: str) -> UpstreamFile | None:

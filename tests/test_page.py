@@ -1,0 +1,121 @@
+"""Pages kept as templates: filled for a request's base, they are the pages rendered for it."""
+
+from dataclasses import replace
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_render import PROJECT, RECORD
+
+from mirror.negotiate import PageFormat
+from mirror.page import MAX_BASES_KEPT, Page, PageTemplate, page_or_template
+from mirror.render import (
+    Bases,
+    HeldSummary,
+    bases_for,
+    file_html_part,
+    file_json_part,
+    html_from_parts,
+    json_from_parts,
+    project_html,
+    project_json,
+)
+from quarantine.models import FileRecord
+
+HELD = HeldSummary(0, None)
+BASE = "http://mirror.example:8070/"
+# Upstream text that spells the places provenance URLs begin, quotes and all.
+TRICKS = ['"provenance":"', 'data-provenance="', '","provenance":"x', "\\", "\x00", ">=3.8"]
+
+
+def _records(spec: list[tuple[bool, str | None, str | None]]) -> list[FileRecord]:
+    return [
+        replace(
+            RECORD,
+            filename=f"demo-{number}.0-py3-none-any.whl",
+            version=f"{number}.0",
+            sha256=f"{number:064x}",
+            provenance_url=f"https://upstream.invalid/{number}" if attested else None,
+            yanked=yanked,
+            requires_python=python,
+        )
+        for number, (attested, yanked, python) in enumerate(spec)
+    ]
+
+
+def _rendered_for(records: list[FileRecord], fmt: PageFormat, base: str) -> bytes:
+    """The page rendered with provenance URLs under ``base`` from the start."""
+    bases = Bases("../../", base)
+    if fmt is PageFormat.JSON:
+        parts = [file_json_part(record, bases) for record in records]
+        versions = [record.version for record in records]
+        return json_from_parts(PROJECT, versions, parts, HELD)
+    return html_from_parts(PROJECT, [file_html_part(record, bases) for record in records], HELD)
+
+
+def _template(records: list[FileRecord], fmt: PageFormat) -> Page | PageTemplate:
+    render = project_json if fmt is PageFormat.JSON else project_html
+    return page_or_template(7, render(PROJECT, records, HELD), fmt, open_base=True)
+
+
+texts = st.none() | st.sampled_from(TRICKS) | st.text(max_size=12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.tuples(st.booleans(), texts, texts), min_size=1, max_size=6),
+    st.sampled_from(list(PageFormat)),
+)
+def test_a_template_filled_for_a_base_is_the_page_rendered_for_it(
+    spec: list[tuple[bool, str | None, str | None]], fmt: PageFormat
+) -> None:
+    records = _records(spec)
+    kept = _template(records, fmt)
+    if not any(record.provenance_url for record in records):
+        assert isinstance(kept, Page)  # nothing to fill: one page for every base
+        return
+    assert isinstance(kept, PageTemplate)
+    for base in (BASE, "https://[::1]:8443/prefix/", BASE):
+        assert kept.for_base(base).body == _rendered_for(records, fmt, base)
+
+
+def test_a_filled_page_is_a_page_of_its_own() -> None:
+    records = _records([(True, None, None)])
+    kept = _template(records, PageFormat.JSON)
+    assert isinstance(kept, PageTemplate)
+    one, other = kept.for_base(BASE), kept.for_base("https://pypi.example/")
+    assert one.etag != other.etag
+    assert kept.for_base(BASE) is one  # kept, not filled again
+    assert one.content_type == PageFormat.JSON.value and one.seq == 7
+
+
+def test_only_a_few_bases_are_kept_and_a_dropped_one_is_filled_again_alike() -> None:
+    records = _records([(True, "a long reason " * 200, None)] * 8)  # over GZIP_MIN_BYTES
+    kept = _template(records, PageFormat.LEGACY_HTML)
+    assert isinstance(kept, PageTemplate)
+    first = kept.for_base("http://h0/")
+    assert first.gzipped is not None  # a large page gets its gzip variant when filled
+    for number in range(1, MAX_BASES_KEPT + 2):
+        kept.for_base(f"http://h{number}/")
+    assert len(kept.bases) == MAX_BASES_KEPT
+    assert "http://h0/" not in kept.bases
+    again = kept.for_base("http://h0/")
+    assert again is not first
+    assert (again.body, again.etag, again.gzipped) == (first.body, first.etag, first.gzipped)
+
+
+def test_a_template_is_filled_at_once_for_the_bases_its_predecessor_served() -> None:
+    records = _records([(True, None, None)])
+    body = project_json(PROJECT, records, HELD)
+    kept = page_or_template(8, body, PageFormat.JSON, open_base=True, bases=["http://a/", BASE])
+    assert isinstance(kept, PageTemplate)
+    assert kept.bases == ["http://a/", BASE]
+
+
+def test_with_public_base_url_every_page_is_whole() -> None:
+    records = _records([(True, None, None)])
+    public = "https://pypi.example.org/mirror"
+    body = project_json(PROJECT, records, HELD, public)
+    kept = page_or_template(9, body, PageFormat.JSON, open_base=False)
+    assert isinstance(kept, Page)
+    assert f'"provenance":"{public}/files/'.encode() in kept.body
+    assert bases_for(public) == Bases(public + "/", public + "/")
