@@ -75,6 +75,23 @@ def decide(
     return verdict
 
 
+def current_reason(
+    record: FileRecord,
+    project: ProjectRecord,
+    policy: Policy,
+    now: datetime,
+    frozen: str | None = None,
+    evidence: Sequence[Evidence] = (),
+) -> str:
+    """Why the file is where it is now, in words: the recorded reason is that of the last
+    decision, which the promoter may not have made again since a check reported or a
+    hold ended; this is the decision as it stands."""
+    verdict = decide(record, project, policy, now, frozen, evidence)
+    if verdict.state is record.state:
+        return verdict.reason
+    return f"{verdict.reason} ({verdict.state.value} at the next promotion round)"
+
+
 def _condemned(state: FileState, *, rejected: bool = False) -> FileState:
     if state is FileState.PROMOTED:
         return FileState.WITHDRAWN
