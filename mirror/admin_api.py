@@ -286,7 +286,10 @@ async def show_project(request: Request, _who: Principal) -> Response:
 
     def look() -> tuple[dict[str, Any] | None, str]:
         policy = services.policy.current()
-        found = explain(services.ledger, policy, project, version, feeds, since=since, limit=limit)
+        now = services.clock.now()
+        found = explain(
+            services.ledger, policy, project, version, feeds, since=since, limit=limit, now=now
+        )
         records = admin.release_files(services.ledger, project, canonical)
         return (found.to_json() if found is not None else None), release_etag(records)
 

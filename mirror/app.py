@@ -21,6 +21,7 @@ from mirror.artifacts import Artifacts
 from mirror.blobs_disk import DiskBlobStore
 from mirror.catalog import Catalog
 from mirror.cli_backend import policy_in_force
+from mirror.config_reload import ConfigReload
 from mirror.default_index import pip_index_url
 from mirror.errors import MirrorError
 from mirror.fast_path import FastPath
@@ -202,6 +203,26 @@ def start_background(services: Services, *, vetting: bool) -> None:
     services.tasks.extend(asyncio.create_task(item) for item in work)
 
 
+def follow_config(services: Services, role: str) -> None:
+    """Take a changed platform filter from the config file without a restart."""
+    if services.settings.config_file is None:
+        return
+
+    def changed() -> None:
+        services.catalog.sync()  # this process's pages, at once
+        services.promoter.wake()  # a wider filter: files to fetch and vet
+
+    reload = ConfigReload(
+        services.settings,
+        services.policy,
+        services.ledger,
+        services.clock,
+        f"system:{role}",
+        on_change=changed,
+    )
+    services.tasks.append(asyncio.create_task(reload.run_forever()))
+
+
 def attach_notifier(services: Services) -> None:
     """Here, not in build_services: CLI commands that build services need no notify secrets."""
     routes = build_routes(services.settings.notify, os.environ)  # a missing secret: ConfigError
@@ -261,6 +282,7 @@ def create_app(
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await open_services(services)
         services.tasks.append(asyncio.create_task(services.catalog.follow_ledger()))
+        follow_config(services, "serve")
         if background:
             start_background(services, vetting=settings.vetting_worker == "in-process")
         try:

@@ -73,6 +73,9 @@ class _Live:
     # BIG_PROJECT_FILES or more: pages are built off the event loop (None: not known yet,
     # as after a restart, so the first build is made there too)
     big: bool | None = None
+    # When a page's held-files note names a release time, it is built again once that
+    # time comes: the note never shows a release time in the past.
+    renew_at: dict[PageFormat, datetime] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +90,8 @@ class _Written:
     files: list[FileRecord]
 
 
-_Built = tuple[KeptPage, bool]  # a page, and whether its project is big
+# A page, whether its project is big, and when its held-files note is due to change.
+_Built = tuple[KeptPage, bool, datetime | None]
 
 UNWRITTEN_SEQ = -1  # a page rendered before its look's write; given the real seq after
 # From this many files on, a project's records are read, observed, written and rendered
@@ -212,7 +216,11 @@ class Catalog:
         if live.looked_at is None or (now - live.looked_at).total_seconds() >= self._ttl:
             await self._refresh_for_request(name, live)
         page = live.pages.get(fmt)
-        if page is None or (page.seq != self._seq.get(name) and not live.unwritten):
+        if (
+            page is None
+            or (page.seq != self._seq.get(name) and not live.unwritten)
+            or self._due(live, fmt, now)
+        ):
             page = await self._rendered(name, fmt, live)
         stale = None
         if live.unreachable:
@@ -228,9 +236,15 @@ class Catalog:
         page = live.pages.get(fmt)
         if page is None or page.seq != self._seq.get(name):
             return None
-        if (self._clock.now() - live.looked_at).total_seconds() >= self._ttl:
+        now = self._clock.now()
+        if (now - live.looked_at).total_seconds() >= self._ttl or self._due(live, fmt, now):
             return None
         return page
+
+    @staticmethod
+    def _due(live: _Live, fmt: PageFormat, now: datetime) -> bool:
+        renew_at = live.renew_at.get(fmt)
+        return renew_at is not None and now >= renew_at
 
     def _refuse_reserved(self, name: NormalizedName) -> None:
         if name in self._reserved:
@@ -262,7 +276,7 @@ class Catalog:
         built: _Built,
         written: "_Written | None",
     ) -> KeptPage:
-        page, live.big = built
+        page, live.big, renew_at = built
         if page.seq == UNWRITTEN_SEQ and written is not None:
             # Built from a look's records before their write; a thread may have taken
             # long enough for the write to end, or for another look to begin.
@@ -274,6 +288,10 @@ class Catalog:
         if page.seq != UNWRITTEN_SEQ:
             self._seq.setdefault(name, page.seq)
         live.pages[fmt] = page
+        if renew_at is None:
+            live.renew_at.pop(fmt, None)
+        else:
+            live.renew_at[fmt] = renew_at
         return page
 
     def _build(
@@ -288,28 +306,31 @@ class Catalog:
         """The page and whether the project is big; touches no state but the kept parts,
         and those only ``in_thread`` (the event loop must never wait for their lock).
         ``bases``: the request bases to fill a template for at once."""
+        policy = self._policies.current()  # a ledger read: once per page, not once per file
         if not in_thread:
             project, files = (written.project, written.files) if written else self._read(name)
-            return self._rendered_whole(name, fmt, project, files, bases)
+            return self._rendered_whole(name, fmt, project, files, policy, bases)
         if written is not None and (written.project.seq == UNWRITTEN_SEQ or name not in self._kept):
             # Records not in the ledger yet never go into the parts: a write that fails
             # would leave them there. Nor do records already written: another process
             # may have changed one of them since the look read it.
-            return self._rendered_whole(name, fmt, written.project, written.files, bases)
+            return self._rendered_whole(name, fmt, written.project, written.files, policy, bases)
         parts = self._taken_parts(name)
+        if parts is not None and parts.wheel_filter != policy.wheel_filter:
+            parts = None  # listed under another filter: made anew, once
         if parts is None:
             project, files = self._read(name)
             if len(files) < BIG_PROJECT_FILES:
-                return self._rendered_whole(name, fmt, project, files, bases)
-            parts = PageParts(project, files, self._bases)
+                return self._rendered_whole(name, fmt, project, files, policy, bases)
+            parts = PageParts(project, files, self._bases, policy.wheel_filter)
         else:
             project = self._caught_up(name, parts)
         if project.status is ProjectStatus.REMOVED:
             raise NotFound(f"not found: {name}")
-        held = self._held_summary(parts.records.values())
+        held = self._held_summary(parts.records.values(), policy)
         body = parts.json(held) if fmt is PageFormat.JSON else parts.html(held)
         self._keep_parts(name, parts)
-        return self._kept_page(project.seq, body, fmt, bases), True
+        return self._kept_page(project.seq, body, fmt, bases), True, held.next_release
 
     def _taken_parts(self, name: NormalizedName) -> PageParts | None:
         """The project's kept parts, this thread's alone until ``_keep_parts`` puts them
@@ -331,15 +352,18 @@ class Catalog:
         fmt: PageFormat,
         project: ProjectRecord,
         files: list[FileRecord],
+        policy: Policy,
         bases: Sequence[str] = (),
     ) -> _Built:
         if project.status is ProjectStatus.REMOVED:
             raise NotFound(f"not found: {name}")
-        served = [record for record in files if record.state is FileState.PROMOTED]
-        held = self._held_summary(files)
+        admits = policy.wheel_filter.admits
+        served = [r for r in files if r.state is FileState.PROMOTED and admits(r.filename)]
+        held = self._held_summary(files, policy)
         render = project_json if fmt is PageFormat.JSON else project_html
         body = render(project, served, held, self._public_base_url)
-        return self._kept_page(project.seq, body, fmt, bases), len(files) >= BIG_PROJECT_FILES
+        page = self._kept_page(project.seq, body, fmt, bases)
+        return page, len(files) >= BIG_PROJECT_FILES, held.next_release
 
     def _kept_page(self, seq: int, body: bytes, fmt: PageFormat, bases: Sequence[str]) -> KeptPage:
         return page_or_template(seq, body, fmt, open_base=self._open_base, bases=bases)
@@ -367,12 +391,20 @@ class Catalog:
             raise NotFound(f"not found: {name}")
         return project, self._ledger.files(name)
 
-    def _held_summary(self, files: Iterable[FileRecord]) -> HeldSummary:
-        held = [r for r in files if r.state in (FileState.HELD, FileState.REVIEW)]
-        if not held:
-            return HeldSummary(0, None)
-        policy = self._policies.current()  # a ledger read: once per page, not once per file
-        return HeldSummary(len(held), min(hold_until(record, policy) for record in held))
+    def _held_summary(self, files: Iterable[FileRecord], policy: Policy) -> HeldSummary:
+        """The files held for this organisation's platforms, and the next time one of
+        them cools: only a time still to come (one past is waiting for its vetting)."""
+        admits = policy.wheel_filter.admits
+        held = [
+            r for r in files if r.state in (FileState.HELD, FileState.REVIEW) and admits(r.filename)
+        ]
+        now = self._clock.now()
+        ends = [
+            until
+            for record in held
+            if record.state is FileState.HELD and (until := hold_until(record, policy)) > now
+        ]
+        return HeldSummary(len(held), min(ends, default=None))
 
     def root_page(self, fmt: PageFormat) -> Page:
         self.sync()

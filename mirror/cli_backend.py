@@ -153,6 +153,7 @@ class LocalBackend:
             self._feeds(in_force),
             since=since,
             limit=limit,
+            now=self._clock.now(),
         )
         return found.to_json() if found is not None else None
 

@@ -2,6 +2,7 @@
 ``explain``: per file, its state, its hold, and every check's word."""
 
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -12,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from quarantine import admin
+from quarantine.clock import parse_timestamp
 
 ACCEPTED = "NAME or NAME==VERSION (for example: requests, or requests==2.32.3)"
 _HELD = ("held", "review")
@@ -73,7 +75,12 @@ def _hold(file: dict[str, Any]) -> str:
         return ""
     if file["established"]:
         return "; established (no hold)"
-    return f"; hold until {file['hold_until']} (cooling period {file['cooling_period']})"
+    if file["hold_until"] is None:
+        return ""  # outside the configured platforms: the reason says so, no hold applies
+    cooling = f"(cooling period {file['cooling_period']})"
+    if parse_timestamp(file["hold_until"]) <= datetime.now(UTC):
+        return f"; its cooling ended {file['hold_until']} {cooling}"
+    return f"; hold until {file['hold_until']} {cooling}"
 
 
 def _checks_table(checks: list[dict[str, Any]]) -> Table:

@@ -25,8 +25,9 @@ from mirror.errors import (
 from mirror.mapped_file import MappedFileResponse, OpenFile
 from mirror.services import Services
 from quarantine.clock import format_timestamp
-from quarantine.decide import hold_until
+from quarantine.decide import current_reason, hold_until
 from quarantine.errors import StaleTransition
+from quarantine.feeds import with_advisories
 from quarantine.models import FileRecord, FileState
 
 log = logging.getLogger(__name__)
@@ -59,11 +60,28 @@ def check_servable(record: FileRecord, services: Services) -> None:
     if record.state is FileState.REVIEW:
         raise FileNotAvailable(f"not available: held for review ({record.reason})")
     if record.state is FileState.HELD:
-        until: datetime = hold_until(record, services.policy.current())
-        raise FileNotAvailable(
-            f"not available: held until {format_timestamp(until)} ({record.reason})"
-        )
+        raise FileNotAvailable(f"not available: {_held_note(record, services)}")
     raise FileNotAvailable(f"not available: {record.state.value} ({record.reason})")
+
+
+def _held_note(record: FileRecord, services: Services) -> str:
+    """Why a held file is not served, as things stand now; never a release time past."""
+    policy = services.policy.current()
+    outside = policy.exclusion(record.filename)
+    if outside is not None:
+        return f"{outside} (platforms, python_versions): never fetched nor served"
+    project = services.ledger.project(record.project)
+    now = services.clock.now()
+    reason = record.reason
+    if project is not None:
+        stored = services.ledger.evidence(record.project, record.filename)
+        evidence = with_advisories(record, stored, services.feeds)
+        frozen = services.ledger.freeze_reason()
+        reason = current_reason(record, project, policy, now, frozen, evidence)
+    until: datetime = hold_until(record, policy)
+    if until > now:
+        return f"held until {format_timestamp(until)} ({reason})"
+    return f"held; its cooling ended {format_timestamp(until)} ({reason})"
 
 
 class _LargeFileResponse(FileResponse):

@@ -25,17 +25,25 @@ from mirror.render import (
     page_versions,
 )
 from quarantine.models import FileRecord, FileState, ProjectRecord
+from quarantine.platforms import PlatformFilter
 
 # Past this many changed records, sorting everything once beats inserting one by one.
 BULK_CHANGES = 64
 
 
 class PageParts:
-    def __init__(self, project: ProjectRecord, records: Sequence[FileRecord], bases: Bases) -> None:
+    def __init__(
+        self,
+        project: ProjectRecord,
+        records: Sequence[FileRecord],
+        bases: Bases,
+        wheel_filter: PlatformFilter,
+    ) -> None:
         self.project = project
         self._bases = bases
+        self.wheel_filter = wheel_filter  # lists only its files; another filter, other parts
         self.records: dict[str, FileRecord] = {}
-        self._json: dict[str, str] = {}  # listed files only (promoted)
+        self._json: dict[str, str] = {}  # listed files only (promoted, inside the filter)
         self._html: dict[str, str] | None = None
         self._order: list[str] = []  # listed filenames, in page order
         self._per_version: Counter[str] = Counter()  # listed files of each version
@@ -55,9 +63,9 @@ class PageParts:
         for record in changed:
             before = self.records.get(record.filename)
             self.records[record.filename] = record
-            if before is not None and before.state is FileState.PROMOTED:
+            if before is not None and before.filename in self._json:
                 self._unlist(before, one_by_one)
-            if record.state is FileState.PROMOTED:
+            if record.state is FileState.PROMOTED and self.wheel_filter.admits(record.filename):
                 self._list(record, one_by_one)
         if not one_by_one:
             self._order = sorted(self._json)

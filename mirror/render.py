@@ -33,7 +33,7 @@ class HeldSummary:
     """What the page says about files it does not list (PEP 691 reserves ``_`` keys)."""
 
     held: int
-    next_release: datetime | None
+    next_release: datetime | None  # when the next cooling ends; never a time past
 
 
 # The characters quote() leaves alone (its default ``safe="/"``): nearly every wheel and
@@ -199,8 +199,12 @@ def html_from_parts(project: ProjectRecord, parts: Iterable[str], held: HeldSumm
     ]
     lines.extend(parts)
     if held.held:
-        until = format_timestamp(held.next_release) if held.next_release else "unknown"
-        lines.append(f"    <!-- lazaretto: {held.held} file(s) held; next release {until} -->")
+        until = (
+            f"next release {format_timestamp(held.next_release)}"
+            if held.next_release
+            else "no release time yet (waiting for vetting or a review)"
+        )
+        lines.append(f"    <!-- lazaretto: {held.held} file(s) held; {until} -->")
     lines.extend(["  </body>", "</html>", ""])
     return "\n".join(lines).encode()
 

@@ -35,6 +35,7 @@ from mirror.config_values import (
 )
 from mirror.errors import ConfigError
 from quarantine.evidence import DEFAULT_SEVERITY_ACTIONS
+from quarantine.platforms import PlatformFilter, platform_names, python_names
 from quarantine.policy import Policy
 from quarantine.provenance import PublisherIdentity
 
@@ -63,6 +64,14 @@ def as_public_base_url(value: Any) -> str | None:
     if parts.query or parts.fragment or url.endswith(("?", "#")):
         raise ValueError(f"{url!r} has a query or fragment: give the mirror's root URL only")
     return url
+
+
+def as_platforms(value: Any) -> tuple[str, ...]:
+    return platform_names(as_list(value))
+
+
+def as_python_versions(value: Any) -> tuple[str, ...]:
+    return python_names(as_list(value))
 
 
 def as_proxies(value: Any) -> tuple[str, ...]:
@@ -130,6 +139,8 @@ class Settings:
     # "separate": promotion, vetting, watching and notifications run in `lazaretto work`,
     # so a busy server neither slows them nor is slowed by them.
     vetting_worker: str = "in-process"
+    # Where the settings were read from (not a setting): LIVE_KEYS are read again from it.
+    config_file: Path | None = field(default=None, compare=False)
 
 
 # Every numeric key has a range, so a typo or a missing unit cannot quietly turn a guard
@@ -177,7 +188,11 @@ _POLICY_KEYS: dict[str, Callable[[Any], Any]] = {
     "backdate_tolerance": duration_between(timedelta(0), 7 * _DAY),
     "cutoff": as_time,
     "require_provenance": as_list,
+    # Read again while running when the config file changes (mirror/config_reload.py).
+    "platforms": as_platforms,
+    "python_versions": as_python_versions,
 }
+LIVE_KEYS = ("platforms", "python_versions")
 _TABLES: dict[str, Callable[[Any, ConfigSource], dict[str, Any]]] = {
     "projects": policy_config.project_tables,
     "exemptions": lambda value, source: {"exemptions": policy_config.exemptions(value, source)},
@@ -239,7 +254,8 @@ def load_settings(
     from_flags = {key: value for key, value in flags.items() if value is not None}
     _take(from_flags, lambda key: "--" + key.replace("_", "-"), values, policy_values)
     _merge_required_provenance(policy_values)
-    settings = Settings(**values, policy=Policy(**policy_values))
+    _merge_wheel_filter(policy_values)
+    settings = Settings(**values, policy=Policy(**policy_values), config_file=path)
     _check(settings)
     return settings
 
@@ -251,6 +267,21 @@ def _merge_required_provenance(policy_values: dict[str, Any]) -> None:
     names = {name if name == "*" else canonicalize_name(name, validate=False) for name in listed}
     if names or from_tables:
         policy_values["require_provenance"] = frozenset(names | set(from_tables))
+
+
+def _merge_wheel_filter(policy_values: dict[str, Any]) -> None:
+    """``platforms`` and ``python_versions`` make one filter; each defaults on its own."""
+    given = {
+        key: policy_values.pop(key)
+        for key in ("platforms", "python_versions")
+        if key in policy_values
+    }
+    if given:
+        default = PlatformFilter()
+        policy_values["wheel_filter"] = PlatformFilter(
+            given.get("platforms", default.platforms),
+            given.get("python_versions", default.pythons),
+        )
 
 
 def _take_file(

@@ -16,6 +16,7 @@ from mirror.app import (
     attach_notifier,
     build_services,
     close_services,
+    follow_config,
     open_services,
     start_background,
 )
@@ -35,6 +36,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         # A server's look recorded new held files, or an admin decided: a round soon.
         follow = services.catalog.follow_ledger(on_change=services.promoter.wake)
         services.tasks.append(asyncio.create_task(follow))
+        follow_config(services, "work")
         log.info("vetting worker running on %s", settings.data_dir)
         await stop.wait()
     finally:

@@ -202,10 +202,13 @@ def holds(
     project: NormalizedName | None = None,
     state: FileState | None = None,
 ) -> list[Hold]:
-    """Everything held (cooling, or for review), optionally for one project or state."""
+    """Everything held (cooling, or for review), optionally for one project or state;
+    not the files outside the configured platforms, which wait for nothing."""
     found = []
     for record in ledger.in_states((FileState.HELD, FileState.REVIEW), project):
         if state is not None and record.state is not state:
+            continue
+        if record.state is FileState.HELD and policy.exclusion(record.filename):
             continue
         until = None if record.established else format_timestamp(hold_until(record, policy))
         found.append(

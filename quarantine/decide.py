@@ -75,6 +75,23 @@ def decide(
     return verdict
 
 
+def current_reason(
+    record: FileRecord,
+    project: ProjectRecord,
+    policy: Policy,
+    now: datetime,
+    frozen: str | None = None,
+    evidence: Sequence[Evidence] = (),
+) -> str:
+    """Why the file is where it is now, in words: the recorded reason is that of the last
+    decision, which the promoter may not have made again since a check reported or a
+    hold ended; this is the decision as it stands."""
+    verdict = decide(record, project, policy, now, frozen, evidence)
+    if verdict.state is record.state:
+        return verdict.reason
+    return f"{verdict.reason} ({verdict.state.value} at the next promotion round)"
+
+
 def _condemned(state: FileState, *, rejected: bool = False) -> FileState:
     if state is FileState.PROMOTED:
         return FileState.WITHDRAWN
@@ -92,6 +109,10 @@ def _decide_held(
     now: datetime,
     evidence: Sequence[Evidence],
 ) -> Verdict:
+    outside = policy.exclusion(record.filename)
+    if outside is not None:
+        # Never fetched, vetted or listed; a wider filter brings it back with its hold.
+        return Verdict(FileState.HELD, outside)
     if record.yanked is not None and not record.established:
         return Verdict(FileState.REJECTED, "yanked_upstream_before_promotion")
     if policy.is_after_cutoff(record.upload_time):
@@ -111,23 +132,35 @@ def _decide_held(
     reviews = [item for item in evidence if item.action is Action.REVIEW]
     if reviews:
         return Verdict(FileState.REVIEW, _because("review", reviews[0]), until)
+    missing = [check for check in policy.required_checks if check not in _reported(evidence)]
     if now < until:
-        return Verdict(FileState.HELD, _cooling_reason(record), until)
+        return Verdict(FileState.HELD, _cooling_reason(record, _progress(record, missing)), until)
     if not record.stored:
         reason = "cooled; waiting for its bytes to be fetched and checked"
         return Verdict(FileState.HELD, reason, until, needs_bytes=True)
-    reported = {item.check for item in evidence}
-    missing = [check for check in policy.required_checks if check not in reported]
     if missing:
         reason = f"cooled; waiting for vetting ({', '.join(missing)})"
         return Verdict(FileState.HELD, reason, until, needs_vetting=True)
     if not is_fresh(project, policy, now):
-        reason = "cooled; waiting for a fresh upstream look"
+        reason = "cooled and vetted; waiting for a fresh upstream look"
         return Verdict(FileState.HELD, reason, until, needs_look=True)
     return Verdict(FileState.PROMOTED, "cooled and vetted")
 
 
-def _cooling_reason(record: FileRecord) -> str:
+def _reported(evidence: Sequence[Evidence]) -> set[str]:
+    return {item.check for item in evidence}
+
+
+def _progress(record: FileRecord, missing: Sequence[str]) -> str:
+    """How far vetting got while the file cools: its reason says so, not just "cooling"."""
+    if not record.stored:
+        return "waiting for its bytes"
+    if missing:
+        return f"waiting for vetting ({', '.join(missing)})"
+    return "vetted"
+
+
+def _cooling_reason(record: FileRecord, progress: str) -> str:
     if record.anomaly:
-        return f"cooling (held from first sight: {record.anomaly})"
-    return "cooling"
+        return f"cooling (held from first sight: {record.anomaly}); {progress}"
+    return f"cooling; {progress}"

@@ -14,13 +14,13 @@ from packaging.utils import NormalizedName
 from packaging.version import Version
 
 from quarantine.clock import format_timestamp
-from quarantine.decide import hold_until
+from quarantine.decide import current_reason, hold_until
 from quarantine.duration import format_duration
 from quarantine.evidence import Evidence
-from quarantine.feeds import Feeds
+from quarantine.feeds import Feeds, with_advisories
 from quarantine.file_release import newest_first, release_of
 from quarantine.ledger import Ledger
-from quarantine.models import FileRecord
+from quarantine.models import FileRecord, ProjectRecord
 from quarantine.paging import DEFAULT_LIMIT
 from quarantine.policy import Policy
 
@@ -60,8 +60,12 @@ def explain(
     *,
     since: datetime | None = None,
     limit: int = DEFAULT_LIMIT,
+    now: datetime | None = None,
 ) -> Explanation | None:
-    """None when the mirror has seen no file of the project (or of that release)."""
+    """None when the mirror has seen no file of the project (or of that release).
+
+    Given ``now``, each file's reason is the decision as it stands then (a check may have
+    reported, or a hold ended, since the promoter last recorded one)."""
     record = ledger.project(project)
     if record is None:
         return None
@@ -73,19 +77,41 @@ def explain(
     chosen = [file for file in newest_first(files) if since is None or file.first_seen >= since]
     shown = chosen[:limit]
     evidence = ledger.evidence(project)
+    current = _Current(record, policy, now, ledger.freeze_reason(), feeds) if now else None
     return Explanation(
         project,
         record.status.value,
-        [_file(file, evidence.get(file.filename, []), policy, feeds) for file in shown],
+        [_file(file, evidence, policy, feeds, current) for file in shown],
         len(chosen) - len(shown),
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Current:
+    """What a decision made now takes: the project, the policy, the time, the freeze."""
+
+    project: ProjectRecord
+    policy: Policy
+    now: datetime
+    frozen: str | None
+    feeds: FeedStatus
+
+    def reason(self, file: FileRecord, stored: dict[str, list[Evidence]]) -> str:
+        evidence = with_advisories(file, stored, self.feeds.feeds)
+        return current_reason(file, self.project, self.policy, self.now, self.frozen, evidence)
+
+
 def _file(
-    file: FileRecord, evidence: list[Evidence], policy: Policy, feeds: FeedStatus
+    file: FileRecord,
+    stored: dict[str, list[Evidence]],
+    policy: Policy,
+    feeds: FeedStatus,
+    current: _Current | None,
 ) -> dict[str, Any]:
     release = release_of(file)
-    checks = [_check(item) for item in evidence]
+    checks = [_check(item) for item in stored.get(file.filename, [])]
+    outside = policy.exclusion(file.filename)
+    no_hold = file.established or outside is not None
     if all(check["check"] != "feeds" for check in checks):
         checks.append(_feed_check(file, str(release) if release else "", feeds))
     return {
@@ -93,10 +119,10 @@ def _file(
         "version": str(release) if release is not None else file.version,
         "sha256": file.sha256,
         "state": file.state.value,
-        "reason": file.reason,
+        "reason": current.reason(file, stored) if current is not None else file.reason,
         "established": file.established,
         "upload_time": format_timestamp(file.upload_time) if file.upload_time else None,
-        "hold_until": None if file.established else format_timestamp(hold_until(file, policy)),
+        "hold_until": None if no_hold else format_timestamp(hold_until(file, policy)),
         "cooling_period": format_duration(policy.cooling_for(file.project)),
         "anomaly": file.anomaly,
         "stored": file.stored,

@@ -47,6 +47,17 @@ class Ledger(Protocol):
 
     def held(self, project: NormalizedName | None = None) -> list[FileRecord]: ...
 
+    def held_inside(self, project: NormalizedName | None = None) -> list[FileRecord]:
+        """Held files, but those last decided outside the configured platforms or Pythons
+        (their reason starts with ``quarantine.platforms.OUTSIDE``): the promoter's work,
+        which stays small however many wheels of other platforms the mirror has seen."""
+        ...
+
+    def touch_all_projects(self) -> int:
+        """Give every project a new seq (what every page shows changed, as when the
+        platform filter does); returns the new change counter."""
+        ...
+
     def in_states(
         self, states: Collection[FileState], project: NormalizedName | None = None
     ) -> list[FileRecord]: ...

@@ -35,6 +35,7 @@ from quarantine.ledger_sqlite_readers import Readers, is_ledger, open_connection
 from quarantine.models import Event, FileRecord, FileState, ProjectRecord, ProjectStatus
 from quarantine.notable import notable
 from quarantine.observe import Observation
+from quarantine.platforms import OUTSIDE
 
 SCHEMA_VERSION = 2  # 2: files.seq, the change that last wrote each row
 ACTOR_VETTING = "system:vetting"
@@ -487,6 +488,21 @@ class SqliteLedger(AdminTables):
 
     def held(self, project: NormalizedName | None = None) -> list[FileRecord]:
         return self.in_states((FileState.HELD,), project)
+
+    def held_inside(self, project: NormalizedName | None = None) -> list[FileRecord]:
+        sql = f"SELECT {_FILE_COLUMNS} FROM files WHERE state=? AND substr(reason, 1, ?) != ?"
+        params: tuple[Any, ...] = (FileState.HELD.value, len(OUTSIDE), OUTSIDE)
+        if project is not None:
+            sql, params = sql + " AND project=?", (*params, project)
+        return [
+            _file_record(row) for row in self._query(sql + " ORDER BY project, filename", params)
+        ]
+
+    def touch_all_projects(self) -> int:
+        with self._write() as db:
+            seq = self._next_seq(db)
+            db.execute("UPDATE projects SET seq=?", (seq,))
+        return seq
 
     def in_states(
         self, states: Collection[FileState], project: NormalizedName | None = None

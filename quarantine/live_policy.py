@@ -30,18 +30,27 @@ class LivePolicy:
     def __init__(self, base: Policy, ledger: Ledger) -> None:
         self.base = base
         self._ledger = ledger
-        self._version = -1
-        self._policy = base
+        # (overrides version, base, the policy made of them): one tuple, so a thread that
+        # made it from a base replaced meanwhile cannot pass it off as the new one's.
+        self._made: tuple[int, Policy, Policy] | None = None
+
+    def rebase(self, base: Policy) -> None:
+        """The configured part changed while running (the platform filter, re-read from
+        the config file): every decision from now on is made with ``base``."""
+        self.base = base
 
     def current(self) -> Policy:
+        base = self.base
         version = self._ledger.overrides_version()
-        if version != self._version:
-            overrides = self._ledger.runtime_overrides()
-            self._policy = replace(
-                self.base,
-                exemptions={**self.base.exemptions, **overrides.exemptions},
-                cutoff=overrides.cutoff if overrides.cutoff is not None else self.base.cutoff,
-                blocks={**self.base.blocks, **overrides.blocks},
-            )
-            self._version = version
-        return self._policy
+        made = self._made
+        if made is not None and made[0] == version and made[1] is base:
+            return made[2]
+        overrides = self._ledger.runtime_overrides()
+        policy = replace(
+            base,
+            exemptions={**base.exemptions, **overrides.exemptions},
+            cutoff=overrides.cutoff if overrides.cutoff is not None else base.cutoff,
+            blocks={**base.blocks, **overrides.blocks},
+        )
+        self._made = (version, base, policy)
+        return policy

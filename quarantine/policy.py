@@ -7,6 +7,9 @@ from datetime import datetime, timedelta
 from packaging.utils import NormalizedName
 
 from quarantine.evidence import DEFAULT_SEVERITY_ACTIONS, Action, Severity
+from quarantine.platforms import PlatformFilter
+
+DEFAULT_FILTER = PlatformFilter()
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +54,15 @@ class Policy:
     # Projects whose every release must carry verified provenance; "*" means all.
     require_provenance: frozenset[str] = frozenset()
     pinned_publishers: Mapping[NormalizedName, PublisherPin] = field(default_factory=dict)
+    # The platforms and Pythons in use: wheels for others are never fetched or listed.
+    wheel_filter: PlatformFilter = DEFAULT_FILTER
 
     # Admin blocks: (project, canonical version or "*") -> reason.
     blocks: Mapping[tuple[NormalizedName, str], str] = field(default_factory=dict)
+
+    def exclusion(self, filename: str) -> str | None:
+        """Why a file is outside the configured platforms or Pythons; None when inside."""
+        return self.wheel_filter.exclusion(filename)
 
     def block_reason(self, project: NormalizedName, version: str) -> str | None:
         return self.blocks.get((project, version)) or self.blocks.get((project, "*"))

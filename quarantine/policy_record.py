@@ -22,9 +22,10 @@ from quarantine.duration import format_duration
 from quarantine.errors import QuarantineError
 from quarantine.evidence import Action, Severity
 from quarantine.ledger import Ledger
-from quarantine.policy import Exemption, Policy, PublisherPin
+from quarantine.platforms import EVERYTHING, PlatformFilter
+from quarantine.policy import DEFAULT_FILTER, Exemption, Policy, PublisherPin
 
-FORMAT = 1
+FORMAT = 2  # 2: platforms and python_versions (a format 1 policy filtered nothing)
 _DURATIONS = (
     "cooling_period",
     "vetting_window",
@@ -80,6 +81,8 @@ def to_document(in_force: PolicyInForce) -> dict[str, Any]:
             name: asdict(pin) for name, pin in sorted(policy.pinned_publishers.items())
         },
         "blocks": [[name, version, why] for (name, version), why in sorted(policy.blocks.items())],
+        "platforms": list(policy.wheel_filter.platforms),  # [] for all
+        "python_versions": list(policy.wheel_filter.pythons),
         "osv_feeds": list(in_force.osv_feeds),
         "osv_id_prefixes": list(in_force.osv_id_prefixes),
     }
@@ -125,8 +128,15 @@ def _read(document: Mapping[str, Any]) -> PolicyInForce:
             for name, pin in document["pinned_publishers"].items()
         },
         blocks={(NormalizedName(name), version): why for name, version, why in document["blocks"]},
+        wheel_filter=_wheel_filter(document),
     )
     return PolicyInForce(policy, tuple(document["osv_feeds"]), tuple(document["osv_id_prefixes"]))
+
+
+def _wheel_filter(document: Mapping[str, Any]) -> PlatformFilter:
+    if document["format"] < 2:
+        return EVERYTHING  # recorded by a lazaretto that did not filter
+    return PlatformFilter(tuple(document["platforms"]), tuple(document["python_versions"]))
 
 
 def summary(in_force: PolicyInForce) -> str:
@@ -143,6 +153,8 @@ def summary(in_force: PolicyInForce) -> str:
         parts.append(f"exempt in config: {', '.join(sorted(policy.exemptions))}")
     if policy.cutoff is not None:
         parts.append(f"cutoff {format_timestamp(policy.cutoff)}")
+    if policy.wheel_filter != DEFAULT_FILTER:
+        parts.append(policy.wheel_filter.describe())
     feeds = len(in_force.osv_feeds)
     parts.append(f"{feeds} malware feed{'' if feeds == 1 else 's'}" if feeds else "no malware feed")
     return "policy in force: " + "; ".join(parts)

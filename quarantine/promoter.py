@@ -34,6 +34,7 @@ from quarantine.feeds import Feeds, with_advisories
 from quarantine.ledger import Ledger
 from quarantine.live_policy import PolicySource
 from quarantine.models import FileRecord, FileState
+from quarantine.platforms import PlatformFilter
 from quarantine.policy import Policy
 from quarantine.source import ArtifactSource, FetchFailed, IntegrityFailure, LookFailed
 from quarantine.work_queue import WorkQueue
@@ -128,6 +129,10 @@ class Promoter:
         self._waiting: dict[NormalizedName, _Waiting] = {}
         self._vetted: set[tuple[str, str]] = set()  # (sha256, filename), all checks reported
         self._vetted_for: tuple[str, ...] = ()  # the required checks _vetted is complete for
+        # The filter the last round decided with. A round after it changes reads every held
+        # file, those outside the old filter too, and decides them all again.
+        self._filter: PlatformFilter | None = None
+        self._everything = True  # this round reads the files outside the filter too
 
     def close(self) -> None:
         """Stop the vetter's inspection workers."""
@@ -162,16 +167,18 @@ class Promoter:
         async with self._lock:
             result = Round()
             self._forget_vetted_if_checks_changed()
-            held = self._ledger.held()
+            wheel_filter = self._policies.current().wheel_filter
+            self._everything = wheel_filter != self._filter
+            held = self._held()
             self._round = result
             try:
                 for record in held:
-                    self._offer(record, result)
+                    self._offer(record, result, wheel_filter)
                 self._vetted &= {(record.sha256, record.filename) for record in held}
                 await self._work_through(result)
             finally:
                 self._round = None
-            held = self._ledger.held()  # stored flags and states moved
+            held = self._held()  # stored flags and states moved
             by_project: dict[NormalizedName, list[FileRecord]] = defaultdict(list)
             for record in held:
                 by_project[record.project].append(record)
@@ -184,8 +191,14 @@ class Promoter:
                 if waiting is not None and waiting.still(tuple(by_project[project]), inputs):
                     continue
                 await self._settle_project(project, inputs, result)
+            self._filter = wheel_filter
             self._on_change()
             return result
+
+    def _held(self, project: NormalizedName | None = None) -> list[FileRecord]:
+        if self._everything:
+            return self._ledger.held(project)
+        return self._ledger.held_inside(project)
 
     def _inputs(self) -> _Inputs:
         feeds = self._feeds.digest if self._feeds is not None else ""
@@ -198,11 +211,15 @@ class Promoter:
             self._vetted, self._vetted_for = set(), required
 
     def _offer_project(self, project: NormalizedName, result: Round) -> None:
-        for record in self._ledger.held(project):
-            self._offer(record, result)
+        wheel_filter = self._policies.current().wheel_filter
+        for record in self._held(project):
+            self._offer(record, result, wheel_filter)
 
-    def _offer(self, record: FileRecord, result: Round) -> None:
-        """Queue ``record`` if its bytes or its vetting are missing."""
+    def _offer(self, record: FileRecord, result: Round, wheel_filter: PlatformFilter) -> None:
+        """Queue ``record`` if its bytes or its vetting are missing, and it is a file of
+        the configured platforms and Pythons (others are never fetched nor vetted)."""
+        if not wheel_filter.admits(record.filename):
+            return
         if not record.stored:
             if record.sha256:
                 self._queue.put(record, self._clock.now())
@@ -230,8 +247,9 @@ class Promoter:
                 await self._fetch_and_vet(record, result)
             finally:
                 drained = self._queue.done(record)
-            if drained and self._queue.asked(record.project):
-                # Promote what a client waits for now, not after the rest of the backlog.
+            if drained:
+                # Promote what a client waits for now, not after the rest of the backlog,
+                # and let every project's reasons say what its files wait for now.
                 await self._settle_project(record.project, self._inputs(), result)
                 result.settled_early.add(record.project)
 
@@ -296,9 +314,16 @@ class Promoter:
                 log.warning("upstream look for %s failed; nothing promoted: %s", project, failure)
                 return
             verdicts = self._verdicts(project)
-        moved = [self._apply(record, verdict, result) for record, verdict in verdicts]
-        if not any(moved):
-            self._remember_waiting(project, verdicts, inputs)
+        after = [self._apply(record, verdict, result) for record, verdict in verdicts]
+        if all(record is not None for record in after):
+            # Unmoved, or only their reasons told anew (vetted while cooling, say): only
+            # time can change them now.
+            now_stored = [
+                (record, verdict)
+                for record, (_, verdict) in zip(after, verdicts, strict=True)
+                if record
+            ]
+            self._remember_waiting(project, now_stored, inputs)
 
     def _remember_waiting(
         self,
@@ -331,19 +356,22 @@ class Promoter:
         policy = self._policies.current()
         stored = self._ledger.evidence(project)
         verdicts = []
-        for record in self._ledger.held(project):
+        for record in self._held(project):
             evidence = with_advisories(record, stored, self._feeds)
             verdicts.append((record, decide(record, state, policy, now, frozen, evidence)))
         return verdicts
 
-    def _apply(self, record: FileRecord, verdict: Verdict, result: Round) -> bool:
-        """Record the verdict; whether the file's record changed (or may have)."""
+    def _apply(self, record: FileRecord, verdict: Verdict, result: Round) -> FileRecord | None:
+        """Record the verdict: the file's record as the ledger now has it when it is still
+        held (None when it moved to another state, or someone else moved it)."""
         if verdict.state == record.state and verdict.reason == record.reason:
-            return False
+            return record
         try:
-            self._ledger.transition(record, verdict.state, verdict.reason, ACTOR, self._clock.now())
+            after = self._ledger.transition(
+                record, verdict.state, verdict.reason, ACTOR, self._clock.now()
+            )
         except StaleTransition:
-            return True  # someone else moved it; the next round decides again from fresh data
+            return None  # someone else moved it; the next round decides again from fresh data
         if verdict.state is FileState.PROMOTED:
             result.promoted.append(record.filename)
-        return True
+        return after if after.state is record.state else None

@@ -262,7 +262,7 @@ def test_new_file_is_held_until_upload_time_plus_cooling() -> None:
     before = decide(stored, fresh_before, policy, end - TICK)
     assert before.state is FileState.HELD
     assert before.hold_until == end
-    assert before.reason == "cooling"
+    assert before.reason == "cooling; vetted"
     at_end = decide(stored, project_record(last_look_ok=end), policy, end)
     assert at_end.state is FileState.PROMOTED and at_end.reason.startswith("cooled")
 
@@ -343,7 +343,7 @@ def test_exemption_expires_at_its_until() -> None:
     assert decide(record, project_record(), policy, until - TICK).state is FileState.PROMOTED
     expired = decide(record, project_record(), policy, until)
     assert expired.state is FileState.HELD
-    assert expired.reason == "cooling"
+    assert expired.reason == "cooling; waiting for its bytes"
     assert policy.exemption_for(PROJECT, until) is None
 
 

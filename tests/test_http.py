@@ -1748,7 +1748,7 @@ def test_a_big_page_is_rebuilt_from_the_rows_that_changed(
         project, files = ledger.project(name), real_files(name)
         assert project is not None
         pages = [
-            catalog._rendered_whole(name, fmt, project, files)[0]
+            catalog._rendered_whole(name, fmt, project, files, catalog._policies.current())[0]
             for fmt in (PageFormat.JSON, PageFormat.LEGACY_HTML)
         ]
         # The demo links provenance: a page kept as a template, sent filled for the base.

@@ -181,7 +181,11 @@ def test_first_sight_is_recorded_with_actor_and_reason(ledger: Ledger) -> None:
     assert set(by_file) == {OLD_WHEEL, NEW_WHEEL}
     old, new = by_file[OLD_WHEEL], by_file[NEW_WHEEL]
     assert (old.from_state, old.to_state, old.reason) == (None, "promoted", "established")
-    assert (new.from_state, new.to_state, new.reason) == (None, "held", "cooling")
+    assert (new.from_state, new.to_state, new.reason) == (
+        None,
+        "held",
+        "cooling; waiting for its bytes",
+    )
     assert all(event.actor == ACTOR and event.at == T0 for event in events)
     assert new.sha256 == "b" * 64 and new.project == DEMO
 
@@ -212,7 +216,7 @@ def test_every_state_change_is_recorded(ledger: Ledger) -> None:
         if event.filename == NEW_WHEEL
     ]
     assert changes == [
-        (None, "held", "cooling", ACTOR),
+        (None, "held", "cooling; waiting for its bytes", ACTOR),
         ("held", "promoted", "cooled", "system:promoter"),
         ("promoted", "withdrawn", "upstream_removed", ACTOR),
     ]

@@ -10,6 +10,7 @@ import mirror.page_parts
 from mirror.page_parts import PageParts
 from mirror.render import HeldSummary, bases_for, project_html, project_json
 from quarantine.models import FileRecord, FileState, ProjectRecord
+from quarantine.platforms import EVERYTHING, PlatformFilter
 
 BASE = bases_for(None)
 HELD = HeldSummary(2, None)
@@ -71,7 +72,7 @@ def _check_runs(
     """``html_at_each_step`` False: HTML is first asked for after the last batch (its
     parts are made then, from the records)."""
     first, *rest = [_as_the_ledger_reads_them(batch) for batch in batches] or [[]]
-    parts = PageParts(_project(PROJECT.seq), first, BASE)
+    parts = PageParts(_project(PROJECT.seq), first, BASE, EVERYTHING)
     truth = {record.filename: record for record in first}
     for seq, changed in enumerate(rest, start=PROJECT.seq + 1):
         parts.update(_project(seq), changed)
@@ -113,8 +114,24 @@ def test_a_thousand_files_then_one_promotion() -> None:
         for number in range(1000)
     ]
     new = _record(1000, "2.0", FileState.HELD, None)
-    parts = PageParts(_project(1), sorted([*records, new], key=lambda r: r.filename), BASE)
+    parts = PageParts(
+        _project(1), sorted([*records, new], key=lambda r: r.filename), BASE, EVERYTHING
+    )
     promoted = replace(new, state=FileState.PROMOTED)
     parts.update(_project(2), [promoted])
     truth = {record.filename: record for record in [*records, promoted]}
     assert (parts.json(HELD), parts.html(HELD)) == _full_render(truth, 2)
+
+
+def test_parts_list_only_the_files_of_their_filter() -> None:
+    glibc, musl = (
+        replace(_record(n, "1.0", FileState.PROMOTED, None), filename=f"demo-1.0-{tag}.whl")
+        for n, tag in (
+            (1, "cp312-cp312-manylinux_2_17_x86_64"),
+            (2, "cp312-cp312-musllinux_1_2_x86_64"),
+        )
+    )
+    parts = PageParts(_project(1), [glibc, musl], BASE, PlatformFilter())
+    assert parts.json(HELD) == project_json(_project(1), [glibc], HELD)
+    parts.update(_project(2), [replace(musl, state=FileState.HELD)])  # unlisted already
+    assert parts.json(HELD) == project_json(_project(2), [glibc], HELD)

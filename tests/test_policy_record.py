@@ -9,8 +9,10 @@ from packaging.utils import NormalizedName
 
 from quarantine.evidence import Action, Severity
 from quarantine.ledger_sqlite import SqliteLedger
+from quarantine.platforms import EVERYTHING, PlatformFilter
 from quarantine.policy import Exemption, Policy, PublisherPin
 from quarantine.policy_record import (
+    FORMAT,
     PolicyInForce,
     PolicyRecordError,
     from_document,
@@ -44,12 +46,16 @@ UNUSUAL = Policy(
         NormalizedName("sigstore"): PublisherPin("GitHub", "sigstore/sigstore-python", "r.yml")
     },
     blocks={(SLOW, "2.0"): "compromised", (SLOW, "*"): "all of it"},
+    wheel_filter=PlatformFilter(("musllinux_aarch64",), ("3.9", "3.13t")),
 )
+# Fields recorded under the names of the config keys they come from.
+RECORDED_AS = {"wheel_filter": {"platforms", "python_versions"}}
 
 
 def test_every_policy_field_is_recorded() -> None:
     every = {item.name for item in fields(Policy)}
-    assert every <= set(to_document(PolicyInForce(Policy())))
+    spelled = set().union(*(RECORDED_AS.get(name, {name}) for name in every))
+    assert spelled <= set(to_document(PolicyInForce(Policy())))
     assert all(getattr(UNUSUAL, name) != getattr(Policy(), name) for name in every)
 
 
@@ -62,7 +68,7 @@ def test_a_recorded_policy_reads_back_exactly() -> None:
 def test_a_newer_or_damaged_record_is_refused_not_misread() -> None:
     document = to_document(PolicyInForce(Policy()))
     with pytest.raises(PolicyRecordError, match="newer than this lazaretto"):
-        from_document({**document, "format": 2})
+        from_document({**document, "format": FORMAT + 1})
     damaged = {key: value for key, value in document.items() if key != "cooling_period"}
     with pytest.raises(PolicyRecordError, match="restarting the mirror records it again"):
         from_document(damaged)
@@ -82,3 +88,15 @@ def test_recorded_through_the_ledger_with_a_summary_people_can_read(tmp_path: Pa
     text = summary(in_force)
     assert "per project: quick 0s, slowpoke 1w" in text and "1 malware feed" in text
     assert summary(PolicyInForce(Policy())).endswith("cooling_period 3d; no malware feed")
+
+
+def test_a_policy_recorded_before_the_platform_filter_filtered_nothing() -> None:
+    document = to_document(PolicyInForce(UNUSUAL))
+    older = {k: v for k, v in document.items() if k not in ("platforms", "python_versions")}
+    assert from_document({**older, "format": 1}).policy.wheel_filter == EVERYTHING
+    assert from_document(document).policy.wheel_filter == UNUSUAL.wheel_filter
+
+
+def test_the_summary_names_a_filter_that_is_not_the_default() -> None:
+    assert "platforms musllinux_aarch64; Pythons 3.9, 3.13t" in summary(PolicyInForce(UNUSUAL))
+    assert "platforms" not in summary(PolicyInForce(Policy()))

@@ -572,7 +572,10 @@ RANGES: list[tuple[str | None, str, tuple[str, str], tuple[str, ...]]] = [
     (None, "freshness_window", ('"1s"', '"1d"'), ('"0s"', '"25h"')),
     (None, "backdate_tolerance", ('"0s"', '"7d"'), ('"8d"',)),
     ("projects.numpy", "cooling_period", ('"0s"', '"365d"'), ('"366d"',)),
+    # A list of versions: "3.1" meant as 3.11 is refused, not taken as a Python to vet for.
+    (None, "python_versions", ('"3.6"', '"3.30"'), ('"3.5"', '"3.31"', '"3.1"', '"4.0"')),
 ]
+LIST_RANGES = {"python_versions"}  # numbers inside a list: no numeric default to find
 NOTIFY_TABLE = '[[notify]]\nkind = "email"\nname = "m"\nhost = "smtp.example.org"\n'
 NOTIFY_TABLE += 'from = "a@example.org"\nto = ["b@example.org"]\n'
 NOTIFY_RANGES = [
@@ -651,7 +654,7 @@ def test_every_numeric_key_has_a_range_test() -> None:
         if isinstance(defaults.get(key), numeric) and not isinstance(defaults.get(key), bool)
     }
     tested = {key for table, key, _, _ in RANGES if table is None}
-    assert wanted == tested
+    assert wanted == tested - LIST_RANGES
 
 
 def vars_of(instance: Settings | Policy) -> dict[str, object]:
@@ -778,6 +781,60 @@ def test_the_examples_in_the_example_file_are_valid(tmp_path: Path) -> None:
     assert settings.policy.cooling_overrides == {NormalizedName("numpy"): timedelta(days=7)}
     assert set(settings.policy.exemptions) == {"acme-internal-tools", "acme-sdk"}
     assert [target.kind for target in settings.notify] == ["webhook", "slack", "email"]
+
+
+# -- the platforms and Pythons in use ------------------------------------------------------
+
+
+def test_the_default_filter_is_the_common_platforms_and_the_supported_pythons() -> None:
+    wheel_filter = load().policy.wheel_filter
+    assert wheel_filter.platforms == (
+        "macos_arm64",
+        "manylinux_aarch64",
+        "manylinux_x86_64",
+        "windows_amd64",
+    )
+    assert wheel_filter.pythons == ("3.10", "3.11", "3.12", "3.13", "3.14", "3.15")
+
+
+def test_one_line_widens_the_platforms_and_the_pythons_keep_their_default(
+    tmp_path: Path,
+) -> None:
+    path = config(tmp_path, 'port = 8080\nplatforms = ["default", "musllinux_x86_64"]\n')
+    wheel_filter = load(path).policy.wheel_filter
+    assert "musllinux_x86_64" in wheel_filter.platforms
+    assert "manylinux_x86_64" in wheel_filter.platforms
+    assert wheel_filter.pythons == Policy().wheel_filter.pythons
+    both = config(tmp_path, 'platforms = ["all"]\npython_versions = ["default", "3.14t"]\n')
+    assert load(both).policy.wheel_filter.platforms == ()
+    assert "3.14t" in load(both).policy.wheel_filter.pythons
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ('platforms = ["default", "musl_x86_64"]', "'musl_x86_64' is not a platform name (known: "),
+        ("platforms = []", 'no platform named: write ["default"] or ["all"]'),
+        ("platforms = 3", "expected a list of strings"),
+        ('python_versions = ["3.12.1"]', "'3.12.1' is not a Python version such as 3.12"),
+        ('python_versions = ["3.11t"]', "'3.11t': free-threaded builds start at 3.13t"),
+    ],
+)
+def test_a_bad_platform_or_python_is_one_line_naming_file_line_and_key(
+    tmp_path: Path, line: str, expected: str
+) -> None:
+    path = config(tmp_path, f"port = 8080\n{line}\n")
+    message = config_error(path)
+    key = line.split(" ", 1)[0]
+    assert message.startswith(f"{path}, line 2: {key}: {expected}"), message
+    assert "\n" not in message
+
+
+def test_the_filter_is_taken_from_the_environment_too() -> None:
+    settings = load(env={"LAZARETTO_PLATFORMS": "default, windows_arm64"})
+    assert "windows_arm64" in settings.policy.wheel_filter.platforms
+    message = config_error(None, {"LAZARETTO_PYTHON_VERSIONS": "3.12, 2.7"})
+    assert message.startswith("LAZARETTO_PYTHON_VERSIONS: 2.7 is out of range"), message
 
 
 def test_trusted_proxies_are_addresses_or_networks(tmp_path: Path) -> None:
