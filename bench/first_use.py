@@ -28,6 +28,7 @@ It prints one table and saves it under bench/results/. Loopback only.
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -101,36 +102,50 @@ def _python_ok(requires: str | None) -> bool:
         return True  # pip ignores a requires-python it cannot read
 
 
+@functools.cache
+def installable(filename: str, requires_python: str | None) -> Version | None:
+    """The version of a wheel pip may install here (``--only-binary=:all:``, no --pre)."""
+    if not filename.endswith(".whl"):
+        return None
+    try:
+        _, version, _, tags = parse_wheel_filename(filename)
+    except InvalidWheelFilename:
+        return None
+    if version.is_prerelease or not tags & TAGS or not _python_ok(requires_python):
+        return None
+    return version
+
+
 def pick(files: Iterable[Listed]) -> Version | None:
-    """The version pip installs with ``--only-binary=:all:`` for this machine (no --pre)."""
-    best: Version | None = None
-    for file in files:
-        if file.yanked or not file.filename.endswith(".whl"):
-            continue
-        try:
-            _, version, _, tags = parse_wheel_filename(file.filename)
-        except InvalidWheelFilename:
-            continue
-        if version.is_prerelease or not tags & TAGS or not _python_ok(file.requires_python):
-            continue
-        if best is None or version > best:
-            best = version
-    return best
+    """The version pip installs for this machine."""
+    versions = (
+        installable(file.filename, file.requires_python) for file in files if not file.yanked
+    )
+    return max((v for v in versions if v is not None), default=None)
 
 
-def expected(shape: Shape, started: datetime, cut: datetime) -> dict[NormalizedName, Version]:
-    """What the upstream offers uploaded before ``cut`` (replay time ``started``)."""
-    found = {}
-    for project, files in shape.files.items():
-        cooled = [
-            Listed(f.filename, f.requires_python, f.yanked)
-            for f in files
-            if started - timedelta(seconds=f.age_seconds) <= cut
-        ]
-        version = pick(cooled)
-        if version is not None:
-            found[project] = version
-    return found
+class Expected:
+    """What the upstream offers for this machine, uploaded before a moment (cheap to ask)."""
+
+    def __init__(self, shape: Shape, started: datetime) -> None:
+        self.started = started  # the replay's "now" is the recording time
+        self.installable: dict[NormalizedName, list[tuple[int, Version]]] = {}
+        for project, files in shape.files.items():
+            found = []
+            for file in files:
+                version = None if file.yanked else installable(file.filename, file.requires_python)
+                if version is not None:
+                    found.append((file.age_seconds, version))
+            self.installable[project] = found
+
+    def before(self, cut: datetime) -> dict[NormalizedName, Version]:
+        oldest_age = (self.started - cut).total_seconds()
+        found = {}
+        for project, candidates in self.installable.items():
+            cooled = [version for age, version in candidates if age >= oldest_age]
+            if cooled:
+                found[project] = max(cooled)
+        return found
 
 
 def listed_by(index_url: str, project: str) -> Version | None:
@@ -409,15 +424,14 @@ def run_target(
         outcome.direct = pip_resolve(upstream.url, projects, prior_to=cut)
         if outcome.direct.error:
             raise BenchError(f"direct pip failed: {outcome.direct.error}")
-        outcome.selector_mismatch = differences(
-            outcome.direct.versions, expected(shape, started_at, cut)
-        )
+        wanted = Expected(shape, started_at)
+        outcome.selector_mismatch = differences(outcome.direct.versions, wanted.before(cut))
         upstream.served.clear()
         spec = LazarettoSpec(state, state / "data", upstream.url, "72h", program=target.program)
         mirror = Lazaretto(spec)
         mirror.start()
         try:
-            _measure(outcome, mirror, shape, started_at, projects, args)
+            _measure(outcome, mirror, wanted, projects, args)
         finally:
             outcome.served = dict(upstream.served)
             outcome.problems = mirror.problems()
@@ -431,8 +445,7 @@ def run_target(
 def _measure(
     outcome: Outcome,
     mirror: Lazaretto,
-    shape: Shape,
-    started_at: datetime,
+    wanted: Expected,
     projects: list[NormalizedName],
     args: argparse.Namespace,
 ) -> None:
@@ -445,7 +458,7 @@ def _measure(
     t0_wall = datetime.now(UTC)
     cold = pip_resolve(index_url, projects)
     outcome.cold = cold
-    want = expected(shape, started_at, datetime.now(UTC) - COOLING)
+    want = wanted.before(datetime.now(UTC) - COOLING)
     outcome.cold_older = differences(cold.versions, want) if not cold.error else ["pip failed"]
     if not outcome.cold_older:
         outcome.pages_agree = outcome.pip_agree = cold.seconds
@@ -455,7 +468,7 @@ def _measure(
     last_count, last_change = -1, time.monotonic()
     try:
         while (elapsed := time.monotonic() - t0) < args.max_seconds:
-            want = expected(shape, started_at, datetime.now(UTC) - COOLING)
+            want = wanted.before(datetime.now(UTC) - COOLING)
             if outcome.pip_agree is None:
                 for project in sorted(pending):
                     if listed_by(index_url, project) == want.get(project):
