@@ -390,6 +390,7 @@ class LazarettoSpec:
     cooling_period: str
     port: int = 0
     env: dict[str, str] = field(default_factory=dict)
+    program: str = ""  # the ``lazaretto`` command to run; empty: this checkout's venv
 
     @property
     def log_path(self) -> Path:
@@ -425,6 +426,7 @@ class LazarettoSpec:
             "cooling_period": self.cooling_period,
             "port": self.port,
             "env": self.env,
+            "program": self.program,
         }
         (self.state_dir / "spec.json").write_text(json.dumps(data, indent=1))
 
@@ -438,6 +440,7 @@ class LazarettoSpec:
             cooling_period=str(data["cooling_period"]),
             port=int(data["port"]),
             env={str(k): str(v) for k, v in data["env"].items()},
+            program=str(data.get("program", "")),
         )
 
 
@@ -486,7 +489,8 @@ class Lazaretto:
             "--cooling-period",
             spec.cooling_period,
         ]
-        command = [str(LAZARETTO_BIN), "serve", "--host", "127.0.0.1", "--port", str(spec.port)]
+        program = spec.program or str(LAZARETTO_BIN)
+        command = [program, "serve", "--host", "127.0.0.1", "--port", str(spec.port)]
         command += shared
         with spec.log_path.open("a") as out:
             out.write(f"\n=== {time.strftime('%H:%M:%S')} start: {' '.join(command)}\n")
@@ -500,7 +504,7 @@ class Lazaretto:
         )
         up = time.perf_counter() - started
         if spec.separate_worker:
-            worker = spawn([str(LAZARETTO_BIN), "work", *shared], env, spec.log_path, cwd=REPO)
+            worker = spawn([program, "work", *shared], env, spec.log_path, cwd=REPO)
             spec.worker_pid_path.write_text(f"{worker}\n")
         return up
 

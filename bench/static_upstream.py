@@ -10,6 +10,7 @@ import hashlib
 import json
 import socket
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ class StaticFile:
     path: Path | None = None  # ... from disk
     provenance: bytes | None = None
     requires_python: str | None = None
+    yanked: bool = False
 
     @classmethod
     def from_bytes(
@@ -67,6 +69,7 @@ class StaticUpstream:
         self._lock = threading.Lock()
         self._projects: dict[str, dict[str, StaticFile]] = {}
         self._pages: dict[str, tuple[bytes, str]] = {}
+        self.served: Counter[str] = Counter()  # filename -> bytes of it sent in full
         self._port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -177,7 +180,7 @@ class StaticUpstream:
             "requires-python": f.requires_python,
             "size": f.size,
             "upload-time": f.upload_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            "yanked": False,
+            "yanked": f.yanked,
             "core-metadata": False,
             "provenance": (
                 f"{self.origin}/provenance/{project}/{quoted}" if f.provenance else None
@@ -203,6 +206,7 @@ class StaticUpstream:
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
         found = self._lookup(request)
+        self.served[found.filename] += found.size
         if found.path is not None:
             return web.FileResponse(found.path, chunk_size=1 << 20)
         return web.Response(body=found.data or b"", content_type="application/octet-stream")
