@@ -4,8 +4,12 @@ Parsing and decompressing are CPU work: in threads they share one interpreter (o
 and CPython gh-106905: ``ast.parse`` in concurrent threads raises ``SystemError: AST
 constructor recursion depth mismatch`` on 3.11), and a hostile archive could take the
 server's memory with it. Here each of N slots is a one-process executor started with the
-``forkserver`` method (never ``fork``: the server has threads), so the task that broke a
-process is known exactly and only its slot is replaced. Limits: address space per process
+``spawn`` method (never ``fork``: the server has threads), so the task that broke a
+process is known exactly and only its slot is replaced. Not ``forkserver``: there the exit
+status comes down a pipe that the executor's own thread reads too, and the loser of that
+race sees status 255 instead of the signal (a CPU-time limit read as a plain crash);
+a spawned worker is this process's child, and ``waitpid`` gives the status to one reader
+while the other learns nothing. Limits: address space per process
 and CPU time per task (set in the child, see ``inspect_worker``), wall-clock time per task
 (from here: a process stuck past it is killed).
 
@@ -36,7 +40,6 @@ from quarantine.member_cache import MemberCache
 from quarantine.release_diff import ArchiveSummary
 
 log = logging.getLogger(__name__)
-WORKER_MODULES = ["quarantine.inspect_worker"]  # preloaded by the fork server
 RETRIED = "retried once in a fresh worker"
 
 
@@ -133,8 +136,7 @@ class _Slot:
 
     def _ready(self) -> ProcessPoolExecutor:
         if self._executor is None:
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(WORKER_MODULES)
+            context = multiprocessing.get_context("spawn")
             self._executor = ProcessPoolExecutor(
                 max_workers=1,
                 mp_context=context,
