@@ -1,9 +1,12 @@
 """The order held files are fetched and vetted in: demand first, newest cooled release first.
 
-Files of a project a client asked for go before the watcher's background work (the most
-recently asked project first), so a request never waits behind another project's
-backlog. Within a project, files whose cooling has ended go first (they are what a client
-would be served once vetted), newest release first, then the still-cooling ones.
+Files of a project a client asked for go before the watcher's background work, so a
+request never waits behind another project's backlog. Among them, each project's newest
+cooled release goes first (what a resolver will pick once it is vetted), before the older
+releases of any project: a resolver asks for many projects in turn, and the last one
+asked must not put its whole 30-day backlog before the newest release of the one asked
+just before it. Then the most recently asked project first; within a project, files whose
+cooling has ended first, newest release first, then the still-cooling ones.
 
 A project asked for after its files were queued is queued again at its new rank; the
 stale entries are skipped when they come up.
@@ -42,7 +45,7 @@ class _Newest:
 
 
 _Key = tuple[str, str]  # (sha256, filename)
-_Rank = tuple[int, int, int, _Newest, str]
+_Rank = tuple[int, int, int, int, _Newest, str]
 
 
 class WorkQueue:
@@ -55,6 +58,7 @@ class WorkQueue:
         self._in_hand: set[_Key] = set()  # popped and not yet done
         self._rank: dict[_Key, _Rank] = {}
         self._open: Counter[NormalizedName] = Counter()  # queued or in hand, per project
+        self._newest_cooled: dict[NormalizedName, Version] = {}  # of files queued or in hand
         self._order = itertools.count()
 
     def ask(self, project: NormalizedName) -> None:
@@ -63,9 +67,7 @@ class WorkQueue:
         self._asked[project] = next(self._ticks)
         while len(self._asked) > MAX_ASKED:
             del self._asked[next(iter(self._asked))]
-        for key, record in list(self._queued.items()):
-            if record.project == project:
-                self._push(key, record)
+        self._requeue(project)
 
     def asked(self, project: NormalizedName) -> bool:
         return project in self._asked
@@ -78,6 +80,8 @@ class WorkQueue:
             return
         self._queued[key] = record
         self._open[record.project] += 1
+        if self._raises_newest(record, now):
+            self._requeue(record.project)  # the old newest release is an older one now
         self._push(key, record, now)
 
     def pop(self) -> FileRecord | None:
@@ -99,7 +103,23 @@ class WorkQueue:
         if self._open[record.project] > 0:
             return False
         del self._open[record.project]
+        self._newest_cooled.pop(record.project, None)
         return True
+
+    def _raises_newest(self, record: FileRecord, now: datetime) -> bool:
+        version = version_or_none(record.version)
+        if version is None or self._cooled_at(record) > now:
+            return False
+        newest = self._newest_cooled.get(record.project)
+        if newest is not None and newest >= version:
+            return False
+        self._newest_cooled[record.project] = version
+        return newest is not None
+
+    def _requeue(self, project: NormalizedName) -> None:
+        for key, record in list(self._queued.items()):
+            if record.project == project:
+                self._push(key, record)
 
     def _push(self, key: _Key, record: FileRecord, now: datetime | None = None) -> None:
         previous = self._rank.get(key)
@@ -107,11 +127,15 @@ class WorkQueue:
         if cooling is None:
             cooling = 0 if now is None or self._cooled_at(record) <= now else 1
         asked = self._asked.get(record.project)
+        version = version_or_none(record.version)
+        newest = cooling == 0 and version is not None
+        newest = newest and version == self._newest_cooled.get(record.project)
         rank: _Rank = (
             0 if asked is not None else 1,
+            0 if newest else 1,
             -(asked or 0),
             cooling,
-            _Newest(version_or_none(record.version)),
+            _Newest(version),
             record.filename,
         )
         self._rank[key] = rank

@@ -1,5 +1,6 @@
 """The queue of held files to fetch and vet: a file is never in two hands at once."""
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from packaging.utils import NormalizedName
@@ -34,3 +35,39 @@ def test_a_file_in_hand_is_not_queued_again_until_it_is_done() -> None:
     assert queue.done(record)  # nothing of the project left
     queue.put(record, NOW)  # offered in a later round: queued again
     assert queue.pop() == record
+
+
+def _of(project: str, version: str) -> FileRecord:
+    record = _held(f"{project}-{version}.tar.gz", version)
+    return replace(record, project=NormalizedName(project), sha256=f"{project}{version}")
+
+
+def test_each_asked_projects_newest_cooled_release_goes_before_any_older_backlog() -> None:
+    """A resolver asks for numpy, then for a project with a month of releases: numpy's
+    newest release must not wait for that whole backlog (seen against the real index)."""
+    queue = _queue()
+    numpy_newest = _of("numpy", "2.5.5")
+    queue.put(_of("numpy", "2.5.4"), NOW)
+    queue.put(numpy_newest, NOW)
+    backlog = [_of("litellm", f"1.{minor}.0") for minor in range(100, 110)]
+    for record in backlog:
+        queue.put(record, NOW)
+    queue.ask(NormalizedName("numpy"))
+    queue.ask(NormalizedName("litellm"))  # asked last, so most recently
+    order = [queue.pop() for _ in range(12)]
+    assert order[:2] == [backlog[-1], numpy_newest]  # both newest releases first
+    assert order[2:11] == backlog[-2::-1]  # then the most recently asked project's others
+    assert order[11] == _of("numpy", "2.5.4")
+
+
+def test_a_newer_release_queued_later_takes_the_lead_of_its_project() -> None:
+    queue = _queue()
+    queue.put(_of("demo", "4.0"), NOW)
+    queue.put(_of("other", "1.0"), NOW)
+    queue.put(_of("demo", "5.0"), NOW)  # demo's 4.0 is an older release from now on
+    order = [queue.pop() for _ in range(3)]
+    assert [record.filename if record else None for record in order] == [
+        "demo-5.0.tar.gz",
+        "other-1.0.tar.gz",  # another project's newest goes before demo's older release
+        "demo-4.0.tar.gz",
+    ]
