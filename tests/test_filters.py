@@ -104,11 +104,22 @@ def _eventually(check: Callable[[], bool], seconds: float = 10.0) -> None:
 
 
 def _set_platforms(mirror: MirrorServer, config_file: Path, line: str) -> None:
+    """Change the filter in the file, and wait until the mirror has put it in force: the
+    new filter taken, then every project's pages marked to be built again."""
     assert mirror.services is not None
-    policy = mirror.services.policy
-    before = policy.base.wheel_filter
+    services = mirror.services
+    before = services.policy.base.wheel_filter
+    seq_before = _seq(mirror)
     config_file.write_text(line + "\n", encoding="utf-8")
-    _eventually(lambda: policy.base.wheel_filter != before)
+    _eventually(lambda: services.policy.base.wheel_filter != before)
+    if seq_before is not None:  # a project seen already: its page is built again
+        _eventually(lambda: (_seq(mirror) or 0) > seq_before)
+
+
+def _seq(mirror: MirrorServer) -> int | None:
+    assert mirror.services is not None
+    project = mirror.services.ledger.project(NormalizedName(PROJECT))
+    return project.seq if project is not None else None
 
 
 def test_only_the_configured_platforms_are_listed_fetched_and_vetted(
