@@ -388,18 +388,13 @@ def after_target() -> Target:
 
 
 def platform_filter(tree: Path) -> str:
-    """The tree's default ``platforms`` and ``python_versions``, or that it has none."""
+    """The tree's default platform filter (``Policy.wheel_filter``), or that it has none."""
     probe = (
-        "import dataclasses, sys\n"
+        "import sys\n"
         f"sys.path.insert(0, {str(tree)!r})\n"
-        "from mirror.settings import Settings\n"
-        "found = {f.name: f for f in dataclasses.fields(Settings)}\n"
-        "for key in ('platforms', 'python_versions'):\n"
-        "    f = found.get(key)\n"
-        "    if f is not None:\n"
-        "        missing = f.default is dataclasses.MISSING\n"
-        "        value = f.default_factory() if missing else f.default\n"
-        "        print(key, '=', list(value) if not isinstance(value, str) else value)\n"
+        "from quarantine.policy import Policy\n"
+        "found = getattr(Policy(), 'wheel_filter', None)\n"
+        "print(found.describe() if found is not None else '')\n"
     )
     done = subprocess.run(
         [str(VENV_PYTHON), "-c", probe], capture_output=True, text=True, timeout=60
