@@ -23,6 +23,7 @@ from quarantine.policy import Policy
 from quarantine.provenance import ProvenanceVerifier
 from quarantine.vetting import Vetter
 from support.clock import FakeClock
+from support.counting_ledger import CountingLedger
 from support.dists import build_wheel
 from support.local_source import LocalSource
 
@@ -40,26 +41,6 @@ TAGS = [
         "musllinux_1_2_x86_64",
     )
 ]
-
-
-class CountingLedger(SqliteLedger):
-    """The real ledger, counting whole-project reads and the rows they return."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
-        self.files_calls = 0
-        self.rows_read = 0
-
-    def files(self, project: NormalizedName) -> list[FileRecord]:
-        found = super().files(project)
-        self.files_calls += 1
-        self.rows_read += len(found)
-        return found
-
-    def files_changed_since(self, project: NormalizedName, seq: int) -> list[FileRecord]:
-        found = super().files_changed_since(project, seq)
-        self.rows_read += len(found)
-        return found
 
 
 def _upstream(filename: str, data: bytes, uploaded: datetime) -> UpstreamFile:
