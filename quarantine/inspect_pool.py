@@ -24,6 +24,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import time
 import types
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -97,6 +98,20 @@ class _Failed(Exception):
     """One attempt failed because of the mirror (the worker), not because of the file."""
 
 
+def _exit_status(process: BaseProcess, patience: float = 5.0) -> int | None:
+    """The dead worker's exit status, or None if it never arrives within ``patience``.
+
+    The executor's own thread reaps the same process; when it wins the race our ``waitpid``
+    finds no child and ``exitcode`` stays None until that thread has stored the status,
+    so asking once is not enough.
+    """
+    deadline = time.monotonic() + patience
+    process.join(patience)
+    while (code := process.exitcode) is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return code
+
+
 class _Slot:
     """One worker process, replaced whenever a task breaks it."""
 
@@ -150,9 +165,7 @@ class _Slot:
         self.discard()
         code = None
         if process is not None:
-            # The exit status may take a moment to arrive; wait for it off the event loop.
-            await asyncio.to_thread(process.join, 5)
-            code = process.exitcode
+            code = await asyncio.to_thread(_exit_status, process)
         if code is not None and -code == signal.SIGXCPU:
             return f"worker hit its CPU time limit ({self._limits.cpu_seconds} s)"
         if code is not None and code < 0:

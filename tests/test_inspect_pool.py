@@ -14,7 +14,7 @@ from pathlib import Path
 
 from quarantine.archive import Limits, MiB
 from quarantine.inspect import INSPECTION_ERROR, Inspection, inspect_file
-from quarantine.inspect_pool import InspectionPool, WorkerLimits
+from quarantine.inspect_pool import InspectionPool, WorkerLimits, _exit_status
 from quarantine.inspect_worker import InspectTask, Outcome, run_inspection
 from quarantine.member_cache import MemberCache
 from quarantine.release_diff import ArchiveSummary
@@ -179,6 +179,35 @@ def test_a_cpu_time_limit_hit_is_an_inspection_error_after_one_retry(tmp_path: P
         "worker hit its CPU time limit (1 s); retried once in a fresh worker: "
         "worker hit its CPU time limit (1 s)"
     ]
+
+
+class _ReapedElsewhere:
+    """A dead worker whose status another thread (the executor's) is still storing."""
+
+    def __init__(self, misses: int) -> None:
+        self._misses = misses
+
+    def join(self, timeout: float | None = None) -> None:
+        return None
+
+    @property
+    def exitcode(self) -> int | None:
+        if self._misses:
+            self._misses -= 1
+            return None
+        return -signal.SIGXCPU
+
+
+def test_the_exit_status_is_waited_for_when_the_executor_reaps_the_worker_first() -> None:
+    # CI once saw "worker crashed (exit status None)" for a CPU-limit kill: asking once lost
+    # the race with the executor's thread reaping the same process.
+    process = _ReapedElsewhere(misses=3)
+    assert _exit_status(process, patience=5) == -signal.SIGXCPU  # type: ignore[arg-type]
+
+
+def test_an_exit_status_that_never_arrives_gives_up_after_the_patience() -> None:
+    process = _ReapedElsewhere(misses=10**9)
+    assert _exit_status(process, patience=0.05) is None  # type: ignore[arg-type]
 
 
 def test_a_memory_limit_hit_is_an_inspection_error_after_one_retry(tmp_path: Path) -> None:
