@@ -62,6 +62,7 @@ from quarantine.evidence import (
     strongest,
 )
 from quarantine.policy import PublisherPin
+from quarantine.rule_catalog import rule
 
 __all__ = [
     "KNOWN_PREDICATES",
@@ -104,6 +105,43 @@ PROVENANCE_ERRORS: Final = (
     sigstore.errors.Error,
     json.JSONDecodeError,
     ValueError,
+)
+
+PROVENANCE_INVALID = rule(
+    "provenance-invalid",
+    Severity.HIGH,
+    "provenance",
+    "published provenance that does not verify for this file",
+)
+PROVENANCE_MISSING_PINNED = rule(
+    "provenance-missing-pinned",
+    Severity.HIGH,
+    "publisher",
+    "no verified provenance, but the project's publisher is pinned in the configuration",
+)
+PROVENANCE_DROPPED = rule(
+    "provenance-dropped",
+    Severity.HIGH,
+    "publisher",
+    "no verified provenance, but an earlier release was built by a verified publisher",
+)
+PROVENANCE_REQUIRED = rule(
+    "provenance-required",
+    Severity.HIGH,
+    "publisher",
+    "no verified provenance for a project that must carry it (require_provenance)",
+)
+FIRST_PUBLISHER = rule(
+    "first-publisher",
+    Severity.INFO,
+    "publisher",
+    "the project's first release with provenance: its publisher is trusted on first use",
+)
+PUBLISHER_CHANGED = rule(
+    "publisher-changed",
+    Severity.HIGH,
+    "publisher",
+    "built by another publisher than the pinned one or the earlier releases'",
 )
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -562,7 +600,7 @@ def provenance_evidence(
         reason, error = "provenance was fetched but not verified", None
     else:
         reason, error = result.reason, result.error
-    finding = Finding("provenance-invalid", Severity.HIGH, reason)
+    finding = Finding(PROVENANCE_INVALID, Severity.HIGH, reason)
     details: dict[str, Any] = {
         "error": error,
         "reason": reason,
@@ -614,7 +652,7 @@ def continuity_evidence(
         if pinned is not None:
             findings.append(
                 Finding(
-                    "provenance-missing-pinned",
+                    PROVENANCE_MISSING_PINNED,
                     Severity.HIGH,
                     f"{missing}, but the publisher is pinned to {pinned.describe()}",
                 )
@@ -622,7 +660,7 @@ def continuity_evidence(
         elif expected is not None:
             findings.append(
                 Finding(
-                    "provenance-dropped",
+                    PROVENANCE_DROPPED,
                     Severity.HIGH,
                     f"{missing}, but {source} was built by {expected.describe()}",
                 )
@@ -630,7 +668,7 @@ def continuity_evidence(
         if require_provenance:
             findings.append(
                 Finding(
-                    "provenance-required",
+                    PROVENANCE_REQUIRED,
                     Severity.HIGH,
                     f"{missing}; this project must carry verified provenance",
                 )
@@ -638,7 +676,7 @@ def continuity_evidence(
     elif expected is None:
         findings.append(
             Finding(
-                "first-publisher",
+                FIRST_PUBLISHER,
                 Severity.INFO,
                 f"first release with provenance: built by {current.describe()} "
                 "(trusted on first use)",
@@ -647,7 +685,7 @@ def continuity_evidence(
     elif not expected.same_publisher(current):
         findings.append(
             Finding(
-                "publisher-changed",
+                PUBLISHER_CHANGED,
                 Severity.HIGH,
                 f"built by {current.describe()}, but {source} was built by {expected.describe()}",
             )
