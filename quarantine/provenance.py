@@ -623,6 +623,7 @@ def continuity_evidence(
     pinned: PublisherIdentity | None,
     require_provenance: bool,
     *,
+    standing: Sequence[tuple[str, PublisherIdentity | None]] = (),
     severity_actions: Mapping[Severity, Action] = DEFAULT_SEVERITY_ACTIONS,
     rule_actions: Mapping[str, Action] | None = None,
 ) -> Evidence:
@@ -630,19 +631,18 @@ def continuity_evidence(
 
     ``current`` is the file's *verified* identity (None when it has no provenance or its
     provenance did not verify; ``has_provenance`` tells the two apart). ``history`` holds
-    (version, verified identity or None) of the project's earlier releases, oldest first, as
-    judged from the upstream history. ``pinned`` comes from config and overrides history.
+    (version, verified identity or None) of the project's earlier promoted releases, oldest
+    first, as judged from the upstream history; ``standing`` the same for its earlier
+    releases in any state but rejected or blocked (held ones too: on first sight of a
+    project nothing is promoted yet). ``pinned`` comes from config and overrides both.
     The expected identity never comes from the provenance being checked.
     """
     findings: list[Finding] = []
-    expected: PublisherIdentity | None
-    expected_from: str | None
-    if pinned is not None:
-        expected, expected_from = pinned, "pin"
-    else:
-        expected, expected_from = None, None
-        for version, identity in reversed(history):
-            if identity is not None:
+    expectations = _expectations(history, standing, pinned)
+    expected, expected_from = expectations[0] if expectations else (None, None)
+    if current is not None:
+        for identity, version in expectations:
+            if not identity.same_publisher(current):
                 expected, expected_from = identity, version
                 break
     source = "the pinned publisher" if pinned is not None else f"release {expected_from}"
@@ -704,3 +704,26 @@ def continuity_evidence(
         "expected_from": expected_from,
     }
     return _evidence("publisher", summary, findings, details, severity_actions, rule_actions)
+
+
+def _expectations(
+    history: Sequence[tuple[str, PublisherIdentity | None]],
+    standing: Sequence[tuple[str, PublisherIdentity | None]],
+    pinned: PublisherIdentity | None,
+) -> list[tuple[PublisherIdentity, str]]:
+    """Whom a file must be built by, with where each comes from ("pin" or a version).
+
+    Unpinned: the newest verified publisher of the standing releases and that of the
+    promoted ones, both when they differ. A file must match every one, so counting held
+    releases can only add findings: a held release by a new publisher can neither vouch
+    for its successor nor hide the publisher the promoted releases were built by.
+    """
+    if pinned is not None:
+        return [(pinned, "pin")]
+    found: list[tuple[PublisherIdentity, str]] = []
+    for releases in (standing, history):
+        verified = [(identity, version) for version, identity in releases if identity is not None]
+        newest = verified[-1] if verified else None
+        if newest is not None and not any(newest[0].same_publisher(i) for i, _ in found):
+            found.append(newest)
+    return found
