@@ -10,6 +10,9 @@ provenance come from a folder (``support.local_source``).
 
 import asyncio
 import hashlib
+import json
+import urllib.request
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -26,9 +29,12 @@ from quarantine.policy import Policy
 from quarantine.provenance import ProvenanceVerifier
 from quarantine.vetting import Vetter
 from support.clock import FakeClock
-from support.dists import build_sdist
+from support.dists import Dist, build_sdist
 from support.fixtures import provenance_bytes
 from support.local_source import LocalSource
+from support.mirror import MirrorServer
+from support.upstream import Upstream
+from support.upstream import UpstreamFile as ServedFile
 
 PROJECT = NormalizedName("sampleproject")
 ATTESTED = "sampleproject-4.0.0.tar.gz"
@@ -129,3 +135,31 @@ def test_an_established_attested_release_is_verified_on_demand(tmp_path: Path) -
     # the verification is kept with 4.0.0, for the next file that asks
     kept = {e.check: e for e in ledger.evidence(PROJECT, ATTESTED)[ATTESTED]}
     assert kept["provenance"].details["identity"]["repository"] == "pypa/sampleproject"
+
+
+def test_first_sight_through_the_real_mirror(
+    upstream: Upstream, mirror: MirrorServer, clock: FakeClock
+) -> None:
+    """The same two files from a real upstream, in the order the promoter picks."""
+    attested = Dist(ATTESTED, provenance_bytes(ATTESTED), b"")
+    provenance = provenance_bytes(f"{ATTESTED}.provenance")
+    entry = ServedFile(attested, NOW - timedelta(days=30), provenance=provenance)
+    upstream.add(PROJECT, replace(entry, with_metadata=False))
+    unattested = build_sdist("sampleproject", "4.0.1")
+    upstream.add(PROJECT, ServedFile(unattested, NOW - timedelta(days=5)))
+    urllib.request.urlopen(f"{mirror.url}{PROJECT}/").close()  # the first look: both at once
+    order = []
+    for _ in range(3):
+        order += mirror.promote().vetting_order
+    assert sorted(order) == [ATTESTED, UNATTESTED]
+    assert mirror.services is not None
+    ledger = mirror.services.ledger
+    states = {r.filename: (r.state, r.reason) for r in ledger.files(PROJECT)}
+    assert states[ATTESTED][0] is FileState.PROMOTED
+    assert states[UNATTESTED] == (FileState.REVIEW, LOST)
+    request = urllib.request.Request(
+        f"{mirror.url}{PROJECT}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+    )
+    with urllib.request.urlopen(request) as response:
+        listed = [item["filename"] for item in json.load(response)["files"]]
+    assert listed == [ATTESTED]
