@@ -1,13 +1,13 @@
 """The vetting worker: runs every check on a held file and keeps the evidence with it.
 
 Checks: PEP 740 provenance (offline, pinned trust root), publisher continuity against
-the project's earlier releases (promoted ones, and those in any state but rejected or
-blocked, whose provenance is verified here when nothing has yet: so a freshly started
-mirror judges from the upstream history too, whichever file it vets first), content
-inspection compared with the previous promoted release, and
-malware feeds (applied at decision time, see ``quarantine.feeds``). Inspection runs in
-worker processes (``quarantine.inspect_pool``) when the server gives the vetter a pool,
-and other CPU-bound work in threads, so serving never waits on it.
+the project's earlier releases (the promoted ones, and those in any state but rejected or
+blocked, their provenance verified here on demand: a freshly started mirror judges from
+the upstream history too, whichever file it vets first), content inspection compared
+with the previous promoted release, and malware feeds (applied at decision time, see
+``quarantine.feeds``). Inspection runs in worker processes (``quarantine.inspect_pool``)
+when the server gives the vetter a pool, and other CPU-bound work in threads, so serving
+never waits on it.
 """
 
 import asyncio
