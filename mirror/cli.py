@@ -10,6 +10,7 @@ from typing import Any
 
 from mirror import __version__
 from mirror.cli_admin import ADMIN_COMMANDS, add_admin_commands, run_admin
+from mirror.cli_rules import add_rules_command, run_rules
 from mirror.errors import ConfigError
 from mirror.settings import Settings, config_path, load_settings
 from quarantine.errors import QuarantineError
@@ -34,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     _common(work)
     _mirroring(work)
     add_admin_commands(commands, _common)
+    add_rules_command(commands, _common)
     unfreeze = commands.add_parser(
         "unfreeze", help="lift a promotion freeze (set when the wall clock jumped)"
     )
@@ -172,6 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_admin(args, settings)
         if args.command == "unfreeze":
             return _unfreeze(settings, args.reason)
+        if args.command == "rules":
+            return run_rules(args, settings)
     except ConfigError as error:
         print(f"lazaretto: configuration error: {error.reason}", file=sys.stderr)
         return EXIT_CONFIG

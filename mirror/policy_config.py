@@ -2,10 +2,12 @@
 
 [projects.NAME]          cooling_period, require_provenance, publisher = {kind, ...}
 [exemptions]             NAME = "reason"  or  NAME = { reason = "...", until = "..." }
-[rules]                  RULE = "report" | "review" | "block"
+[rules]                  RULE = "report" | "review" | "block"  (ids: `lazaretto rules`)
 [severities]             info|low|medium|high|critical = "report" | "review" | "block"
 """
 
+import difflib
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -21,6 +23,7 @@ from mirror.config_values import (
 )
 from quarantine.evidence import Action, Severity
 from quarantine.policy import Exemption, PublisherPin
+from quarantine.rule_catalog import all_rules
 
 _PROJECT_KEYS = ("cooling_period", "require_provenance", "publisher")
 _PUBLISHER_KEYS = ("kind", "repository", "workflow", "email")
@@ -110,9 +113,31 @@ def _action(value: Any, where: str) -> Action:
 
 
 def rules(value: Any, source: ConfigSource) -> dict[str, Action]:
+    """Per-rule actions; each id must be a declared rule whose action configuration sets."""
     if not isinstance(value, dict):
         fail(source.where("rules"), 'expected [rules] with RULE = "review" lines')
-    return {rule: _action(action, source.where(rule, "rules")) for rule, action in value.items()}
+    declared = {item.id: item for item in all_rules()}
+    actions: dict[str, Action] = {}
+    for rule_id, action in value.items():
+        where = source.where(rule_id, "rules")
+        found = declared.get(rule_id)
+        if found is None:
+            fail(
+                where,
+                f"unknown rule{_close_match(rule_id, declared)}; `lazaretto rules` lists them",
+            )
+        if found.fixed is not None:
+            fail(
+                where,
+                f"this rule's action is always {found.fixed.value!r}; [rules] cannot change it",
+            )
+        actions[rule_id] = _action(action, where)
+    return actions
+
+
+def _close_match(rule_id: str, declared: Iterable[str]) -> str:
+    close = difflib.get_close_matches(rule_id, list(declared), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def severities(value: Any, source: ConfigSource) -> dict[Severity, Action]:

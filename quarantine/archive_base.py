@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from quarantine import rule_catalog
 from quarantine.evidence import Finding, Severity
 from quarantine.filenames import WHEEL_SUFFIX, sdist_compression
 
@@ -190,41 +191,71 @@ class _Sink:
 
 
 # Rules raised by the readers. Bombs and structural problems are CRITICAL: the bytes cannot
-# be trusted to be what an installer would unpack.
-BOMB = "archive-bomb-ratio"
-TOO_MANY = "archive-too-many-entries"
-TOO_LARGE = "archive-too-large"
-MALFORMED = "archive-malformed"
-UNSAFE_PATH = "archive-unsafe-path"
-LINK = "archive-link"
-LINK_INSIDE = "archive-link-inside"  # a link to another member of the same tree: reported
-SPECIAL = "archive-special-member"
-NESTED = "archive-nested"
-DUPLICATE = "zip-duplicate-entry"
-FRAMING = "zip-framing"
-METHOD = "zip-compression-method"
-ENCRYPTED = "zip-encrypted"
-POLYGLOT = "archive-polyglot"
-UNSUPPORTED = "archive-unsupported"
+# be trusted to be what an installer would unpack. Past a size or count limit, the file
+# could not be inspected, which is not evidence of malice (large CUDA wheels have members
+# over 512 MiB): a person decides (HIGH).
+_C = "content"
+BOMB = rule_catalog.rule(
+    "archive-bomb-ratio",
+    Severity.CRITICAL,
+    _C,
+    "a member that decompresses far beyond its compressed size",
+)
+TOO_MANY = rule_catalog.rule(
+    "archive-too-many-entries", Severity.HIGH, _C, "more archive entries than the inspection limit"
+)
+TOO_LARGE = rule_catalog.rule(
+    "archive-too-large", Severity.HIGH, _C, "more uncompressed bytes than the inspection limit"
+)
+MALFORMED = rule_catalog.rule(
+    "archive-malformed", Severity.CRITICAL, _C, "an archive that does not parse as zip or tar"
+)
+UNSAFE_PATH = rule_catalog.rule(
+    "archive-unsafe-path",
+    Severity.CRITICAL,
+    _C,
+    "a member path that escapes the target directory (absolute, .., drive)",
+)
+LINK = rule_catalog.rule(
+    "archive-link", Severity.CRITICAL, _C, "a symlink or hard link leaving the archive's tree"
+)
+LINK_INSIDE = rule_catalog.rule(
+    "archive-link-inside", Severity.INFO, _C, "a link to another member of the same tree"
+)
+SPECIAL = rule_catalog.rule(
+    "archive-special-member", Severity.CRITICAL, _C, "a device, fifo or sparse member"
+)
+NESTED = rule_catalog.rule(
+    "archive-nested", Severity.INFO, _C, "an archive inside the archive (not inspected)"
+)
+DUPLICATE = rule_catalog.rule(
+    "zip-duplicate-entry",
+    Severity.CRITICAL,
+    _C,
+    "two zip entries with one name: installers may disagree which is used",
+)
+FRAMING = rule_catalog.rule(
+    "zip-framing", Severity.CRITICAL, _C, "overlapping entries, or data before or after the zip"
+)
+METHOD = rule_catalog.rule(
+    "zip-compression-method",
+    Severity.CRITICAL,
+    _C,
+    "a zip compression method other than STORED and DEFLATE",
+)
+ENCRYPTED = rule_catalog.rule("zip-encrypted", Severity.CRITICAL, _C, "an encrypted zip entry")
+POLYGLOT = rule_catalog.rule(
+    "archive-polyglot", Severity.CRITICAL, _C, "bytes that are also another archive format"
+)
+UNSUPPORTED = rule_catalog.rule(
+    "archive-unsupported", Severity.HIGH, _C, "an archive format the inspector cannot read"
+)
 
-# Past a size or count limit, the file could not be inspected, which is not evidence of
-# malice (large CUDA wheels have members over 512 MiB): a person decides (HIGH).
+_READER_RULES: tuple[str, ...] = (BOMB, TOO_MANY, TOO_LARGE, MALFORMED, UNSAFE_PATH, LINK)
+_READER_RULES += (LINK_INSIDE, SPECIAL, NESTED, DUPLICATE, FRAMING, METHOD, ENCRYPTED)
+_READER_RULES += (POLYGLOT, UNSUPPORTED)
 RULE_SEVERITY: dict[str, Severity] = {
-    BOMB: Severity.CRITICAL,
-    TOO_MANY: Severity.HIGH,
-    TOO_LARGE: Severity.HIGH,
-    MALFORMED: Severity.CRITICAL,
-    UNSAFE_PATH: Severity.CRITICAL,
-    LINK: Severity.CRITICAL,
-    LINK_INSIDE: Severity.INFO,
-    SPECIAL: Severity.CRITICAL,
-    NESTED: Severity.INFO,
-    DUPLICATE: Severity.CRITICAL,
-    FRAMING: Severity.CRITICAL,
-    METHOD: Severity.CRITICAL,
-    ENCRYPTED: Severity.CRITICAL,
-    POLYGLOT: Severity.CRITICAL,
-    UNSUPPORTED: Severity.HIGH,
+    id: rule_catalog.declared(id).severity for id in _READER_RULES
 }
 
 

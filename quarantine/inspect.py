@@ -42,14 +42,27 @@ from quarantine.evidence import (
 )
 from quarantine.member_cache import MemberCache
 from quarantine.release_diff import ArchiveSummary, SummaryBuilder, compare
+from quarantine.rule_catalog import rule
 
 log = logging.getLogger(__name__)
 
 CHECK = "content"
 MAX_KEPT_FINDINGS = 50
-TEXT_NOT_SCANNED = "text-not-scanned"
-PTH_NOT_SCANNED = "pth-not-scanned"
-INSPECTION_ERROR = "inspection-error"
+TEXT_NOT_SCANNED = rule(
+    "text-not-scanned", Severity.LOW, CHECK, "a source file over the scan size limit, not scanned"
+)
+PTH_NOT_SCANNED = rule(
+    "pth-not-scanned",
+    Severity.HIGH,
+    CHECK,
+    "a .pth file too large to read: it may run code at interpreter start",
+)
+INSPECTION_ERROR = rule(
+    "inspection-error",
+    Severity.HIGH,
+    CHECK,
+    "the archive could not be inspected (a limit or a failure): a person decides",
+)
 _CLEAN_CHARS = 1000  # a safety net: the rules already bound what they quote
 
 

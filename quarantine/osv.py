@@ -45,9 +45,16 @@ from packaging.version import InvalidVersion, Version
 from quarantine.clock import parse_timestamp
 from quarantine.errors import QuarantineError
 from quarantine.evidence import Action, Evidence, Finding, Severity, action_for, strongest
+from quarantine.rule_catalog import rule
 
 CHECK = "feeds"
-RULE = "malware-advisory"
+RULE = rule(
+    "malware-advisory",
+    Severity.CRITICAL,
+    CHECK,
+    "an OSV malware record names this release (always blocks)",
+    fixed=Action.BLOCK,
+)
 ECOSYSTEM = "PyPI"
 
 MiB = 1024 * 1024

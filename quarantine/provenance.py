@@ -62,6 +62,7 @@ from quarantine.evidence import (
     strongest,
 )
 from quarantine.policy import PublisherPin
+from quarantine.rule_catalog import rule
 
 __all__ = [
     "KNOWN_PREDICATES",
@@ -104,6 +105,43 @@ PROVENANCE_ERRORS: Final = (
     sigstore.errors.Error,
     json.JSONDecodeError,
     ValueError,
+)
+
+PROVENANCE_INVALID = rule(
+    "provenance-invalid",
+    Severity.HIGH,
+    "provenance",
+    "published provenance that does not verify for this file",
+)
+PROVENANCE_MISSING_PINNED = rule(
+    "provenance-missing-pinned",
+    Severity.HIGH,
+    "publisher",
+    "no verified provenance, but the project's publisher is pinned in the configuration",
+)
+PROVENANCE_DROPPED = rule(
+    "provenance-dropped",
+    Severity.HIGH,
+    "publisher",
+    "no verified provenance, but an earlier release was built by a verified publisher",
+)
+PROVENANCE_REQUIRED = rule(
+    "provenance-required",
+    Severity.HIGH,
+    "publisher",
+    "no verified provenance for a project that must carry it (require_provenance)",
+)
+FIRST_PUBLISHER = rule(
+    "first-publisher",
+    Severity.INFO,
+    "publisher",
+    "the project's first release with provenance: its publisher is trusted on first use",
+)
+PUBLISHER_CHANGED = rule(
+    "publisher-changed",
+    Severity.HIGH,
+    "publisher",
+    "built by another publisher than the pinned one or the earlier releases'",
 )
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -562,7 +600,7 @@ def provenance_evidence(
         reason, error = "provenance was fetched but not verified", None
     else:
         reason, error = result.reason, result.error
-    finding = Finding("provenance-invalid", Severity.HIGH, reason)
+    finding = Finding(PROVENANCE_INVALID, Severity.HIGH, reason)
     details: dict[str, Any] = {
         "error": error,
         "reason": reason,
@@ -585,6 +623,7 @@ def continuity_evidence(
     pinned: PublisherIdentity | None,
     require_provenance: bool,
     *,
+    standing: Sequence[tuple[str, PublisherIdentity | None]] = (),
     severity_actions: Mapping[Severity, Action] = DEFAULT_SEVERITY_ACTIONS,
     rule_actions: Mapping[str, Action] | None = None,
 ) -> Evidence:
@@ -592,19 +631,18 @@ def continuity_evidence(
 
     ``current`` is the file's *verified* identity (None when it has no provenance or its
     provenance did not verify; ``has_provenance`` tells the two apart). ``history`` holds
-    (version, verified identity or None) of the project's earlier releases, oldest first, as
-    judged from the upstream history. ``pinned`` comes from config and overrides history.
+    (version, verified identity or None) of the project's earlier promoted releases, oldest
+    first, as judged from the upstream history; ``standing`` the same for its earlier
+    releases in any state but rejected or blocked (held ones too: on first sight of a
+    project nothing is promoted yet). ``pinned`` comes from config and overrides both.
     The expected identity never comes from the provenance being checked.
     """
     findings: list[Finding] = []
-    expected: PublisherIdentity | None
-    expected_from: str | None
-    if pinned is not None:
-        expected, expected_from = pinned, "pin"
-    else:
-        expected, expected_from = None, None
-        for version, identity in reversed(history):
-            if identity is not None:
+    expectations = _expectations(history, standing, pinned)
+    expected, expected_from = expectations[0] if expectations else (None, None)
+    if current is not None:
+        for identity, version in expectations:
+            if not identity.same_publisher(current):
                 expected, expected_from = identity, version
                 break
     source = "the pinned publisher" if pinned is not None else f"release {expected_from}"
@@ -614,7 +652,7 @@ def continuity_evidence(
         if pinned is not None:
             findings.append(
                 Finding(
-                    "provenance-missing-pinned",
+                    PROVENANCE_MISSING_PINNED,
                     Severity.HIGH,
                     f"{missing}, but the publisher is pinned to {pinned.describe()}",
                 )
@@ -622,7 +660,7 @@ def continuity_evidence(
         elif expected is not None:
             findings.append(
                 Finding(
-                    "provenance-dropped",
+                    PROVENANCE_DROPPED,
                     Severity.HIGH,
                     f"{missing}, but {source} was built by {expected.describe()}",
                 )
@@ -630,7 +668,7 @@ def continuity_evidence(
         if require_provenance:
             findings.append(
                 Finding(
-                    "provenance-required",
+                    PROVENANCE_REQUIRED,
                     Severity.HIGH,
                     f"{missing}; this project must carry verified provenance",
                 )
@@ -638,7 +676,7 @@ def continuity_evidence(
     elif expected is None:
         findings.append(
             Finding(
-                "first-publisher",
+                FIRST_PUBLISHER,
                 Severity.INFO,
                 f"first release with provenance: built by {current.describe()} "
                 "(trusted on first use)",
@@ -647,7 +685,7 @@ def continuity_evidence(
     elif not expected.same_publisher(current):
         findings.append(
             Finding(
-                "publisher-changed",
+                PUBLISHER_CHANGED,
                 Severity.HIGH,
                 f"built by {current.describe()}, but {source} was built by {expected.describe()}",
             )
@@ -666,3 +704,26 @@ def continuity_evidence(
         "expected_from": expected_from,
     }
     return _evidence("publisher", summary, findings, details, severity_actions, rule_actions)
+
+
+def _expectations(
+    history: Sequence[tuple[str, PublisherIdentity | None]],
+    standing: Sequence[tuple[str, PublisherIdentity | None]],
+    pinned: PublisherIdentity | None,
+) -> list[tuple[PublisherIdentity, str]]:
+    """Whom a file must be built by, with where each comes from ("pin" or a version).
+
+    Unpinned: the newest verified publisher of the standing releases and that of the
+    promoted ones, both when they differ. A file must match every one, so counting held
+    releases can only add findings: a held release by a new publisher can neither vouch
+    for its successor nor hide the publisher the promoted releases were built by.
+    """
+    if pinned is not None:
+        return [(pinned, "pin")]
+    found: list[tuple[PublisherIdentity, str]] = []
+    for releases in (standing, history):
+        verified = [(identity, version) for version, identity in releases if identity is not None]
+        newest = verified[-1] if verified else None
+        if newest is not None and not any(newest[0].same_publisher(i) for i, _ in found):
+            found.append(newest)
+    return found

@@ -28,17 +28,59 @@ from packaging.utils import canonicalize_name
 from quarantine.archive import ArchiveKind, Member, MemberKind, MiB, printable
 from quarantine.content_rules import PthFile
 from quarantine.evidence import Finding, Severity
+from quarantine.rule_catalog import rule
 
-PTH_NEW = "pth-executable-new"
-PTH_UNCHANGED = "pth-executable-unchanged"
-PTH_PLAIN_NEW = "pth-new"
-ENTRY_POINT_NEW = "entry-point-new"
-ENTRY_POINT_CHANGED = "entry-point-changed"
-DEPENDENCY_NEW = "dependency-new"
-SIZE_JUMP = "size-jump"
-BINARY_NEW = "binary-new"
-TOP_LEVEL_NEW = "top-level-new"
-METADATA_UNREADABLE = "metadata-unreadable"
+PTH_NEW = rule(
+    "pth-executable-new",
+    Severity.HIGH,
+    "content",
+    ".pth file with import lines (run at interpreter start), new or changed since the last release",
+)
+PTH_UNCHANGED = rule(
+    "pth-executable-unchanged",
+    Severity.INFO,
+    "content",
+    ".pth file with import lines, unchanged since the previous release",
+)
+PTH_PLAIN_NEW = rule(
+    "pth-new",
+    Severity.LOW,
+    "content",
+    ".pth file without import lines, new since the previous release",
+)
+ENTRY_POINT_NEW = rule(
+    "entry-point-new", Severity.LOW, "content", "entry points new since the previous release"
+)
+ENTRY_POINT_CHANGED = rule(
+    "entry-point-changed",
+    Severity.LOW,
+    "content",
+    "entry points that point elsewhere than in the previous release",
+)
+DEPENDENCY_NEW = rule(
+    "dependency-new", Severity.LOW, "content", "dependencies new since the previous release"
+)
+SIZE_JUMP = rule(
+    "size-jump", Severity.LOW, "content", "uncompressed size far larger than the previous release's"
+)
+BINARY_NEW = rule(
+    "binary-new",
+    Severity.MEDIUM,
+    "content",
+    "binaries (.so/.pyd/.dll/.dylib) where the previous release had none",
+)
+TOP_LEVEL_NEW = rule(
+    "top-level-new",
+    Severity.LOW,
+    "content",
+    "top-level names in a wheel new since the previous release",
+)
+METADATA_UNREADABLE = rule(
+    "metadata-unreadable",
+    Severity.INFO,
+    "content",
+    "core metadata or entry points that could not be read",
+)
 
 SIZE_JUMP_FACTOR = 3
 SIZE_JUMP_BYTES = 1 * MiB

@@ -8,8 +8,14 @@ from dataclasses import dataclass, field
 
 from quarantine.archive import MemberKind
 from quarantine.evidence import Finding, Severity
+from quarantine.rule_catalog import rule
 
-SDIST_LAYOUT = "sdist-layout"
+SDIST_LAYOUT = rule(
+    "sdist-layout",
+    Severity.MEDIUM,
+    "content",
+    "an sdist that is not one top directory holding PKG-INFO",
+)
 
 
 def _parts(name: str) -> list[str]:

@@ -14,11 +14,27 @@ import warnings
 
 from quarantine.archive import MiB, printable
 from quarantine.evidence import Finding, Severity
+from quarantine.rule_catalog import rule
 from quarantine.rules_python_scan import _Scan
 
-EXEC_SUSPECT = "exec-encoded-suspect"  # the same pattern seen in a file we could not parse
-UNPARSEABLE = "python-unparseable"
-NOT_PARSED = "python-not-parsed"
+EXEC_SUSPECT = rule(
+    "exec-encoded-suspect",
+    Severity.HIGH,
+    "content",
+    "exec of decoded data, seen by the pattern scan in a source that could not be parsed",
+)  # the same pattern seen in a file we could not parse
+UNPARSEABLE = rule(
+    "python-unparseable",
+    Severity.INFO,
+    "content",
+    "a Python source that does not parse: pattern scan only",
+)
+NOT_PARSED = rule(
+    "python-not-parsed",
+    Severity.INFO,
+    "content",
+    "a Python source too large to parse: pattern scan only",
+)
 
 _PARSE_NAME = "<lazaretto-inspected>"  # the filename ast.parse sees, for the warning filter
 # Syntax warnings (invalid escapes and the like) about inspected files are nobody's business.

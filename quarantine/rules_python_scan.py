@@ -14,13 +14,31 @@ from collections import Counter
 
 from quarantine.archive import printable
 from quarantine.evidence import Finding, Severity
+from quarantine.rule_catalog import rule
 from quarantine.rules_python_walk import LONG_LITERAL, _const_str, _Walk
 
-EXEC_ENCODED = "exec-encoded-payload"
-DYNAMIC_EXEC = "dynamic-exec"
-ENCODED_LITERAL = "encoded-literal"
-SETUP_NETWORK = "setup-network"
-SETUP_SUBPROCESS = "setup-subprocess"
+EXEC_ENCODED = rule(
+    "exec-encoded-payload",
+    Severity.CRITICAL,
+    "content",
+    "exec/eval/compile of decoded data (base64, zlib, marshal...): a hidden payload",
+)
+DYNAMIC_EXEC = rule("dynamic-exec", Severity.LOW, "content", "exec/eval of other dynamic input")
+ENCODED_LITERAL = rule(
+    "encoded-literal", Severity.INFO, "content", "long base64-looking string literals"
+)
+SETUP_NETWORK = rule(
+    "setup-network",
+    Severity.HIGH,
+    "content",
+    "setup.py reaches the network when it runs (LOW: only inside a command class)",
+)
+SETUP_SUBPROCESS = rule(
+    "setup-subprocess",
+    Severity.HIGH,
+    "content",
+    "setup.py starts a process when it runs (LOW: only inside a command class)",
+)
 
 _DYNAMIC_CALLS = frozenset({"exec", "eval"})
 _CODE_OBJECT_CALLS = frozenset({"types.FunctionType", "types.CodeType"})

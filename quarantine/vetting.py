@@ -1,16 +1,19 @@
 """The vetting worker: runs every check on a held file and keeps the evidence with it.
 
 Checks: PEP 740 provenance (offline, pinned trust root), publisher continuity against
-the project's earlier promoted releases (so a freshly started mirror judges from the
-upstream history too), content inspection compared with the previous release, and
-malware feeds (applied at decision time, see ``quarantine.feeds``). Inspection runs in
-worker processes (``quarantine.inspect_pool``) when the server gives the vetter a pool,
-and other CPU-bound work in threads, so serving never waits on it.
+the project's earlier releases (the promoted ones, and those in any state but rejected or
+blocked, their provenance verified here on demand: a freshly started mirror judges from
+the upstream history too, whichever file it vets first), content inspection compared
+with the previous promoted release, and malware feeds (applied at decision time, see
+``quarantine.feeds``). Inspection runs in worker processes (``quarantine.inspect_pool``)
+when the server gives the vetter a pool, and other CPU-bound work in threads, so serving
+never waits on it.
 """
 
 import asyncio
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,13 +87,14 @@ class Vetter:
         # In a thread: a big project's first read (10,000 records and their versions) takes
         # a quarter of a second, which the event loop serving pages must not wait for.
         earlier = await asyncio.to_thread(self._releases.earlier, record, HISTORY_RELEASES)
-        history = await self._history(record.project, earlier)
+        known: dict[tuple[str, ...], PublisherIdentity | None] = {}  # each release looked up once
         publisher = continuity_evidence(
             identity,
             record.provenance_url is not None,
-            history,
+            await self._history(record.project, earlier.recent, known),
             self._pinned(record.project),
             self._policies.current().requires_provenance(record.project),
+            standing=await self._history(record.project, earlier.standing, known),
             **self._mappings(),
         )
         content = await self._inspect(record, await self._previous_summary(record, earlier))
@@ -123,12 +127,17 @@ class Vetter:
 
     # -- the project's history -------------------------------------------------------------
     async def _history(
-        self, project: NormalizedName, earlier: Earlier
+        self,
+        project: NormalizedName,
+        releases: Sequence[EarlierRelease],
+        known: dict[tuple[str, ...], PublisherIdentity | None],
     ) -> list[tuple[str, PublisherIdentity | None]]:
+        """(version, verified publisher or None) of each release, oldest first."""
         history = []
-        for release in earlier.recent:
-            identity = await self._release_identity(project, release)
-            history.append((str(release.version), identity))
+        for release in releases:
+            if release.attested not in known:  # the same files in both views: one look
+                known[release.attested] = await self._release_identity(project, release)
+            history.append((str(release.version), known[release.attested]))
         return history
 
     async def _release_identity(
@@ -141,6 +150,8 @@ class Vetter:
         for item in known:
             if item.check == "provenance" and "identity" in item.details:
                 return PublisherIdentity.from_json(item.details["identity"])
+        # Not verified yet (a held file of a project seen for the first time, or an
+        # established one): verified now, and kept with the file for the next look.
         try:
             verified = await self._verify(sample, None)
         except (FetchFailed, IntegrityFailure) as error:

@@ -6,6 +6,7 @@ the inspector are real; the bytes come from a folder (``support.local_source``).
 
 import asyncio
 import hashlib
+from collections.abc import Collection
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +15,7 @@ from packaging.utils import NormalizedName
 from packaging.version import Version
 
 from quarantine.filenames import version_or_none
-from quarantine.history import TRUSTED, ReleaseHistory
+from quarantine.history import NOT_STANDING, TRUSTED, ReleaseHistory
 from quarantine.ledger_sqlite import SqliteLedger
 from quarantine.live_policy import FixedPolicy
 from quarantine.models import FileRecord, FileState, ProjectStatus, Snapshot, UpstreamFile
@@ -97,22 +98,66 @@ def test_vetting_the_files_of_a_project_reads_its_history_once(tmp_path: Path) -
     assert ledger.rows_read <= 50 + 30  # the project once, then only rows that changed
 
 
-def _naive_earlier(ledger: SqliteLedger, record: FileRecord) -> list[tuple[Version, list[str]]]:
+def _naive_earlier(
+    ledger: SqliteLedger, record: FileRecord, states: Collection[FileState] = TRUSTED
+) -> list[tuple[Version, list[str]]]:
     """What vetting judged against before the history was kept: the whole project, read."""
     mine = version_or_none(record.version)
     assert mine is not None
     releases: dict[Version, list[str]] = {}
     for other in ledger.files(record.project):
         version = version_or_none(other.version)
-        if version is None or version >= mine or other.state not in TRUSTED:
+        if version is None or version >= mine or other.state not in states:
             continue
         releases.setdefault(version, []).append(other.filename)
     return sorted(releases.items())
 
 
-def _kept(history: ReleaseHistory, record: FileRecord) -> list[tuple[Version, list[str]]]:
+def _kept(
+    history: ReleaseHistory, record: FileRecord, standing: bool = False
+) -> list[tuple[Version, list[str]]]:
     earlier = history.earlier(record, recent=1_000)
-    return [(release.version, list(release.filenames)) for release in earlier.recent]
+    releases = earlier.standing if standing else earlier.recent
+    return [(release.version, list(release.filenames)) for release in releases]
+
+
+STANDING = set(FileState) - set(NOT_STANDING)
+
+
+def test_the_standing_history_is_every_state_but_rejected_and_blocked(tmp_path: Path) -> None:
+    ledger = CountingLedger(tmp_path / "ledger.sqlite3")
+    source = LocalSource(tmp_path / "files")
+    held = _fill(ledger, source, old=6, new=8)
+    for record in ledger.files(BIG):  # 1.5 still held, as on first sight of a project
+        if record.version == "1.5":
+            ledger.transition(record, FileState.HELD, "test", ACTOR, NOW)
+    history, judged = ReleaseHistory(ledger), held[0]
+    older = sorted(
+        (r for r in ledger.files(BIG) if r.version != "9.0"), key=lambda r: Version(r.version)
+    )
+    steps = [
+        (older[-2], FileState.REVIEW),
+        (older[-2], FileState.BLOCKED),  # leaves
+        (older[1], FileState.REJECTED),  # leaves
+        (older[3], FileState.WITHDRAWN),  # stays: it was served once, by its publisher
+        (held[2], FileState.REVIEW),  # 9.0 is not earlier than 9.0: never in its history
+    ]
+    whole_reads = ledger.files_calls
+    assert _kept(history, judged, standing=True) == _naive_earlier(ledger, judged, STANDING)
+    assert [version for version, _ in _kept(history, judged)] == [
+        Version(f"1.{minor}") for minor in range(5)
+    ]
+    assert Version("1.5") in [version for version, _ in _kept(history, judged, standing=True)]
+    for before, state in steps:
+        current = ledger.file(BIG, before.filename)
+        assert current is not None
+        ledger.transition(current, state, "test", ACTOR, NOW)
+        assert _kept(history, judged, standing=True) == _naive_earlier(ledger, judged, STANDING)
+        assert _kept(history, judged) == _naive_earlier(ledger, judged)
+    standing = [version for version, _ in _kept(history, judged, standing=True)]
+    assert standing == [Version(v) for v in ("1.0", "1.2", "1.3", "1.5")]
+    naive_reads = 1 + 2 * len(steps)
+    assert ledger.files_calls - whole_reads - naive_reads == 1  # the history read it once
 
 
 def test_the_kept_history_is_the_ledger_s_after_promotions_and_withdrawals(

@@ -670,6 +670,36 @@ def test_continuity_first_attested_release_is_reported() -> None:
         json.dumps(evidence.details)
 
 
+def test_continuity_on_first_sight_expects_the_publisher_of_a_release_still_held() -> None:
+    """Nothing promoted yet: 4.0.0 (attested, held) sets the expectation for 4.0.1."""
+    standing: list[tuple[str, PublisherIdentity | None]] = [("4.0.0", TOB)]
+    evidence = continuity_evidence(None, False, [], None, False, standing=standing)
+    assert evidence.action is Action.REVIEW
+    assert [item.rule for item in evidence.findings] == ["provenance-dropped"]
+    assert evidence.summary == f"no provenance, but release 4.0.0 was built by {TOB.describe()}"
+    assert evidence.details["expected_from"] == "4.0.0"
+    same = continuity_evidence(TOB, True, [], None, False, standing=standing)
+    assert same.action is Action.PASS and same.findings == ()
+    # a later unattested release held too does not reset the expectation
+    standing.append(("4.0.1", None))
+    assert continuity_evidence(None, False, [], None, False, standing=standing).findings
+
+
+def test_continuity_a_held_release_by_another_publisher_vouches_for_nobody() -> None:
+    """Promoted releases by TOB, a held one by another publisher: a file must match both,
+    so counting held releases only ever adds findings."""
+    history = [("0.0.19", TOB)]
+    standing = [("0.0.19", TOB), ("0.0.20", OTHER_REPO)]
+    for current, mismatched in ((OTHER_REPO, "0.0.19"), (TOB, "0.0.20")):
+        evidence = continuity_evidence(current, True, history, None, False, standing=standing)
+        assert [item.rule for item in evidence.findings] == ["publisher-changed"]
+        assert evidence.details["expected_from"] == mismatched
+    # the promoted releases' publisher stays expected when the standing ones have none
+    evidence = continuity_evidence(None, False, history, None, False, standing=[("0.0.20", None)])
+    assert [item.rule for item in evidence.findings] == ["provenance-dropped"]
+    assert "0.0.19" in evidence.summary
+
+
 # --- robustness: every field of a real provenance object, replaced by junk --------------------
 
 

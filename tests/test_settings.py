@@ -21,6 +21,7 @@ from mirror.errors import ConfigError
 from mirror.settings import DEFAULT_PORT, ENV_KEYS, Settings, load_settings
 from quarantine.duration import format_duration, parse_duration
 from quarantine.errors import InvalidDuration
+from quarantine.evidence import Action
 from quarantine.policy import Exemption, Policy
 
 
@@ -394,6 +395,50 @@ def test_projects_must_be_tables(tmp_path: Path) -> None:
     assert "projects" in message
     message = config_error(config(tmp_path, '[projects]\nslow = "14d"\n'))
     assert "projects.slow" in message and "line 2" in message
+
+
+def test_rule_overrides_name_declared_rules(tmp_path: Path) -> None:
+    path = config(
+        tmp_path,
+        """
+        [rules]
+        pth-executable-new = "block"
+        setup-subprocess = "report"
+        dependency-new = "review"
+        """,
+    )
+    assert load(path).policy.rule_actions == {
+        "pth-executable-new": Action.BLOCK,
+        "setup-subprocess": Action.REPORT,
+        "dependency-new": Action.REVIEW,
+    }
+
+
+def test_an_unknown_rule_names_file_line_and_key_and_a_close_match(tmp_path: Path) -> None:
+    path = config(
+        tmp_path, '# overrides\n[rules]\npth-new = "report"\npth-executable-nwe = "block"\n'
+    )
+    message = config_error(path)
+    assert message.startswith(f"{path}, line 4: rules.pth-executable-nwe: unknown rule"), message
+    assert "did you mean 'pth-executable-new'?" in message
+    assert "lazaretto rules" in message
+    message = config_error(config(tmp_path, '[rules]\nsomething-else-entirely = "review"\n'))
+    assert "unknown rule;" in message and "did you mean" not in message
+
+
+@pytest.mark.parametrize("action", ["pass", "ignore", "REVIEW", 1])
+def test_a_rule_action_is_report_review_or_block(tmp_path: Path, action: object) -> None:
+    value = f'"{action}"' if isinstance(action, str) else str(action)
+    path = config(tmp_path, f"[rules]\nsize-jump = {value}\n")
+    message = config_error(path)
+    assert message.startswith(f"{path}, line 2: rules.size-jump: expected one of report, review"), (
+        message
+    )
+
+
+def test_a_rule_with_a_fixed_action_cannot_be_overridden(tmp_path: Path) -> None:
+    message = config_error(config(tmp_path, '[rules]\nmalware-advisory = "report"\n'))
+    assert "line 2: rules.malware-advisory: this rule's action is always 'block'" in message
 
 
 def test_invalid_toml_names_the_file(tmp_path: Path) -> None:

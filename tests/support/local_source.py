@@ -17,16 +17,19 @@ class LocalSource:
         self.folder = folder
         self.folder.mkdir(parents=True, exist_ok=True)
         self.copies: list[str] = []  # filenames handed out, in order
+        self.provenances: dict[str, bytes] = {}  # filename: PEP 740 provenance object
 
-    def add(self, filename: str, data: bytes) -> None:
+    def add(self, filename: str, data: bytes, provenance: bytes | None = None) -> None:
         (self.folder / filename).write_bytes(data)
+        if provenance is not None:
+            self.provenances[filename] = provenance
 
     async def fetch(self, record: FileRecord) -> FileRecord:
         await self.local_copy(record)
         return record
 
     async def provenance(self, record: FileRecord) -> bytes | None:
-        return None
+        return self.provenances.get(record.filename)
 
     async def local_copy(self, record: FileRecord) -> Path:
         path = self.folder / record.filename
