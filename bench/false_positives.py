@@ -1,17 +1,25 @@
 """False-positive check: vet the current wheels and sdists of popular real projects.
 
-Run on demand (it downloads ~300 MB from the public index; never part of the test
-suite):  .venv/bin/python bench/false_positives.py [--cache DIR] [--projects FILE]
-                                                   [--inspector pool|threads]
+Run on demand (it downloads from the public index; never part of the test suite):
 
-For each project it downloads the newest release's wheel (for this interpreter) and its
-sdist, plus the previous release's, and runs the content inspection exactly as the
-vetting worker does (the current file compared with the previous release), several files
-at once: in the mirror's worker processes (default) or in threads of this process, as
-the mirror did before issue 14 (CPython gh-106905 shows there as `inspection-error`). Provenance
-is not fetched here (the index reachable from these machines serves no attestations).
-It prints every file that would be held for review or blocked, with the rules that
-fired, and the false-positive rate.
+    .venv/bin/python bench/top_releases.py        # once: ~1.5 GB into ~/.cache/lazaretto-bench
+    .venv/bin/python bench/false_positives.py --top200 --save
+    .venv/bin/python bench/false_positives.py [--cache DIR] [--projects FILE]   # the small corpus
+
+``--top200``: the current and previous release of the 200 most-downloaded projects, files
+chosen and cached by bench/top_releases.py (bench/false_positives_top200_versions.tsv names
+them). Otherwise: the newest release's wheel (for this interpreter) and sdist, plus the
+previous release's, of bench/false_positives_projects.txt, downloaded to /tmp/lazaretto-fp.
+
+Each current file is inspected exactly as the vetting worker does (compared with the
+summary of the previous release's file of the same kind), several files at once: in the
+mirror's worker processes (default) or in threads of this process, as the mirror did
+before issue 14 (CPython gh-106905 shows there as `inspection-error`). Findings map to
+actions as the default policy maps them. Provenance is not fetched here. It prints the
+share of current releases held for review or blocked, each held file with the findings
+that hold it, and every rule's firings by severity; ``--save`` also writes that to
+bench/results/<date>-false-positives[-top200]-<commit>.md. Only public entry points are
+used (InspectionPool, Inspection.evidence, Policy), so it runs unchanged on later rules.
 """
 
 import argparse
@@ -19,23 +27,28 @@ import asyncio
 import hashlib
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from collections import Counter, defaultdict
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from packaging.tags import sys_tags
 from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
+from top_releases import CURRENT, DEFAULT_CACHE, PREVIOUS, is_cached, read_names, read_versions
 
 from mirror.default_index import pip_index_url
 from quarantine.archive import Limits
-from quarantine.evidence import Action
+from quarantine.evidence import Action, Finding, Severity, action_for
 from quarantine.inspect import INSPECTION_ERROR, Inspection
 from quarantine.inspect_pool import InspectionPool, Inspector, InThreadInspector
+from quarantine.policy import Policy
 
 # A copy of the shared harness's projects.txt (its path is not the same from every worktree).
 PROJECT_LIST = Path(__file__).resolve().parent / "false_positives_projects.txt"
@@ -126,6 +139,17 @@ class Pair:
     current: Path
     previous: Path | None
 
+    @property
+    def project(self) -> str:
+        name = self.current.name
+        if name.endswith(".whl"):
+            return str(parse_wheel_filename(name)[0])
+        return str(parse_sdist_filename(name)[0])
+
+    @property
+    def version(self) -> str:
+        return _version_of(self.current)
+
 
 def _pairs(index: str, names: list[str], cache: Path) -> list[Pair]:
     """For each project: its newest release's wheel and sdist, each with the previous one."""
@@ -149,6 +173,31 @@ def _pairs(index: str, names: list[str], cache: Path) -> list[Pair]:
             if now:
                 pairs.append(Pair(now[0], before[0] if before else None))
     return pairs
+
+
+def _top200_pairs(cache: Path) -> tuple[list[Pair], list[str]]:
+    """The current wheel and sdist of each top-200 project, each with its previous release's
+    file of the same kind; and a line for each file or project left out."""
+    chosen = read_versions()
+    by_key = {(item.project, item.role, item.kind): item for item in chosen}
+    listed = {str(canonicalize_name(name)) for name in read_names()}
+    left_out = [
+        f"{name}: fewer than two final releases"
+        for name in sorted(listed - {item.project for item in chosen})
+    ]
+    pairs = []
+    for item in chosen:
+        if item.role != CURRENT:
+            continue
+        if item.skipped:
+            left_out.append(f"{item.filename}: {item.skipped}")
+            continue
+        if not is_cached(item, cache):
+            raise SystemExit(f"{item.filename} is not in {cache}: run bench/top_releases.py first")
+        before = by_key.get((item.project, PREVIOUS, item.kind))
+        usable = before is not None and not before.skipped and is_cached(before, cache)
+        pairs.append(Pair(item.path(cache), before.path(cache) if before and usable else None))
+    return pairs, left_out
 
 
 def _inspector(how: str, workers: int) -> Inspector:
@@ -175,9 +224,154 @@ async def _inspect_all(
     return await asyncio.gather(*(one(pair) for pair in pairs))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "lazaretto-fp")
+@dataclass(frozen=True)
+class Verdict:
+    pair: Pair
+    action: Action
+    findings: tuple[Finding, ...]
+
+    @property
+    def held(self) -> bool:
+        return self.action in (Action.REVIEW, Action.BLOCK)
+
+    @property
+    def release(self) -> str:
+        return f"{self.pair.project} {self.pair.version}"
+
+
+def _verdicts(inspected: list[tuple[Pair, Inspection]]) -> list[Verdict]:
+    """Each file's action under the default policy, as the vetting worker maps findings."""
+    policy = Policy()
+    return [
+        Verdict(pair, result.evidence(policy.severity_actions, policy.rule_actions).action,
+                result.findings)
+        for pair, result in inspected
+    ]  # fmt: skip
+
+
+def _holding(verdict: Verdict) -> list[str]:
+    """The findings that hold the file (those mapped to review or block), where they are."""
+    policy = Policy()
+    lines = []
+    for finding in verdict.findings:
+        if action_for(finding, policy.severity_actions, policy.rule_actions) in (
+            Action.REVIEW,
+            Action.BLOCK,
+        ):
+            where = f" `{finding.path}:{finding.line or ''}`" if finding.path else ""
+            lines.append(f"{finding.rule} ({finding.severity.value}){where}: {finding.message}")
+    return lines
+
+
+def _rule_counts(verdicts: list[Verdict]) -> list[str]:
+    """One table row per rule: its findings by severity and the files it fired on."""
+    by_severity: dict[str, Counter[str]] = defaultdict(Counter)
+    files: Counter[str] = Counter()
+    for verdict in verdicts:
+        for finding in verdict.findings:
+            by_severity[finding.rule][finding.severity.value] += 1
+        files.update({finding.rule for finding in verdict.findings})
+    order = [severity.value for severity in reversed(Severity)]
+    rows = sorted(by_severity, key=lambda rule: (-files[rule], rule))
+    return [
+        f"| {rule} | " + " | ".join(str(by_severity[rule][s] or "") for s in order)
+        + f" | {sum(by_severity[rule].values())} | {files[rule]} |"
+        for rule in rows
+    ]  # fmt: skip
+
+
+def _commit() -> str:
+    """The commit inspected, marked when the rules in the work tree differ from it."""
+    repo = Path(__file__).resolve().parents[1]
+    head = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+        capture_output=True, text=True, check=False,
+    ).stdout.strip()  # fmt: skip
+    changed = subprocess.run(
+        ["git", "-C", str(repo), "status", "--porcelain", "--", "quarantine"],
+        capture_output=True, text=True, check=False,
+    ).stdout.strip()  # fmt: skip
+    return (head or "unknown") + ("+changes" if changed else "")
+
+
+@dataclass(frozen=True)
+class Run:
+    title: str
+    corpus: str
+    inspection: str
+    seconds: float
+    left_out: list[str]
+    versions: list[str]
+
+
+def render(run: Run, verdicts: list[Verdict]) -> str:
+    releases = sorted({v.release for v in verdicts})
+    held_releases = sorted({v.release for v in verdicts if v.held})
+    held_files = [v for v in verdicts if v.held]
+    crashed = [v for v in verdicts if any(f.rule == INSPECTION_ERROR for f in v.findings)]
+    share = 100 * len(held_releases) / max(1, len(releases))
+    size = sum(v.pair.current.stat().st_size for v in verdicts)
+    out = [f"## {run.title}", "", run.corpus, "", run.inspection, ""]
+    out += [
+        "| current releases | held (review or block) | share held (goal < 1%) "
+        "| current files | files held | inspection-error |",
+        "|---|---|---|---|---|---|",
+        f"| {len(releases)} | {len(held_releases)} | {share:.2f}% | {len(verdicts)} "
+        f"| {len(held_files)} | {len(crashed)} |",
+        "",
+        f"Inspection of {len(verdicts)} current files ({size / 1e6:.0f} MB) and their previous "
+        f"releases' files: {run.seconds:.0f} s wall.",
+        "",
+        "### Held",
+        "",
+    ]
+    if not held_files:
+        out.append("None.")
+    for verdict in held_files:
+        out.append(f"- **{verdict.release}** `{verdict.pair.current.name}`: {verdict.action.value}")
+        out += [f"  - {line}" for line in _holding(verdict)[:8]]
+    out += ["", "### Firings per rule (current files, all severities)", ""]
+    order = [severity.value for severity in reversed(Severity)]
+    out += [
+        "| rule | " + " | ".join(order) + " | findings | files |",
+        "|---|" + "---|" * (len(order) + 2),
+        *_rule_counts(verdicts),
+        "",
+        "### Not inspected",
+        "",
+        *([f"- {line}" for line in run.left_out] or ["Nothing."]),
+    ]
+    if crashed:
+        out += ["", "### inspection-error (a crash or a limit, not the file)", ""]
+        out += [f"- `{v.pair.current.name}`: {_messages(v)}" for v in crashed]
+    if run.versions:
+        out += ["", "### Versions (current, previous)", "", ", ".join(run.versions)]
+    return "\n".join(out) + "\n"
+
+
+def _messages(verdict: Verdict) -> str:
+    return "; ".join(f.message for f in verdict.findings if f.rule == INSPECTION_ERROR)
+
+
+def _version_list(pairs: list[Pair]) -> list[str]:
+    seen: dict[str, str] = {}
+    for pair in pairs:
+        previous = _version_of(pair.previous) if pair.previous else "none"
+        seen.setdefault(pair.project, f"{pair.project} {pair.version} ({previous})")
+    return list(seen.values())
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--top200",
+        action="store_true",
+        help="the 200 most-downloaded projects, from the cache bench/top_releases.py fills",
+    )
+    parser.add_argument("--cache", type=Path, help="default: /tmp/lazaretto-fp, or for --top200 "
+                        f"{DEFAULT_CACHE}")  # fmt: skip
     parser.add_argument("--projects", type=Path, default=PROJECT_LIST)
     parser.add_argument("--limit", type=int, default=69)
     parser.add_argument(
@@ -188,13 +382,35 @@ def main() -> None:
     )
     parser.add_argument("--workers", type=int, default=0, help="pool processes; 0: one per core")
     parser.add_argument("--concurrency", type=int, default=4, help="files inspected at once")
-    args = parser.parse_args()
+    parser.add_argument("--save", action="store_true", help="also write it to bench/results/")
+    return parser
+
+
+def _corpus(args: argparse.Namespace) -> tuple[list[Pair], Run]:
+    if args.top200:
+        pairs, left_out = _top200_pairs(args.cache or DEFAULT_CACHE)
+        corpus = (
+            "The current and previous final release of the 200 most-downloaded projects "
+            "(bench/false_positives_top200.txt, names and source; the files, with their "
+            "sha256: bench/false_positives_top200_versions.tsv): each one's sdist and the "
+            "wheel a Linux x86_64 CPython 3.12 pip installs among those the default platform "
+            "filter keeps, each compared with the previous release's file of the same kind."
+        )
+        return pairs, Run("", corpus, "", 0.0, left_out, _version_list(pairs))
     names = [
         line.strip() for line in args.projects.read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ][: args.limit]  # fmt: skip
     index = pip_index_url()  # the index pip is set up for; no address written here
-    pairs = _pairs(index, names, args.cache)
+    pairs = _pairs(index, names, args.cache or Path(tempfile.gettempdir()) / "lazaretto-fp")
+    corpus = f"{len(names)} projects of {args.projects.name}: the newest release's wheel for "
+    corpus += "this interpreter and its sdist, each compared with the previous release's."
+    return pairs, Run("", corpus, "", 0.0, [], [])
+
+
+def main() -> None:
+    args = _parser().parse_args()
+    pairs, run = _corpus(args)
     inspector = _inspector(args.inspector, args.workers)
     started = time.perf_counter()
     try:
@@ -202,50 +418,26 @@ def main() -> None:
     finally:
         inspector.close()
     seconds = time.perf_counter() - started
-    results: list[dict[str, object]] = []
-    for pair, result in inspected:
-        evidence = result.evidence()
-        results.append(
-            {
-                "file": pair.current.name,
-                "size": pair.current.stat().st_size,
-                "action": evidence.action.value,
-                "rules": sorted({f"{f.rule}({f.severity.value})" for f in result.findings}),
-                "crashed": [f.message for f in result.findings if f.rule == INSPECTION_ERROR],
-                "held_by": [
-                    f"{f.rule} {f.path or ''}:{f.line or ''} {f.message}"
-                    for f in result.findings
-                    if evidence.action in (Action.REVIEW, Action.BLOCK)
-                    and f.severity.value in ("medium", "high", "critical")
-                ][:5],
-            }
-        )
-    held = [r for r in results if r["action"] in ("review", "block")]
-    crashed = [r for r in results if r["crashed"]]
-    print(f"\n## False-positive check: {len(results)} files of {len(names)} popular projects\n")
-    print(
-        f"python {sys.version.split()[0]} ({sys.executable}); inspection in "
-        + (f"{args.workers or os.cpu_count()} worker processes" if args.inspector == "pool"
-           else "threads")
-        + f", {args.concurrency} files at once\n"
+    commit, today = _commit(), datetime.now(UTC).strftime("%Y-%m-%d")
+    where = (
+        f"{args.workers or os.cpu_count()} worker processes" if args.inspector == "pool"
+        else "threads of one process"
     )  # fmt: skip
-    print("| file | verdict | rules that fired |")
-    print("|---|---|---|")
-    for row in results:
-        if row["action"] != "pass":
-            print(f"| {row['file']} | {row['action']} | {', '.join(row['rules'])} |")  # type: ignore[arg-type]
-    rate = 100 * len(held) / max(1, len(results))
-    total = sum(int(r["size"]) for r in results)  # type: ignore[call-overload]
-    print(f"\nheld for review or blocked: {len(held)} of {len(results)} files ({rate:.1f}%)")
-    for row in held:
-        print(f"- {row['file']}: {json.dumps(row['held_by'])}")
-    print(f"inspection-error (a crash or a limit, not the file): {len(crashed)} files")
-    for row in crashed:
-        print(f"- {row['file']}: {json.dumps(row['crashed'])}")
-    print(
-        f"inspection: {len(results)} files and their previous releases, {total / 1e6:.0f} MB "
-        f"(current files) in {seconds:.1f} s wall"
+    run = replace(
+        run,
+        title=f"False positives{' on the top 200' if args.top200 else ''}: lazaretto {commit}, "
+        f"{today}",
+        inspection=f"Python {sys.version.split()[0]}; inspected in {where}, "
+        f"{args.concurrency} files at once; actions from the default policy (no configuration).",
+        seconds=seconds,
     )
+    report = render(run, _verdicts(inspected))
+    print(report)
+    if args.save:
+        name = f"{today}-false-positives{'-top200' if args.top200 else ''}-{commit}.md"
+        target = Path(__file__).resolve().parent / "results" / name
+        target.write_text(report)
+        print(f"saved to {target}", file=sys.stderr)
 
 
 if __name__ == "__main__":
