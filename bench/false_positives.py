@@ -280,7 +280,7 @@ def _rule_counts(verdicts: list[Verdict]) -> list[str]:
     ]  # fmt: skip
 
 
-def _commit() -> str:
+def commit_label() -> str:
     """The commit inspected, marked when the rules in the work tree differ from it."""
     repo = Path(__file__).resolve().parents[1]
     head = subprocess.run(
@@ -418,7 +418,7 @@ def main() -> None:
     finally:
         inspector.close()
     seconds = time.perf_counter() - started
-    commit, today = _commit(), datetime.now(UTC).strftime("%Y-%m-%d")
+    commit, today = commit_label(), datetime.now(UTC).strftime("%Y-%m-%d")
     where = (
         f"{args.workers or os.cpu_count()} worker processes" if args.inspector == "pool"
         else "threads of one process"

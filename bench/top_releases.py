@@ -210,10 +210,7 @@ def resolve(index: str, names: list[str], cache: Path, max_bytes: int, jobs: int
 
 def write_versions(chosen: list[Chosen], path: Path = VERSIONS) -> None:
     with path.open("w", newline="") as out:
-        out.write(
-            "# Written by bench/top_releases.py --resolve; the files bench/false_positives.py"
-            " --top200 inspects.\n"
-        )
+        out.write("# Chosen by bench/top_releases.py; a row per file (the cap's skips noted).\n")
         writer = csv.writer(out, delimiter="\t", lineterminator="\n")
         writer.writerow([f.name for f in fields(Chosen)])
         writer.writerows(astuple(item) for item in chosen)
