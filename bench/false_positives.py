@@ -412,6 +412,7 @@ def main() -> None:
     args = _parser().parse_args()
     pairs, run = _corpus(args)
     inspector = _inspector(args.inspector, args.workers)
+    load = os.getloadavg()[0]  # the machine may be shared: the wall time depends on it
     started = time.perf_counter()
     try:
         inspected = asyncio.run(_inspect_all(pairs, inspector, args.concurrency))
@@ -428,7 +429,8 @@ def main() -> None:
         title=f"False positives{' on the top 200' if args.top200 else ''}: lazaretto {commit}, "
         f"{today}",
         inspection=f"Python {sys.version.split()[0]}; inspected in {where}, "
-        f"{args.concurrency} files at once; actions from the default policy (no configuration).",
+        f"{args.concurrency} files at once (load average {load:.1f} at the start); actions from "
+        "the default policy (no configuration).",
         seconds=seconds,
     )
     report = render(run, _verdicts(inspected))

@@ -18,6 +18,7 @@ table to bench/results/<date>-vetting-cost-<commit>.md.
 """
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -158,9 +159,11 @@ def main() -> None:
     missing = [s.current.filename for s in subjects if not is_cached(s.current, args.cache)]
     if missing:
         raise SystemExit(f"not in {args.cache}: {', '.join(missing)}; run bench/top_releases.py")
+    load = os.getloadavg()[0]
     timings = [measure(subject, args.cache, args.runs) for subject in subjects]
     commit, today = commit_label(), datetime.now(UTC).strftime("%Y-%m-%d")
     report = render(timings, args.runs, commit, today)
+    report += f"\nLoad average at the start: {load:.1f} ({os.cpu_count()} cores, shared).\n"
     print(report)
     if args.save:
         target = BENCH / "results" / f"{today}-vetting-cost-{commit}.md"
