@@ -182,7 +182,7 @@ def _top200_pairs(cache: Path) -> tuple[list[Pair], list[str]]:
     by_key = {(item.project, item.role, item.kind): item for item in chosen}
     listed = {str(canonicalize_name(name)) for name in read_names()}
     left_out = [
-        f"{name}: fewer than two final releases"
+        f"{name}: fewer than two releases"
         for name in sorted(listed - {item.project for item in chosen})
     ]
     pairs = []
@@ -390,7 +390,7 @@ def _corpus(args: argparse.Namespace) -> tuple[list[Pair], Run]:
     if args.top200:
         pairs, left_out = _top200_pairs(args.cache or DEFAULT_CACHE)
         corpus = (
-            "The current and previous final release of the 200 most-downloaded projects "
+            "The current and previous release of the 200 most-downloaded projects "
             "(bench/false_positives_top200.txt, names and source; the files, with their "
             "sha256: bench/false_positives_top200_versions.tsv): each one's sdist and the "
             "wheel a Linux x86_64 CPython 3.12 pip installs among those the default platform "

@@ -3,7 +3,8 @@
     .venv/bin/python bench/top_releases.py [--resolve] [--cache DIR] [--jobs 4] [--max-mb 300]
 
 For each project of bench/false_positives_top200.txt it takes the newest final release and
-the one before it (yanked files and pre-releases left out), and of each release the sdist
+the one before it (yanked files left out; pre-releases only for a project that has no final
+release, as pip would), and of each release the sdist
 (when there is one) and the one wheel a Linux x86_64 CPython 3.12 pip would install among
 those the default platform filter keeps. The choice is written to
 bench/false_positives_top200_versions.tsv (committed, so a later run inspects the very same
@@ -126,9 +127,11 @@ def _usable(page: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def releases(page: dict[str, Any]) -> list[Version]:
-    """Final releases with at least one installable, non-yanked file, newest first."""
-    found = {_file_version(entry["filename"]) for entry in _usable(page)}
-    return sorted((v for v in found if v is not None and not v.is_prerelease), reverse=True)
+    """Versions with at least one installable, non-yanked file, newest first: the final
+    releases, or the pre-releases of a project that has none (pip installs those then)."""
+    found = {v for v in (_file_version(entry["filename"]) for entry in _usable(page)) if v}
+    finals = [version for version in found if not version.is_prerelease]
+    return sorted(finals or found, reverse=True)
 
 
 def pick_wheel(entries: list[dict[str, Any]], tags: list[Tag]) -> dict[str, Any] | None:
@@ -154,7 +157,7 @@ def pick_sdist(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
 def choose(project: str, page: dict[str, Any], max_bytes: int) -> list[Chosen]:
     versions = releases(page)
     if len(versions) < 2:
-        print(f"{project}: fewer than two final releases; left out", file=sys.stderr)
+        print(f"{project}: fewer than two releases; left out", file=sys.stderr)
         return []
     tags = linux_cp312_tags()
     chosen = []
