@@ -5,7 +5,7 @@
 
 Real wheels, for Linux x86_64 CPython 3.12:
 - typical: the median-size pure-Python wheel among the current releases of the top-200 corpus;
-- the median current wheel of the corpus, whatever its platform tag;
+- the median platform (compiled) wheel among the corpus's current wheels;
 - the largest current wheel of the corpus (the corpus holds none near 100 MB);
 - ~100 MB: the current catboost wheel (97 MB when chosen), with its previous release's,
   chosen once into bench/vetting_cost_large.tsv and fetched into the same cache.
@@ -82,11 +82,11 @@ def _previous_of(item: Chosen, chosen: list[Chosen]) -> Chosen | None:
 def corpus_subjects(chosen: list[Chosen]) -> list[Subject]:
     wheels = [c for c in chosen if c.role == CURRENT and c.kind == WHEEL and not c.skipped]
     pure = sorted((c for c in wheels if _is_pure(c)), key=lambda c: c.size)
-    by_size = sorted(wheels, key=lambda c: c.size)
+    binary = sorted((c for c in wheels if not _is_pure(c)), key=lambda c: c.size)
     picks = [
         ("typical: the median pure-Python wheel of the corpus", pure[len(pure) // 2]),
-        ("the median wheel of the corpus (any platform tag)", by_size[len(by_size) // 2]),
-        ("the largest wheel of the corpus", by_size[-1]),
+        ("the median platform wheel of the corpus", binary[len(binary) // 2]),
+        ("the largest wheel of the corpus", max(wheels, key=lambda c: c.size)),
     ]
     return [Subject(label, item, _previous_of(item, chosen)) for label, item in picks]
 
