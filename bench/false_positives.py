@@ -2,14 +2,15 @@
 
 Run on demand (it downloads from the public index; never part of the test suite):
 
-    .venv/bin/python bench/top_releases.py        # once: ~1.5 GB into ~/.cache/lazaretto-bench
-    .venv/bin/python bench/false_positives.py --top200 --save
+    .venv/bin/python bench/false_positives.py --top200 --cost --save   # issue 15's figures
     .venv/bin/python bench/false_positives.py [--cache DIR] [--projects FILE]   # the small corpus
 
-``--top200``: the current and previous release of the 200 most-downloaded projects, files
-chosen and cached by bench/top_releases.py (bench/false_positives_top200_versions.tsv names
-them). Otherwise: the newest release's wheel (for this interpreter) and sdist, plus the
-previous release's, of bench/false_positives_projects.txt, downloaded to /tmp/lazaretto-fp.
+``--top200``: the current and previous release of the 200 most-downloaded projects, the files
+bench/false_positives_top200_versions.tsv names (chosen by bench/top_releases.py); the first
+run downloads them (~1.5 GB) into ~/.cache/lazaretto-bench/top200. ``--cost`` then times the
+inspection of a few of their wheels (bench/vetting_cost.py). Otherwise: the newest
+release's wheel (for this interpreter) and sdist, plus the previous release's, of
+bench/false_positives_projects.txt, downloaded to /tmp/lazaretto-fp.
 
 Each current file is inspected exactly as the vetting worker does (compared with the
 summary of the previous release's file of the same kind), several files at once: in the
@@ -27,7 +28,6 @@ import asyncio
 import hashlib
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,13 +35,22 @@ import urllib.parse
 import urllib.request
 from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from packaging.tags import sys_tags
 from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
-from top_releases import CURRENT, DEFAULT_CACHE, PREVIOUS, is_cached, read_names, read_versions
+from result_file import commit_label, save, today
+from top_releases import (
+    CURRENT,
+    DEFAULT_CACHE,
+    PREVIOUS,
+    download_all,
+    is_cached,
+    read_names,
+    read_versions,
+)
+from vetting_cost import cost_report
 
 from mirror.default_index import pip_index_url
 from quarantine.archive import Limits
@@ -179,6 +188,9 @@ def _top200_pairs(cache: Path) -> tuple[list[Pair], list[str]]:
     """The current wheel and sdist of each top-200 project, each with its previous release's
     file of the same kind; and a line for each file or project left out."""
     chosen = read_versions()
+    failures = download_all(pip_index_url(), chosen, cache, jobs=4)  # only what is missing
+    if failures:
+        raise SystemExit("could not fetch: " + "; ".join(failures))
     by_key = {(item.project, item.role, item.kind): item for item in chosen}
     listed = {str(canonicalize_name(name)) for name in read_names()}
     left_out = [
@@ -192,8 +204,6 @@ def _top200_pairs(cache: Path) -> tuple[list[Pair], list[str]]:
         if item.skipped:
             left_out.append(f"{item.filename}: {item.skipped}")
             continue
-        if not is_cached(item, cache):
-            raise SystemExit(f"{item.filename} is not in {cache}: run bench/top_releases.py first")
         before = by_key.get((item.project, PREVIOUS, item.kind))
         usable = before is not None and not before.skipped and is_cached(before, cache)
         pairs.append(Pair(item.path(cache), before.path(cache) if before and usable else None))
@@ -278,20 +288,6 @@ def _rule_counts(verdicts: list[Verdict]) -> list[str]:
         + f" | {sum(by_severity[rule].values())} | {files[rule]} |"
         for rule in rows
     ]  # fmt: skip
-
-
-def commit_label() -> str:
-    """The commit inspected, marked when the rules in the work tree differ from it."""
-    repo = Path(__file__).resolve().parents[1]
-    head = subprocess.run(
-        ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
-        capture_output=True, text=True, check=False,
-    ).stdout.strip()  # fmt: skip
-    changed = subprocess.run(
-        ["git", "-C", str(repo), "status", "--porcelain", "--", "quarantine"],
-        capture_output=True, text=True, check=False,
-    ).stdout.strip()  # fmt: skip
-    return (head or "unknown") + ("+changes" if changed else "")
 
 
 @dataclass(frozen=True)
@@ -383,6 +379,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=0, help="pool processes; 0: one per core")
     parser.add_argument("--concurrency", type=int, default=4, help="files inspected at once")
     parser.add_argument("--save", action="store_true", help="also write it to bench/results/")
+    parser.add_argument(
+        "--cost", action="store_true", help="then bench/vetting_cost.py's timings (with --top200)"
+    )
+    parser.add_argument("--cost-runs", type=int, default=7, help="runs per wheel for --cost")
     return parser
 
 
@@ -410,6 +410,8 @@ def _corpus(args: argparse.Namespace) -> tuple[list[Pair], Run]:
 
 def main() -> None:
     args = _parser().parse_args()
+    if args.cost and not args.top200:
+        raise SystemExit("--cost measures wheels of the top-200 corpus: add --top200")
     pairs, run = _corpus(args)
     inspector = _inspector(args.inspector, args.workers)
     load = os.getloadavg()[0]  # the machine may be shared: the wall time depends on it
@@ -419,15 +421,14 @@ def main() -> None:
     finally:
         inspector.close()
     seconds = time.perf_counter() - started
-    commit, today = commit_label(), datetime.now(UTC).strftime("%Y-%m-%d")
     where = (
         f"{args.workers or os.cpu_count()} worker processes" if args.inspector == "pool"
         else "threads of one process"
     )  # fmt: skip
     run = replace(
         run,
-        title=f"False positives{' on the top 200' if args.top200 else ''}: lazaretto {commit}, "
-        f"{today}",
+        title=f"False positives{' on the top 200' if args.top200 else ''}: lazaretto "
+        f"{commit_label()}, {today()}",
         inspection=f"Python {sys.version.split()[0]}; inspected in {where}, "
         f"{args.concurrency} files at once (load average {load:.1f} at the start); actions from "
         "the default policy (no configuration).",
@@ -436,10 +437,12 @@ def main() -> None:
     report = render(run, _verdicts(inspected))
     print(report)
     if args.save:
-        name = f"{today}-false-positives{'-top200' if args.top200 else ''}-{commit}.md"
-        target = Path(__file__).resolve().parent / "results" / name
-        target.write_text(report)
-        print(f"saved to {target}", file=sys.stderr)
+        save("false-positives-top200" if args.top200 else "false-positives", report)
+    if args.cost:
+        cost = cost_report(args.cache or DEFAULT_CACHE, args.cost_runs)
+        print(cost)
+        if args.save:
+            save("vetting-cost", cost)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The cost of vetting: how long content inspection takes for a typical and a ~100 MB wheel.
 
     .venv/bin/python bench/top_releases.py          # once: fills the cache
-    .venv/bin/python bench/vetting_cost.py [--runs 5] [--save]
+    .venv/bin/python bench/vetting_cost.py [--runs 7] [--save]
 
 Real wheels, for Linux x86_64 CPython 3.12:
 - typical: the median-size pure-Python wheel among the current releases of the top-200 corpus;
@@ -14,7 +14,8 @@ Each current wheel is inspected as the vetting worker does: the previous release
 inspected first (untimed) for its summary, then ``inspect_file`` on the current wheel,
 ``--runs`` times in this process, one at a time. It prints the median wall and CPU seconds
 (CPU time is less disturbed by other work on a shared machine); ``--save`` also writes the
-table to bench/results/<date>-vetting-cost-<commit>.md.
+table to bench/results/<date>-vetting-cost-<commit>.md. ``bench/false_positives.py --top200
+--cost`` runs it after the false-positive check.
 """
 
 import argparse
@@ -23,11 +24,10 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
-from false_positives import commit_label
 from packaging.utils import parse_wheel_filename
+from result_file import commit_label, save, today
 from top_releases import (
     CURRENT,
     DEFAULT_CACHE,
@@ -146,29 +146,30 @@ def render(timings: list[Timing], runs: int, commit: str, today: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def cost_report(cache: Path, runs: int) -> str:
+    subjects = corpus_subjects(read_versions())
+    subjects.append(large_subject(pip_index_url(), cache))
+    missing = [s.current.filename for s in subjects if not is_cached(s.current, cache)]
+    if missing:
+        raise SystemExit(f"not in {cache}: {', '.join(missing)}; run bench/top_releases.py")
+    load = os.getloadavg()[0]  # the machine may be shared: the wall times depend on it
+    timings = [measure(subject, cache, runs) for subject in subjects]
+    report = render(timings, runs, commit_label(), today())
+    return report + f"\nLoad average at the start: {load:.1f} ({os.cpu_count()} cores).\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--save", action="store_true", help="also write it to bench/results/")
     args = parser.parse_args()
-    subjects = corpus_subjects(read_versions())
-    subjects.append(large_subject(pip_index_url(), args.cache))
-    missing = [s.current.filename for s in subjects if not is_cached(s.current, args.cache)]
-    if missing:
-        raise SystemExit(f"not in {args.cache}: {', '.join(missing)}; run bench/top_releases.py")
-    load = os.getloadavg()[0]
-    timings = [measure(subject, args.cache, args.runs) for subject in subjects]
-    commit, today = commit_label(), datetime.now(UTC).strftime("%Y-%m-%d")
-    report = render(timings, args.runs, commit, today)
-    report += f"\nLoad average at the start: {load:.1f} ({os.cpu_count()} cores, shared).\n"
+    report = cost_report(args.cache, args.runs)
     print(report)
     if args.save:
-        target = BENCH / "results" / f"{today}-vetting-cost-{commit}.md"
-        target.write_text(report)
-        print(f"saved to {target}", file=sys.stderr)
+        save("vetting-cost", report)
 
 
 if __name__ == "__main__":
