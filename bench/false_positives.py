@@ -33,11 +33,11 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
-from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from false_positives_report import Run, render, verdict
 from packaging.tags import sys_tags
 from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
 from result_file import commit_label, save, today
@@ -54,10 +54,8 @@ from vetting_cost import cost_report
 
 from mirror.default_index import pip_index_url
 from quarantine.archive import Limits
-from quarantine.evidence import Action, Finding, Severity, action_for
-from quarantine.inspect import INSPECTION_ERROR, Inspection
+from quarantine.inspect import Inspection
 from quarantine.inspect_pool import InspectionPool, Inspector, InThreadInspector
-from quarantine.policy import Policy
 
 # A copy of the shared harness's projects.txt (its path is not the same from every worktree).
 PROJECT_LIST = Path(__file__).resolve().parent / "false_positives_projects.txt"
@@ -234,121 +232,6 @@ async def _inspect_all(
     return await asyncio.gather(*(one(pair) for pair in pairs))
 
 
-@dataclass(frozen=True)
-class Verdict:
-    pair: Pair
-    action: Action
-    findings: tuple[Finding, ...]
-
-    @property
-    def held(self) -> bool:
-        return self.action in (Action.REVIEW, Action.BLOCK)
-
-    @property
-    def release(self) -> str:
-        return f"{self.pair.project} {self.pair.version}"
-
-
-def _verdicts(inspected: list[tuple[Pair, Inspection]]) -> list[Verdict]:
-    """Each file's action under the default policy, as the vetting worker maps findings."""
-    policy = Policy()
-    return [
-        Verdict(pair, result.evidence(policy.severity_actions, policy.rule_actions).action,
-                result.findings)
-        for pair, result in inspected
-    ]  # fmt: skip
-
-
-def _holding(verdict: Verdict) -> list[str]:
-    """The findings that hold the file (those mapped to review or block), where they are."""
-    policy = Policy()
-    lines = []
-    for finding in verdict.findings:
-        if action_for(finding, policy.severity_actions, policy.rule_actions) in (
-            Action.REVIEW,
-            Action.BLOCK,
-        ):
-            where = f" `{finding.path}:{finding.line or ''}`" if finding.path else ""
-            lines.append(f"{finding.rule} ({finding.severity.value}){where}: {finding.message}")
-    return lines
-
-
-def _rule_counts(verdicts: list[Verdict]) -> list[str]:
-    """One table row per rule: its findings by severity and the files it fired on."""
-    by_severity: dict[str, Counter[str]] = defaultdict(Counter)
-    files: Counter[str] = Counter()
-    for verdict in verdicts:
-        for finding in verdict.findings:
-            by_severity[finding.rule][finding.severity.value] += 1
-        files.update({finding.rule for finding in verdict.findings})
-    order = [severity.value for severity in reversed(Severity)]
-    rows = sorted(by_severity, key=lambda rule: (-files[rule], rule))
-    return [
-        f"| {rule} | " + " | ".join(str(by_severity[rule][s] or "") for s in order)
-        + f" | {sum(by_severity[rule].values())} | {files[rule]} |"
-        for rule in rows
-    ]  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Run:
-    title: str
-    corpus: str
-    inspection: str
-    seconds: float
-    left_out: list[str]
-    versions: list[str]
-
-
-def render(run: Run, verdicts: list[Verdict]) -> str:
-    releases = sorted({v.release for v in verdicts})
-    held_releases = sorted({v.release for v in verdicts if v.held})
-    held_files = [v for v in verdicts if v.held]
-    crashed = [v for v in verdicts if any(f.rule == INSPECTION_ERROR for f in v.findings)]
-    share = 100 * len(held_releases) / max(1, len(releases))
-    size = sum(v.pair.current.stat().st_size for v in verdicts)
-    out = [f"## {run.title}", "", run.corpus, "", run.inspection, ""]
-    out += [
-        "| current releases | held (review or block) | share held (goal < 1%) "
-        "| current files | files held | inspection-error |",
-        "|---|---|---|---|---|---|",
-        f"| {len(releases)} | {len(held_releases)} | {share:.2f}% | {len(verdicts)} "
-        f"| {len(held_files)} | {len(crashed)} |",
-        "",
-        f"Inspection of {len(verdicts)} current files ({size / 1e6:.0f} MB) and their previous "
-        f"releases' files: {run.seconds:.0f} s wall.",
-        "",
-        "### Held",
-        "",
-    ]
-    if not held_files:
-        out.append("None.")
-    for verdict in held_files:
-        out.append(f"- **{verdict.release}** `{verdict.pair.current.name}`: {verdict.action.value}")
-        out += [f"  - {line}" for line in _holding(verdict)[:8]]
-    out += ["", "### Firings per rule (current files, all severities)", ""]
-    order = [severity.value for severity in reversed(Severity)]
-    out += [
-        "| rule | " + " | ".join(order) + " | findings | files |",
-        "|---|" + "---|" * (len(order) + 2),
-        *_rule_counts(verdicts),
-        "",
-        "### Not inspected",
-        "",
-        *([f"- {line}" for line in run.left_out] or ["Nothing."]),
-    ]
-    if crashed:
-        out += ["", "### inspection-error (a crash or a limit, not the file)", ""]
-        out += [f"- `{v.pair.current.name}`: {_messages(v)}" for v in crashed]
-    if run.versions:
-        out += ["", "### Versions (current, previous)", "", ", ".join(run.versions)]
-    return "\n".join(out) + "\n"
-
-
-def _messages(verdict: Verdict) -> str:
-    return "; ".join(f.message for f in verdict.findings if f.rule == INSPECTION_ERROR)
-
-
 def _version_list(pairs: list[Pair]) -> list[str]:
     seen: dict[str, str] = {}
     for pair in pairs:
@@ -364,7 +247,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--top200",
         action="store_true",
-        help="the 200 most-downloaded projects, from the cache bench/top_releases.py fills",
+        help="the 200 most-downloaded projects (their files are fetched once, into --cache)",
     )
     parser.add_argument("--cache", type=Path, help="default: /tmp/lazaretto-fp, or for --top200 "
                         f"{DEFAULT_CACHE}")  # fmt: skip
@@ -434,7 +317,8 @@ def main() -> None:
         "the default policy (no configuration).",
         seconds=seconds,
     )
-    report = render(run, _verdicts(inspected))
+    verdicts = [verdict(p.project, p.version, p.current, found) for p, found in inspected]
+    report = render(run, verdicts)
     print(report)
     if args.save:
         save("false-positives-top200" if args.top200 else "false-positives", report)
