@@ -1,17 +1,26 @@
 """False-positive check: vet the current wheels and sdists of popular real projects.
 
-Run on demand (it downloads ~300 MB from the public index; never part of the test
-suite):  .venv/bin/python bench/false_positives.py [--cache DIR] [--projects FILE]
-                                                   [--inspector pool|threads]
+Run on demand (it downloads from the public index; never part of the test suite):
 
-For each project it downloads the newest release's wheel (for this interpreter) and its
-sdist, plus the previous release's, and runs the content inspection exactly as the
-vetting worker does (the current file compared with the previous release), several files
-at once: in the mirror's worker processes (default) or in threads of this process, as
-the mirror did before issue 14 (CPython gh-106905 shows there as `inspection-error`). Provenance
-is not fetched here (the index reachable from these machines serves no attestations).
-It prints every file that would be held for review or blocked, with the rules that
-fired, and the false-positive rate.
+    .venv/bin/python bench/false_positives.py --top200 --cost --save   # issue 15's figures
+    .venv/bin/python bench/false_positives.py [--cache DIR] [--projects FILE]   # the small corpus
+
+``--top200``: the current and previous release of the 200 most-downloaded projects, the files
+bench/false_positives_top200_versions.tsv names (chosen by bench/top_releases.py); the first
+run downloads them (~1.5 GB) into ~/.cache/lazaretto-bench/top200. ``--cost`` then times the
+inspection of a few of their wheels (bench/vetting_cost.py). Otherwise: the newest
+release's wheel (for this interpreter) and sdist, plus the previous release's, of
+bench/false_positives_projects.txt, downloaded to /tmp/lazaretto-fp.
+
+Each current file is inspected exactly as the vetting worker does (compared with the
+summary of the previous release's file of the same kind), several files at once: in the
+mirror's worker processes (default) or in threads of this process, as the mirror did
+before issue 14 (CPython gh-106905 shows there as `inspection-error`). Findings map to
+actions as the default policy maps them. Provenance is not fetched here. It prints the
+share of current releases held for review or blocked, each held file with the findings
+that hold it, and every rule's firings by severity; ``--save`` also writes that to
+bench/results/<date>-false-positives[-top200]-<commit>.md. Only public entry points are
+used (InspectionPool, Inspection.evidence, Policy), so it runs unchanged on later rules.
 """
 
 import argparse
@@ -24,17 +33,28 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from false_positives_report import Run, render, verdict
 from packaging.tags import sys_tags
 from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
+from result_file import commit_label, save, today
+from top_releases import (
+    CURRENT,
+    DEFAULT_CACHE,
+    PREVIOUS,
+    download_all,
+    is_cached,
+    read_names,
+    read_versions,
+)
+from vetting_cost import cost_report
 
 from mirror.default_index import pip_index_url
 from quarantine.archive import Limits
-from quarantine.evidence import Action
-from quarantine.inspect import INSPECTION_ERROR, Inspection
+from quarantine.inspect import Inspection
 from quarantine.inspect_pool import InspectionPool, Inspector, InThreadInspector
 
 # A copy of the shared harness's projects.txt (its path is not the same from every worktree).
@@ -126,6 +146,17 @@ class Pair:
     current: Path
     previous: Path | None
 
+    @property
+    def project(self) -> str:
+        name = self.current.name
+        if name.endswith(".whl"):
+            return str(parse_wheel_filename(name)[0])
+        return str(parse_sdist_filename(name)[0])
+
+    @property
+    def version(self) -> str:
+        return _version_of(self.current)
+
 
 def _pairs(index: str, names: list[str], cache: Path) -> list[Pair]:
     """For each project: its newest release's wheel and sdist, each with the previous one."""
@@ -149,6 +180,32 @@ def _pairs(index: str, names: list[str], cache: Path) -> list[Pair]:
             if now:
                 pairs.append(Pair(now[0], before[0] if before else None))
     return pairs
+
+
+def _top200_pairs(cache: Path) -> tuple[list[Pair], list[str]]:
+    """The current wheel and sdist of each top-200 project, each with its previous release's
+    file of the same kind; and a line for each file or project left out."""
+    chosen = read_versions()
+    failures = download_all(pip_index_url(), chosen, cache, jobs=4)  # only what is missing
+    if failures:
+        raise SystemExit("could not fetch: " + "; ".join(failures))
+    by_key = {(item.project, item.role, item.kind): item for item in chosen}
+    listed = {str(canonicalize_name(name)) for name in read_names()}
+    left_out = [
+        f"{name}: fewer than two releases"
+        for name in sorted(listed - {item.project for item in chosen})
+    ]
+    pairs = []
+    for item in chosen:
+        if item.role != CURRENT:
+            continue
+        if item.skipped:
+            left_out.append(f"{item.filename}: {item.skipped}")
+            continue
+        before = by_key.get((item.project, PREVIOUS, item.kind))
+        usable = before is not None and not before.skipped and is_cached(before, cache)
+        pairs.append(Pair(item.path(cache), before.path(cache) if before and usable else None))
+    return pairs, left_out
 
 
 def _inspector(how: str, workers: int) -> Inspector:
@@ -175,9 +232,25 @@ async def _inspect_all(
     return await asyncio.gather(*(one(pair) for pair in pairs))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "lazaretto-fp")
+def _version_list(pairs: list[Pair]) -> list[str]:
+    seen: dict[str, str] = {}
+    for pair in pairs:
+        previous = _version_of(pair.previous) if pair.previous else "none"
+        seen.setdefault(pair.project, f"{pair.project} {pair.version} ({previous})")
+    return list(seen.values())
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--top200",
+        action="store_true",
+        help="the 200 most-downloaded projects (their files are fetched once, into --cache)",
+    )
+    parser.add_argument("--cache", type=Path, help="default: /tmp/lazaretto-fp, or for --top200 "
+                        f"{DEFAULT_CACHE}")  # fmt: skip
     parser.add_argument("--projects", type=Path, default=PROJECT_LIST)
     parser.add_argument("--limit", type=int, default=69)
     parser.add_argument(
@@ -188,64 +261,72 @@ def main() -> None:
     )
     parser.add_argument("--workers", type=int, default=0, help="pool processes; 0: one per core")
     parser.add_argument("--concurrency", type=int, default=4, help="files inspected at once")
-    args = parser.parse_args()
+    parser.add_argument("--save", action="store_true", help="also write it to bench/results/")
+    parser.add_argument(
+        "--cost", action="store_true", help="then bench/vetting_cost.py's timings (with --top200)"
+    )
+    parser.add_argument("--cost-runs", type=int, default=7, help="runs per wheel for --cost")
+    return parser
+
+
+def _corpus(args: argparse.Namespace) -> tuple[list[Pair], Run]:
+    if args.top200:
+        pairs, left_out = _top200_pairs(args.cache or DEFAULT_CACHE)
+        corpus = (
+            "The current and previous release of the 200 most-downloaded projects "
+            "(bench/false_positives_top200.txt, names and source; the files, with their "
+            "sha256: bench/false_positives_top200_versions.tsv): each one's sdist and the "
+            "wheel a Linux x86_64 CPython 3.12 pip installs among those the default platform "
+            "filter keeps, each compared with the previous release's file of the same kind."
+        )
+        return pairs, Run("", corpus, "", 0.0, left_out, _version_list(pairs))
     names = [
         line.strip() for line in args.projects.read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ][: args.limit]  # fmt: skip
     index = pip_index_url()  # the index pip is set up for; no address written here
-    pairs = _pairs(index, names, args.cache)
+    pairs = _pairs(index, names, args.cache or Path(tempfile.gettempdir()) / "lazaretto-fp")
+    corpus = f"{len(names)} projects of {args.projects.name}: the newest release's wheel for "
+    corpus += "this interpreter and its sdist, each compared with the previous release's."
+    return pairs, Run("", corpus, "", 0.0, [], [])
+
+
+def main() -> None:
+    args = _parser().parse_args()
+    if args.cost and not args.top200:
+        raise SystemExit("--cost measures wheels of the top-200 corpus: add --top200")
+    pairs, run = _corpus(args)
     inspector = _inspector(args.inspector, args.workers)
+    load = os.getloadavg()[0]  # the machine may be shared: the wall time depends on it
     started = time.perf_counter()
     try:
         inspected = asyncio.run(_inspect_all(pairs, inspector, args.concurrency))
     finally:
         inspector.close()
     seconds = time.perf_counter() - started
-    results: list[dict[str, object]] = []
-    for pair, result in inspected:
-        evidence = result.evidence()
-        results.append(
-            {
-                "file": pair.current.name,
-                "size": pair.current.stat().st_size,
-                "action": evidence.action.value,
-                "rules": sorted({f"{f.rule}({f.severity.value})" for f in result.findings}),
-                "crashed": [f.message for f in result.findings if f.rule == INSPECTION_ERROR],
-                "held_by": [
-                    f"{f.rule} {f.path or ''}:{f.line or ''} {f.message}"
-                    for f in result.findings
-                    if evidence.action in (Action.REVIEW, Action.BLOCK)
-                    and f.severity.value in ("medium", "high", "critical")
-                ][:5],
-            }
-        )
-    held = [r for r in results if r["action"] in ("review", "block")]
-    crashed = [r for r in results if r["crashed"]]
-    print(f"\n## False-positive check: {len(results)} files of {len(names)} popular projects\n")
-    print(
-        f"python {sys.version.split()[0]} ({sys.executable}); inspection in "
-        + (f"{args.workers or os.cpu_count()} worker processes" if args.inspector == "pool"
-           else "threads")
-        + f", {args.concurrency} files at once\n"
+    where = (
+        f"{args.workers or os.cpu_count()} worker processes" if args.inspector == "pool"
+        else "threads of one process"
     )  # fmt: skip
-    print("| file | verdict | rules that fired |")
-    print("|---|---|---|")
-    for row in results:
-        if row["action"] != "pass":
-            print(f"| {row['file']} | {row['action']} | {', '.join(row['rules'])} |")  # type: ignore[arg-type]
-    rate = 100 * len(held) / max(1, len(results))
-    total = sum(int(r["size"]) for r in results)  # type: ignore[call-overload]
-    print(f"\nheld for review or blocked: {len(held)} of {len(results)} files ({rate:.1f}%)")
-    for row in held:
-        print(f"- {row['file']}: {json.dumps(row['held_by'])}")
-    print(f"inspection-error (a crash or a limit, not the file): {len(crashed)} files")
-    for row in crashed:
-        print(f"- {row['file']}: {json.dumps(row['crashed'])}")
-    print(
-        f"inspection: {len(results)} files and their previous releases, {total / 1e6:.0f} MB "
-        f"(current files) in {seconds:.1f} s wall"
+    run = replace(
+        run,
+        title=f"False positives{' on the top 200' if args.top200 else ''}: lazaretto "
+        f"{commit_label()}, {today()}",
+        inspection=f"Python {sys.version.split()[0]}; inspected in {where}, "
+        f"{args.concurrency} files at once (load average {load:.1f} at the start); actions from "
+        "the default policy (no configuration).",
+        seconds=seconds,
     )
+    verdicts = [verdict(p.project, p.version, p.current, found) for p, found in inspected]
+    report = render(run, verdicts)
+    print(report)
+    if args.save:
+        save("false-positives-top200" if args.top200 else "false-positives", report)
+    if args.cost:
+        cost = cost_report(args.cache or DEFAULT_CACHE, args.cost_runs)
+        print(cost)
+        if args.save:
+            save("vetting-cost", cost)
 
 
 if __name__ == "__main__":
