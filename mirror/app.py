@@ -109,7 +109,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     ledger = SqliteLedger(data_dir / "ledger.sqlite3")
     blobs = DiskBlobStore(data_dir / "blobs")
     client = UpstreamClient(
-        UrlGuard(upstream, settings.file_hosts),
+        UrlGuard(upstream, settings.file_hosts, settings.upstream_private_networks),
         connect_timeout=settings.connect_timeout_seconds,
         read_timeout=settings.read_timeout_seconds,
         max_page_bytes=settings.max_page_bytes,

@@ -75,10 +75,11 @@ def as_python_versions(value: Any) -> tuple[str, ...]:
 
 
 def as_proxies(value: Any) -> tuple[str, ...]:
-    proxies = as_list(value)
-    for proxy in proxies:
-        ipaddress.ip_network(proxy, strict=False)  # its ValueError names the bad entry
-    return proxies
+    """Addresses or networks (``10.0.0.0/8``)."""
+    networks = as_list(value)
+    for network in networks:
+        ipaddress.ip_network(network, strict=False)  # its ValueError names the bad entry
+    return networks
 
 
 WORKER_MODES = ("in-process", "separate")
@@ -107,7 +108,12 @@ class Settings:
     port: int = DEFAULT_PORT
     data_dir: Path = field(default_factory=_default_data_dir)
     upstream: str = ""  # empty: ask pip (mirror.default_index)
-    file_hosts: tuple[str, ...] = ()  # extra hosts file URLs may point at (https only)
+    # Hosts file URLs may point at (https only); empty: the file host pip knows for the
+    # upstream, if any; "*": any https host. Besides the index's own host, each must be at
+    # a public address.
+    file_hosts: tuple[str, ...] = ()
+    # Non-public networks a file host may still be at (an internal file server).
+    upstream_private_networks: tuple[str, ...] = ()
     public_base_url: str | None = None
     trusted_hosts: tuple[str, ...] = ()
     # Peers (addresses or networks) whose X-Forwarded-Proto/Host name the mirror's URL.
@@ -151,6 +157,7 @@ _TOP_LEVEL: dict[str, Callable[[Any], Any]] = {
     "data_dir": as_path,
     "upstream": as_upstream,
     "file_hosts": as_list,
+    "upstream_private_networks": as_proxies,
     "public_base_url": as_public_base_url,
     "trusted_hosts": as_list,
     "trusted_proxies": as_proxies,

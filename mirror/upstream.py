@@ -1,8 +1,8 @@
 """The upstream client: one aiohttp session for the process, hostile input assumed.
 
-Timeouts on connect and read, byte caps, redirects followed by hand only within the
-index's origin, no proxies from the environment, and no transparent decompression of
-files (the hash is over the bytes as sent).
+Timeouts on connect and read, byte caps, redirects followed by hand and checked like any
+file URL (public addresses only, besides the index's own host), no proxies from the
+environment, and no transparent decompression of files (the hash is over the bytes as sent).
 """
 
 import asyncio
@@ -18,6 +18,7 @@ from mirror import __version__
 from mirror.blobs import BlobWriter
 from mirror.errors import UpstreamGone, UpstreamRejected, UpstreamUnavailable
 from mirror.parse import parse_project_page
+from mirror.upstream_resolver import GuardedResolver
 from mirror.url_guard import UrlGuard
 from quarantine.models import Snapshot
 
@@ -63,7 +64,9 @@ class UpstreamClient:
             trust_env=False,
             cookie_jar=aiohttp.DummyCookieJar(),  # an index has no business setting cookies
             headers={"User-Agent": f"lazaretto/{__version__}"},
-            connector=aiohttp.TCPConnector(limit=64, limit_per_host=16, ttl_dns_cache=300),
+            connector=aiohttp.TCPConnector(
+                limit=64, limit_per_host=16, ttl_dns_cache=300, resolver=GuardedResolver(self.guard)
+            ),
         )
 
     async def close(self) -> None:

@@ -844,3 +844,12 @@ def test_trusted_proxies_are_addresses_or_networks(tmp_path: Path) -> None:
     bad = config(tmp_path, 'trusted_proxies = ["10.0.0.0/8", "proxy.internal"]\n', "bad.toml")
     message = config_error(bad)
     assert "trusted_proxies" in message and "line 1" in message and "proxy.internal" in message
+
+
+def test_upstream_private_networks_are_addresses_or_networks(tmp_path: Path) -> None:
+    path = config(tmp_path, 'upstream_private_networks = ["10.1.0.0/16", "::1"]\n')
+    assert load(path).upstream_private_networks == ("10.1.0.0/16", "::1")
+    assert Settings().upstream_private_networks == ()  # none: only public addresses
+    bad = config(tmp_path, 'upstream_private_networks = ["files.internal"]\n', "bad.toml")
+    message = config_error(bad)
+    assert "upstream_private_networks" in message and "files.internal" in message
