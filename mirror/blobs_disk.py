@@ -7,13 +7,14 @@ import asyncio
 import hashlib
 import os
 import re
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiofiles
 
-from mirror.blobs import DigestMismatch, TooLarge
+from mirror.blobs import DigestMismatch, TooLarge, store_failure
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 CHUNK = 1024 * 1024
@@ -45,9 +46,12 @@ class DiskBlobWriter:
         self._hash.update(chunk)
         assert self._descriptor is not None
         view = memoryview(chunk)
-        while view:
-            written = os.write(self._descriptor, view)
-            view = view[written:]
+        try:
+            while view:
+                written = os.write(self._descriptor, view)
+                view = view[written:]
+        except OSError as error:
+            raise store_failure(error, "writing a download") from error
 
     async def verify(self, expected_sha256: str) -> None:
         actual = self._hash.hexdigest()
@@ -59,14 +63,21 @@ class DiskBlobWriter:
     def open_verified(self) -> int | None:
         if self._verified is None or self._descriptor is None:
             raise RuntimeError("open_verified() needs verify() first, and comes before persist()")
-        return os.open(self._path, os.O_RDONLY)  # the rename in persist() leaves it valid
+        try:
+            return os.open(self._path, os.O_RDONLY)  # the rename in persist() leaves it valid
+        except OSError as error:
+            raise store_failure(error, "reopening a verified download") from error
 
     async def persist(self) -> None:
         if self._verified is None or self._descriptor is None:
             raise RuntimeError("persist() needs verify() first, once")
         descriptor, self._descriptor = self._descriptor, None
         # One thread hop for both syncs: neither may stall the event loop.
-        await asyncio.to_thread(self._publish, descriptor, self._store.path_of(self._verified))
+        try:
+            await asyncio.to_thread(self._publish, descriptor, self._store.path_of(self._verified))
+        except OSError as error:
+            self._path.unlink(missing_ok=True)
+            raise store_failure(error, "storing a verified download") from error
 
     def _publish(self, descriptor: int, target: Path) -> None:
         try:
@@ -102,9 +113,10 @@ class DiskBlobStore:
         return removed
 
     def temporary(self) -> tuple[int, str]:
-        import tempfile
-
-        return tempfile.mkstemp(dir=self._tmp, prefix="incoming-")
+        try:
+            return tempfile.mkstemp(dir=self._tmp, prefix="incoming-")
+        except OSError as error:
+            raise store_failure(error, "creating a temporary file for a download") from error
 
     def path_of(self, sha256: str) -> Path:
         if not _DIGEST.fullmatch(sha256):
