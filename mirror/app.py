@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from mirror.access_log import redact_access_log
 from mirror.admin_api import admin_routes
 from mirror.artifacts import Artifacts
 from mirror.blobs_disk import DiskBlobStore
@@ -277,6 +278,7 @@ def create_app(
     """The ASGI app. ``background=False`` leaves promotion rounds to the caller (tests)."""
     services = build_services(settings, clock)
     attach_notifier(services)
+    redact_access_log()  # no token a client put in a URL reaches the access log
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

@@ -15,3 +15,17 @@ def test_nginx_sets_every_forwarded_header_the_mirror_believes() -> None:
     assert headers.get("x-forwarded-proto") == "$scheme"
     assert headers.get("x-forwarded-host") == "$host"
     assert headers.get("host") == "$host"
+    # Set, never appended to: the admin API counts failed logins per forwarded address.
+    assert headers.get("x-forwarded-for") == "$remote_addr"
+
+
+def test_nginx_logs_admin_requests_without_their_query() -> None:
+    """A token put in a URL by mistake must not be kept in the proxy's log either."""
+    text = (DEPLOY / "nginx.conf").read_text(encoding="utf-8")
+    log_format = re.search(r"log_format\s+lazaretto_no_query\s+([^;]+);", text)
+    assert log_format is not None
+    assert "$uri" in log_format.group(1)
+    for leaky in ("$request ", '$request"', "$request_uri", "$args", "$query_string"):
+        assert leaky not in log_format.group(1)
+    admin = re.search(r"location /-/admin/ \{([^}]+)\}", text)
+    assert admin is not None and "lazaretto_no_query;" in admin.group(1)
