@@ -52,9 +52,6 @@ from quarantine.vetting import Vetter
 from quarantine.watcher import Watcher
 
 log = logging.getLogger(__name__)
-# A temporary file untouched this long is a crash's leftover, not a download in progress
-# (every write refreshes its mtime), whichever process made it.
-TEMPORARY_GRACE_SECONDS = 600
 
 
 class _Sha256(Convertor[str]):
@@ -247,14 +244,7 @@ async def open_services(services: Services, role: str = "serve") -> None:
         f"system:{role}",
         services.clock.now(),
     )
-    # Only leftovers: a younger temporary file may be another process's download.
-    swept = (
-        services.blobs.sweep_temporary(older_than_seconds=TEMPORARY_GRACE_SECONDS)
-        if isinstance(services.blobs, DiskBlobStore)
-        else 0
-    )
-    if swept:
-        log.info("removed %d partial downloads left by an earlier stop", swept)
+    await _sweep(services, "an earlier stop")
     await services.client.open()
     # Local feeds are in force before the first decision; URL feeds follow in the background.
     settings = services.settings
@@ -268,8 +258,22 @@ async def close_services(services: Services) -> None:
     await asyncio.gather(*services.tasks, return_exceptions=True)
     services.tasks.clear()
     await services.client.close()
+    await _sweep(services, "this run")  # a download cut short by the stop
     services.promoter.close()
     services.ledger.close()
+
+
+async def _sweep(services: Services, left_by: str) -> None:
+    """Temp files no live process holds (each download locks its own): settled now."""
+    if isinstance(services.blobs, DiskBlobStore):
+        swept = await asyncio.to_thread(services.blobs.sweep_temporary)
+        if swept.removed or swept.reused:
+            log.info(
+                "partial downloads left by %s: %d removed, %d complete and verified, kept",
+                left_by,
+                swept.removed,
+                swept.reused,
+            )
 
 
 def create_app(

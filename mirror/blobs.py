@@ -74,8 +74,9 @@ class BlobWriter(Protocol):
 
 
 class BlobStore(Protocol):
-    def writer(self, limit: int) -> BlobWriter:
-        """A writer that refuses (TooLarge) to take more than ``limit`` bytes."""
+    def writer(self, limit: int, digest: str | None = None) -> BlobWriter:
+        """A writer that refuses (TooLarge) to take more than ``limit`` bytes; ``digest``:
+        the one its bytes are meant to have, if known (a leftover can then be reused)."""
         ...
 
     def exists(self, sha256: str) -> bool: ...

@@ -155,7 +155,7 @@ class Downloads:
         try:
             # Inside the try: a temp file that cannot be made (EMFILE, EROFS, EACCES) must
             # release the waiters too, or their requests hang for good.
-            writer = _Keeping(self._blobs.writer(limit), self._keep_bytes)
+            writer = _Keeping(self._blobs.writer(limit, digest), self._keep_bytes)
             await self._client.download(url, writer, size)
             await writer.verify(digest)
             early = writer.early()

@@ -86,7 +86,7 @@ def test_a_full_disk_answers_507_in_one_line_and_keeps_nothing(
     assert store is not None
     made: list[Path] = []
 
-    def full_device() -> tuple[int, str]:
+    def full_device(_digest: str | None = None) -> tuple[int, str]:
         name = _blobs(mirror) / "tmp" / f"incoming-full-{len(made)}"
         name.write_bytes(b"")
         made.append(name)
