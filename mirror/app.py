@@ -111,6 +111,8 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         connect_timeout=settings.connect_timeout_seconds,
         read_timeout=settings.read_timeout_seconds,
         max_page_bytes=settings.max_page_bytes,
+        page_timeout=settings.page_timeout_seconds,
+        download_timeout=settings.download_timeout_seconds,
     )
     artifacts = Artifacts(ledger, blobs, client, settings.max_file_bytes, clock=clock)
     guard = ClockGuard(ledger, clock)

@@ -87,6 +87,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from mirror.app import create_app
+    from mirror.client_deadline import protocol_with_deadline
 
     settings = _start(settings, args, listening=True)
     app = create_app(settings)
@@ -105,6 +106,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         proxy_headers=False,
         server_header=False,
         timeout_keep_alive=5,
+        # Each request must arrive in time: uvicorn alone waits for ever on a slow client.
+        http=protocol_with_deadline(settings.request_read_timeout_seconds),
     )
     return EXIT_OK
 

@@ -125,6 +125,12 @@ class Settings:
     watch_interval: timedelta = timedelta(minutes=10)  # re-read known projects this often
     connect_timeout_seconds: float = 5.0
     read_timeout_seconds: float = 30.0
+    # Whole transfers, connect to last byte (redirects included): a trickling upstream
+    # must not hold a request, or a download slot, for ever.
+    page_timeout_seconds: float = 60.0
+    download_timeout_seconds: float = 1800.0
+    # A client's request (head and body) must arrive within this, or it is cut off.
+    request_read_timeout_seconds: float = 10.0
     max_page_bytes: int = 64 * 1024 * 1024
     max_file_bytes: int = 4 * 1024 * 1024 * 1024
     fetch_concurrency: int = 4
@@ -168,6 +174,9 @@ _TOP_LEVEL: dict[str, Callable[[Any], Any]] = {
     "watch_interval": duration_between(_MINUTE, 7 * _DAY, "shorter hammers the upstream"),
     "connect_timeout_seconds": float_between(0.1, 120.0, "seconds"),
     "read_timeout_seconds": float_between(0.1, 600.0, "seconds"),
+    "page_timeout_seconds": float_between(1.0, 600.0, "seconds"),
+    "download_timeout_seconds": float_between(1.0, 24 * 3600.0, "seconds"),
+    "request_read_timeout_seconds": float_between(1.0, 300.0, "seconds"),
     "max_page_bytes": int_between(_KIB, _GIB, _BYTES),
     "max_file_bytes": int_between(_KIB, 1024 * _GIB, _BYTES),
     "fetch_concurrency": int_between(1, 64, "downloads at once"),

@@ -6,8 +6,10 @@ environment, and no transparent decompression of files (the hash is over the byt
 """
 
 import asyncio
+import contextlib
 import re
 import zlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
@@ -46,10 +48,16 @@ class UpstreamClient:
         connect_timeout: float,
         read_timeout: float,
         max_page_bytes: int,
+        page_timeout: float = 60.0,
+        download_timeout: float = 1800.0,
     ) -> None:
+        """``page_timeout``, ``download_timeout``: whole transfers (every read may be in
+        time while the whole never ends: a trickle)."""
         self.guard = guard
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
+        self._page_deadline = _Deadline(page_timeout, "page_timeout_seconds")
+        self._download_deadline = _Deadline(download_timeout, "download_timeout_seconds")
         self._max_page_bytes = max_page_bytes
         self._session: aiohttp.ClientSession | None = None
         index = guard.index.with_query(None).with_fragment(None)
@@ -90,7 +98,10 @@ class UpstreamClient:
         headers = {"Accept": JSON_PAGE, "Accept-Encoding": "gzip"}
         if etag:
             headers["If-None-Match"] = etag
-        async with self._get(self.project_url(name), headers, same_origin_only=True) as response:
+        async with (
+            self._page_deadline.applied("the project page"),
+            self._get(self.project_url(name), headers, same_origin_only=True) as response,
+        ):
             if response.status == 304:
                 return PageAnswer(None, etag)
             if response.status in (404, 410):
@@ -126,7 +137,10 @@ class UpstreamClient:
     async def download(self, url: URL, writer: BlobWriter, declared_size: int | None) -> None:
         """Stream ``url`` into ``writer``; the caller commits against the declared digest."""
         headers = {"Accept-Encoding": "identity"}
-        async with self._get(url, headers, same_origin_only=False) as response:
+        async with (
+            self._download_deadline.applied("the file transfer"),
+            self._get(url, headers, same_origin_only=False) as response,
+        ):
             if response.status != 200:
                 raise UpstreamUnavailable(f"upstream answered HTTP {response.status} for a file")
             if response.headers.get("Content-Encoding", "identity").lower() not in ("", "identity"):
@@ -148,9 +162,10 @@ class UpstreamClient:
 
     async def fetch_small(self, url: URL, limit: int) -> bytes | None:
         """A small document such as a provenance object; None when the upstream has none."""
-        async with self._get(
-            url, {"Accept-Encoding": "identity"}, same_origin_only=False
-        ) as response:
+        async with (
+            self._page_deadline.applied("a small document"),
+            self._get(url, {"Accept-Encoding": "identity"}, same_origin_only=False) as response,
+        ):
             if response.status == 404:
                 return None
             if response.status != 200:
@@ -178,6 +193,22 @@ class UpstreamClient:
             if same_origin_only and not self.guard.same_origin(url):
                 raise UpstreamRejected("redirect_policy: redirect off the index origin")
         raise UpstreamRejected("redirect_policy: too many redirects")
+
+
+@dataclass(frozen=True, slots=True)
+class _Deadline:
+    seconds: float
+    key: str  # the setting that sets it, for the message
+
+    @contextlib.asynccontextmanager
+    async def applied(self, what: str) -> AsyncIterator[None]:
+        try:
+            async with asyncio.timeout(self.seconds):
+                yield
+        except TimeoutError as error:
+            raise UpstreamUnavailable(
+                f"upstream too slow: {what} took longer than {self.key} ({self.seconds:g} s)"
+            ) from error
 
 
 class _Request:

@@ -29,3 +29,13 @@ def test_nginx_logs_admin_requests_without_their_query() -> None:
         assert leaky not in log_format.group(1)
     admin = re.search(r"location /-/admin/ \{([^}]+)\}", text)
     assert admin is not None and "lazaretto_no_query;" in admin.group(1)
+
+
+def test_nginx_puts_deadlines_on_clients() -> None:
+    """Slowloris: the head and body must arrive in time, and a client must keep reading."""
+    text = (DEPLOY / "nginx.conf").read_text(encoding="utf-8")
+    for directive in ("client_header_timeout", "client_body_timeout", "send_timeout"):
+        found = re.search(rf"^\s*{directive}\s+(\d+)s;", text, re.MULTILINE)
+        assert found is not None, directive
+        assert 1 <= int(found.group(1)) <= 60, directive
+    assert re.search(r"^\s*keepalive_timeout\s+\d+s;", text, re.MULTILINE)
