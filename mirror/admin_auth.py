@@ -2,9 +2,14 @@
 
 Tokens are looked up by their sha256 only (``cli_backend.token_hash``); the raw value is
 never logged, echoed, put into an exception message or stored. Failed attempts are
-counted per client address and answered with 429 once there are too many, before the
-token is even looked at, so a locked-out guesser learns nothing more. Every refusal is
-an RFC 9457 problem document whose detail is one fixed ASCII line, never request input.
+counted per presented credential and per client address, separately; once either has too
+many, failures are answered 429 instead of 401. A valid token is always accepted: behind a
+proxy every admin shares one address, and someone else's bad tries must not lock them out
+(tokens are 256-bit random values: the brake paces guessing, it does not make it
+possible). The client address is the socket peer, or what a ``trusted_proxies`` peer says
+in ``X-Forwarded-For``. A token sent in a query string, which access logs keep, is refused
+and revoked. Every refusal is an RFC 9457 problem document whose detail is one fixed
+ASCII line, never request input.
 """
 
 import json
@@ -19,6 +24,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from mirror.access_log import QUERY_KEYS
 from mirror.cli_backend import token_hash
 from mirror.services import Services
 
@@ -31,7 +37,7 @@ READ, DECIDE = "read", "decide"
 _GRANTS = {READ: frozenset({READ}), DECIDE: frozenset({READ, DECIDE})}
 # RFC 6750 b64token, bounded: anything else is refused before it is hashed.
 _BEARER = re.compile(r"Bearer ([A-Za-z0-9._~+/-]{16,512}=*)", re.IGNORECASE | re.ASCII)
-_QUERY_TOKEN_KEYS = ("token", "access_token", "api_key")
+LEAK_ACTOR = "system:token-seen-in-a-query-string"
 _DETAIL_LIMIT = 300
 _SECURITY_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
@@ -86,12 +92,14 @@ class ApiProblem(Exception):
 
 
 class BadCredentials(ApiProblem):
-    """A token was presented and is no good: 401, and it counts as a failed attempt."""
+    """A token was presented and is no good: 401, and it counts as a failed attempt.
+    ``credential``: the presented token's hash, when there was a well-formed one."""
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, credential: str | None = None) -> None:
         # RFC 6750 section 3.1: invalid_token tells clients not to retry the same token.
         challenge = f'Bearer realm="{REALM}", error="invalid_token"'
         super().__init__(401, detail, {"WWW-Authenticate": challenge})
+        self.credential = credential
 
 
 def _missing() -> ApiProblem:
@@ -151,15 +159,21 @@ class FailureLimiter:
             self._failures.popitem(last=False)
 
 
-def _client(request: Request) -> str:
-    # The socket peer (uvicorn rewrites it only for proxies it was told to trust).
-    return request.client.host if request.client else "unknown"
+def _client(request: Request, services: Services) -> str:
+    """The socket peer, or the client a trusted proxy forwarded (uvicorn's own
+    proxy_headers stay off: ``mirror.request_base`` reads them, from trusted peers only)."""
+    return services.request_base.client_address(request.scope)
 
 
-def _presented_token(request: Request) -> str | None:
+def _presented_token(request: Request, services: Services) -> str | None:
     """The bearer token from the one Authorization header; None when there is none."""
-    if any(key in request.query_params for key in _QUERY_TOKEN_KEYS):
-        # Query strings end up in access logs: such a token counts as leaked, not valid.
+    leaked = [
+        value for key, value in request.query_params.multi_items() if key.lower() in QUERY_KEYS
+    ]
+    if leaked:
+        # Query strings end up in access logs (ours redacts them; a proxy's may not): such
+        # a token counts as leaked, not valid, and is revoked if it was one.
+        _revoke_leaked(leaked, services)
         raise BadCredentials("tokens are accepted only in the Authorization header")
     values = request.headers.getlist("authorization")
     if not values:
@@ -170,37 +184,71 @@ def _presented_token(request: Request) -> str | None:
     return match.group(1)
 
 
-class Gate:
-    """Authentication and authorization for one app: holds that app's failure counts."""
+def _revoke_leaked(values: list[str], services: Services) -> None:
+    for value in values:
+        if not _BEARER.fullmatch(f"Bearer {value}"):
+            continue
+        found = services.ledger.token_by_hash(token_hash(value))
+        if found is None:
+            continue
+        # The actor is the why: the audit shows "token-revoked ... by <LEAK_ACTOR>".
+        if services.ledger.revoke_token(found.name, LEAK_ACTOR, services.clock.now()):
+            log.warning(
+                "admin API: token %r was sent in a URL query string, where logs keep it: "
+                "revoked; make a new one and send it in the Authorization header",
+                found.name,
+            )
 
-    def __init__(self, limiter: FailureLimiter | None = None) -> None:
+
+class Gate:
+    """Authentication and authorization for one app: holds that app's failure counts,
+    per client address (``limiter``) and per presented credential (``credentials``)."""
+
+    def __init__(
+        self, limiter: FailureLimiter | None = None, credentials: FailureLimiter | None = None
+    ) -> None:
         self.limiter = limiter or FailureLimiter()
+        self.credentials = credentials or FailureLimiter()
 
     def check(self, request: Request, needed: str) -> Principal:
         services: Services = request.app.state.services
-        client, now = _client(request), services.clock.monotonic()
-        wait = self.limiter.retry_after(client, now)
-        if wait is not None:
-            raise ApiProblem(
-                429, "too many failed authentications; wait and retry", {"Retry-After": str(wait)}
-            )
+        client, now = _client(request, services), services.clock.monotonic()
         try:
             principal = self._authenticate(request, services)
-        except BadCredentials:
-            self._count_failure(client, now)
+        except BadCredentials as refused:
+            self._refuse(client, refused.credential, now)
+            raise
+        except ApiProblem:  # no token at all: not a guess, but a locked-out client waits
+            self._locked_out(client, None, now)
             raise
         if needed not in _GRANTS.get(principal.scope, frozenset()):
             raise ApiProblem(403, f"this needs a token with the {needed} scope")
         return principal
 
-    def _count_failure(self, client: str, now: float) -> None:
+    def _refuse(self, client: str, credential: str | None, now: float) -> None:
+        """Count a failure (unless already locked out: then 429, uncounted)."""
+        self._locked_out(client, credential, now)
         self.limiter.record_failure(client, now)
         if self.limiter.retry_after(client, now) is not None:
             log.warning("admin API: too many failed authentications from %r", client)
+        if credential is not None:
+            self.credentials.record_failure(credential, now)
+            if self.credentials.retry_after(credential, now) is not None:
+                log.warning("admin API: one invalid token presented too often (from %r)", client)
+
+    def _locked_out(self, client: str, credential: str | None, now: float) -> None:
+        waits = [self.limiter.retry_after(client, now)]
+        if credential is not None:
+            waits.append(self.credentials.retry_after(credential, now))
+        wait = max((w for w in waits if w is not None), default=None)
+        if wait is not None:
+            raise ApiProblem(
+                429, "too many failed authentications; wait and retry", {"Retry-After": str(wait)}
+            )
 
     @staticmethod
     def _authenticate(request: Request, services: Services) -> Principal:
-        token = _presented_token(request)
+        token = _presented_token(request, services)
         if token is None:
             raise _missing()
         digest = token_hash(token)
@@ -209,5 +257,5 @@ class Gate:
         found = services.ledger.token_by_hash(digest)
         if found is None or found.revoked_at is not None:
             # One answer for unknown and revoked: no oracle for which tokens once existed.
-            raise BadCredentials("invalid bearer token")
+            raise BadCredentials("invalid bearer token", credential=digest)
         return Principal(found.name, found.scope)

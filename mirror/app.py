@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from mirror.access_log import redact_access_log
 from mirror.admin_api import admin_routes
 from mirror.artifacts import Artifacts
 from mirror.blobs_disk import DiskBlobStore
@@ -51,9 +52,6 @@ from quarantine.vetting import Vetter
 from quarantine.watcher import Watcher
 
 log = logging.getLogger(__name__)
-# A temporary file untouched this long is a crash's leftover, not a download in progress
-# (every write refreshes its mtime), whichever process made it.
-TEMPORARY_GRACE_SECONDS = 600
 
 
 class _Sha256(Convertor[str]):
@@ -109,10 +107,12 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     ledger = SqliteLedger(data_dir / "ledger.sqlite3")
     blobs = DiskBlobStore(data_dir / "blobs")
     client = UpstreamClient(
-        UrlGuard(upstream, settings.file_hosts),
+        UrlGuard(upstream, settings.file_hosts, settings.upstream_private_networks),
         connect_timeout=settings.connect_timeout_seconds,
         read_timeout=settings.read_timeout_seconds,
         max_page_bytes=settings.max_page_bytes,
+        page_timeout=settings.page_timeout_seconds,
+        download_timeout=settings.download_timeout_seconds,
     )
     artifacts = Artifacts(ledger, blobs, client, settings.max_file_bytes, clock=clock)
     guard = ClockGuard(ledger, clock)
@@ -246,14 +246,7 @@ async def open_services(services: Services, role: str = "serve") -> None:
         f"system:{role}",
         services.clock.now(),
     )
-    # Only leftovers: a younger temporary file may be another process's download.
-    swept = (
-        services.blobs.sweep_temporary(older_than_seconds=TEMPORARY_GRACE_SECONDS)
-        if isinstance(services.blobs, DiskBlobStore)
-        else 0
-    )
-    if swept:
-        log.info("removed %d partial downloads left by an earlier stop", swept)
+    await _sweep(services, "an earlier stop")
     await services.client.open()
     # Local feeds are in force before the first decision; URL feeds follow in the background.
     settings = services.settings
@@ -267,8 +260,22 @@ async def close_services(services: Services) -> None:
     await asyncio.gather(*services.tasks, return_exceptions=True)
     services.tasks.clear()
     await services.client.close()
+    await _sweep(services, "this run")  # a download cut short by the stop
     services.promoter.close()
     services.ledger.close()
+
+
+async def _sweep(services: Services, left_by: str) -> None:
+    """Temp files no live process holds (each download locks its own): settled now."""
+    if isinstance(services.blobs, DiskBlobStore):
+        swept = await asyncio.to_thread(services.blobs.sweep_temporary)
+        if swept.removed or swept.reused:
+            log.info(
+                "partial downloads left by %s: %d removed, %d complete and verified, kept",
+                left_by,
+                swept.removed,
+                swept.reused,
+            )
 
 
 def create_app(
@@ -277,6 +284,7 @@ def create_app(
     """The ASGI app. ``background=False`` leaves promotion rounds to the caller (tests)."""
     services = build_services(settings, clock)
     attach_notifier(services)
+    redact_access_log()  # no token a client put in a URL reaches the access log
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from yarl import URL
 
 from mirror.blob_cache import MAX_BLOB_BYTES
-from mirror.blobs import BlobStore, DigestMismatch, TooLarge
+from mirror.blobs import BlobStore, DigestMismatch, StoreUnavailable, TooLarge
 from mirror.downloads import Downloads, Early, VerifiedFile
 from mirror.errors import MirrorError, UpstreamRejected, UpstreamUnavailable
 from mirror.mapped_file import OpenFile
@@ -77,7 +77,7 @@ class Artifacts:
             await self.ensure_file(record)
         except (UpstreamRejected, DigestMismatch, TooLarge) as error:
             raise IntegrityFailure(error.reason) from error
-        except UpstreamUnavailable as error:
+        except (UpstreamUnavailable, StoreUnavailable) as error:  # nothing wrong with the bytes
             raise FetchFailed(error.reason) from error
         current = self._ledger.file(record.project, record.filename) or record
         for step in (self.ensure_metadata, self.ensure_provenance):

@@ -4,6 +4,7 @@ One implementation per file (``blobs_disk`` now; an S3-compatible store later). 
 exists only once its bytes were verified against the digest it is stored under.
 """
 
+import errno
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Protocol
@@ -21,6 +22,30 @@ class DigestMismatch(MirrorError):
 
 class TooLarge(MirrorError):
     """More bytes arrived than the declared size or the configured cap allows."""
+
+
+class StoreUnavailable(MirrorError):
+    """The store cannot take a write now (read-only, unwritable, out of descriptors): 503.
+    Nothing is wrong with the bytes: a later try may succeed."""
+
+    status = 503
+
+
+class StoreFull(StoreUnavailable):
+    """No space (or quota) left for a blob: 507 Insufficient Storage."""
+
+    status = 507
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def store_failure(error: OSError, doing: str) -> StoreUnavailable:
+    """The one-line error for an OSError met while ``doing`` something in the store."""
+    cause = error.strerror or type(error).__name__
+    if error.errno in _FULL:
+        return StoreFull(f"the mirror's disk is full ({cause}) while {doing}; retry later")
+    return StoreUnavailable(f"the mirror cannot write its blob store ({cause}) while {doing}")
 
 
 class BlobWriter(Protocol):
@@ -49,8 +74,9 @@ class BlobWriter(Protocol):
 
 
 class BlobStore(Protocol):
-    def writer(self, limit: int) -> BlobWriter:
-        """A writer that refuses (TooLarge) to take more than ``limit`` bytes."""
+    def writer(self, limit: int, digest: str | None = None) -> BlobWriter:
+        """A writer that refuses (TooLarge) to take more than ``limit`` bytes; ``digest``:
+        the one its bytes are meant to have, if known (a leftover can then be reused)."""
         ...
 
     def exists(self, sha256: str) -> bool: ...

@@ -3,6 +3,7 @@
 import argparse
 import logging
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -89,6 +90,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from mirror.app import create_app
+    from mirror.client_deadline import protocol_with_deadline
 
     settings = _start(settings, args, listening=True)
     app = create_app(settings)
@@ -107,6 +109,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         proxy_headers=False,
         server_header=False,
         timeout_keep_alive=5,
+        # Each request must arrive in time: uvicorn alone waits for ever on a slow client.
+        http=protocol_with_deadline(settings.request_read_timeout_seconds),
     )
     return EXIT_OK
 
@@ -182,7 +186,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except QuarantineError as error:
         print(f"lazaretto: {error}", file=sys.stderr)
         return EXIT_CONFIG
+    except (sqlite3.Error, OSError) as error:  # a read-only ledger or mount, a full disk
+        print(f"lazaretto: {_storage_problem(error)}", file=sys.stderr)
+        return EXIT_CONFIG
     return EXIT_USAGE
+
+
+def _storage_problem(error: sqlite3.Error | OSError) -> str:
+    """One line for the data directory refusing a read or write."""
+    if isinstance(error, OSError):
+        where = f" ({error.filename})" if error.filename else ""
+        cause = error.strerror or type(error).__name__
+        return f"cannot use the data directory{where}: {cause}"
+    cause = " ".join(str(error).split()) or type(error).__name__
+    return (
+        f"cannot use the ledger: {cause}; check that the data directory is writable by "
+        "this user, not on a read-only mount, and that its disk has space"
+    )
 
 
 if __name__ == "__main__":

@@ -161,7 +161,7 @@ def run_admin(args: argparse.Namespace, settings: Settings) -> int:
 def _exit_code(error: admin.AdminError) -> int:
     if isinstance(error, admin.NothingToDo) or error.status == 404:
         return EXIT_NOT_FOUND
-    if error.status in (401, 403):
+    if error.status in (401, 403, 429):  # 429: locked out after failed authentications
         return EXIT_AUTH
     if error.status in (409, 412):
         return EXIT_REFUSED

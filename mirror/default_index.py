@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from urllib.parse import urlsplit
 
 from mirror.errors import ConfigError
 
@@ -51,3 +52,17 @@ def _builtin_index() -> str:
             "pass --upstream URL (a PEP 691 simple index) or set LAZARETTO_UPSTREAM"
         ) from error
     return str(PyPI.simple_url)
+
+
+def pip_file_hosts(index_url: str) -> tuple[str, ...]:
+    """The host pip knows serves the files of ``index_url`` (its built-in index keeps them
+    on a host of their own), or none: then only the index's own origin serves files."""
+    try:
+        from pip._internal.models.index import PyPI
+    except ImportError:
+        return ()
+    index_host = urlsplit(index_url).hostname
+    known_host = urlsplit(PyPI.url).hostname
+    if index_host is None or index_host != known_host:
+        return ()
+    return (PyPI.file_storage_domain,)

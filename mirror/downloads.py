@@ -150,17 +150,21 @@ class Downloads:
 
     async def _run(self, url: URL, digest: str, size: int | None, download: Download) -> None:
         limit = min(size, self._max_file_bytes) if size is not None else self._max_file_bytes
-        writer = _Keeping(self._blobs.writer(limit), self._keep_bytes)
+        writer: _Keeping | None = None
         early: Early = None
         try:
+            # Inside the try: a temp file that cannot be made (EMFILE, EROFS, EACCES) must
+            # release the waiters too, or their requests hang for good.
+            writer = _Keeping(self._blobs.writer(limit, digest), self._keep_bytes)
             await self._client.download(url, writer, size)
             await writer.verify(digest)
             early = writer.early()
             download.verified.set_result(early)
             await writer.persist()
         except BaseException as error:
-            await writer.abort()
-            download.fail(error)
+            download.fail(error)  # first: cleaning up below may fail as well
+            if writer is not None:
+                await writer.abort()
             raise
         finally:
             if isinstance(early, VerifiedFile):

@@ -147,8 +147,17 @@ async def _checked_file(
                 record, FileState.REJECTED, reason, "system:file-route", services.clock.now()
             )
         services.catalog.sync()
-        raise UpstreamRejected("file_rejected: its bytes do not match the listed digest") from error
+        raise UpstreamRejected(f"file_rejected: {_refusal(error)}") from error
     return found
+
+
+def _refusal(error: MirrorError) -> str:
+    """The true reason, once: a size, encoding or host refusal is no digest mismatch."""
+    if isinstance(error, DigestMismatch):
+        return "its bytes do not match the listed digest"
+    if isinstance(error, UpstreamRejected):
+        return error.code
+    return f"too_large: {error.reason}"
 
 
 def _send(

@@ -74,6 +74,27 @@ class RequestBase:
         scheme = forwarded_proto.decode("latin-1") if forwarded_proto else scheme
         return scheme, _last(forwarded_host) or host
 
+    def client_address(self, scope: Scope) -> str:
+        """The client's address: the socket peer, or, when the peer is one of
+        ``trusted_proxies``, the nearest untrusted address its ``X-Forwarded-For`` names
+        (a proxy appends the address it saw; what a client wrote itself sits further left)."""
+        client = scope.get("client")
+        peer = str(client[0]) if client else "unknown"
+        if not self._trusted or not self._from_proxy(scope):
+            return peer
+        hops: list[str] = [
+            hop.strip()
+            for key, value in scope["headers"]
+            if key == b"x-forwarded-for"
+            for hop in value.decode("latin-1").split(",")
+        ]
+        for hop in reversed(hops):
+            if not _is_address(hop):
+                return peer  # a malformed chain: count its sender, the proxy
+            if not self._is_trusted(hop):
+                return hop
+        return hops[0] if hops else peer
+
     def _from_proxy(self, scope: Scope) -> bool:
         client = scope.get("client")
         if not client:
@@ -104,6 +125,14 @@ def _base(scheme: str, host: bytes, root_path: str) -> str:
             "set public_base_url to build them from it instead"
         )
     return f"{scheme}://{name}{quote(root_path.rstrip('/'), safe='/')}/"
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _last(value: bytes | None) -> bytes | None:

@@ -75,10 +75,11 @@ def as_python_versions(value: Any) -> tuple[str, ...]:
 
 
 def as_proxies(value: Any) -> tuple[str, ...]:
-    proxies = as_list(value)
-    for proxy in proxies:
-        ipaddress.ip_network(proxy, strict=False)  # its ValueError names the bad entry
-    return proxies
+    """Addresses or networks (``10.0.0.0/8``)."""
+    networks = as_list(value)
+    for network in networks:
+        ipaddress.ip_network(network, strict=False)  # its ValueError names the bad entry
+    return networks
 
 
 WORKER_MODES = ("in-process", "separate")
@@ -107,7 +108,12 @@ class Settings:
     port: int = DEFAULT_PORT
     data_dir: Path = field(default_factory=_default_data_dir)
     upstream: str = ""  # empty: ask pip (mirror.default_index)
-    file_hosts: tuple[str, ...] = ()  # extra hosts file URLs may point at (https only)
+    # Hosts file URLs may point at (https only); empty: the file host pip knows for the
+    # upstream, if any; "*": any https host. Besides the index's own host, each must be at
+    # a public address.
+    file_hosts: tuple[str, ...] = ()
+    # Non-public networks a file host may still be at (an internal file server).
+    upstream_private_networks: tuple[str, ...] = ()
     public_base_url: str | None = None
     trusted_hosts: tuple[str, ...] = ()
     # Peers (addresses or networks) whose X-Forwarded-Proto/Host name the mirror's URL.
@@ -119,6 +125,12 @@ class Settings:
     watch_interval: timedelta = timedelta(minutes=10)  # re-read known projects this often
     connect_timeout_seconds: float = 5.0
     read_timeout_seconds: float = 30.0
+    # Whole transfers, connect to last byte (redirects included): a trickling upstream
+    # must not hold a request, or a download slot, for ever.
+    page_timeout_seconds: float = 60.0
+    download_timeout_seconds: float = 1800.0
+    # A client's request (head and body) must arrive within this, or it is cut off.
+    request_read_timeout_seconds: float = 10.0
     max_page_bytes: int = 64 * 1024 * 1024
     max_file_bytes: int = 4 * 1024 * 1024 * 1024
     fetch_concurrency: int = 4
@@ -151,6 +163,7 @@ _TOP_LEVEL: dict[str, Callable[[Any], Any]] = {
     "data_dir": as_path,
     "upstream": as_upstream,
     "file_hosts": as_list,
+    "upstream_private_networks": as_proxies,
     "public_base_url": as_public_base_url,
     "trusted_hosts": as_list,
     "trusted_proxies": as_proxies,
@@ -161,6 +174,9 @@ _TOP_LEVEL: dict[str, Callable[[Any], Any]] = {
     "watch_interval": duration_between(_MINUTE, 7 * _DAY, "shorter hammers the upstream"),
     "connect_timeout_seconds": float_between(0.1, 120.0, "seconds"),
     "read_timeout_seconds": float_between(0.1, 600.0, "seconds"),
+    "page_timeout_seconds": float_between(1.0, 600.0, "seconds"),
+    "download_timeout_seconds": float_between(1.0, 24 * 3600.0, "seconds"),
+    "request_read_timeout_seconds": float_between(1.0, 300.0, "seconds"),
     "max_page_bytes": int_between(_KIB, _GIB, _BYTES),
     "max_file_bytes": int_between(_KIB, 1024 * _GIB, _BYTES),
     "fetch_concurrency": int_between(1, 64, "downloads at once"),

@@ -5,7 +5,7 @@ from pathlib import Path
 from packaging.utils import NormalizedName
 
 from mirror.artifacts import Artifacts
-from mirror.blobs import DigestMismatch, TooLarge
+from mirror.blobs import DigestMismatch, StoreUnavailable, TooLarge
 from mirror.catalog import Catalog
 from mirror.errors import MirrorError, UpstreamGone, UpstreamRejected, UpstreamUnavailable
 from quarantine.models import FileRecord
@@ -25,7 +25,7 @@ class MirrorSource:
             path = await self._artifacts.ensure_file(record)
         except (UpstreamRejected, DigestMismatch, TooLarge) as error:
             raise IntegrityFailure(error.reason) from error
-        except UpstreamUnavailable as error:
+        except (UpstreamUnavailable, StoreUnavailable) as error:
             raise FetchFailed(error.reason) from error
         if path is None:
             raise FetchFailed("this blob store keeps no local files; inspection needs one")
@@ -34,7 +34,7 @@ class MirrorSource:
     async def provenance(self, record: FileRecord) -> bytes | None:
         try:
             digest = await self._artifacts.ensure_provenance(record)
-        except (UpstreamUnavailable, UpstreamRejected) as error:
+        except (UpstreamUnavailable, UpstreamRejected, StoreUnavailable) as error:
             raise FetchFailed(error.reason) from error
         except MirrorError as error:
             raise IntegrityFailure(error.reason) from error

@@ -1,13 +1,15 @@
 """The upstream client: one aiohttp session for the process, hostile input assumed.
 
-Timeouts on connect and read, byte caps, redirects followed by hand only within the
-index's origin, no proxies from the environment, and no transparent decompression of
-files (the hash is over the bytes as sent).
+Timeouts on connect and read, byte caps, redirects followed by hand and checked like any
+file URL (public addresses only, besides the index's own host), no proxies from the
+environment, and no transparent decompression of files (the hash is over the bytes as sent).
 """
 
 import asyncio
+import contextlib
 import re
 import zlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
@@ -18,6 +20,7 @@ from mirror import __version__
 from mirror.blobs import BlobWriter
 from mirror.errors import UpstreamGone, UpstreamRejected, UpstreamUnavailable
 from mirror.parse import parse_project_page
+from mirror.upstream_resolver import GuardedResolver
 from mirror.url_guard import UrlGuard
 from quarantine.models import Snapshot
 
@@ -45,10 +48,16 @@ class UpstreamClient:
         connect_timeout: float,
         read_timeout: float,
         max_page_bytes: int,
+        page_timeout: float = 60.0,
+        download_timeout: float = 1800.0,
     ) -> None:
+        """``page_timeout``, ``download_timeout``: whole transfers (every read may be in
+        time while the whole never ends: a trickle)."""
         self.guard = guard
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
+        self._page_deadline = _Deadline(page_timeout, "page_timeout_seconds")
+        self._download_deadline = _Deadline(download_timeout, "download_timeout_seconds")
         self._max_page_bytes = max_page_bytes
         self._session: aiohttp.ClientSession | None = None
         index = guard.index.with_query(None).with_fragment(None)
@@ -63,7 +72,9 @@ class UpstreamClient:
             trust_env=False,
             cookie_jar=aiohttp.DummyCookieJar(),  # an index has no business setting cookies
             headers={"User-Agent": f"lazaretto/{__version__}"},
-            connector=aiohttp.TCPConnector(limit=64, limit_per_host=16, ttl_dns_cache=300),
+            connector=aiohttp.TCPConnector(
+                limit=64, limit_per_host=16, ttl_dns_cache=300, resolver=GuardedResolver(self.guard)
+            ),
         )
 
     async def close(self) -> None:
@@ -87,7 +98,10 @@ class UpstreamClient:
         headers = {"Accept": JSON_PAGE, "Accept-Encoding": "gzip"}
         if etag:
             headers["If-None-Match"] = etag
-        async with self._get(self.project_url(name), headers, same_origin_only=True) as response:
+        async with (
+            self._page_deadline.applied("the project page"),
+            self._get(self.project_url(name), headers, same_origin_only=True) as response,
+        ):
             if response.status == 304:
                 return PageAnswer(None, etag)
             if response.status in (404, 410):
@@ -123,7 +137,10 @@ class UpstreamClient:
     async def download(self, url: URL, writer: BlobWriter, declared_size: int | None) -> None:
         """Stream ``url`` into ``writer``; the caller commits against the declared digest."""
         headers = {"Accept-Encoding": "identity"}
-        async with self._get(url, headers, same_origin_only=False) as response:
+        async with (
+            self._download_deadline.applied("the file transfer"),
+            self._get(url, headers, same_origin_only=False) as response,
+        ):
             if response.status != 200:
                 raise UpstreamUnavailable(f"upstream answered HTTP {response.status} for a file")
             if response.headers.get("Content-Encoding", "identity").lower() not in ("", "identity"):
@@ -145,9 +162,10 @@ class UpstreamClient:
 
     async def fetch_small(self, url: URL, limit: int) -> bytes | None:
         """A small document such as a provenance object; None when the upstream has none."""
-        async with self._get(
-            url, {"Accept-Encoding": "identity"}, same_origin_only=False
-        ) as response:
+        async with (
+            self._page_deadline.applied("a small document"),
+            self._get(url, {"Accept-Encoding": "identity"}, same_origin_only=False) as response,
+        ):
             if response.status == 404:
                 return None
             if response.status != 200:
@@ -175,6 +193,22 @@ class UpstreamClient:
             if same_origin_only and not self.guard.same_origin(url):
                 raise UpstreamRejected("redirect_policy: redirect off the index origin")
         raise UpstreamRejected("redirect_policy: too many redirects")
+
+
+@dataclass(frozen=True, slots=True)
+class _Deadline:
+    seconds: float
+    key: str  # the setting that sets it, for the message
+
+    @contextlib.asynccontextmanager
+    async def applied(self, what: str) -> AsyncIterator[None]:
+        try:
+            async with asyncio.timeout(self.seconds):
+                yield
+        except TimeoutError as error:
+            raise UpstreamUnavailable(
+                f"upstream too slow: {what} took longer than {self.key} ({self.seconds:g} s)"
+            ) from error
 
 
 class _Request:

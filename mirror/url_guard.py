@@ -1,25 +1,89 @@
 """Which upstream URLs the mirror may fetch: the upstream is hostile input.
 
 A file URL from a listing must resolve to the index's own origin, or to an https host the
-operator allowed. No userinfo, no downgrade to plain http, no path tricks. The URL is
-parsed with yarl, the parser aiohttp fetches with, so what is checked is what is fetched.
+operator allowed (by default the file host pip knows for the index, if any). No userinfo,
+no downgrade to plain http, no path tricks. The URL is parsed with yarl, the parser
+aiohttp fetches with, so what is checked is what is fetched.
+
+Any host but the index's own must also be at a public address: a listing naming
+``127.0.0.1``, a private range or a cloud metadata address would otherwise make the mirror
+a proxy into the network it runs in. An address literal is checked here; a name is checked
+after resolution, on the very addresses the connection uses (``upstream_resolver``), so a
+name that resolves differently the second time (DNS rebinding) gains nothing.
 """
 
+import ipaddress
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from yarl import URL
 
+from mirror.default_index import pip_file_hosts
 from mirror.errors import UpstreamRejected
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+ANY_HOST = "*"  # in file_hosts: any https host (still only at a public address)
+
+
+class ForbiddenAddress(UpstreamRejected):
+    """A host other than the index's resolves to a loopback, private, link-local,
+    multicast or otherwise non-public address that no allowed network covers."""
+
+    def __init__(self, host: str, address: str) -> None:
+        super().__init__(
+            f"forbidden_address: {host[:60]} is at {address}, not a public address "
+            "(allow its network with upstream_private_networks if it is meant)"
+        )
+
+
+class AddressPolicy:
+    """Public unicast addresses, plus the networks the operator allowed."""
+
+    def __init__(self, allowed: Iterable[str] = ()) -> None:
+        self._allowed: tuple[Network, ...] = tuple(
+            ipaddress.ip_network(text, strict=False) for text in allowed
+        )
+
+    def permits(self, address: Address) -> bool:
+        if any(address in network for network in self._allowed):
+            return True
+        if isinstance(address, ipaddress.IPv6Address):
+            embedded = address.ipv4_mapped or address.sixtofour
+            if embedded is not None:
+                return self.permits(embedded)
+        return address.is_global and not address.is_multicast
+
+    def check(self, host: str, address: str) -> None:
+        """ForbiddenAddress unless ``address`` (numeric, as connected to) is permitted."""
+        try:
+            parsed = ipaddress.ip_address(address.split("%", 1)[0])  # an IPv6 zone: fe80::1%eth0
+        except ValueError as error:
+            raise ForbiddenAddress(host, "an address that does not parse") from error
+        if not self.permits(parsed):
+            raise ForbiddenAddress(host, str(parsed))
 
 
 class UrlGuard:
-    def __init__(self, index_url: str, file_hosts: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        index_url: str,
+        file_hosts: tuple[str, ...],
+        private_networks: tuple[str, ...] = (),
+    ) -> None:
         self._index = URL(index_url)
-        self._file_hosts = frozenset(host.lower() for host in file_hosts)
+        hosts = file_hosts or pip_file_hosts(index_url)
+        self._any_host = ANY_HOST in hosts
+        self._file_hosts = frozenset(host.lower() for host in hosts)
+        self.addresses = AddressPolicy(private_networks)
 
     @property
     def index(self) -> URL:
         return self._index
+
+    def trusts_host(self, host: str) -> bool:
+        """The index's own host: the operator chose it, wherever it is (a private index)."""
+        return host.lower() == (self._index.host or "").lower()
 
     def same_origin(self, url: URL) -> bool:
         return (url.scheme, url.host, url.port) == (
@@ -54,9 +118,20 @@ class UrlGuard:
             return url
         if url.scheme != "https":
             raise UpstreamRejected("offhost_url: plain http to another origin")
-        if self._file_hosts and host.lower() not in self._file_hosts:
+        if not self._any_host and host.lower() not in self._file_hosts:
             raise UpstreamRejected("offhost_url: host not in file_hosts")
+        if not self.trusts_host(host) and _is_address(host):
+            self.addresses.check(host, host)
         return url
+
+
+def _is_address(host: str) -> bool:
+    """An address literal: connected to as it is, never resolved (so checked here)."""
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
 
 
 def _dot_segments(raw: str) -> bool:

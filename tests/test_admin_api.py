@@ -10,6 +10,7 @@ Threat model section I (I1, I2, I3, I5, I8) and the admin row of catalogue 1.6.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import logging
@@ -27,10 +28,11 @@ from packaging.utils import NormalizedName
 
 from conftest import NOW
 from mirror.admin_api import OPERATIONS, PREFIX, guarded, release_etag
-from mirror.admin_auth import ApiProblem
+from mirror.admin_auth import LEAK_ACTOR, ApiProblem
 from mirror.admin_openapi import openapi_document
 from mirror.cli_backend import new_token, token_hash
 from mirror.cli_remote import RemoteBackend, TokenUnavailable, api_base, read_token
+from mirror.request_base import RequestBase
 from quarantine import admin
 from quarantine.models import FileState
 from quarantine.outbox import ApiToken
@@ -251,16 +253,88 @@ def test_read_token_reads_but_cannot_decide(setup: Setup) -> None:
 
 
 def test_failed_attempts_are_rate_limited_per_client(setup: Setup) -> None:
-    """I5: ten failures a minute, then 429 with Retry-After, even for a good token."""
+    """I5: ten failures a minute from one address, then its failures are 429 with
+    Retry-After; a valid token from that address is still served (behind a proxy every
+    admin shares one address: someone else's bad tries must not lock them out)."""
     api = setup.api
     for _ in range(10):
         assert api.call("GET", "/holds", token=new_token()).status == 401
-    locked = api.call("GET", "/holds", token=setup.decide)
+    locked = api.call("GET", "/holds", token=new_token())
     assert locked.status == 429
     assert int(locked.header("Retry-After") or "0") >= 1
     assert api.call("GET", "/holds").status == 429
-    setup.clock.advance(timedelta(seconds=61))
     assert api.call("GET", "/holds", token=setup.decide).status == 200
+    assert api.call("GET", "/holds", token=setup.read).status == 200
+    setup.clock.advance(timedelta(seconds=61))
+    assert api.call("GET", "/holds", token=new_token()).status == 401
+
+
+def test_one_bad_credential_is_limited_wherever_it_comes_from(setup: Setup) -> None:
+    """Failures count per presented credential too: one stale token retried from many
+    addresses (behind a trusted proxy) is locked out, while other clients are not."""
+    api, stale = setup.api, new_token()
+
+    def via(address: str, token: str) -> Reply:
+        return api.call("GET", "/holds", token=token, headers={"X-Forwarded-For": address})
+
+    with _trusting_loopback(setup):
+        for number in range(10):
+            assert via(f"203.0.113.{number}", stale).status == 401
+        assert via("203.0.113.50", stale).status == 429
+        assert via("203.0.113.50", new_token()).status == 401  # that address did nothing yet
+        assert via("203.0.113.50", setup.read).status == 200
+
+
+def test_addresses_behind_a_trusted_proxy_are_counted_apart(setup: Setup) -> None:
+    """With the proxy trusted, X-Forwarded-For names the client: one guesser's lockout is
+    not another's. Without trust, the header is ignored and the peer is counted."""
+    api = setup.api
+
+    def via(address: str, token: str) -> Reply:
+        return api.call("GET", "/holds", token=token, headers={"X-Forwarded-For": address})
+
+    with _trusting_loopback(setup):
+        for _ in range(10):
+            assert via("198.51.100.7", new_token()).status == 401
+        assert via("198.51.100.7", new_token()).status == 429
+        assert via("198.51.100.8", new_token()).status == 401
+        # A client's own X-Forwarded-For is further left than the one the proxy appended.
+        assert via("198.51.100.9, 198.51.100.7", new_token()).status == 429
+    for _ in range(10):
+        assert via("192.0.2.1", new_token()).status in (401, 429)
+    assert via("192.0.2.2", new_token()).status == 429  # untrusted: the one peer counts
+
+
+@contextlib.contextmanager
+def _trusting_loopback(setup: Setup) -> Iterator[None]:
+    services = setup.mirror.services
+    assert services is not None
+    before = services.request_base
+    services.request_base = RequestBase(["127.0.0.1", "::1"])
+    try:
+        yield
+    finally:
+        services.request_base = before
+
+
+def test_a_token_sent_in_a_query_string_is_revoked_and_kept_out_of_the_log(
+    setup: Setup, every_log_line: _Everything
+) -> None:
+    """A token in a URL is in somebody's log: refused, revoked at once (audited with why),
+    and the mirror's own access log keeps only the path."""
+    api, mirror = setup.api, setup.mirror
+    leaked = make_token(mirror, "leaky", "decide")
+    assert api.call("GET", "/holds", token=leaked).status == 200
+    assert api.call("GET", f"/holds?state=held&TOKEN={leaked}").status == 401
+    assert api.call("GET", "/holds", token=leaked).status == 401  # revoked
+    assert api.call("GET", "/holds", token=setup.decide).status == 200  # others unaffected
+    events = api.call("GET", "/audit", token=setup.read).json()["events"]
+    revoked = [e for e in events if e["to_state"] == "token-revoked"]
+    assert revoked and revoked[0]["actor"] == LEAK_ACTOR, revoked
+    assert "leaky" in revoked[0]["reason"]
+    access = [line for line in every_log_line.lines if line.startswith("uvicorn.access")]
+    assert any("/holds?[redacted]" in line for line in access), access
+    assert not any(leaked in line for line in every_log_line.lines)
 
 
 # -- decisions -------------------------------------------------------------------------------
@@ -584,6 +658,8 @@ def test_the_canary_token_appears_nowhere(
     monkeypatch.undo()
     assert mirror.services.ledger.revoke_token("canary", "test", NOW)
     assert api.call("GET", "/holds", CANARY).status == 401
+    assert api.call("GET", f"/holds?token={CANARY}").status == 401  # kept out of the access log
+    assert _get(mirror, f"/simple/?access_token={CANARY}").status == 200  # on any route
     remote = RemoteBackend(mirror.origin, CANARY)
     with pytest.raises(admin.AdminError) as refused:
         remote.holds(None, None)

@@ -213,6 +213,24 @@ def test_remote_mode_through_the_admin_api(
     assert secret not in holds.stdout + holds.stderr + done.stdout + done.stderr
 
 
+def test_a_remote_command_locked_out_exits_6_in_one_line(mirror: MirrorServer) -> None:
+    """A 429 (too many failed authentications) is an authentication refusal: exit 6, as
+    the README's table says (it was 1)."""
+    guess = "lzt_" + "A" * 43
+    for _ in range(10):
+        request = urllib.request.Request(
+            f"{mirror.origin}/-/admin/api/v1/holds", headers={"Authorization": f"Bearer {guess}"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request)
+        assert refused.value.code == 401
+    env = {**os.environ, "LAZARETTO_TOKEN": guess}
+    command = [LAZARETTO, "holds", "--url", mirror.origin]
+    locked = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+    assert locked.returncode == 6, (locked.returncode, locked.stderr)
+    assert locked.stderr.count("\n") == 1 and "Traceback" not in locked.stderr, locked.stderr
+
+
 # -- a data directory that holds no ledger ---------------------------------------------------
 LOCAL_COMMANDS = [
     ["holds"],

@@ -2,10 +2,15 @@
 
 import json
 import os
+import shutil
 import subprocess
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from quarantine.clock import format_timestamp
 from quarantine.duration import parse_duration
@@ -183,3 +188,55 @@ def test_explain_and_the_server_agree_on_the_global_and_per_project_periods(
         assert _hold_until(told) == format_timestamp(uploaded + timedelta(minutes=1))
         assert "edited.toml" in told.stderr and "differs" in told.stderr
         assert told.stderr.count("\n") == 1
+
+
+@contextmanager
+def _read_only(path: Path) -> Iterator[None]:
+    """``path`` made unwritable for this process, as a read-only file or mount would be:
+    immutable (root ignores permission bits), else without write permission."""
+    if os.geteuid() == 0:
+        if shutil.which("chattr") is None:
+            pytest.skip("needs chattr to make a file read-only for root")
+        made = subprocess.run(["chattr", "+i", str(path)], capture_output=True, check=False)
+        if made.returncode != 0:
+            pytest.skip("this system cannot make a file immutable")
+        try:
+            yield
+        finally:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+    else:
+        path.chmod(0o444)
+        try:
+            yield
+        finally:
+            path.chmod(0o644)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["block", "demo", "--reason", "worm found in it"],
+        ["exempt", "demo", "--reason", "our own fork, built here"],
+        ["unfreeze", "--reason", "the clock is right again"],
+    ],
+)
+def test_a_decision_on_a_read_only_ledger_is_one_line_and_exit_3(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """Before: a sqlite3 traceback (and exit 0 or 1)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    SqliteLedger(data / "ledger.sqlite3").close()
+    env = {**os.environ, "LAZARETTO_UPSTREAM": "http://127.0.0.1:9/simple/"}
+    with _read_only(data / "ledger.sqlite3"):
+        done = subprocess.run(
+            [LAZARETTO, *command, "--data-dir", str(data)],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=env,
+            timeout=120,
+        )
+    assert done.returncode == 3, (done.returncode, done.stderr)
+    assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert "readonly" in done.stderr and "writable" in done.stderr

@@ -72,8 +72,8 @@ class GatedStore(DiskBlobStore):
         self.refuse = False
         self.persisting = 0
 
-    def writer(self, limit: int) -> _GatedWriter:  # type: ignore[override]
-        return _GatedWriter(super().writer(limit), self)
+    def writer(self, limit: int, digest: str | None = None) -> _GatedWriter:  # type: ignore[override]
+        return _GatedWriter(super().writer(limit, digest), self)
 
 
 def _look(mirror: MirrorServer, upstream: Upstream, dist: Dist, **options: object) -> FileRecord:

@@ -69,3 +69,17 @@ def test_public_base_url_is_the_base_whatever_the_request_says() -> None:
     public = RequestBase(["10.0.0.0/8"], "https://pypi.example.org/mirror")
     for headers in ([HOST], [HOST, *FORWARDED], [(b"host", b"a b")], []):
         assert public.of(scope(*headers)) == "https://pypi.example.org/mirror/"
+
+
+def test_the_client_address_is_forwarded_only_by_trusted_proxies() -> None:
+    xff = (b"x-forwarded-for", b"198.51.100.9, 203.0.113.7")
+    assert RequestBase().client_address(scope(xff)) == "10.1.2.3"  # nobody trusted
+    behind = RequestBase(["10.0.0.0/8"])
+    assert behind.client_address(scope(xff)) == "203.0.113.7"  # the hop the proxy added
+    assert behind.client_address(scope()) == "10.1.2.3"  # no header: the proxy itself
+    chain = (b"x-forwarded-for", b"198.51.100.9, 203.0.113.7, 10.9.9.9")
+    assert behind.client_address(scope(chain)) == "203.0.113.7"  # trusted hops skipped
+    bad = (b"x-forwarded-for", b"198.51.100.9, not-an-address")
+    assert behind.client_address(scope(bad)) == "10.1.2.3"
+    outsider = scope(xff, client=("192.0.2.1", 1))
+    assert behind.client_address(outsider) == "192.0.2.1"  # not a proxy: header ignored

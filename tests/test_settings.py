@@ -604,6 +604,9 @@ RANGES: list[tuple[str | None, str, tuple[str, str], tuple[str, ...]]] = [
     (None, "notify_interval", ('"1s"', '"1h"'), ('"0s"', '"61m"')),
     (None, "connect_timeout_seconds", ("0.1", "120"), ("0", "-5", "121", "nan", "inf")),
     (None, "read_timeout_seconds", ("0.1", "600"), ("0", "-1.5", "601", "nan")),
+    (None, "page_timeout_seconds", ("1", "600"), ("0", "0.5", "601", "nan")),
+    (None, "download_timeout_seconds", ("1", "86400"), ("0", "0.5", "86401", "inf")),
+    (None, "request_read_timeout_seconds", ("1", "300"), ("0", "0.5", "301", "nan")),
     (None, "max_page_bytes", ("1024", str(1024**3)), ("0", "-1", "64", str(1024**3 + 1))),
     (None, "max_file_bytes", ("1024", str(1024**4)), ("0", "-1", str(1024**4 + 1))),
     (None, "fetch_concurrency", ("1", "64"), ("0", "-1", "65")),
@@ -889,3 +892,12 @@ def test_trusted_proxies_are_addresses_or_networks(tmp_path: Path) -> None:
     bad = config(tmp_path, 'trusted_proxies = ["10.0.0.0/8", "proxy.internal"]\n', "bad.toml")
     message = config_error(bad)
     assert "trusted_proxies" in message and "line 1" in message and "proxy.internal" in message
+
+
+def test_upstream_private_networks_are_addresses_or_networks(tmp_path: Path) -> None:
+    path = config(tmp_path, 'upstream_private_networks = ["10.1.0.0/16", "::1"]\n')
+    assert load(path).upstream_private_networks == ("10.1.0.0/16", "::1")
+    assert Settings().upstream_private_networks == ()  # none: only public addresses
+    bad = config(tmp_path, 'upstream_private_networks = ["files.internal"]\n', "bad.toml")
+    message = config_error(bad)
+    assert "upstream_private_networks" in message and "files.internal" in message

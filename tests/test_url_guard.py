@@ -20,13 +20,16 @@ from mirror.url_guard import UrlGuard
 # Three deployments: an https index with any https file host allowed, the same index with
 # an explicit file host list, and a plain-http local index as the tests run it.
 GUARDS = {
-    "open": (UrlGuard("https://index.example/simple/", ()), "https://index.example/simple/demo/"),
+    "open": (
+        UrlGuard("https://index.example/simple/", ("*",)),
+        "https://index.example/simple/demo/",
+    ),
     "listed": (
         UrlGuard("https://index.example/simple/", ("files.example", "Mirror.Example")),
         "https://index.example/simple/demo/",
     ),
     "local": (
-        UrlGuard("http://127.0.0.1:8080/simple/", ()),
+        UrlGuard("http://127.0.0.1:8080/simple/", ("*",)),
         "http://127.0.0.1:8080/simple/demo/",
     ),
 }
@@ -47,7 +50,7 @@ ACCEPTED: list[tuple[str, str, str]] = [
     ("open", "https://index.example/packages/x.whl", "https://index.example/packages/x.whl"),
     ("open", "https://index.example:443/packages/x.whl", "https://index.example/packages/x.whl"),
     ("listed", "https://INDEX.example/packages/x.whl", "https://index.example/packages/x.whl"),
-    # other https hosts: any when no list is configured, else only listed ones
+    # other https hosts: any with "*", else only listed ones
     ("open", "https://files.example/packages/x.whl", "https://files.example/packages/x.whl"),
     ("local", "https://files.example/packages/x.whl", "https://files.example/packages/x.whl"),
     ("listed", "https://files.example/packages/x.whl", "https://files.example/packages/x.whl"),
@@ -136,7 +139,7 @@ def test_rejected(guard: str, raw: str) -> None:
     checker, page = GUARDS[guard]
     with pytest.raises(UpstreamRejected) as caught:
         checker.check(raw, URL(page))
-    assert caught.value.code.startswith("offhost_url: ")
+    assert caught.value.code.startswith(("offhost_url: ", "forbidden_address: "))
     assert caught.value.status == 502
 
 

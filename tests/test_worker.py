@@ -6,6 +6,7 @@ is a few seconds, so a held file comes due while the test watches.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -16,7 +17,6 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from mirror.app import TEMPORARY_GRACE_SECONDS
 from support.dists import build_wheel
 from support.installers import installed, pip_install
 from support.process import LAZARETTO, lazaretto_serve, stop
@@ -48,6 +48,17 @@ def _worker(env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
         stop(process)
 
 
+@contextmanager
+def _held(path: Path) -> Iterator[None]:
+    """Locked as a live download holds its temporary file (``mirror.blobs_disk``)."""
+    descriptor = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
+
+
 def _leftover(tmp: Path, name: str, age_seconds: float) -> Path:
     tmp.mkdir(parents=True, exist_ok=True)
     path = tmp / name
@@ -72,11 +83,11 @@ def test_a_separate_worker_promotes_what_the_server_alone_only_holds(
         "LAZARETTO_PROMOTE_INTERVAL": "1s",
         "LAZARETTO_VETTING_WORKER": "separate",
     }
-    stale = _leftover(data / "blobs" / "tmp", "incoming-crashed", TEMPORARY_GRACE_SECONDS + 60)
+    stale = _leftover(data / "blobs" / "tmp", "incoming-crashed", 1)
     busy = _leftover(data / "blobs" / "tmp", "incoming-in-progress", 1)
-    with lazaretto_serve([], env) as origin:
-        assert not stale.exists()  # a crash's leftover is swept at start...
-        assert busy.exists()  # ...another process's download in progress is not
+    with _held(busy), lazaretto_serve([], env) as origin:
+        assert not stale.exists()  # a crash's leftover is swept at start, however young...
+        assert busy.exists()  # ...another process's download in progress (locked) is not
         assert _versions(origin, "split") == ["1.0"]
         time.sleep(COOLING.total_seconds() + 2)
         # Cooled, but nobody here fetches, vets or promotes it: the server only serves.
