@@ -75,6 +75,11 @@ class UrlGuard:
         hosts = file_hosts or pip_file_hosts(index_url)
         self._any_host = ANY_HOST in hosts
         self._file_hosts = frozenset(host.lower() for host in hosts)
+        # The index's host and the file host pip pairs with it come from the operator's
+        # choice of upstream, not from a listing: wherever they resolve (a proxy that
+        # answers for them, say), they are trusted; any other host must be public.
+        paired = {host.lower() for host in pip_file_hosts(index_url)}
+        self._chosen_hosts = frozenset({(self._index.host or "").lower(), *paired})
         self.addresses = AddressPolicy(private_networks)
 
     @property
@@ -82,8 +87,9 @@ class UrlGuard:
         return self._index
 
     def trusts_host(self, host: str) -> bool:
-        """The index's own host: the operator chose it, wherever it is (a private index)."""
-        return host.lower() == (self._index.host or "").lower()
+        """The index's host, or the file host pip pairs with that index: the operator chose
+        them, wherever they are (a private index, a resolver that answers for them)."""
+        return host.lower() in self._chosen_hosts
 
     def same_origin(self, url: URL) -> bool:
         return (url.scheme, url.host, url.port) == (

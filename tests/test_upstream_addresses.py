@@ -125,6 +125,19 @@ def test_the_index_host_resolves_unchecked_and_public_names_pass() -> None:
     assert asyncio.run(public.resolve("files.example", 443))[0]["host"] == "93.184.216.34"
 
 
+def test_the_file_host_pip_pairs_with_the_index_resolves_unchecked() -> None:
+    """A resolver (a sandbox's, a proxy's) may answer for the paired file host with a
+    non-public address: the operator chose that upstream, so it is not refused; another
+    host answered the same way still is."""
+    guard = UrlGuard(PyPI.simple_url, ())
+    paired = GuardedResolver(guard, _Answers("203.0.113.7"))
+    found = asyncio.run(paired.resolve(PyPI.file_storage_domain, 443))
+    assert found[0]["host"] == "203.0.113.7"
+    anyhost = GuardedResolver(UrlGuard(PyPI.simple_url, ("*",)), _Answers("203.0.113.7"))
+    with pytest.raises(ForbiddenAddress):
+        asyncio.run(anyhost.resolve("files.example", 443))
+
+
 # -- with real connections ------------------------------------------------------------------
 class _Listener:
     """A TCP listener on 127.0.0.1 that only counts the connections it is offered."""
