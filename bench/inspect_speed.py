@@ -3,14 +3,16 @@
 Run on demand (never in the test suite):  .venv/bin/python bench/inspect_speed.py
 It builds, in a temporary directory and in chunks, a wheel of about --size-mb MB (the
 standard library's Python sources, repeated up to --py-mb MB, plus an incompressible
-native-looking blob), times ``inspect_file`` on it (median of --reps runs, wall clock and
-CPU), measures peak memory (tracemalloc peak in this process; the peak RSS of a fresh child
-process that only inspects), then does the same for zip and tar.gz bombs, and prints a
-table.
+native-looking blob) and typical wheels (the packages named by --typical, as installed in
+this environment, zipped as they are), times ``inspect_file`` on each (median of --reps
+runs, wall clock and CPU), measures peak memory (tracemalloc peak in this process; the peak
+RSS of a fresh child process that only inspects), then does the same for zip and tar.gz
+bombs, and prints a table.
 """
 
 import argparse
 import gzip
+import importlib
 import random
 import resource
 import statistics
@@ -55,6 +57,22 @@ def build_wheel(path: Path, size_mb: int, py_mb: int) -> tuple[int, int]:
             for index in range(blob_mb):
                 blob.write(chunk[index:] + chunk[:index])
     return count, py_bytes
+
+
+def typical_wheel(root: Path, package: str) -> Path:
+    """A wheel of one package installed here, its sources as they are: a typical wheel."""
+    module = importlib.import_module(package)
+    assert module.__file__ is not None
+    source = Path(module.__file__).parent
+    path = root / f"{package}-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(
+            f"{package}-1.0.dist-info/METADATA", f"Metadata-Version: 2.1\nName: {package}\n"
+        )
+        for member in sorted(source.rglob("*")):
+            if member.is_file() and "__pycache__" not in member.parts:
+                archive.write(member, f"{package}/{member.relative_to(source).as_posix()}")
+    return path
 
 
 def zero_bomb(path: Path, mib: int, *, declared: int | None = None, padding: int = 0) -> None:
@@ -153,6 +171,9 @@ def main() -> None:
     parser.add_argument("--size-mb", type=int, default=100, help="wheel size on disk (about)")
     parser.add_argument("--py-mb", type=int, default=20, help="MB of Python sources in it")
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument(
+        "--typical", nargs="*", default=["rich", "aiohttp", "hypothesis"], help="packages"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -163,7 +184,8 @@ def main() -> None:
             f"built {wheel.name}: {wheel.stat().st_size / 1e6:.1f} MB on disk, {files} .py files "
             f"({py_bytes / 1e6:.1f} MB of Python) in {time.perf_counter() - started:.1f} s"
         )
-        cases = {"wheel": wheel}
+        cases = {f"typical: {name}": typical_wheel(root, name) for name in args.typical}
+        cases["wheel"] = wheel
         cases["zip bomb 1 GiB (declared)"] = root / "a-1.0-py3-none-any.whl"
         zero_bomb(cases["zip bomb 1 GiB (declared)"], 1024)
         cases["zip bomb 1 GiB (lying header)"] = root / "b-1.0-py3-none-any.whl"
