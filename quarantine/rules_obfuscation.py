@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from quarantine.evidence import Severity
 from quarantine.rule_catalog import rule
+from quarantine.rules_import_scan import excerpt
 
 OBFUSCATION = rule(
     "obfuscation-signal",
@@ -78,7 +79,10 @@ def _hidden_code(data: bytes) -> list[Signal]:
     if hit is None:
         return []
     blanks = len(hit.group(0)) - 1
-    return [Signal(f"code after {blanks} blanks on one line", _line(data, hit))]
+    end = data.find(b"\n", hit.end())
+    hidden = data[hit.end() : end if end >= 0 else len(data)].decode("utf-8", "replace")
+    what = f"code after {blanks} blanks on one line: `{excerpt(hidden, 80)}`"
+    return [Signal(what, _line(data, hit))]
 
 
 def _long_lines(data: bytes) -> list[Signal]:
