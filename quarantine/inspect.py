@@ -62,6 +62,7 @@ _CLEAN_CHARS = 1000  # a safety net: the rules already bound what they quote
 class Inspection:
     summary: ArchiveSummary | None  # None when the archive could not be read through
     findings: tuple[Finding, ...]
+    compared_with: str | None = None  # the previous release's file; None: the first
 
     def evidence(
         self,
@@ -85,6 +86,7 @@ class Inspection:
         }
         if self.summary is not None:
             details["summary"] = self.summary.to_json()
+            details["compared_with"] = self.compared_with
         return Evidence(CHECK, action, self._summary_line(action, kept), kept, details)
 
     def _summary_line(self, action: Action, kept: tuple[Finding, ...]) -> str:
@@ -174,7 +176,8 @@ def _inspect(
         summary = replace(summary, install_time_rules=install_time, import_time=profile)
         found = _known_install_time(found, previous) + compare(summary, previous)
         found = _weighed(found, imports.signals) + at_import
-    return Inspection(summary, tuple(_clean(f) for f in found))
+    compared_with = None if previous is None else previous.filename
+    return Inspection(summary, tuple(_clean(f) for f in found), compared_with)
 
 
 def _previous(previous: ArchiveSummary | None) -> Previous | None:

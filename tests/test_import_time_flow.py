@@ -293,3 +293,4 @@ def test_explain_shows_the_evidence_and_what_it_is_compared_with(
     )
     assert "subprocess.Popen(['id', '\\x1b[31m'])" in text  # the excerpt, escaped as written
     assert "\x1b" not in done.stdout
+    assert "compared with: explained_import-1.0-py3-none-any.whl" in text
