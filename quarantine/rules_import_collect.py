@@ -14,6 +14,7 @@ that uses a capability, or of another relay's function, for :data:`RELAY_ROUNDS`
 """
 
 import posixpath
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -26,8 +27,8 @@ from quarantine.rules_import_diff import (
     import_findings,
     profile,
 )
-from quarantine.rules_import_facts import ModuleFacts
-from quarantine.rules_import_reach import reach
+from quarantine.rules_import_facts import SUPPORTING, ModuleFacts
+from quarantine.rules_import_reach import MAX_DEPTH, reach
 from quarantine.rules_import_source import Scanned, pth_facts, scan_module
 from quarantine.rules_obfuscation import Signal, js_signals
 
@@ -114,14 +115,14 @@ class ImportCollector:
             self.signals[scanned.facts.path] = scanned.signals
 
     def _parse_relays(self) -> None:
-        wanted = self._acting_names(self.modules.values())
+        wanted = _acting_names(self.modules.values(), set())
         for _round in range(RELAY_ROUNDS):
             if not wanted or not self.relays:
                 return
             needed: list[tuple[str, bytes, str]] = []
             waiting: list[tuple[str, bytes, str]] = []
             for relay in self.relays:
-                (needed if any(name in relay[1] for name in wanted) else waiting).append(relay)
+                (needed if any(_calls(relay[1], w) for w in wanted) else waiting).append(relay)
             self.relays = waiting
             parsed = []
             for shown, data, module in needed:
@@ -129,20 +130,48 @@ class ImportCollector:
                 if scanned.facts is not None:
                     self._add(scanned)
                     parsed.append(scanned.facts)
-            wanted = {
-                name.rsplit(".", 1)[-1].encode()
-                for facts in parsed
-                for name, body in facts.bodies.items()
-                if body.calls
-            }
+            wanted = _acting_names(parsed, {name for _module, name in wanted})
 
-    @staticmethod
-    def _acting_names(modules: Iterable[ModuleFacts]) -> set[bytes]:
-        """The names of functions, classes and methods that use a capability (as bytes, to
-        look for in the sources put aside)."""
-        names: set[bytes] = set()
-        for facts in modules:
-            for name, body in facts.bodies.items():
-                if body.uses:
-                    names.update(part.encode() for part in name.split("."))
-        return names
+
+def _calls(source: bytes, wanted: tuple[str | None, str]) -> bool:
+    """Whether a source may call ``wanted`` (the module it is in, the name): it names both,
+    since calling another module's function means importing it from there (a package's own
+    functions can be imported with ``from . import name``: only the name, then)."""
+    module, name = wanted
+    if module is not None and module.encode() not in source:
+        return False
+    return re.search(rb"\b%s\b" % re.escape(name.encode()), source) is not None
+
+
+def _acting_names(
+    modules: Iterable[ModuleFacts], wanted: set[str]
+) -> set[tuple[str | None, str]]:
+    """The functions and classes another module can call (top-level names) that use a
+    capability, or call one of ``wanted``, within a few calls inside their module; with
+    the last part of their module's name (None for a package's ``__init__``)."""
+    names: set[tuple[str | None, str]] = set()
+    for facts in modules:
+        package = facts.path.endswith("__init__.py")
+        module = None if package else facts.module.rsplit(".", 1)[-1]
+        for name in facts.bodies:
+            if "." not in name and _acts(facts, name, wanted):
+                names.add((module, name))
+    return names
+
+
+def _acts(facts: ModuleFacts, name: str, wanted: set[str]) -> bool:
+    pending, seen = [(name, 0)], {name}
+    while pending:
+        current, depth = pending.pop()
+        body = facts.bodies.get(current)
+        if body is None:
+            continue
+        if any(use.capability not in SUPPORTING for use in body.uses):
+            return True
+        if any(call.rsplit(".", 1)[-1] in wanted for call in body.calls):
+            return True
+        for call in body.calls:
+            if call in facts.bodies and call not in seen and depth < MAX_DEPTH:
+                seen.add(call)
+                pending.append((call, depth + 1))
+    return False

@@ -57,24 +57,36 @@ _CAPABILITY_WORDS = (
     b"runpy",
 )
 _WRITE_WORDS = (b"open", b"write", b"copy", b"move")
+# Where a write must point to matter (home, start-up hooks, persistence, temp).
 _PLACE_WORDS = (
     b"expanduser",
-    b"home",
+    b"home(",
     b"HOME",
     b"APPDATA",
-    b"PROFILE",
-    b"~",
+    b"USERPROFILE",
+    b"'~",
+    b'"~',
     b"cron",
-    b"rc",
+    b"bashrc",
+    b"zshrc",
+    b"profile",
+    b"config.fish",
     b"systemd",
     b"Launch",
     b"autostart",
     b".pth",
     b"customize",
-    b"site",
-    b"temp",
-    b"tmp",
+    b"site-packages",
+    b"dist-packages",
+    b"getsitepackages",
+    b"getusersitepackages",
+    b"CurrentVersion",
+    b"gettempdir",
+    b"mkdtemp",
+    b"mkstemp",
+    b"/tmp",
     b"TEMP",
+    b"TMPDIR",
 )
 
 
