@@ -156,6 +156,7 @@ def _inspect(
     layout = SdistLayout() if kind is ArchiveKind.SDIST else None
     imports = ImportCollector(scan_direct if cache is None else cache.scan_module)
     imports.max_parse_bytes = limits.max_parse_bytes
+    imports.sdist = kind is ArchiveKind.SDIST
     found: list[Finding] = []
     for member in reader:
         builder.observe(member)

@@ -70,11 +70,15 @@ class ImportCollector:
     payloads: dict[str, str] = field(default_factory=dict)  # base name -> member
     relays: list[tuple[str, bytes, str]] = field(default_factory=list)
     relay_bytes: int = 0
+    sdist: bool = False  # then only modules inside packages (an __init__.py) count
+    packages: set[str] = field(default_factory=set)  # directories holding an __init__.py
 
     def member(self, name: str) -> None:
         """Any file: payload-looking names are remembered, to weigh what runs them."""
         if name.lower().endswith(_PAYLOAD_SUFFIXES):
             self.payloads.setdefault(posixpath.basename(name), printable(name))
+        elif name.endswith("/__init__.py"):
+            self.packages.add(printable(name.rpartition("/")[0]))
 
     def module(self, shown: str, data: bytes, module: str) -> list[Finding]:
         """A package module: the payload rules' findings now, its facts for :meth:`finish`."""
@@ -104,9 +108,23 @@ class ImportCollector:
 
     def finish(self, previous: Previous | None) -> tuple[ImportProfile, list[Finding]]:
         self._parse_relays()
-        found = reach(self.modules.values())
+        modules = [facts for facts in self.modules.values() if self._importable(facts)]
+        found = reach(modules)
         hiding = Hiding(self.signals, self.payloads)
         return profile(found), import_findings(found, previous, hiding)
+
+    def _importable(self, facts: ModuleFacts) -> bool:
+        """In an sdist, scripts and tools beside the packages (``scripts/``, ``tasks/``)
+        are not installed: a module counts when every directory above it, up to where
+        its dotted name starts, is a package."""
+        if not self.sdist or facts.startup:
+            return True
+        directories = facts.path.split("/")[:-1]
+        package = facts.path.endswith("/__init__.py")
+        count = facts.module.count(".") + (1 if package else 0)  # the directories named
+        first = len(directories) - count + 1
+        needed = ["/".join(directories[:cut]) for cut in range(first, len(directories) + 1)]
+        return all(directory in self.packages for directory in needed)
 
     def _add(self, scanned: Scanned) -> None:
         assert scanned.facts is not None
@@ -143,9 +161,7 @@ def _calls(source: bytes, wanted: tuple[str | None, str]) -> bool:
     return re.search(rb"\b%s\b" % re.escape(name.encode()), source) is not None
 
 
-def _acting_names(
-    modules: Iterable[ModuleFacts], wanted: set[str]
-) -> set[tuple[str | None, str]]:
+def _acting_names(modules: Iterable[ModuleFacts], wanted: set[str]) -> set[tuple[str | None, str]]:
     """The functions and classes another module can call (top-level names) that use a
     capability, or call one of ``wanted``, within a few calls inside their module; with
     the last part of their module's name (None for a package's ``__init__``)."""

@@ -33,6 +33,7 @@ from quarantine.evidence import Finding, Severity
 from quarantine.rule_catalog import rule
 from quarantine.rules_import_facts import SUPPORTING, Capability, Use
 from quarantine.rules_import_reach import Combination, Reach, Reached
+from quarantine.rules_import_scan import SCRIPT
 from quarantine.rules_obfuscation import OBFUSCATION, Signal, raised
 
 IMPORT_NEW = rule(
@@ -226,10 +227,12 @@ def _first_sight(
 
 def _function_new(reached: Reached, since: str) -> Finding:
     use = reached.use
-    message = (
-        f"new since {since}: {_named(use)} only inside `{reached.via}` (`{use.path}:{use.line}`),"
-        " which nothing calls at import"
-    )
+    where = f"`{use.path}:{use.line}`"
+    if reached.via == SCRIPT:
+        place = f"only when `{reached.entry}` runs as a script ({where}), never on import"
+    else:
+        place = f"only inside `{reached.via}` ({where}), which nothing calls at import"
+    message = f"new since {since}: {_named(use)} {place}"
     return Finding(FUNCTION_NEW, Severity.LOW, message, use.path, use.line)
 
 

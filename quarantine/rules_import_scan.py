@@ -19,6 +19,7 @@ from quarantine.rules_import_kinds import classify
 from quarantine.rules_python_scan import _Scan
 
 LOAD = "<load>"  # the module body
+SCRIPT = "<script>"  # what runs only when the module is run as a script, never by import
 MAX_USES = 20  # per body: past that, more of the same says nothing new
 MAX_CALLS = 64  # per body
 _MAX_TEXT_NODES = 200  # per expression whose text a rule reads
@@ -28,7 +29,6 @@ _STARTED = frozenset(
         "threading.Timer",
         "multiprocessing.Process",
         "atexit.register",
-        "signal.signal",
     }
 )
 _CONSTRUCTION = ("__init__", "__new__", "__post_init__")
@@ -72,10 +72,13 @@ class ImportScan(_Scan):
         """After :meth:`run`: the module's facts."""
         uses: dict[str, list[Use]] = {}
         calls: dict[str, set[str]] = {}
+        script = _script_lines(self.tree, self.module)
         for call in self.calls:
             body = LOAD if call.runs_at_load else self.scopes[call.scope]
             if body is None:
                 continue  # a lambda or a nested class's method: not known to run
+            if body == LOAD and _within(call.node.lineno, script):
+                body = SCRIPT
             names = self._names(call.node.func)
             found = uses.setdefault(body, [])
             if len(found) < MAX_USES:
@@ -202,6 +205,33 @@ def excerpt(line: str, limit: int = 100) -> str:
         run = 0
         out.append(char)
     return printable("".join(out), limit)
+
+
+def _script_lines(tree: ast.Module, module: str) -> list[tuple[int, int]]:
+    """The lines that run only as a script: ``if __name__ == "__main__":`` blocks, and all
+    of a ``__main__`` module (``python -m pkg`` runs it; importing ``pkg`` does not)."""
+    if module == "__main__" or module.endswith(".__main__"):
+        return [(1, sys.maxsize)]
+    return [  # the guarded block only: an ``else:`` runs on import
+        (statement.body[0].lineno, statement.body[-1].end_lineno or statement.lineno)
+        for statement in tree.body
+        if isinstance(statement, ast.If) and _is_main_guard(statement.test)
+    ]
+
+
+def _is_main_guard(test: ast.expr) -> bool:
+    if not isinstance(test, ast.Compare) or len(test.ops) != 1:
+        return False
+    if not isinstance(test.ops[0], ast.Eq):
+        return False
+    sides = [test.left, test.comparators[0]]
+    names = [side.id for side in sides if isinstance(side, ast.Name)]
+    texts = [side.value for side in sides if isinstance(side, ast.Constant)]
+    return names == ["__name__"] and texts == ["__main__"]
+
+
+def _within(line: int, ranges: list[tuple[int, int]]) -> bool:
+    return any(first <= line <= last for first, last in ranges)
 
 
 def _owners(tree: ast.Module) -> dict[int, str]:

