@@ -150,7 +150,7 @@ def test_what_runs_only_as_a_script_is_not_import_time(tmp_path: Path) -> None:
     assert all("never on import" in f.message for f in reported if f.path == "demo/__main__.py")
     otherwise = guarded + "else:\n    subprocess.Popen(['id'])\n"
     inspection = _after_clean(tmp_path, {"demo/tool.py": otherwise})
-    assert _only(inspection, "import-capability-new").line == 10  # the else: runs on import
+    assert _only(inspection, "import-capability-new").line == 9  # the else: runs on import
 
 
 def test_sdist_scripts_beside_the_packages_are_not_package_sources(tmp_path: Path) -> None:
