@@ -8,6 +8,10 @@ this environment, zipped as they are), times ``inspect_file`` on each (median of
 runs, wall clock and CPU), measures peak memory (tracemalloc peak in this process; the peak
 RSS of a fresh child process that only inspects), then does the same for zip and tar.gz
 bombs, and prints a table.
+
+With --real DIR (a folder per project holding two releases' files, as the false-positive
+bench caches them), it times instead the inspection of each newer file against the older
+release's summary, as the vetting worker does, and prints CPU time per file.
 """
 
 import argparse
@@ -29,6 +33,9 @@ import zlib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from packaging.utils import parse_sdist_filename, parse_wheel_filename
+from packaging.version import Version
 
 from quarantine.archive import MiB
 from quarantine.inspect import Inspection, inspect_file
@@ -166,6 +173,38 @@ def measure(path: Path, reps: int) -> tuple[float, float, float, float, str]:
     )
 
 
+def real_files(folder: Path) -> None:
+    """CPU time per file: each project's newer wheel and sdist against the older ones."""
+    timed: list[tuple[float, str]] = []
+    for project in sorted(p for p in folder.iterdir() if p.is_dir()):
+        files = sorted(project.iterdir(), key=lambda path: path.stat().st_mtime)
+        for suffix in (".whl", ".tar.gz"):
+            pair = sorted((f for f in files if f.name.endswith(suffix)), key=_version_of)
+            if len(pair) < 2:
+                continue
+            older, newer = pair[-2], pair[-1]
+            previous = inspect_file(older, older.name, None).summary
+            cpu = []
+            for _ in range(3):
+                started = time.process_time()
+                inspect_file(newer, newer.name, previous)
+                cpu.append(time.process_time() - started)
+            timed.append((statistics.median(cpu), newer.name))
+    seconds = sorted(t for t, _ in timed)
+    print(f"{len(timed)} files, CPU s per file (median of 3 runs each):")
+    print(
+        f"  total {sum(seconds):.2f}  median {statistics.median(seconds):.4f}  "
+        f"p90 {seconds[int(len(seconds) * 0.9)]:.4f}  max {seconds[-1]:.3f}"
+    )
+    print("  slowest: " + ", ".join(f"{name} {t:.3f}" for t, name in sorted(timed)[-5:]))
+
+
+def _version_of(path: Path) -> Version:
+    if path.name.endswith(".whl"):
+        return parse_wheel_filename(path.name)[1]
+    return parse_sdist_filename(path.name)[1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=100, help="wheel size on disk (about)")
@@ -174,7 +213,11 @@ def main() -> None:
     parser.add_argument(
         "--typical", nargs="*", default=["rich", "aiohttp", "hypothesis"], help="packages"
     )
+    parser.add_argument("--real", type=Path, help="time real files cached in this folder")
     args = parser.parse_args()
+    if args.real is not None:
+        real_files(args.real)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         wheel = root / "big-1.0-cp311-cp311-manylinux_2_17_x86_64.whl"

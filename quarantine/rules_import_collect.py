@@ -154,11 +154,17 @@ class ImportCollector:
 def _calls(source: bytes, wanted: tuple[str | None, str]) -> bool:
     """Whether a source may call ``wanted`` (the module it is in, the name): it names both,
     since calling another module's function means importing it from there (a package's own
-    functions can be imported with ``from . import name``: only the name, then)."""
+    functions can be imported with ``from . import name``: only the name, then), and it
+    calls the name (``name(``), decorates with it (``@name``) or imports it (to export it
+    again: ``api.py`` holding ``from ._impl import Client``)."""
     module, name = wanted
     if module is not None and module.encode() not in source:
         return False
-    return re.search(rb"\b%s\b" % re.escape(name.encode()), source) is not None
+    if name.encode() not in source:
+        return False
+    called = re.escape(name.encode())
+    shapes = rb"\b%s\s*\(|@[\w.]*\b%s\b|\bimport\b[^\n]*\b%s\b" % (called, called, called)
+    return re.search(shapes, source) is not None
 
 
 def _acting_names(modules: Iterable[ModuleFacts], wanted: set[str]) -> set[tuple[str | None, str]]:
@@ -170,7 +176,10 @@ def _acting_names(modules: Iterable[ModuleFacts], wanted: set[str]) -> set[tuple
         package = facts.path.endswith("__init__.py")
         module = None if package else facts.module.rsplit(".", 1)[-1]
         for name in facts.bodies:
-            if "." not in name and _acts(facts, name, wanted):
+            if "." not in name and name[0] != "<" and _acts(facts, name, wanted):
+                names.add((module, name))
+        for name, target in facts.exports.items():
+            if target.rsplit(".", 1)[-1] in wanted:
                 names.add((module, name))
     return names
 

@@ -30,31 +30,46 @@ _TOOL_SCRIPTS = frozenset({"setup.py", "conftest.py", "noxfile.py", "fabfile.py"
 _LAYOUT_DIRS = frozenset({"src", "lib", "python"})
 _DATA_LIB = re.compile(r"[^/]+\.data/(?:purelib|platlib)/")
 # Words a module must contain to be worth parsing for what it does at import.
-_CAPABILITY_WORDS = (
-    b"subprocess",
+# Words that name a capability wherever they are (os functions, computed imports)...
+_CAPABILITY_CALLS = (
     b"os.system",
-    b"system(",
-    b"popen",
-    b"spawn",
-    b"fork",
-    b"setsid",
-    b"multiprocessing",
-    b"socket",
-    b"urlopen",
-    b"urlretrieve",
-    b"urllib",
-    b"http.client",
-    b"httplib",
-    b"requests",
-    b"httpx",
-    b"aiohttp",
-    b"ftplib",
-    b"dns.",
+    b"os.popen",
+    b"os.exec",
+    b"os.spawn",
+    b"os.fork",
+    b"os.posix_spawn",
+    b"os.startfile",
+    b"os.setsid",
+    b"create_subprocess",
+    b"open_connection",
     b"__import__",
     b"import_module",
+)
+# ...and modules that matter only when imported: a lexer's keyword list or a docstring
+# mentions "socket" or "requests" without using them.
+_CAPABILITY_MODULES = (
+    b"subprocess",
+    b"socket",
+    b"urllib",
+    b"http",
+    b"requests",
+    b"aiohttp",
+    b"ftplib",
+    b"smtplib",
+    b"telnetlib",
+    b"dns",
+    b"multiprocessing",
+    b"pty",
     b"marshal",
     b"pickle",
     b"runpy",
+    b"os",
+)
+_IMPORTS_CAPABILITY = re.compile(
+    rb"^[ \t]*(?:import|from)[ \t][^\n#]*?\b(?:subprocess|socket|urllib\d?|http|httplib|requests"
+    rb"|httpx|aiohttp|ftplib|smtplib|telnetlib|dns|multiprocessing|pty|marshal|c?[Pp]ickle|dill"
+    rb"|runpy)\b|^[ \t]*from[ \t]+os[ \t]+import[ \t][^\n#]*\b(?:system|popen|exec|spawn|fork)",
+    re.MULTILINE,
 )
 _WRITE_WORDS = (b"open", b"write", b"copy", b"move")
 # Where a write must point to matter (home, start-up hooks, persistence, temp).
@@ -125,7 +140,10 @@ def module_name(name: str, kind: ArchiveKind) -> str | None:
 
 def may_act_at_import(data: bytes) -> bool:
     """Whether a source mentions anything the import-time rules look for."""
-    if any(word in data for word in _CAPABILITY_WORDS):
+    if any(word in data for word in _CAPABILITY_CALLS):
+        return True
+    mentioned = any(word in data for word in _CAPABILITY_MODULES)
+    if mentioned and _IMPORTS_CAPABILITY.search(data) is not None:
         return True
     return any(w in data for w in _WRITE_WORDS) and any(w in data for w in _PLACE_WORDS)
 
