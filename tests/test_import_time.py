@@ -3,9 +3,13 @@ what is new since the previous release, the combinations that block, and the obf
 signals that only ever raise another finding. Real archives built here; nothing is run.
 """
 
+import base64
 import json
 import pickle
+import random
 from pathlib import Path
+
+import pytest
 
 from quarantine.evidence import Action, Finding, Severity
 from quarantine.inspect import Inspection, inspect_file
@@ -220,6 +224,39 @@ def test_hidden_code_raises_what_it_hides(tmp_path: Path) -> None:
     assert inspection.evidence().action is Action.BLOCK
     signal = _only(inspection, "obfuscation-signal")
     assert signal.severity is Severity.INFO and "300 blanks" in signal.message
+
+
+@pytest.mark.parametrize(
+    ("hiding", "seen"),
+    [
+        ("x = 1" + " " * 200 + "; y = 2\n", "code after 200 blanks"),
+        ("TABLE = [" + "1, " * 2000 + "]\n", "a line of 6010 characters"),
+        (f"KEY = {base64.b64encode(random.Random(1).randbytes(600)).decode()!r}\n", "bits per"),
+    ],
+)
+def test_each_obfuscation_signal_raises_a_new_capability(
+    tmp_path: Path, hiding: str, seen: str
+) -> None:
+    inspection = _after_clean(tmp_path, {"demo/__init__.py": hiding + POPEN})
+    found = _only(inspection, "import-capability-new")
+    assert found.severity is Severity.CRITICAL and seen in found.message
+    assert seen in _only(inspection, "obfuscation-signal").message
+
+
+def test_a_combination_blocks_again_in_the_next_release(tmp_path: Path) -> None:
+    # durabletask: three dropper releases in 35 minutes, each compared with the one before
+    dropper = (
+        "import base64, os, subprocess\n"
+        "path = os.path.expanduser('~/.cache/agent')\n"
+        "open(path, 'wb').write(base64.b64decode(DATA))\n"
+        "subprocess.Popen([path], start_new_session=True)\n"
+    )
+    previous = None
+    for version in ("1.4.1", "1.4.2", "1.4.3"):
+        dist = build_wheel("demo", version, modules={"demo/__init__.py": dropper})
+        inspection = _inspect(tmp_path, dist, previous)
+        assert inspection.evidence().action is Action.BLOCK, version
+        previous = inspection.summary
 
 
 def test_a_js_runtime_is_held_and_an_obfuscated_bundle_blocks(tmp_path: Path) -> None:
