@@ -163,6 +163,8 @@ def classify(names: set[str], call: ast.Call, texts: Texts) -> list[Found]:
         found.append((Capability.NETWORK, min(n for n in names if _is_network(n)), None))
     elif names & _DYNAMIC_CODE and _dynamic_input(call):
         what = min(names & _DYNAMIC_CODE)
+        if what == "compile" and "PyCF_ONLY_AST" in _words(call, texts):
+            return []  # a syntax tree, as ast.parse gives: nothing runs
         found.append((Capability.DYNAMIC_CODE, what, None))
         if what.startswith("runpy."):
             found += _payloads(_words(call, texts))

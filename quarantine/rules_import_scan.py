@@ -220,6 +220,8 @@ def _script_lines(tree: ast.Module, module: str) -> list[tuple[int, int]]:
 
 
 def _is_main_guard(test: ast.expr) -> bool:
+    if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And):  # a platform check too
+        return any(_is_main_guard(value) for value in test.values)
     if not isinstance(test, ast.Compare) or len(test.ops) != 1:
         return False
     if not isinstance(test.ops[0], ast.Eq):

@@ -132,6 +132,13 @@ def test_what_the_previous_release_did_at_import_is_not_new(tmp_path: Path) -> N
     assert inspection.evidence().action is Action.PASS
 
 
+def test_compiling_to_a_syntax_tree_runs_nothing(tmp_path: Path) -> None:
+    source = "import ast\nTREE = compile(SOURCE, 'x', 'exec', ast.PyCF_ONLY_AST)\n"
+    assert _after_clean(tmp_path, {"demo/__init__.py": source}).evidence().action is Action.PASS
+    source = "CODE = compile(SOURCE, 'x', 'exec')\n"
+    assert _after_clean(tmp_path, {"demo/__init__.py": source}).evidence().action is Action.REVIEW
+
+
 def test_sdist_package_sources_count_and_tests_do_not(tmp_path: Path) -> None:
     clean = build_sdist("demo", "1.0", modules={"src/demo/__init__.py": CLEAN})
     previous = _summary(tmp_path, clean)
@@ -147,10 +154,13 @@ def test_what_runs_only_as_a_script_is_not_import_time(tmp_path: Path) -> None:
         "    exec(urllib.request.urlopen('https://127.0.0.1:9').read())\n\n"
         "if __name__ == '__main__':\n    main()\n"
     )
-    inspection = _after_clean(tmp_path, {"demo/tool.py": guarded, "demo/__main__.py": POPEN})
+    platform = "import pty, sys\nif sys.platform != 'win32' and __name__ == '__main__':\n"
+    modules = {"demo/tool.py": guarded, "demo/__main__.py": POPEN}
+    modules["demo/ansi.py"] = platform + "    pty.spawn(sys.argv[1:])\n"  # as rich has it
+    inspection = _after_clean(tmp_path, modules)
     assert inspection.evidence().action is Action.REPORT
     reported = [f for f in inspection.findings if f.rule == "function-capability-new"]
-    assert {f.path for f in reported} == {"demo/tool.py", "demo/__main__.py"}
+    assert {f.path for f in reported} == {"demo/tool.py", "demo/__main__.py", "demo/ansi.py"}
     assert all("never on import" in f.message for f in reported if f.path == "demo/__main__.py")
     otherwise = guarded + "else:\n    subprocess.Popen(['id'])\n"
     inspection = _after_clean(tmp_path, {"demo/tool.py": otherwise})
