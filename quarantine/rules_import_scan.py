@@ -46,6 +46,7 @@ class ImportScan(_Scan):
         self._lines: list[str] | None = None
         self._values: dict[str, list[ast.AST]] | None = None
         self.owners = _owners(tree)
+        self.defined = frozenset(self.owners.values())
 
     def _import(self, node: ast.Import | ast.ImportFrom) -> None:
         """Relative imports as absolute names, so calls resolve to ``pkg.mod.f``."""
@@ -130,19 +131,18 @@ class ImportScan(_Scan):
     def _targets(self, call: ast.Call | None, names: set[str], body: str) -> set[str]:
         """What a call may run that the reach can follow: this module's functions and
         classes, methods through ``self``/``cls``, names imported from other modules."""
-        targets = {self._followed(name, body) for name in names}
+        named = set(names)
         if call is not None and names & _STARTED:
             for argument in [*call.args, *(k.value for k in call.keywords if k.arg == "target")]:
                 if isinstance(argument, ast.Name | ast.Attribute):
-                    targets |= {self._followed(name, body) for name in self._names(argument)}
-        targets.discard(None)
-        return targets  # type: ignore[return-value]
+                    named |= self._names(argument)
+        return {target for name in named if (target := self._followed(name, body)) is not None}
 
     def _followed(self, name: str, body: str) -> str | None:
         first, _, rest = name.partition(".")
         if first in ("self", "cls") and "." in body:
             return f"{body.split('.')[0]}.{rest}" if rest else None
-        if name in self.owners.values():
+        if name in self.defined:
             return name
         if "." not in name or first in _NOT_FOLLOWED:
             return None
@@ -151,7 +151,7 @@ class ImportScan(_Scan):
     def _constructors(self) -> dict[str, set[str]]:
         """Calling a class runs its __init__ (and __new__, __post_init__)."""
         made: dict[str, set[str]] = {}
-        for name in self.owners.values():
+        for name in self.defined:
             cls, _, method = name.partition(".")
             if method in _CONSTRUCTION:
                 made.setdefault(cls, set()).add(name)
