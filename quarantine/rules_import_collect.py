@@ -27,12 +27,14 @@ from quarantine.rules_import_diff import (
     import_findings,
     profile,
 )
-from quarantine.rules_import_facts import SUPPORTING, ModuleFacts
+from quarantine.rules_import_facts import SUPPORTING, Capability, ModuleFacts
 from quarantine.rules_import_reach import MAX_DEPTH, reach
 from quarantine.rules_import_source import Scanned, pth_facts, scan_module
 from quarantine.rules_obfuscation import Signal, js_signals
 
 RELAY_BYTES = 16 * MiB
+# Not worth a relay's parse: alone they are at most reported (a plugin loader's import).
+_NOT_ACTING = SUPPORTING | {Capability.DYNAMIC_IMPORT}
 RELAY_ROUNDS = 3
 _PAYLOAD_SUFFIXES = (
     ".js",
@@ -191,7 +193,7 @@ def _acts(facts: ModuleFacts, name: str, wanted: set[str]) -> bool:
         body = facts.bodies.get(current)
         if body is None:
             continue
-        if any(use.capability not in SUPPORTING for use in body.uses):
+        if any(use.capability not in _NOT_ACTING for use in body.uses):
             return True
         if any(call.rsplit(".", 1)[-1] in wanted for call in body.calls):
             return True

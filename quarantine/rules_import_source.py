@@ -73,24 +73,31 @@ _IMPORTS_CAPABILITY = re.compile(
 )
 _WRITE_WORDS = (b"open", b"write", b"copy", b"move")
 # Where a write must point to matter (home, start-up hooks, persistence, temp).
-_PLACE_WORDS = (
+_PLACE_WORDS = (  # as code names them: "HOME" alone is also a terminal's cursor key
     b"expanduser",
-    b"home(",
-    b"HOME",
+    b".home()",
+    b"'HOME'",
+    b'"HOME"',
+    b"$HOME",
     b"APPDATA",
     b"USERPROFILE",
     b"'~",
     b'"~',
-    b"cron",
+    b"crontab",
+    b"/etc/cron",
+    b"cron.d",
     b"bashrc",
     b"zshrc",
-    b"profile",
+    b".profile",
+    b"bash_profile",
     b"config.fish",
     b"systemd",
-    b"Launch",
+    b"LaunchAgents",
+    b"LaunchDaemons",
     b"autostart",
     b".pth",
-    b"customize",
+    b"sitecustomize",
+    b"usercustomize",
     b"site-packages",
     b"dist-packages",
     b"getsitepackages",
@@ -100,7 +107,8 @@ _PLACE_WORDS = (
     b"mkdtemp",
     b"mkstemp",
     b"/tmp",
-    b"TEMP",
+    b"'TEMP'",
+    b'"TEMP"',
     b"TMPDIR",
 )
 
