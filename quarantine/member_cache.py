@@ -4,7 +4,9 @@ The wheels of one release (fifty of numpy's, one per platform and Python) carry 
 ``.py`` members byte for byte. The rules over a source depend only on its bytes, the
 name it is reported under, whether it is an sdist's ``setup.py`` and the parse limit, so
 all four make the key: a hit is exactly what scanning again would give, and the cache
-cannot change a verdict. Bounded by entries; the oldest used go first.
+cannot change a verdict. A package module's import-time facts (``scan_module``) depend on
+its bytes, its name, its dotted module name, the limit and whether it was parsed as a
+relay, all in their key. Bounded by entries, per kind; the oldest used go first.
 """
 
 import hashlib
