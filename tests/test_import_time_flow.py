@@ -269,7 +269,8 @@ def test_explain_shows_the_evidence_and_what_it_is_compared_with(
 ) -> None:
     module = "explained_import/__init__.py"
     old = build_wheel("explained-import", "1.0", modules={module: ORDINARY})
-    bad = ORDINARY + "import subprocess\nsubprocess.Popen(['id', '\\x1b[31m'])\n"
+    # a raw escape character in a comment: a terminal must never receive it
+    bad = ORDINARY + "import subprocess\nsubprocess.Popen(['id'])  # \x1b[2J\n"
     new = build_wheel("explained-import", "1.1", modules={module: bad})
     _vet(mirror, upstream, clock, old, new)
     assert _record(mirror, new).state is FileState.REVIEW
@@ -291,6 +292,6 @@ def test_explain_shows_the_evidence_and_what_it_is_compared_with(
     assert (
         f"new since 1.0: `subprocess.Popen` (process start) at import in `{module}:{line}`" in text
     )
-    assert "subprocess.Popen(['id', '\\x1b[31m'])" in text  # the excerpt, escaped as written
+    assert "subprocess.Popen(['id']) # \\x1b[2J" in text  # the excerpt, escaped
     assert "\x1b" not in done.stdout
     assert "compared with: explained_import-1.0-py3-none-any.whl" in text
