@@ -3,14 +3,20 @@
 Run on demand (never in the test suite):  .venv/bin/python bench/inspect_speed.py
 It builds, in a temporary directory and in chunks, a wheel of about --size-mb MB (the
 standard library's Python sources, repeated up to --py-mb MB, plus an incompressible
-native-looking blob), times ``inspect_file`` on it (median of --reps runs, wall clock and
-CPU), measures peak memory (tracemalloc peak in this process; the peak RSS of a fresh child
-process that only inspects), then does the same for zip and tar.gz bombs, and prints a
-table.
+native-looking blob) and typical wheels (the packages named by --typical, as installed in
+this environment, zipped as they are), times ``inspect_file`` on each (median of --reps
+runs, wall clock and CPU), measures peak memory (tracemalloc peak in this process; the peak
+RSS of a fresh child process that only inspects), then does the same for zip and tar.gz
+bombs, and prints a table.
+
+With --real DIR (a folder per project holding two releases' files, as the false-positive
+bench caches them), it times instead the inspection of each newer file against the older
+release's summary, as the vetting worker does, and prints CPU time per file.
 """
 
 import argparse
 import gzip
+import importlib
 import random
 import resource
 import statistics
@@ -27,6 +33,9 @@ import zlib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from packaging.utils import parse_sdist_filename, parse_wheel_filename
+from packaging.version import Version
 
 from quarantine.archive import MiB
 from quarantine.inspect import Inspection, inspect_file
@@ -55,6 +64,22 @@ def build_wheel(path: Path, size_mb: int, py_mb: int) -> tuple[int, int]:
             for index in range(blob_mb):
                 blob.write(chunk[index:] + chunk[:index])
     return count, py_bytes
+
+
+def typical_wheel(root: Path, package: str) -> Path:
+    """A wheel of one package installed here, its sources as they are: a typical wheel."""
+    module = importlib.import_module(package)
+    assert module.__file__ is not None
+    source = Path(module.__file__).parent
+    path = root / f"{package}-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(
+            f"{package}-1.0.dist-info/METADATA", f"Metadata-Version: 2.1\nName: {package}\n"
+        )
+        for member in sorted(source.rglob("*")):
+            if member.is_file() and "__pycache__" not in member.parts:
+                archive.write(member, f"{package}/{member.relative_to(source).as_posix()}")
+    return path
 
 
 def zero_bomb(path: Path, mib: int, *, declared: int | None = None, padding: int = 0) -> None:
@@ -148,12 +173,51 @@ def measure(path: Path, reps: int) -> tuple[float, float, float, float, str]:
     )
 
 
+def real_files(folder: Path) -> None:
+    """CPU time per file: each project's newer wheel and sdist against the older ones."""
+    timed: list[tuple[float, str]] = []
+    for project in sorted(p for p in folder.iterdir() if p.is_dir()):
+        files = sorted(project.iterdir(), key=lambda path: path.stat().st_mtime)
+        for suffix in (".whl", ".tar.gz"):
+            pair = sorted((f for f in files if f.name.endswith(suffix)), key=_version_of)
+            if len(pair) < 2:
+                continue
+            older, newer = pair[-2], pair[-1]
+            previous = inspect_file(older, older.name, None).summary
+            cpu = []
+            for _ in range(3):
+                started = time.process_time()
+                inspect_file(newer, newer.name, previous)
+                cpu.append(time.process_time() - started)
+            timed.append((statistics.median(cpu), newer.name))
+    seconds = sorted(t for t, _ in timed)
+    print(f"{len(timed)} files, CPU s per file (median of 3 runs each):")
+    print(
+        f"  total {sum(seconds):.2f}  median {statistics.median(seconds):.4f}  "
+        f"p90 {seconds[int(len(seconds) * 0.9)]:.4f}  max {seconds[-1]:.3f}"
+    )
+    print("  slowest: " + ", ".join(f"{name} {t:.3f}" for t, name in sorted(timed)[-5:]))
+
+
+def _version_of(path: Path) -> Version:
+    if path.name.endswith(".whl"):
+        return parse_wheel_filename(path.name)[1]
+    return parse_sdist_filename(path.name)[1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=100, help="wheel size on disk (about)")
     parser.add_argument("--py-mb", type=int, default=20, help="MB of Python sources in it")
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument(
+        "--typical", nargs="*", default=["rich", "aiohttp", "hypothesis"], help="packages"
+    )
+    parser.add_argument("--real", type=Path, help="time real files cached in this folder")
     args = parser.parse_args()
+    if args.real is not None:
+        real_files(args.real)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         wheel = root / "big-1.0-cp311-cp311-manylinux_2_17_x86_64.whl"
@@ -163,7 +227,8 @@ def main() -> None:
             f"built {wheel.name}: {wheel.stat().st_size / 1e6:.1f} MB on disk, {files} .py files "
             f"({py_bytes / 1e6:.1f} MB of Python) in {time.perf_counter() - started:.1f} s"
         )
-        cases = {"wheel": wheel}
+        cases = {f"typical: {name}": typical_wheel(root, name) for name in args.typical}
+        cases["wheel"] = wheel
         cases["zip bomb 1 GiB (declared)"] = root / "a-1.0-py3-none-any.whl"
         zero_bomb(cases["zip bomb 1 GiB (declared)"], 1024)
         cases["zip bomb 1 GiB (lying header)"] = root / "b-1.0-py3-none-any.whl"

@@ -83,12 +83,21 @@ def _hold(file: dict[str, Any]) -> str:
     return f"; hold until {file['hold_until']} {cooling}"
 
 
+def _compared_with(filename: str | None) -> str:
+    """What "new since" means for this file's content findings."""
+    if filename is None:
+        return "compared with: nothing (the project's first release of this kind)"
+    return f"compared with: {escape(filename)}"
+
+
 def _checks_table(checks: list[dict[str, Any]]) -> Table:
     table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
     for column in ("check", "verdict", "evidence"):
         table.add_column(column, overflow="fold")  # never cut a filename or hash
     for check in checks:
         lines = [escape(check["summary"])]
+        if check["check"] == "content" and "compared_with" in check["details"]:
+            lines.append(_compared_with(check["details"].get("compared_with")))
         for finding in check["findings"]:
             where = finding["path"] or ""
             if finding["line"]:

@@ -38,7 +38,7 @@ TEXT_NAMES = frozenset(
         "pyproject.toml",
     }
 )
-TEXT_SUFFIXES = (".py", ".pth")
+TEXT_SUFFIXES = (".py", ".pth", ".js")  # .js: bundled scripts, for obfuscator shapes
 
 # Leading bytes of the archive and compressed formats we note (never open) when nested.
 _NESTED_MAGIC = (

@@ -43,6 +43,11 @@ from quarantine.evidence import (
 from quarantine.member_cache import MemberCache
 from quarantine.release_diff import ArchiveSummary, SummaryBuilder, compare
 from quarantine.rule_catalog import rule
+from quarantine.rules_import_collect import ImportCollector, scan_direct
+from quarantine.rules_import_diff import RULES as IMPORT_RULES
+from quarantine.rules_import_diff import Previous, previous_of, weigh
+from quarantine.rules_import_source import module_name
+from quarantine.rules_obfuscation import Signal, source_signals
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +75,7 @@ _CLEAN_CHARS = 1000  # a safety net: the rules already bound what they quote
 class Inspection:
     summary: ArchiveSummary | None  # None when the archive could not be read through
     findings: tuple[Finding, ...]
+    compared_with: str | None = None  # the previous release's file; None: the first
 
     def evidence(
         self,
@@ -93,6 +99,7 @@ class Inspection:
         }
         if self.summary is not None:
             details["summary"] = self.summary.to_json()
+            details["compared_with"] = self.compared_with
         return Evidence(CHECK, action, self._summary_line(action, kept), kept, details)
 
     def _summary_line(self, action: Action, kept: tuple[Finding, ...]) -> str:
@@ -160,13 +167,17 @@ def _inspect(
     kind = reader.kind or ArchiveKind.SDIST
     builder = SummaryBuilder(filename, kind)
     layout = SdistLayout() if kind is ArchiveKind.SDIST else None
+    imports = ImportCollector(scan_direct if cache is None else cache.scan_module)
+    imports.max_parse_bytes = limits.max_parse_bytes
+    imports.sdist = kind is ArchiveKind.SDIST
     found: list[Finding] = []
     for member in reader:
         builder.observe(member)
         if layout is not None:
             layout.observe(member.name, member.kind)
         if member.kind is MemberKind.FILE:
-            found += _member_findings(member, kind, builder, limits, cache)
+            imports.member(member.name)
+            found += _member_findings(member, kind, builder, imports, limits, cache)
     found = reader.findings + found
     summary = None
     if reader.finished:
@@ -175,9 +186,26 @@ def _inspect(
         found += builder.findings
         summary = builder.build(reader.total_bytes, reader.compressed_size, reader.entry_count)
         install_time = tuple(sorted({f.rule for f in found if _runs_at_install(f)}))
-        summary = replace(summary, install_time_rules=install_time)
+        profile, at_import = imports.finish(_previous(previous))
+        summary = replace(summary, install_time_rules=install_time, import_time=profile)
         found = _known_install_time(found, previous) + compare(summary, previous)
-    return Inspection(summary, tuple(_clean(f) for f in found))
+        found = _weighed(found, imports.signals) + at_import
+    compared_with = None if previous is None else previous.filename
+    return Inspection(summary, tuple(_clean(f) for f in found), compared_with)
+
+
+def _previous(previous: ArchiveSummary | None) -> Previous | None:
+    return None if previous is None else previous_of(previous.filename, previous.import_time)
+
+
+def _weighed(found: list[Finding], signals: Mapping[str, tuple[Signal, ...]]) -> list[Finding]:
+    """Findings about a file that hides what it does, a step up (an sdist's setup.py with
+    its payload after a run of blanks, say)."""
+    out: list[Finding] = []
+    for finding in found:
+        seen = signals.get(finding.path or "", ()) if finding.rule not in IMPORT_RULES else ()
+        out += weigh(finding, [(finding.path or "", s) for s in seen]) if seen else [finding]
+    return out
 
 
 _INSTALL_TIME_RULES = frozenset({SETUP_NETWORK, SETUP_SUBPROCESS})
@@ -207,6 +235,7 @@ def _member_findings(
     member: Member,
     kind: ArchiveKind,
     builder: SummaryBuilder,
+    imports: ImportCollector,
     limits: Limits,
     cache: MemberCache | None,
 ) -> list[Finding]:
@@ -214,7 +243,7 @@ def _member_findings(
     lower = name.lower()
     shown = printable(name)
     if member.data is None:
-        if not member.complete or not is_text_of_interest(name):
+        if not member.complete or not is_text_of_interest(name) or lower.endswith(".js"):
             return []
         if lower.endswith(".pth"):
             message = f".pth file of {member.size} bytes too large to read; may run code"
@@ -222,10 +251,19 @@ def _member_findings(
         message = f"{member.size} bytes, over the {limits.max_text_bytes}-byte scan limit"
         return [Finding(TEXT_NOT_SCANNED, Severity.LOW, message, shown)]
     if lower.endswith(".pth"):
-        builder.add_pth(pth_file(name, member.data, wheel=kind is ArchiveKind.WHEEL))
+        pth = pth_file(name, member.data, wheel=kind is ArchiveKind.WHEEL)
+        builder.add_pth(pth)
+        return imports.pth(name, member.data, pth.import_lines) if pth.executable else []
+    if lower.endswith(".js"):
+        imports.script(shown, member.data)
         return []
     if lower.endswith(".py"):
+        module = module_name(name, kind)
+        if module is not None:
+            return imports.module(shown, member.data, module)
         install_time = kind is ArchiveKind.SDIST and is_install_script(name)
+        if install_time:
+            imports.add_signals(shown, source_signals(member.data))
         scan = scan_python if cache is None else cache.scan
         return scan(
             shown, member.data, install_time=install_time, max_parse_bytes=limits.max_parse_bytes

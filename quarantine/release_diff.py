@@ -11,6 +11,9 @@ evidence, so the next release can be compared without reading the old file again
 - binaries in a file whose previous release had none: ``binary-new`` (MEDIUM);
 - new entry points, dependencies, top-level names and a large jump in size: LOW, evidence
   for a person and the notification, never a hold on their own.
+
+What a release does at import is kept here too (``import_time``); the findings about it,
+which need the sources' lines, are ``rules_import_diff``'s.
 """
 
 import configparser
@@ -29,6 +32,7 @@ from quarantine.archive import ArchiveKind, Member, MemberKind, MiB, printable
 from quarantine.content_rules import PthFile
 from quarantine.evidence import Finding, Severity
 from quarantine.rule_catalog import rule
+from quarantine.rules_import_diff import ImportProfile
 
 PTH_NEW = rule(
     "pth-executable-new",
@@ -112,6 +116,9 @@ class ArchiveSummary:
     # Rules that fired for code running at install time (setup.py), to tell a long-standing
     # compiler probe from something new.
     install_time_rules: tuple[str, ...] = ()
+    # What runs at import; None in summaries stored before the import-time rules existed
+    # (unknown, which is not the same as nothing).
+    import_time: ImportProfile | None = None
 
     def __post_init__(self) -> None:
         pth = {name: PthEntry(*entry) for name, entry in self.pth_files.items()}
@@ -146,6 +153,7 @@ class ArchiveSummary:
             "requires_dist": list(self.requires_dist),
             "has_binary": self.has_binary,
             "install_time_rules": list(self.install_time_rules),
+            **({} if self.import_time is None else {"import_time": self.import_time.to_json()}),
         }
 
     @classmethod
@@ -175,8 +183,11 @@ class ArchiveSummary:
                 requires_dist=tuple(str(r) for r in raw.get("requires_dist", ())),
                 has_binary=bool(raw.get("has_binary", False)),
                 install_time_rules=tuple(str(r) for r in raw.get("install_time_rules", ())),
+                import_time=(
+                    ImportProfile.from_json(raw["import_time"]) if "import_time" in raw else None
+                ),
             )
-        except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
+        except (KeyError, TypeError, AttributeError, ValueError, json.JSONDecodeError) as exc:
             raise ValueError(f"not an archive summary: {exc}") from None
 
 

@@ -21,7 +21,9 @@ FIRING_MODULES = (
     "quarantine.osv",
     "quarantine.provenance",
     "quarantine.release_diff",
+    "quarantine.rules_import_diff",
     "quarantine.rules_layout",
+    "quarantine.rules_obfuscation",
     "quarantine.rules_python",
     "quarantine.rules_python_scan",
 )

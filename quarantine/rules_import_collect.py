@@ -1,0 +1,204 @@
+"""Import-time inspection of one archive, member by member, then judged as a whole.
+
+:class:`ImportCollector` takes the members as the archive walk meets them: package modules
+(scanned through the member cache: facts and payload findings of a source depend only on its
+bytes and name), start-up ``.pth`` files, JavaScript files (obfuscator shapes), and the names
+of payload-looking files. :meth:`ImportCollector.finish` parses the relays it put aside,
+follows the calls (``rules_import_reach``), stores the profile and returns the findings
+against the previous release (``rules_import_diff``).
+
+Relays: a module that mentions no capability is not parsed when met. It is kept (up to
+:data:`RELAY_BYTES` in all) and parsed at the end only if it mentions the name of a function
+that uses a capability, or of another relay's function, for :data:`RELAY_ROUNDS` rounds:
+``__init__`` calling ``start()`` from ``._boot`` is followed without parsing every module.
+"""
+
+import posixpath
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from quarantine.archive import MiB, printable
+from quarantine.evidence import Finding
+from quarantine.rules_import_diff import (
+    Hiding,
+    ImportProfile,
+    Previous,
+    import_findings,
+    profile,
+)
+from quarantine.rules_import_facts import SUPPORTING, Capability, ModuleFacts
+from quarantine.rules_import_reach import MAX_DEPTH, reach
+from quarantine.rules_import_source import Scanned, pth_facts, scan_module
+from quarantine.rules_obfuscation import Signal, js_signals
+
+RELAY_BYTES = 16 * MiB
+# Not worth a relay's parse: alone they are at most reported (a plugin loader's import).
+_NOT_ACTING = SUPPORTING | {Capability.DYNAMIC_IMPORT}
+RELAY_ROUNDS = 3
+_PAYLOAD_SUFFIXES = (
+    ".js",
+    ".mjs",
+    ".cjs",
+    ".sh",
+    ".bash",
+    ".ps1",
+    ".bat",
+    ".cmd",
+    ".vbs",
+    ".pyz",
+    ".exe",
+    ".bin",
+    ".elf",
+    ".run",
+    ".appimage",
+)
+
+ModuleScan = Callable[[str, bytes, str, int, bool], Scanned]
+
+
+def scan_direct(
+    name: str, data: bytes, module: str, max_parse_bytes: int, parse_all: bool
+) -> Scanned:
+    return scan_module(name, data, module, max_parse_bytes=max_parse_bytes, parse_all=parse_all)
+
+
+@dataclass
+class ImportCollector:
+    scan: ModuleScan = scan_direct
+    max_parse_bytes: int = 1 * MiB
+    modules: dict[str, ModuleFacts] = field(default_factory=dict)
+    signals: dict[str, tuple[Signal, ...]] = field(default_factory=dict)
+    payloads: dict[str, str] = field(default_factory=dict)  # base name -> member
+    relays: list[tuple[str, bytes, str]] = field(default_factory=list)
+    relay_bytes: int = 0
+    sdist: bool = False  # then only modules inside packages (an __init__.py) count
+    packages: set[str] = field(default_factory=set)  # directories holding an __init__.py
+
+    def member(self, name: str) -> None:
+        """Any file: payload-looking names are remembered, to weigh what runs them."""
+        if name.lower().endswith(_PAYLOAD_SUFFIXES):
+            self.payloads.setdefault(posixpath.basename(name), printable(name))
+        elif name.endswith("/__init__.py"):
+            self.packages.add(printable(name.rpartition("/")[0]))
+
+    def module(self, shown: str, data: bytes, module: str) -> list[Finding]:
+        """A package module: the payload rules' findings now, its facts for :meth:`finish`."""
+        scanned = self.scan(shown, data, module, self.max_parse_bytes, False)
+        if scanned.facts is not None:
+            self._take(scanned)
+        elif not scanned.findings and self.relay_bytes + len(data) <= RELAY_BYTES:
+            self.relays.append((shown, data, module))
+            self.relay_bytes += len(data)
+        return list(scanned.findings)
+
+    def pth(self, name: str, data: bytes, import_lines: tuple[int, ...]) -> list[Finding]:
+        """A .pth file ``site`` runs at every interpreter start."""
+        scanned = pth_facts(name, data, import_lines)
+        self._take(scanned)
+        return list(scanned.findings)
+
+    def script(self, shown: str, data: bytes) -> None:
+        """A bundled JavaScript file: only how it looks matters (nothing here runs it)."""
+        found = js_signals(data)
+        if found:
+            self.signals[shown] = found
+
+    def add_signals(self, shown: str, found: tuple[Signal, ...]) -> None:
+        if found:
+            self.signals[shown] = found
+
+    def finish(self, previous: Previous | None) -> tuple[ImportProfile, list[Finding]]:
+        self._parse_relays()
+        modules = [facts for facts in self.modules.values() if self._importable(facts)]
+        found = reach(modules)
+        hiding = Hiding(self.signals, self.payloads)
+        return profile(found), import_findings(found, previous, hiding)
+
+    def _importable(self, facts: ModuleFacts) -> bool:
+        """In an sdist, scripts and tools beside the packages (``scripts/``, ``tasks/``)
+        are not installed: a module counts when every directory above it, up to where
+        its dotted name starts, is a package."""
+        if not self.sdist or facts.startup:
+            return True
+        directories = facts.path.split("/")[:-1]
+        package = facts.path.endswith("/__init__.py")
+        count = facts.module.count(".") + (1 if package else 0)  # the directories named
+        first = len(directories) - count + 1
+        needed = ["/".join(directories[:cut]) for cut in range(first, len(directories) + 1)]
+        return all(directory in self.packages for directory in needed)
+
+    def _take(self, scanned: Scanned) -> None:
+        assert scanned.facts is not None
+        self.modules.setdefault(scanned.facts.module, scanned.facts)
+        if scanned.signals:
+            self.signals[scanned.facts.path] = scanned.signals
+
+    def _parse_relays(self) -> None:
+        wanted = _acting_names(self.modules.values(), set())
+        for _round in range(RELAY_ROUNDS):
+            if not wanted or not self.relays:
+                return
+            needed: list[tuple[str, bytes, str]] = []
+            waiting: list[tuple[str, bytes, str]] = []
+            for relay in self.relays:
+                (needed if any(_calls(relay[1], w) for w in wanted) else waiting).append(relay)
+            self.relays = waiting
+            parsed = []
+            for shown, data, module in needed:
+                scanned = self.scan(shown, data, module, self.max_parse_bytes, True)
+                if scanned.facts is not None:
+                    self._take(scanned)
+                    parsed.append(scanned.facts)
+            wanted = _acting_names(parsed, {name for _module, name in wanted})
+
+
+def _calls(source: bytes, wanted: tuple[str | None, str]) -> bool:
+    """Whether a source may call ``wanted`` (the module it is in, the name): it names both,
+    since calling another module's function means importing it from there (a package's own
+    functions can be imported with ``from . import name``: only the name, then), and it
+    calls the name (``name(``), decorates with it (``@name``) or imports it (to export it
+    again: ``api.py`` holding ``from ._impl import Client``)."""
+    module, name = wanted
+    if module is not None and module.encode() not in source:
+        return False
+    if name.encode() not in source:
+        return False
+    called = re.escape(name.encode())
+    shapes = rb"\b%s\s*\(|@[\w.]*\b%s\b|\bimport\b[^\n]*\b%s\b" % (called, called, called)
+    return re.search(shapes, source) is not None
+
+
+def _acting_names(modules: Iterable[ModuleFacts], wanted: set[str]) -> set[tuple[str | None, str]]:
+    """The functions and classes another module can call (top-level names) that use a
+    capability, or call one of ``wanted``, within a few calls inside their module; with
+    the last part of their module's name (None for a package's ``__init__``)."""
+    names: set[tuple[str | None, str]] = set()
+    for facts in modules:
+        package = facts.path.endswith("__init__.py")
+        module = None if package else facts.module.rsplit(".", 1)[-1]
+        for name in facts.bodies:
+            if "." not in name and name[0] != "<" and _acts(facts, name, wanted):
+                names.add((module, name))
+        for name, target in facts.exports.items():
+            if target.rsplit(".", 1)[-1] in wanted:
+                names.add((module, name))
+    return names
+
+
+def _acts(facts: ModuleFacts, name: str, wanted: set[str]) -> bool:
+    pending, seen = [(name, 0)], {name}
+    while pending:
+        current, depth = pending.pop()
+        body = facts.bodies.get(current)
+        if body is None:
+            continue
+        if any(use.capability not in _NOT_ACTING for use in body.uses):
+            return True
+        if any(call.rsplit(".", 1)[-1] in wanted for call in body.calls):
+            return True
+        for call in body.calls:
+            if call in facts.bodies and call not in seen and depth < MAX_DEPTH:
+                seen.add(call)
+                pending.append((call, depth + 1))
+    return False
