@@ -344,7 +344,7 @@ def _pth_findings(current: ArchiveSummary, previous: ArchiveSummary | None) -> l
     found: list[Finding] = []
     for name, entry in sorted(current.pth_files.items()):
         path = printable(name)
-        old = None if previous is None else previous.pth_files.get(name)
+        old = None if previous is None else _previous_pth(previous, name, entry)
         if not entry.executable:
             if previous is not None and old is None:
                 message = ".pth file new since the previous release (no import lines)"
@@ -363,6 +363,17 @@ def _pth_findings(current: ArchiveSummary, previous: ArchiveSummary | None) -> l
         message = f".pth file runs code at every interpreter start; {reason}"
         found.append(Finding(PTH_NEW, Severity.HIGH, message, path, entry.line))
     return found
+
+
+def _previous_pth(previous: ArchiveSummary, name: str, entry: PthEntry) -> PthEntry | None:
+    """The previous release's counterpart of ``name``: the same path, or else the same bytes
+    at another one. Paths often carry the version (an sdist's top directory, setuptools'
+    ``<dist>-<version>-py3.12-nspkg.pth``), so the same hook would look new in every release."""
+    same_path = previous.pth_files.get(name)
+    if same_path is not None:
+        return same_path
+    same_bytes = (e for e in previous.pth_files.values() if e.sha256 == entry.sha256)
+    return next(same_bytes, None)
 
 
 def _entry_point_findings(current: ArchiveSummary, previous: ArchiveSummary) -> list[Finding]:

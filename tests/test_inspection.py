@@ -309,6 +309,29 @@ def test_pth_changed_since_previous_release_is_held(tmp_path: Path) -> None:
     assert "changed" in finding(inspection, "pth-executable-new").message
 
 
+NSPKG_PTH = (
+    b"import sys, types, os;p = os.path.join(sys._getframe(1).f_locals['sitedir'], "
+    b"*('google',));m = not hasattr(sys, 'google') and sys.modules.setdefault('google', "
+    b"types.ModuleType('google'));mp = (m or []) and m.__dict__.setdefault('__path__',[]);"
+    b"(p not in mp) and mp.append(p)\n"
+)
+
+
+def test_the_same_pth_under_a_versioned_name_is_unchanged(tmp_path: Path) -> None:
+    # setuptools names namespace hooks <dist>-<version>-py3.12-nspkg.pth (and an sdist's top
+    # directory carries the version): by path alone, every release's hook looked new.
+    def release(version: str, pth: bytes) -> Dist:
+        return litellm(version, **{f"litellm-{version}-py3.12-nspkg.pth": pth})
+
+    previous = summary_of(tmp_path, release("2.6.0", NSPKG_PTH))
+    same = inspect_dist(tmp_path, release("2.7.0", NSPKG_PTH), previous)
+    assert "pth-executable-unchanged" in rules(same)
+    assert "pth-executable-new" not in rules(same)
+    assert action(same) is Action.REPORT
+    other = inspect_dist(tmp_path, release("2.7.1", NSPKG_PTH + PTH_LINE), previous)
+    assert action(other) is Action.REVIEW
+
+
 def test_first_release_with_executable_pth_is_held(tmp_path: Path) -> None:
     inspection = inspect_dist(tmp_path, litellm("0.1", **{"litellm_init.pth": PTH_LINE}), None)
     assert action(inspection) is Action.REVIEW
