@@ -16,7 +16,7 @@ that uses a capability, or of another relay's function, for :data:`RELAY_ROUNDS`
 import posixpath
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from quarantine.archive import MiB, printable
 from quarantine.evidence import Finding
@@ -27,8 +27,9 @@ from quarantine.rules_import_diff import (
     import_findings,
     profile,
 )
-from quarantine.rules_import_facts import SUPPORTING, Capability, ModuleFacts
+from quarantine.rules_import_facts import SUPPORTING, Body, Capability, ModuleFacts
 from quarantine.rules_import_reach import MAX_DEPTH, reach
+from quarantine.rules_import_scan import PYTEST_HOOK
 from quarantine.rules_import_source import Scanned, pth_facts, scan_module
 from quarantine.rules_obfuscation import Signal, js_signals
 
@@ -55,6 +56,7 @@ _PAYLOAD_SUFFIXES = (
 )
 
 ModuleScan = Callable[[str, bytes, str, int, bool], Scanned]
+_CONFTEST = b"conftest"
 
 
 def scan_direct(
@@ -74,6 +76,7 @@ class ImportCollector:
     relay_bytes: int = 0
     sdist: bool = False  # then only modules inside packages (an __init__.py) count
     packages: set[str] = field(default_factory=set)  # directories holding an __init__.py
+    conftest_named: bool = False  # another module names a conftest: it may import one
 
     def member(self, name: str) -> None:
         """Any file: payload-looking names are remembered, to weigh what runs them."""
@@ -84,6 +87,8 @@ class ImportCollector:
 
     def module(self, shown: str, data: bytes, module: str) -> list[Finding]:
         """A package module: the payload rules' findings now, its facts for :meth:`finish`."""
+        if not _is_conftest(module) and _CONFTEST in data:
+            self.conftest_named = True
         scanned = self.scan(shown, data, module, self.max_parse_bytes, False)
         if scanned.facts is not None:
             self._take(scanned)
@@ -110,7 +115,7 @@ class ImportCollector:
 
     def finish(self, previous: Previous | None) -> tuple[ImportProfile, list[Finding]]:
         self._parse_relays()
-        modules = [facts for facts in self.modules.values() if self._importable(facts)]
+        modules = [self._as_imported(f) for f in self.modules.values() if self._importable(f)]
         found = reach(modules)
         hiding = Hiding(self.signals, self.payloads)
         return profile(found), import_findings(found, previous, hiding)
@@ -127,6 +132,15 @@ class ImportCollector:
         first = len(directories) - count + 1
         needed = ["/".join(directories[:cut]) for cut in range(first, len(directories) + 1)]
         return all(directory in self.packages for directory in needed)
+
+    def _as_imported(self, facts: ModuleFacts) -> ModuleFacts:
+        """A wheel's ``conftest.py`` is pytest's plugin file: its body runs when pytest
+        collects tests, never on import, unless another module of the archive names a
+        conftest (``from . import conftest`` would run it on import: then it counts)."""
+        if self.conftest_named or not _is_conftest(facts.module):
+            return facts
+        bodies = {**facts.bodies, PYTEST_HOOK: facts.load}
+        return replace(facts, load=Body(), bodies=bodies)
 
     def _take(self, scanned: Scanned) -> None:
         assert scanned.facts is not None
@@ -151,6 +165,10 @@ class ImportCollector:
                     self._take(scanned)
                     parsed.append(scanned.facts)
             wanted = _acting_names(parsed, {name for _module, name in wanted})
+
+
+def _is_conftest(module: str) -> bool:
+    return module.rsplit(".", 1)[-1] == "conftest"
 
 
 def _calls(source: bytes, wanted: tuple[str | None, str]) -> bool:

@@ -2,7 +2,8 @@
 
 - a capability used at import (``rules_import_reach``) that the previous release did not use
   at import: ``import-capability-new``, HIGH (held for review); an import of a computed name
-  is only LOW (plugin loaders are everyday work);
+  or a bare ``compile`` is only LOW (plugin loaders and compiled table conditions are
+  everyday work; running the code is what holds);
 - a combination at import (fetch then run, decode then run, write outside the package then
   start something, persistence): ``import-time-combination``, CRITICAL (blocked), whatever
   the previous release did: a compromised project's previous release does not excuse it;
@@ -33,7 +34,7 @@ from quarantine.evidence import Finding, Severity
 from quarantine.rule_catalog import rule
 from quarantine.rules_import_facts import SUPPORTING, Capability, Use
 from quarantine.rules_import_reach import Combination, Reach, Reached
-from quarantine.rules_import_scan import SCRIPT
+from quarantine.rules_import_scan import PYTEST_HOOK, SCRIPT
 from quarantine.rules_obfuscation import OBFUSCATION, Signal, raised
 
 IMPORT_NEW = rule(
@@ -204,7 +205,7 @@ def _combination(found: Combination, signals: Hiding) -> list[Finding]:
 
 def _new(reached: Reached, since: str, signals: Hiding) -> list[Finding]:
     use = reached.use
-    severity = Severity.LOW if use.capability is Capability.DYNAMIC_IMPORT else Severity.HIGH
+    severity = Severity.LOW if _only_prepares(use) else Severity.HIGH
     message = f"new since {since}: {_named(use)} at import in {_where(reached)}"
     finding = Finding(IMPORT_NEW, severity, message, use.path, use.line)
     return _weighed(finding, [use], signals)
@@ -225,11 +226,22 @@ def _first_sight(
     return out
 
 
+def _only_prepares(use: Use) -> bool:
+    """An import of a computed name (a plugin loader) or a bare ``compile`` (a code object
+    nothing runs yet: fontTools compiles its table conditions at import) is everyday work;
+    running code is what ``exec``, ``eval`` and the combinations catch."""
+    if use.capability is Capability.DYNAMIC_IMPORT:
+        return True
+    return use.capability is Capability.DYNAMIC_CODE and use.what == "compile"
+
+
 def _function_new(reached: Reached, since: str) -> Finding:
     use = reached.use
     where = f"`{use.path}:{use.line}`"
     if reached.via == SCRIPT:
         place = f"only when `{reached.entry}` runs as a script ({where}), never on import"
+    elif reached.via == PYTEST_HOOK:
+        place = f"only when pytest loads `{reached.entry}` ({where}), never on import"
     else:
         place = f"only inside `{reached.via}` ({where}), which nothing calls at import"
     message = f"new since {since}: {_named(use)} {place}"

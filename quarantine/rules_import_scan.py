@@ -20,6 +20,7 @@ from quarantine.rules_python_scan import _Scan
 
 LOAD = "<load>"  # the module body
 SCRIPT = "<script>"  # what runs only when the module is run as a script, never by import
+PYTEST_HOOK = "<pytest>"  # a conftest module's body: pytest runs it, an import never does
 MAX_USES = 20  # per body: past that, more of the same says nothing new
 MAX_CALLS = 64  # per body
 _MAX_TEXT_NODES = 200  # per expression whose text a rule reads

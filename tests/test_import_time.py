@@ -135,8 +135,8 @@ def test_what_the_previous_release_did_at_import_is_not_new(tmp_path: Path) -> N
 def test_compiling_to_a_syntax_tree_runs_nothing(tmp_path: Path) -> None:
     source = "import ast\nTREE = compile(SOURCE, 'x', 'exec', ast.PyCF_ONLY_AST)\n"
     assert _after_clean(tmp_path, {"demo/__init__.py": source}).evidence().action is Action.PASS
-    source = "CODE = compile(SOURCE, 'x', 'exec')\n"
-    assert _after_clean(tmp_path, {"demo/__init__.py": source}).evidence().action is Action.REVIEW
+    source = "CODE = compile(SOURCE, 'x', 'exec')\n"  # a code object: reported, not run
+    assert _after_clean(tmp_path, {"demo/__init__.py": source}).evidence().action is Action.REPORT
 
 
 def test_sdist_package_sources_count_and_tests_do_not(tmp_path: Path) -> None:
@@ -330,3 +330,42 @@ def test_every_import_time_rule_is_declared() -> None:
         "obfuscation-signal",
     ):
         assert known(rule)
+
+
+# ----------------------------------------------- what only a test runner or a later call runs
+
+
+def test_a_conftest_body_runs_under_pytest_not_on_import(tmp_path: Path) -> None:
+    # networkx 3.7 ships networkx/conftest.py, which asks `dot -V` at its top level.
+    modules = {
+        "demo/__init__.py": CLEAN,
+        "demo/conftest.py": "import subprocess\nsubprocess.check_output(['dot', '-V'])\n",
+    }
+    found = _after_clean(tmp_path, modules)
+    assert _rules(found) == {"function-capability-new"}
+    assert "only when pytest loads `demo/conftest.py`" in found.findings[0].message
+    assert found.evidence().action is Action.REPORT
+
+
+def test_a_conftest_another_module_names_counts_as_imported(tmp_path: Path) -> None:
+    modules = {
+        "demo/__init__.py": "from . import conftest\n",
+        "demo/conftest.py": "import subprocess\nsubprocess.check_output(['dot', '-V'])\n",
+    }
+    found = _after_clean(tmp_path, modules)
+    assert _only(found, "import-capability-new").severity is Severity.HIGH
+
+
+def test_a_bare_compile_at_import_is_reported_and_running_code_is_held(tmp_path: Path) -> None:
+    # fontTools 4.68 compiles its table conditions at import and evaluates them on use.
+    compiled = (
+        "CONDITIONS = {}\nfor key in ('a', 'b'):\n"
+        "    CONDITIONS[key] = compile(key, '<c>', 'eval')\n"
+    )
+    reported = _only(
+        _after_clean(tmp_path, {"demo/__init__.py": compiled}), "import-capability-new"
+    )
+    assert reported.severity is Severity.LOW
+    run = compiled + "VALUES = [eval(code) for code in CONDITIONS.values()]\n"
+    held = _after_clean(tmp_path, {"demo/__init__.py": run})
+    assert Severity.HIGH in {f.severity for f in held.findings if f.rule == "import-capability-new"}
