@@ -56,7 +56,10 @@ _PAYLOAD_SUFFIXES = (
 )
 
 ModuleScan = Callable[[str, bytes, str, int, bool], Scanned]
-_CONFTEST = b"conftest"
+_TEST_HINT = b"test"  # only sources that mention it can import a test module
+# The module names an import statement names: "import a.b, c", "from .tests import x".
+_IMPORTED = re.compile(rb"\b(?:from\s+([\w.]+)\s+)?import\s*(?:\(([^)]*)\)|([\w.,\t ]+))")
+_IMPORTED_BY_NAME = re.compile(rb"(?:import_module|__import__)\s*\(\s*[\"']\.*([\w.]+)")
 
 
 def scan_direct(
@@ -76,7 +79,7 @@ class ImportCollector:
     relay_bytes: int = 0
     sdist: bool = False  # then only modules inside packages (an __init__.py) count
     packages: set[str] = field(default_factory=set)  # directories holding an __init__.py
-    conftest_named: bool = False  # another module names a conftest: it may import one
+    imported_names: set[str] = field(default_factory=set)  # parts of names modules import
 
     def member(self, name: str) -> None:
         """Any file: payload-looking names are remembered, to weigh what runs them."""
@@ -87,8 +90,8 @@ class ImportCollector:
 
     def module(self, shown: str, data: bytes, module: str) -> list[Finding]:
         """A package module: the payload rules' findings now, its facts for :meth:`finish`."""
-        if not _is_conftest(module) and _CONFTEST in data:
-            self.conftest_named = True
+        if not _is_test(module) and _TEST_HINT in data:
+            self.imported_names |= _imported_names(data)
         scanned = self.scan(shown, data, module, self.max_parse_bytes, False)
         if scanned.facts is not None:
             self._take(scanned)
@@ -134,10 +137,11 @@ class ImportCollector:
         return all(directory in self.packages for directory in needed)
 
     def _as_imported(self, facts: ModuleFacts) -> ModuleFacts:
-        """A wheel's ``conftest.py`` is pytest's plugin file: its body runs when pytest
-        collects tests, never on import, unless another module of the archive names a
-        conftest (``from . import conftest`` would run it on import: then it counts)."""
-        if self.conftest_named or not _is_conftest(facts.module):
+        """A test module a wheel ships (``conftest.py``, ``test_*.py``, ``*_test.py``, or
+        anything in a ``tests`` package) runs when pytest collects it, never on import,
+        unless a module of the archive that is not a test imports it by name (then its
+        body runs on import and counts as such)."""
+        if not _is_test(facts.module) or _imports_it(self.imported_names, facts.module):
             return facts
         bodies = {**facts.bodies, PYTEST_HOOK: facts.load}
         return replace(facts, load=Body(), bodies=bodies)
@@ -167,8 +171,27 @@ class ImportCollector:
             wanted = _acting_names(parsed, {name for _module, name in wanted})
 
 
-def _is_conftest(module: str) -> bool:
-    return module.rsplit(".", 1)[-1] == "conftest"
+def _is_test(module: str) -> bool:
+    *packages, last = module.split(".")
+    if last == "conftest" or last.startswith("test_") or last.endswith("_test"):
+        return True
+    return any(part in ("tests", "test") for part in packages)
+
+
+def _imported_names(source: bytes) -> set[str]:
+    names: set[str] = set()
+    for origin, grouped, listed in _IMPORTED.findall(source):
+        for dotted in re.split(rb"[,\s]+", b",".join((origin, grouped, listed))):
+            names.update(part.decode("ascii", "replace") for part in dotted.split(b".") if part)
+    for dotted in _IMPORTED_BY_NAME.findall(source):
+        names.update(part.decode("ascii", "replace") for part in dotted.split(b".") if part)
+    return names
+
+
+def _imports_it(imported: set[str], module: str) -> bool:
+    """Whether an import statement elsewhere names the module or its test package."""
+    *packages, last = module.split(".")
+    return last in imported or any(p in imported for p in packages if p in ("tests", "test"))
 
 
 def _calls(source: bytes, wanted: tuple[str | None, str]) -> bool:

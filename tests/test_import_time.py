@@ -347,13 +347,40 @@ def test_a_conftest_body_runs_under_pytest_not_on_import(tmp_path: Path) -> None
     assert found.evidence().action is Action.REPORT
 
 
-def test_a_conftest_another_module_names_counts_as_imported(tmp_path: Path) -> None:
-    modules = {
-        "demo/__init__.py": "from . import conftest\n",
-        "demo/conftest.py": "import subprocess\nsubprocess.check_output(['dot', '-V'])\n",
-    }
+DOT = "import subprocess\nsubprocess.check_output(['dot', '-V'])\n"
+
+
+@pytest.mark.parametrize(
+    "test_module", ["demo/tests/test_draw.py", "demo/draw_test.py", "demo/tests/helpers.py"]
+)
+def test_a_shipped_test_module_runs_under_pytest_not_on_import(
+    tmp_path: Path, test_module: str
+) -> None:
+    # networkx 3.7: networkx/drawing/tests/test_pydot.py asks `dot -V` at its top level.
+    found = _after_clean(tmp_path, {"demo/__init__.py": CLEAN, test_module: DOT})
+    assert _rules(found) == {"function-capability-new"}
+    assert found.evidence().action is Action.REPORT
+
+
+@pytest.mark.parametrize(
+    "importer",
+    [
+        "from . import conftest\n",
+        "from .tests import (\n    helpers,\n    test_draw,\n)\n",
+        "import importlib\nimportlib.import_module('demo.tests.test_draw')\n",
+    ],
+)
+def test_a_test_module_another_module_imports_counts_as_imported(
+    tmp_path: Path, importer: str
+) -> None:
+    modules = {"demo/__init__.py": importer, "demo/conftest.py": DOT}
+    modules["demo/tests/__init__.py"] = ""
+    modules["demo/tests/test_draw.py"] = DOT
     found = _after_clean(tmp_path, modules)
-    assert _only(found, "import-capability-new").severity is Severity.HIGH
+    assert Action.REVIEW.rank <= found.evidence().action.rank
+    assert any(
+        f.severity is Severity.HIGH for f in found.findings if f.rule == "import-capability-new"
+    )
 
 
 def test_a_bare_compile_at_import_is_reported_and_running_code_is_held(tmp_path: Path) -> None:
