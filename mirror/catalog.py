@@ -162,7 +162,7 @@ class Catalog:
         self._ttl = index_ttl_seconds
         self._wait = request_wait_seconds
         self._public_base_url = public_base_url
-        self._on_new_held = on_new_held
+        self.on_new_held = on_new_held  # the demand signal; the app may point it elsewhere
         self._reserved = reserved or ReservedNames(())
         self._guard = guard or ClockGuard(ledger, clock)
         self._feeds = feeds
@@ -551,7 +551,7 @@ class Catalog:
                 # nobody asks for must not keep their records in memory.
                 live.written = _records_after(known, observation, etag, seq)
         if any(record.state is FileState.HELD for record in observation.new):
-            self._on_new_held(snapshot.name, flight is not None)  # asked: a request waits
+            self.on_new_held(snapshot.name, flight is not None)  # asked: a request waits
 
     def _observe(
         self,
