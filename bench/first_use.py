@@ -209,12 +209,14 @@ def differences(
 
 
 class Sampler(threading.Thread):
-    """Every second: RSS of the server, PSS of everything it started (the inspection pool)."""
+    """Every second: RSS of the server and of its vetting child (``vetting_worker =
+    "child"``), PSS of everything else they started (the inspection pool)."""
 
     def __init__(self, pid: int) -> None:
         super().__init__(name="rss-sampler", daemon=True)
         self.pid = pid
         self.server_mb: list[float] = []
+        self.child_mb: list[float] = []
         self.pool_mb: list[float] = []
         self.pool_processes = 0
         self.stopping = threading.Event()
@@ -222,9 +224,18 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         while not self.stopping.wait(1.0):
             self.server_mb.append(_status_kb(self.pid, "VmRSS") / 1024)
-            descendants = list(_descendants(self.pid))
-            self.pool_processes = max(self.pool_processes, len(descendants))
-            self.pool_mb.append(sum(_pss_kb(pid) for pid in descendants) / 1024)
+            children = [pid for pid in _descendants(self.pid, depth=1) if _vetting_child(pid)]
+            self.child_mb.append(sum(_status_kb(pid, "VmRSS") for pid in children) / 1024)
+            pool = [pid for pid in _descendants(self.pid) if pid not in children]
+            self.pool_processes = max(self.pool_processes, len(pool))
+            self.pool_mb.append(sum(_pss_kb(pid) for pid in pool) / 1024)
+
+
+def _vetting_child(pid: int) -> bool:
+    """The server's vetting child is its one spawned multiprocessing child."""
+    with contextlib.suppress(OSError):
+        return b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    return False
 
 
 def _status_kb(pid: int, key: str) -> int:
@@ -243,20 +254,22 @@ def _pss_kb(pid: int) -> int:
     return 0
 
 
-def _descendants(root: int) -> Iterator[int]:
+def _descendants(root: int, depth: int = 1_000) -> Iterator[int]:
     parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError, ValueError, IndexError):
                 stat = (entry / "stat").read_text()
                 parents[int(entry.name)] = int(stat[stat.rfind(")") + 2 :].split()[1])
-    frontier = [root]
+    frontier = [(root, 0)]
     while frontier:
-        parent = frontier.pop()
+        parent, level = frontier.pop()
+        if level >= depth:
+            continue
         for pid, ppid in parents.items():
             if ppid == parent:
                 yield pid
-                frontier.append(pid)
+                frontier.append((pid, level + 1))
 
 
 class PageProbe(threading.Thread):
@@ -353,6 +366,7 @@ class Outcome:
     agreed: dict[str, float] = field(default_factory=dict)  # project -> seconds
     backlog_end: float = 0.0
     server_mb: list[float] = field(default_factory=list)
+    child_mb: list[float] = field(default_factory=list)
     pool_mb: list[float] = field(default_factory=list)
     pool_processes: int = 0
     seconds: float = 0.0
@@ -501,6 +515,7 @@ def _measure(
     outcome.pages = probe.samples
     outcome.quiet = [(*time_page(index_url, project), project) for project in projects]
     outcome.server_mb, outcome.pool_mb = sampler.server_mb, sampler.pool_mb
+    outcome.child_mb = sampler.child_mb
     outcome.pool_processes = sampler.pool_processes
 
 
@@ -547,6 +562,8 @@ def rows(outcome: Outcome, shape: Shape, args: argparse.Namespace) -> list[tuple
     fetched = f"{synthetic / 1e9:.2f} / {real / 1e9:.2f} GB"
     rate = f"{per_minute:,.0f} ({outcome.backlog_end:.0f} s)"
     pool = f"{max(outcome.pool_mb, default=0):.0f} MB ({outcome.pool_processes})"
+    kid = outcome.child_mb or [0.0]
+    child = f"{max(kid):.0f} / {kid[-1]:.0f} MB" if max(kid) else "none"
     return [
         ("platform filter (the tree's default)", outcome.filters),
         ("direct pip, --uploaded-prior-to 72 h ago", direct),
@@ -565,6 +582,7 @@ def rows(outcome: Outcome, shape: Shape, args: argparse.Namespace) -> list[tuple
         ("page p50 / p99 / max during the backlog (goal p99 < 50 ms)", _pages(during)),
         ("… the same pages once each after the backlog", _pages(outcome.quiet)),
         ("server RSS peak / at the end", f"{max(server):.0f} / {server[-1]:.0f} MB"),
+        ("vetting child RSS peak / at the end (none: vetting in the server)", child),
         ("inspection processes: peak PSS sum (processes)", pool),
         ("run length; why it ended", f"{outcome.seconds:.0f} s; {outcome.ended}"),
         ("load average 1/5/15 min, start → end", load),
