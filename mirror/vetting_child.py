@@ -15,6 +15,7 @@ It stops when the server closes the pipe, and so by itself when the server is go
 """
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -73,6 +74,7 @@ class VettingChild:
                 process = self._start()
                 code = await _exit_code(process)
                 self._drop_pipe()
+                _kill_group(process.pid)  # inspection workers a crash left behind
                 if loop.time() - started >= HEALTHY_SECONDS:
                     delay = RESTART_FIRST_SECONDS
                 log.error(
@@ -123,6 +125,7 @@ class VettingChild:
         if process.exitcode is None:
             process.kill()
             process.join()
+        _kill_group(process.pid)
         self._process = None
 
 
@@ -144,10 +147,22 @@ async def _exit_code(process: BaseProcess) -> int | None:
     return process.exitcode
 
 
+def _kill_group(pgid: int | None) -> None:
+    """End whatever is left of the child's process group (its inspection workers, when
+    it died without stopping them)."""
+    if pgid is None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
 def _child_main(settings: Settings, demand: Connection) -> None:
     """The child's entry point (spawned: nothing is inherited but what is passed)."""
-    # A terminal's Ctrl-C reaches the whole process group: the server stops the child
-    # itself, after its own requests, by closing the pipe.
+    # A group of its own, which its inspection workers join: when the child dies
+    # without stopping them, the server ends them with the group.
+    os.setpgid(0, 0)
+    # In a group of its own the child gets no Ctrl-C from a terminal; and if one comes,
+    # the server stops the child itself, after its own requests, by closing the pipe.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(
         level=settings.log_level.upper(),

@@ -38,7 +38,8 @@ def _versions(origin: str, project: str) -> list[str]:
 
 
 def _children(pid: int) -> list[int]:
-    """The server's vetting children (not multiprocessing's resource tracker)."""
+    """Spawned children: the server's vetting child, the child's inspection workers
+    (not multiprocessing's resource tracker)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -103,8 +104,11 @@ def test_serve_vets_in_a_child_it_restarts_and_stops_with_it(
         # Cooled 2.0 is vetted and promoted by the child: the server only serves.
         _until(lambda: _versions(origin, "kid") == ["1.0", "2.0"], 30, "2.0 promoted")
 
+        workers = _children(first)  # its inspection workers, which vetted 2.0
+        assert workers
         os.kill(first, signal.SIGKILL)  # a crash: the server starts another
         _until(lambda: _children(server.pid) not in ([], [first]), 30, "a new child")
+        _until(lambda: not any(map(_alive, workers)), 10, "the dead child's workers ended")
         upstream.add("kid", UpstreamFile(build_wheel("kid", "3.0"), datetime.now(UTC)))
         assert _versions(origin, "kid") == ["1.0", "2.0"]
         _until(lambda: _versions(origin, "kid")[-1] == "3.0", 30, "3.0 promoted by the new one")
