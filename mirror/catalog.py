@@ -292,6 +292,10 @@ class Catalog:
             live.renew_at.pop(fmt, None)
         else:
             live.renew_at[fmt] = renew_at
+        if written is not None and not live.unwritten and _same_look(live.written, written):
+            # Rendered, and in the ledger: a whole project's records are not kept for a
+            # page that may never be asked again (another format reads the ledger).
+            live.written = None
         return page
 
     def _build(
@@ -636,8 +640,18 @@ class Catalog:
             fmt: replace(page, seq=seq) if page.seq == UNWRITTEN_SEQ else page
             for fmt, page in live.pages.items()
         }
-        if live.written is not None:
+        if live.written is None:
+            return
+        name = observation.project.name
+        rendered = any(page.seq == seq for page in live.pages.values())
+        if rendered and not any(building == name for building, _fmt in self._building):
+            live.written = None  # its page is made; the ledger has them now (see _keep)
+        else:
             live.written = replace(live.written, project=replace(live.written.project, seq=seq))
+
+
+def _same_look(kept: _Written | None, used: _Written) -> bool:
+    return kept is not None and kept.files is used.files
 
 
 def _bases_served(page: KeptPage | None) -> list[str]:

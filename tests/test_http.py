@@ -1590,6 +1590,26 @@ def test_a_cold_page_is_byte_identical_to_the_same_page_rendered_from_the_ledger
     assert b"_lazaretto" in cold["json"].body  # held files were in what was written, too
 
 
+def test_a_cold_miss_keeps_none_of_its_looks_records_once_written_and_rendered(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock, project_size: str
+) -> None:
+    """The records a cold page is rendered from are dropped once the ledger has them: a
+    first-seen project's whole listing must not stay in the server's memory for good."""
+    publish_demo(upstream, clock)
+    first = page(mirror, "demo-pkg")
+    assert mirror.services is not None
+    catalog = mirror.services.catalog
+    mirror.call(catalog.writes_done())
+    live = catalog._live[NormalizedName("demo-pkg")]
+    deadline = time.monotonic() + 5  # the write's last step runs on the loop after it
+    while live.written is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert live.written is None
+    assert page(mirror, "demo-pkg").body == first.body  # warm, as it was
+    html = page(mirror, "demo-pkg", "text/html")  # another format: read from the ledger
+    assert b"demo_pkg-1.0" in html.body
+
+
 def test_a_cold_page_goes_out_before_the_write_and_a_refused_write_is_not_served_again(
     mirror: MirrorServer,
     upstream: Upstream,
