@@ -1905,6 +1905,79 @@ def test_big_pages_kept_in_parts_stay_within_their_file_budget(
     assert list(kept) == ["two"]
 
 
+def _stall_big_builds(mirror: MirrorServer, monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Big page builds (in threads) wait until the returned event is set."""
+    assert mirror.services is not None
+    catalog = mirror.services.catalog
+    release = threading.Event()
+    real = catalog._build
+
+    def stalled(*args: Any, **options: Any) -> Any:
+        if options.get("in_thread"):
+            assert release.wait(20)
+        return real(*args, **options)
+
+    monkeypatch.setattr(catalog, "_build", stalled)
+    return release
+
+
+def _two_old_files_of_a_big_project(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Dist, Dist]:
+    monkeypatch.setattr(catalog_module, "BIG_PROJECT_FILES", 2)
+    first = publish(upstream, build_wheel("busy", "1.0"), clock.now() - AGE_OLD)
+    second = publish(upstream, build_wheel("busy", "1.1"), clock.now() - AGE_OLD)
+    assert listed(mirror, "busy") == {first.filename, second.filename}
+    return first, second
+
+
+def test_a_big_page_being_rebuilt_after_a_promotion_is_answered_with_the_one_before(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While vetting runs, a big project changes every second and its rebuild takes one:
+    a file promoted since is only missing from the page before, which goes out meanwhile."""
+    first, second = _two_old_files_of_a_big_project(mirror, upstream, clock, monkeypatch)
+    fresh = publish(upstream, build_wheel("busy", "1.2"), clock.now() - AGE_FRESH)
+    clock.advance(timedelta(seconds=mirror.settings.index_ttl.total_seconds() + 1))
+    before = page(mirror, "busy")  # looked again: 1.2 is held
+    assert fresh.filename.encode() not in before.body
+    release = _stall_big_builds(mirror, monkeypatch)
+    assert mirror.services is not None
+    ledger = mirror.services.ledger
+    record = ledger.file(NormalizedName("busy"), fresh.filename)
+    assert record is not None
+    ledger.transition(record, FileState.PROMOTED, "promoted early by a test", "test", clock.now())
+    mirror.sync()
+    answer = page(mirror, "busy")  # the rebuild is stalled: the page before goes out
+    assert answer.body == before.body
+    release.set()
+    deadline = time.monotonic() + 10
+    while fresh.filename not in listed(mirror, "busy"):
+        assert time.monotonic() < deadline, "the rebuilt page never came"
+        time.sleep(0.05)
+    assert listed(mirror, "busy") == {first.filename, second.filename, fresh.filename}
+
+
+def test_a_big_page_listing_a_file_taken_back_since_waits_for_its_rebuild(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page before a withdrawal is never sent again: the request waits for the new one."""
+    first, second = _two_old_files_of_a_big_project(mirror, upstream, clock, monkeypatch)
+    release = _stall_big_builds(mirror, monkeypatch)
+    assert mirror.services is not None
+    ledger = mirror.services.ledger
+    record = ledger.file(NormalizedName("busy"), first.filename)
+    assert record is not None
+    ledger.transition(record, FileState.WITHDRAWN, "withdrawn by a test", "test", clock.now())
+    mirror.sync()
+    with ThreadPoolExecutor(1) as pool:
+        asking = pool.submit(listed, mirror, "busy")
+        time.sleep(0.5)
+        assert not asking.done()  # not the page before: it lists the withdrawn file
+        release.set()
+        assert asking.result(10) == {second.filename}
+
+
 def test_a_small_page_is_never_built_behind_a_big_pages_parts(
     mirror: MirrorServer, upstream: Upstream, clock: FakeClock
 ) -> None:
