@@ -1944,8 +1944,11 @@ def test_a_big_page_being_rebuilt_after_a_promotion_is_answered_with_the_one_bef
     release = _stall_big_builds(mirror, monkeypatch)
     assert mirror.services is not None
     ledger = mirror.services.ledger
-    record = ledger.file(NormalizedName("busy"), fresh.filename)
-    assert record is not None
+    deadline = time.monotonic() + 10  # the page went out before the look's write
+    live = mirror.services.catalog._live[NormalizedName("busy")]
+    while (record := ledger.file(NormalizedName("busy"), fresh.filename)) is None or live.unwritten:
+        assert time.monotonic() < deadline, "the look was never written"
+        time.sleep(0.01)
     ledger.transition(record, FileState.PROMOTED, "promoted early by a test", "test", clock.now())
     mirror.sync()
     answer = page(mirror, "busy")  # the rebuild is stalled: the page before goes out
