@@ -371,7 +371,7 @@ class Catalog:
             project = self._caught_up(name, parts)
         if project.status is ProjectStatus.REMOVED:
             raise NotFound(f"not found: {name}")
-        held = self._held_summary(parts.records.values(), policy)
+        held = self._summary(parts.held, policy)
         body = parts.json(held) if fmt is PageFormat.JSON else parts.html(held)
         self._keep_parts(name, parts)
         return self._kept_page(project.seq, body, fmt, bases), True, held.next_release
@@ -442,6 +442,10 @@ class Catalog:
         held = [
             r for r in files if r.state in (FileState.HELD, FileState.REVIEW) and admits(r.filename)
         ]
+        return self._summary(held, policy)
+
+    def _summary(self, held: list[FileRecord], policy: Policy) -> HeldSummary:
+        """``held``: records held or in review, inside the filter."""
         now = self._clock.now()
         ends = [
             until
