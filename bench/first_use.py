@@ -19,9 +19,10 @@ tree has one). Then, for each tree:
 2. the first request: pip resolves through the mirror (cold);
 3. the pages are polled until they list what the direct resolution picked, then pip
    confirms through the mirror: seconds from the first request to agreement;
-4. meanwhile a side thread times page requests (curl, one at a time), RSS is sampled
-   every second, and the run ends when vetting has been idle for ``--idle-seconds`` after
-   agreement, or at ``--max-seconds``.
+4. from the first request on, a side thread times page requests (curl, one at a time,
+   round the projects; its first request of each project, maybe a cold miss, counted
+   apart), RSS is sampled every second, and the run ends when vetting has been idle
+   for ``--idle-seconds`` after agreement, or at ``--max-seconds``.
 
 It prints one table and saves it under bench/results/. Loopback only.
 """
@@ -273,21 +274,25 @@ def _descendants(root: int, depth: int = 1_000) -> Iterator[int]:
 
 
 class PageProbe(threading.Thread):
-    """Times one page request after another (curl, JSON), round the projects."""
+    """Times one page request after another (curl, JSON), round the projects, from the
+    first request on (beside the cold pip). Its first request of a project may be that
+    project's cold miss (an upstream look), so those are kept apart."""
 
     def __init__(self, index_url: str, projects: list[str], started: float) -> None:
         super().__init__(name="page-probe", daemon=True)
         self.index_url, self.projects, self.started = index_url, projects, started
         self.samples: list[tuple[float, float, int, str]] = []  # (at, seconds, status, name)
+        self.first: list[tuple[float, float, int, str]] = []  # each project's first request
         self.stopping = threading.Event()
 
     def run(self) -> None:
         index = 0
         while not self.stopping.wait(0.05):
             project = self.projects[index % len(self.projects)]
-            index += 1
             at = time.monotonic() - self.started
-            self.samples.append((at, *time_page(self.index_url, project), project))
+            sample = (at, *time_page(self.index_url, project), project)
+            (self.first if index < len(self.projects) else self.samples).append(sample)
+            index += 1
 
 
 def time_page(index_url: str, project: str) -> tuple[float, int]:
@@ -362,6 +367,7 @@ class Outcome:
     vetting: Vetting | None = None
     timeline: list[tuple[float, int, int]] = field(default_factory=list)
     pages: list[tuple[float, float, int, str]] = field(default_factory=list)
+    first_pages: list[tuple[float, float, int, str]] = field(default_factory=list)
     quiet: list[tuple[float, int, str]] = field(default_factory=list)  # after the backlog
     agreed: dict[str, float] = field(default_factory=dict)  # project -> seconds
     backlog_end: float = 0.0
@@ -465,14 +471,14 @@ def _measure(
     index_url = mirror.spec.index_url
     t0 = time.monotonic()
     t0_wall = datetime.now(UTC)
+    probe = PageProbe(index_url, list(projects), t0)
+    probe.start()
     cold = pip_resolve(index_url, projects)
     outcome.cold = cold
     want = wanted.before(datetime.now(UTC) - COOLING)
     outcome.cold_older = differences(cold.versions, want) if not cold.error else ["pip failed"]
     if not outcome.cold_older:
         outcome.pages_agree = outcome.pip_agree = cold.seconds
-    probe = PageProbe(index_url, list(projects), t0)
-    probe.start()
     pending = set(want)
     last_count, last_change = -1, time.monotonic()
     try:
@@ -512,7 +518,7 @@ def _measure(
     outcome.vetting = read_ledger(mirror.spec.data_dir)
     last = outcome.vetting.last
     outcome.backlog_end = (last - t0_wall).total_seconds() if last else outcome.seconds
-    outcome.pages = probe.samples
+    outcome.pages, outcome.first_pages = probe.samples, probe.first
     outcome.quiet = [(*time_page(index_url, project), project) for project in projects]
     outcome.server_mb, outcome.pool_mb = sampler.server_mb, sampler.pool_mb
     outcome.child_mb = sampler.child_mb
@@ -552,6 +558,7 @@ def rows(outcome: Outcome, shape: Shape, args: argparse.Namespace) -> list[tuple
     vetting = outcome.vetting or Vetting(0, None, None, 0, {})
     per_minute = vetting.inspected / (max(outcome.backlog_end, 1.0) / 60)
     during = [(s, c, p) for at, s, c, p in outcome.pages if at <= outcome.backlog_end]
+    first = _pages([(s, c, p) for _, s, c, p in outcome.first_pages])
     server = outcome.server_mb or [0.0]
     states = ", ".join(f"{k} {v:,}" for k, v in sorted(vetting.states.items()))
     direct = f"{outcome.direct.seconds:.0f} s" if outcome.direct else "-"
@@ -580,6 +587,7 @@ def rows(outcome: Outcome, shape: Shape, args: argparse.Namespace) -> list[tuple
         ("held, not established, no verdict at the end", f"{vetting.waiting:,}"),
         ("file states at the end", states),
         ("page p50 / p99 / max during the backlog (goal p99 < 50 ms)", _pages(during)),
+        ("… the probe's first request of each project (may be its cold miss)", first),
         ("… the same pages once each after the backlog", _pages(outcome.quiet)),
         ("server RSS peak / at the end", f"{max(server):.0f} / {server[-1]:.0f} MB"),
         ("vetting child RSS peak / at the end (none: vetting in the server)", child),
