@@ -20,8 +20,8 @@ tree has one). Then, for each tree:
 3. the pages are polled until they list what the direct resolution picked, then pip
    confirms through the mirror: seconds from the first request to agreement;
 4. from the first request on, a side thread times page requests (curl, one at a time,
-   round the projects; its first request of each project, maybe a cold miss, counted
-   apart), RSS is sampled every second, and the run ends when vetting has been idle
+   round the projects the mirror has recorded a look at: no cold miss), RSS is sampled
+   every second, and the run ends when vetting has been idle
    for ``--idle-seconds`` after agreement, or at ``--max-seconds``.
 
 It prints one table and saves it under bench/results/. Loopback only.
@@ -233,9 +233,12 @@ class Sampler(threading.Thread):
 
 
 def _vetting_child(pid: int) -> bool:
-    """The server's vetting child is its one spawned multiprocessing child."""
-    with contextlib.suppress(OSError):
-        return b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    """The server's vetting child: a spawned child leading a process group of its own
+    (inspection workers in the server's process, as before it, lead none)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        pgid = int(stat[stat.rfind(")") + 2 :].split()[2])
+        return pgid == pid and b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
     return False
 
 
@@ -274,25 +277,31 @@ def _descendants(root: int, depth: int = 1_000) -> Iterator[int]:
 
 
 class PageProbe(threading.Thread):
-    """Times one page request after another (curl, JSON), round the projects, from the
-    first request on (beside the cold pip). Its first request of a project may be that
-    project's cold miss (an upstream look), so those are kept apart."""
+    """Times one page request after another (curl, JSON), round the projects the mirror
+    has recorded a look at, from the first request on (beside the cold pip): warm pages
+    and pages rebuilt after a change, never a cold miss (an upstream look, timed by the
+    cold pip itself)."""
 
-    def __init__(self, index_url: str, projects: list[str], started: float) -> None:
+    def __init__(self, index_url: str, projects: list[str], started: float, data_dir: Path) -> None:
         super().__init__(name="page-probe", daemon=True)
         self.index_url, self.projects, self.started = index_url, projects, started
+        self.data_dir = data_dir
         self.samples: list[tuple[float, float, int, str]] = []  # (at, seconds, status, name)
-        self.first: list[tuple[float, float, int, str]] = []  # each project's first request
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        index = 0
+        index, known, read_at = 0, [], 0.0
         while not self.stopping.wait(0.05):
-            project = self.projects[index % len(self.projects)]
-            at = time.monotonic() - self.started
-            sample = (at, *time_page(self.index_url, project), project)
-            (self.first if index < len(self.projects) else self.samples).append(sample)
+            if time.monotonic() - read_at >= 1.0:
+                recorded = set(recorded_projects(self.data_dir))
+                known = [p for p in self.projects if p in recorded]
+                read_at = time.monotonic()
+            if not known:
+                continue
+            project = known[index % len(known)]
             index += 1
+            at = time.monotonic() - self.started
+            self.samples.append((at, *time_page(self.index_url, project), project))
 
 
 def time_page(index_url: str, project: str) -> tuple[float, int]:
@@ -314,6 +323,16 @@ class Vetting:
     last: datetime | None
     waiting: int  # held, not established, no content verdict yet
     states: dict[str, int]
+
+
+def recorded_projects(data_dir: Path) -> list[str]:
+    """The projects whose look the ledger holds (none while it is being created)."""
+    path = data_dir / "ledger.sqlite3"
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            return [str(name) for (name,) in db.execute("SELECT name FROM projects")]
+    except sqlite3.Error:
+        return []
 
 
 def read_ledger(data_dir: Path) -> Vetting:
@@ -367,7 +386,6 @@ class Outcome:
     vetting: Vetting | None = None
     timeline: list[tuple[float, int, int]] = field(default_factory=list)
     pages: list[tuple[float, float, int, str]] = field(default_factory=list)
-    first_pages: list[tuple[float, float, int, str]] = field(default_factory=list)
     quiet: list[tuple[float, int, str]] = field(default_factory=list)  # after the backlog
     agreed: dict[str, float] = field(default_factory=dict)  # project -> seconds
     backlog_end: float = 0.0
@@ -471,12 +489,14 @@ def _measure(
     index_url = mirror.spec.index_url
     t0 = time.monotonic()
     t0_wall = datetime.now(UTC)
-    probe = PageProbe(index_url, list(projects), t0)
+    probe = PageProbe(index_url, list(projects), t0, mirror.spec.data_dir)
     probe.start()
     cold = pip_resolve(index_url, projects)
     outcome.cold = cold
     want = wanted.before(datetime.now(UTC) - COOLING)
     outcome.cold_older = differences(cold.versions, want) if not cold.error else ["pip failed"]
+    if cold.error:
+        log(f"cold pip failed: {cold.error}")
     if not outcome.cold_older:
         outcome.pages_agree = outcome.pip_agree = cold.seconds
     pending = set(want)
@@ -518,7 +538,7 @@ def _measure(
     outcome.vetting = read_ledger(mirror.spec.data_dir)
     last = outcome.vetting.last
     outcome.backlog_end = (last - t0_wall).total_seconds() if last else outcome.seconds
-    outcome.pages, outcome.first_pages = probe.samples, probe.first
+    outcome.pages = probe.samples
     outcome.quiet = [(*time_page(index_url, project), project) for project in projects]
     outcome.server_mb, outcome.pool_mb = sampler.server_mb, sampler.pool_mb
     outcome.child_mb = sampler.child_mb
@@ -558,7 +578,6 @@ def rows(outcome: Outcome, shape: Shape, args: argparse.Namespace) -> list[tuple
     vetting = outcome.vetting or Vetting(0, None, None, 0, {})
     per_minute = vetting.inspected / (max(outcome.backlog_end, 1.0) / 60)
     during = [(s, c, p) for at, s, c, p in outcome.pages if at <= outcome.backlog_end]
-    first = _pages([(s, c, p) for _, s, c, p in outcome.first_pages])
     server = outcome.server_mb or [0.0]
     states = ", ".join(f"{k} {v:,}" for k, v in sorted(vetting.states.items()))
     direct = f"{outcome.direct.seconds:.0f} s" if outcome.direct else "-"
@@ -587,7 +606,6 @@ def rows(outcome: Outcome, shape: Shape, args: argparse.Namespace) -> list[tuple
         ("held, not established, no verdict at the end", f"{vetting.waiting:,}"),
         ("file states at the end", states),
         ("page p50 / p99 / max during the backlog (goal p99 < 50 ms)", _pages(during)),
-        ("… the probe's first request of each project (may be its cold miss)", first),
         ("… the same pages once each after the backlog", _pages(outcome.quiet)),
         ("server RSS peak / at the end", f"{max(server):.0f} / {server[-1]:.0f} MB"),
         ("vetting child RSS peak / at the end (none: vetting in the server)", child),
