@@ -1928,6 +1928,12 @@ def _two_old_files_of_a_big_project(
     first = publish(upstream, build_wheel("busy", "1.0"), clock.now() - AGE_OLD)
     second = publish(upstream, build_wheel("busy", "1.1"), clock.now() - AGE_OLD)
     assert listed(mirror, "busy") == {first.filename, second.filename}
+    assert mirror.services is not None
+    ledger, live = mirror.services.ledger, mirror.services.catalog._live[NormalizedName("busy")]
+    deadline = time.monotonic() + 10  # the page went out before the look's write
+    while ledger.file(NormalizedName("busy"), first.filename) is None or live.unwritten:
+        assert time.monotonic() < deadline, "the look was never written"
+        time.sleep(0.01)
     return first, second
 
 
