@@ -96,8 +96,10 @@ _Built = tuple[KeptPage, bool, datetime | None]
 UNWRITTEN_SEQ = -1  # a page rendered before its look's write; given the real seq after
 # From this many files on, a project's records are read, observed, written and rendered
 # in a worker thread: 10,000 files take over a second, which would stall every other
-# request on the event loop (in the thread they only share the GIL with it).
-BIG_PROJECT_FILES = 1000
+# request on the event loop (in the thread they only share the GIL with it). Even 700
+# files (fastapi) rebuilt on the loop after each promotion held pages up 100-500 ms in
+# the first-use bench; from 200 on, the slowest page there was 128 ms.
+BIG_PROJECT_FILES = 200
 # A big page whose rebuild after a change takes longer than this is answered with the
 # page before the change, when that lists nothing taken back since: a rebuild can take a
 # second, and while vetting runs projects change every second.
