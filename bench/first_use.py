@@ -19,9 +19,10 @@ tree has one). Then, for each tree:
 2. the first request: pip resolves through the mirror (cold);
 3. the pages are polled until they list what the direct resolution picked, then pip
    confirms through the mirror: seconds from the first request to agreement;
-4. meanwhile a side thread times page requests (curl, one at a time), RSS is sampled
-   every second, and the run ends when vetting has been idle for ``--idle-seconds`` after
-   agreement, or at ``--max-seconds``.
+4. from the first request on, a side thread times page requests (curl, one at a time,
+   round the projects the mirror has recorded a look at: no cold miss), RSS is sampled
+   every second, and the run ends when vetting has been idle
+   for ``--idle-seconds`` after agreement, or at ``--max-seconds``.
 
 It prints one table and saves it under bench/results/. Loopback only.
 """
@@ -209,12 +210,14 @@ def differences(
 
 
 class Sampler(threading.Thread):
-    """Every second: RSS of the server, PSS of everything it started (the inspection pool)."""
+    """Every second: RSS of the server and of its vetting child (``vetting_worker =
+    "child"``), PSS of everything else they started (the inspection pool)."""
 
     def __init__(self, pid: int) -> None:
         super().__init__(name="rss-sampler", daemon=True)
         self.pid = pid
         self.server_mb: list[float] = []
+        self.child_mb: list[float] = []
         self.pool_mb: list[float] = []
         self.pool_processes = 0
         self.stopping = threading.Event()
@@ -222,9 +225,21 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         while not self.stopping.wait(1.0):
             self.server_mb.append(_status_kb(self.pid, "VmRSS") / 1024)
-            descendants = list(_descendants(self.pid))
-            self.pool_processes = max(self.pool_processes, len(descendants))
-            self.pool_mb.append(sum(_pss_kb(pid) for pid in descendants) / 1024)
+            children = [pid for pid in _descendants(self.pid, depth=1) if _vetting_child(pid)]
+            self.child_mb.append(sum(_status_kb(pid, "VmRSS") for pid in children) / 1024)
+            pool = [pid for pid in _descendants(self.pid) if pid not in children]
+            self.pool_processes = max(self.pool_processes, len(pool))
+            self.pool_mb.append(sum(_pss_kb(pid) for pid in pool) / 1024)
+
+
+def _vetting_child(pid: int) -> bool:
+    """The server's vetting child: a spawned child leading a process group of its own
+    (inspection workers in the server's process, as before it, lead none)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        pgid = int(stat[stat.rfind(")") + 2 :].split()[2])
+        return pgid == pid and b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    return False
 
 
 def _status_kb(pid: int, key: str) -> int:
@@ -243,35 +258,47 @@ def _pss_kb(pid: int) -> int:
     return 0
 
 
-def _descendants(root: int) -> Iterator[int]:
+def _descendants(root: int, depth: int = 1_000) -> Iterator[int]:
     parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError, ValueError, IndexError):
                 stat = (entry / "stat").read_text()
                 parents[int(entry.name)] = int(stat[stat.rfind(")") + 2 :].split()[1])
-    frontier = [root]
+    frontier = [(root, 0)]
     while frontier:
-        parent = frontier.pop()
+        parent, level = frontier.pop()
+        if level >= depth:
+            continue
         for pid, ppid in parents.items():
             if ppid == parent:
                 yield pid
-                frontier.append(pid)
+                frontier.append((pid, level + 1))
 
 
 class PageProbe(threading.Thread):
-    """Times one page request after another (curl, JSON), round the projects."""
+    """Times one page request after another (curl, JSON), round the projects the mirror
+    has recorded a look at, from the first request on (beside the cold pip): warm pages
+    and pages rebuilt after a change, never a cold miss (an upstream look, timed by the
+    cold pip itself)."""
 
-    def __init__(self, index_url: str, projects: list[str], started: float) -> None:
+    def __init__(self, index_url: str, projects: list[str], started: float, data_dir: Path) -> None:
         super().__init__(name="page-probe", daemon=True)
         self.index_url, self.projects, self.started = index_url, projects, started
+        self.data_dir = data_dir
         self.samples: list[tuple[float, float, int, str]] = []  # (at, seconds, status, name)
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        index = 0
+        index, known, read_at = 0, [], 0.0
         while not self.stopping.wait(0.05):
-            project = self.projects[index % len(self.projects)]
+            if time.monotonic() - read_at >= 1.0:
+                recorded = set(recorded_projects(self.data_dir))
+                known = [p for p in self.projects if p in recorded]
+                read_at = time.monotonic()
+            if not known:
+                continue
+            project = known[index % len(known)]
             index += 1
             at = time.monotonic() - self.started
             self.samples.append((at, *time_page(self.index_url, project), project))
@@ -296,6 +323,16 @@ class Vetting:
     last: datetime | None
     waiting: int  # held, not established, no content verdict yet
     states: dict[str, int]
+
+
+def recorded_projects(data_dir: Path) -> list[str]:
+    """The projects whose look the ledger holds (none while it is being created)."""
+    path = data_dir / "ledger.sqlite3"
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            return [str(name) for (name,) in db.execute("SELECT name FROM projects")]
+    except sqlite3.Error:
+        return []
 
 
 def read_ledger(data_dir: Path) -> Vetting:
@@ -353,6 +390,7 @@ class Outcome:
     agreed: dict[str, float] = field(default_factory=dict)  # project -> seconds
     backlog_end: float = 0.0
     server_mb: list[float] = field(default_factory=list)
+    child_mb: list[float] = field(default_factory=list)
     pool_mb: list[float] = field(default_factory=list)
     pool_processes: int = 0
     seconds: float = 0.0
@@ -451,14 +489,16 @@ def _measure(
     index_url = mirror.spec.index_url
     t0 = time.monotonic()
     t0_wall = datetime.now(UTC)
+    probe = PageProbe(index_url, list(projects), t0, mirror.spec.data_dir)
+    probe.start()
     cold = pip_resolve(index_url, projects)
     outcome.cold = cold
     want = wanted.before(datetime.now(UTC) - COOLING)
     outcome.cold_older = differences(cold.versions, want) if not cold.error else ["pip failed"]
+    if cold.error:
+        log(f"cold pip failed: {cold.error}")
     if not outcome.cold_older:
         outcome.pages_agree = outcome.pip_agree = cold.seconds
-    probe = PageProbe(index_url, list(projects), t0)
-    probe.start()
     pending = set(want)
     last_count, last_change = -1, time.monotonic()
     try:
@@ -501,6 +541,7 @@ def _measure(
     outcome.pages = probe.samples
     outcome.quiet = [(*time_page(index_url, project), project) for project in projects]
     outcome.server_mb, outcome.pool_mb = sampler.server_mb, sampler.pool_mb
+    outcome.child_mb = sampler.child_mb
     outcome.pool_processes = sampler.pool_processes
 
 
@@ -547,6 +588,8 @@ def rows(outcome: Outcome, shape: Shape, args: argparse.Namespace) -> list[tuple
     fetched = f"{synthetic / 1e9:.2f} / {real / 1e9:.2f} GB"
     rate = f"{per_minute:,.0f} ({outcome.backlog_end:.0f} s)"
     pool = f"{max(outcome.pool_mb, default=0):.0f} MB ({outcome.pool_processes})"
+    kid = outcome.child_mb or [0.0]
+    child = f"{max(kid):.0f} / {kid[-1]:.0f} MB" if max(kid) else "none"
     return [
         ("platform filter (the tree's default)", outcome.filters),
         ("direct pip, --uploaded-prior-to 72 h ago", direct),
@@ -565,6 +608,7 @@ def rows(outcome: Outcome, shape: Shape, args: argparse.Namespace) -> list[tuple
         ("page p50 / p99 / max during the backlog (goal p99 < 50 ms)", _pages(during)),
         ("… the same pages once each after the backlog", _pages(outcome.quiet)),
         ("server RSS peak / at the end", f"{max(server):.0f} / {server[-1]:.0f} MB"),
+        ("vetting child RSS peak / at the end (none: vetting in the server)", child),
         ("inspection processes: peak PSS sum (processes)", pool),
         ("run length; why it ended", f"{outcome.seconds:.0f} s; {outcome.ended}"),
         ("load average 1/5/15 min, start → end", load),

@@ -39,6 +39,7 @@ from mirror.simple_routes import simple_project, simple_root, simple_root_withou
 from mirror.source import MirrorSource
 from mirror.upstream import UpstreamClient
 from mirror.url_guard import UrlGuard
+from mirror.vetting_child import VettingChild
 from quarantine import policy_record
 from quarantine.clock import Clock, SystemClock
 from quarantine.clock_guard import ClockGuard
@@ -194,6 +195,8 @@ def start_background(services: Services, *, vetting: bool) -> None:
     """
     settings = services.settings
     work = [services.refresher.run_forever(settings.feed_refresh.total_seconds())]
+    if services.vetting_child is not None:
+        work.append(services.vetting_child.run_forever())
     if vetting:
         work.append(services.promoter.run_forever(settings.promote_interval.total_seconds()))
         work.append(services.watcher.run_forever())
@@ -285,6 +288,10 @@ def create_app(
     services = build_services(settings, clock)
     attach_notifier(services)
     redact_access_log()  # no token a client put in a URL reaches the access log
+    if background and settings.vetting_worker == "child":
+        child = VettingChild(settings)
+        services.vetting_child = child
+        services.catalog.on_new_held = child.ask  # the demand signal goes to the child
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

@@ -29,7 +29,7 @@ from mirror.errors import NotFound, UpstreamGone, UpstreamRejected, UpstreamUnav
 from mirror.file_index import FileIndex
 from mirror.names import ReservedNames
 from mirror.negotiate import PageFormat
-from mirror.page import KeptPage, Page, PageTemplate, make_page, page_or_template
+from mirror.page import KeptPage, Page, PageTemplate, make_page, may_mention, page_or_template
 from mirror.page_parts import PageParts
 from mirror.render import (
     HeldSummary,
@@ -96,8 +96,14 @@ _Built = tuple[KeptPage, bool, datetime | None]
 UNWRITTEN_SEQ = -1  # a page rendered before its look's write; given the real seq after
 # From this many files on, a project's records are read, observed, written and rendered
 # in a worker thread: 10,000 files take over a second, which would stall every other
-# request on the event loop (in the thread they only share the GIL with it).
-BIG_PROJECT_FILES = 1000
+# request on the event loop (in the thread they only share the GIL with it). Even 700
+# files (fastapi) rebuilt on the loop after each promotion held pages up 100-500 ms in
+# the first-use bench; from 200 on, the slowest page there was 128 ms.
+BIG_PROJECT_FILES = 200
+# A big page whose rebuild after a change takes longer than this is answered with the
+# page before the change, when that lists nothing taken back since: a rebuild can take a
+# second, and while vetting runs projects change every second.
+PREVIOUS_PAGE_AFTER_SECONDS = 0.02
 # Big pages kept in parts, least recently built first out: their records and rendered
 # parts take about 1.4 KB a file (the server's RSS grew 9-14 MB for a 10,000-file
 # project), so this bounds them near 60 MB.
@@ -162,7 +168,7 @@ class Catalog:
         self._ttl = index_ttl_seconds
         self._wait = request_wait_seconds
         self._public_base_url = public_base_url
-        self._on_new_held = on_new_held
+        self.on_new_held = on_new_held  # the demand signal; the app may point it elsewhere
         self._reserved = reserved or ReservedNames(())
         self._guard = guard or ClockGuard(ledger, clock)
         self._feeds = feeds
@@ -176,6 +182,7 @@ class Catalog:
             tuple[NormalizedName, PageFormat], tuple[asyncio.Future[_Built], _Written | None]
         ] = {}
         self._writing: set[asyncio.Future[int]] = set()  # big projects' writes in threads
+        self._rebuilding: set[asyncio.Future[KeptPage]] = set()  # previous pages went out
         self._bases = bases_for(public_base_url)
         self._open_base = not public_base_url  # provenance URLs take the request's base
         self._kept: OrderedDict[NormalizedName, PageParts] = OrderedDict()
@@ -216,17 +223,52 @@ class Catalog:
         if live.looked_at is None or (now - live.looked_at).total_seconds() >= self._ttl:
             await self._refresh_for_request(name, live)
         page = live.pages.get(fmt)
-        if (
-            page is None
-            or (page.seq != self._seq.get(name) and not live.unwritten)
-            or self._due(live, fmt, now)
-        ):
+        if page is None or self._due(live, fmt, now):
             page = await self._rendered(name, fmt, live)
+        elif page.seq != self._seq.get(name) and not live.unwritten:
+            page = await self._rendered_or_previous(name, fmt, live, page)
         stale = None
         if live.unreachable:
             since = live.ok_at or now
             stale = max(0.0, (now - since).total_seconds())
         return Served(page, stale)
+
+    async def _rendered_or_previous(
+        self, name: NormalizedName, fmt: PageFormat, live: _Live, previous: KeptPage
+    ) -> KeptPage:
+        """The page rebuilt after a change; while a big page's rebuild runs past
+        PREVIOUS_PAGE_AFTER_SECONDS, the previous page instead when it is still right
+        but for files promoted since (``_previous_still_right``). The rebuild goes on."""
+        rebuilding = asyncio.ensure_future(self._rendered(name, fmt, live))
+        if live.big is not True:
+            return await rebuilding
+        done, _ = await asyncio.wait({rebuilding}, timeout=PREVIOUS_PAGE_AFTER_SECONDS)
+        if done or not self._previous_still_right(name, previous):
+            return await rebuilding
+        self._rebuilding.add(rebuilding)
+        rebuilding.add_done_callback(self._rebuilt)
+        return previous
+
+    def _rebuilt(self, rebuilding: "asyncio.Future[KeptPage]") -> None:
+        self._rebuilding.discard(rebuilding)
+        if not rebuilding.cancelled() and rebuilding.exception() is not None:
+            # The next request builds again, and waits for it: nothing stale is sent then.
+            log.warning("rebuilding a page failed: %s", rebuilding.exception())
+
+    def _previous_still_right(self, name: NormalizedName, previous: KeptPage) -> bool:
+        """Whether ``previous`` lists nothing the ledger took back since it was built:
+        every file written since is promoted (its listing is only missing from
+        ``previous``) or was never on it (a promoted file only ever leaves for withdrawn,
+        so a held or condemned one on the page would have been taken back). The project
+        must be active still (a removal or a PEP 792 status waits for the rebuild)."""
+        project = self._ledger.project(name)
+        if project is None or project.status is not ProjectStatus.ACTIVE:
+            return False
+        changed = self._ledger.files_changed_since(name, previous.seq)
+        return all(
+            record.state is FileState.PROMOTED or not may_mention(previous, record.filename)
+            for record in changed
+        )
 
     def warm_page(self, name: NormalizedName, fmt: PageFormat) -> KeptPage | None:
         """The page as bytes when nothing needs doing first (fast path), else None."""
@@ -292,6 +334,10 @@ class Catalog:
             live.renew_at.pop(fmt, None)
         else:
             live.renew_at[fmt] = renew_at
+        if written is not None and not live.unwritten and _same_look(live.written, written):
+            # Rendered, and in the ledger: a whole project's records are not kept for a
+            # page that may never be asked again (another format reads the ledger).
+            live.written = None
         return page
 
     def _build(
@@ -327,7 +373,7 @@ class Catalog:
             project = self._caught_up(name, parts)
         if project.status is ProjectStatus.REMOVED:
             raise NotFound(f"not found: {name}")
-        held = self._held_summary(parts.records.values(), policy)
+        held = self._summary(parts.held, policy)
         body = parts.json(held) if fmt is PageFormat.JSON else parts.html(held)
         self._keep_parts(name, parts)
         return self._kept_page(project.seq, body, fmt, bases), True, held.next_release
@@ -398,6 +444,10 @@ class Catalog:
         held = [
             r for r in files if r.state in (FileState.HELD, FileState.REVIEW) and admits(r.filename)
         ]
+        return self._summary(held, policy)
+
+    def _summary(self, held: list[FileRecord], policy: Policy) -> HeldSummary:
+        """``held``: records held or in review, inside the filter."""
         now = self._clock.now()
         ends = [
             until
@@ -551,7 +601,7 @@ class Catalog:
                 # nobody asks for must not keep their records in memory.
                 live.written = _records_after(known, observation, etag, seq)
         if any(record.state is FileState.HELD for record in observation.new):
-            self._on_new_held(snapshot.name, flight is not None)  # asked: a request waits
+            self.on_new_held(snapshot.name, flight is not None)  # asked: a request waits
 
     def _observe(
         self,
@@ -636,8 +686,18 @@ class Catalog:
             fmt: replace(page, seq=seq) if page.seq == UNWRITTEN_SEQ else page
             for fmt, page in live.pages.items()
         }
-        if live.written is not None:
+        if live.written is None:
+            return
+        name = observation.project.name
+        rendered = any(page.seq == seq for page in live.pages.values())
+        if rendered and not any(building == name for building, _fmt in self._building):
+            live.written = None  # its page is made; the ledger has them now (see _keep)
+        else:
             live.written = replace(live.written, project=replace(live.written.project, seq=seq))
+
+
+def _same_look(kept: _Written | None, used: _Written) -> bool:
+    return kept is not None and kept.files is used.files
 
 
 def _bases_served(page: KeptPage | None) -> list[str]:

@@ -7,6 +7,7 @@ so a page made for one host is never sent to a request for another.
 
 import gzip
 import hashlib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -166,6 +167,21 @@ class PageTemplate:
 
 
 KeptPage = Page | PageTemplate
+
+
+# Filenames spelt the same on a page as here: no character a format escapes.
+_PLAIN_FILENAME = re.compile(r"[A-Za-z0-9._+!~,=@-]+")
+
+
+def may_mention(page: KeptPage, filename: str) -> bool:
+    """Whether ``filename`` may be listed on ``page`` (True when in doubt: a filename a
+    format would escape, or one inside another's, counts as listed)."""
+    if _PLAIN_FILENAME.fullmatch(filename) is None:
+        return True
+    spelt = filename.encode()
+    if isinstance(page, PageTemplate):
+        return any(spelt in piece for piece in page.pieces)
+    return spelt in page.body
 
 
 def page_or_template(

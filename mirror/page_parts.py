@@ -29,6 +29,7 @@ from quarantine.platforms import PlatformFilter
 
 # Past this many changed records, sorting everything once beats inserting one by one.
 BULK_CHANGES = 64
+_HELD = (FileState.HELD, FileState.REVIEW)
 
 
 class PageParts:
@@ -48,6 +49,9 @@ class PageParts:
         self._order: list[str] = []  # listed filenames, in page order
         self._per_version: Counter[str] = Counter()  # listed files of each version
         self._versions: list[str] | None = None  # the page's, made anew when they change
+        # Held or in review, inside the filter: the page's held-files note, without asking
+        # the filter about every file of the project at each rebuild.
+        self._held: dict[str, FileRecord] = {}
         self.update(project, records)
 
     @property
@@ -65,11 +69,19 @@ class PageParts:
             self.records[record.filename] = record
             if before is not None and before.filename in self._json:
                 self._unlist(before, one_by_one)
+            self._held.pop(record.filename, None)
             if record.state is FileState.PROMOTED and self.wheel_filter.admits(record.filename):
                 self._list(record, one_by_one)
+            elif record.state in _HELD and self.wheel_filter.admits(record.filename):
+                self._held[record.filename] = record
         if not one_by_one:
             self._order = sorted(self._json)
         self.project = project  # last: the seq says every record above is in
+
+    @property
+    def held(self) -> list[FileRecord]:
+        """The records held or in review, of files inside the filter."""
+        return list(self._held.values())
 
     def json(self, held: HeldSummary) -> bytes:
         parts = [self._json[filename] for filename in self._order]

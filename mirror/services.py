@@ -12,6 +12,7 @@ from mirror.notifier import Notifier
 from mirror.request_base import RequestBase
 from mirror.settings import Settings
 from mirror.upstream import UpstreamClient
+from mirror.vetting_child import VettingChild
 from quarantine.clock import Clock
 from quarantine.feeds import Feeds
 from quarantine.ledger import Ledger
@@ -35,6 +36,7 @@ class Services:
     refresher: FeedRefresher
     policy: LivePolicy
     notifier: Notifier | None = None  # None: no [[notify]] targets configured
+    vetting_child: VettingChild | None = None  # vetting_worker = "child", while serving
     blob_cache: BlobCache = field(default_factory=BlobCache)
     request_base: RequestBase = field(default_factory=RequestBase)  # trusts no proxy
     tasks: list[asyncio.Task[None]] = field(default_factory=list)

@@ -82,7 +82,7 @@ def as_proxies(value: Any) -> tuple[str, ...]:
     return networks
 
 
-WORKER_MODES = ("in-process", "separate")
+WORKER_MODES = ("child", "in-process", "separate")
 as_worker_mode = as_choice(WORKER_MODES)
 # The levels both the logging module and uvicorn know.
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -148,9 +148,11 @@ class Settings:
     notify: tuple[notify_config.NotifyTarget, ...] = ()  # [[notify]] tables
     notify_interval: timedelta = timedelta(seconds=10)
     notify_max_attempts: int = 12
-    # "separate": promotion, vetting, watching and notifications run in `lazaretto work`,
-    # so a busy server neither slows them nor is slowed by them.
-    vetting_worker: str = "in-process"
+    # Where promotion, vetting, watching and notifications run. "child": in a process
+    # `lazaretto serve` starts and restarts, so a busy server neither slows them nor is
+    # slowed by them; "in-process": in the server's own process; "separate": in
+    # `lazaretto work`, run beside the server.
+    vetting_worker: str = "child"
     # Where the settings were read from (not a setting): LIVE_KEYS are read again from it.
     config_file: Path | None = field(default=None, compare=False)
 

@@ -5,6 +5,10 @@ malware feeds fresh, since its first looks decide with them); this process does 
 on the same ledger and blob store. The two meet only in the ledger: the server's looks
 record new held files, which wake the next promotion round here, and the promotions made
 here reach the server's pages through its ledger follower within a second.
+
+The vetting child ``lazaretto serve`` starts (``vetting_worker = "child"``,
+``mirror.vetting_child``) runs this too, with the server's demand signal on a pipe: the
+projects clients asked for go before the backlog, as in one process.
 """
 
 import asyncio
@@ -20,19 +24,28 @@ from mirror.app import (
     open_services,
     start_background,
 )
+from mirror.demand_pipe import DemandReader
 from mirror.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Run until ``stop`` is set, or SIGINT / SIGTERM when none is given."""
+async def run_worker(
+    settings: Settings, stop: asyncio.Event | None = None, demand_fd: int | None = None
+) -> None:
+    """Run until ``stop`` is set, or SIGINT / SIGTERM when none is given. ``demand_fd``:
+    the server's demand signal (``mirror.demand_pipe``); its end also stops the worker."""
     services = build_services(settings)
     attach_notifier(services)
     stop = stop or _stop_on_signals()
+    demand = None
+    if demand_fd is not None:
+        demand = DemandReader(demand_fd, services.promoter.wake, stop.set)
     await open_services(services, role="work")
     try:
         start_background(services, vetting=True)
+        if demand is not None:
+            demand.start()
         # A server's look recorded new held files, or an admin decided: a round soon.
         follow = services.catalog.follow_ledger(on_change=services.promoter.wake)
         services.tasks.append(asyncio.create_task(follow))
@@ -40,6 +53,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         log.info("vetting worker running on %s", settings.data_dir)
         await stop.wait()
     finally:
+        if demand is not None:
+            demand.stop()
         await close_services(services)
 
 

@@ -178,6 +178,11 @@ class PlatformFilter:
         set_(self, "_memo", OrderedDict())
         set_(self, "_memo_lock", Lock())
 
+    def __reduce__(self) -> tuple[type["PlatformFilter"], tuple[tuple[str, ...], tuple[str, ...]]]:
+        # Pickled as configured (the vetting child gets the settings so): the derived
+        # sets and the memo are made again there, and a lock cannot be pickled.
+        return PlatformFilter, (self.platforms, self.pythons)
+
     @property
     def everything(self) -> bool:
         return not self.platforms and not self.pythons

@@ -1590,6 +1590,26 @@ def test_a_cold_page_is_byte_identical_to_the_same_page_rendered_from_the_ledger
     assert b"_lazaretto" in cold["json"].body  # held files were in what was written, too
 
 
+def test_a_cold_miss_keeps_none_of_its_looks_records_once_written_and_rendered(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock, project_size: str
+) -> None:
+    """The records a cold page is rendered from are dropped once the ledger has them: a
+    first-seen project's whole listing must not stay in the server's memory for good."""
+    publish_demo(upstream, clock)
+    first = page(mirror, "demo-pkg")
+    assert mirror.services is not None
+    catalog = mirror.services.catalog
+    mirror.call(catalog.writes_done())
+    live = catalog._live[NormalizedName("demo-pkg")]
+    deadline = time.monotonic() + 5  # the write's last step runs on the loop after it
+    while live.written is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert live.written is None
+    assert page(mirror, "demo-pkg").body == first.body  # warm, as it was
+    html = page(mirror, "demo-pkg", "text/html")  # another format: read from the ledger
+    assert b"demo_pkg-1.0" in html.body
+
+
 def test_a_cold_page_goes_out_before_the_write_and_a_refused_write_is_not_served_again(
     mirror: MirrorServer,
     upstream: Upstream,
@@ -1883,6 +1903,88 @@ def test_big_pages_kept_in_parts_stay_within_their_file_budget(
     assert list(kept) == ["two"]  # the least recently built went first, then the next
     assert page(mirror, "one").status == 200  # its page bytes are kept apart from the parts
     assert list(kept) == ["two"]
+
+
+def _stall_big_builds(mirror: MirrorServer, monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Big page builds (in threads) wait until the returned event is set."""
+    assert mirror.services is not None
+    catalog = mirror.services.catalog
+    release = threading.Event()
+    real = catalog._build
+
+    def stalled(*args: Any, **options: Any) -> Any:
+        if options.get("in_thread"):
+            assert release.wait(20)
+        return real(*args, **options)
+
+    monkeypatch.setattr(catalog, "_build", stalled)
+    return release
+
+
+def _two_old_files_of_a_big_project(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Dist, Dist]:
+    monkeypatch.setattr(catalog_module, "BIG_PROJECT_FILES", 2)
+    first = publish(upstream, build_wheel("busy", "1.0"), clock.now() - AGE_OLD)
+    second = publish(upstream, build_wheel("busy", "1.1"), clock.now() - AGE_OLD)
+    assert listed(mirror, "busy") == {first.filename, second.filename}
+    assert mirror.services is not None
+    ledger, live = mirror.services.ledger, mirror.services.catalog._live[NormalizedName("busy")]
+    deadline = time.monotonic() + 10  # the page went out before the look's write
+    while ledger.file(NormalizedName("busy"), first.filename) is None or live.unwritten:
+        assert time.monotonic() < deadline, "the look was never written"
+        time.sleep(0.01)
+    return first, second
+
+
+def test_a_big_page_being_rebuilt_after_a_promotion_is_answered_with_the_one_before(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While vetting runs, a big project changes every second and its rebuild takes one:
+    a file promoted since is only missing from the page before, which goes out meanwhile."""
+    first, second = _two_old_files_of_a_big_project(mirror, upstream, clock, monkeypatch)
+    fresh = publish(upstream, build_wheel("busy", "1.2"), clock.now() - AGE_FRESH)
+    clock.advance(timedelta(seconds=mirror.settings.index_ttl.total_seconds() + 1))
+    before = page(mirror, "busy")  # looked again: 1.2 is held
+    assert fresh.filename.encode() not in before.body
+    release = _stall_big_builds(mirror, monkeypatch)
+    assert mirror.services is not None
+    ledger = mirror.services.ledger
+    deadline = time.monotonic() + 10  # the page went out before the look's write
+    live = mirror.services.catalog._live[NormalizedName("busy")]
+    while (record := ledger.file(NormalizedName("busy"), fresh.filename)) is None or live.unwritten:
+        assert time.monotonic() < deadline, "the look was never written"
+        time.sleep(0.01)
+    ledger.transition(record, FileState.PROMOTED, "promoted early by a test", "test", clock.now())
+    mirror.sync()
+    answer = page(mirror, "busy")  # the rebuild is stalled: the page before goes out
+    assert answer.body == before.body
+    release.set()
+    deadline = time.monotonic() + 10
+    while fresh.filename not in listed(mirror, "busy"):
+        assert time.monotonic() < deadline, "the rebuilt page never came"
+        time.sleep(0.05)
+    assert listed(mirror, "busy") == {first.filename, second.filename, fresh.filename}
+
+
+def test_a_big_page_listing_a_file_taken_back_since_waits_for_its_rebuild(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page before a withdrawal is never sent again: the request waits for the new one."""
+    first, second = _two_old_files_of_a_big_project(mirror, upstream, clock, monkeypatch)
+    release = _stall_big_builds(mirror, monkeypatch)
+    assert mirror.services is not None
+    ledger = mirror.services.ledger
+    record = ledger.file(NormalizedName("busy"), first.filename)
+    assert record is not None
+    ledger.transition(record, FileState.WITHDRAWN, "withdrawn by a test", "test", clock.now())
+    mirror.sync()
+    with ThreadPoolExecutor(1) as pool:
+        asking = pool.submit(listed, mirror, "busy")
+        time.sleep(0.5)
+        assert not asking.done()  # not the page before: it lists the withdrawn file
+        release.set()
+        assert asking.result(10) == {second.filename}
 
 
 def test_a_small_page_is_never_built_behind_a_big_pages_parts(

@@ -83,6 +83,8 @@ def _check_runs(
         if html_at_each_step:
             assert parts.html(HELD) == full_html
         assert parts.records == truth
+        held = {name: r for name, r in truth.items() if r.state is FileState.HELD}
+        assert {record.filename: record for record in parts.held} == held  # for the note
     assert parts.html(HELD) == _full_render(truth, parts.seq)[1]
 
 
@@ -135,3 +137,6 @@ def test_parts_list_only_the_files_of_their_filter() -> None:
     assert parts.json(HELD) == project_json(_project(1), [glibc], HELD)
     parts.update(_project(2), [replace(musl, state=FileState.HELD)])  # unlisted already
     assert parts.json(HELD) == project_json(_project(2), [glibc], HELD)
+    assert parts.held == []  # a held file outside the filter is not in the held-files note
+    parts.update(_project(3), [replace(glibc, state=FileState.REVIEW)])
+    assert parts.held == [replace(glibc, state=FileState.REVIEW)]

@@ -188,7 +188,7 @@ def test_serve_logs_what_it_chose_in_one_line(upstream: Upstream, tmp_path: Path
         line = _startup_line(log)
     assert line == (
         f"upstream={upstream.url} data_dir={data} cooling_period=5d config={config} "
-        f"vetting_worker=in-process listening=http://127.0.0.1:{port}"
+        f"vetting_worker=child listening=http://127.0.0.1:{port}"
     )
 
 
