@@ -84,7 +84,8 @@ def _rss(pid: int) -> float:
 
 
 def stored(data: Path) -> tuple[int, int]:
-    files = [p for p in (data / "blobs").rglob("*") if p.is_file() and "tmp" not in p.parts]
+    blobs = data / "blobs"
+    files = [p for p in blobs.rglob("*") if p.is_file() and p.relative_to(blobs).parts[0] != "tmp"]
     return len(files), sum(p.stat().st_size for p in files)
 
 
