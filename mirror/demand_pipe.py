@@ -48,9 +48,9 @@ class DemandWriter:
 
     def close(self) -> None:
         """The child reads an end of file and stops."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        fd, self._fd = self._fd, None  # forgotten first: a send racing this never writes
+        if fd is not None:  # to a descriptor number another thread may have reused
+            os.close(fd)
 
 
 class DemandReader:

@@ -37,6 +37,18 @@ class ForbiddenAddress(UpstreamRejected):
         )
 
 
+# NAT64 prefixes (RFC 6052, RFC 8215): the IPv4 address rides in the last 32 bits, and on
+# an IPv6-only host with DNS64 that is where the connection goes (169.254.169.254 too).
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def _nat64(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if any(address in prefix for prefix in _NAT64):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 class AddressPolicy:
     """Public unicast addresses, plus the networks the operator allowed."""
 
@@ -49,9 +61,11 @@ class AddressPolicy:
         if any(address in network for network in self._allowed):
             return True
         if isinstance(address, ipaddress.IPv6Address):
-            embedded = address.ipv4_mapped or address.sixtofour
+            embedded = address.ipv4_mapped or address.sixtofour or _nat64(address)
             if embedded is not None:
                 return self.permits(embedded)
+            if address in _IPV4_COMPATIBLE:
+                return False  # ::a.b.c.d, deprecated: some stacks still reach the IPv4 host
         return address.is_global and not address.is_multicast
 
     def check(self, host: str, address: str) -> None:

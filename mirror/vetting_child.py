@@ -86,6 +86,7 @@ class VettingChild:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RESTART_MAX_SECONDS)
         finally:
+            self._drop_pipe()  # here on the loop, where requests send: never mid-send
             await asyncio.shield(asyncio.to_thread(self._stop))
 
     def _start(self) -> BaseProcess:

@@ -31,7 +31,7 @@ BLANK_RUN = 120  # blanks before code on one line: nobody aligns code that far
 LONG_LINE = 5000  # characters
 HIGH_ENTROPY_CHARS = 256
 HIGH_ENTROPY_BITS = 5.0  # per character; base64 of random data is near 6, hex at most 4
-_HIDDEN_CODE = re.compile(rb"\S[ \t]{%d,}(?=[^\s#])" % BLANK_RUN)
+_HIDDEN_CODE = re.compile(rb"\S[ \t\f]{%d,}(?=[^\s#])" % BLANK_RUN)  # \f: blank to Python
 _ENCODED_RUN = re.compile(rb"[A-Za-z0-9+/=_-]{%d,}" % HIGH_ENTROPY_CHARS)
 _JS_NAMES = re.compile(rb"\b_0x[0-9a-f]{4,6}\b")
 _JS_PACKER = re.compile(rb"eval\(function\(p,a,c,k,e,[dr]\)")

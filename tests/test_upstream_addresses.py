@@ -46,6 +46,9 @@ NON_PUBLIC = [
     "::ffff:127.0.0.1",  # IPv4-mapped loopback
     "::ffff:10.0.0.1",
     "2002:7f00:1::",  # 6to4 around loopback
+    "64:ff9b::a9fe:a9fe",  # NAT64 around the cloud metadata address
+    "64:ff9b:1::7f00:1",  # local-use NAT64 around loopback
+    "::7f00:1",  # IPv4-compatible loopback
 ]
 
 
@@ -77,6 +80,8 @@ def test_an_allowed_network_and_public_addresses_pass() -> None:
     guard = UrlGuard(INDEX, ("*",), ("10.0.0.0/8",))
     assert guard.check("https://10.1.2.3/x.whl", PAGE).host == "10.1.2.3"
     assert guard.check("https://93.184.216.34/x.whl", PAGE).host == "93.184.216.34"
+    nat64_public = "64:ff9b::5db8:d822"  # 93.184.216.34 through NAT64
+    assert guard.check(f"https://[{nat64_public}]/x.whl", PAGE).host == nat64_public
     with pytest.raises(ForbiddenAddress):
         guard.check("https://192.168.1.1/x.whl", PAGE)
 
