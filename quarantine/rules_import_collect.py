@@ -13,13 +13,17 @@ that uses a capability, or of another relay's function, for :data:`RELAY_ROUNDS`
 ``__init__`` calling ``start()`` from ``._boot`` is followed without parsing every module.
 """
 
+import ast
+import contextlib
 import posixpath
 import re
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from quarantine.archive import MiB, printable
-from quarantine.evidence import Finding
+from quarantine.evidence import Finding, Severity
+from quarantine.rule_catalog import rule
 from quarantine.rules_import_diff import (
     Hiding,
     ImportProfile,
@@ -33,6 +37,12 @@ from quarantine.rules_import_scan import PYTEST_HOOK
 from quarantine.rules_import_source import Scanned, pth_facts, scan_module
 from quarantine.rules_obfuscation import Signal, js_signals
 
+MODULE_TWICE = rule(
+    "module-duplicate",
+    Severity.HIGH,
+    "content",
+    "two members of one archive install as the same module: only one is looked at",
+)
 RELAY_BYTES = 16 * MiB
 # Not worth a relay's parse: alone they are at most reported (a plugin loader's import).
 _NOT_ACTING = SUPPORTING | {Capability.DYNAMIC_IMPORT}
@@ -56,10 +66,26 @@ _PAYLOAD_SUFFIXES = (
 )
 
 ModuleScan = Callable[[str, bytes, str, int, bool], Scanned]
-_TEST_HINT = b"test"  # only sources that mention it can import a test module
+# Only sources that mention one of these can import a test module by a name we can read.
+_IMPORT_HINTS = (b"test", b"import_module", b"__import__")
 # The module names an import statement names: "import a.b, c", "from .tests import x".
-_IMPORTED = re.compile(rb"\b(?:from\s+([\w.]+)\s+)?import\s*(?:\(([^)]*)\)|([\w.,\t ]+))")
-_IMPORTED_BY_NAME = re.compile(rb"(?:import_module|__import__)\s*\(\s*[\"']\.*([\w.]+)")
+_IMPORTED = re.compile(r"\b(?:from\s+([\w.]+)\s+)?import\s*(?:\(([^)]*)\)|([\w.,\t ]+))")
+# import_module("...") / __import__("..."): the literal as written (escapes resolved later).
+_IMPORTED_BY_NAME = re.compile(
+    r"(?:import_module|__import__)\s*\(\s*((?:[rRuUbB]?)(?:\"[^\"\n]*\"|'[^'\n]*'))"
+)
+# Any argument but one plain literal ("a" + "b", a name, an f-string) is a computed name.
+_COMPUTED_IMPORT = re.compile(
+    rb"(?:import_module|__import__)\s*\(\s*(?![rRuUbB]?(?:\"[^\"\n]*\"|'[^'\n]*')\s*[,)])"
+)
+# What imports modules in ways no name can show: then every shipped test module counts.
+_OTHER_LOADERS = (
+    b"sys.path",
+    b"runpy",
+    b"spec_from_file_location",
+    b"SourceFileLoader",
+    b"imp.load",
+)
 
 
 def scan_direct(
@@ -80,6 +106,8 @@ class ImportCollector:
     sdist: bool = False  # then only modules inside packages (an __init__.py) count
     packages: set[str] = field(default_factory=set)  # directories holding an __init__.py
     imported_names: set[str] = field(default_factory=set)  # parts of names modules import
+    loads_unseen: bool = False  # a module imports computed names or by path: no test exemption
+    module_paths: dict[str, str] = field(default_factory=dict)  # module -> first member
 
     def member(self, name: str) -> None:
         """Any file: payload-looking names are remembered, to weigh what runs them."""
@@ -90,19 +118,37 @@ class ImportCollector:
 
     def module(self, shown: str, data: bytes, module: str) -> list[Finding]:
         """A package module: the payload rules' findings now, its facts for :meth:`finish`."""
-        if not _is_test(module) and _TEST_HINT in data:
-            self.imported_names |= _imported_names(data)
+        if not _is_test(module):
+            self._note_imports(data)
+        duplicate = self._duplicate(shown, module)
         scanned = self.scan(shown, data, module, self.max_parse_bytes, False)
         if scanned.facts is not None:
             self._take(scanned)
         elif not scanned.findings and self.relay_bytes + len(data) <= RELAY_BYTES:
             self.relays.append((shown, data, module))
             self.relay_bytes += len(data)
-        return list(scanned.findings)
+        return duplicate + list(scanned.findings)
+
+    def _note_imports(self, data: bytes) -> None:
+        if not data.isascii() or any(hint in data for hint in _IMPORT_HINTS):
+            self.imported_names |= _imported_names(data)
+        if _COMPUTED_IMPORT.search(data) or any(word in data for word in _OTHER_LOADERS):
+            self.loads_unseen = True
+
+    def _duplicate(self, shown: str, module: str) -> list[Finding]:
+        """Two members installing as one module (``demo/x.py`` and
+        ``demo-1.0.data/purelib/demo/x.py``): the installer keeps the one written last,
+        which need not be the one looked at. No ordinary wheel does this."""
+        first = self.module_paths.setdefault(module, shown)
+        if first == shown:
+            return []
+        message = f"`{module}` twice: `{first}` and `{shown}`; only one is installed"
+        return [Finding(MODULE_TWICE, Severity.HIGH, message, shown)]
 
     def pth(self, name: str, data: bytes, import_lines: tuple[int, ...]) -> list[Finding]:
         """A .pth file ``site`` runs at every interpreter start."""
         scanned = pth_facts(name, data, import_lines)
+        self._note_imports(data)  # a hook importing a test module runs it at every start
         self._take(scanned)
         return list(scanned.findings)
 
@@ -141,7 +187,9 @@ class ImportCollector:
         anything in a ``tests`` package) runs when pytest collects it, never on import,
         unless a module of the archive that is not a test imports it by name (then its
         body runs on import and counts as such)."""
-        if not _is_test(facts.module) or _imports_it(self.imported_names, facts.module):
+        if not _is_test(facts.module) or self.loads_unseen:
+            return facts
+        if _imports_it(self.imported_names, facts.module):
             return facts
         bodies = {**facts.bodies, PYTEST_HOOK: facts.load}
         return replace(facts, load=Body(), bodies=bodies)
@@ -179,13 +227,18 @@ def _is_test(module: str) -> bool:
 
 
 def _imported_names(source: bytes) -> set[str]:
-    names: set[str] = set()
-    for origin, grouped, listed in _IMPORTED.findall(source):
-        for dotted in re.split(rb"[,\s]+", b",".join((origin, grouped, listed))):
-            names.update(part.decode("ascii", "replace") for part in dotted.split(b".") if part)
-    for dotted in _IMPORTED_BY_NAME.findall(source):
-        names.update(part.decode("ascii", "replace") for part in dotted.split(b".") if part)
-    return names
+    """The parts of the module names ``source`` imports, read as Python reads them: NFKC
+    identifiers (a fullwidth letter is the plain one) and string escapes resolved."""
+    text = unicodedata.normalize("NFKC", source.decode("utf-8", "replace"))
+    dotted: list[str] = []
+    for origin, grouped, listed in _IMPORTED.findall(text):
+        dotted += re.split(r"[,\s]+", ",".join((origin, grouped, listed)))
+    for literal in _IMPORTED_BY_NAME.findall(text):
+        with contextlib.suppress(ValueError, SyntaxError, MemoryError):
+            value = ast.literal_eval(literal)
+            if isinstance(value, str):
+                dotted.append(unicodedata.normalize("NFKC", value))
+    return {part for name in dotted for part in name.split(".") if part}
 
 
 def _imports_it(imported: set[str], module: str) -> bool:

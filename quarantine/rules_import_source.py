@@ -16,16 +16,23 @@ import re
 from typing import NamedTuple
 
 from quarantine.archive import ArchiveKind, printable
-from quarantine.evidence import Finding
+from quarantine.evidence import Finding, Severity
+from quarantine.rule_catalog import rule
 from quarantine.rules_import_facts import ModuleFacts
 from quarantine.rules_import_scan import ImportScan
 from quarantine.rules_obfuscation import Signal, source_signals
 from quarantine.rules_python import _PARSE_NAME, _worth_parsing, scan_python
 
-_NOT_IMPORTED = frozenset(
-    {"tests", "test", "testing", "docs", "doc", "examples", "example", "benchmarks", "bench"}
+# Build and tool scripts at the top of an sdist, which nothing imports (setup.py: install
+# time). Deeper down, a module of any name is a package module: a package can import its
+# ``testing`` or ``setup`` module, so only the test-module rule of ``rules_import_collect``
+# (a test module nothing else imports runs under pytest) sets modules apart.
+NOT_ANALYSED = rule(
+    "import-time-not-analysed",
+    Severity.HIGH,
+    "content",
+    "a package module too large to parse that mentions what the import-time rules look for",
 )
-# Build and tool scripts an sdist carries, which nothing imports (setup.py: install time).
 _TOOL_SCRIPTS = frozenset({"setup.py", "conftest.py", "noxfile.py", "fabfile.py", "dodo.py"})
 _LAYOUT_DIRS = frozenset({"src", "lib", "python"})
 _DATA_LIB = re.compile(r"[^/]+\.data/(?:purelib|platlib)/")
@@ -132,12 +139,10 @@ def module_name(name: str, kind: ArchiveKind) -> str | None:
             return None
     else:
         parts = parts[1:]  # the sdist's top directory
-        if not parts or parts[-1] in _TOOL_SCRIPTS or parts[-1].startswith("test_"):
+        if not parts or (len(parts) == 1 and parts[0] in _TOOL_SCRIPTS):
             return None
         if parts[0] in _LAYOUT_DIRS and len(parts) > 1:
             parts = parts[1:]
-        if _NOT_IMPORTED.intersection(parts[:-1]):
-            return None
     parts[-1] = parts[-1][:-3]
     if parts and parts[-1] == "__init__":
         parts.pop()
@@ -162,7 +167,11 @@ def scan_module(
     """The payload rules' findings and the import-time facts of one package module.
     ``parse_all``: parse even a source that mentions nothing (a relay, see the module doc)."""
     if len(data) > max_parse_bytes:
-        return Scanned(tuple(scan_python(name, data, max_parse_bytes=max_parse_bytes)), None, ())
+        found = scan_python(name, data, max_parse_bytes=max_parse_bytes)
+        if may_act_at_import(data):  # padding must not hide what a module does
+            message = f"{len(data)} bytes, too large to see what it does at import"
+            found.append(Finding(NOT_ANALYSED, Severity.HIGH, message, name))
+        return Scanned(tuple(found), None, ())
     if not parse_all and not _worth_parsing(data) and not may_act_at_import(data):
         return Scanned((), None, ())
     try:

@@ -396,3 +396,65 @@ def test_a_bare_compile_at_import_is_reported_and_running_code_is_held(tmp_path:
     run = compiled + "VALUES = [eval(code) for code in CONDITIONS.values()]\n"
     held = _after_clean(tmp_path, {"demo/__init__.py": run})
     assert Severity.HIGH in {f.severity for f in held.findings if f.rule == "import-capability-new"}
+
+
+# ------------------------------------- what a payload cannot hide behind (review findings)
+PAYLOAD = "import subprocess\nsubprocess.check_output(['id'])\n"
+
+
+@pytest.mark.parametrize("hidden_in", ["testing", "tests", "docs", "examples", "setup"])
+def test_an_sdist_module_the_package_imports_counts_whatever_its_name(
+    tmp_path: Path, hidden_in: str
+) -> None:
+    previous = _summary(tmp_path, build_sdist("demo", "1.0", modules={"demo/__init__.py": CLEAN}))
+    modules = {"demo/__init__.py": f"from .{hidden_in} import payload\n"}
+    if hidden_in == "setup":
+        modules["demo/__init__.py"] = "from . import setup\n"
+        modules["demo/setup.py"] = PAYLOAD
+    else:
+        modules[f"demo/{hidden_in}/__init__.py"] = ""
+        modules[f"demo/{hidden_in}/payload.py"] = PAYLOAD
+    found = _inspect(tmp_path, build_sdist("demo", "1.1", modules=modules), previous)
+    assert found.evidence().action.rank >= Action.REVIEW.rank
+
+
+@pytest.mark.parametrize(
+    "importer",
+    [
+        "from .\uff54ests import payload\n",  # NFKC: a fullwidth t is a t to Python
+        "import importlib\nimportlib.import_module('.t\\x65sts.payload', __name__)\n",
+        "import importlib\nimportlib.import_module('.te' + 'sts.payload', __name__)\n",
+        "import sys, os\nsys.path.insert(0, os.path.dirname(__file__) + '/t\\x65sts')\n"
+        "import payload\n",
+    ],
+)
+def test_a_test_module_imported_in_a_disguised_way_counts(tmp_path: Path, importer: str) -> None:
+    modules = {"demo/__init__.py": importer, "demo/tests/__init__.py": ""}
+    modules["demo/tests/payload.py"] = PAYLOAD
+    found = _after_clean(tmp_path, modules)
+    assert found.evidence().action.rank >= Action.REVIEW.rank
+
+
+def test_a_pth_hook_importing_a_test_module_makes_it_count(tmp_path: Path) -> None:
+    modules = {"demo/__init__.py": CLEAN, "demo/tests/__init__.py": ""}
+    modules["demo/tests/payload.py"] = PAYLOAD
+    previous = _summary(tmp_path, build_wheel("demo", "1.0", modules={"demo/__init__.py": CLEAN}))
+    hook = {"demo-hook.pth": b"import demo.tests.payload\n"}
+    dist = build_wheel("demo", "1.1", modules=modules, extra_files=hook)
+    found = _inspect(tmp_path, dist, previous)
+    assert any(
+        f.rule == "import-capability-new" and f.severity is Severity.HIGH for f in found.findings
+    )
+
+
+def test_padding_a_module_past_the_parse_limit_does_not_hide_it(tmp_path: Path) -> None:
+    padded = PAYLOAD + "# padding\n" * 130_000  # past 1 MiB
+    found = _after_clean(tmp_path, {"demo/__init__.py": padded})
+    assert _only(found, "import-time-not-analysed").severity is Severity.HIGH
+    assert found.evidence().action.rank >= Action.REVIEW.rank
+
+
+def test_two_members_installing_as_one_module_are_held(tmp_path: Path) -> None:
+    modules = {"demo/__init__.py": CLEAN, "demo-1.1.data/purelib/demo/__init__.py": PAYLOAD}
+    found = _after_clean(tmp_path, modules)
+    assert _only(found, "module-duplicate").severity is Severity.HIGH
