@@ -32,9 +32,15 @@ from quarantine.rules_import_diff import (
     profile,
 )
 from quarantine.rules_import_facts import SUPPORTING, Body, Capability, ModuleFacts
-from quarantine.rules_import_reach import MAX_DEPTH, reach
+from quarantine.rules_import_reach import MAX_DEPTH, Reach, reach
 from quarantine.rules_import_scan import PYTEST_HOOK
-from quarantine.rules_import_source import Scanned, pth_facts, scan_module
+from quarantine.rules_import_source import (
+    _DATA_LIB,
+    NOT_ANALYSED,
+    Scanned,
+    pth_facts,
+    scan_module,
+)
 from quarantine.rules_obfuscation import Signal, js_signals
 
 MODULE_TWICE = rule(
@@ -74,10 +80,6 @@ _IMPORTED = re.compile(r"\b(?:from\s+([\w.]+)\s+)?import\s*(?:\(([^)]*)\)|([\w.,
 _IMPORTED_BY_NAME = re.compile(
     r"(?:import_module|__import__)\s*\(\s*((?:[rRuUbB]?)(?:\"[^\"\n]*\"|'[^'\n]*'))"
 )
-# Any argument but one plain literal ("a" + "b", a name, an f-string) is a computed name.
-_COMPUTED_IMPORT = re.compile(
-    rb"(?:import_module|__import__)\s*\(\s*(?![rRuUbB]?(?:\"[^\"\n]*\"|'[^'\n]*')\s*[,)])"
-)
 # What imports modules in ways no name can show: then every shipped test module counts.
 _OTHER_LOADERS = (
     b"sys.path",
@@ -107,7 +109,8 @@ class ImportCollector:
     packages: set[str] = field(default_factory=set)  # directories holding an __init__.py
     imported_names: set[str] = field(default_factory=set)  # parts of names modules import
     loads_unseen: bool = False  # a module imports computed names or by path: no test exemption
-    module_paths: dict[str, str] = field(default_factory=dict)  # module -> first member
+    module_paths: dict[str, str] = field(default_factory=dict)  # installed path -> member
+    unanalysed_tests: dict[str, Finding] = field(default_factory=dict)  # module -> finding
 
     def member(self, name: str) -> None:
         """Any file: payload-looking names are remembered, to weigh what runs them."""
@@ -122,6 +125,8 @@ class ImportCollector:
             self._note_imports(data)
         duplicate = self._duplicate(shown, module)
         scanned = self.scan(shown, data, module, self.max_parse_bytes, False)
+        if _is_test(module):
+            scanned = self._defer_unanalysed(module, scanned)
         if scanned.facts is not None:
             self._take(scanned)
         elif not scanned.findings and self.relay_bytes + len(data) <= RELAY_BYTES:
@@ -129,20 +134,28 @@ class ImportCollector:
             self.relay_bytes += len(data)
         return duplicate + list(scanned.findings)
 
+    def _defer_unanalysed(self, module: str, scanned: Scanned) -> Scanned:
+        kept = [f for f in scanned.findings if f.rule != NOT_ANALYSED]
+        for finding in scanned.findings:
+            if finding.rule == NOT_ANALYSED:
+                self.unanalysed_tests[module] = finding
+        return scanned._replace(findings=tuple(kept))
+
     def _note_imports(self, data: bytes) -> None:
         if not data.isascii() or any(hint in data for hint in _IMPORT_HINTS):
             self.imported_names |= _imported_names(data)
-        if _COMPUTED_IMPORT.search(data) or any(word in data for word in _OTHER_LOADERS):
+        if any(word in data for word in _OTHER_LOADERS):
             self.loads_unseen = True
 
     def _duplicate(self, shown: str, module: str) -> list[Finding]:
         """Two members installing as one module (``demo/x.py`` and
         ``demo-1.0.data/purelib/demo/x.py``): the installer keeps the one written last,
         which need not be the one looked at. No ordinary wheel does this."""
-        first = self.module_paths.setdefault(module, shown)
+        installed = _DATA_LIB.sub("", shown, count=1)  # where the installer writes it
+        first = self.module_paths.setdefault(installed, shown)
         if first == shown:
             return []
-        message = f"`{module}` twice: `{first}` and `{shown}`; only one is installed"
+        message = f"`{installed}` twice: `{first}` and `{shown}`; only one is installed"
         return [Finding(MODULE_TWICE, Severity.HIGH, message, shown)]
 
     def pth(self, name: str, data: bytes, import_lines: tuple[int, ...]) -> list[Finding]:
@@ -164,10 +177,24 @@ class ImportCollector:
 
     def finish(self, previous: Previous | None) -> tuple[ImportProfile, list[Finding]]:
         self._parse_relays()
-        modules = [self._as_imported(f) for f in self.modules.values() if self._importable(f)]
-        found = reach(modules)
+        importable = [facts for facts in self.modules.values() if self._importable(facts)]
+        found = reach([self._as_imported(facts) for facts in importable])
+        if not self.loads_unseen and _imports_computed_names(found):
+            # Whatever a computed name imports at import could be a shipped test module.
+            self.loads_unseen = True
+            found = reach(importable)
         hiding = Hiding(self.signals, self.payloads)
-        return profile(found), import_findings(found, previous, hiding)
+        findings = import_findings(found, previous, hiding)
+        return profile(found), findings + self._unanalysed_imported_tests()
+
+    def _unanalysed_imported_tests(self) -> list[Finding]:
+        """A test module too large to parse is held like any other once it counts as
+        imported: padding a test module that the package imports must not hide it."""
+        return [
+            finding
+            for module, finding in self.unanalysed_tests.items()
+            if self.loads_unseen or _imports_it(self.imported_names, module)
+        ]
 
     def _importable(self, facts: ModuleFacts) -> bool:
         """In an sdist, scripts and tools beside the packages (``scripts/``, ``tasks/``)
@@ -217,6 +244,10 @@ class ImportCollector:
                     self._take(scanned)
                     parsed.append(scanned.facts)
             wanted = _acting_names(parsed, {name for _module, name in wanted})
+
+
+def _imports_computed_names(found: Reach) -> bool:
+    return any(r.use.capability is Capability.DYNAMIC_IMPORT for r in found.at_import)
 
 
 def _is_test(module: str) -> bool:

@@ -458,3 +458,26 @@ def test_two_members_installing_as_one_module_are_held(tmp_path: Path) -> None:
     modules = {"demo/__init__.py": CLEAN, "demo-1.1.data/purelib/demo/__init__.py": PAYLOAD}
     found = _after_clean(tmp_path, modules)
     assert _only(found, "module-duplicate").severity is Severity.HIGH
+
+
+def test_a_module_beside_a_package_of_its_name_is_no_duplicate(tmp_path: Path) -> None:
+    # numpy and scipy sdists ship _build_utils/tempita.py beside _build_utils/tempita/.
+    modules = {"demo/__init__.py": CLEAN, "demo/tempita.py": CLEAN}
+    modules["demo/tempita/__init__.py"] = CLEAN
+    found = _after_clean(tmp_path, modules)
+    assert "module-duplicate" not in _rules(found)
+
+
+def test_an_oversized_test_module_is_held_only_when_the_package_imports_it(
+    tmp_path: Path,
+) -> None:
+    padded = PAYLOAD + "# padding\n" * 130_000
+    alone = {
+        "demo/__init__.py": CLEAN,
+        "demo/tests/__init__.py": "",
+        "demo/tests/test_x.py": padded,
+    }
+    assert "import-time-not-analysed" not in _rules(_after_clean(tmp_path, alone))
+    imported = {**alone, "demo/__init__.py": "from .tests import test_x\n"}
+    found = _after_clean(tmp_path, imported)
+    assert _only(found, "import-time-not-analysed").severity is Severity.HIGH
