@@ -109,6 +109,9 @@ class ImportCollector:
     packages: set[str] = field(default_factory=set)  # directories holding an __init__.py
     imported_names: set[str] = field(default_factory=set)  # parts of names modules import
     loads_unseen: bool = False  # a module imports computed names or by path: no test exemption
+    # (path, module) -> what a non-test module imports, and whether it loads by path; only
+    # modules that are installed count, which is known once every __init__.py is seen
+    import_notes: dict[tuple[str, str], tuple[set[str], bool]] = field(default_factory=dict)
     module_paths: dict[str, str] = field(default_factory=dict)  # installed path -> member
     unanalysed_tests: dict[str, Finding] = field(default_factory=dict)  # module -> finding
 
@@ -122,7 +125,7 @@ class ImportCollector:
     def module(self, shown: str, data: bytes, module: str) -> list[Finding]:
         """A package module: the payload rules' findings now, its facts for :meth:`finish`."""
         if not _is_test(module):
-            self._note_imports(data)
+            self.import_notes[(shown, module)] = _import_note(data)
         duplicate = self._duplicate(shown, module)
         scanned = self.scan(shown, data, module, self.max_parse_bytes, False)
         if _is_test(module):
@@ -141,11 +144,11 @@ class ImportCollector:
                 self.unanalysed_tests[module] = finding
         return scanned._replace(findings=tuple(kept))
 
-    def _note_imports(self, data: bytes) -> None:
-        if not data.isascii() or any(hint in data for hint in _IMPORT_HINTS):
-            self.imported_names |= _imported_names(data)
-        if any(word in data for word in _OTHER_LOADERS):
-            self.loads_unseen = True
+    def _settle_import_notes(self) -> None:
+        for (path, module), (names, by_path) in self.import_notes.items():
+            if self._installed(path, module, startup=False):
+                self.imported_names |= names
+                self.loads_unseen |= by_path
 
     def _duplicate(self, shown: str, module: str) -> list[Finding]:
         """Two members installing as one module (``demo/x.py`` and
@@ -161,7 +164,9 @@ class ImportCollector:
     def pth(self, name: str, data: bytes, import_lines: tuple[int, ...]) -> list[Finding]:
         """A .pth file ``site`` runs at every interpreter start."""
         scanned = pth_facts(name, data, import_lines)
-        self._note_imports(data)  # a hook importing a test module runs it at every start
+        names, by_path = _import_note(data)  # a hook importing a test module runs it
+        self.imported_names |= names
+        self.loads_unseen |= by_path
         self._take(scanned)
         return list(scanned.findings)
 
@@ -177,6 +182,7 @@ class ImportCollector:
 
     def finish(self, previous: Previous | None) -> tuple[ImportProfile, list[Finding]]:
         self._parse_relays()
+        self._settle_import_notes()
         importable = [facts for facts in self.modules.values() if self._importable(facts)]
         found = reach([self._as_imported(facts) for facts in importable])
         if not self.loads_unseen and _imports_computed_names(found):
@@ -197,14 +203,17 @@ class ImportCollector:
         ]
 
     def _importable(self, facts: ModuleFacts) -> bool:
-        """In an sdist, scripts and tools beside the packages (``scripts/``, ``tasks/``)
-        are not installed: a module counts when every directory above it, up to where
-        its dotted name starts, is a package."""
-        if not self.sdist or facts.startup:
+        return self._installed(facts.path, facts.module, facts.startup)
+
+    def _installed(self, path: str, module: str, startup: bool) -> bool:
+        """In an sdist, scripts and tools beside the packages (``scripts/``, ``tasks/``,
+        ``docs/conf.py``) are not installed: a module counts when every directory above
+        it, up to where its dotted name starts, is a package."""
+        if not self.sdist or startup:
             return True
-        directories = facts.path.split("/")[:-1]
-        package = facts.path.endswith("/__init__.py")
-        count = facts.module.count(".") + (1 if package else 0)  # the directories named
+        directories = path.split("/")[:-1]
+        package = path.endswith("/__init__.py")
+        count = module.count(".") + (1 if package else 0)  # the directories named
         first = len(directories) - count + 1
         needed = ["/".join(directories[:cut]) for cut in range(first, len(directories) + 1)]
         return all(directory in self.packages for directory in needed)
@@ -244,6 +253,12 @@ class ImportCollector:
                     self._take(scanned)
                     parsed.append(scanned.facts)
             wanted = _acting_names(parsed, {name for _module, name in wanted})
+
+
+def _import_note(data: bytes) -> tuple[set[str], bool]:
+    """What a source imports by name, and whether it loads modules by path."""
+    named = not data.isascii() or any(hint in data for hint in _IMPORT_HINTS)
+    return (_imported_names(data) if named else set()), any(w in data for w in _OTHER_LOADERS)
 
 
 def _imports_computed_names(found: Reach) -> bool:

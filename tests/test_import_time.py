@@ -481,3 +481,13 @@ def test_an_oversized_test_module_is_held_only_when_the_package_imports_it(
     imported = {**alone, "demo/__init__.py": "from .tests import test_x\n"}
     found = _after_clean(tmp_path, imported)
     assert _only(found, "import-time-not-analysed").severity is Severity.HIGH
+
+
+def test_a_tool_outside_the_packages_does_not_end_the_test_exemption(tmp_path: Path) -> None:
+    # google-cloud-aiplatform's sdist: docs/conf.py edits sys.path; it is never installed.
+    previous = _summary(tmp_path, build_sdist("demo", "1.0", modules={"demo/__init__.py": CLEAN}))
+    modules = {"demo/__init__.py": CLEAN, "docs/conf.py": "import sys\nsys.path.insert(0, '..')\n"}
+    modules["demo/tests/__init__.py"] = ""
+    modules["demo/tests/test_x.py"] = PAYLOAD
+    found = _inspect(tmp_path, build_sdist("demo", "1.1", modules=modules), previous)
+    assert found.evidence().action is Action.REPORT
