@@ -25,7 +25,7 @@ class GuardedResolver(AbstractResolver):
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         found = await self._resolver.resolve(host, port, family)
-        if not self._guard.trusts_host(host):
+        if not self._guard.trusts(host, port):
             # Any one refused address refuses the name: a rebinding answer mixes a public
             # address with the one it is after.
             for result in found:

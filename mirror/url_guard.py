@@ -92,18 +92,20 @@ class UrlGuard:
         # The index's host and the file host pip pairs with it come from the operator's
         # choice of upstream, not from a listing: wherever they resolve (a proxy that
         # answers for them, say), they are trusted; any other host must be public.
-        paired = {host.lower() for host in pip_file_hosts(index_url)}
-        self._chosen_hosts = frozenset({(self._index.host or "").lower(), *paired})
+        paired = {(host.lower(), 443) for host in pip_file_hosts(index_url)}
+        index = ((self._index.host or "").lower(), self._index.port)
+        self._chosen = frozenset({index, *paired})
         self.addresses = AddressPolicy(private_networks)
 
     @property
     def index(self) -> URL:
         return self._index
 
-    def trusts_host(self, host: str) -> bool:
-        """The index's host, or the file host pip pairs with that index: the operator chose
-        them, wherever they are (a private index, a resolver that answers for them)."""
-        return host.lower() in self._chosen_hosts
+    def trusts(self, host: str, port: int | None) -> bool:
+        """The index's origin, or the file host pip pairs with that index: the operator
+        chose them, wherever they are (a private index, a resolver that answers for them).
+        Another port of the same host is another service, and checked like any host."""
+        return (host.lower(), port) in self._chosen
 
     def same_origin(self, url: URL) -> bool:
         return (url.scheme, url.host, url.port) == (
@@ -140,7 +142,7 @@ class UrlGuard:
             raise UpstreamRejected("offhost_url: plain http to another origin")
         if not self._any_host and host.lower() not in self._file_hosts:
             raise UpstreamRejected("offhost_url: host not in file_hosts")
-        if not self.trusts_host(host) and _is_address(host):
+        if not self.trusts(host, url.port) and _is_address(host):
             self.addresses.check(host, host)
         return url
 

@@ -91,7 +91,21 @@ def test_the_index_itself_may_be_at_a_private_address() -> None:
     guard = UrlGuard("http://10.0.0.5:3141/root/pypi/+simple/", ())
     url = guard.check("/root/pypi/+f/x.whl", URL("http://10.0.0.5:3141/root/pypi/+simple/demo/"))
     assert url.host == "10.0.0.5"
-    assert guard.trusts_host("10.0.0.5")
+    assert guard.trusts("10.0.0.5", 3141)
+
+
+def test_another_port_of_a_private_index_host_is_checked_like_any_host() -> None:
+    """With file_hosts = "*", a listing naming the index's host on another port reaches
+    another service on that private address: it is refused."""
+    guard = UrlGuard("http://10.0.0.5:3141/root/pypi/+simple/", ("*",))
+    page = URL("http://10.0.0.5:3141/root/pypi/+simple/demo/")
+    with pytest.raises(ForbiddenAddress):
+        guard.check("https://10.0.0.5:6379/x.whl", page)
+    private = GuardedResolver(
+        UrlGuard("https://index.example/simple/", ("*",)), _Answers("10.0.0.5")
+    )
+    with pytest.raises(ForbiddenAddress):
+        asyncio.run(private.resolve("index.example", 8443))
 
 
 class _Answers(AbstractResolver):
