@@ -7,12 +7,10 @@ few seconds); the demand signal is tested on a real pipe with the real promoter.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
 import time
-import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,18 +21,10 @@ from test_demand import ASKED, BACKLOG, SlowSource, _look, _promoter
 from mirror.demand_pipe import DemandReader, DemandWriter
 from quarantine.ledger_sqlite import SqliteLedger
 from support.dists import build_wheel
-from support.process import LAZARETTO, free_port, wait_until_up
+from support.process import LAZARETTO, free_port, listed_versions, wait_until_up
 from support.upstream import Upstream, UpstreamFile
 
-JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 COOLING = timedelta(seconds=4)
-
-
-def _versions(origin: str, project: str) -> list[str]:
-    request = urllib.request.Request(f"{origin}/simple/{project}/", headers={"Accept": JSON_TYPE})
-    with urllib.request.urlopen(request, timeout=10) as reply:
-        versions: list[str] = json.loads(reply.read())["versions"]
-        return versions
 
 
 def _children(pid: int) -> list[int]:
@@ -100,9 +90,9 @@ def test_serve_vets_in_a_child_it_restarts_and_stops_with_it(
         wait_until_up(origin, server)
         _until(lambda: len(_children(server.pid)) == 1, 30, "a vetting child")
         (first,) = _children(server.pid)
-        assert _versions(origin, "kid") == ["1.0"]
+        assert listed_versions(origin, "kid") == ["1.0"]
         # Cooled 2.0 is vetted and promoted by the child: the server only serves.
-        _until(lambda: _versions(origin, "kid") == ["1.0", "2.0"], 30, "2.0 promoted")
+        _until(lambda: listed_versions(origin, "kid") == ["1.0", "2.0"], 30, "2.0 promoted")
 
         workers = _children(first)  # its inspection workers, which vetted 2.0
         assert workers
@@ -110,8 +100,10 @@ def test_serve_vets_in_a_child_it_restarts_and_stops_with_it(
         _until(lambda: _children(server.pid) not in ([], [first]), 30, "a new child")
         _until(lambda: not any(map(_alive, workers)), 10, "the dead child's workers ended")
         upstream.add("kid", UpstreamFile(build_wheel("kid", "3.0"), datetime.now(UTC)))
-        assert _versions(origin, "kid") == ["1.0", "2.0"]
-        _until(lambda: _versions(origin, "kid")[-1] == "3.0", 30, "3.0 promoted by the new one")
+        assert listed_versions(origin, "kid") == ["1.0", "2.0"]
+        _until(
+            lambda: listed_versions(origin, "kid")[-1] == "3.0", 30, "3.0 promoted by the new one"
+        )
         children = _children(server.pid)
     finally:
         server.terminate()

@@ -7,11 +7,9 @@ is a few seconds, so a held file comes due while the test watches.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -19,18 +17,10 @@ from pathlib import Path
 
 from support.dists import build_wheel
 from support.installers import installed, pip_install
-from support.process import LAZARETTO, lazaretto_serve, stop
+from support.process import LAZARETTO, lazaretto_serve, listed_versions, stop
 from support.upstream import Upstream, UpstreamFile
 
-JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 COOLING = timedelta(seconds=4)
-
-
-def _versions(origin: str, project: str) -> list[str]:
-    request = urllib.request.Request(f"{origin}/simple/{project}/", headers={"Accept": JSON_TYPE})
-    with urllib.request.urlopen(request, timeout=10) as reply:
-        versions: list[str] = json.loads(reply.read())["versions"]
-        return versions
 
 
 @contextmanager
@@ -88,13 +78,13 @@ def test_a_separate_worker_promotes_what_the_server_alone_only_holds(
     with _held(busy), lazaretto_serve([], env) as origin:
         assert not stale.exists()  # a crash's leftover is swept at start, however young...
         assert busy.exists()  # ...another process's download in progress (locked) is not
-        assert _versions(origin, "split") == ["1.0"]
+        assert listed_versions(origin, "split") == ["1.0"]
         time.sleep(COOLING.total_seconds() + 2)
         # Cooled, but nobody here fetches, vets or promotes it: the server only serves.
-        assert _versions(origin, "split") == ["1.0"]
+        assert listed_versions(origin, "split") == ["1.0"]
         with _worker(env) as worker:
             deadline = time.monotonic() + 30
-            while _versions(origin, "split") != ["1.0", "2.0"]:
+            while listed_versions(origin, "split") != ["1.0", "2.0"]:
                 assert worker.poll() is None, worker.stdout.read() if worker.stdout else ""
                 assert time.monotonic() < deadline, "the worker did not promote 2.0 in 30 s"
                 time.sleep(0.2)

@@ -1,5 +1,6 @@
 """The mirror as its own process, started by the real ``lazaretto`` entry point."""
 
+import json
 import os
 import socket
 import subprocess
@@ -61,3 +62,12 @@ def stop(process: subprocess.Popen[str]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def listed_versions(origin: str, project: str) -> list[str]:
+    """The versions a running mirror's JSON page lists for ``project`` (PEP 700)."""
+    accept = {"Accept": "application/vnd.pypi.simple.v1+json"}
+    request = urllib.request.Request(f"{origin}/simple/{project}/", headers=accept)
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        versions: list[str] = json.loads(reply.read())["versions"]
+        return versions
