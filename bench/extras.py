@@ -65,9 +65,9 @@ from packaging.utils import (
 from mirror.app import build_services
 from mirror.services import Services
 from mirror.settings import Settings
-from quarantine.archive import Limits
 from quarantine.clock import SystemClock, format_timestamp
-from quarantine.inspect import inspect_file
+from quarantine.inspect.archive.reader import Limits
+from quarantine.inspect.check import inspect_file
 from quarantine.models import FileState
 from quarantine.policy import Policy
 from support.dists import build_wheel

@@ -52,10 +52,10 @@ from top_releases import (
 )
 from vetting_cost import cost_report
 
-from mirror.default_index import pip_index_url
-from quarantine.archive import Limits
-from quarantine.inspect import Inspection
-from quarantine.inspect_pool import InspectionPool, Inspector, InThreadInspector
+from mirror.upstream.default_index import pip_index_url
+from quarantine.inspect.archive.reader import Limits
+from quarantine.inspect.check import Inspection
+from quarantine.inspect.pool import InspectionPool, Inspector, InThreadInspector
 
 # A copy of the shared harness's projects.txt (its path is not the same from every worktree).
 PROJECT_LIST = Path(__file__).resolve().parent / "false_positives_projects.txt"

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from quarantine.evidence import Action, Finding, Severity, action_for
-from quarantine.inspect import INSPECTION_ERROR, Inspection
+from quarantine.inspect.check import INSPECTION_ERROR, Inspection
 from quarantine.policy import Policy
 
 

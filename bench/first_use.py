@@ -409,7 +409,7 @@ def before_target(commit: str) -> Target:
     launcher = tree / "lazaretto"
     launcher.write_text(
         f"#!{VENV_PYTHON}\nimport sys\nsys.path.insert(0, {str(tree)!r})\n"
-        "from mirror.cli import main\nsys.exit(main())\n"
+        "from mirror.cli.main import main\nsys.exit(main())\n"
     )
     launcher.chmod(0o755)
     return Target("before", f"{commit} (git archive)", tree, str(launcher))

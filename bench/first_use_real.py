@@ -32,7 +32,7 @@ from pathlib import Path
 from bench_support import free_port, rss_mb
 from result_file import save
 
-from mirror.default_index import pip_index_url
+from mirror.upstream.default_index import pip_index_url
 
 REQUESTED = ["requests", "flask", "fastapi", "pydantic", "numpy", "litellm"]
 PLATFORMS = [f"manylinux_2_{minor}_x86_64" for minor in range(39, 16, -1)] + [

@@ -180,7 +180,7 @@ def _shaped(entries: list[tuple[str, int]]) -> set[str]:
 
 
 def record(out: Path, max_file_bytes: int) -> None:
-    from mirror.default_index import pip_index_url
+    from mirror.upstream.default_index import pip_index_url
 
     index = pip_index_url()  # the index pip is set up for; its address is never written
     picked = resolve_with_pip(index, REQUESTED)

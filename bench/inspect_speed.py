@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from packaging.utils import parse_sdist_filename, parse_wheel_filename
 from packaging.version import Version
 
-from quarantine.archive import MiB
-from quarantine.inspect import Inspection, inspect_file
+from quarantine.inspect.archive.reader import MiB
+from quarantine.inspect.check import Inspection, inspect_file
 
 
 def build_wheel(path: Path, size_mb: int, py_mb: int) -> tuple[int, int]:
@@ -126,7 +126,7 @@ def child_rss(path: Path) -> float:
     code = (
         "import resource, sys\n"
         "from pathlib import Path\n"
-        "from quarantine.inspect import inspect_file\n"
+        "from quarantine.inspect.check import inspect_file\n"
         "inspect_file(Path(sys.argv[1]), Path(sys.argv[1]).name, None)\n"
         "try:\n"
         "    status = Path('/proc/self/status').read_text()\n"

@@ -45,7 +45,7 @@ from bench_support import (
     wait_http,
 )
 
-from mirror.default_index import pip_index_url
+from mirror.upstream.default_index import pip_index_url
 
 PACKAGES = ["requests", "flask", "fastapi", "pydantic", "httpx", "uvicorn"]
 _PIN = re.compile(r"^([A-Za-z0-9._-]+)==(\S+)")

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from quarantine.provenance import ProvenanceVerifier, PublisherIdentity
+from quarantine.provenance.verify import ProvenanceVerifier, PublisherIdentity
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "provenance"
 

@@ -42,7 +42,7 @@ from packaging.utils import (
 )
 from packaging.version import Version
 
-from mirror.default_index import pip_index_url
+from mirror.upstream.default_index import pip_index_url
 from quarantine.policy import DEFAULT_FILTER
 
 BENCH = Path(__file__).resolve().parent

@@ -43,9 +43,9 @@ from top_releases import (
     write_versions,
 )
 
-from mirror.default_index import pip_index_url
-from quarantine.inspect import inspect_file
-from quarantine.release_diff import ArchiveSummary
+from mirror.upstream.default_index import pip_index_url
+from quarantine.inspect.check import inspect_file
+from quarantine.inspect.release_diff import ArchiveSummary
 
 BENCH = Path(__file__).resolve().parent
 LARGE_CHOICE = BENCH / "vetting_cost_large.tsv"

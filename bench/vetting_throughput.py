@@ -27,14 +27,14 @@ from typing import Any
 
 from packaging.utils import NormalizedName
 
-from quarantine.ledger_sqlite import SqliteLedger
+from quarantine.ledger.sqlite import SqliteLedger
 from quarantine.live_policy import FixedPolicy
 from quarantine.models import FileRecord, FileState, ProjectStatus, Snapshot, UpstreamFile
 from quarantine.observe import observe
 from quarantine.policy import Policy
-from quarantine.promoter import Promoter
-from quarantine.provenance import ProvenanceVerifier
-from quarantine.vetting import Vetter
+from quarantine.provenance.verify import ProvenanceVerifier
+from quarantine.vetting.promoter import Promoter
+from quarantine.vetting.worker import Vetter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from support.counting_ledger import CountingLedger
@@ -151,7 +151,7 @@ def _vetter(ledger: SqliteLedger, source: FolderSource, workers: int) -> tuple[V
     kwargs: dict[str, Any] = {}
     how = "threads"
     if "inspector" in inspect.signature(Vetter).parameters:
-        from quarantine.inspect_pool import InspectionPool
+        from quarantine.inspect.pool import InspectionPool
 
         pool = InspectionPool(workers)
         kwargs["inspector"] = pool

@@ -16,41 +16,41 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from mirror.access_log import redact_access_log
-from mirror.admin_api import admin_routes
-from mirror.artifacts import Artifacts
-from mirror.blobs_disk import DiskBlobStore
-from mirror.catalog import Catalog
-from mirror.cli_backend import policy_in_force
+from mirror.admin.api import admin_routes
+from mirror.background.feed_refresh import FeedRefresher, is_url
+from mirror.background.vetting_child import VettingChild
+from mirror.blobs.disk import DiskBlobStore
+from mirror.cli.local_backend import policy_in_force
 from mirror.config_reload import ConfigReload
-from mirror.default_index import pip_index_url
 from mirror.errors import MirrorError
-from mirror.fast_path import FastPath
-from mirror.feed_refresh import FeedRefresher, is_url
-from mirror.file_routes import serve_file
-from mirror.json_api import json_api_routes
-from mirror.names import ReservedNames
-from mirror.notifier import Notifier, build_routes
-from mirror.one_line import OneLine, for_error, one_line
-from mirror.request_base import RequestBase
+from mirror.files.artifacts import Artifacts
+from mirror.files.fast_path import FastPath
+from mirror.files.routes import serve_file
+from mirror.http.access_log import redact_access_log
+from mirror.http.one_line import OneLine, for_error, one_line
+from mirror.http.request_base import RequestBase
+from mirror.notify.delivery import Notifier, build_routes
 from mirror.services import Services
 from mirror.settings import Settings
-from mirror.simple_routes import simple_project, simple_root, simple_root_without_slash
-from mirror.source import MirrorSource
-from mirror.upstream import UpstreamClient
-from mirror.url_guard import UrlGuard
-from mirror.vetting_child import VettingChild
+from mirror.simple.catalog import Catalog
+from mirror.simple.json_api import json_api_routes
+from mirror.simple.names import ReservedNames
+from mirror.simple.routes import simple_project, simple_root, simple_root_without_slash
+from mirror.upstream.client import UpstreamClient
+from mirror.upstream.default_index import pip_index_url
+from mirror.upstream.source import MirrorSource
+from mirror.upstream.url_guard import UrlGuard
 from quarantine import policy_record
 from quarantine.clock import Clock, SystemClock
 from quarantine.clock_guard import ClockGuard
-from quarantine.feeds import Feeds
-from quarantine.inspect_pool import InspectionPool, WorkerLimits
-from quarantine.ledger_sqlite import SqliteLedger
+from quarantine.feeds.in_force import Feeds
+from quarantine.inspect.pool import InspectionPool, WorkerLimits
+from quarantine.ledger.sqlite import SqliteLedger
 from quarantine.live_policy import LivePolicy
-from quarantine.promoter import Promoter
-from quarantine.provenance import ProvenanceVerifier
-from quarantine.vetting import Vetter
-from quarantine.watcher import Watcher
+from quarantine.provenance.verify import ProvenanceVerifier
+from quarantine.vetting.promoter import Promoter
+from quarantine.vetting.watcher import Watcher
+from quarantine.vetting.worker import Vetter
 
 log = logging.getLogger(__name__)
 

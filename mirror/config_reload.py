@@ -24,7 +24,7 @@ from mirror.errors import ConfigError
 from mirror.settings import Settings, load_settings
 from quarantine import policy_record
 from quarantine.clock import Clock
-from quarantine.ledger import Ledger
+from quarantine.ledger.interface import Ledger
 from quarantine.live_policy import LivePolicy
 from quarantine.platforms import PlatformFilter
 from quarantine.policy_record import PolicyInForce

@@ -22,8 +22,8 @@ from mirror.config_values import (
     fail,
 )
 from quarantine.evidence import Action, Severity
+from quarantine.inspect.rules.catalog import all_rules
 from quarantine.policy import Exemption, PublisherPin
-from quarantine.rule_catalog import all_rules
 
 _PROJECT_KEYS = ("cooling_period", "require_provenance", "publisher")
 _PUBLISHER_KEYS = ("kind", "repository", "workflow", "email")

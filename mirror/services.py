@@ -3,22 +3,22 @@
 import asyncio
 from dataclasses import dataclass, field
 
-from mirror.artifacts import Artifacts
-from mirror.blob_cache import BlobCache
-from mirror.blobs import BlobStore
-from mirror.catalog import Catalog
-from mirror.feed_refresh import FeedRefresher
-from mirror.notifier import Notifier
-from mirror.request_base import RequestBase
+from mirror.background.feed_refresh import FeedRefresher
+from mirror.background.vetting_child import VettingChild
+from mirror.blobs.interface import BlobStore
+from mirror.blobs.memory_cache import BlobCache
+from mirror.files.artifacts import Artifacts
+from mirror.http.request_base import RequestBase
+from mirror.notify.delivery import Notifier
 from mirror.settings import Settings
-from mirror.upstream import UpstreamClient
-from mirror.vetting_child import VettingChild
+from mirror.simple.catalog import Catalog
+from mirror.upstream.client import UpstreamClient
 from quarantine.clock import Clock
-from quarantine.feeds import Feeds
-from quarantine.ledger import Ledger
+from quarantine.feeds.in_force import Feeds
+from quarantine.ledger.interface import Ledger
 from quarantine.live_policy import LivePolicy
-from quarantine.promoter import Promoter
-from quarantine.watcher import Watcher
+from quarantine.vetting.promoter import Promoter
+from quarantine.vetting.watcher import Watcher
 
 
 @dataclass

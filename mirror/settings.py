@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from packaging.utils import canonicalize_name
 
-from mirror import notify_config, policy_config
+from mirror import policy_config
 from mirror.config_values import (
     ConfigSource,
     as_bool,
@@ -34,10 +34,11 @@ from mirror.config_values import (
     zero_or_int_between,
 )
 from mirror.errors import ConfigError
+from mirror.notify import config as notify_config
 from quarantine.evidence import DEFAULT_SEVERITY_ACTIONS
 from quarantine.platforms import PlatformFilter, platform_names, python_names
 from quarantine.policy import Policy
-from quarantine.provenance import PublisherIdentity
+from quarantine.provenance.verify import PublisherIdentity
 
 DEFAULT_PORT = 8070
 
@@ -107,7 +108,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     data_dir: Path = field(default_factory=_default_data_dir)
-    upstream: str = ""  # empty: ask pip (mirror.default_index)
+    upstream: str = ""  # empty: ask pip (mirror.upstream.default_index)
     # Hosts file URLs may point at (https only); empty: the file host pip knows for the
     # upstream, if any; "*": any https host. Besides the index's own host, each must be at
     # a public address.

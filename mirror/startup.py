@@ -12,9 +12,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mirror import __version__
-from mirror.default_index import pip_index_url
 from mirror.errors import ConfigError
 from mirror.settings import Settings
+from mirror.upstream.default_index import pip_index_url
 from quarantine.duration import format_duration
 
 

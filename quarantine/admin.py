@@ -14,7 +14,7 @@ from packaging.version import InvalidVersion, Version
 from quarantine.clock import format_timestamp
 from quarantine.decide import hold_until
 from quarantine.errors import QuarantineError, StaleTransition
-from quarantine.ledger import Ledger
+from quarantine.ledger.interface import Ledger
 from quarantine.models import FileRecord, FileState
 from quarantine.policy import Exemption, Policy
 

@@ -9,7 +9,7 @@ A jump freezes promotion until a person lifts the freeze.
 from datetime import datetime, timedelta
 
 from quarantine.clock import Clock, format_timestamp
-from quarantine.ledger import Ledger
+from quarantine.ledger.interface import Ledger
 
 ACTOR = "system:clock-guard"
 FORWARD_LIMIT = timedelta(hours=1)

@@ -17,9 +17,9 @@ from quarantine.clock import format_timestamp
 from quarantine.decide import current_reason, hold_until
 from quarantine.duration import format_duration
 from quarantine.evidence import Evidence
-from quarantine.feeds import Feeds, with_advisories
+from quarantine.feeds.in_force import Feeds, with_advisories
 from quarantine.file_release import newest_first, release_of
-from quarantine.ledger import Ledger
+from quarantine.ledger.interface import Ledger
 from quarantine.models import FileRecord, ProjectRecord
 from quarantine.paging import DEFAULT_LIMIT
 from quarantine.policy import Policy

@@ -8,7 +8,7 @@ decision on, in every process that shares the ledger.
 from dataclasses import replace
 from typing import Protocol
 
-from quarantine.ledger import Ledger
+from quarantine.ledger.interface import Ledger
 from quarantine.policy import Policy
 
 

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Protocol
 
 from quarantine.clock import format_timestamp, parse_timestamp
-from quarantine.osv import clean_line
+from quarantine.feeds.osv import clean_line
 from quarantine.outbox import OutboxEntry
 
 GLOBAL = "*"  # the project of events that concern the whole mirror (cutoff, freeze)

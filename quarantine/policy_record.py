@@ -21,7 +21,7 @@ from quarantine.clock import format_timestamp, parse_timestamp
 from quarantine.duration import format_duration
 from quarantine.errors import QuarantineError
 from quarantine.evidence import Action, Severity
-from quarantine.ledger import Ledger
+from quarantine.ledger.interface import Ledger
 from quarantine.platforms import EVERYTHING, PlatformFilter
 from quarantine.policy import DEFAULT_FILTER, Exemption, Policy, PublisherPin
 

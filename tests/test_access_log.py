@@ -1,10 +1,10 @@
-"""``mirror.access_log``: the access log never keeps a secret a client put in a URL."""
+"""``mirror.http.access_log``: the access log never keeps a secret a client put in a URL."""
 
 import logging
 
 import pytest
 
-from mirror.access_log import RedactQueries, redacted_target
+from mirror.http.access_log import RedactQueries, redacted_target
 
 
 @pytest.mark.parametrize(

@@ -27,12 +27,12 @@ from jsonschema import Draft202012Validator  # type: ignore[import-untyped]  # n
 from packaging.utils import NormalizedName
 
 from conftest import NOW
-from mirror.admin_api import OPERATIONS, PREFIX, guarded, release_etag
-from mirror.admin_auth import LEAK_ACTOR, ApiProblem
-from mirror.admin_openapi import openapi_document
-from mirror.cli_backend import new_token, token_hash
-from mirror.cli_remote import RemoteBackend, TokenUnavailable, api_base, read_token
-from mirror.request_base import RequestBase
+from mirror.admin.api import OPERATIONS, PREFIX, guarded, release_etag
+from mirror.admin.auth import LEAK_ACTOR, ApiProblem
+from mirror.admin.openapi import openapi_document
+from mirror.cli.local_backend import new_token, token_hash
+from mirror.cli.remote_backend import RemoteBackend, TokenUnavailable, api_base, read_token
+from mirror.http.request_base import RequestBase
 from quarantine import admin
 from quarantine.models import FileState
 from quarantine.outbox import ApiToken

@@ -21,7 +21,7 @@ from packaging.utils import NormalizedName
 from packaging.version import Version
 
 from conftest import NOW
-from mirror.cli import main
+from mirror.cli.main import main
 from quarantine.clock import format_timestamp, parse_timestamp
 from quarantine.models import FileState
 from quarantine.policy import Policy

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from quarantine.archive import MiB
 from quarantine.evidence import Action
-from quarantine.inspect import Inspection, inspect_file
+from quarantine.inspect.archive.reader import MiB
+from quarantine.inspect.check import Inspection, inspect_file
 from support.dists import SDIST_SUFFIXES, Dist, build_sdist
 
 FORMATS = pytest.mark.parametrize("suffix", SDIST_SUFFIXES)

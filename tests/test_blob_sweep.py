@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mirror.blobs_disk import DiskBlobStore
+from mirror.blobs.disk import DiskBlobStore
 from support.mirror import MirrorServer
 
 PAYLOAD = os.urandom(300_000)
@@ -31,7 +31,7 @@ _WRITER = textwrap.dedent(
     """
     import asyncio, sys
     from pathlib import Path
-    from mirror.blobs_disk import DiskBlobStore
+    from mirror.blobs.disk import DiskBlobStore
 
     async def main() -> None:
         root, digest, size = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])

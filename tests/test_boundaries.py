@@ -79,7 +79,7 @@ def forbidden_hosts_in(text: str) -> list[str]:
     ("source", "expected"),
     [
         ("import mirror", {"mirror"}),
-        ("import mirror.parse as p", {"mirror"}),
+        ("import mirror.upstream.parse as p", {"mirror"}),
         ("from mirror.errors import MirrorError", {"mirror"}),
         ("from starlette.responses import Response", {"starlette"}),
         ("import os, aiohttp.web", {"os", "aiohttp"}),
@@ -110,7 +110,7 @@ def test_host_scanner() -> None:
 
 def test_quarantine_modules_are_found() -> None:
     names = {path.name for path in quarantine_modules()}
-    assert {"decide.py", "observe.py", "ledger.py", "ledger_sqlite.py", "policy.py"} <= names
+    assert {"decide.py", "observe.py", "interface.py", "sqlite.py", "policy.py"} <= names
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import pytest
 
 from quarantine.clock import format_timestamp
 from quarantine.duration import parse_duration
-from quarantine.ledger_sqlite import SqliteLedger
+from quarantine.ledger.sqlite import SqliteLedger
 from support.dists import build_wheel
 from support.installers import installed, pip_install
 from support.process import LAZARETTO, lazaretto_serve

@@ -5,7 +5,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from quarantine.rule_catalog import all_rules
+from quarantine.inspect.rules.catalog import all_rules
 from support.process import LAZARETTO
 
 CONFIG = """\

@@ -10,7 +10,7 @@ from packaging.utils import NormalizedName
 
 from conftest import NOW
 from quarantine.clock_guard import ClockGuard
-from quarantine.ledger_sqlite import SqliteLedger
+from quarantine.ledger.sqlite import SqliteLedger
 from support.clock import FakeClock
 from support.dists import build_wheel
 from support.mirror import MirrorServer

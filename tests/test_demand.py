@@ -12,14 +12,14 @@ from pathlib import Path
 
 from packaging.utils import NormalizedName
 
-from quarantine.ledger_sqlite import SqliteLedger
+from quarantine.ledger.sqlite import SqliteLedger
 from quarantine.live_policy import FixedPolicy
 from quarantine.models import FileRecord, ProjectStatus, Snapshot, UpstreamFile
 from quarantine.observe import observe
 from quarantine.policy import Policy
-from quarantine.promoter import Promoter
-from quarantine.provenance import ProvenanceVerifier
-from quarantine.vetting import Vetter
+from quarantine.provenance.verify import ProvenanceVerifier
+from quarantine.vetting.promoter import Promoter
+from quarantine.vetting.worker import Vetter
 from support.clock import FakeClock
 from support.dists import build_wheel
 from support.local_source import LocalSource

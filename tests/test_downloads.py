@@ -18,11 +18,11 @@ from typing import TypeVar
 import pytest
 from packaging.utils import NormalizedName
 
-from mirror.artifacts import Artifacts
-from mirror.blobs import DigestMismatch
-from mirror.blobs_disk import DiskBlobStore, DiskBlobWriter
-from mirror.downloads import VerifiedFile
-from mirror.mapped_file import OpenFile
+from mirror.blobs.disk import DiskBlobStore, DiskBlobWriter
+from mirror.blobs.interface import DigestMismatch
+from mirror.files.artifacts import Artifacts
+from mirror.files.downloads import VerifiedFile
+from mirror.files.mapped_file import OpenFile
 from mirror.services import Services
 from quarantine.models import FileRecord
 from support.clock import FakeClock
@@ -196,7 +196,7 @@ def test_bytes_the_store_refuses_were_verified_but_are_not_kept_or_marked(
         path = await artifacts.ensure_file(record)  # the next caller fetches again
         assert path is not None and path.read_bytes() == dist.data
 
-    with caplog.at_level(logging.WARNING, logger="mirror.downloads"):
+    with caplog.at_level(logging.WARNING, logger="mirror.files.downloads"):
         _run(mirror, scenario)
     assert _file_requests(upstream, dist) == 2
     assert any(

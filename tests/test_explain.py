@@ -15,13 +15,13 @@ from test_ledger import DEMO, T0, look, snapshot, upstream_file
 from test_osv import record as osv_record
 from test_osv import write as write_osv
 
-from mirror.cli_explain import parse_spec
+from mirror.cli.explain import parse_spec
 from quarantine.admin import AdminError
 from quarantine.explain import FeedStatus, explain
-from quarantine.feeds import Feeds
+from quarantine.feeds.in_force import Feeds
 from quarantine.file_release import newest_first, release_of, version_in_name
-from quarantine.ledger import Ledger
-from quarantine.ledger_sqlite import SqliteLedger
+from quarantine.ledger.interface import Ledger
+from quarantine.ledger.sqlite import SqliteLedger
 from quarantine.models import FileRecord, FileState
 from quarantine.paging import MAX_LIMIT, InvalidPaging, parse_limit, parse_since
 from quarantine.policy import Policy

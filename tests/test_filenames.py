@@ -17,7 +17,6 @@ from pip._internal.index.package_finder import (
 from pip._internal.utils.misc import splitext
 from pip._internal.utils.unpacking import SUPPORTED_EXTENSIONS
 
-from quarantine.archive import ArchiveKind, archive_kind
 from quarantine.filenames import (
     SDIST_SUFFIXES,
     WHEEL_SUFFIX,
@@ -25,6 +24,7 @@ from quarantine.filenames import (
     file_version,
     sdist_compression,
 )
+from quarantine.inspect.archive.reader import ArchiveKind, archive_kind
 
 
 def reason(project: str, filename: str) -> str:

@@ -21,13 +21,13 @@ from packaging.utils import NormalizedName
 
 from conftest import NOW
 from quarantine.decide import decide
-from quarantine.ledger_sqlite import SqliteLedger
+from quarantine.ledger.sqlite import SqliteLedger
 from quarantine.live_policy import FixedPolicy
 from quarantine.models import FileRecord, FileState, ProjectStatus, Snapshot, UpstreamFile
 from quarantine.observe import observe
 from quarantine.policy import Policy
-from quarantine.provenance import ProvenanceVerifier
-from quarantine.vetting import Vetter
+from quarantine.provenance.verify import ProvenanceVerifier
+from quarantine.vetting.worker import Vetter
 from support.clock import FakeClock
 from support.dists import Dist, build_sdist
 from support.fixtures import provenance_bytes

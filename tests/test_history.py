@@ -15,14 +15,14 @@ from packaging.utils import NormalizedName
 from packaging.version import Version
 
 from quarantine.filenames import version_or_none
-from quarantine.history import NOT_STANDING, TRUSTED, ReleaseHistory
-from quarantine.ledger_sqlite import SqliteLedger
+from quarantine.ledger.sqlite import SqliteLedger
 from quarantine.live_policy import FixedPolicy
 from quarantine.models import FileRecord, FileState, ProjectStatus, Snapshot, UpstreamFile
 from quarantine.observe import observe
 from quarantine.policy import Policy
-from quarantine.provenance import ProvenanceVerifier
-from quarantine.vetting import Vetter
+from quarantine.provenance.verify import ProvenanceVerifier
+from quarantine.vetting.history import NOT_STANDING, TRUSTED, ReleaseHistory
+from quarantine.vetting.worker import Vetter
 from support.clock import FakeClock
 from support.counting_ledger import CountingLedger
 from support.dists import build_wheel

@@ -34,13 +34,13 @@ import pytest
 from packaging.specifiers import SpecifierSet
 from packaging.utils import NormalizedName
 
-from mirror import catalog as catalog_module
-from mirror import page as page_module
-from mirror import upstream as upstream_module
-from mirror.negotiate import PageFormat
-from mirror.page import PageTemplate
-from mirror.parse import parse_project_page
-from quarantine.ledger_sqlite import SqliteLedger
+from mirror.simple import catalog as catalog_module
+from mirror.simple import page as page_module
+from mirror.simple.negotiate import PageFormat
+from mirror.simple.page import PageTemplate
+from mirror.upstream import client as upstream_module
+from mirror.upstream.parse import parse_project_page
+from quarantine.ledger.sqlite import SqliteLedger
 from quarantine.models import FileRecord, FileState
 
 # tests/ is not a package, so pytest and mypy both see tests/support as "support".
@@ -1542,7 +1542,7 @@ def test_large_pages_have_a_gzip_variant_and_files_never_do(
     import gzip
     import json as json_module
 
-    from mirror.simple_routes import accepts_gzip
+    from mirror.simple.routes import accepts_gzip
 
     for minor in range(120):  # a page well over the 16 KiB threshold
         publish(upstream, build_wheel("biggish", f"1.{minor}"), clock.now() - AGE_OLD)

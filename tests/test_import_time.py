@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from quarantine.evidence import Action, Finding, Severity
-from quarantine.inspect import Inspection, inspect_file
-from quarantine.member_cache import MemberCache
-from quarantine.release_diff import ArchiveSummary
-from quarantine.rule_catalog import known
+from quarantine.inspect.check import Inspection, inspect_file
+from quarantine.inspect.member_cache import MemberCache
+from quarantine.inspect.release_diff import ArchiveSummary
+from quarantine.inspect.rules.catalog import known
 from support.dists import Dist, build_sdist, build_wheel
 
 CLEAN = "import os\n\n\ndef here():\n    return os.getcwd()\n"

@@ -12,12 +12,12 @@ import sys
 import time
 from pathlib import Path
 
-from quarantine.archive import Limits, MiB
-from quarantine.inspect import INSPECTION_ERROR, Inspection, inspect_file
-from quarantine.inspect_pool import InspectionPool, WorkerLimits, _exit_status
-from quarantine.inspect_worker import InspectTask, Outcome, run_inspection
-from quarantine.member_cache import MemberCache
-from quarantine.release_diff import ArchiveSummary
+from quarantine.inspect.archive.reader import Limits, MiB
+from quarantine.inspect.check import INSPECTION_ERROR, Inspection, inspect_file
+from quarantine.inspect.member_cache import MemberCache
+from quarantine.inspect.pool import InspectionPool, WorkerLimits, _exit_status
+from quarantine.inspect.release_diff import ArchiveSummary
+from quarantine.inspect.worker import InspectTask, Outcome, run_inspection
 from support.dists import Dist, build_sdist, build_wheel
 
 PAYLOAD = 'import base64\nexec(base64.b64decode("cHJpbnQoJ2hpJyk="))\n'
@@ -99,7 +99,7 @@ def test_a_worker_imports_only_the_vetting_side(tmp_path: Path) -> None:
     finally:
         pool.close()
     modules = set((tmp_path / "modules").read_text().split())
-    assert "quarantine.inspect" in modules
+    assert "quarantine.inspect.check" in modules
     assert not {"mirror", "starlette", "aiohttp", "uvicorn"} & modules
 
 

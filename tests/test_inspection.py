@@ -28,10 +28,10 @@ from types import CodeType
 
 import pytest
 
-from quarantine.archive import ArchiveReader, Limits, MemberKind, MiB
 from quarantine.evidence import Action, Finding, Severity
-from quarantine.inspect import Inspection, inspect_file
-from quarantine.release_diff import ArchiveSummary, compare
+from quarantine.inspect.archive.reader import ArchiveReader, Limits, MemberKind, MiB
+from quarantine.inspect.check import Inspection, inspect_file
+from quarantine.inspect.release_diff import ArchiveSummary, compare
 from support.dists import Dist, build_sdist, build_wheel
 
 FULLWIDTH = {ord(c): ord(c) + 0xFEE0 for c in "abcdefghijklmnopqrstuvwxyz"}

@@ -21,8 +21,8 @@ import pytest
 from packaging.utils import NormalizedName
 from starlette.routing import Route
 
-from mirror.json_api import JsonApi
-from mirror.page import MAX_BASES_KEPT
+from mirror.simple.json_api import JsonApi
+from mirror.simple.page import MAX_BASES_KEPT
 from quarantine import admin
 from quarantine.models import FileState
 from support.clock import FakeClock

@@ -1,4 +1,4 @@
-"""Conformance suite for the ``quarantine.ledger.Ledger`` protocol.
+"""Conformance suite for the ``quarantine.ledger.interface.Ledger`` protocol.
 
 Every implementation runs the same tests: add a PostgreSQL one by adding its name to
 the ``store`` fixture's params and a branch in ``Store.open``.
@@ -15,8 +15,8 @@ import pytest
 from packaging.utils import NormalizedName
 
 from quarantine.errors import StaleTransition
-from quarantine.ledger import Ledger
-from quarantine.ledger_sqlite import SqliteLedger
+from quarantine.ledger.interface import Ledger
+from quarantine.ledger.sqlite import SqliteLedger
 from quarantine.models import (
     FileRecord,
     FileState,

@@ -15,7 +15,7 @@ import pytest
 from test_ledger import DEMO, NEW, NEW_WHEEL, OLD, T0, look, snapshot
 
 from quarantine.errors import LedgerError, LedgerMissing
-from quarantine.ledger_sqlite import SqliteLedger
+from quarantine.ledger.sqlite import SqliteLedger
 from quarantine.models import FileState
 
 WAIT_SECONDS = 10.0  # a read waiting on the writer would wait for as long as it holds on

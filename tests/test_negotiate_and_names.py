@@ -1,4 +1,4 @@
-"""PEP 691 content negotiation (``mirror.negotiate``) and project names (``mirror.names``)."""
+"""PEP 691 content negotiation (``mirror.simple.negotiate``), project names (``.names``)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from packaging.utils import canonicalize_name
 
 from mirror.errors import InvalidProjectName, NotAcceptable
-from mirror.names import normalized_project
-from mirror.negotiate import PageFormat, negotiate
+from mirror.simple.names import normalized_project
+from mirror.simple.negotiate import PageFormat, negotiate
 
 JSON = PageFormat.JSON
 HTML = PageFormat.HTML

@@ -35,22 +35,22 @@ from packaging.utils import NormalizedName
 
 from conftest import NOW
 from mirror.errors import ConfigError
-from mirror.notifier import Notifier, Route, backoff, build_routes
-from mirror.notify_channel import (
+from mirror.notify.channel import (
     DeliveryFailed,
     Secret,
     address_problem,
     literal_problem,
     parse_retry_after,
 )
-from mirror.notify_config import NotifyTarget
-from mirror.notify_email import EmailChannel
-from mirror.notify_slack import SlackChannel, slack_payload
-from mirror.notify_webhook import WebhookChannel, parse_secrets, signature, verify
+from mirror.notify.config import NotifyTarget
+from mirror.notify.delivery import Notifier, Route, backoff, build_routes
+from mirror.notify.email import EmailChannel
+from mirror.notify.slack import SlackChannel, slack_payload
+from mirror.notify.webhook import WebhookChannel, parse_secrets, signature, verify
 from mirror.settings import load_settings
 from quarantine import admin
-from quarantine.ledger import Ledger
-from quarantine.ledger_sqlite import SqliteLedger
+from quarantine.ledger.interface import Ledger
+from quarantine.ledger.sqlite import SqliteLedger
 from quarantine.messages import idempotency_key, render, render_digest
 from quarantine.models import FileRecord, FileState, ProjectStatus, Snapshot, UpstreamFile
 from quarantine.observe import observe

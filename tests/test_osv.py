@@ -18,7 +18,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from packaging.version import Version
 
 from quarantine.evidence import Action, Severity
-from quarantine.osv import (
+from quarantine.feeds.osv import (
     SUMMARY_CHARS,
     FeedError,
     FeedIndex,
@@ -581,7 +581,7 @@ def test_feed_evidence(tmp_path: Path) -> None:
 
 def test_the_vetting_side_imports_nothing_of_the_serving_side() -> None:
     code = (
-        "import sys, quarantine.osv\n"
+        "import sys, quarantine.feeds.osv\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('mirror', 'starlette', 'aiohttp')]\n"
         "assert not bad, bad\n"
     )

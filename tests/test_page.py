@@ -6,9 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_render import PROJECT, RECORD
 
-from mirror.negotiate import PageFormat
-from mirror.page import MAX_BASES_KEPT, Page, PageTemplate, page_or_template
-from mirror.render import (
+from mirror.simple.negotiate import PageFormat
+from mirror.simple.page import MAX_BASES_KEPT, Page, PageTemplate, page_or_template
+from mirror.simple.render import (
     Bases,
     HeldSummary,
     bases_for,

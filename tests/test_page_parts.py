@@ -6,9 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_render import PROJECT, RECORD
 
-import mirror.page_parts
-from mirror.page_parts import PageParts
-from mirror.render import HeldSummary, bases_for, project_html, project_json
+import mirror.simple.page_parts
+from mirror.simple.page_parts import PageParts
+from mirror.simple.render import HeldSummary, bases_for, project_html, project_json
 from quarantine.models import FileRecord, FileState, ProjectRecord
 from quarantine.platforms import EVERYTHING, PlatformFilter
 
@@ -101,13 +101,13 @@ def test_parts_changed_one_by_one_give_the_full_render(
 def test_parts_changed_in_bulk_give_the_full_render(
     batches: list[list[tuple[int, str, FileState, str | None]]],
 ) -> None:
-    bulk = mirror.page_parts.BULK_CHANGES
-    mirror.page_parts.BULK_CHANGES = 1  # every batch of two or more is sorted anew
+    bulk = mirror.simple.page_parts.BULK_CHANGES
+    mirror.simple.page_parts.BULK_CHANGES = 1  # every batch of two or more is sorted anew
     try:
         _check_runs(batches, html_at_each_step=True)
         _check_runs(batches, html_at_each_step=False)
     finally:
-        mirror.page_parts.BULK_CHANGES = bulk
+        mirror.simple.page_parts.BULK_CHANGES = bulk
 
 
 def test_a_thousand_files_then_one_promotion() -> None:

@@ -1,4 +1,4 @@
-"""``mirror.parse``: an upstream PEP 691 project page is hostile input.
+"""``mirror.upstream.parse``: an upstream PEP 691 project page is hostile input.
 
 Every bad page is an ``UpstreamRejected`` (a 502 with a reason code), never another
 exception and never a partial read.
@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from packaging.utils import NormalizedName
 
 from mirror.errors import UpstreamRejected
-from mirror.parse import clean_text, load_json, parse_project_page
+from mirror.upstream.parse import clean_text, load_json, parse_project_page
 from quarantine.models import ProjectStatus, Snapshot
 
 DEMO = NormalizedName("demo")

@@ -8,7 +8,7 @@ import pytest
 from packaging.utils import NormalizedName
 
 from quarantine.evidence import Action, Severity
-from quarantine.ledger_sqlite import SqliteLedger
+from quarantine.ledger.sqlite import SqliteLedger
 from quarantine.platforms import EVERYTHING, PlatformFilter
 from quarantine.policy import Exemption, Policy, PublisherPin
 from quarantine.policy_record import (

@@ -19,7 +19,7 @@ from pypi_attestations import AttestationType
 
 from quarantine.evidence import Action, Severity
 from quarantine.policy import PublisherPin
-from quarantine.provenance import (
+from quarantine.provenance.verify import (
     KNOWN_PREDICATES,
     PREDICATE_SHORT_NAMES,
     ProvenanceResult,

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from packaging.utils import NormalizedName
 from packaging.version import InvalidVersion, Version
 
-from mirror.render import HeldSummary, file_path, project_json
-from quarantine.ledger_sqlite import _FILE_COLUMNS, SqliteLedger
+from mirror.simple.render import HeldSummary, file_path, project_json
+from quarantine.ledger.sqlite import _FILE_COLUMNS, SqliteLedger
 from quarantine.models import FileRecord, FileState, ProjectRecord, ProjectStatus
 from quarantine.observe import Observation
 

@@ -1,11 +1,11 @@
-"""``mirror.request_base``: the mirror's base URL as the request reached it."""
+"""``mirror.http.request_base``: the mirror's base URL as the request reached it."""
 
 from typing import Any
 
 import pytest
 
 from mirror.errors import BadRequest
-from mirror.request_base import RequestBase
+from mirror.http.request_base import RequestBase
 
 
 def scope(*headers: tuple[bytes, bytes], **fields: Any) -> dict[str, Any]:

@@ -20,11 +20,11 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from pip._internal.models.index import PyPI
 from yarl import URL
 
-from mirror.blobs_disk import DiskBlobStore
+from mirror.blobs.disk import DiskBlobStore
 from mirror.errors import UpstreamRejected, UpstreamUnavailable
-from mirror.upstream import UpstreamClient
-from mirror.upstream_resolver import GuardedResolver
-from mirror.url_guard import ForbiddenAddress, UrlGuard
+from mirror.upstream.client import UpstreamClient
+from mirror.upstream.resolver import GuardedResolver
+from mirror.upstream.url_guard import ForbiddenAddress, UrlGuard
 
 INDEX = "https://index.example/simple/"
 PAGE = URL("https://index.example/simple/demo/")

@@ -18,10 +18,10 @@ from aiohttp import web
 from packaging.utils import NormalizedName
 from yarl import URL
 
-from mirror.blobs_disk import DiskBlobStore
+from mirror.blobs.disk import DiskBlobStore
 from mirror.errors import UpstreamUnavailable
-from mirror.upstream import JSON_PAGE, UpstreamClient
-from mirror.url_guard import UrlGuard
+from mirror.upstream.client import JSON_PAGE, UpstreamClient
+from mirror.upstream.url_guard import UrlGuard
 
 HANG_SECONDS = 30
 

@@ -1,4 +1,4 @@
-"""``mirror.url_guard.UrlGuard``: which URLs from an upstream listing the mirror may fetch.
+"""``mirror.upstream.url_guard.UrlGuard``: which URLs from an upstream listing the mirror may fetch.
 
 The listing is hostile input. A file URL must stay on the index's own origin, or go to an
 https host the operator allowed; no userinfo, no downgrade, no path tricks. Every refusal
@@ -14,8 +14,8 @@ from packaging.utils import NormalizedName
 from yarl import URL
 
 from mirror.errors import UpstreamRejected
-from mirror.upstream import UpstreamClient
-from mirror.url_guard import UrlGuard
+from mirror.upstream.client import UpstreamClient
+from mirror.upstream.url_guard import UrlGuard
 
 # Three deployments: an https index with any https file host allowed, the same index with
 # an explicit file host list, and a plain-http local index as the tests run it.

@@ -18,8 +18,8 @@ from pathlib import Path
 from packaging.utils import NormalizedName
 from test_demand import ASKED, BACKLOG, SlowSource, _look, _promoter
 
-from mirror.demand_pipe import DemandReader, DemandWriter
-from quarantine.ledger_sqlite import SqliteLedger
+from mirror.background.demand_pipe import DemandReader, DemandWriter
+from quarantine.ledger.sqlite import SqliteLedger
 from support.dists import build_wheel
 from support.process import LAZARETTO, free_port, listed_versions, wait_until_up
 from support.upstream import Upstream, UpstreamFile

@@ -18,11 +18,11 @@ import pytest
 from packaging.utils import NormalizedName
 
 from conftest import NOW
-from mirror.source import MirrorSource
+from mirror.upstream.source import MirrorSource
 from quarantine.admin import exempt
 from quarantine.decide import hold_until
 from quarantine.models import FileState
-from quarantine.watcher import Watcher
+from quarantine.vetting.watcher import Watcher
 from support.clock import FakeClock
 from support.dists import Dist, build_sdist, build_wheel
 from support.fixtures import provenance_bytes

@@ -6,8 +6,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from quarantine.clock import SystemClock
-from quarantine.ledger_sqlite import SqliteLedger
-from quarantine.watcher import MAX_BACKOFFS, Watcher
+from quarantine.ledger.sqlite import SqliteLedger
+from quarantine.vetting.watcher import MAX_BACKOFFS, Watcher
 
 
 class _NoSource:

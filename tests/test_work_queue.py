@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from packaging.utils import NormalizedName
 
 from quarantine.models import FileRecord, FileState
-from quarantine.work_queue import WorkQueue
+from quarantine.vetting.queue import WorkQueue
 
 DEMO = NormalizedName("demo")
 NOW = datetime(2025, 1, 1, tzinfo=UTC)

@@ -40,7 +40,7 @@ def _worker(env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
 
 @contextmanager
 def _held(path: Path) -> Iterator[None]:
-    """Locked as a live download holds its temporary file (``mirror.blobs_disk``)."""
+    """Locked as a live download holds its temporary file (``mirror.blobs.disk``)."""
     descriptor = os.open(path, os.O_RDWR)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX)

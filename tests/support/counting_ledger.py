@@ -5,7 +5,7 @@ from pathlib import Path
 
 from packaging.utils import NormalizedName
 
-from quarantine.ledger_sqlite import SqliteLedger
+from quarantine.ledger.sqlite import SqliteLedger
 from quarantine.models import FileRecord
 
 

@@ -18,7 +18,7 @@ import uvicorn
 from mirror.app import create_app
 from mirror.services import Services
 from mirror.settings import Settings
-from quarantine.promoter import Round
+from quarantine.vetting.promoter import Round
 
 from .clock import FakeClock
 

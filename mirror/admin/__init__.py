@@ -1,0 +1,1 @@
+"""The admin API: routes, tokens and their scopes, and its OpenAPI document."""

@@ -1,0 +1,1 @@
+"""The background side's process: promotion, vetting, watching and notifications."""

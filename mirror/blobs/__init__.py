@@ -1,0 +1,1 @@
+"""The blob store seam: the interface in ``interface``, one module per implementation."""

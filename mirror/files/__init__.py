@@ -1,0 +1,1 @@
+"""``/files/``: verified bytes only, fetched once per digest, sent from the blob store."""

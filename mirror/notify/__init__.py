@@ -1,0 +1,1 @@
+"""The notification seam: outbox delivery, and one module per channel (webhook, Slack, email)."""

@@ -1,0 +1,733 @@
+"""Project pages: upstream looks folded into the ledger, rendered once per change.
+
+A warm page costs no database round trip: pages are kept as bytes keyed by (project,
+format) and the project's change counter, which a poller keeps in step with the ledger
+(so a decision made by the CLI in another process shows within a second).
+
+A look a request waits for hands its records to the waiting requests first and writes
+them to the ledger right after, so a cold miss is answered without waiting on the
+write. The page lists only files the policy promoted; their bytes are served only once
+the ledger holds their records, and nothing is served from a look whose write failed.
+
+A big project (BIG_PROJECT_FILES or more) is read, observed, written and rendered in a
+worker thread, so the event loop keeps answering everyone else meanwhile. Its page is
+kept in parts (``PageParts``) too, and a change reads and renders only the files it
+touched: a promotion in a 10,000-file project costs a join, not a full rebuild.
+"""
+
+import asyncio
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from packaging.utils import NormalizedName
+
+from mirror.errors import NotFound, UpstreamGone, UpstreamRejected, UpstreamUnavailable
+from mirror.files.file_index import FileIndex
+from mirror.simple.names import ReservedNames
+from mirror.simple.negotiate import PageFormat
+from mirror.simple.page import (
+    KeptPage,
+    Page,
+    PageTemplate,
+    make_page,
+    may_mention,
+    page_or_template,
+)
+from mirror.simple.page_parts import PageParts
+from mirror.simple.render import (
+    HeldSummary,
+    bases_for,
+    project_html,
+    project_json,
+    root_html,
+    root_json,
+)
+from mirror.upstream.client import UpstreamClient
+from quarantine.clock import Clock
+from quarantine.clock_guard import ClockGuard
+from quarantine.decide import hold_until
+from quarantine.feeds.in_force import Feeds, with_advisories
+from quarantine.ledger.interface import Ledger
+from quarantine.live_policy import PolicySource
+from quarantine.models import FileRecord, FileState, ProjectRecord, ProjectStatus, Snapshot
+from quarantine.observe import Observation, observe
+from quarantine.policy import Policy
+
+log = logging.getLogger(__name__)
+ACTOR = "system:upstream-look"
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    page: KeptPage  # a template is filled for the request's base before it is sent
+    stale_seconds: float | None  # set when the upstream could not be asked
+
+
+@dataclass
+class _Live:
+    """What this process knows about a project without asking the ledger."""
+
+    looked_at: datetime | None = None  # last attempt
+    ok_at: datetime | None = None  # last successful look
+    unreachable: bool = False
+    pages: dict[PageFormat, KeptPage] = field(default_factory=dict)
+    written: "_Written | None" = None  # what the last look wrote, until its page is rendered
+    unwritten: bool = False  # ``written`` is still on its way to the ledger
+    # BIG_PROJECT_FILES or more: pages are built off the event loop (None: not known yet,
+    # as after a restart, so the first build is made there too)
+    big: bool | None = None
+    # When a page's held-files note names a release time, it is built again once that
+    # time comes: the note never shows a release time in the past.
+    renew_at: dict[PageFormat, datetime] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Written:
+    """A project's records exactly as a look commits them to the ledger.
+
+    The page a cold miss waits for is rendered from these instead of reading back what
+    was written a moment ago; kept until the write is done and that first render.
+    """
+
+    project: ProjectRecord
+    files: list[FileRecord]
+
+
+# A page, whether its project is big, and when its held-files note is due to change.
+_Built = tuple[KeptPage, bool, datetime | None]
+
+UNWRITTEN_SEQ = -1  # a page rendered before its look's write; given the real seq after
+# From this many files on, a project's records are read, observed, written and rendered
+# in a worker thread: 10,000 files take over a second, which would stall every other
+# request on the event loop (in the thread they only share the GIL with it). Even 700
+# files (fastapi) rebuilt on the loop after each promotion held pages up 100-500 ms in
+# the first-use bench; from 200 on, the slowest page there was 128 ms.
+BIG_PROJECT_FILES = 200
+# A big page whose rebuild after a change takes longer than this is answered with the
+# page before the change, when that lists nothing taken back since: a rebuild can take a
+# second, and while vetting runs projects change every second.
+PREVIOUS_PAGE_AFTER_SECONDS = 0.02
+# Big pages kept in parts, least recently built first out: their records and rendered
+# parts take about 1.4 KB a file (the server's RSS grew 9-14 MB for a 10,000-file
+# project), so this bounds them near 60 MB.
+KEPT_PARTS_FILES = 40_000
+
+
+class _Flight:
+    """One look that requests wait for, and their waits (each its own, to time out alone)."""
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[None] | None = None
+        self._waits: list[asyncio.Future[None]] = []
+        self._outcome: BaseException | None = None
+        self._answered = False
+
+    def wait(self) -> "asyncio.Future[None]":
+        waiting = asyncio.get_running_loop().create_future()
+        if self._answered:
+            self._settle(waiting)
+        else:
+            self._waits.append(waiting)
+        return waiting
+
+    def answer(self, error: BaseException | None = None) -> None:
+        """The page can be rendered now (or ``error`` says why not)."""
+        if self._answered:
+            return
+        self._answered, self._outcome = True, error
+        for waiting in self._waits:
+            self._settle(waiting)
+        self._waits.clear()
+
+    def _settle(self, waiting: "asyncio.Future[None]") -> None:
+        if waiting.done():
+            return  # that request timed out or went away
+        if self._outcome is None:
+            waiting.set_result(None)
+        else:
+            waiting.set_exception(self._outcome)
+
+
+class Catalog:
+    def __init__(
+        self,
+        ledger: Ledger,
+        client: UpstreamClient,
+        policy: PolicySource,
+        clock: Clock,
+        *,
+        index_ttl_seconds: float,
+        request_wait_seconds: float,
+        public_base_url: str | None,
+        on_new_held: Callable[[NormalizedName, bool], None],
+        reserved: ReservedNames | None = None,
+        guard: ClockGuard | None = None,
+        feeds: Feeds | None = None,
+    ) -> None:
+        self._ledger = ledger
+        self._client = client
+        self._policies = policy  # read at each use: admins change it at run time
+        self._clock = clock
+        self._ttl = index_ttl_seconds
+        self._wait = request_wait_seconds
+        self._public_base_url = public_base_url
+        self.on_new_held = on_new_held  # the demand signal; the app may point it elsewhere
+        self._reserved = reserved or ReservedNames(())
+        self._guard = guard or ClockGuard(ledger, clock)
+        self._feeds = feeds
+        self._live: dict[NormalizedName, _Live] = {}
+        self._seq: dict[NormalizedName, int] = {}
+        self._seen_seq = ledger.change_seq()
+        self._flights: dict[NormalizedName, _Flight] = {}
+        self._misses: dict[NormalizedName, datetime] = {}
+        self._root: dict[PageFormat, Page] = {}
+        self._building: dict[
+            tuple[NormalizedName, PageFormat], tuple[asyncio.Future[_Built], _Written | None]
+        ] = {}
+        self._writing: set[asyncio.Future[int]] = set()  # big projects' writes in threads
+        self._rebuilding: set[asyncio.Future[KeptPage]] = set()  # previous pages went out
+        self._bases = bases_for(public_base_url)
+        self._open_base = not public_base_url  # provenance URLs take the request's base
+        self._kept: OrderedDict[NormalizedName, PageParts] = OrderedDict()
+        self._kept_lock = threading.Lock()  # held only to take parts out or put them back
+        self.files = FileIndex(ledger)
+
+    # -- keeping in step with the ledger ------------------------------------------------
+    def sync(self) -> bool:
+        """Catch up with the ledger; whether anything changed since the last call."""
+        current = self._ledger.change_seq()
+        if current == self._seen_seq:
+            return False
+        changed = self._ledger.changed_since(self._seen_seq)
+        self._seq.update(changed)
+        self.files.forget(changed)
+        self._seen_seq = current
+        return True
+
+    async def follow_ledger(
+        self, interval_seconds: float = 1.0, on_change: Callable[[], None] = lambda: None
+    ) -> None:
+        """Keep in step with the ledger; ``on_change`` runs after a tick that found changes."""
+        while True:
+            await asyncio.sleep(interval_seconds)
+            try:
+                changed = self.sync()
+            except Exception:  # a locked or busy database is retried at the next tick
+                log.exception("could not read the ledger's change counter")
+                continue
+            if changed:
+                on_change()
+
+    # -- pages -----------------------------------------------------------------------------
+    async def project_page(self, name: NormalizedName, fmt: PageFormat) -> Served:
+        self._refuse_reserved(name)
+        live = self._live.setdefault(name, _Live())
+        now = self._clock.now()
+        if live.looked_at is None or (now - live.looked_at).total_seconds() >= self._ttl:
+            await self._refresh_for_request(name, live)
+        page = live.pages.get(fmt)
+        if page is None or self._due(live, fmt, now):
+            page = await self._rendered(name, fmt, live)
+        elif page.seq != self._seq.get(name) and not live.unwritten:
+            page = await self._rendered_or_previous(name, fmt, live, page)
+        stale = None
+        if live.unreachable:
+            since = live.ok_at or now
+            stale = max(0.0, (now - since).total_seconds())
+        return Served(page, stale)
+
+    async def _rendered_or_previous(
+        self, name: NormalizedName, fmt: PageFormat, live: _Live, previous: KeptPage
+    ) -> KeptPage:
+        """The page rebuilt after a change; while a big page's rebuild runs past
+        PREVIOUS_PAGE_AFTER_SECONDS, the previous page instead when it is still right
+        but for files promoted since (``_previous_still_right``). The rebuild goes on."""
+        rebuilding = asyncio.ensure_future(self._rendered(name, fmt, live))
+        if live.big is not True:
+            return await rebuilding
+        done, _ = await asyncio.wait({rebuilding}, timeout=PREVIOUS_PAGE_AFTER_SECONDS)
+        if done or not self._previous_still_right(name, previous):
+            return await rebuilding
+        self._rebuilding.add(rebuilding)
+        rebuilding.add_done_callback(self._rebuilt)
+        return previous
+
+    def _rebuilt(self, rebuilding: "asyncio.Future[KeptPage]") -> None:
+        self._rebuilding.discard(rebuilding)
+        if not rebuilding.cancelled() and rebuilding.exception() is not None:
+            # The next request builds again, and waits for it: nothing stale is sent then.
+            log.warning("rebuilding a page failed: %s", rebuilding.exception())
+
+    def _previous_still_right(self, name: NormalizedName, previous: KeptPage) -> bool:
+        """Whether ``previous`` lists nothing the ledger took back since it was built:
+        every file written since is promoted (its listing is only missing from
+        ``previous``) or was never on it (a promoted file only ever leaves for withdrawn,
+        so a held or condemned one on the page would have been taken back). The project
+        must be active still (a removal or a PEP 792 status waits for the rebuild)."""
+        project = self._ledger.project(name)
+        if project is None or project.status is not ProjectStatus.ACTIVE:
+            return False
+        changed = self._ledger.files_changed_since(name, previous.seq)
+        return all(
+            record.state is FileState.PROMOTED or not may_mention(previous, record.filename)
+            for record in changed
+        )
+
+    def warm_page(self, name: NormalizedName, fmt: PageFormat) -> KeptPage | None:
+        """The page as bytes when nothing needs doing first (fast path), else None."""
+        live = self._live.get(name)
+        if live is None or live.unreachable or live.looked_at is None:
+            return None
+        page = live.pages.get(fmt)
+        if page is None or page.seq != self._seq.get(name):
+            return None
+        now = self._clock.now()
+        if (now - live.looked_at).total_seconds() >= self._ttl or self._due(live, fmt, now):
+            return None
+        return page
+
+    @staticmethod
+    def _due(live: _Live, fmt: PageFormat, now: datetime) -> bool:
+        renew_at = live.renew_at.get(fmt)
+        return renew_at is not None and now >= renew_at
+
+    def _refuse_reserved(self, name: NormalizedName) -> None:
+        if name in self._reserved:
+            raise NotFound(f"not found: {name} is a reserved private name, never asked upstream")
+
+    async def _rendered(self, name: NormalizedName, fmt: PageFormat, live: _Live) -> KeptPage:
+        """The page built anew; a big project's in a thread, once for all who ask meanwhile."""
+        key = (name, fmt)
+        if key in self._building:
+            building, written = self._building[key]
+        else:
+            written = self._written(name, live)
+            bases = _bases_served(live.pages.get(fmt))
+            if live.big is False:
+                built = self._build(name, fmt, written, in_thread=False, bases=bases)
+                return self._keep(name, fmt, live, built, written)
+            building = asyncio.ensure_future(
+                asyncio.to_thread(self._build, name, fmt, written, in_thread=True, bases=bases)
+            )
+            self._building[key] = building, written
+            building.add_done_callback(lambda _done: self._building.pop(key, None))
+        return self._keep(name, fmt, live, await asyncio.shield(building), written)
+
+    def _keep(
+        self,
+        name: NormalizedName,
+        fmt: PageFormat,
+        live: _Live,
+        built: _Built,
+        written: "_Written | None",
+    ) -> KeptPage:
+        page, live.big, renew_at = built
+        if page.seq == UNWRITTEN_SEQ and written is not None:
+            # Built from a look's records before their write; a thread may have taken
+            # long enough for the write to end, or for another look to begin.
+            now = live.written
+            if now is None or now.files is not written.files:
+                return page  # the write failed or a newer look came: answer, keep nothing
+            if now.project.seq != UNWRITTEN_SEQ:
+                page = replace(page, seq=now.project.seq)
+        if page.seq != UNWRITTEN_SEQ:
+            self._seq.setdefault(name, page.seq)
+        live.pages[fmt] = page
+        if renew_at is None:
+            live.renew_at.pop(fmt, None)
+        else:
+            live.renew_at[fmt] = renew_at
+        if written is not None and not live.unwritten and _same_look(live.written, written):
+            # Rendered, and in the ledger: a whole project's records are not kept for a
+            # page that may never be asked again (another format reads the ledger).
+            live.written = None
+        return page
+
+    def _build(
+        self,
+        name: NormalizedName,
+        fmt: PageFormat,
+        written: "_Written | None",
+        *,
+        in_thread: bool,
+        bases: Sequence[str] = (),
+    ) -> _Built:
+        """The page and whether the project is big; touches no state but the kept parts,
+        and those only ``in_thread`` (the event loop must never wait for their lock).
+        ``bases``: the request bases to fill a template for at once."""
+        policy = self._policies.current()  # a ledger read: once per page, not once per file
+        if not in_thread:
+            project, files = (written.project, written.files) if written else self._read(name)
+            return self._rendered_whole(name, fmt, project, files, policy, bases)
+        if written is not None and (written.project.seq == UNWRITTEN_SEQ or name not in self._kept):
+            # Records not in the ledger yet never go into the parts: a write that fails
+            # would leave them there. Nor do records already written: another process
+            # may have changed one of them since the look read it.
+            return self._rendered_whole(name, fmt, written.project, written.files, policy, bases)
+        parts = self._taken_parts(name)
+        if parts is not None and parts.wheel_filter != policy.wheel_filter:
+            parts = None  # listed under another filter: made anew, once
+        if parts is None:
+            project, files = self._read(name)
+            if len(files) < BIG_PROJECT_FILES:
+                return self._rendered_whole(name, fmt, project, files, policy, bases)
+            parts = PageParts(project, files, self._bases, policy.wheel_filter)
+        else:
+            project = self._caught_up(name, parts)
+        if project.status is ProjectStatus.REMOVED:
+            raise NotFound(f"not found: {name}")
+        held = self._summary(parts.held, policy)
+        body = parts.json(held) if fmt is PageFormat.JSON else parts.html(held)
+        self._keep_parts(name, parts)
+        return self._kept_page(project.seq, body, fmt, bases), True, held.next_release
+
+    def _taken_parts(self, name: NormalizedName) -> PageParts | None:
+        """The project's kept parts, this thread's alone until ``_keep_parts`` puts them
+        back: the lock is held only for that, never for a read or a render, and parts
+        an error interrupted are never kept."""
+        with self._kept_lock:
+            return self._kept.pop(name, None)
+
+    def _caught_up(self, name: NormalizedName, parts: PageParts) -> ProjectRecord:
+        project = self._ledger.project(name)  # the seq before the rows it covers
+        if project is None:
+            raise NotFound(f"not found: {name}")
+        parts.update(project, self._ledger.files_changed_since(name, parts.seq))
+        return project
+
+    def _rendered_whole(
+        self,
+        name: NormalizedName,
+        fmt: PageFormat,
+        project: ProjectRecord,
+        files: list[FileRecord],
+        policy: Policy,
+        bases: Sequence[str] = (),
+    ) -> _Built:
+        if project.status is ProjectStatus.REMOVED:
+            raise NotFound(f"not found: {name}")
+        admits = policy.wheel_filter.admits
+        served = [r for r in files if r.state is FileState.PROMOTED and admits(r.filename)]
+        held = self._held_summary(files, policy)
+        render = project_json if fmt is PageFormat.JSON else project_html
+        body = render(project, served, held, self._public_base_url)
+        page = self._kept_page(project.seq, body, fmt, bases)
+        return page, len(files) >= BIG_PROJECT_FILES, held.next_release
+
+    def _kept_page(self, seq: int, body: bytes, fmt: PageFormat, bases: Sequence[str]) -> KeptPage:
+        return page_or_template(seq, body, fmt, open_base=self._open_base, bases=bases)
+
+    def _keep_parts(self, name: NormalizedName, parts: PageParts) -> None:
+        with self._kept_lock:
+            self._kept[name] = parts  # the latest used: last out
+            kept_files = sum(len(kept.records) for kept in self._kept.values())
+            while kept_files > KEPT_PARTS_FILES:
+                _oldest, dropped = self._kept.popitem(last=False)
+                kept_files -= len(dropped.records)
+
+    def _written(self, name: NormalizedName, live: _Live) -> "_Written | None":
+        """The records the last look wrote, when they are what the ledger holds now."""
+        if live.unwritten and live.written is not None:
+            return live.written  # the ledger has not got them yet
+        written, live.written = live.written, None
+        if written is not None and written.project.seq == self._seq.get(name):
+            return written
+        return None
+
+    def _read(self, name: NormalizedName) -> tuple[ProjectRecord, list[FileRecord]]:
+        project = self._ledger.project(name)  # read the counter before the files it covers
+        if project is None:
+            raise NotFound(f"not found: {name}")
+        return project, self._ledger.files(name)
+
+    def _held_summary(self, files: Iterable[FileRecord], policy: Policy) -> HeldSummary:
+        """The files held for this organisation's platforms, and the next time one of
+        them cools: only a time still to come (one past is waiting for its vetting)."""
+        admits = policy.wheel_filter.admits
+        held = [
+            r for r in files if r.state in (FileState.HELD, FileState.REVIEW) and admits(r.filename)
+        ]
+        return self._summary(held, policy)
+
+    def _summary(self, held: list[FileRecord], policy: Policy) -> HeldSummary:
+        """``held``: records held or in review, inside the filter."""
+        now = self._clock.now()
+        ends = [
+            until
+            for record in held
+            if record.state is FileState.HELD and (until := hold_until(record, policy)) > now
+        ]
+        return HeldSummary(len(held), min(ends, default=None))
+
+    def root_page(self, fmt: PageFormat) -> Page:
+        self.sync()
+        page = self._root.get(fmt)
+        if page is None or page.seq != self._seen_seq:
+            names = self._ledger.projects()
+            body = root_json(names) if fmt is PageFormat.JSON else root_html(names)
+            page = make_page(self._seen_seq, body, fmt)
+            self._root[fmt] = page
+        return page
+
+    # -- upstream looks --------------------------------------------------------------------
+    async def _refresh_for_request(self, name: NormalizedName, live: _Live) -> None:
+        miss = self._misses.get(name)
+        now = self._clock.now()
+        if miss is not None and (now - miss).total_seconds() < self._ttl:
+            raise NotFound(f"not found: {name}")
+        waiting = self._start_look(name).wait()
+        try:
+            # Only this request's own wait is cancelled by the timeout: the look runs on
+            # and its answer is still recorded.
+            async with asyncio.timeout(self._wait):
+                await waiting
+        except TimeoutError:
+            live.unreachable = True
+            self._serve_stale_or_raise(
+                name, UpstreamUnavailable(f"upstream timeout; no cached data for {name}")
+            )
+        except UpstreamGone as gone:
+            raise NotFound(f"not found: {name}") from gone
+        except (UpstreamUnavailable, UpstreamRejected) as error:
+            self._serve_stale_or_raise(name, error)
+
+    def _serve_stale_or_raise(
+        self, name: NormalizedName, error: UpstreamUnavailable | UpstreamRejected
+    ) -> None:
+        project = self._ledger.project(name)
+        if project is None or project.status is ProjectStatus.REMOVED:
+            # Nothing known: the next request must ask again, not find "no such project".
+            self._live[name].looked_at = None
+            if isinstance(error, UpstreamUnavailable) and "no cached data" not in error.reason:
+                raise UpstreamUnavailable(f"{error.reason}; no cached data for {name}") from error
+            raise error
+        log.warning("serving %s from the last good look: %s", name, error.reason)
+
+    def _start_look(self, name: NormalizedName) -> _Flight:
+        flight = self._flights.get(name)
+        if flight is None:
+            flight = _Flight()
+            flight.task = asyncio.ensure_future(self._fly(name, flight))
+            self._flights[name] = flight
+            flight.task.add_done_callback(lambda _done: self._flights.pop(name, None))
+        return flight
+
+    async def _fly(self, name: NormalizedName, flight: _Flight) -> None:
+        try:
+            await self._look(name, flight)
+        except Exception as error:  # noqa: BLE001  (handed to the requests, which raise it)
+            flight.answer(error)  # a no-op once answered: a failed write was logged
+        except asyncio.CancelledError:
+            flight.answer(UpstreamUnavailable(f"the look at {name} was stopped"))
+            raise
+        else:
+            flight.answer()
+
+    async def look(self, name: NormalizedName) -> None:
+        """Ask the upstream about ``name`` now and fold the answer into the ledger."""
+        await self._look(name, None)
+
+    async def _look(self, name: NormalizedName, flight: _Flight | None) -> None:
+        """``flight``: the requests waiting to render this project's page from the answer."""
+        self._refuse_reserved(name)
+        live = self._live.setdefault(name, _Live())
+        before = self._ledger.project(name)
+        now = self._clock.now()
+        live.looked_at = now
+        if live.ok_at is None and before is not None:
+            live.ok_at = before.last_look_ok
+        usable = before is not None and before.status is not ProjectStatus.REMOVED
+        try:
+            answer = await self._client.project_page(
+                name, before.etag if usable and before else None
+            )
+        except UpstreamGone:
+            self._misses[name] = now
+            if usable:
+                self._ledger.record_project_gone(name, now, ACTOR)
+                self.sync()
+            raise
+        except (UpstreamUnavailable, UpstreamRejected):
+            live.unreachable = True
+            raise
+        self._misses.pop(name, None)
+        if answer.snapshot is None:
+            self._ledger.touch_look(name, now)
+        else:
+            await self._apply(before, answer.snapshot, answer.etag, now, flight)
+        live.unreachable = False
+        live.ok_at = now
+        self.sync()
+
+    async def _apply(
+        self,
+        before: ProjectRecord | None,
+        snapshot: Snapshot,
+        etag: str | None,
+        now: datetime,
+        flight: _Flight | None,
+    ) -> None:
+        policy, frozen = self._policies.current(), self._guard.frozen()
+        live = self._live.setdefault(snapshot.name, _Live())
+        live.big = len(snapshot.files) >= BIG_PROJECT_FILES
+        # A page kept in parts is rebuilt from the rows a write changed in a few ms; a
+        # whole render of the look's records before the write would take far longer.
+        kept = live.big and snapshot.name in self._kept
+        if live.big:
+            known, observation = await asyncio.to_thread(
+                self._observe, before, snapshot, now, policy, frozen, kept
+            )
+        else:
+            known, observation = self._observe(before, snapshot, now, policy, frozen)
+        if flight is not None and _alters_pages(before, observation) and not kept:
+            live.written = _records_after(known, observation, etag, UNWRITTEN_SEQ)
+            live.unwritten, live.unreachable, live.ok_at = True, False, now
+            live.pages.clear()
+            flight.answer()
+            await asyncio.sleep(0)  # the waiting requests send their page before the write
+            await self._write_handed_over(live, observation, etag)
+        else:
+            try:
+                seq = await self._write(live, observation, etag)
+            except Exception:
+                if flight is None or not kept:
+                    raise
+                # As for a page handed over before a write that failed: logged, and the
+                # next request looks again; these requests get the page last recorded.
+                log.exception("could not record the look at %s", snapshot.name)
+                live.looked_at = None
+                flight.answer()
+                raise
+            rendering = flight is not None and not kept
+            if rendering and not any(page.seq == seq for page in live.pages.values()):
+                # Only for a page about to be rendered: the watcher's looks of projects
+                # nobody asks for must not keep their records in memory.
+                live.written = _records_after(known, observation, etag, seq)
+        if any(record.state is FileState.HELD for record in observation.new):
+            self.on_new_held(snapshot.name, flight is not None)  # asked: a request waits
+
+    def _observe(
+        self,
+        before: ProjectRecord | None,
+        snapshot: Snapshot,
+        now: datetime,
+        policy: Policy,
+        frozen: str | None,
+        kept: bool = False,
+    ) -> tuple[dict[str, FileRecord], Observation]:
+        """The records known before and what the look changes; touches no state but the
+        kept parts (a thread runs it for a big project, and only then is ``kept`` set)."""
+        # A project never seen has no records and no evidence: skip two reads on a cold miss.
+        known = {} if before is None else self._known(snapshot.name, kept)
+        stored = {} if before is None else self._ledger.evidence(snapshot.name)
+        observation = observe(
+            before,
+            known,
+            snapshot,
+            now,
+            policy,
+            frozen,
+            lambda record: with_advisories(record, stored, self._feeds),
+        )
+        return known, observation
+
+    def _known(self, name: NormalizedName, kept: bool) -> dict[str, FileRecord]:
+        """The project's records by filename; from its kept parts, brought up to date with
+        the rows written since, when there are any (``kept``: never on the event loop,
+        which must not wait for the parts' lock)."""
+        parts = self._taken_parts(name) if kept else None
+        if parts is None:
+            return {record.filename: record for record in self._ledger.files(name)}
+        self._caught_up(name, parts)
+        known = dict(parts.records)  # before they are put back for another thread to take
+        self._keep_parts(name, parts)
+        return known
+
+    async def _write(self, live: _Live, observation: Observation, etag: str | None) -> int:
+        """The look's records into the ledger; a big project's first look writes thousands of
+        rows, in a thread (reads go on beside it; a file miss waits in ``file_record``)."""
+        if not live.big:
+            return self._ledger.apply(observation, etag, ACTOR)
+        writing = asyncio.ensure_future(
+            asyncio.to_thread(self._ledger.apply, observation, etag, ACTOR)
+        )
+        self._writing.add(writing)
+        writing.add_done_callback(self._writing.discard)
+        return await asyncio.shield(writing)
+
+    async def writes_done(self) -> None:
+        """Once every look's write in flight (a big project's, in a thread) is in the ledger."""
+        while self._writing:
+            await asyncio.wait(set(self._writing))
+
+    async def file_record(self, sha256: str, filename: str) -> FileRecord | None:
+        """A file's record, None when the ledger has none. A big project's page goes out
+        before its write (in a thread) ends, so a file it lists can be asked for before the
+        ledger has the record: a miss waits for those writes and looks again."""
+        record = self.files.get(sha256, filename)
+        if record is None and self._writing:
+            await asyncio.wait(set(self._writing))
+            record = self.files.get(sha256, filename)
+        return record
+
+    async def _write_handed_over(
+        self, live: _Live, observation: Observation, etag: str | None
+    ) -> None:
+        try:
+            seq = await self._write(live, observation, etag)
+        except Exception:
+            # The page of a look the ledger did not take is not served again: the next
+            # request looks anew.
+            log.exception("could not record the look at %s", observation.project.name)
+            live.unwritten, live.written, live.looked_at = False, None, None
+            live.pages.clear()
+            raise
+        live.unwritten = False
+        # Only the pages rendered from this look's records: a build that began before the
+        # look may have kept an older page meanwhile, which must not pass for this seq.
+        live.pages = {
+            fmt: replace(page, seq=seq) if page.seq == UNWRITTEN_SEQ else page
+            for fmt, page in live.pages.items()
+        }
+        if live.written is None:
+            return
+        name = observation.project.name
+        rendered = any(page.seq == seq for page in live.pages.values())
+        if rendered and not any(building == name for building, _fmt in self._building):
+            live.written = None  # its page is made; the ledger has them now (see _keep)
+        else:
+            live.written = replace(live.written, project=replace(live.written.project, seq=seq))
+
+
+def _same_look(kept: _Written | None, used: _Written) -> bool:
+    return kept is not None and kept.files is used.files
+
+
+def _bases_served(page: KeptPage | None) -> list[str]:
+    """The request bases to fill a page's successor for at once (the most recently used)."""
+    return page.carried_bases if isinstance(page, PageTemplate) else []
+
+
+def _alters_pages(before: ProjectRecord | None, observation: Observation) -> bool:
+    """Whether the ledger gives the project a new seq for this observation."""
+    return (
+        before is None
+        or observation.alters_pages
+        or observation.project.status is not before.status
+        or observation.project.versions != before.versions
+    )
+
+
+def _records_after(
+    known: dict[str, FileRecord], observation: Observation, etag: str | None, seq: int
+) -> _Written:
+    records = known | {old.filename: new for old, new in observation.changed}
+    records |= {record.filename: record for record in observation.new}
+    return _Written(
+        replace(observation.project, seq=seq, etag=etag),
+        sorted(records.values(), key=lambda record: record.filename),  # ledger order
+    )

@@ -1,0 +1,51 @@
+"""The mirror's side of ``quarantine.source.ArtifactSource``: fetch bytes, ask upstream."""
+
+from pathlib import Path
+
+from packaging.utils import NormalizedName
+
+from mirror.blobs.interface import DigestMismatch, StoreUnavailable, TooLarge
+from mirror.errors import MirrorError, UpstreamGone, UpstreamRejected, UpstreamUnavailable
+from mirror.files.artifacts import Artifacts
+from mirror.simple.catalog import Catalog
+from quarantine.models import FileRecord
+from quarantine.source import FetchFailed, IntegrityFailure, LookFailed
+
+
+class MirrorSource:
+    def __init__(self, artifacts: Artifacts, catalog: Catalog) -> None:
+        self._artifacts = artifacts
+        self._catalog = catalog
+
+    async def fetch(self, record: FileRecord) -> FileRecord:
+        return await self._artifacts.fetch(record)
+
+    async def local_copy(self, record: FileRecord) -> Path:
+        try:
+            path = await self._artifacts.ensure_file(record)
+        except (UpstreamRejected, DigestMismatch, TooLarge) as error:
+            raise IntegrityFailure(error.reason) from error
+        except (UpstreamUnavailable, StoreUnavailable) as error:
+            raise FetchFailed(error.reason) from error
+        if path is None:
+            raise FetchFailed("this blob store keeps no local files; inspection needs one")
+        return path
+
+    async def provenance(self, record: FileRecord) -> bytes | None:
+        try:
+            digest = await self._artifacts.ensure_provenance(record)
+        except (UpstreamUnavailable, UpstreamRejected, StoreUnavailable) as error:
+            raise FetchFailed(error.reason) from error
+        except MirrorError as error:
+            raise IntegrityFailure(error.reason) from error
+        if digest is None:
+            return None
+        return await self._artifacts.read_blob(digest)
+
+    async def look(self, project: NormalizedName) -> None:
+        try:
+            await self._catalog.look(project)
+        except UpstreamGone:
+            return  # folded into the ledger as a takedown: nothing left to promote
+        except (UpstreamUnavailable, UpstreamRejected) as error:
+            raise LookFailed(error.reason) from error

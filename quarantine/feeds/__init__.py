@@ -1,0 +1,1 @@
+"""Malware feeds: OSV records, merged and kept current."""

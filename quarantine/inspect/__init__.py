@@ -1,0 +1,1 @@
+"""Content inspection: archive readers, the rules over their members, the worker pool."""

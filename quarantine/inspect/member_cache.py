@@ -1,0 +1,64 @@
+"""Findings of Python sources already scanned, keyed by their bytes: each is parsed once.
+
+The wheels of one release (fifty of numpy's, one per platform and Python) carry the same
+``.py`` members byte for byte. The rules over a source depend only on its bytes, the
+name it is reported under, whether it is an sdist's ``setup.py`` and the parse limit, so
+all four make the key: a hit is exactly what scanning again would give, and the cache
+cannot change a verdict. A package module's import-time facts (``scan_module``) depend on
+its bytes, its name, its dotted module name, the limit and whether it was parsed as a
+relay, all in their key. Bounded by entries, per kind; the oldest used go first.
+"""
+
+import hashlib
+from collections import OrderedDict
+
+from quarantine.evidence import Finding
+from quarantine.inspect.rules.content import scan_python
+from quarantine.inspect.rules.import_source import Scanned, scan_module
+
+MAX_ENTRIES = 20_000  # a few MB: keys, and findings and facts that are mostly empty
+
+_Key = tuple[bytes, str, bool, int]
+_ModuleKey = tuple[bytes, str, str, int, bool]
+
+
+class MemberCache:
+    def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
+        self._max = max_entries
+        self._found: OrderedDict[_Key, tuple[Finding, ...]] = OrderedDict()
+        self._modules: OrderedDict[_ModuleKey, Scanned] = OrderedDict()
+        self.scanned = 0  # sources given to the rules (not found here)
+
+    def scan(
+        self, name: str, data: bytes, *, install_time: bool, max_parse_bytes: int
+    ) -> list[Finding]:
+        key = (hashlib.sha256(data).digest(), name, install_time, max_parse_bytes)
+        found = self._found.get(key)
+        if found is not None:
+            self._found.move_to_end(key)
+            return list(found)
+        self.scanned += 1
+        fresh = scan_python(name, data, install_time=install_time, max_parse_bytes=max_parse_bytes)
+        self._found[key] = tuple(fresh)
+        if len(self._found) > self._max:
+            self._found.popitem(last=False)
+        return fresh
+
+    def scan_module(
+        self, name: str, data: bytes, module: str, max_parse_bytes: int, parse_all: bool
+    ) -> Scanned:
+        """A package module's payload findings and import-time facts (see
+        :func:`~quarantine.inspect.rules.import_source.scan_module`), once per bytes and name."""
+        key = (hashlib.sha256(data).digest(), name, module, max_parse_bytes, parse_all)
+        found = self._modules.get(key)
+        if found is not None:
+            self._modules.move_to_end(key)
+            return found
+        self.scanned += 1
+        fresh = scan_module(
+            name, data, module, max_parse_bytes=max_parse_bytes, parse_all=parse_all
+        )
+        self._modules[key] = fresh
+        if len(self._modules) > self._max:
+            self._modules.popitem(last=False)
+        return fresh

@@ -1,0 +1,1 @@
+"""The ledger seam: the interface in ``interface``, one module per backend."""

@@ -1,0 +1,377 @@
+"""The background worker that moves held files towards promotion.
+
+It fetches the bytes of held files early (so promotion is not waiting on a download),
+vets each file as soon as its bytes are stored (a pipeline with bounded concurrency for
+each step, in the order of ``quarantine.vetting.queue``: what clients asked for first), asks
+the upstream again when a cooled file needs a fresh look, and applies the decisions. A
+project a client asks for while a round runs joins that round at the front, and is
+decided as soon as its own files are done. One failing file never stops the others.
+
+A round must stay cheap with thousands of held files, because it shares the event loop
+with serving: the held files are read once per round, a file known to be vetted is not
+asked about again, and a project whose held files are all just cooling is not decided
+again until its first hold ends or something it depends on changes (its records, the
+policy, the freeze, the feeds). Every project is still decided afresh at least once a
+minute, so nothing this cache misses can stall a promotion for long.
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from packaging.utils import NormalizedName
+
+from quarantine.clock import Clock
+from quarantine.clock_guard import ClockGuard
+from quarantine.decide import Verdict, decide, hold_until
+from quarantine.errors import StaleTransition
+from quarantine.feeds.in_force import Feeds, with_advisories
+from quarantine.ledger.interface import Ledger
+from quarantine.live_policy import PolicySource
+from quarantine.models import FileRecord, FileState
+from quarantine.platforms import PlatformFilter
+from quarantine.policy import Policy
+from quarantine.source import ArtifactSource, FetchFailed, IntegrityFailure, LookFailed
+from quarantine.vetting.queue import WorkQueue
+
+if TYPE_CHECKING:  # the worker runs without a vetter in tests of the time rules alone
+    from quarantine.vetting.worker import Vetter
+
+log = logging.getLogger(__name__)
+ACTOR = "system:promoter"
+
+
+RECHECK_AT_LEAST_EVERY = timedelta(minutes=1)
+WAKE_DELAY_SECONDS = 1.0  # first sights wait this long, so a burst of them is one round
+
+
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    """A project whose held files were all cooling when last decided, and on what."""
+
+    records: tuple[FileRecord, ...]
+    policy: Policy
+    frozen: str | None
+    feeds: str
+    until: datetime  # the first hold ends (or the safety recheck is due)
+
+    def still(self, records: tuple[FileRecord, ...], inputs: "_Inputs") -> bool:
+        return (
+            inputs.now < self.until
+            and records == self.records
+            and inputs.policy == self.policy
+            and inputs.frozen == self.frozen
+            and inputs.feeds == self.feeds
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Inputs:
+    """What every decision of one round depends on besides the project's own records."""
+
+    policy: Policy
+    frozen: str | None
+    feeds: str
+    now: datetime
+
+
+@dataclass
+class Round:
+    """What one pass did, for logs and tests."""
+
+    fetched: int = 0
+    fetch_failures: int = 0
+    rejected: int = 0
+    decided: int = 0  # projects whose held files were decided again
+    looks: int = 0
+    look_failures: int = 0
+    vetted: int = 0
+    vetting_failures: int = 0
+    promoted: list[str] = field(default_factory=list)
+    vetting_order: list[str] = field(default_factory=list)  # files vetted, in order
+    vetted_projects: set[NormalizedName] = field(default_factory=set)
+    settled_early: set[NormalizedName] = field(default_factory=set)  # decided mid-round
+
+
+class Promoter:
+    def __init__(
+        self,
+        ledger: Ledger,
+        source: ArtifactSource,
+        policy: PolicySource,
+        clock: Clock,
+        concurrency: int = 4,
+        on_change: Callable[[], object] = lambda: None,
+        guard: ClockGuard | None = None,
+        vetter: "Vetter | None" = None,
+        feeds: Feeds | None = None,
+    ) -> None:
+        self._ledger = ledger
+        self._source = source
+        self._policies = policy  # read at each use: admins change it at run time
+        self._clock = clock
+        self._concurrency = concurrency
+        self._slots = asyncio.Semaphore(concurrency)  # fetches at once
+        self._vetting = asyncio.Semaphore(concurrency)  # files vetted at once
+        self._queue = WorkQueue(lambda record: hold_until(record, self._policies.current()))
+        self._round: Round | None = None  # the round running now
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._on_change = on_change  # lets the serving side drop pages that changed
+        self._guard = guard or ClockGuard(ledger, clock)
+        self._vetter = vetter
+        self._feeds = feeds
+        self._waiting: dict[NormalizedName, _Waiting] = {}
+        self._vetted: set[tuple[str, str]] = set()  # (sha256, filename), all checks reported
+        self._vetted_for: tuple[str, ...] = ()  # the required checks _vetted is complete for
+        # The filter the last round decided with. A round after it changes reads every held
+        # file, those outside the old filter too, and decides them all again.
+        self._filter: PlatformFilter | None = None
+        self._everything = True  # this round reads the files outside the filter too
+
+    def close(self) -> None:
+        """Stop the vetter's inspection workers."""
+        if self._vetter is not None:
+            self._vetter.close()
+
+    def wake(self, project: NormalizedName | None = None, asked: bool = False) -> None:
+        """New held files were seen (of ``project``, which a client ``asked`` for): fetch
+        and vet them soon, and before the background's backlog when a client asked."""
+        if project is not None and asked:
+            self._queue.ask(project)
+            if self._round is not None:  # a round is running: join it now, at the front
+                self._offer_project(project, self._round)
+        self._wake.set()
+
+    async def run_forever(
+        self, interval_seconds: float, wake_delay_seconds: float = WAKE_DELAY_SECONDS
+    ) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except Exception:  # a broken round must not end the worker; the next one retries
+                log.exception("promotion round failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=interval_seconds)
+                # A resolver walking a dependency tree sees many projects in a burst: answer
+                # them first, then fetch and vet everything they held in one round.
+                await asyncio.sleep(wake_delay_seconds)
+            self._wake.clear()
+
+    async def run_once(self) -> Round:
+        async with self._lock:
+            result = Round()
+            self._forget_vetted_if_checks_changed()
+            wheel_filter = self._policies.current().wheel_filter
+            self._everything = wheel_filter != self._filter
+            held = self._held()
+            self._round = result
+            try:
+                for record in held:
+                    self._offer(record, result, wheel_filter)
+                self._vetted &= {(record.sha256, record.filename) for record in held}
+                await self._work_through(result)
+            finally:
+                self._round = None
+            held = self._held()  # stored flags and states moved
+            by_project: dict[NormalizedName, list[FileRecord]] = defaultdict(list)
+            for record in held:
+                by_project[record.project].append(record)
+            for project in result.vetted_projects - result.settled_early:
+                self._waiting.pop(project, None)
+            self._waiting = {p: w for p, w in self._waiting.items() if p in by_project}
+            inputs = self._inputs()
+            for project in sorted(by_project.keys() - result.settled_early):
+                waiting = self._waiting.get(project)
+                if waiting is not None and waiting.still(tuple(by_project[project]), inputs):
+                    continue
+                await self._settle_project(project, inputs, result)
+            self._filter = wheel_filter
+            self._on_change()
+            return result
+
+    def _held(self, project: NormalizedName | None = None) -> list[FileRecord]:
+        if self._everything:
+            return self._ledger.held(project)
+        return self._ledger.held_inside(project)
+
+    def _inputs(self) -> _Inputs:
+        feeds = self._feeds.digest if self._feeds is not None else ""
+        return _Inputs(self._policies.current(), self._guard.frozen(), feeds, self._clock.now())
+
+    # -- the pipeline: each file fetched, then vetted at once, most urgent first ----------
+    def _forget_vetted_if_checks_changed(self) -> None:
+        required = self._policies.current().required_checks
+        if required != self._vetted_for:
+            self._vetted, self._vetted_for = set(), required
+
+    def _offer_project(self, project: NormalizedName, result: Round) -> None:
+        wheel_filter = self._policies.current().wheel_filter
+        for record in self._held(project):
+            self._offer(record, result, wheel_filter)
+
+    def _offer(self, record: FileRecord, result: Round, wheel_filter: PlatformFilter) -> None:
+        """Queue ``record`` if its bytes or its vetting are missing, and it is a file of
+        the configured platforms and Pythons (others are never fetched nor vetted)."""
+        if not wheel_filter.admits(record.filename):
+            return
+        if not record.stored:
+            if record.sha256:
+                self._queue.put(record, self._clock.now())
+            return
+        if self._needs_vetting(record):
+            self._queue.put(record, self._clock.now())
+
+    def _needs_vetting(self, record: FileRecord) -> bool:
+        key = (record.sha256, record.filename)
+        if self._vetter is None or key in self._vetted:
+            return False
+        if self._vetter.needs_vetting(record):
+            return True
+        self._vetted.add(key)
+        return False
+
+    async def _work_through(self, result: Round) -> None:
+        """Until the queue is empty: the files asked for join it while this runs."""
+        workers = [self._work(result) for _ in range(self._concurrency * 2)]
+        await asyncio.gather(*workers)
+
+    async def _work(self, result: Round) -> None:
+        while (record := self._queue.pop()) is not None:
+            try:
+                await self._fetch_and_vet(record, result)
+            finally:
+                drained = self._queue.done(record)
+            if drained:
+                # Promote what a client waits for now, not after the rest of the backlog,
+                # and let every project's reasons say what its files wait for now.
+                await self._settle_project(record.project, self._inputs(), result)
+                result.settled_early.add(record.project)
+
+    async def _fetch_and_vet(self, record: FileRecord, result: Round) -> None:
+        if not record.stored:
+            fetched = await self._fetch_one(record, result)
+            if fetched is None or not self._needs_vetting(fetched):
+                return
+            record = fetched
+        if self._vetter is not None:
+            async with self._vetting:
+                await self._vet_one(record, result)
+            result.vetted_projects.add(record.project)
+
+    async def _fetch_one(self, record: FileRecord, result: Round) -> FileRecord | None:
+        async with self._slots:
+            try:
+                fetched = await self._source.fetch(record)
+                result.fetched += 1
+                return fetched
+            except IntegrityFailure as failure:
+                result.rejected += 1
+                self._reject(record, f"hash_mismatch: {failure}")
+            except FetchFailed as failure:
+                result.fetch_failures += 1
+                log.warning("fetching %s failed, will retry: %s", record.filename, failure)
+        return None
+
+    async def _vet_one(self, record: FileRecord, result: Round) -> None:
+        assert self._vetter is not None
+        try:
+            await self._vetter.vet(record)
+            result.vetted += 1
+            result.vetting_order.append(record.filename)
+        except (FetchFailed, IntegrityFailure) as failure:
+            log.warning("vetting %s must wait: %s", record.filename, failure)
+        except Exception:  # one broken file never stops the others; it stays held
+            result.vetting_failures += 1
+            log.exception("vetting %s failed; it stays held", record.filename)
+
+    def _reject(self, record: FileRecord, reason: str) -> None:
+        current = self._ledger.file(record.project, record.filename)
+        if current is None or current.state is not FileState.HELD:
+            return
+        try:
+            self._ledger.transition(current, FileState.REJECTED, reason, ACTOR, self._clock.now())
+        except StaleTransition:
+            log.info("%s changed while being rejected; the next round looks again", record.filename)
+
+    async def _settle_project(
+        self, project: NormalizedName, inputs: _Inputs, result: Round
+    ) -> None:
+        result.decided += 1
+        verdicts = self._verdicts(project)
+        if any(verdict.needs_look for _, verdict in verdicts):
+            try:
+                await self._source.look(project)
+                result.looks += 1
+            except LookFailed as failure:
+                # No fresh look, no promotion: a takedown may be what we cannot see.
+                result.look_failures += 1
+                log.warning("upstream look for %s failed; nothing promoted: %s", project, failure)
+                return
+            verdicts = self._verdicts(project)
+        after = [self._apply(record, verdict, result) for record, verdict in verdicts]
+        if all(record is not None for record in after):
+            # Unmoved, or only their reasons told anew (vetted while cooling, say): only
+            # time can change them now.
+            now_stored = [
+                (record, verdict)
+                for record, (_, verdict) in zip(after, verdicts, strict=True)
+                if record
+            ]
+            self._remember_waiting(project, now_stored, inputs)
+
+    def _remember_waiting(
+        self,
+        project: NormalizedName,
+        verdicts: list[tuple[FileRecord, Verdict]],
+        inputs: _Inputs,
+    ) -> None:
+        """Note when this project's decisions can next change, if only time can change them."""
+        self._waiting.pop(project, None)
+        ends = []
+        for record, verdict in verdicts:
+            if record.state is not FileState.HELD or verdict.state is not FileState.HELD:
+                return
+            if verdict.needs_bytes or verdict.needs_vetting or verdict.needs_look:
+                return  # resolved by work in flight: decide again next round
+            if verdict.hold_until is not None:
+                ends.append(verdict.hold_until)
+        until = min([*ends, inputs.now + RECHECK_AT_LEAST_EVERY])
+        records = tuple(record for record, _ in verdicts)
+        self._waiting[project] = _Waiting(
+            records, inputs.policy, inputs.frozen, inputs.feeds, until
+        )
+
+    def _verdicts(self, project: NormalizedName) -> list[tuple[FileRecord, Verdict]]:
+        state = self._ledger.project(project)
+        if state is None:
+            return []
+        frozen = self._guard.frozen()
+        now = self._clock.now()
+        policy = self._policies.current()
+        stored = self._ledger.evidence(project)
+        verdicts = []
+        for record in self._held(project):
+            evidence = with_advisories(record, stored, self._feeds)
+            verdicts.append((record, decide(record, state, policy, now, frozen, evidence)))
+        return verdicts
+
+    def _apply(self, record: FileRecord, verdict: Verdict, result: Round) -> FileRecord | None:
+        """Record the verdict: the file's record as the ledger now has it when it is still
+        held (None when it moved to another state, or someone else moved it)."""
+        if verdict.state == record.state and verdict.reason == record.reason:
+            return record
+        try:
+            after = self._ledger.transition(
+                record, verdict.state, verdict.reason, ACTOR, self._clock.now()
+            )
+        except StaleTransition:
+            return None  # someone else moved it; the next round decides again from fresh data
+        if verdict.state is FileState.PROMOTED:
+            result.promoted.append(record.filename)
+        return after if after.state is record.state else None
