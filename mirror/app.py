@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.convertors import Convertor, register_url_convertor
@@ -44,13 +45,15 @@ from quarantine import policy_record
 from quarantine.clock import Clock, SystemClock
 from quarantine.clock_guard import ClockGuard
 from quarantine.feeds.in_force import Feeds
-from quarantine.inspect.pool import InspectionPool, WorkerLimits
+from quarantine.ledger.interface import Ledger
 from quarantine.ledger.sqlite import SqliteLedger
 from quarantine.live_policy import LivePolicy
-from quarantine.provenance.verify import ProvenanceVerifier
 from quarantine.vetting.promoter import Promoter
 from quarantine.vetting.watcher import Watcher
-from quarantine.vetting.worker import Vetter
+
+if TYPE_CHECKING:
+    from quarantine.inspect.pool import InspectionPool
+    from quarantine.vetting.worker import Vetter
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +102,11 @@ async def _ready(request: Request) -> Response:
     return _one_line(503, f"promotion frozen: {frozen}") if frozen else _one_line(200, "ready")
 
 
-def build_services(settings: Settings, clock: Clock | None = None) -> Services:
+def build_services(
+    settings: Settings, clock: Clock | None = None, *, vets: bool = True
+) -> Services:
+    """Every long-lived part. ``vets=False``: this process never vets (a server whose
+    vetting runs in a child), so its promoter gets no vetter and may never run."""
     clock = clock or SystemClock()
     upstream = settings.upstream or pip_index_url()
     if not upstream.endswith("/"):
@@ -134,9 +141,6 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         feeds=feeds,
     )
     source = MirrorSource(artifacts, catalog)
-    verifier = (
-        ProvenanceVerifier(settings.trusted_root) if settings.trusted_root else ProvenanceVerifier()
-    )
     promoter = Promoter(
         ledger,
         source,
@@ -145,9 +149,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         concurrency=settings.fetch_concurrency,
         on_change=catalog.sync,
         guard=guard,
-        vetter=Vetter(
-            ledger, source, policy, clock, verifier, inspector=_inspection_pool(settings)
-        ),
+        vetter=_vetter(settings, ledger, source, policy, clock) if vets else None,
         feeds=feeds,
     )
     wake.append(promoter)
@@ -179,7 +181,23 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     )
 
 
-def _inspection_pool(settings: Settings) -> InspectionPool:
+def _vetter(
+    settings: Settings, ledger: Ledger, source: MirrorSource, policy: LivePolicy, clock: Clock
+) -> "Vetter":
+    # Imported here, not at the top: provenance (sigstore, pydantic, cryptography) and the
+    # inspection rules are about 65 MB, and a server whose vetting runs in a child needs none.
+    from quarantine.provenance.verify import ProvenanceVerifier
+    from quarantine.vetting.worker import Vetter
+
+    verifier = (
+        ProvenanceVerifier(settings.trusted_root) if settings.trusted_root else ProvenanceVerifier()
+    )
+    return Vetter(ledger, source, policy, clock, verifier, inspector=_inspection_pool(settings))
+
+
+def _inspection_pool(settings: Settings) -> "InspectionPool":
+    from quarantine.inspect.pool import InspectionPool, WorkerLimits
+
     limits = WorkerLimits(
         memory_bytes=settings.inspection_memory_mb * 1024 * 1024,
         cpu_seconds=settings.inspection_cpu_seconds,
@@ -194,6 +212,8 @@ def start_background(services: Services, *, vetting: bool) -> None:
     A server always refreshes its malware feeds: its first looks decide with them.
     """
     settings = services.settings
+    if vetting and not services.promoter.vets:
+        raise RuntimeError("this process was built without a vetter: it must not promote")
     work = [services.refresher.run_forever(settings.feed_refresh.total_seconds())]
     if services.vetting_child is not None:
         work.append(services.vetting_child.run_forever())
@@ -285,7 +305,8 @@ def create_app(
     settings: Settings, clock: Clock | None = None, *, background: bool = True
 ) -> Starlette | FastPath:
     """The ASGI app. ``background=False`` leaves promotion rounds to the caller (tests)."""
-    services = build_services(settings, clock)
+    vets_here = not background or settings.vetting_worker == "in-process"
+    services = build_services(settings, clock, vets=vets_here)
     attach_notifier(services)
     redact_access_log()  # no token a client put in a URL reaches the access log
     if background and settings.vetting_worker == "child":

@@ -38,7 +38,6 @@ from mirror.notify import config as notify_config
 from quarantine.evidence import DEFAULT_SEVERITY_ACTIONS
 from quarantine.platforms import PlatformFilter, platform_names, python_names
 from quarantine.policy import Policy
-from quarantine.provenance.verify import PublisherIdentity
 
 DEFAULT_PORT = 8070
 
@@ -341,6 +340,12 @@ def _take(
 
 def _check(settings: Settings) -> None:
     """What no single value shows: a pinned publisher is checked as a whole."""
+    if not settings.policy.pinned_publishers:
+        return
+    # Imported here: only a pinned publisher needs the Sigstore stack (about 50 MB), and a
+    # serving process whose vetting runs in a child never loads it.
+    from quarantine.provenance.verify import PublisherIdentity
+
     for project, pin in settings.policy.pinned_publishers.items():
         problem = PublisherIdentity.from_pin(pin).policy_problem()
         if problem:

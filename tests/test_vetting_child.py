@@ -7,9 +7,11 @@ few seconds); the demand signal is tested on a real pipe with the real promoter.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -185,3 +187,30 @@ def test_a_writer_never_blocks_on_a_child_that_stopped_reading() -> None:
     writer.close()
     os.close(reading)
     assert not writer.send(name, True)
+
+
+VETTING_ONLY = ("sigstore", "pypi_attestations", "pydantic", "quarantine.provenance.verify")
+LOADED = """
+import json, sys, tempfile
+from mirror.app import create_app
+from mirror.settings import Settings
+settings = Settings(data_dir=tempfile.mkdtemp(), upstream="http://127.0.0.1:9/simple/",
+                    vetting_worker=sys.argv[1])
+create_app(settings)
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def _modules_loaded_by_a_server(mode: str) -> set[str]:
+    result = subprocess.run(
+        [sys.executable, "-c", LOADED, mode], capture_output=True, text=True, check=True
+    )
+    return set(json.loads(result.stdout))
+
+
+def test_a_server_that_vets_in_a_child_never_loads_the_vetting_stack() -> None:
+    # The Sigstore stack alone is about 50 MB of the serving process's memory.
+    loaded = _modules_loaded_by_a_server("child")
+    assert not {name for name in loaded if name.startswith(VETTING_ONLY)}
+    # The same server vetting in-process does load it: the check above can fail.
+    assert "quarantine.provenance.verify" in _modules_loaded_by_a_server("in-process")

@@ -134,6 +134,12 @@ class Promoter:
         self._filter: PlatformFilter | None = None
         self._everything = True  # this round reads the files outside the filter too
 
+    @property
+    def vets(self) -> bool:
+        """Whether this promoter has a vetter: one without may only run in tests of the
+        time rules, never beside a server."""
+        return self._vetter is not None
+
     def close(self) -> None:
         """Stop the vetter's inspection workers."""
         if self._vetter is not None:
