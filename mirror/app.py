@@ -149,6 +149,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
             ledger, source, policy, clock, verifier, inspector=_inspection_pool(settings)
         ),
         feeds=feeds,
+        fetch_settings=artifacts.fetch_settings,
     )
     wake.append(promoter)
     watcher = Watcher(ledger, source, clock, settings.watch_interval, settings.fetch_concurrency)

@@ -5,9 +5,10 @@ from pathlib import Path
 from packaging.utils import NormalizedName
 
 from mirror.artifacts import Artifacts
-from mirror.blobs import DigestMismatch, StoreUnavailable, TooLarge
+from mirror.blobs import StoreUnavailable
 from mirror.catalog import Catalog
 from mirror.errors import MirrorError, UpstreamGone, UpstreamRejected, UpstreamUnavailable
+from quarantine.fetch_retry import FailureKind
 from quarantine.models import FileRecord
 from quarantine.source import FetchFailed, IntegrityFailure, LookFailed
 
@@ -23,12 +24,12 @@ class MirrorSource:
     async def local_copy(self, record: FileRecord) -> Path:
         try:
             path = await self._artifacts.ensure_file(record)
-        except (UpstreamRejected, DigestMismatch, TooLarge) as error:
-            raise IntegrityFailure(error.reason) from error
-        except (UpstreamUnavailable, StoreUnavailable) as error:
-            raise FetchFailed(error.reason) from error
+        except MirrorError as error:
+            raise self._artifacts.failure(error, record) from error
         if path is None:
-            raise FetchFailed("this blob store keeps no local files; inspection needs one")
+            raise FetchFailed(
+                "this blob store keeps no local files; inspection needs one", FailureKind.STORE
+            )
         return path
 
     async def provenance(self, record: FileRecord) -> bytes | None:

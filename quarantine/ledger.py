@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from packaging.utils import NormalizedName
 
 from quarantine.evidence import Evidence
+from quarantine.fetch_retry import FailureKind, FetchAttempts
 from quarantine.models import Event, FileRecord, FileState, PolicyRecord, ProjectRecord
 from quarantine.observe import Observation
 from quarantine.outbox import ApiToken, Delivery, DeliveryState, OutboxEntry
@@ -97,6 +98,31 @@ class Ledger(Protocol):
 
     def record_incident(self, record: FileRecord, reason: str, actor: str, at: datetime) -> None:
         """An event that does not change state: a hash mismatch, a failed fetch."""
+        ...
+
+    def fetch_attempts(self, project: NormalizedName | None = None) -> list[FetchAttempts]:
+        """Files whose fetches failed since their bytes were last stored (or retried)."""
+        ...
+
+    def fetch_attempt(self, project: NormalizedName, filename: str) -> FetchAttempts | None: ...
+
+    def record_fetch_failure(
+        self,
+        record: FileRecord,
+        kind: FailureKind,
+        reason: str,
+        config: str,
+        actor: str,
+        at: datetime,
+    ) -> FetchAttempts:
+        """Count one more failed fetch (and say so as an incident); returns the count, with
+        when to try next. A failure heard while the count waits for its next try is the
+        one already counted (requests that joined one download), and changes nothing.
+        ``mark_stored`` forgets the count."""
+        ...
+
+    def forget_fetch_attempts(self, project: NormalizedName, filename: str) -> None:
+        """Start the count afresh: an admin's retry, or settings that changed."""
         ...
 
     def drop_core_metadata(self, record: FileRecord, reason: str, actor: str, at: datetime) -> None:
