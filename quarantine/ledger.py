@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from packaging.utils import NormalizedName
 
+from quarantine.blob_references import BlobReference
 from quarantine.evidence import Evidence
 from quarantine.fetch_retry import FailureKind, FetchAttempts
 from quarantine.models import Event, FileRecord, FileState, PolicyRecord, ProjectRecord
@@ -123,6 +124,15 @@ class Ledger(Protocol):
 
     def forget_fetch_attempts(self, project: NormalizedName, filename: str) -> None:
         """Start the count afresh: an admin's retry, or settings that changed."""
+        ...
+
+    def blob_references(self) -> list[BlobReference]:
+        """Every blob the records refer to (a file's bytes, metadata, provenance)."""
+        ...
+
+    def forget_blob(self, sha256: str, reason: str, actor: str, at: datetime) -> list[str]:
+        """The blob is gone from the store (``fsck`` moved it aside): mark the files it
+        held as not stored, so they are fetched and verified again; an incident each."""
         ...
 
     def drop_core_metadata(self, record: FileRecord, reason: str, actor: str, at: datetime) -> None:

@@ -31,6 +31,7 @@ from quarantine.clock import format_timestamp, parse_timestamp
 from quarantine.errors import LedgerError, LedgerMissing, StaleTransition
 from quarantine.evidence import Action, Evidence, Finding, Severity
 from quarantine.ledger_sqlite_admin import GLOBAL, AdminTables, dt, event_record, ts
+from quarantine.ledger_sqlite_blobs import BlobTables
 from quarantine.ledger_sqlite_fetches import FETCH_SCHEMA, FORGET_ATTEMPTS, FetchTables
 from quarantine.ledger_sqlite_readers import Readers, is_ledger, open_connection
 from quarantine.models import Event, FileRecord, FileState, ProjectRecord, ProjectStatus
@@ -256,7 +257,7 @@ def _versions_text(versions: tuple[str, ...] | None) -> str | None:
     return None if versions is None else json.dumps(list(versions))
 
 
-class SqliteLedger(AdminTables, FetchTables):
+class SqliteLedger(AdminTables, FetchTables, BlobTables):
     def __init__(self, path: Path, *, create: bool = True) -> None:
         """Open the ledger at ``path``; ``create=False`` (admin commands) only opens one
         that a mirror made, and raises LedgerMissing instead of making an empty one."""
