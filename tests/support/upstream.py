@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import gzip
 import hashlib
 import json
 import socket
 import threading
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
@@ -29,6 +31,7 @@ from packaging.utils import canonicalize_name
 from .dists import Dist
 
 __all__ = [
+    "BOMB_INFLATED_BYTES",
     "FAULTS",
     "FILE_FAULTS",
     "INTEGRITY_JSON",
@@ -40,7 +43,8 @@ __all__ = [
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
 INTEGRITY_JSON = "application/vnd.pypi.integrity.v1+json"
 API_VERSION = "1.4"  # 1.4 is the first version with PEP 792 project-status
-FAULTS = frozenset({"html", "malformed", "500", "slow"})
+FAULTS = frozenset({"html", "malformed", "500", "slow", "bomb", "bomb_lying"})
+BOMB_INFLATED_BYTES = 256 * 1024 * 1024  # what the "bomb" page inflates to
 # Glitches of one file's download (``fail_file``), each answered once, then the file again.
 FILE_FAULTS = frozenset({"gzip", "500", "long", "offhost"})
 
@@ -445,6 +449,13 @@ def _fault_response(fault: str, project: str) -> web.Response:
         return web.Response(text=page, content_type="text/html")
     if fault == "malformed":
         return web.Response(body=b'{"meta": {"api-version": ', content_type=SIMPLE_JSON)
+    if fault in ("bomb", "bomb_lying"):
+        body = _gzip_bomb()
+        if fault == "bomb_lying":  # the gzip trailer claims a small page
+            body = body[:-4] + (1000).to_bytes(4, "little")
+        response = web.Response(body=body, content_type=SIMPLE_JSON)
+        response.headers["Content-Encoding"] = "gzip"
+        return response
     return web.Response(status=500, text="Internal Server Error")
 
 
@@ -459,6 +470,16 @@ def _file_fault_response(fault: str, body: bytes) -> web.Response:
         # Never connected to: the mirror refuses a host outside its file_hosts first.
         raise web.HTTPFound("https://files.invalid/elsewhere.whl")
     return web.Response(status=500, text="Internal Server Error")
+
+
+@functools.cache
+def _gzip_bomb() -> bytes:
+    """A quarter of a GiB of spaces, gzipped to a few hundred KiB (made in pieces: the
+    test process never holds the inflated bytes itself)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    piece = b" " * (1024 * 1024)
+    parts = [packer.compress(piece) for _ in range(BOMB_INFLATED_BYTES // len(piece))]
+    return b"".join([*parts, packer.flush()])
 
 
 def _requires_python(metadata: bytes) -> str | None:
