@@ -151,6 +151,7 @@ def build_services(
         guard=guard,
         vetter=_vetter(settings, ledger, source, policy, clock) if vets else None,
         feeds=feeds,
+        fetch_settings=artifacts.fetch_settings,
     )
     wake.append(promoter)
     watcher = Watcher(ledger, source, clock, settings.watch_interval, settings.fetch_concurrency)

@@ -56,6 +56,12 @@ class UpstreamUnavailable(MirrorError):
     status = 504
 
 
+class FetchBackingOff(MirrorError):
+    """The file's last fetches failed: the next try waits for its backoff to end."""
+
+    status = 503
+
+
 class UpstreamGone(MirrorError):
     """The upstream says the project does not exist (404/410)."""
 

@@ -1,4 +1,5 @@
-"""What admins can decide: promote early, block, unblock, exempt, set the cutoff.
+"""What admins can decide: promote early, block, unblock, retry a refused fetch, exempt,
+set the cutoff.
 
 Each action is a recorded transition with actor and reason, exactly like an automatic
 one, and goes through the ledger's compare-and-swap: a stale decision is refused, never
@@ -17,6 +18,7 @@ from quarantine.errors import QuarantineError, StaleTransition
 from quarantine.ledger.interface import Ledger
 from quarantine.models import FileRecord, FileState
 from quarantine.policy import Exemption, Policy
+from quarantine.vetting.fetch_retry import refused_by_fetch
 
 MIN_REASON = 10
 _LIVE = (FileState.HELD, FileState.REVIEW, FileState.PROMOTED)
@@ -165,6 +167,36 @@ def unblock(
             changes.append(_apply(ledger, record, FileState.HELD, note, actor, at))
     if not lifted and not changes:
         raise NothingToDo(f"no admin block on {project}{'==' + version if version else ''}")
+    return changes
+
+
+def retry(
+    ledger: Ledger,
+    project: NormalizedName,
+    version: str | None,
+    filename: str | None,
+    reason: str,
+    actor: str,
+    at: datetime,
+) -> list[Change]:
+    """Files a fetch refused (a glitch, a setting since fixed, a digest mismatch the
+    upstream has fixed) are held again for another try, its bytes checked as ever."""
+    why = check_reason(reason)
+    files = release_files(ledger, project, version)
+    if filename is not None:
+        files = [record for record in files if record.filename == filename]
+    what = filename or f"{project}{'==' + version if version else ''}"
+    if not files:
+        raise NothingToDo(f"the mirror has not seen {what}")
+    refused = [record for record in files if refused_by_fetch(record)]
+    if not refused:
+        states = ", ".join(sorted({record.state.value for record in files}))
+        raise Conflict(f"nothing in {what} was refused by a fetch (states: {states})")
+    note = f"fetch retried by {actor}: {why}"
+    changes = []
+    for record in refused:
+        ledger.forget_fetch_attempts(record.project, record.filename)
+        changes.append(_apply(ledger, record, FileState.HELD, note, actor, at))
     return changes
 
 

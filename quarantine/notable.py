@@ -30,6 +30,6 @@ def notable(from_state: str | None, to_state: str, reason: str, actor: str) -> N
         return Notable("anomaly", "critical")
     if to_state in ("frozen", "cutoff", "exempted", "unblocked", "blocked-by-admin"):
         return Notable(to_state, "warning")
-    if from_state in ("blocked", "withdrawn", "review") and by_person:
+    if from_state in ("blocked", "withdrawn", "review", "rejected") and by_person:
         return Notable("decision", "info")
     return None

@@ -17,8 +17,10 @@ from quarantine.evidence import Evidence
 from quarantine.filenames import UnservableFile, file_version
 from quarantine.models import FileRecord, FileState, ProjectRecord, Snapshot, UpstreamFile
 from quarantine.policy import Policy
+from quarantine.vetting.fetch_retry import refused_by_digest
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+RELISTED_AFTER_MISMATCH = "relisted: the upstream listing changed after a digest mismatch"
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +121,10 @@ def _relisted(record: FileRecord, entry: UpstreamFile | None) -> FileRecord:
         yanked=entry.yanked,
         provenance_url=record.provenance_url or entry.provenance_url,
     )
+    if refused_by_digest(record):
+        # Its bytes did not match the listing, which has moved since (re-listed, or a new
+        # digest that the rule below judges): worth another fetch, checked as ever.
+        updated = updated.with_state(FileState.HELD, RELISTED_AFTER_MISMATCH)
     if record.sha256 and entry.sha256 != record.sha256:
         # A filename is immutable upstream; a new digest means tampering. Keep the old one.
         anomaly = f"digest_changed: upstream now declares {entry.sha256} for this filename"

@@ -7,14 +7,28 @@ from packaging.utils import NormalizedName
 
 from quarantine.errors import QuarantineError
 from quarantine.models import FileRecord
+from quarantine.vetting.fetch_retry import FailureKind
 
 
 class FetchFailed(QuarantineError):
-    """The bytes could not be fetched now (network, upstream down); try again later."""
+    """The bytes could not be fetched now; try again later.
+
+    ``kind`` tells a transfer's failure from one our settings made (``config`` then names
+    the fetch settings in force) and from our own store's, which no file is blamed for.
+    """
+
+    def __init__(
+        self, reason: str, kind: FailureKind = FailureKind.TRANSIENT, config: str = ""
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.kind = kind
+        self.config = config
 
 
 class IntegrityFailure(QuarantineError):
-    """The upstream's bytes do not match what its listing declared: refused and recorded."""
+    """The whole declared file arrived and its digest is not the listed one: refused and
+    recorded, until the listing changes or an admin asks for another try."""
 
 
 class LookFailed(QuarantineError):

@@ -809,3 +809,34 @@ def test_remote_urls_are_checked_before_any_token_is_sent() -> None:
     ]:
         with pytest.raises(admin.AdminError):
             api_base(refused)
+
+
+def test_retry_holds_files_a_fetch_refused_again(setup: Setup) -> None:
+    api, upstream, mirror = setup.api, setup.upstream, setup.mirror
+    dist = build_wheel("refused", "1.0")
+    wrong = dist.data[:-8] + b"X" * 8  # the listed size, another digest
+    upstream.add("refused", UpstreamFile(dist, NOW - timedelta(hours=1), serve_bytes=wrong))
+    assert _get(mirror, "/simple/refused/").status == 200
+    mirror.promote()
+    assert _state(setup, "refused", dist) is FileState.REJECTED
+    upstream.add("refused", UpstreamFile(dist, NOW - timedelta(hours=1)))
+
+    body = {"reason": "upstream fixed the file", "filename": "other-1.0.tar.gz"}
+    none = api.call("POST", "/projects/refused/retry", setup.decide, body)
+    assert none.status == 404
+    reading = api.call("POST", "/projects/refused/retry", setup.read, {"reason": REASON})
+    assert reading.status == 403
+    body["filename"] = dist.filename
+    reply = api.call("POST", "/projects/refused/releases/1.0/retry", setup.decide, body)
+    assert reply.status == 200, reply.body
+    assert reply.json()["changes"] == [
+        {"filename": dist.filename, "before": "rejected", "after": "held"}
+    ]
+    again = api.call("POST", "/projects/refused/retry", setup.decide, {"reason": REASON})
+    assert again.status == 409
+    mirror.promote()
+    assert mirror.services is not None
+    record = mirror.services.ledger.file(NormalizedName("refused"), dist.filename)
+    assert record is not None and record.state is FileState.HELD and record.stored
+    events = api.call("GET", "/audit?project=refused", setup.read).json()["events"]
+    assert any(e["actor"] == "api:ops" and e["to_state"] == "held" for e in events)

@@ -445,3 +445,36 @@ def test_explain_reads_the_malware_feeds_the_mirror_uses(
         ("pass", "no advisory names this release (1 records from 1 malware feed)")
     ]
     assert [c["action"] for c in bad if c["check"] == "feeds"] == ["block"]
+
+
+def test_retry_holds_a_file_a_fetch_refused_again_and_it_is_fetched(
+    upstream: Upstream, mirror: MirrorServer, clock: FakeClock
+) -> None:
+    dist = build_wheel("refetch", "1.0")
+    wrong = dist.data[:-8] + b"X" * 8  # the listed size, another digest
+    upstream.add("refetch", UpstreamFile(dist, NOW - timedelta(hours=1), serve_bytes=wrong))
+    urllib.request.urlopen(mirror.url + "refetch/").close()
+    mirror.promote()
+    assert mirror.services is not None
+    ledger = mirror.services.ledger
+    record = ledger.file(NormalizedName("refetch"), dist.filename)
+    assert record is not None and record.state is FileState.REJECTED
+    upstream.add("refetch", UpstreamFile(dist, NOW - timedelta(hours=1)))  # fixed upstream
+
+    assert cli(mirror, "retry", "never-seen==1.0", "--reason", REASON).returncode == 4
+    done = cli(mirror, "retry", dist.filename, "--reason", REASON, "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [
+        {"filename": dist.filename, "before": "rejected", "after": "held"}
+    ]
+    again = cli(mirror, "retry", "refetch==1.0", "--reason", REASON)
+    assert again.returncode == 5 and "refused by a fetch" in again.stderr
+    mirror.promote()
+    record = ledger.file(NormalizedName("refetch"), dist.filename)
+    assert record is not None and record.state is FileState.HELD and record.stored
+    audit = json.loads(cli(mirror, "audit", "--project", "refetch", "--json").stdout)
+    assert any(
+        e["actor"] == "cli:alice" and e["to_state"] == "held" and REASON in e["reason"]
+        for e in audit
+    )
+    assert any(entry.payload.get("from_state") == "rejected" for entry in ledger.outbox())

@@ -158,7 +158,8 @@ def test_held_file_with_wrong_bytes_is_never_promoted(
 ) -> None:
     _publish(upstream, "swapped", "1.0", OLD)
     new = build_wheel("swapped", "2.0")
-    upstream.add("swapped", UpstreamFile(new, NOW - timedelta(hours=2), serve_bytes=b"evil" * 100))
+    evil = new.data[:-4] + b"evil"  # the listed size: a true digest mismatch
+    upstream.add("swapped", UpstreamFile(new, NOW - timedelta(hours=2), serve_bytes=evil))
     assert pip_install(mirror.url, tmp_path / "first", "swapped").ok
     clock.advance(timedelta(days=4))
     mirror.promote()

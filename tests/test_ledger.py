@@ -27,6 +27,7 @@ from quarantine.models import (
 )
 from quarantine.observe import Observation, observe
 from quarantine.policy import Policy
+from quarantine.vetting.fetch_retry import FailureKind, delay_after
 
 DEMO = NormalizedName("demo")
 OTHER = NormalizedName("other")
@@ -563,3 +564,42 @@ def test_a_dropped_metadata_file_is_offered_no_more_and_the_page_changes(ledger:
     assert [(e.filename, e.reason) for e in incidents] == [
         (OLD_WHEEL, "metadata_mismatch: not its digest")
     ]
+
+
+def test_fetch_failures_are_counted_once_per_try_and_forgotten_once_stored(
+    store: Store, ledger: Ledger
+) -> None:
+    look(ledger, snapshot(NEW), T0)
+    record = held(ledger)
+    first = ledger.record_fetch_failure(
+        record, FailureKind.TRANSIENT, "HTTP 500", "cfg", "system:p", T0
+    )
+    assert (first.attempts, first.next_attempt_at) == (1, T0 + delay_after(1))
+    # Heard again while it waits (a request that joined the same download): the same one.
+    same = ledger.record_fetch_failure(
+        record, FailureKind.TRANSIENT, "HTTP 500", "cfg", "system:p", T0
+    )
+    assert same == first
+    later = T0 + delay_after(1)
+    second = ledger.record_fetch_failure(
+        record, FailureKind.CONFIG, "too_large", "cfg", "system:p", later
+    )
+    assert second.attempts == 2 and second.kind is FailureKind.CONFIG
+    assert second.settings_changed("other cfg") and not second.settings_changed("cfg")
+    assert [event.to_state for event in ledger.events(DEMO)].count("incident") == 2
+    reopened = store.open()  # the count is on disk: a restart carries on
+    assert reopened.fetch_attempt(DEMO, record.filename) == second
+    ledger.mark_stored(record)
+    assert ledger.fetch_attempts() == []
+
+
+def test_a_forgotten_blob_marks_its_files_not_stored(ledger: Ledger) -> None:
+    look(ledger, snapshot(NEW), T0)
+    record = ledger.mark_stored(held(ledger))
+    refs = {(ref.sha256, ref.role) for ref in ledger.blob_references()}
+    assert (record.sha256, "file") in refs
+    assert ledger.forget_blob(record.sha256, "fsck: damaged", "system:fsck", T0) == [
+        record.filename
+    ]
+    assert not held(ledger).stored
+    assert ledger.events(DEMO)[-1].reason == "fsck: damaged"

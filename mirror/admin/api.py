@@ -375,6 +375,28 @@ def _blocking(action: Callable[..., list[admin.Change]], with_version: bool) -> 
     return handler
 
 
+def _retrying(with_version: bool) -> Handler:
+    """retry of a project's, a release's or one file's fetch refusals."""
+
+    async def handler(request: Request, who: Principal) -> Response:
+        project = _project(request)
+        version = _path_version(request) if with_version else None
+        body = await _body(request, ("reason", "filename"))
+        reason, filename = _reason(body), body.get("filename")
+        if filename is not None and not isinstance(filename, str):
+            raise ApiProblem(422, "filename must be a string")
+        now = _services(request).clock.now()
+
+        def act(ledger: Ledger) -> list[admin.Change]:
+            return admin.retry(ledger, project, version, filename, reason, who.actor, now)
+
+        response = await _decided(request, project, version, act)
+        _services(request).promoter.wake()  # fetch them now, not at the next tick
+        return response
+
+    return handler
+
+
 # -- decisions on settings -------------------------------------------------------------------
 async def _precondition(request: Request, project: NormalizedName) -> None:
     """If-Match on a project-wide setting: checked against the project's files."""
@@ -505,6 +527,8 @@ OPERATIONS: tuple[Operation, ...] = (
         DECIDE,
         _blocking(admin.unblock, True),
     ),
+    Operation("POST", "/projects/{project}/retry", DECIDE, _retrying(False)),
+    Operation("POST", "/projects/{project}/releases/{version}/retry", DECIDE, _retrying(True)),
     Operation("POST", "/projects/{project}/exemption", DECIDE, set_exemption),
     Operation("DELETE", "/projects/{project}/exemption", DECIDE, clear_exemption),
     Operation("PUT", "/cutoff", DECIDE, set_cutoff),

@@ -188,6 +188,16 @@ def _body_schemas() -> dict[str, JsonSchema]:
             },
             optional=("force",),
         ),
+        "RetryBody": _object(
+            {
+                "reason": REASON,
+                "filename": {
+                    "type": "string",
+                    "description": "Only this file of the project or release.",
+                },
+            },
+            optional=("filename",),
+        ),
         "ExemptionBody": _object({"reason": REASON, "until": OPTIONAL_TIME}, optional=("until",)),
         "CutoffBody": _object(
             {
@@ -359,11 +369,9 @@ def _release_decision(op_id: str, summary: str, body: str = "ReasonBody") -> dic
     return _operation(op_id, summary, "decide", ("200", "Decision"), params=params, body=body)
 
 
-def _project_decision(op_id: str, summary: str) -> dict[str, Any]:
+def _project_decision(op_id: str, summary: str, body: str = "ReasonBody") -> dict[str, Any]:
     params = ("project", "ifMatch")
-    return _operation(
-        op_id, summary, "decide", ("200", "Decision"), params=params, body="ReasonBody"
-    )
+    return _operation(op_id, summary, "decide", ("200", "Decision"), params=params, body=body)
 
 
 def _paths() -> dict[str, Any]:
@@ -402,6 +410,16 @@ def _paths() -> dict[str, Any]:
         "/projects/{project}/block": {"post": _project_decision("blockProject", "Block it all")},
         "/projects/{project}/unblock": {
             "post": _project_decision("unblockProject", "Lift a project block")
+        },
+        f"{release}/retry": {
+            "post": _release_decision(
+                "retryRelease", "Hold files a fetch refused again, for another try", "RetryBody"
+            )
+        },
+        "/projects/{project}/retry": {
+            "post": _project_decision(
+                "retryProject", "Hold a project's files a fetch refused again", "RetryBody"
+            )
         },
         "/projects/{project}/exemption": {
             "post": _operation(

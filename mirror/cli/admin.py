@@ -15,6 +15,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
 from rich.markup import escape
 from rich.table import Table
 
@@ -24,6 +30,7 @@ from mirror.settings import Settings
 from quarantine import admin, paging
 from quarantine.clock import SystemClock, parse_timestamp
 from quarantine.errors import LedgerMissing
+from quarantine.filenames import SDIST_SUFFIXES, WHEEL_SUFFIX, archive_suffix
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_AUTH = 0, 1, 2, 4, 5, 6
 Common = Callable[[argparse.ArgumentParser], None]
@@ -66,6 +73,15 @@ def add_admin_commands(commands: Any, common: Common) -> None:
         _admin_common(command, common)
         command.add_argument("requirement", metavar="PROJECT[==VERSION]")
         command.add_argument("--reason", required=True)
+    retry = commands.add_parser(
+        "retry",
+        help="fetch again files a fetch refused (a glitch, a setting since fixed)",
+        description="Files refused by a failed fetch go back to held: fetched again, "
+        "checked against the listed digest and vetted as ever.",
+    )
+    _admin_common(retry, common)
+    retry.add_argument("target", metavar="PROJECT[==VERSION]|FILENAME")
+    retry.add_argument("--reason", required=True)
     exempt = commands.add_parser("exempt", help="serve a project without a hold")
     _admin_common(exempt, common)
     exempt.add_argument("project")
@@ -121,7 +137,7 @@ def _limit(text: str) -> int:
 
 
 ADMIN_COMMANDS = (
-    "holds", "explain", "promote", "block", "unblock", "exempt", "unexempt", "cutoff",
+    "holds", "explain", "promote", "block", "unblock", "retry", "exempt", "unexempt", "cutoff",
     "audit", "token", "deliveries",
 )  # fmt: skip
 
@@ -195,7 +211,25 @@ def _dispatch(args: argparse.Namespace, backend: AdminBackend, settings: Setting
         project, version = _release(args.requirement)
         act = backend.block if command == "block" else backend.unblock
         return _show(args, act(project, version, args.reason), _print_changes)
+    if command == "retry":
+        project, version, filename = _retry_target(args.target)
+        return _show(args, backend.retry(project, version, filename, args.reason), _print_changes)
     return _dispatch_settings(args, backend)
+
+
+def _retry_target(text: str) -> tuple[str, str | None, str | None]:
+    """A project, a release, or one file named as the upstream lists it."""
+    if text.endswith(WHEEL_SUFFIX) or archive_suffix(text) in SDIST_SUFFIXES:
+        try:
+            if text.endswith(WHEEL_SUFFIX):
+                name, version, _, _ = parse_wheel_filename(text)
+            else:
+                name, version = parse_sdist_filename(text)
+        except (InvalidWheelFilename, InvalidSdistFilename) as error:
+            raise admin.AdminError(f"{text!r} is not a wheel or sdist filename") from error
+        return name, str(version), text
+    project, release = _release(text)
+    return project, release, None
 
 
 def _release(text: str) -> tuple[str, str | None]:

@@ -53,6 +53,12 @@ class AdminBackend(Protocol):
     ) -> list[dict[str, Any]]: ...
     def block(self, project: str, version: str | None, reason: str) -> list[dict[str, Any]]: ...
     def unblock(self, project: str, version: str | None, reason: str) -> list[dict[str, Any]]: ...
+    def retry(
+        self, project: str, version: str | None, filename: str | None, reason: str
+    ) -> list[dict[str, Any]]:
+        """Hold files a fetch refused again, for another try."""
+        ...
+
     def exempt(self, project: str, reason: str, until: datetime | None) -> None: ...
     def unexempt(self, project: str, reason: str) -> None: ...
     def cutoff_set(self, moment: datetime, reason: str) -> None: ...
@@ -193,6 +199,14 @@ class LocalBackend:
                 self._ledger, name, version, reason, self._actor, self._clock.now()
             )
         ]
+
+    def retry(
+        self, project: str, version: str | None, filename: str | None, reason: str
+    ) -> list[dict[str, Any]]:
+        name = canonicalize_name(project, validate=False)
+        now = self._clock.now()
+        changes = admin.retry(self._ledger, name, version, filename, reason, self._actor, now)
+        return [asdict(change) for change in changes]
 
     def exempt(self, project: str, reason: str, until: datetime | None) -> None:
         name = canonicalize_name(project, validate=False)

@@ -16,7 +16,7 @@ from mirror.errors import ConfigError
 from mirror.settings import Settings, config_path, load_settings
 from quarantine.errors import QuarantineError
 
-EXIT_OK, EXIT_USAGE, EXIT_CONFIG, EXIT_NOT_FOUND = 0, 2, 3, 4
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_CONFIG, EXIT_NOT_FOUND = 0, 1, 2, 3, 4
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,6 +37,15 @@ def _parser() -> argparse.ArgumentParser:
     _mirroring(work)
     add_admin_commands(commands, _common)
     add_rules_command(commands, _common)
+    fsck = commands.add_parser(
+        "fsck",
+        help="re-hash every stored blob and compare with the ledger",
+        description="Damaged blobs and blobs no record refers to are moved to "
+        "fsck-quarantine/ in the data directory (never deleted); the files they held are "
+        "fetched and verified again. Exits 1 when anything was found.",
+    )
+    _common(fsck)
+    fsck.add_argument("--json", action="store_true", help="machine-readable output")
     unfreeze = commands.add_parser(
         "unfreeze", help="lift a promotion freeze (set when the wall clock jumped)"
     )
@@ -166,6 +175,37 @@ def _unfreeze(settings: Settings, reason: str) -> int:
     return EXIT_OK
 
 
+def _fsck(settings: Settings, *, as_json: bool) -> int:
+    import json
+    from dataclasses import asdict
+
+    from mirror.cli.fsck import check
+    from quarantine.clock import SystemClock
+    from quarantine.errors import LedgerMissing
+    from quarantine.ledger.sqlite import SqliteLedger
+
+    data_dir = Path(settings.data_dir)
+    try:
+        ledger = SqliteLedger(data_dir / "ledger.sqlite3", create=False)
+    except LedgerMissing as error:
+        print(f"lazaretto: {error}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    try:
+        report = check(data_dir, ledger, SystemClock().now())
+    finally:
+        ledger.close()
+    if as_json:
+        print(json.dumps(asdict(report), indent=2))
+    else:
+        for finding in report.findings:
+            print(f"{finding.kind}: {finding.path}: {finding.detail}")
+        print(
+            f"{report.blobs_checked} blobs, {report.bytes_hashed} bytes hashed; "
+            f"{len(report.findings)} findings"
+        )
+    return EXIT_FINDINGS if report.findings else EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -176,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _work(settings, args)
         if args.command in ADMIN_COMMANDS:
             return run_admin(args, settings)
+        if args.command == "fsck":
+            return _fsck(settings, as_json=args.json)
         if args.command == "unfreeze":
             return _unfreeze(settings, args.reason)
         if args.command == "rules":

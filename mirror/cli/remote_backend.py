@@ -225,6 +225,15 @@ class RemoteBackend:
     def unblock(self, project: str, version: str | None, reason: str) -> list[dict[str, Any]]:
         return self._blocking("unblock", project, version, reason)
 
+    def retry(
+        self, project: str, version: str | None, filename: str | None, reason: str
+    ) -> list[dict[str, Any]]:
+        path = f"/projects/{_quote(project)}"
+        if version is not None:
+            path += f"/releases/{_quote(version)}"
+        body = {"reason": reason} if filename is None else {"reason": reason, "filename": filename}
+        return list(self._call("POST", f"{path}/retry", body)["changes"])
+
     def exempt(self, project: str, reason: str, until: datetime | None) -> None:
         body = {"reason": reason, "until": format_timestamp(until) if until else None}
         self._call("POST", f"/projects/{_quote(project)}/exemption", body)

@@ -16,16 +16,18 @@ from pathlib import Path
 
 from yarl import URL
 
-from mirror.blobs.interface import BlobStore, DigestMismatch, StoreUnavailable, TooLarge
+from mirror.blobs.interface import BlobStore, DigestMismatch
 from mirror.blobs.memory_cache import MAX_BLOB_BYTES
-from mirror.errors import MirrorError, UpstreamRejected, UpstreamUnavailable
+from mirror.errors import MirrorError
 from mirror.files.downloads import Downloads, Early, VerifiedFile
 from mirror.files.mapped_file import OpenFile
 from mirror.upstream.client import UpstreamClient
+from mirror.upstream.fetch_failure import failure_kind, failure_reason
 from quarantine.clock import Clock, SystemClock
 from quarantine.ledger.interface import Ledger
 from quarantine.models import FileRecord
 from quarantine.source import FetchFailed, IntegrityFailure
+from quarantine.vetting.fetch_retry import FailureKind
 
 log = logging.getLogger(__name__)
 ACTOR = "system:artifacts"
@@ -48,7 +50,22 @@ class Artifacts:
         self._ledger = ledger
         self._blobs = blobs
         self._client = client
+        self._max_file_bytes = max_file_bytes
         self._downloads = Downloads(blobs, client, max_file_bytes, keep_bytes)
+
+    @property
+    def fetch_settings(self) -> str:
+        """The settings that decide whether a file may be fetched at all: a file refused
+        under other ones is tried again at once (``quarantine.vetting.fetch_retry``)."""
+        return f"max_file_bytes={self._max_file_bytes} {self._client.guard.settings_key}"
+
+    def failure(self, error: MirrorError, record: FileRecord) -> FetchFailed | IntegrityFailure:
+        """The vetting side's word for a failed fetch of ``record``'s bytes."""
+        kind = failure_kind(error, record.size, self._max_file_bytes)
+        if kind is FailureKind.DIGEST:
+            return IntegrityFailure(error.reason)
+        reason = failure_reason(error, self._max_file_bytes)
+        return FetchFailed(reason, kind, self.fetch_settings)
 
     def _file_url(self, record: FileRecord) -> URL:
         page = self._client.project_url(record.project)
@@ -75,10 +92,8 @@ class Artifacts:
         """The ArtifactSource step: the file's verified bytes, then metadata and provenance."""
         try:
             await self.ensure_file(record)
-        except (UpstreamRejected, DigestMismatch, TooLarge) as error:
-            raise IntegrityFailure(error.reason) from error
-        except (UpstreamUnavailable, StoreUnavailable) as error:  # nothing wrong with the bytes
-            raise FetchFailed(error.reason) from error
+        except MirrorError as error:
+            raise self.failure(error, record) from error
         current = self._ledger.file(record.project, record.filename) or record
         for step in (self.ensure_metadata, self.ensure_provenance):
             try:

@@ -16,11 +16,13 @@ from starlette.responses import FileResponse, Response, StreamingResponse
 
 from mirror.blobs.interface import DigestMismatch, TooLarge
 from mirror.errors import (
+    FetchBackingOff,
     FileNotAvailable,
     FileWithdrawn,
     MirrorError,
     NotFound,
     UpstreamRejected,
+    UpstreamUnavailable,
 )
 from mirror.files.mapped_file import MappedFileResponse, OpenFile
 from mirror.services import Services
@@ -29,8 +31,12 @@ from quarantine.decide import current_reason, hold_until
 from quarantine.errors import StaleTransition
 from quarantine.feeds.in_force import with_advisories
 from quarantine.models import FileRecord, FileState
+from quarantine.source import FetchFailed, IntegrityFailure
+from quarantine.vetting.fetch_retry import COUNTED, FailureKind, refusal
 
 log = logging.getLogger(__name__)
+ACTOR = "system:file-route"
+DIGEST_REFUSAL = "its bytes do not match the listed digest"
 
 _FILE_HEADERS = {
     "Cache-Control": "public, max-age=31536000, immutable",
@@ -136,28 +142,54 @@ async def _checked_file(
     record: FileRecord, services: Services, ranged: bool
 ) -> bytes | OpenFile | Path | None:
     artifacts = services.artifacts
+    if not record.stored:
+        _not_while_backing_off(record, services)
     try:
         found = await (artifacts.ensure_file(record) if ranged else artifacts.file_to_serve(record))
-    except (DigestMismatch, TooLarge, UpstreamRejected) as error:
-        reason = (
-            f"hash_mismatch: {error.reason}" if isinstance(error, DigestMismatch) else error.reason
-        )
-        with contextlib.suppress(StaleTransition):  # concurrent requests: one records it
-            services.ledger.transition(
-                record, FileState.REJECTED, reason, "system:file-route", services.clock.now()
-            )
-        services.catalog.sync()
-        raise UpstreamRejected(f"file_rejected: {_refusal(error)}") from error
+    except MirrorError as error:
+        failure = artifacts.failure(error, record)
+        if isinstance(failure, IntegrityFailure):
+            _reject(record, refusal(FailureKind.DIGEST, error.reason), services)
+            raise UpstreamRejected(f"file_rejected: {DIGEST_REFUSAL}") from error
+        if failure.kind not in COUNTED:
+            raise
+        refused = _count_failure(record, failure, services)
+        if isinstance(error, UpstreamUnavailable) and not refused:
+            raise
+        verdict = "file_rejected" if refused else "file_unavailable"
+        raise UpstreamRejected(f"{verdict}: {failure.reason}") from error
     return found
 
 
-def _refusal(error: MirrorError) -> str:
-    """The true reason, once: a size, encoding or host refusal is no digest mismatch."""
-    if isinstance(error, DigestMismatch):
-        return "its bytes do not match the listed digest"
-    if isinstance(error, UpstreamRejected):
-        return error.code
-    return f"too_large: {error.reason}"
+def _not_while_backing_off(record: FileRecord, services: Services) -> None:
+    """A file whose last fetches failed waits out its backoff rather than asking again on
+    every request (a client retrying in a loop would make it a flood)."""
+    attempts = services.ledger.fetch_attempt(record.project, record.filename)
+    if attempts is None or attempts.settings_changed(services.artifacts.fetch_settings):
+        return
+    if attempts.waiting(services.clock.now()):
+        raise FetchBackingOff(
+            f"file_unavailable: fetching it failed ({attempts.reason}); "
+            f"next try after {format_timestamp(attempts.next_attempt_at)}"
+        )
+
+
+def _count_failure(record: FileRecord, failure: FetchFailed, services: Services) -> bool:
+    """A transfer or settings failure: tried again later, a bounded number of times (True
+    once they are used up and the file is refused)."""
+    attempts = services.ledger.record_fetch_failure(
+        record, failure.kind, failure.reason, failure.config, ACTOR, services.clock.now()
+    )
+    if not attempts.exhausted():
+        return False
+    _reject(record, refusal(failure.kind, failure.reason), services)
+    return True
+
+
+def _reject(record: FileRecord, reason: str, services: Services) -> None:
+    with contextlib.suppress(StaleTransition):  # concurrent requests: one records it
+        services.ledger.transition(record, FileState.REJECTED, reason, ACTOR, services.clock.now())
+    services.catalog.sync()
 
 
 def _send(

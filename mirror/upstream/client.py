@@ -19,6 +19,7 @@ from yarl import URL
 from mirror import __version__
 from mirror.blobs.interface import BlobWriter
 from mirror.errors import UpstreamGone, UpstreamRejected, UpstreamUnavailable
+from mirror.upstream.page_budget import Lease, PageBudget
 from mirror.upstream.parse import parse_project_page
 from mirror.upstream.resolver import GuardedResolver
 from mirror.upstream.url_guard import UrlGuard
@@ -31,6 +32,11 @@ _CHUNK = 256 * 1024
 # A page this large is parsed in a worker thread: a 10,000-file listing (4 MB) takes
 # 80 ms to check and parse, which would stall every other request on the event loop.
 PARSE_IN_THREAD_BYTES = 1024 * 1024
+INFLATE_IN_THREAD_BYTES = 256 * 1024  # inflating more than this takes a millisecond or more
+# Room for this many of the largest pages (each up to max_page_bytes sent, and as much
+# again inflated) in memory at once, all looks together.
+PAGE_BUDGET_PAGES = 4
+_GZIP_MIN_BYTES = 18  # header and trailer
 _PLAIN_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")  # needs no quoting in a URL path
 
 
@@ -59,6 +65,7 @@ class UpstreamClient:
         self._page_deadline = _Deadline(page_timeout, "page_timeout_seconds")
         self._download_deadline = _Deadline(download_timeout, "download_timeout_seconds")
         self._max_page_bytes = max_page_bytes
+        self._pages = PageBudget(PAGE_BUDGET_PAGES * max_page_bytes)
         self._session: aiohttp.ClientSession | None = None
         index = guard.index.with_query(None).with_fragment(None)
         self._index_text = str(index) if str(index).endswith("/") else f"{index}/"
@@ -98,41 +105,46 @@ class UpstreamClient:
         headers = {"Accept": JSON_PAGE, "Accept-Encoding": "gzip"}
         if etag:
             headers["If-None-Match"] = etag
-        async with (
-            self._page_deadline.applied("the project page"),
-            self._get(self.project_url(name), headers, same_origin_only=True) as response,
-        ):
-            if response.status == 304:
-                return PageAnswer(None, etag)
-            if response.status in (404, 410):
-                raise UpstreamGone(f"not found: the upstream has no project {name}")
-            if response.status >= 500 or response.status == 429:
-                raise UpstreamUnavailable(f"upstream unavailable (HTTP {response.status})")
-            if response.status != 200:
-                raise UpstreamRejected(f"status_{response.status}")
-            if response.content_type != JSON_PAGE:
-                raise UpstreamRejected("not_json: the upstream must speak PEP 691 JSON")
-            body = await self._read_page(response)
-            etag = response.headers.get("ETag")
-        if len(body) > PARSE_IN_THREAD_BYTES:
-            return PageAnswer(await asyncio.to_thread(parse_project_page, body, name), etag)
-        return PageAnswer(parse_project_page(body, name), etag)
+        # The page's bytes count against the budget of all pages in memory until parsed.
+        async with self._pages.lease() as lease:
+            async with (
+                self._page_deadline.applied("the project page"),
+                self._get(self.project_url(name), headers, same_origin_only=True) as response,
+            ):
+                if response.status == 304:
+                    return PageAnswer(None, etag)
+                if response.status in (404, 410):
+                    raise UpstreamGone(f"not found: the upstream has no project {name}")
+                if response.status >= 500 or response.status == 429:
+                    raise UpstreamUnavailable(f"upstream unavailable (HTTP {response.status})")
+                if response.status != 200:
+                    raise UpstreamRejected(f"status_{response.status}")
+                if response.content_type != JSON_PAGE:
+                    raise UpstreamRejected("not_json: the upstream must speak PEP 691 JSON")
+                raw = await _read_capped(response, self._max_page_bytes, lease)
+                encoding = response.headers.get("Content-Encoding", "identity").lower()
+                etag = response.headers.get("ETag")
+            body = await self._inflated(raw, encoding, lease)
+            del raw  # only the page's own bytes stay while it is parsed
+            if len(body) > PARSE_IN_THREAD_BYTES:
+                return PageAnswer(await asyncio.to_thread(parse_project_page, body, name), etag)
+            return PageAnswer(parse_project_page(body, name), etag)
 
-    async def _read_page(self, response: aiohttp.ClientResponse) -> bytes:
-        raw = await _read_capped(response, self._max_page_bytes)
-        encoding = response.headers.get("Content-Encoding", "identity").lower()
+    async def _inflated(self, raw: bytes, encoding: str, lease: Lease) -> bytes:
+        """The page as sent, inflated when gzipped: never more bytes than the gzip trailer
+        declares (a bomb's trailer gives it away before anything is inflated; one that lies
+        is caught once that many are out), and off the event loop when it is large."""
         if encoding in ("", "identity"):
             return raw
         if encoding != "gzip":
             raise UpstreamRejected(f"unsupported_encoding: {encoding[:20]}")
-        inflater = zlib.decompressobj(wbits=31)
-        try:
-            body = inflater.decompress(raw, self._max_page_bytes + 1)
-        except zlib.error as error:
-            raise UpstreamRejected("listing_malformed: bad gzip") from error
-        if len(body) > self._max_page_bytes or inflater.unconsumed_tail:
+        declared = int.from_bytes(raw[-4:], "little") if len(raw) >= _GZIP_MIN_BYTES else 0
+        if declared > self._max_page_bytes:
             raise UpstreamRejected("too_large: page over max_page_bytes")
-        return body
+        await lease.grow(declared)
+        if declared > INFLATE_IN_THREAD_BYTES:
+            return await asyncio.to_thread(_inflate, raw, declared)
+        return _inflate(raw, declared)
 
     async def download(self, url: URL, writer: BlobWriter, declared_size: int | None) -> None:
         """Stream ``url`` into ``writer``; the caller commits against the declared digest."""
@@ -230,7 +242,24 @@ class _Request:
             self._response.release()
 
 
-async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
+def _inflate(gzipped: bytes, declared: int) -> bytes:
+    """Exactly the ``declared`` bytes a gzip member's trailer gives, or refused."""
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        body = inflater.decompress(gzipped, declared + 1)
+    except zlib.error as error:
+        raise UpstreamRejected("listing_malformed: bad gzip") from error
+    if len(body) > declared or inflater.unconsumed_tail:
+        raise UpstreamRejected("listing_malformed: gzip inflates past its declared size")
+    if not inflater.eof:
+        raise UpstreamRejected("listing_malformed: truncated gzip")
+    return body
+
+
+async def _read_capped(
+    response: aiohttp.ClientResponse, limit: int, lease: Lease | None = None
+) -> bytes:
+    """The body, refused past ``limit``; each chunk taken from ``lease``'s budget first."""
     if response.content_length is not None and response.content_length > limit:
         raise UpstreamRejected("too_large: over the configured cap")
     parts: list[bytes] = []
@@ -240,6 +269,8 @@ async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
             total += len(chunk)
             if total > limit:
                 raise UpstreamRejected("too_large: over the configured cap")
+            if lease is not None:
+                await lease.grow(len(chunk))
             parts.append(chunk)
     except (TimeoutError, aiohttp.ClientError) as error:
         raise UpstreamUnavailable(f"upstream read broke off: {type(error).__name__}") from error

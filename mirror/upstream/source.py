@@ -4,12 +4,13 @@ from pathlib import Path
 
 from packaging.utils import NormalizedName
 
-from mirror.blobs.interface import DigestMismatch, StoreUnavailable, TooLarge
+from mirror.blobs.interface import StoreUnavailable
 from mirror.errors import MirrorError, UpstreamGone, UpstreamRejected, UpstreamUnavailable
 from mirror.files.artifacts import Artifacts
 from mirror.simple.catalog import Catalog
 from quarantine.models import FileRecord
 from quarantine.source import FetchFailed, IntegrityFailure, LookFailed
+from quarantine.vetting.fetch_retry import FailureKind
 
 
 class MirrorSource:
@@ -23,12 +24,12 @@ class MirrorSource:
     async def local_copy(self, record: FileRecord) -> Path:
         try:
             path = await self._artifacts.ensure_file(record)
-        except (UpstreamRejected, DigestMismatch, TooLarge) as error:
-            raise IntegrityFailure(error.reason) from error
-        except (UpstreamUnavailable, StoreUnavailable) as error:
-            raise FetchFailed(error.reason) from error
+        except MirrorError as error:
+            raise self._artifacts.failure(error, record) from error
         if path is None:
-            raise FetchFailed("this blob store keeps no local files; inspection needs one")
+            raise FetchFailed(
+                "this blob store keeps no local files; inspection needs one", FailureKind.STORE
+            )
         return path
 
     async def provenance(self, record: FileRecord) -> bytes | None:

@@ -96,6 +96,10 @@ class UrlGuard:
         index = ((self._index.host or "").lower(), self._index.port)
         self._chosen = frozenset({index, *paired})
         self.addresses = AddressPolicy(private_networks)
+        # What a file URL refused by these settings may be fetched under once they change.
+        self.settings_key = (
+            f"file_hosts={sorted(self._file_hosts)} private={list(private_networks)}"
+        )
 
     @property
     def index(self) -> URL:

@@ -10,11 +10,13 @@ from typing import Any, Protocol
 
 from packaging.utils import NormalizedName
 
+from quarantine.blob_references import BlobReference
 from quarantine.evidence import Evidence
 from quarantine.models import Event, FileRecord, FileState, PolicyRecord, ProjectRecord
 from quarantine.observe import Observation
 from quarantine.outbox import ApiToken, Delivery, DeliveryState, OutboxEntry
 from quarantine.policy import Exemption, RuntimeOverrides
+from quarantine.vetting.fetch_retry import FailureKind, FetchAttempts
 
 
 class Ledger(Protocol):
@@ -97,6 +99,40 @@ class Ledger(Protocol):
 
     def record_incident(self, record: FileRecord, reason: str, actor: str, at: datetime) -> None:
         """An event that does not change state: a hash mismatch, a failed fetch."""
+        ...
+
+    def fetch_attempts(self, project: NormalizedName | None = None) -> list[FetchAttempts]:
+        """Files whose fetches failed since their bytes were last stored (or retried)."""
+        ...
+
+    def fetch_attempt(self, project: NormalizedName, filename: str) -> FetchAttempts | None: ...
+
+    def record_fetch_failure(
+        self,
+        record: FileRecord,
+        kind: FailureKind,
+        reason: str,
+        config: str,
+        actor: str,
+        at: datetime,
+    ) -> FetchAttempts:
+        """Count one more failed fetch (and say so as an incident); returns the count, with
+        when to try next. A failure heard while the count waits for its next try is the
+        one already counted (requests that joined one download), and changes nothing.
+        ``mark_stored`` forgets the count."""
+        ...
+
+    def forget_fetch_attempts(self, project: NormalizedName, filename: str) -> None:
+        """Start the count afresh: an admin's retry, or settings that changed."""
+        ...
+
+    def blob_references(self) -> list[BlobReference]:
+        """Every blob the records refer to (a file's bytes, metadata, provenance)."""
+        ...
+
+    def forget_blob(self, sha256: str, reason: str, actor: str, at: datetime) -> list[str]:
+        """The blob is gone from the store (``fsck`` moved it aside): mark the files it
+        held as not stored, so they are fetched and verified again; an incident each."""
         ...
 
     def drop_core_metadata(self, record: FileRecord, reason: str, actor: str, at: datetime) -> None:

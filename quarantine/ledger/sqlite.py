@@ -31,6 +31,8 @@ from quarantine.clock import format_timestamp, parse_timestamp
 from quarantine.errors import LedgerError, LedgerMissing, StaleTransition
 from quarantine.evidence import Action, Evidence, Finding, Severity
 from quarantine.ledger.sqlite_admin import GLOBAL, AdminTables, dt, event_record, ts
+from quarantine.ledger.sqlite_blobs import BlobTables
+from quarantine.ledger.sqlite_fetches import FETCH_SCHEMA, FORGET_ATTEMPTS, FetchTables
 from quarantine.ledger.sqlite_readers import Readers, is_ledger, open_connection
 from quarantine.models import Event, FileRecord, FileState, ProjectRecord, ProjectStatus
 from quarantine.notable import notable
@@ -255,7 +257,7 @@ def _versions_text(versions: tuple[str, ...] | None) -> str | None:
     return None if versions is None else json.dumps(list(versions))
 
 
-class SqliteLedger(AdminTables):
+class SqliteLedger(AdminTables, FetchTables, BlobTables):
     def __init__(self, path: Path, *, create: bool = True) -> None:
         """Open the ledger at ``path``; ``create=False`` (admin commands) only opens one
         that a mirror made, and raises LedgerMissing instead of making an empty one."""
@@ -287,7 +289,7 @@ class SqliteLedger(AdminTables):
 
     def _migrate(self, path: Path) -> None:
         with self._lock:
-            self._db.executescript(_SCHEMA)
+            self._db.executescript(_SCHEMA + FETCH_SCHEMA)
             # One transaction, so a CLI and a server starting together migrate once.
             with self._write(durable=True) as db:
                 row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
@@ -694,6 +696,7 @@ class SqliteLedger(AdminTables):
                 (size, record.project, record.filename),
             )
             row = cursor.fetchone()
+            db.execute(FORGET_ATTEMPTS, (record.project, record.filename))  # fetched at last
             if size is not None and record.size is None and row and row["state"] == "promoted":
                 self._bump(db, record.project)  # a listed file's size now shows on its page
         after = self.file(record.project, record.filename)

@@ -37,6 +37,7 @@ from quarantine.models import FileRecord, FileState
 from quarantine.platforms import PlatformFilter
 from quarantine.policy import Policy
 from quarantine.source import ArtifactSource, FetchFailed, IntegrityFailure, LookFailed
+from quarantine.vetting.fetch_retry import COUNTED, FailureKind, refusal, refused_by_config
 from quarantine.vetting.queue import WorkQueue
 
 if TYPE_CHECKING:  # the worker runs without a vetter in tests of the time rules alone
@@ -110,7 +111,10 @@ class Promoter:
         guard: ClockGuard | None = None,
         vetter: "Vetter | None" = None,
         feeds: Feeds | None = None,
+        fetch_settings: str = "",
     ) -> None:
+        """``fetch_settings`` names the settings that decide whether a file may be fetched
+        at all (a size cap, allowed hosts): files they refused under others are tried again."""
         self._ledger = ledger
         self._source = source
         self._policies = policy  # read at each use: admins change it at run time
@@ -133,6 +137,9 @@ class Promoter:
         # file, those outside the old filter too, and decides them all again.
         self._filter: PlatformFilter | None = None
         self._everything = True  # this round reads the files outside the filter too
+        self._fetch_settings = fetch_settings
+        self._settings_reconsidered: str | None = None
+        self._backing_off: set[tuple[NormalizedName, str]] = set()  # failed lately: not yet
 
     @property
     def vets(self) -> bool:
@@ -173,6 +180,13 @@ class Promoter:
         async with self._lock:
             result = Round()
             self._forget_vetted_if_checks_changed()
+            self._reconsider_settings_refusals()
+            now = self._clock.now()
+            self._backing_off = {
+                (attempts.project, attempts.filename)
+                for attempts in self._ledger.fetch_attempts()
+                if attempts.waiting(now)
+            }
             wheel_filter = self._policies.current().wheel_filter
             self._everything = wheel_filter != self._filter
             held = self._held()
@@ -227,7 +241,7 @@ class Promoter:
         if not wheel_filter.admits(record.filename):
             return
         if not record.stored:
-            if record.sha256:
+            if record.sha256 and (record.project, record.filename) not in self._backing_off:
                 self._queue.put(record, self._clock.now())
             return
         if self._needs_vetting(record):
@@ -278,11 +292,47 @@ class Promoter:
                 return fetched
             except IntegrityFailure as failure:
                 result.rejected += 1
-                self._reject(record, f"hash_mismatch: {failure}")
+                self._reject(record, refusal(FailureKind.DIGEST, str(failure)))
             except FetchFailed as failure:
                 result.fetch_failures += 1
-                log.warning("fetching %s failed, will retry: %s", record.filename, failure)
+                self._count_failure(record, failure, result)
         return None
+
+    def _count_failure(self, record: FileRecord, failure: FetchFailed, result: Round) -> None:
+        """Try again later, a bounded number of times: a glitch never refuses a file."""
+        if failure.kind not in COUNTED:
+            log.warning("fetching %s failed, will retry: %s", record.filename, failure)
+            return
+        attempts = self._ledger.record_fetch_failure(
+            record, failure.kind, failure.reason, failure.config, ACTOR, self._clock.now()
+        )
+        if attempts.exhausted():
+            result.rejected += 1
+            self._reject(record, refusal(failure.kind, failure.reason))
+            return
+        log.warning(
+            "fetching %s failed (attempt %d), next try after %s: %s",
+            record.filename,
+            attempts.attempts,
+            attempts.next_attempt_at,
+            failure,
+        )
+
+    def _reconsider_settings_refusals(self) -> None:
+        """Files the fetch settings refused are tried again once the settings change: a
+        restart with a fixed config brings them back."""
+        if self._settings_reconsidered == self._fetch_settings:
+            return
+        for attempts in self._ledger.fetch_attempts():
+            if not attempts.settings_changed(self._fetch_settings):
+                continue
+            self._ledger.forget_fetch_attempts(attempts.project, attempts.filename)
+            record = self._ledger.file(attempts.project, attempts.filename)
+            if record is not None and refused_by_config(record):
+                note = "fetch settings changed since it was refused: fetched again"
+                with contextlib.suppress(StaleTransition):
+                    self._ledger.transition(record, FileState.HELD, note, ACTOR, self._clock.now())
+        self._settings_reconsidered = self._fetch_settings
 
     async def _vet_one(self, record: FileRecord, result: Round) -> None:
         assert self._vetter is not None

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
+import gzip
 import hashlib
 import json
 import socket
 import threading
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
@@ -28,7 +31,9 @@ from packaging.utils import canonicalize_name
 from .dists import Dist
 
 __all__ = [
+    "BOMB_INFLATED_BYTES",
     "FAULTS",
+    "FILE_FAULTS",
     "INTEGRITY_JSON",
     "SIMPLE_JSON",
     "Upstream",
@@ -38,7 +43,10 @@ __all__ = [
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
 INTEGRITY_JSON = "application/vnd.pypi.integrity.v1+json"
 API_VERSION = "1.4"  # 1.4 is the first version with PEP 792 project-status
-FAULTS = frozenset({"html", "malformed", "500", "slow"})
+FAULTS = frozenset({"html", "malformed", "500", "slow", "bomb", "bomb_lying"})
+BOMB_INFLATED_BYTES = 256 * 1024 * 1024  # what the "bomb" page inflates to
+# Glitches of one file's download (``fail_file``), each answered once, then the file again.
+FILE_FAULTS = frozenset({"gzip", "500", "long", "offhost"})
 
 # How long stop() lets in-flight requests finish before cancelling them; kept
 # short so a test that leaves a "slow" request hanging does not stall teardown.
@@ -84,6 +92,7 @@ class Upstream:
         self._lock = threading.Lock()
         self._projects: dict[str, _Project] = {}
         self._faults: dict[str, str] = {}
+        self._file_faults: dict[str, list[str]] = {}  # filename -> glitches still to answer
         self._serial = 0
         self._port: int | None = None
         self._server: _ServerThread | None = None
@@ -181,6 +190,22 @@ class Upstream:
                 self._faults[canonicalize_name(project)] = fault
             self._serial += 1
 
+    def fail_file(self, filename: str, *faults: str) -> None:
+        """Answer the next downloads of ``filename`` with these glitches, one each, then
+        serve it again: ``gzip`` (the bytes gzip-encoded, as a misconfigured CDN sends
+        them), ``500``, ``long`` (more bytes than listed), ``offhost`` (a redirect to a
+        host the mirror does not fetch files from)."""
+        unknown = set(faults) - FILE_FAULTS
+        if unknown:
+            raise ValueError(f"unknown file faults {unknown}; expected some of {FILE_FAULTS}")
+        with self._lock:
+            self._file_faults.setdefault(filename, []).extend(faults)
+
+    def file_requests(self, filename: str) -> int:
+        """How many times ``filename`` itself (not its metadata) was asked for."""
+        with self._lock:
+            return sum(1 for _, path in self.journal if path.endswith("/" + quote(filename)))
+
     # -- journal -----------------------------------------------------------
 
     def requests_for(self, prefix: str) -> list[str]:
@@ -239,9 +264,15 @@ class Upstream:
         return _json_response(request, body, serial)
 
     async def _file(self, request: web.Request) -> web.Response:
-        body = self._file_body(request.match_info["project"], request.match_info["filename"])
+        filename = request.match_info["filename"]
+        body = self._file_body(request.match_info["project"], filename)
         if body is None:
             raise web.HTTPNotFound()
+        with self._lock:
+            pending = self._file_faults.get(filename)
+            fault = pending.pop(0) if pending else None
+        if fault is not None:
+            return _file_fault_response(fault, body)
         return web.Response(body=body, content_type="application/octet-stream")
 
     async def _provenance(self, request: web.Request) -> web.Response:
@@ -418,7 +449,37 @@ def _fault_response(fault: str, project: str) -> web.Response:
         return web.Response(text=page, content_type="text/html")
     if fault == "malformed":
         return web.Response(body=b'{"meta": {"api-version": ', content_type=SIMPLE_JSON)
+    if fault in ("bomb", "bomb_lying"):
+        body = _gzip_bomb()
+        if fault == "bomb_lying":  # the gzip trailer claims a small page
+            body = body[:-4] + (1000).to_bytes(4, "little")
+        response = web.Response(body=body, content_type=SIMPLE_JSON)
+        response.headers["Content-Encoding"] = "gzip"
+        return response
     return web.Response(status=500, text="Internal Server Error")
+
+
+def _file_fault_response(fault: str, body: bytes) -> web.Response:
+    if fault == "gzip":
+        response = web.Response(body=gzip.compress(body), content_type="application/octet-stream")
+        response.headers["Content-Encoding"] = "gzip"
+        return response
+    if fault == "long":
+        return web.Response(body=body + b"\0" * 16, content_type="application/octet-stream")
+    if fault == "offhost":
+        # Never connected to: the mirror refuses a host outside its file_hosts first.
+        raise web.HTTPFound("https://files.invalid/elsewhere.whl")
+    return web.Response(status=500, text="Internal Server Error")
+
+
+@functools.cache
+def _gzip_bomb() -> bytes:
+    """A quarter of a GiB of spaces, gzipped to a few hundred KiB (made in pieces: the
+    test process never holds the inflated bytes itself)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    piece = b" " * (1024 * 1024)
+    parts = [packer.compress(piece) for _ in range(BOMB_INFLATED_BYTES // len(piece))]
+    return b"".join([*parts, packer.flush()])
 
 
 def _requires_python(metadata: bytes) -> str | None:
