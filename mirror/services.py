@@ -7,6 +7,7 @@ from mirror.artifacts import Artifacts
 from mirror.blob_cache import BlobCache
 from mirror.blobs import BlobStore
 from mirror.catalog import Catalog
+from mirror.download_recorder import DownloadRecorder
 from mirror.feed_refresh import FeedRefresher
 from mirror.notifier import Notifier
 from mirror.request_base import RequestBase
@@ -14,6 +15,7 @@ from mirror.settings import Settings
 from mirror.upstream import UpstreamClient
 from mirror.vetting_child import VettingChild
 from quarantine.clock import Clock
+from quarantine.download_log import DownloadLog
 from quarantine.feeds import Feeds
 from quarantine.ledger import Ledger
 from quarantine.live_policy import LivePolicy
@@ -37,6 +39,8 @@ class Services:
     policy: LivePolicy
     notifier: Notifier | None = None  # None: no [[notify]] targets configured
     vetting_child: VettingChild | None = None  # vetting_worker = "child", while serving
+    downloads: DownloadRecorder | None = None  # a serving process with download_log on
+    download_log: DownloadLog | None = None  # the log itself (what notices and reports read)
     blob_cache: BlobCache = field(default_factory=BlobCache)
     request_base: RequestBase = field(default_factory=RequestBase)  # trusts no proxy
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
