@@ -166,7 +166,7 @@ def _result_schemas() -> dict[str, JsonSchema]:
         "TokenCreated": _object(
             {
                 "name": TEXT,
-                "scope": {"type": "string", "enum": ["read", "decide"]},
+                "scope": {"type": "string", "enum": ["read", "decide", "index:read"]},
                 "token": {"type": "string", "description": "Shown once; only its hash is kept."},
             }
         ),
@@ -198,7 +198,7 @@ def _body_schemas() -> dict[str, JsonSchema]:
         "TokenBody": _object(
             {
                 "name": {"type": "string", "pattern": NAME_PATTERN},
-                "scope": {"type": "string", "enum": ["read", "decide"]},
+                "scope": {"type": "string", "enum": ["read", "decide", "index:read"]},
             }
         ),
     }

@@ -24,10 +24,12 @@ from mirror.catalog import Catalog
 from mirror.cli_backend import policy_in_force
 from mirror.config_reload import ConfigReload
 from mirror.default_index import pip_index_url
+from mirror.download_recorder import DownloadRecorder
 from mirror.errors import MirrorError
 from mirror.fast_path import FastPath
 from mirror.feed_refresh import FeedRefresher, is_url
 from mirror.file_routes import serve_file
+from mirror.index_auth import IndexAuth, with_index_auth
 from mirror.json_api import json_api_routes
 from mirror.names import ReservedNames
 from mirror.notifier import Notifier, build_routes
@@ -43,6 +45,7 @@ from mirror.vetting_child import VettingChild
 from quarantine import policy_record
 from quarantine.clock import Clock, SystemClock
 from quarantine.clock_guard import ClockGuard
+from quarantine.download_log_sqlite import DOWNLOAD_LOG_FILE, SqliteDownloadLog
 from quarantine.feeds import Feeds
 from quarantine.inspect_pool import InspectionPool, WorkerLimits
 from quarantine.ledger_sqlite import SqliteLedger
@@ -162,7 +165,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         clock,
         on_change=catalog.sync,
     )
-    return Services(
+    services = Services(
         settings,
         clock,
         ledger,
@@ -177,6 +180,9 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         policy,
         request_base=RequestBase(settings.trusted_proxies, settings.public_base_url),
     )
+    if settings.download_log:
+        services.download_log = SqliteDownloadLog(data_dir / DOWNLOAD_LOG_FILE)
+    return services
 
 
 def _inspection_pool(settings: Settings) -> InspectionPool:
@@ -236,6 +242,7 @@ def attach_notifier(services: Services) -> None:
             routes,
             policy=services.policy,
             max_attempts=services.settings.notify_max_attempts,
+            downloads=services.download_log,
         )
 
 
@@ -266,6 +273,8 @@ async def close_services(services: Services) -> None:
     await _sweep(services, "this run")  # a download cut short by the stop
     services.promoter.close()
     services.ledger.close()
+    if services.download_log is not None:
+        services.download_log.close()
 
 
 async def _sweep(services: Services, left_by: str) -> None:
@@ -283,11 +292,18 @@ async def _sweep(services: Services, left_by: str) -> None:
 
 def create_app(
     settings: Settings, clock: Clock | None = None, *, background: bool = True
-) -> Starlette | FastPath:
+) -> Starlette | FastPath | IndexAuth:
     """The ASGI app. ``background=False`` leaves promotion rounds to the caller (tests)."""
     services = build_services(settings, clock)
     attach_notifier(services)
     redact_access_log()  # no token a client put in a URL reaches the access log
+    if services.download_log is not None:
+        services.downloads = DownloadRecorder(
+            services.download_log,
+            services.clock,
+            services.request_base,
+            retention=settings.download_log_retention,
+        )
     if background and settings.vetting_worker == "child":
         child = VettingChild(settings)
         services.vetting_child = child
@@ -297,6 +313,8 @@ def create_app(
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await open_services(services)
         services.tasks.append(asyncio.create_task(services.catalog.follow_ledger()))
+        if services.downloads is not None:  # written even with background=False (tests)
+            services.tasks.append(asyncio.create_task(services.downloads.run_forever()))
         follow_config(services, "serve")
         if background:
             start_background(services, vetting=settings.vetting_worker == "in-process")
@@ -331,5 +349,6 @@ def create_app(
     app.router.redirect_slashes = False
     app.state.services = services
     if settings.trusted_hosts:
-        return app  # every request must pass the Host check in the app's middleware
-    return FastPath(app, services)
+        # Every request must pass the Host check in the app's middleware: no fast path.
+        return with_index_auth(app, services)
+    return with_index_auth(FastPath(app, services), services)

@@ -18,7 +18,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from mirror.cli_backend import AdminBackend, LocalBackend
+from mirror.cli_backend import SCOPES, AdminBackend, LocalBackend
 from mirror.cli_explain import console, parse_spec, print_explanation
 from mirror.settings import Settings
 from quarantine import admin, paging
@@ -84,11 +84,18 @@ def add_admin_commands(commands: Any, common: Common) -> None:
     _admin_common(audit, common)
     audit.add_argument("--project")
     _paging(audit, "events since then", "latest events")
-    token = commands.add_parser("token", help="admin API tokens (shown once, kept as hashes)")
+    token = commands.add_parser(
+        "token", help="admin API and index tokens (shown once, kept as hashes)"
+    )
     _admin_common(token, common)
     token.add_argument("action", choices=("create", "revoke"))
     token.add_argument("name")
-    token.add_argument("--scope", choices=("read", "decide"), default="read")
+    token.add_argument(
+        "--scope",
+        choices=SCOPES,
+        default="read",
+        help="read, decide (admin API), or index:read (installs, with index_auth on)",
+    )
     deliveries = commands.add_parser("deliveries", help="notification deliveries (dead letters)")
     _admin_common(deliveries, common)
     deliveries.add_argument("--state", choices=("pending", "delivered", "dead"))

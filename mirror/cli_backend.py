@@ -27,7 +27,7 @@ from quarantine.models import Event, FileState
 from quarantine.outbox import ApiToken, DeliveryState
 from quarantine.policy_record import PolicyInForce
 
-SCOPES = ("read", "decide")
+SCOPES = ("read", "decide", "index:read")  # index:read: the index only (mirror.index_auth)
 TOKEN_PREFIX = "lzt_"  # noqa: S105  (a recognisable prefix for secret scanners, not a secret)
 
 
