@@ -20,6 +20,7 @@ from rich.table import Table
 
 from mirror.cli_backend import SCOPES, AdminBackend, LocalBackend
 from mirror.cli_explain import console, parse_spec, print_explanation
+from mirror.cli_incident import INCIDENT_COMMANDS, add_incident_commands, run_incident
 from mirror.settings import Settings
 from quarantine import admin, paging
 from quarantine.clock import SystemClock, parse_timestamp
@@ -99,6 +100,7 @@ def add_admin_commands(commands: Any, common: Common) -> None:
     deliveries = commands.add_parser("deliveries", help="notification deliveries (dead letters)")
     _admin_common(deliveries, common)
     deliveries.add_argument("--state", choices=("pending", "delivered", "dead"))
+    add_incident_commands(commands, lambda parser: _admin_common(parser, common))
 
 
 def _paging(parser: argparse.ArgumentParser, since: str, rows: str) -> None:
@@ -129,7 +131,7 @@ def _limit(text: str) -> int:
 
 ADMIN_COMMANDS = (
     "holds", "explain", "promote", "block", "unblock", "exempt", "unexempt", "cutoff",
-    "audit", "token", "deliveries",
+    "audit", "token", "deliveries", *INCIDENT_COMMANDS,
 )  # fmt: skip
 
 
@@ -186,6 +188,8 @@ def _time(text: str | None, flag: str) -> datetime | None:
 
 def _dispatch(args: argparse.Namespace, backend: AdminBackend, settings: Settings) -> int:
     command = args.command
+    if command in INCIDENT_COMMANDS:
+        return run_incident(args, backend)
     if command == "holds":
         rows = backend.holds(args.project, args.state)
         _notes(backend)
