@@ -17,7 +17,6 @@ limited per client address, as for the admin API.
 
 import base64
 import binascii
-import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, TypeVar
 
@@ -106,7 +105,7 @@ class IndexAuth:
                 )
             return None
         client = self._services.request_base.client_address(scope)
-        now = time.monotonic()
+        now = self._services.clock.monotonic()
         token = presented_token(header)
         digest = token_hash(token) if token else None
         del token

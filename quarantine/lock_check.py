@@ -66,8 +66,11 @@ def _status(pin: Pin, records: Sequence[FileRecord], policy: Policy) -> PinStatu
         return PinStatus(pin.project, pin.version, state, detail, names, pin.where)
 
     if not pinned:
-        seen = "none of its pinned files" if release else "this release"
-        return status(UNKNOWN, f"the mirror has not seen {seen}", [])
+        if release:
+            return status(
+                UNKNOWN, "the mirror knows this release, but no file with a pinned hash", []
+            )
+        return status(UNKNOWN, "the mirror has not seen this release", [])
     withdrawn = [r for r in pinned if r.state is FileState.WITHDRAWN]
     if withdrawn:
         return status(WITHDRAWN, withdrawn[0].reason, withdrawn)

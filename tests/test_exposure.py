@@ -38,7 +38,7 @@ BAD = "feedme-1.1-py3-none-any.whl"
 class _Hooks(BaseHTTPRequestHandler):
     received: list[dict[str, Any]]
 
-    def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+    def do_POST(self) -> None:
         length = int(self.headers.get("content-length", "0"))
         self.received.append(json.loads(self.rfile.read(length)))
         self.send_response(204)
@@ -96,9 +96,9 @@ def _status(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[
     request = urllib.request.Request(url, headers=headers or {})
     try:
         with urllib.request.urlopen(request) as response:
-            return int(response.status), dict(response.headers)
+            return int(response.status), {k.lower(): v for k, v in response.headers.items()}
     except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers)
+        return error.code, {k.lower(): v for k, v in error.headers.items()}
 
 
 # -- done means ------------------------------------------------------------------------------
