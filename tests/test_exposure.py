@@ -70,9 +70,10 @@ def _advisory(directory: Path, ident: str, project: str, versions: list[str]) ->
     (directory / f"{ident}.json").write_text(json.dumps(record))
 
 
-def lazaretto(*args: str) -> subprocess.CompletedProcess[str]:
+def lazaretto(*args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**clean_env(), **({"LAZARETTO_TOKEN": token} if token else {})}
     return subprocess.run(
-        [LAZARETTO, *args], capture_output=True, text=True, env=clean_env(), timeout=60, check=False
+        [LAZARETTO, *args], capture_output=True, text=True, env=env, timeout=60, check=False
     )
 
 
@@ -166,6 +167,18 @@ def test_a_withdrawn_file_names_who_installed_it(
         assert checked.returncode == 7, checked.stdout + checked.stderr
         assert f"{PROJECT}==1.1, which is withdrawn" in checked.stderr
         assert "MAL-2026-0042" in checked.stdout
+        # The same answers from the admin API, with a read token.
+        made = lazaretto("token", "create", "responder", "--data-dir", str(data_dir), "--json")
+        reader = json.loads(made.stdout)["token"]
+        remote = lazaretto("check", str(lock), "--url", mirror.origin, "--json", token=reader)
+        assert remote.returncode == 7, remote.stderr
+        assert json.loads(remote.stdout)["pins"][0]["state"] == "withdrawn"
+        remote = lazaretto("exposure", PROJECT, "--url", mirror.origin, "--csv", token=reader)
+        assert remote.returncode == 0, remote.stderr
+        lines = remote.stdout.splitlines()
+        assert lines[0].startswith("project,version,filename,client,identity,installer")
+        assert len(lines) == 3 and any(",build-farm,pip," in line for line in lines)
+
         lock.write_text(f"{PROJECT}==1.0\n")
         checked = lazaretto("check", str(lock), "--data-dir", str(data_dir))
         assert checked.returncode == 0, checked.stdout + checked.stderr
