@@ -43,6 +43,34 @@ def _user_agent(scope: MutableMapping[str, Any]) -> str | None:
     return None
 
 
+def coalesce(taken: list[_Pending]) -> list[Download]:
+    """One row per file, client, identity and user agent within each second, counted: a
+    busy client fetching one file over and over costs the log one row a second, not one a
+    request (the row keeps the first time)."""
+    counts: dict[tuple[int, str, str, str, str | None, str | None], list[Any]] = {}
+    for at, record, client, identity, user_agent in taken:
+        key = (int(at.timestamp()), record.sha256, record.filename, client, identity, user_agent)
+        found = counts.get(key)
+        if found is None:
+            counts[key] = [at, record, 1]
+        else:
+            found[2] += 1
+    return [
+        Download(
+            at,
+            NormalizedName(record.project),
+            record.version,
+            record.filename,
+            record.sha256,
+            client,
+            identity,
+            _installer(user_agent),
+            count,
+        )
+        for (_, _, _, client, identity, user_agent), (at, record, count) in counts.items()
+    ]
+
+
 class DownloadRecorder:
     def __init__(
         self,
@@ -111,21 +139,7 @@ class DownloadRecorder:
         return len(taken)
 
     def _write(self, taken: list[_Pending]) -> None:
-        self._log.write(
-            [
-                Download(
-                    at,
-                    NormalizedName(record.project),
-                    record.version,
-                    record.filename,
-                    record.sha256,
-                    client,
-                    identity,
-                    _installer(user_agent),
-                )
-                for at, record, client, identity, user_agent in taken
-            ]
-        )
+        self._log.write(coalesce(taken))
 
     async def _prune_when_due(self) -> None:
         now = self._clock.now()

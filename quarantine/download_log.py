@@ -43,6 +43,8 @@ class Download:
     client: str  # the client's address (a trusted proxy's X-Forwarded-For when behind one)
     identity: str | None  # the index token's name, when the request had one
     installer: Installer
+    # The same file to the same client and installer within one second: one row, counted.
+    count: int = 1
 
 
 @dataclass(frozen=True, slots=True)

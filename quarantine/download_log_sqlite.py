@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS downloads (
     system TEXT NOT NULL,
     distro TEXT NOT NULL,
     cpu TEXT NOT NULL,
-    ci INTEGER NOT NULL
+    ci INTEGER NOT NULL,
+    downloads INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS downloads_by_project ON downloads (project, at);
 CREATE INDEX IF NOT EXISTS downloads_by_file ON downloads (sha256);
@@ -49,7 +50,7 @@ _COLUMNS = (
     "implementation, system, distro, cpu, ci"
 )
 # Constants only; every value is a bound parameter ("?").
-_SELECT = "SELECT " + _COLUMNS + ", COUNT(*) AS downloads, MIN(at) AS first, MAX(at) AS last"
+_SELECT = "SELECT " + _COLUMNS + ", SUM(downloads) AS n, MIN(at) AS first, MAX(at) AS last"
 _GROUP = " GROUP BY " + _COLUMNS + " ORDER BY last DESC"
 
 
@@ -71,6 +72,7 @@ def _row(download: Download) -> tuple[Any, ...]:
         who.distro,
         who.cpu,
         1 if who.ci else 0,
+        download.count,
     )
 
 
@@ -92,7 +94,7 @@ def _exposure(row: sqlite3.Row) -> ExposureRow:
         row["client"],
         row["identity"],
         installer,
-        int(row["downloads"]),
+        int(row["n"]),
         parse_timestamp(row["first"]),
         parse_timestamp(row["last"]),
     )
@@ -140,7 +142,7 @@ class SqliteDownloadLog:
             return
         with self._transaction() as db:
             db.executemany(
-                "INSERT INTO downloads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO downloads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [_row(download) for download in downloads],
             )
 
