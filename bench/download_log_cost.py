@@ -52,9 +52,11 @@ def _file_url(origin: str) -> str:
     return url
 
 
-def _logged(data: Path) -> int:
+def _logged(data: Path) -> tuple[int, int]:
+    """Downloads recorded, and the rows holding them (one per client and second)."""
     with sqlite3.connect(data / "downloads.sqlite3") as db:
-        return int(db.execute("SELECT COUNT(*) FROM downloads").fetchone()[0])
+        found = db.execute("SELECT SUM(downloads), COUNT(*) FROM downloads").fetchone()
+        return int(found[0]), int(found[1])
 
 
 def main() -> None:
@@ -102,7 +104,11 @@ def main() -> None:
 
 
 def _report(
-    args: argparse.Namespace, runs: dict[str, list[float]], size: int, served: int, logged: int
+    args: argparse.Namespace,
+    runs: dict[str, list[float]],
+    size: int,
+    served: int,
+    logged: tuple[int, int],
 ) -> str:
     off, on = statistics.median(runs["off"]), statistics.median(runs["on"])
     lines = [
