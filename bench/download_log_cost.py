@@ -128,8 +128,9 @@ def _report(
     lines += [
         "",
         f"on / off: {ratio:.3f} ({(1 - ratio) * 100:+.1f}% loss; goal: under 5%)",
-        f"rows in the download log after the runs: {logged:,} of {served:,} requests "
-        'answered 200 by the "on" server (plus its warm-up request)',
+        f"downloads recorded after the runs: {logged[0]:,} (in {logged[1]:,} rows) for "
+        f"{served:,} requests wrk counted as answered 200 by the 'on' server (plus the "
+        "warm-up request, and those still in flight when wrk stopped counting)",
     ]
     return "\n".join(lines) + "\n"
 
