@@ -159,7 +159,7 @@ def test_pip_and_uv_user_agents_are_read() -> None:
     [
         None,
         "",
-        "pip/1 " + "[" * 3000,  # nesting that would exhaust the parser's stack
+        'pip/1 {"a":' + "[" * 4000,  # nesting that exhausts the parser's stack
         "pip/1 {" + '"a":1,' * 2000 + '"b":2}',  # over the length bound
         'pip/1 {"installer": [1, 2], "python": {"x": 1}, "cpu": 7, "ci": "yes"}',
         'pip/1 {"python": "3.12\\u001b[31m\\nEVIL", "cpu": "' + "x" * 500 + '"}',
