@@ -11,7 +11,9 @@ import pytest
 from test_exposure import _status, flush_downloads, index_token, lazaretto, with_token
 
 from conftest import NOW
+from mirror.errors import ConfigError
 from mirror.index_auth import presented_token
+from mirror.settings import load_settings
 from mirror.user_agent import installer_of
 from support.clock import FakeClock
 from support.dists import build_wheel
@@ -172,3 +174,9 @@ def test_hostile_user_agents_never_raise_and_keep_only_short_clean_text(agent: s
     for value in (found.name, found.version, found.python, found.system, found.distro, found.cpu):
         assert len(value) <= 100 and value.isprintable() and "\n" not in value
     assert found.ci is False
+
+
+def test_index_auth_takes_only_its_three_modes() -> None:
+    assert load_settings(None, {"LAZARETTO_INDEX_AUTH": "required"}, {}).index_auth == "required"
+    with pytest.raises(ConfigError, match="LAZARETTO_INDEX_AUTH"):
+        load_settings(None, {"LAZARETTO_INDEX_AUTH": "yes"}, {})
