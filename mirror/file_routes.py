@@ -105,20 +105,13 @@ async def serve_file(request: Request) -> Response:
     ranged = "range" in request.headers
     cached = None if ranged else services.blob_cache.get(record.sha256)
     if cached is not None:
-        response: Response = Response(cached, headers=headers, media_type=OCTET_STREAM)
-    else:
-        found = await _verified_file(record, services, ranged)
-        response = (
-            StreamingResponse(
-                services.blobs.read(record.sha256), headers=headers, media_type=OCTET_STREAM
-            )
-            if found is None
-            else _send(found, record.sha256, headers, services, ranged)
+        return Response(cached, headers=headers, media_type=OCTET_STREAM)
+    found = await _verified_file(record, services, ranged)
+    if found is None:
+        return StreamingResponse(
+            services.blobs.read(record.sha256), headers=headers, media_type=OCTET_STREAM
         )
-    # An install: a whole file, by GET (a range is a resolver peeking at a wheel's metadata).
-    if services.downloads is not None and not ranged and request.method == "GET":
-        services.downloads.note(request.scope, record)
-    return response
+    return _send(found, record.sha256, headers, services, ranged)
 
 
 async def _verified_file(
