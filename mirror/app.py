@@ -25,9 +25,11 @@ from mirror.cli.local_backend import policy_in_force
 from mirror.config_reload import ConfigReload
 from mirror.errors import MirrorError
 from mirror.files.artifacts import Artifacts
+from mirror.files.download_recorder import DownloadRecorder
 from mirror.files.fast_path import FastPath
 from mirror.files.routes import serve_file
 from mirror.http.access_log import redact_access_log
+from mirror.http.index_auth import IndexAuth, with_index_auth
 from mirror.http.one_line import OneLine, for_error, one_line
 from mirror.http.request_base import RequestBase
 from mirror.notify.delivery import Notifier, build_routes
@@ -44,6 +46,7 @@ from mirror.upstream.url_guard import UrlGuard
 from quarantine import policy_record
 from quarantine.clock import Clock, SystemClock
 from quarantine.clock_guard import ClockGuard
+from quarantine.download_log.sqlite import DOWNLOAD_LOG_FILE, SqliteDownloadLog
 from quarantine.feeds.in_force import Feeds
 from quarantine.ledger.interface import Ledger
 from quarantine.ledger.sqlite import SqliteLedger
@@ -165,7 +168,7 @@ def build_services(
         clock,
         on_change=catalog.sync,
     )
-    return Services(
+    services = Services(
         settings,
         clock,
         ledger,
@@ -180,6 +183,9 @@ def build_services(
         policy,
         request_base=RequestBase(settings.trusted_proxies, settings.public_base_url),
     )
+    if settings.download_log:
+        services.download_log = SqliteDownloadLog(data_dir / DOWNLOAD_LOG_FILE)
+    return services
 
 
 def _vetter(
@@ -257,6 +263,7 @@ def attach_notifier(services: Services) -> None:
             routes,
             policy=services.policy,
             max_attempts=services.settings.notify_max_attempts,
+            downloads=services.download_log,
         )
 
 
@@ -287,6 +294,8 @@ async def close_services(services: Services) -> None:
     await _sweep(services, "this run")  # a download cut short by the stop
     services.promoter.close()
     services.ledger.close()
+    if services.download_log is not None:
+        services.download_log.close()
 
 
 async def _sweep(services: Services, left_by: str) -> None:
@@ -304,12 +313,19 @@ async def _sweep(services: Services, left_by: str) -> None:
 
 def create_app(
     settings: Settings, clock: Clock | None = None, *, background: bool = True
-) -> Starlette | FastPath:
+) -> Starlette | FastPath | IndexAuth:
     """The ASGI app. ``background=False`` leaves promotion rounds to the caller (tests)."""
     vets_here = not background or settings.vetting_worker == "in-process"
     services = build_services(settings, clock, vets=vets_here)
     attach_notifier(services)
     redact_access_log()  # no token a client put in a URL reaches the access log
+    if services.download_log is not None:
+        services.downloads = DownloadRecorder(
+            services.download_log,
+            services.clock,
+            services.request_base,
+            retention=settings.download_log_retention,
+        )
     if background and settings.vetting_worker == "child":
         child = VettingChild(settings)
         services.vetting_child = child
@@ -319,6 +335,8 @@ def create_app(
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await open_services(services)
         services.tasks.append(asyncio.create_task(services.catalog.follow_ledger()))
+        if services.downloads is not None:  # written even with background=False (tests)
+            services.tasks.append(asyncio.create_task(services.downloads.run_forever()))
         follow_config(services, "serve")
         if background:
             start_background(services, vetting=settings.vetting_worker == "in-process")
@@ -353,5 +371,6 @@ def create_app(
     app.router.redirect_slashes = False
     app.state.services = services
     if settings.trusted_hosts:
-        return app  # every request must pass the Host check in the app's middleware
-    return FastPath(app, services)
+        # Every request must pass the Host check in the app's middleware: no fast path.
+        return with_index_auth(app, services)
+    return with_index_auth(FastPath(app, services), services)

@@ -8,12 +8,14 @@ from mirror.background.vetting_child import VettingChild
 from mirror.blobs.interface import BlobStore
 from mirror.blobs.memory_cache import BlobCache
 from mirror.files.artifacts import Artifacts
+from mirror.files.download_recorder import DownloadRecorder
 from mirror.http.request_base import RequestBase
 from mirror.notify.delivery import Notifier
 from mirror.settings import Settings
 from mirror.simple.catalog import Catalog
 from mirror.upstream.client import UpstreamClient
 from quarantine.clock import Clock
+from quarantine.download_log.interface import DownloadLog
 from quarantine.feeds.in_force import Feeds
 from quarantine.ledger.interface import Ledger
 from quarantine.live_policy import LivePolicy
@@ -37,6 +39,8 @@ class Services:
     policy: LivePolicy
     notifier: Notifier | None = None  # None: no [[notify]] targets configured
     vetting_child: VettingChild | None = None  # vetting_worker = "child", while serving
+    downloads: DownloadRecorder | None = None  # a serving process with download_log on
+    download_log: DownloadLog | None = None  # the log itself (what notices and reports read)
     blob_cache: BlobCache = field(default_factory=BlobCache)
     request_base: RequestBase = field(default_factory=RequestBase)  # trusts no proxy
     tasks: list[asyncio.Task[None]] = field(default_factory=list)

@@ -84,6 +84,7 @@ def as_proxies(value: Any) -> tuple[str, ...]:
 
 WORKER_MODES = ("child", "in-process", "separate")
 as_worker_mode = as_choice(WORKER_MODES)
+INDEX_AUTH_MODES = ("off", "optional", "required")
 # The levels both the logging module and uvicorn know.
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
@@ -153,6 +154,13 @@ class Settings:
     # slowed by them; "in-process": in the server's own process; "separate": in
     # `lazaretto work`, run beside the server.
     vetting_worker: str = "child"
+    # Every file served (time, file, client, token name, installer) is kept this long.
+    download_log: bool = True
+    download_log_retention: timedelta = timedelta(days=90)
+    # Index read tokens (scope index:read) in the index URL: "off" (none asked, none
+    # checked), "optional" (checked and named in the download log when given; anonymous
+    # installs still work) or "required" (anonymous installs get 401).
+    index_auth: str = "off"
     # Where the settings were read from (not a setting): LIVE_KEYS are read again from it.
     config_file: Path | None = field(default=None, compare=False)
 
@@ -197,6 +205,9 @@ _TOP_LEVEL: dict[str, Callable[[Any], Any]] = {
     "notify_interval": duration_between(_SECOND, _HOUR, "shorter is a busy loop"),
     "notify_max_attempts": notify_config.as_attempts,
     "vetting_worker": as_worker_mode,
+    "download_log": as_bool,
+    "download_log_retention": duration_between(_DAY, 3650 * _DAY),
+    "index_auth": as_choice(INDEX_AUTH_MODES),
 }
 _POLICY_KEYS: dict[str, Callable[[Any], Any]] = {
     "cooling_period": policy_config.as_cooling_period,

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Protocol
 
 from quarantine.clock import format_timestamp, parse_timestamp
+from quarantine.download_log.interface import ExposureSummary
 from quarantine.feeds.osv import clean_line
 from quarantine.outbox import OutboxEntry
 
@@ -61,6 +62,8 @@ class Message:
     actors: tuple[str, ...]
     event_ids: tuple[str, ...]
     at: datetime  # when the latest change of the group was recorded
+    # For a withdrawal: how often its files were served before (None: not known here).
+    exposure: ExposureSummary | None = None
 
     @property
     def lines(self) -> tuple[str, ...]:
@@ -118,10 +121,15 @@ def idempotency_key(event_ids: Iterable[str]) -> str:
     return f"msg_{digest[:32]}"  # 128 bits; short enough for one unfolded mail header
 
 
-def render(entries: Sequence[OutboxEntry], holds: Mapping[str, datetime] | None = None) -> Message:
+def render(
+    entries: Sequence[OutboxEntry],
+    holds: Mapping[str, datetime] | None = None,
+    exposure: ExposureSummary | None = None,
+) -> Message:
     """The message for one group (entries of one ``ReleaseKey``).
 
-    ``holds`` maps a filename to the end of its cooling period, for files still held.
+    ``holds`` maps a filename to the end of its cooling period, for files still held;
+    ``exposure``, for a withdrawal, how often its files were served before it.
     """
     if not entries:
         raise ValueError("a message needs at least one outbox entry")
@@ -135,6 +143,9 @@ def render(entries: Sequence[OutboxEntry], holds: Mapping[str, datetime] | None 
     until = _until(key.kind, files)
     commands = _commands(key, files, reasons)
     details = _details(files, reasons[:MAX_REASONS], until, actors, at)
+    if exposure is not None:
+        details.insert(-1, f"Served before: {exposure_text(exposure)}")
+        commands = (f"lazaretto exposure {_target(key)}", *commands)
     return Message(
         key=idempotency_key(event_ids),
         kind=key.kind,
@@ -150,7 +161,22 @@ def render(entries: Sequence[OutboxEntry], holds: Mapping[str, datetime] | None 
         actors=actors,
         event_ids=event_ids,
         at=at,
+        exposure=exposure,
     )
+
+
+def exposure_text(exposure: ExposureSummary) -> str:
+    """One line: how many downloads, by how many clients, first and last."""
+    if not exposure.downloads or exposure.first is None or exposure.last is None:
+        return "no download recorded (within the download log's retention)"
+    downloads = f"{exposure.downloads} download{'s' if exposure.downloads != 1 else ''}"
+    clients = f"{exposure.clients} client{'s' if exposure.clients != 1 else ''}"
+    first, last = format_timestamp(exposure.first), format_timestamp(exposure.last)
+    return f"{downloads} by {clients}, first {first}, last {last}"
+
+
+def _target(key: ReleaseKey) -> str:
+    return shlex.quote(f"{key.project}=={key.version}" if key.version else key.project)
 
 
 def _distinct(items: Iterable[str]) -> tuple[str, ...]:
@@ -244,7 +270,7 @@ def _commands(
     """The exact commands to act on it, promote and block first."""
     if key.project == GLOBAL:
         return _mirror_commands(key.kind)
-    target = shlex.quote(f"{key.project}=={key.version}" if key.version else key.project)
+    target = _target(key)
     states = _states(files)
     commands = []
     if key.version and states & {"held", "review"}:

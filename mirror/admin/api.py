@@ -25,6 +25,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from mirror.admin.auth import DECIDE, READ, ApiProblem, Gate, Principal, problem_response
+from mirror.admin.incident import check_lock, show_exposure
 from mirror.admin.openapi import MAX_REASON, NAME_PATTERN, openapi_document
 from mirror.cli.local_backend import SCOPES, event_json, new_token, token_hash
 from mirror.errors import InvalidProjectName
@@ -515,6 +516,8 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/projects/{project}", READ, show_project),
     Operation("GET", "/audit", READ, list_audit),
     Operation("GET", "/deliveries", READ, list_deliveries),
+    Operation("GET", "/exposure", READ, show_exposure),
+    Operation("POST", "/check", READ, check_lock),
     Operation("POST", "/projects/{project}/releases/{version}/promote", DECIDE, promote_release),
     Operation("POST", "/projects/{project}/block", DECIDE, _blocking(admin.block, False)),
     Operation(

@@ -166,11 +166,73 @@ def _result_schemas() -> dict[str, JsonSchema]:
         "TokenCreated": _object(
             {
                 "name": TEXT,
-                "scope": {"type": "string", "enum": ["read", "decide"]},
+                "scope": {"type": "string", "enum": ["read", "decide", "index:read"]},
                 "token": {"type": "string", "description": "Shown once; only its hash is kept."},
             }
         ),
         "TokenRevoked": _object({"name": TEXT, "revoked": {"const": True}}),
+        **_incident_schemas(),
+    }
+
+
+def _incident_schemas() -> dict[str, JsonSchema]:
+    count = {"type": "integer", "minimum": 0}
+    summary = _object({"downloads": count, "clients": count, "first": OPTIONAL_TIME,
+                       "last": OPTIONAL_TIME})  # fmt: skip
+    texts = ("project", "version", "filename", "client", "installer", "installer_version",
+             "python", "implementation", "system", "distro", "cpu")  # fmt: skip
+    row = _object(
+        {
+            **dict.fromkeys(texts, TEXT),
+            "identity": {**OPTIONAL_TEXT, "description": "The index token's name, if any."},
+            "ci": {"type": "boolean"},
+            "downloads": count,
+            "first": TIME,
+            "last": TIME,
+        }
+    )
+    pin = _object(
+        {
+            "project": TEXT,
+            "version": TEXT,
+            "state": {
+                "type": "string",
+                "enum": ["served", "held", "blocked", "withdrawn", "unknown"],
+            },
+            "detail": {"type": "string", "description": "Why; until when for a held pin."},
+            "files": {"type": "array", "items": TEXT},
+            "where": TEXT,
+        }
+    )
+    return {
+        "ExposureSummary": summary,
+        "ExposureRow": row,
+        "Exposure": _object(
+            {
+                "project": TEXT,
+                "version": OPTIONAL_TEXT,
+                "summary": _ref("ExposureSummary"),
+                "downloads": {
+                    "type": "array",
+                    "items": _ref("ExposureRow"),
+                    "description": "Per file and client (address, identity, installer), "
+                    "the most recent first.",
+                },
+                "download_log": {"type": "boolean", "description": "False: the log is off."},
+            }
+        ),
+        "LockPin": pin,
+        "LockCheck": _object(
+            {
+                "kind": {
+                    "type": "string",
+                    "enum": ["requirements", "uv.lock", "poetry.lock", "pylock.toml"],
+                },
+                "pins": {"type": "array", "items": _ref("LockPin")},
+                "skipped": {"type": "array", "items": TEXT},
+                "failing": {**count, "description": "Pins withdrawn or blocked."},
+            }
+        ),
     }
 
 
@@ -205,10 +267,20 @@ def _body_schemas() -> dict[str, JsonSchema]:
                 "reason": REASON,
             }
         ),
+        "LockBody": _object(
+            {
+                "name": {
+                    "type": "string",
+                    "description": "The lock's file name: uv.lock, poetry.lock, pylock.toml, "
+                    "or anything else for requirements.txt syntax.",
+                },
+                "text": {"type": "string", "description": "The lock file's contents."},
+            }
+        ),
         "TokenBody": _object(
             {
                 "name": {"type": "string", "pattern": NAME_PATTERN},
-                "scope": {"type": "string", "enum": ["read", "decide"]},
+                "scope": {"type": "string", "enum": ["read", "decide", "index:read"]},
             }
         ),
     }
@@ -303,6 +375,8 @@ def _parameters() -> dict[str, Any]:
             "version", TEXT, "Only this release: one exact PEP 440 version (else 400)."
         ),
         "since": query("since", SINCE, "Only events at or after this time."),
+        "projectName": {**query("project", TEXT, "The project."), "required": True},
+        "downloadsSince": query("since", SINCE, "Only downloads at or after this time."),
         "seenSince": query("since", SINCE, "Only files the mirror first saw at or after it."),
         "limit": query("limit", LIMIT, "At most this many of the latest events."),
         "fileLimit": query("limit", LIMIT, "At most this many files, newest releases first."),
@@ -400,6 +474,18 @@ def _paths() -> dict[str, Any]:
             "get": _operation(
                 "listDeliveries", "Notification deliveries", "read", ("200", "DeliveryList"),
                 params=("deliveryState",),
+            )
+        },
+        "/exposure": {
+            "get": _operation(
+                "showExposure", "Who downloaded a project or release", "read",
+                ("200", "Exposure"), params=("projectName", "versionFilter", "downloadsSince"),
+            )
+        },
+        "/check": {
+            "post": _operation(
+                "checkLock", "Is each pin of a lock file served", "read", ("200", "LockCheck"),
+                body="LockBody", errors=("400", "413"),
             )
         },
         f"{release}/promote": {

@@ -25,7 +25,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from mirror.cli.explain import console, parse_spec, print_explanation
-from mirror.cli.local_backend import AdminBackend, LocalBackend
+from mirror.cli.incident import INCIDENT_COMMANDS, add_incident_commands, run_incident
+from mirror.cli.local_backend import SCOPES, AdminBackend, LocalBackend
 from mirror.settings import Settings
 from quarantine import admin, paging
 from quarantine.clock import SystemClock, parse_timestamp
@@ -100,14 +101,22 @@ def add_admin_commands(commands: Any, common: Common) -> None:
     _admin_common(audit, common)
     audit.add_argument("--project")
     _paging(audit, "events since then", "latest events")
-    token = commands.add_parser("token", help="admin API tokens (shown once, kept as hashes)")
+    token = commands.add_parser(
+        "token", help="admin API and index tokens (shown once, kept as hashes)"
+    )
     _admin_common(token, common)
     token.add_argument("action", choices=("create", "revoke"))
     token.add_argument("name")
-    token.add_argument("--scope", choices=("read", "decide"), default="read")
+    token.add_argument(
+        "--scope",
+        choices=SCOPES,
+        default="read",
+        help="read, decide (admin API), or index:read (installs, with index_auth on)",
+    )
     deliveries = commands.add_parser("deliveries", help="notification deliveries (dead letters)")
     _admin_common(deliveries, common)
     deliveries.add_argument("--state", choices=("pending", "delivered", "dead"))
+    add_incident_commands(commands, lambda parser: _admin_common(parser, common))
 
 
 def _paging(parser: argparse.ArgumentParser, since: str, rows: str) -> None:
@@ -138,7 +147,7 @@ def _limit(text: str) -> int:
 
 ADMIN_COMMANDS = (
     "holds", "explain", "promote", "block", "unblock", "retry", "exempt", "unexempt", "cutoff",
-    "audit", "token", "deliveries",
+    "audit", "token", "deliveries", *INCIDENT_COMMANDS,
 )  # fmt: skip
 
 
@@ -195,6 +204,8 @@ def _time(text: str | None, flag: str) -> datetime | None:
 
 def _dispatch(args: argparse.Namespace, backend: AdminBackend, settings: Settings) -> int:
     command = args.command
+    if command in INCIDENT_COMMANDS:
+        return run_incident(args, backend)
     if command == "holds":
         rows = backend.holds(args.project, args.state)
         _notes(backend)

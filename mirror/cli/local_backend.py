@@ -19,15 +19,18 @@ from packaging.version import Version
 from mirror.settings import Settings
 from quarantine import admin, policy_record
 from quarantine.clock import SystemClock, format_timestamp
+from quarantine.download_log.sqlite import DOWNLOAD_LOG_FILE, SqliteDownloadLog
 from quarantine.explain import FeedStatus, explain
 from quarantine.feeds.in_force import Feeds
+from quarantine.incident import answers as incident
+from quarantine.incident.lock_files import LockFileError
 from quarantine.ledger.sqlite import SqliteLedger
 from quarantine.live_policy import LivePolicy
 from quarantine.models import Event, FileState
 from quarantine.outbox import ApiToken, DeliveryState
 from quarantine.policy_record import PolicyInForce
 
-SCOPES = ("read", "decide")
+SCOPES = ("read", "decide", "index:read")  # index:read: the index only (mirror.http.index_auth)
 TOKEN_PREFIX = "lzt_"  # noqa: S105  (a recognisable prefix for secret scanners, not a secret)
 
 
@@ -70,6 +73,14 @@ class AdminBackend(Protocol):
     def token_create(self, name: str, scope: str) -> str: ...
     def token_revoke(self, name: str) -> None: ...
     def deliveries(self, state: str | None) -> list[dict[str, Any]]: ...
+    def exposure(self, project: str, version: str | None, since: datetime | None) -> dict[str, Any]:
+        """Who downloaded it: ``summary`` and ``downloads`` (``quarantine.incident.answers``)."""
+        ...
+
+    def check(self, name: str, text: str) -> dict[str, Any]:
+        """Each pin of a lock file and its state now (``quarantine.incident.answers``)."""
+        ...
+
     def notes(self) -> list[str]:
         """What the user should know about where the answers came from (for stderr)."""
         ...
@@ -248,6 +259,26 @@ class LocalBackend:
     def token_revoke(self, name: str) -> None:
         if not self._ledger.revoke_token(name, self._actor, self._clock.now()):
             raise admin.NothingToDo(f"no live token named {name!r}")
+
+    def exposure(self, project: str, version: str | None, since: datetime | None) -> dict[str, Any]:
+        path = Path(self._settings.data_dir) / DOWNLOAD_LOG_FILE
+        if not path.exists():
+            self._notes.append(f"no download log in {self._settings.data_dir}: nothing served yet")
+        downloads = SqliteDownloadLog(path, create=False) if path.exists() else None
+        try:
+            name = canonicalize_name(project, validate=False)
+            return incident.exposure(downloads, name, version, since)
+        except incident.InvalidRelease as error:
+            raise admin.AdminError(str(error)) from None
+        finally:
+            if downloads is not None:
+                downloads.close()
+
+    def check(self, name: str, text: str) -> dict[str, Any]:
+        try:
+            return incident.check(self._ledger, self._policies()[1].current(), name, text)
+        except LockFileError as error:
+            raise admin.AdminError(str(error)) from None
 
     def deliveries(self, state: str | None) -> list[dict[str, Any]]:
         wanted = DeliveryState(state) if state else None

@@ -183,6 +183,13 @@ class RemoteBackend:
             raise failure from None
 
     # -- reads -----------------------------------------------------------------------------
+    def exposure(self, project: str, version: str | None, since: datetime | None) -> dict[str, Any]:
+        query = {"project": project, "version": version, "since": _time(since)}
+        return dict(self._call("GET", "/exposure", query=query))
+
+    def check(self, name: str, text: str) -> dict[str, Any]:
+        return dict(self._call("POST", "/check", {"name": name, "text": text}))
+
     def holds(self, project: str | None, state: str | None) -> list[dict[str, Any]]:
         found = self._call("GET", "/holds", query={"project": project, "state": state})
         return list(found["holds"])

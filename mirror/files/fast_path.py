@@ -120,4 +120,6 @@ class FastPath:
         ]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+        if self._services.downloads is not None:
+            self._services.downloads.note(scope, record)
         return True

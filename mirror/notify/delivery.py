@@ -29,6 +29,7 @@ from mirror.notify.slack import SlackChannel
 from mirror.notify.webhook import WebhookChannel
 from quarantine.clock import Clock
 from quarantine.decide import hold_until
+from quarantine.download_log.interface import DownloadLog, ExposureSummary, summarize
 from quarantine.ledger.interface import Ledger
 from quarantine.live_policy import PolicySource
 from quarantine.messages import Message, ReleaseKey, release_key, render
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 FIRST_BACKOFF = 30.0
 MAX_BACKOFF = 3600.0
 PAGE = 500
+WITHDRAWN = "withdrawn"  # the outbox kind of a promoted file taken back
 SETTLE_LIMIT = 10  # a release trickling in is sent after at most 10 settle windows
 
 
@@ -77,6 +79,7 @@ class Notifier:
         policy: PolicySource | None = None,
         max_attempts: int = 12,
         batch_limit: int = 100,
+        downloads: DownloadLog | None = None,
     ) -> None:
         names = [route.channel.name for route in routes]
         if len(set(names)) != len(names):
@@ -86,6 +89,7 @@ class Notifier:
         self._routes = {route.channel.name: route for route in routes}
         self._policy = policy
         self._max_attempts = max_attempts
+        self._downloads = downloads  # for the exposure a withdrawal notice carries
         self._batch_limit = batch_limit  # messages per channel per round
         self._cursor = 0  # the last outbox id that has its delivery rows
         self._started = False
@@ -193,7 +197,7 @@ class Notifier:
         if attempts > self._max_attempts:  # a crash right after the last try was leased
             self._record(group, DeliveryState.DEAD, attempts - 1, None, group.rows[0].last_error)
             return 0
-        message = render(group.entries, self._holds(group.entries))
+        message = render(group.entries, self._holds(group.entries), self._exposure(group.entries))
         now = self._clock.now()
         self._record(  # the lease: written as a failure until the receiver says otherwise
             group,
@@ -271,6 +275,13 @@ class Notifier:
             if record is not None and record.state in held and not record.established:
                 holds[filename] = hold_until(record, policy)
         return holds
+
+    def _exposure(self, entries: Sequence[OutboxEntry]) -> ExposureSummary | None:
+        """For a withdrawal: how often its files were served until now (None otherwise)."""
+        if self._downloads is None or entries[0].kind != WITHDRAWN:
+            return None
+        digests = {str(entry.payload["sha256"]) for entry in entries if entry.payload.get("sha256")}
+        return summarize(self._downloads.exposure_of(digests))
 
 
 def _entry_id(entry: OutboxEntry) -> int:

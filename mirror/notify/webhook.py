@@ -108,6 +108,7 @@ def payload(message: Message) -> dict[str, Any]:
             ],
             "reasons": list(message.reasons),
             "until": message.until,
+            "exposure": message.exposure.to_json() if message.exposure else None,
             "commands": list(message.commands),
             "actors": list(message.actors),
             "event_ids": list(message.event_ids),

@@ -304,9 +304,7 @@ class ProvenanceResult:
 
 def default_trust_root() -> bytes:
     """The Sigstore production trusted root shipped with the mirror."""
-    return (
-        importlib.resources.files("quarantine.provenance") / TRUST_ROOT_RESOURCE
-    ).read_bytes()
+    return (importlib.resources.files("quarantine.provenance") / TRUST_ROOT_RESOURCE).read_bytes()
 
 
 class ProvenanceVerifier:

@@ -1,0 +1,1 @@
+"""The download log seam: who was served which file; ``interface``, one module per backend."""
