@@ -106,11 +106,13 @@ class FastPath:
         match = _FILE.fullmatch(path)
         if match is None or _header(scope, b"range") is not None:
             return False
+        if self._services.settings.accel_redirect is not None:
+            return False  # nginx sends the bytes; the app answers with their location
         digest, filename = match.groups()
         record = self._services.catalog.files.cached(digest, filename)
         if record is None or record.state is not FileState.PROMOTED:
             return False  # the app checks again from the ledger and explains the refusal
-        body = self._services.blob_cache.get(digest)
+        body = self._services.blob_cache.get(digest, count_miss=False)  # the app asks again
         if body is None:
             return False
         headers = [

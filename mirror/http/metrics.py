@@ -1,0 +1,254 @@
+"""Prometheus metrics at ``/metrics``.
+
+Counting on the hot path is a dict increment and a bisect into fixed buckets per request;
+prometheus objects are made only when ``/metrics`` is scraped. Every count here is this
+process's own (scrape each replica directly, not through the proxy), except the ledger's,
+which are shared and read by ``LedgerCounts`` every few seconds, never per scrape.
+"""
+
+import asyncio
+import bisect
+import ipaddress
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from mirror.http.one_line import one_line
+from mirror.services import Services
+from quarantine.ledger.interface import Ledger, LedgerTally
+from quarantine.models import FileState
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# Seconds: a warm page takes well under a millisecond, a large file minutes.
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 300.0,
+)  # fmt: skip
+TALLY_INTERVAL_SECONDS = 5.0
+_PREFIXES = (
+    ("/simple/", "page"),
+    ("/files/", "file"),
+    ("/-/admin/", "admin"),
+    ("/pypi/", "json_api"),
+    ("/healthz", "health"),
+    ("/readyz", "health"),
+    ("/metrics", "metrics"),
+)
+
+
+def route_class(path: str) -> str:
+    """A few classes, never the path itself: label values must stay few."""
+    for prefix, name in _PREFIXES:
+        if path.startswith(prefix):
+            return "index" if path == "/simple/" else name
+    return "other"
+
+
+class RequestTally:
+    """Requests by route class and status, and their durations, as plain numbers."""
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, int], int] = {}
+        self.buckets: dict[str, list[int]] = {}  # per route class: one count per bucket, +Inf
+        self.seconds: dict[str, float] = {}
+
+    def record(self, route: str, status: int, seconds: float) -> None:
+        key = (route, status)
+        self.requests[key] = self.requests.get(key, 0) + 1
+        counts = self.buckets.get(route)
+        if counts is None:
+            counts = self.buckets[route] = [0] * (len(LATENCY_BUCKETS) + 1)
+        counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.seconds[route] = self.seconds.get(route, 0.0) + seconds
+
+
+class Metered:
+    """The outermost ASGI layer: times each HTTP request and notes its status."""
+
+    def __init__(self, app: Any, tally: RequestTally) -> None:
+        self._app = app
+        self._tally = tally
+        self.state = app.state  # the app's state, for whoever holds the outermost layer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the server answers when the app ends without a response
+
+        async def noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._app(scope, receive, noting_status)
+        finally:
+            self._tally.record(route_class(scope["path"]), status, time.perf_counter() - started)
+
+
+class LedgerCounts:
+    """The ledger's counts, read in a thread every few seconds: a scrape reads memory."""
+
+    def __init__(self, ledger: Ledger, interval_seconds: float = TALLY_INTERVAL_SECONDS) -> None:
+        self._ledger = ledger
+        self._interval = interval_seconds
+        self.latest: LedgerTally | None = None
+
+    async def refresh(self) -> None:
+        self.latest = await asyncio.to_thread(self._ledger.tally)
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except Exception as error:  # noqa: BLE001 - a metrics read must never stop serving
+                log.warning("ledger counts for /metrics not read: %s", error)
+            await asyncio.sleep(self._interval)
+
+
+class MirrorCollector(Collector):
+    def __init__(self, services: Services, tally: RequestTally, counts: LedgerCounts) -> None:
+        self._services = services
+        self._tally = tally
+        self._counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._requests()
+        yield from self._caches()
+        failures = CounterMetricFamily(
+            "lazaretto_upstream_errors",
+            "Failed upstream requests (unreachable, too slow, or an answer not usable)",
+            labels=["kind"],
+        )
+        for kind, count in sorted(self._services.client.failures.items()):
+            failures.add_metric([kind], count)
+        yield failures
+        yield GaugeMetricFamily(
+            "lazaretto_leader",
+            "1 when this process runs the background side (vetting, watcher, notifier)",
+            value=int(self._services.leader),
+        )
+        if self._counts.latest is not None:
+            yield from _ledger_metrics(self._counts.latest)
+
+    def _requests(self) -> Iterator[Metric]:
+        tally = self._tally
+        requests = CounterMetricFamily(
+            "lazaretto_http_requests", "HTTP requests answered", labels=["route", "status"]
+        )
+        for (route, status), count in sorted(tally.requests.items()):
+            requests.add_metric([route, str(status)], count)
+        yield requests
+        latency = HistogramMetricFamily(
+            "lazaretto_http_request_duration_seconds",
+            "Time from a request's arrival to its last byte handed to the server",
+            labels=["route"],
+        )
+        for route, counts in sorted(tally.buckets.items()):
+            cumulative, total = [], 0
+            for bound, count in zip((*LATENCY_BUCKETS, float("inf")), counts, strict=True):
+                total += count
+                cumulative.append((_bound(bound), total))
+            latency.add_metric([route], cumulative, tally.seconds[route])
+        yield latency
+
+    def _caches(self) -> Iterator[Metric]:
+        catalog, blobs = self._services.catalog, self._services.blob_cache
+        lookups = CounterMetricFamily(
+            "lazaretto_cache_lookups",
+            "Pages answered from memory without a look, and small files from memory",
+            labels=["cache", "result"],
+        )
+        lookups.add_metric(["page", "hit"], catalog.warm_hits)
+        lookups.add_metric(["page", "miss"], catalog.warm_misses)
+        lookups.add_metric(["file", "hit"], blobs.hits)
+        lookups.add_metric(["file", "miss"], blobs.misses)
+        yield lookups
+
+
+def _bound(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(bound)
+
+
+def _ledger_metrics(tally: LedgerTally) -> Iterator[Metric]:
+    files = GaugeMetricFamily(
+        "lazaretto_files", "Files in the ledger by state (every replica's)", labels=["state"]
+    )
+    for state in FileState:
+        files.add_metric([state.value], tally.files_by_state.get(state, 0))
+    yield files
+    yield GaugeMetricFamily(
+        "lazaretto_vetting_queue_depth",
+        "Held files inside the configured platforms: the vetting side's work",
+        value=tally.vetting_queue,
+    )
+    yield GaugeMetricFamily(
+        "lazaretto_outbox_backlog",
+        "Notification deliveries not yet made",
+        value=tally.outbox_backlog,
+    )
+    yield CounterMetricFamily(
+        "lazaretto_ledger_events",
+        "State changes recorded in the ledger (its rate is the decision rate)",
+        value=tally.events,
+    )
+
+
+def metrics_registry(
+    services: Services, tally: RequestTally, counts: LedgerCounts
+) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(MirrorCollector(services, tally, counts))
+    ProcessCollector(registry=registry)  # memory, CPU and open descriptors of this process
+    return registry
+
+
+def allowed_peer(rule: bool | tuple[str, ...], peer: str | None) -> bool:
+    """The ``metrics`` setting: on, off, or only from the listed networks (the direct peer:
+    a scraper reaches each replica itself, not through the proxy)."""
+    if isinstance(rule, bool):
+        return rule
+    if peer is None:
+        return False
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(network, strict=False) for network in rule)
+
+
+def metrics_route(registry: CollectorRegistry) -> Callable[[Request], Awaitable[Response]]:
+    async def metrics(request: Request) -> Response:
+        services: Services = request.app.state.services
+        peer = request.client.host if request.client else None
+        if not allowed_peer(services.settings.metrics, peer):
+            answer = one_line(404, "not found")
+            return PlainTextResponse(answer.body, answer.status, answer.headers)
+        body = generate_latest(registry)
+        return Response(body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    return metrics
