@@ -80,6 +80,7 @@ def test_metrics_count_file_cache_hits(upstream: Upstream, mirror: MirrorServer)
     upstream.add("cached", UpstreamFile(build_wheel("cached", "1.0"), OLD))
     assert _get(mirror.url + "cached/")[0] == 200
     assert mirror.services is not None
+    mirror.call(mirror.services.catalog.writes_done())  # a look is written after its page
     record = mirror.services.ledger.files("cached")[0]  # type: ignore[arg-type]
     url = f"{mirror.origin}/files/{record.sha256}/{record.filename}"
     for _ in range(3):
