@@ -33,7 +33,8 @@ from support.mirror import MirrorServer, running_mirror, settings_for
 from support.process import LAZARETTO, free_port
 from support.upstream import Upstream, UpstreamFile
 
-SHIPPED = Path(__file__).resolve().parents[1] / "deploy" / "nginx.conf"
+DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+SHIPPED, UPSTREAM = DEPLOY / "nginx.conf", DEPLOY / "nginx-upstream.conf"
 ACCEL = "/_lazaretto_blobs/"
 OLD = NOW - timedelta(days=400)
 REASON = "compromised maintainer account, per the vendor"
@@ -119,12 +120,9 @@ def _replace(text: str, old: str, new: str) -> str:
     return text.replace(old, new)
 
 
-def site_config(
-    shipped: str, *, port: int, app_port: int, blobs: Path, cache: Path, logs: Path, tls: Tls
-) -> str:
+def site_config(shipped: str, *, port: int, blobs: Path, cache: Path, logs: Path, tls: Tls) -> str:
     """The shipped server block with this machine's ports and paths."""
     text = _replace(shipped, "listen 443 ssl http2;", f"listen 127.0.0.1:{port} ssl http2;")
-    text = _replace(text, "server 127.0.0.1:8070;", f"server 127.0.0.1:{app_port};")
     text = _replace(text, "/etc/ssl/lazaretto/fullchain.pem", str(tls.certificate))
     text = _replace(text, "/etc/ssl/lazaretto/privkey.pem", str(tls.key))
     text = _replace(text, "alias /var/lib/lazaretto/blobs/;", f"alias {blobs}/;")
@@ -132,7 +130,11 @@ def site_config(
     return _replace(text, "/var/log/nginx/", f"{logs}/")
 
 
-def main_config(site: Path, work: Path) -> str:
+def upstream_config(shipped: str, app_port: int) -> str:
+    return _replace(shipped, "server 127.0.0.1:8070;", f"server 127.0.0.1:{app_port};")
+
+
+def main_config(site: Path, upstreams: Path, work: Path) -> str:
     """What a distribution's nginx.conf gives around the site (as root: workers stay
     root, so they can read the test's private temporary directory)."""
     user = "user root;\n" if os.geteuid() == 0 else ""
@@ -146,8 +148,11 @@ def main_config(site: Path, work: Path) -> str:
         "http {\n"
         f"    access_log {work / 'access.log'};\n"
         f"{temp}\n    uwsgi_temp_path {work / 'uwsgi'};\n    scgi_temp_path {work / 'scgi'};\n"
-        f"    include {site};\n}}\n"
+        f"    include {upstreams};\n    include {site};\n}}\n"
     )
+
+
+Reply = tuple[int, dict[str, str], bytes]  # status, headers, body
 
 
 @dataclass
@@ -157,7 +162,7 @@ class Fronted:
     tls: Tls
     error_log: Path
 
-    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:  # fmt: skip
+    def get(self, path: str, headers: dict[str, str] | None = None) -> Reply:
         context = ssl.create_default_context(cafile=str(self.tls.ca))
         request = urllib.request.Request(self.origin + path, headers=headers or {})
         try:
@@ -197,15 +202,16 @@ def fronted(tmp_path: Path, upstream: Upstream, clock: FakeClock) -> Iterator[Fr
             site_config(
                 SHIPPED.read_text(encoding="utf-8"),
                 port=port,
-                app_port=mirror.port,
                 blobs=data / "blobs",
                 cache=work / "cache",
                 logs=work,
                 tls=tls,
             )
         )
+        upstreams = work / "upstream.conf"
+        upstreams.write_text(upstream_config(UPSTREAM.read_text(encoding="utf-8"), mirror.port))
         main = work / "nginx.conf"
-        main.write_text(main_config(site, work))
+        main.write_text(main_config(site, upstreams, work))
         checked = subprocess.run(
             [nginx, "-t", "-c", str(main), "-p", str(work)], capture_output=True, text=True
         )
