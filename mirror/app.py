@@ -27,7 +27,7 @@ from mirror.files.artifacts import Artifacts
 from mirror.files.fast_path import FastPath
 from mirror.files.routes import serve_file
 from mirror.http.access_log import redact_access_log
-from mirror.http.health import healthz, readyz
+from mirror.http.health import healthz, readiness_problem, readyz
 from mirror.http.metrics import LedgerCounts, Metered, RequestTally, metrics_registry, metrics_route
 from mirror.http.one_line import OneLine, for_error, one_line
 from mirror.http.request_base import RequestBase
@@ -285,7 +285,8 @@ def create_app(
         services.catalog.on_new_held = child.ask  # the demand signal goes to the child
     # Until the leader-lease work decides it: the process that runs the background side.
     services.leader = background and settings.vetting_worker != "separate"
-    tally, counts = RequestTally(), LedgerCounts(services.ledger)
+    tally = RequestTally()
+    counts = LedgerCounts(services.ledger, lambda: readiness_problem(services))
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

@@ -31,10 +31,14 @@ async def healthz(_request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    services: Services = request.app.state.services
-    problem = await asyncio.to_thread(_storage_problem, services)
-    problem = problem or _background_problem(services)
+    problem = await readiness_problem(request.app.state.services)
     return _answer(503, f"not ready: {problem}") if problem else _answer(200, "ready")
+
+
+async def readiness_problem(services: Services) -> str | None:
+    """Why this process is not ready, or None (also read for /metrics' lazaretto_ready)."""
+    problem = await asyncio.to_thread(_storage_problem, services)
+    return problem or _background_problem(services)
 
 
 def _storage_problem(services: Services) -> str | None:

@@ -10,8 +10,10 @@ import asyncio
 import bisect
 import ipaddress
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -111,14 +113,23 @@ class Metered:
 
 
 class LedgerCounts:
-    """The ledger's counts, read in a thread every few seconds: a scrape reads memory."""
+    """The ledger's counts and this process's readiness, read every few seconds: a
+    scrape reads memory, never the ledger."""
 
-    def __init__(self, ledger: Ledger, interval_seconds: float = TALLY_INTERVAL_SECONDS) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        readiness: Callable[[], Awaitable[str | None]],
+        interval_seconds: float = TALLY_INTERVAL_SECONDS,
+    ) -> None:
         self._ledger = ledger
+        self._readiness = readiness
         self._interval = interval_seconds
         self.latest: LedgerTally | None = None
+        self.ready: bool | None = None  # None: not checked yet
 
     async def refresh(self) -> None:
+        self.ready = await self._readiness() is None
         self.latest = await asyncio.to_thread(self._ledger.tally)
 
     async def run_forever(self) -> None:
@@ -126,6 +137,7 @@ class LedgerCounts:
             try:
                 await self.refresh()
             except Exception as error:  # noqa: BLE001 - a metrics read must never stop serving
+                self.ready = False
                 log.warning("ledger counts for /metrics not read: %s", error)
             await asyncio.sleep(self._interval)
 
@@ -152,6 +164,13 @@ class MirrorCollector(Collector):
             "1 when this process runs the background side (vetting, watcher, notifier)",
             value=int(self._services.leader),
         )
+        if self._counts.ready is not None:
+            yield GaugeMetricFamily(
+                "lazaretto_ready",
+                "1 when /readyz would answer 200 (checked every few seconds)",
+                value=int(self._counts.ready),
+            )
+        yield from _disk_metrics(self._services.settings.data_dir)
         if self._counts.latest is not None:
             yield from _ledger_metrics(self._counts.latest)
 
@@ -188,6 +207,24 @@ class MirrorCollector(Collector):
         lookups.add_metric(["file", "hit"], blobs.hits)
         lookups.add_metric(["file", "miss"], blobs.misses)
         yield lookups
+
+
+def _disk_metrics(data_dir: Path) -> Iterator[Metric]:
+    """The data directory's file system (ledger, blobs, staging): one statvfs call."""
+    try:
+        facts = os.statvfs(data_dir)
+    except OSError:
+        return
+    yield GaugeMetricFamily(
+        "lazaretto_data_dir_free_bytes",
+        "Bytes free to this process on the data directory's file system",
+        value=facts.f_bavail * facts.f_frsize,
+    )
+    yield GaugeMetricFamily(
+        "lazaretto_data_dir_size_bytes",
+        "Size of the data directory's file system",
+        value=facts.f_blocks * facts.f_frsize,
+    )
 
 
 def _bound(bound: float) -> str:
