@@ -48,41 +48,45 @@ LATENCY_BUCKETS = (
     60.0, 300.0,
 )  # fmt: skip
 TALLY_INTERVAL_SECONDS = 5.0
-_PREFIXES = (
-    ("/simple/", "page"),
-    ("/files/", "file"),
-    ("/-/admin/", "admin"),
-    ("/pypi/", "json_api"),
-    ("/healthz", "health"),
-    ("/readyz", "health"),
-    ("/metrics", "metrics"),
-)
+# Route classes by the path's first segment; never the path itself: labels stay few.
+_CLASSES = {
+    "simple": "page",
+    "files": "file",
+    "-": "admin",
+    "pypi": "json_api",
+    "healthz": "health",
+    "readyz": "health",
+    "metrics": "metrics",
+}
 
 
 def route_class(path: str) -> str:
-    """A few classes, never the path itself: label values must stay few."""
-    for prefix, name in _PREFIXES:
-        if path.startswith(prefix):
-            return "index" if path == "/simple/" else name
-    return "other"
+    if path == "/simple/":
+        return "index"
+    return _CLASSES.get(path.split("/", 2)[1] if path.count("/") else path, "other")
+
+
+class RouteTally:
+    """One route class's requests by status and durations, as plain numbers."""
+
+    __slots__ = ("buckets", "seconds", "statuses")
+
+    def __init__(self) -> None:
+        self.statuses: dict[int, int] = {}
+        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # one count per bucket, then +Inf
+        self.seconds = 0.0
 
 
 class RequestTally:
-    """Requests by route class and status, and their durations, as plain numbers."""
-
     def __init__(self) -> None:
-        self.requests: dict[tuple[str, int], int] = {}
-        self.buckets: dict[str, list[int]] = {}  # per route class: one count per bucket, +Inf
-        self.seconds: dict[str, float] = {}
+        self.routes: dict[str, RouteTally] = {}
 
-    def record(self, route: str, status: int, seconds: float) -> None:
-        key = (route, status)
-        self.requests[key] = self.requests.get(key, 0) + 1
-        counts = self.buckets.get(route)
-        if counts is None:
-            counts = self.buckets[route] = [0] * (len(LATENCY_BUCKETS) + 1)
-        counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        self.seconds[route] = self.seconds.get(route, 0.0) + seconds
+    def route(self, path: str) -> RouteTally:
+        name = route_class(path)
+        found = self.routes.get(name)
+        if found is None:
+            found = self.routes[name] = RouteTally()
+        return found
 
 
 class Metered:
@@ -109,7 +113,11 @@ class Metered:
         try:
             await self._app(scope, receive, noting_status)
         finally:
-            self._tally.record(route_class(scope["path"]), status, time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            route = self._tally.route(scope["path"])
+            route.statuses[status] = route.statuses.get(status, 0) + 1
+            route.buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+            route.seconds += seconds
 
 
 class LedgerCounts:
@@ -175,24 +183,25 @@ class MirrorCollector(Collector):
             yield from _ledger_metrics(self._counts.latest)
 
     def _requests(self) -> Iterator[Metric]:
-        tally = self._tally
+        routes = sorted(self._tally.routes.items())
         requests = CounterMetricFamily(
             "lazaretto_http_requests", "HTTP requests answered", labels=["route", "status"]
         )
-        for (route, status), count in sorted(tally.requests.items()):
-            requests.add_metric([route, str(status)], count)
+        for name, route in routes:
+            for status, count in sorted(route.statuses.items()):
+                requests.add_metric([name, str(status)], count)
         yield requests
         latency = HistogramMetricFamily(
             "lazaretto_http_request_duration_seconds",
             "Time from a request's arrival to its last byte handed to the server",
             labels=["route"],
         )
-        for route, counts in sorted(tally.buckets.items()):
+        for name, route in routes:
             cumulative, total = [], 0
-            for bound, count in zip((*LATENCY_BUCKETS, float("inf")), counts, strict=True):
+            for bound, count in zip((*LATENCY_BUCKETS, float("inf")), route.buckets, strict=True):
                 total += count
                 cumulative.append((_bound(bound), total))
-            latency.add_metric([route], cumulative, tally.seconds[route])
+            latency.add_metric([name], cumulative, route.seconds)
         yield latency
 
     def _caches(self) -> Iterator[Metric]:
