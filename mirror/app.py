@@ -328,8 +328,7 @@ def create_app(
     # off. The only redirects are the relative ones in simple_routes.
     app.router.redirect_slashes = False
     app.state.services = services
-    # With trusted_hosts, every request must pass the Host check in the app's middleware.
-    front = app if settings.trusted_hosts else FastPath(app, services)
-    if settings.metrics is False:
-        return front
-    return Metered(front, tally)
+    metered = app if settings.metrics is False else Metered(app, tally)
+    if settings.trusted_hosts:
+        return metered  # every request must pass the Host check in the app's middleware
+    return FastPath(metered, services, None if settings.metrics is False else tally)
