@@ -29,7 +29,9 @@ from mirror.files.download_recorder import DownloadRecorder
 from mirror.files.fast_path import FastPath
 from mirror.files.routes import serve_file
 from mirror.http.access_log import redact_access_log
+from mirror.http.health import healthz, readiness_problem, readyz
 from mirror.http.index_auth import IndexAuth, with_index_auth
+from mirror.http.metrics import LedgerCounts, Metered, RequestTally, metrics_registry, metrics_route
 from mirror.http.one_line import OneLine, for_error, one_line
 from mirror.http.request_base import RequestBase
 from mirror.notify.delivery import Notifier, build_routes
@@ -92,17 +94,6 @@ async def _http_error(_request: Request, error: Exception) -> Response:
     return _one_line(
         error.status_code, "not found" if error.status_code == 404 else str(error.detail)
     )
-
-
-async def _health(_request: Request) -> Response:
-    return _one_line(200, "ok")
-
-
-async def _ready(request: Request) -> Response:
-    """Serving works while frozen, but an operator must look: report it as not ready."""
-    services: Services = request.app.state.services
-    frozen = services.ledger.freeze_reason()
-    return _one_line(503, f"promotion frozen: {frozen}") if frozen else _one_line(200, "ready")
 
 
 def build_services(
@@ -313,7 +304,7 @@ async def _sweep(services: Services, left_by: str) -> None:
 
 def create_app(
     settings: Settings, clock: Clock | None = None, *, background: bool = True
-) -> Starlette | FastPath | IndexAuth:
+) -> Starlette | FastPath | Metered | IndexAuth:
     """The ASGI app. ``background=False`` leaves promotion rounds to the caller (tests)."""
     vets_here = not background or settings.vetting_worker == "in-process"
     services = build_services(settings, clock, vets=vets_here)
@@ -330,6 +321,10 @@ def create_app(
         child = VettingChild(settings)
         services.vetting_child = child
         services.catalog.on_new_held = child.ask  # the demand signal goes to the child
+    # Until the leader-lease work decides it: the process that runs the background side.
+    services.leader = background and settings.vetting_worker != "separate"
+    tally = RequestTally()
+    counts = LedgerCounts(services.ledger, lambda: readiness_problem(services))
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -338,6 +333,8 @@ def create_app(
         if services.downloads is not None:  # written even with background=False (tests)
             services.tasks.append(asyncio.create_task(services.downloads.run_forever()))
         follow_config(services, "serve")
+        if settings.metrics is not False:
+            services.tasks.append(asyncio.create_task(counts.run_forever()))
         if background:
             start_background(services, vetting=settings.vetting_worker == "in-process")
         try:
@@ -357,8 +354,9 @@ def create_app(
             Route("/simple/{project}/", simple_project, methods=["GET", "HEAD"]),
             Route("/simple/{project}", simple_project, methods=["GET", "HEAD"]),
             Route("/files/{sha256:sha256}/{filename}", serve_file, methods=["GET", "HEAD"]),
-            Route("/healthz", _health, methods=["GET"]),
-            Route("/readyz", _ready, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics_route(metrics_registry(services, tally, counts))),
             *admin_routes(),
             *json_api_routes(services.catalog, services.request_base),
         ],
@@ -370,7 +368,9 @@ def create_app(
     # off. The only redirects are the relative ones in simple_routes.
     app.router.redirect_slashes = False
     app.state.services = services
+    metered = app if settings.metrics is False else Metered(app, tally)
     if settings.trusted_hosts:
         # Every request must pass the Host check in the app's middleware: no fast path.
-        return with_index_auth(app, services)
-    return with_index_auth(FastPath(app, services), services)
+        return with_index_auth(metered, services)
+    fast = FastPath(metered, services, None if settings.metrics is False else tally)
+    return with_index_auth(fast, services)

@@ -44,3 +44,5 @@ class Services:
     blob_cache: BlobCache = field(default_factory=BlobCache)
     request_base: RequestBase = field(default_factory=RequestBase)  # trusts no proxy
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # This process runs the background side (vetting, watcher, notifier): the leader.
+    leader: bool = False

@@ -82,7 +82,30 @@ def as_proxies(value: Any) -> tuple[str, ...]:
     return networks
 
 
+def as_metrics(value: Any) -> bool | tuple[str, ...]:
+    """``/metrics``: on (true), off (false), or only for peers in the listed networks."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("on", "off", "true", "false"):
+        return as_bool(value.strip())
+    networks = as_proxies(value)
+    if not networks:
+        raise ValueError("expected true, false or a list of networks such as 10.0.0.0/8")
+    return networks
+
+
+def as_accel_prefix(value: Any) -> str | None:
+    """nginx's internal location for blobs, such as /_lazaretto_blobs/."""
+    prefix = as_optional_str(value)
+    if prefix is None:
+        return None
+    if not (prefix.startswith("/") and prefix.endswith("/")) or "?" in prefix or ".." in prefix:
+        raise ValueError(f"{prefix!r}: expected a path that starts and ends with /")
+    return prefix
+
+
 WORKER_MODES = ("child", "in-process", "separate")
+LOG_FORMATS = ("text", "json")
 as_worker_mode = as_choice(WORKER_MODES)
 INDEX_AUTH_MODES = ("off", "optional", "required")
 # The levels both the logging module and uvicorn know.
@@ -145,6 +168,12 @@ class Settings:
     trusted_root: Path | None = None  # Sigstore trust root; default: the one shipped
     access_log: bool = True
     log_level: str = "info"
+    log_format: str = "text"  # "json": one JSON object per line (app and access log)
+    # /metrics: True, False, or only for peers in these networks.
+    metrics: bool | tuple[str, ...] = True
+    # Behind nginx: the file route answers with X-Accel-Redirect to this internal location
+    # (an alias of the blob directory) and no body; nginx sends the verified bytes.
+    accel_redirect: str | None = None
     policy: Policy = field(default_factory=Policy)
     notify: tuple[notify_config.NotifyTarget, ...] = ()  # [[notify]] tables
     notify_interval: timedelta = timedelta(seconds=10)
@@ -202,6 +231,9 @@ _TOP_LEVEL: dict[str, Callable[[Any], Any]] = {
     "trusted_root": as_optional_file,
     "access_log": as_bool,
     "log_level": as_choice(LOG_LEVELS),
+    "log_format": as_choice(LOG_FORMATS),
+    "metrics": as_metrics,
+    "accel_redirect": as_accel_prefix,
     "notify_interval": duration_between(_SECOND, _HOUR, "shorter is a busy loop"),
     "notify_max_attempts": notify_config.as_attempts,
     "vetting_worker": as_worker_mode,

@@ -223,6 +223,22 @@ def test_every_state_change_is_recorded(ledger: Ledger) -> None:
     ]
 
 
+def test_tally_counts_states_work_and_events(ledger: Ledger) -> None:
+    """What /metrics shows: read in one go, agreeing with the records."""
+    empty = ledger.tally()
+    assert dict(empty.files_by_state) == {} and empty.events == 0
+    assert (empty.vetting_queue, empty.outbox_backlog) == (0, 0)
+    look(ledger, snapshot(OLD, NEW, SDIST), T0)
+    record = ledger.mark_stored(held(ledger))
+    ledger.transition(record, FileState.BLOCKED, "advisory", "system:feeds", T0)
+    tally = ledger.tally()
+    for state in FileState:
+        assert tally.files_by_state.get(state, 0) == len(ledger.in_states((state,))), state
+    assert tally.files_by_state[FileState.BLOCKED] == 1
+    assert tally.vetting_queue == len(ledger.held_inside()) >= 1
+    assert tally.events == len(ledger.events())
+
+
 def test_yank_and_status_changes_are_recorded(ledger: Ledger) -> None:
     look(ledger, snapshot(OLD), T0)
     yanked = upstream_file(OLD_WHEEL, OLD.upload_time, OLD.sha256 or "", yanked="broken")

@@ -54,6 +54,10 @@ class VettingChild:
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.is_alive()
+
     def ask(self, name: NormalizedName, asked: bool) -> None:
         """A look saw new held files of ``name`` (asked: for a client waiting now)."""
         if asked:
@@ -165,10 +169,15 @@ def _child_main(settings: Settings, demand: Connection) -> None:
     # In a group of its own the child gets no Ctrl-C from a terminal; and if one comes,
     # the server stops the child itself, after its own requests, by closing the pipe.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s[vetting]: %(message)s",
-    )
+    if settings.log_format == "json":
+        from mirror.http.log_format import configure_logging
+
+        configure_logging(settings)
+    else:
+        logging.basicConfig(
+            level=settings.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s[vetting]: %(message)s",
+        )
     asyncio.run(_run_child(settings, demand))
 
 

@@ -15,11 +15,17 @@ class BlobCache:
         self._budget = budget_bytes
         self._used = 0
         self._blobs: OrderedDict[str, bytes] = OrderedDict()
+        self.hits = 0  # read by the metrics (mirror/http/metrics.py)
+        self.misses = 0
 
-    def get(self, sha256: str) -> bytes | None:
+    def get(self, sha256: str, *, count_miss: bool = True) -> bytes | None:
+        """``count_miss=False``: a caller that passes a miss on to one that asks again."""
         blob = self._blobs.get(sha256)
         if blob is not None:
             self._blobs.move_to_end(sha256)
+            self.hits += 1
+        elif count_miss:
+            self.misses += 1
         return blob
 
     def put(self, sha256: str, blob: bytes) -> None:

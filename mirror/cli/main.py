@@ -100,6 +100,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from mirror.app import create_app
     from mirror.http.client_deadline import protocol_with_deadline
+    from mirror.http.log_format import logging_config
 
     settings = _start(settings, args, listening=True)
     app = create_app(settings)
@@ -112,6 +113,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=logging_config(settings),
         access_log=settings.access_log,
         # X-Forwarded-Proto/Host are read by the mirror itself, from trusted_proxies only
         # (mirror/http/request_base.py): off here, the peer it checks is the real one.
@@ -142,9 +144,9 @@ def _work(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from mirror.http.log_format import configure_logging
+
+    configure_logging(settings)
 
 
 def _actor() -> str:

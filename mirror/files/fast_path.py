@@ -9,6 +9,7 @@ the app unchanged, so the rules live in one place.
 """
 
 import re
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -16,6 +17,7 @@ from packaging.utils import NormalizedName
 from starlette.applications import Starlette
 
 from mirror.errors import MirrorError
+from mirror.http.metrics import Metered, RequestTally
 from mirror.http.one_line import OneLine, for_error
 from mirror.services import Services
 from mirror.simple.names import MAX_NAME_CHARS
@@ -53,31 +55,41 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 class FastPath:
-    def __init__(self, app: Starlette, services: Services) -> None:
+    def __init__(
+        self, app: Starlette | Metered, services: Services, tally: RequestTally | None = None
+    ) -> None:
+        """``app`` answers the rest; ``tally`` (metrics on) counts what is answered here."""
         self._app = app
         self._services = services
+        self._tally = tally
         self.state = app.state  # the app's state, for whoever holds this front door
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET" and not scope["query_string"]:
             path = scope["path"]
-            if path.startswith("/simple/") and await self._page(scope, send, path):
-                return
-            if path.startswith("/files/") and await self._file(scope, send, path):
+            started = time.perf_counter()
+            status = 0  # not answered here
+            if path.startswith("/simple/"):
+                status = await self._page(scope, send, path)
+            elif path.startswith("/files/"):
+                status = await self._file(scope, send, path)
+            if status:
+                if self._tally is not None:
+                    self._tally.note(path, status, started)
                 return
         await self._app(scope, receive, send)
 
-    async def _page(self, scope: Scope, send: Send, path: str) -> bool:
+    async def _page(self, scope: Scope, send: Send, path: str) -> int:
         match = _PAGE.fullmatch(path)
         if match is None:
-            return False
+            return 0
         try:
             fmt = negotiate(_header(scope, b"accept"), None)
         except MirrorError:  # 406 and its one-line reason come from the app
-            return False
+            return 0
         name = match.group(1)
         if len(name) > MAX_NAME_CHARS:
-            return False  # the app refuses it with its reason
+            return 0  # the app refuses it with its reason
         catalog = self._services.catalog
         kept = catalog.warm_page(NormalizedName(name), fmt)
         stale: float | None = None
@@ -87,32 +99,35 @@ class FastPath:
                 kept, stale = served.page, served.stale_seconds
             page = await page_for(kept, self._services.request_base, scope)
         except MirrorError as error:
-            await _send_one_line(send, for_error(error))
-            return True
+            answer = for_error(error)
+            await _send_one_line(send, answer)
+            return answer.status
         chosen = variant(page, _header(scope, b"accept-encoding"))
         pairs = page_headers(page, stale, chosen).items()
         headers = [(k.lower().encode(), v.encode()) for k, v in pairs]
         if etag_matches(_header(scope, b"if-none-match"), chosen.etag):
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
-            return True
+            return 304
         headers.append((b"content-type", page.content_type.encode()))
         headers.append((b"content-length", str(len(chosen.body)).encode()))
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": chosen.body})
-        return True
+        return 200
 
-    async def _file(self, scope: Scope, send: Send, path: str) -> bool:
+    async def _file(self, scope: Scope, send: Send, path: str) -> int:
         match = _FILE.fullmatch(path)
         if match is None or _header(scope, b"range") is not None:
-            return False
+            return 0
+        if self._services.settings.accel_redirect is not None:
+            return 0  # nginx sends the bytes; the app answers with their location
         digest, filename = match.groups()
         record = self._services.catalog.files.cached(digest, filename)
         if record is None or record.state is not FileState.PROMOTED:
-            return False  # the app checks again from the ledger and explains the refusal
-        body = self._services.blob_cache.get(digest)
+            return 0  # the app checks again from the ledger and explains the refusal
+        body = self._services.blob_cache.get(digest, count_miss=False)  # the app asks again
         if body is None:
-            return False
+            return 0
         headers = [
             *_FILE_HEADERS,
             (b"etag", f'"{digest}"'.encode()),
@@ -122,4 +137,4 @@ class FastPath:
         await send({"type": "http.response.body", "body": body})
         if self._services.downloads is not None:
             self._services.downloads.note(scope, record)
-        return True
+        return 200

@@ -108,6 +108,9 @@ async def serve_file(request: Request) -> Response:
     if suffix == ".provenance":
         return await _provenance(record, services)
     headers = {**_FILE_HEADERS, "ETag": f'"{record.sha256}"'}
+    accel = _accel_redirect(record, headers, services)
+    if accel is not None:
+        return accel
     ranged = "range" in request.headers
     # An install: a whole file, by GET (a range is a resolver peeking at a wheel's metadata).
     if services.downloads is not None and not ranged and request.method == "GET":
@@ -121,6 +124,24 @@ async def serve_file(request: Request) -> Response:
             services.blobs.read(record.sha256), headers=headers, media_type=OCTET_STREAM
         )
     return _send(found, record.sha256, headers, services, ranged)
+
+
+def _accel_redirect(
+    record: FileRecord, headers: dict[str, str], services: Services
+) -> Response | None:
+    """Behind nginx (``accel_redirect``): a stored, verified blob is sent by nginx from
+    disk, ranges included; the answer here is only its headers. Not yet stored: None."""
+    prefix = services.settings.accel_redirect
+    if prefix is None:
+        return None
+    # A blob is on disk only once verified; a cached record's "stored" may lag behind.
+    path = services.blobs.local_path(record.sha256)
+    if path is None:
+        return None
+    inside = "/".join(path.parts[-3:])  # ab/cd/<sha256>, under the blob directory
+    return Response(
+        b"", headers={**headers, "X-Accel-Redirect": prefix + inside}, media_type=OCTET_STREAM
+    )
 
 
 async def _verified_file(

@@ -176,6 +176,8 @@ class Catalog:
         self._wait = request_wait_seconds
         self._public_base_url = public_base_url
         self.on_new_held = on_new_held  # the demand signal; the app may point it elsewhere
+        self.warm_hits = 0  # pages answered from memory, no look needed (metrics)
+        self.warm_misses = 0
         self._reserved = reserved or ReservedNames(())
         self._guard = guard or ClockGuard(ledger, clock)
         self._feeds = feeds
@@ -279,6 +281,14 @@ class Catalog:
 
     def warm_page(self, name: NormalizedName, fmt: PageFormat) -> KeptPage | None:
         """The page as bytes when nothing needs doing first (fast path), else None."""
+        page = self._warm(name, fmt)
+        if page is None:
+            self.warm_misses += 1
+        else:
+            self.warm_hits += 1
+        return page
+
+    def _warm(self, name: NormalizedName, fmt: PageFormat) -> KeptPage | None:
         live = self._live.get(name)
         if live is None or live.unreachable or live.looked_at is None:
             return None

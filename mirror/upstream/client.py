@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import re
 import zlib
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -67,6 +68,8 @@ class UpstreamClient:
         self._max_page_bytes = max_page_bytes
         self._pages = PageBudget(PAGE_BUDGET_PAGES * max_page_bytes)
         self._session: aiohttp.ClientSession | None = None
+        # Failed upstream requests by kind (UpstreamUnavailable, UpstreamRejected): metrics.
+        self.failures: Counter[str] = Counter()
         index = guard.index.with_query(None).with_fragment(None)
         self._index_text = str(index) if str(index).endswith("/") else f"{index}/"
 
@@ -108,7 +111,7 @@ class UpstreamClient:
         # The page's bytes count against the budget of all pages in memory until parsed.
         async with self._pages.lease() as lease:
             async with (
-                self._page_deadline.applied("the project page"),
+                self._attempt(self._page_deadline, "the project page"),
                 self._get(self.project_url(name), headers, same_origin_only=True) as response,
             ):
                 if response.status == 304:
@@ -150,7 +153,7 @@ class UpstreamClient:
         """Stream ``url`` into ``writer``; the caller commits against the declared digest."""
         headers = {"Accept-Encoding": "identity"}
         async with (
-            self._download_deadline.applied("the file transfer"),
+            self._attempt(self._download_deadline, "the file transfer"),
             self._get(url, headers, same_origin_only=False) as response,
         ):
             if response.status != 200:
@@ -175,7 +178,7 @@ class UpstreamClient:
     async def fetch_small(self, url: URL, limit: int) -> bytes | None:
         """A small document such as a provenance object; None when the upstream has none."""
         async with (
-            self._page_deadline.applied("a small document"),
+            self._attempt(self._page_deadline, "a small document"),
             self._get(url, {"Accept-Encoding": "identity"}, same_origin_only=False) as response,
         ):
             if response.status == 404:
@@ -183,6 +186,15 @@ class UpstreamClient:
             if response.status != 200:
                 raise UpstreamUnavailable(f"upstream answered HTTP {response.status}")
             return await _read_capped(response, limit)
+
+    @contextlib.asynccontextmanager
+    async def _attempt(self, deadline: "_Deadline", what: str) -> AsyncIterator[None]:
+        try:
+            async with deadline.applied(what):
+                yield
+        except (UpstreamUnavailable, UpstreamRejected) as error:
+            self.failures[type(error).__name__] += 1
+            raise
 
     def _get(self, url: URL, headers: dict[str, str], *, same_origin_only: bool) -> "_Request":
         return _Request(self, url, headers, same_origin_only)

@@ -5,6 +5,7 @@ conformance tests in ``tests/test_ledger.py`` run against every implementation.
 """
 
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -17,6 +18,16 @@ from quarantine.observe import Observation
 from quarantine.outbox import ApiToken, Delivery, DeliveryState, OutboxEntry
 from quarantine.policy import Exemption, RuntimeOverrides
 from quarantine.vetting.fetch_retry import FailureKind, FetchAttempts
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerTally:
+    """Counts an operator watches (metrics), read in one go, never per request."""
+
+    files_by_state: Mapping[FileState, int]
+    vetting_queue: int  # held files inside the configured platforms: the promoter's work
+    outbox_backlog: int  # notification deliveries still pending
+    events: int  # state changes ever recorded (grows by one per decision)
 
 
 class Ledger(Protocol):
@@ -241,6 +252,10 @@ class Ledger(Protocol):
     def set_cutoff(self, moment: datetime, reason: str, actor: str, at: datetime) -> None: ...
 
     def clear_cutoff(self, reason: str, actor: str, at: datetime) -> bool: ...
+
+    def tally(self) -> LedgerTally:
+        """Counts by state and of pending work; cheap enough to read every few seconds."""
+        ...
 
     def change_seq(self) -> int:
         """A counter that grows with every change to what any page shows."""

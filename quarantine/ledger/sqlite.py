@@ -30,6 +30,7 @@ from packaging.utils import NormalizedName
 from quarantine.clock import format_timestamp, parse_timestamp
 from quarantine.errors import LedgerError, LedgerMissing, StaleTransition
 from quarantine.evidence import Action, Evidence, Finding, Severity
+from quarantine.ledger.interface import LedgerTally
 from quarantine.ledger.sqlite_admin import GLOBAL, AdminTables, dt, event_record, ts
 from quarantine.ledger.sqlite_blobs import BlobTables
 from quarantine.ledger.sqlite_fetches import FETCH_SCHEMA, FORGET_ATTEMPTS, FetchTables
@@ -37,6 +38,7 @@ from quarantine.ledger.sqlite_readers import Readers, is_ledger, open_connection
 from quarantine.models import Event, FileRecord, FileState, ProjectRecord, ProjectStatus
 from quarantine.notable import notable
 from quarantine.observe import Observation
+from quarantine.outbox import DeliveryState
 from quarantine.platforms import OUTSIDE
 
 SCHEMA_VERSION = 2  # 2: files.seq, the change that last wrote each row
@@ -505,6 +507,25 @@ class SqliteLedger(AdminTables, FetchTables, BlobTables):
             seq = self._next_seq(db)
             db.execute("UPDATE projects SET seq=?", (seq,))
         return seq
+
+    def tally(self) -> LedgerTally:
+        with self._readers.connection() as db:
+            # One read transaction: the counts agree with each other.
+            db.execute("BEGIN")
+            try:
+                by_state = db.execute("SELECT state, count(*) FROM files GROUP BY state")
+                states = {FileState(state): count for state, count in by_state.fetchall()}
+                (queue,) = db.execute(
+                    "SELECT count(*) FROM files WHERE state=? AND substr(reason, 1, ?) != ?",
+                    (FileState.HELD.value, len(OUTSIDE), OUTSIDE),
+                ).fetchone()
+                (backlog,) = db.execute(
+                    "SELECT count(*) FROM deliveries WHERE state=?", (DeliveryState.PENDING.value,)
+                ).fetchone()
+                (events,) = db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()
+            finally:
+                db.execute("COMMIT")
+        return LedgerTally(states, queue, backlog, events)
 
     def in_states(
         self, states: Collection[FileState], project: NormalizedName | None = None
