@@ -1,7 +1,8 @@
 """``lazaretto serve`` on an S3 blob store (a real SeaweedFS): pip and uv install through
 it, the bytes live in the bucket and nowhere on the mirror's disk, a large file is either
 streamed through the mirror or redirected to a short-lived URL of the store's (never to the
-upstream), and a store outage is a one-line 503 while small files stay served from memory.
+upstream), and a store outage is a one-line 503 while small files stay served from memory
+and pages, which never ask the store, stay served too.
 """
 
 import asyncio
@@ -22,7 +23,7 @@ from mirror.blobs.s3 import S3BlobStore
 from mirror.blobs.s3_options import S3Options
 from support.dists import Dist, build_wheel
 from support.installers import installed, pip_install, uv_install
-from support.process import lazaretto_serve
+from support.process import lazaretto_serve, listed_versions
 from support.s3 import ACCESS_KEY, SECRET_KEY, SeaweedS3, seaweed_s3
 from support.upstream import Upstream, UpstreamFile
 
@@ -117,6 +118,8 @@ def test_a_store_outage_is_a_one_line_503_and_small_files_stay_served(
             assert _get(origin, SMALL).status == 200  # now kept in memory
             s3.stop()
             small, large = _get(origin, SMALL), _get(origin, LARGE)
+            # Pages come from the ledger: listing asks the store nothing, even now.
+            assert listed_versions(origin, "bulky") == ["1.0"]
     assert small.status == 200 and small.body == SMALL.data
     assert large.status == 503
     body = large.body.decode()
