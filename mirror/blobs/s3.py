@@ -43,6 +43,10 @@ _DIGEST = re.compile(r"[0-9a-f]{64}")
 # Yielded to the response as they come, up to this much at once: the default (10 MiB)
 # would hold back the first bytes of every file.
 CHUNK = 256 * 1024
+# Parts (5 MiB each) of one multipart upload in flight at once: obstore's default of 12
+# buffers 60 MiB per large upload, against a serving process's RSS goal of 150 MB. The
+# upload runs after the requests were answered from the staging file, so speed matters less.
+UPLOAD_PARTS_AT_ONCE = 2
 
 
 def _client(options: S3Options, credentials: tuple[str, str] | None) -> S3Store:
@@ -173,7 +177,9 @@ class S3BlobStore:
     async def upload(self, sha256: str, verified: Path) -> None:
         """Put a verified local file under the blob's key (multipart when large)."""
         try:
-            await obstore.put_async(self._client, self.key_of(sha256), verified)
+            await obstore.put_async(
+                self._client, self.key_of(sha256), verified, max_concurrency=UPLOAD_PARTS_AT_ONCE
+            )
         except (BaseError, OSError) as error:
             raise self._unavailable(error, "storing a verified download") from error
         self._known.add(sha256)
