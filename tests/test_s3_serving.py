@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import obstore
 import pytest
 
 from mirror.blobs.s3 import S3BlobStore
@@ -125,3 +126,23 @@ def test_a_store_outage_is_a_one_line_503_and_small_files_stay_served(
     body = large.body.decode()
     assert body.count("\n") == 1 and "the blob store s3://" in body, body
     assert SECRET_KEY not in body and large.headers["retry-after"] == "30"
+
+
+def test_an_object_changed_behind_the_mirrors_back_is_never_sent(
+    upstream: Upstream, s3_server: SeaweedS3, tmp_path: Path
+) -> None:
+    options = s3_server.options()
+    with _serving(upstream, s3_server, options, tmp_path / "data") as origin:
+        assert listed_versions(origin, "tiny") == ["1.0"]
+        assert _get(origin, SMALL).status == 200  # fetched, verified, stored in the bucket
+    store = _store(options, tmp_path)
+
+    async def replace() -> None:
+        await obstore.put_async(store._client, store.key_of(SMALL.sha256), b"not the wheel")
+
+    asyncio.run(replace())
+    # A new process: nothing in memory, so the bytes come from the bucket, checked.
+    with _serving(upstream, s3_server, options, tmp_path / "data") as origin:
+        changed = _get(origin, SMALL)
+    assert changed.status == 503
+    assert changed.body.decode().endswith("does not match its digest\n"), changed.body
