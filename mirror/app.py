@@ -21,6 +21,7 @@ from mirror.admin.api import admin_routes
 from mirror.background.feed_refresh import FeedRefresher, is_url
 from mirror.background.vetting_child import VettingChild
 from mirror.blobs.disk import DiskBlobStore
+from mirror.blobs.interface import BlobStore
 from mirror.cli.local_backend import policy_in_force
 from mirror.config_reload import ConfigReload
 from mirror.errors import MirrorError
@@ -107,7 +108,7 @@ def build_services(
         upstream += "/"
     data_dir = Path(settings.data_dir)
     ledger = SqliteLedger(data_dir / "ledger.sqlite3")
-    blobs = DiskBlobStore(data_dir / "blobs")
+    blobs = _blob_store(settings, data_dir)
     client = UpstreamClient(
         UrlGuard(upstream, settings.file_hosts, settings.upstream_private_networks),
         connect_timeout=settings.connect_timeout_seconds,
@@ -177,6 +178,15 @@ def build_services(
     if settings.download_log:
         services.download_log = SqliteDownloadLog(data_dir / DOWNLOAD_LOG_FILE)
     return services
+
+
+def _blob_store(settings: Settings, data_dir: Path) -> BlobStore:
+    if settings.blob_s3 is None:
+        return DiskBlobStore(data_dir / "blobs")
+    # Imported only when configured: the disk store's servers load no S3 client.
+    from mirror.blobs.s3 import S3BlobStore
+
+    return S3BlobStore(settings.blob_s3, data_dir / "s3-staging")
 
 
 def _vetter(
@@ -291,15 +301,14 @@ async def close_services(services: Services) -> None:
 
 async def _sweep(services: Services, left_by: str) -> None:
     """Temp files no live process holds (each download locks its own): settled now."""
-    if isinstance(services.blobs, DiskBlobStore):
-        swept = await asyncio.to_thread(services.blobs.sweep_temporary)
-        if swept.removed or swept.reused:
-            log.info(
-                "partial downloads left by %s: %d removed, %d complete and verified, kept",
-                left_by,
-                swept.removed,
-                swept.reused,
-            )
+    swept = await asyncio.to_thread(services.blobs.sweep_temporary)
+    if swept.removed or swept.reused:
+        log.info(
+            "partial downloads left by %s: %d removed, %d complete and verified, kept",
+            left_by,
+            swept.removed,
+            swept.reused,
+        )
 
 
 def create_app(

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from packaging.utils import canonicalize_name
 
 from mirror import policy_config
+from mirror.blobs.s3_options import SERVE_MODES, S3Location, S3Options
 from mirror.config_values import (
     ConfigSource,
     as_bool,
@@ -63,6 +64,25 @@ def as_public_base_url(value: Any) -> str | None:
         raise ValueError(f"{url!r} is not an absolute http(s) URL such as https://mirror.example/")
     if parts.query or parts.fragment or url.endswith(("?", "#")):
         raise ValueError(f"{url!r} has a query or fragment: give the mirror's root URL only")
+    return url
+
+
+def as_blob_store(value: Any) -> str:
+    """ "" (the disk store under data_dir) or ``s3://bucket/prefix``."""
+    url = as_str(value)
+    if url and url != "disk":
+        S3Location.parse(url)  # its ValueError names what is wrong
+    return "" if url == "disk" else url
+
+
+def as_optional_endpoint(value: Any) -> str | None:
+    url = as_optional_str(value)
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    parts.port  # noqa: B018 - its ValueError names a port that is not a number
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{url!r} is not an http(s) URL such as https://s3.example:9000")
     return url
 
 
@@ -190,8 +210,30 @@ class Settings:
     # checked), "optional" (checked and named in the download log when given; anonymous
     # installs still work) or "required" (anonymous installs get 401).
     index_auth: str = "off"
+    # Blobs: "" keeps them on disk under data_dir; "s3://bucket/prefix" in an S3-compatible
+    # bucket (credentials from the environment: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).
+    blob_store: str = ""
+    blob_endpoint_url: str | None = None  # an S3-compatible server's URL; None: AWS's
+    blob_region: str | None = None  # None: AWS_REGION from the environment, else us-east-1
+    # "stream": bytes go through the mirror; "presigned": a large file's request is
+    # redirected to a URL of the store's that expires after blob_presigned_expiry.
+    blob_serve: str = "stream"
+    blob_presigned_expiry: timedelta = timedelta(minutes=5)
     # Where the settings were read from (not a setting): LIVE_KEYS are read again from it.
     config_file: Path | None = field(default=None, compare=False)
+
+    @property
+    def blob_s3(self) -> S3Options | None:
+        """The S3 store's options; None: blobs on disk."""
+        if not self.blob_store:
+            return None
+        return S3Options(
+            S3Location.parse(self.blob_store),
+            self.blob_endpoint_url,
+            self.blob_region,
+            "presigned" if self.blob_serve == "presigned" else "stream",
+            self.blob_presigned_expiry,
+        )
 
 
 # Every numeric key has a range, so a typo or a missing unit cannot quietly turn a guard
@@ -240,6 +282,12 @@ _TOP_LEVEL: dict[str, Callable[[Any], Any]] = {
     "download_log": as_bool,
     "download_log_retention": duration_between(_DAY, 3650 * _DAY),
     "index_auth": as_choice(INDEX_AUTH_MODES),
+    "blob_store": as_blob_store,
+    "blob_endpoint_url": as_optional_endpoint,
+    "blob_region": as_optional_str,
+    "blob_serve": as_choice(SERVE_MODES),
+    # Short-lived: a leaked URL must stop working soon; long enough for a slow start.
+    "blob_presigned_expiry": duration_between(10 * _SECOND, 12 * _HOUR),
 }
 _POLICY_KEYS: dict[str, Callable[[Any], Any]] = {
     "cooling_period": policy_config.as_cooling_period,
@@ -363,9 +411,18 @@ def _take_file(
             policy_values.update(parsed)
         elif key in _LISTS:
             values[key] = _LISTS[key](value, source)
+        elif _is_credential(key):
+            raise ConfigError(
+                f"{source.where(key)}: credentials are never read from the config file: set "
+                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment instead"
+            )
         else:
             known = ", ".join(sorted((*_TOP_LEVEL, *_POLICY_KEYS, *_TABLES, *_LISTS)))
             raise ConfigError(f"{source.where(key)}: unknown key (known keys: {known})")
+
+
+def _is_credential(key: str) -> bool:
+    return any(word in key.lower() for word in ("secret", "access_key", "password", "token"))
 
 
 def _take(
@@ -382,7 +439,17 @@ def _take(
 
 
 def _check(settings: Settings) -> None:
-    """What no single value shows: a pinned publisher is checked as a whole."""
+    """What no single value shows: a pinned publisher is checked as a whole; the blob
+    keys that only mean something with an S3 store."""
+    if not settings.blob_store:
+        for key in ("blob_endpoint_url", "blob_region"):
+            if getattr(settings, key) is not None:
+                raise ConfigError(f"{key}: set, but blob_store is not an s3://bucket URL")
+        if settings.blob_serve == "presigned":
+            raise ConfigError(
+                'blob_serve: "presigned" needs an s3://bucket blob_store (the disk store\'s '
+                "files are sent by the mirror or the server in front of it)"
+            )
     if not settings.policy.pinned_publishers:
         return
     # Imported here: only a pinned publisher needs the Sigstore stack (about 50 MB), and a

@@ -10,6 +10,8 @@ from support.clock import FakeClock
 from support.mirror import MirrorServer, running_mirror, settings_for
 from support.upstream import Upstream
 
+pytest_plugins = ("support.s3",)  # the session's S3 server fixture, ``s3_server``
+
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
 
 

@@ -150,7 +150,7 @@ def test_hash_mismatch_is_never_served(
     record = mirror.services.ledger.file("tampered", good.filename)  # type: ignore[arg-type]
     assert record is not None and record.state is FileState.REJECTED
     assert record.reason.startswith("hash_mismatch")
-    assert not mirror.services.blobs.exists(good.sha256)
+    assert mirror.services.blobs.local_path(good.sha256) is None
 
 
 def test_held_file_with_wrong_bytes_is_never_promoted(

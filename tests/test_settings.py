@@ -603,6 +603,7 @@ RANGES: list[tuple[str | None, str, tuple[str, str], tuple[str, ...]]] = [
     (None, "watch_interval", ('"1m"', '"7d"'), ('"0s"', '"59s"', '"8d"')),
     (None, "feed_refresh", ('"1m"', '"7d"'), ('"0s"', '"8d"')),
     (None, "download_log_retention", ('"1d"', '"3650d"'), ('"23h"', '"3651d"')),
+    (None, "blob_presigned_expiry", ('"10s"', '"12h"'), ('"9s"', '"13h"')),
     (None, "notify_interval", ('"1s"', '"1h"'), ('"0s"', '"61m"')),
     (None, "connect_timeout_seconds", ("0.1", "120"), ("0", "-5", "121", "nan", "inf")),
     (None, "read_timeout_seconds", ("0.1", "600"), ("0", "-1.5", "601", "nan")),

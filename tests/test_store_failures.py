@@ -96,7 +96,7 @@ def test_a_full_disk_answers_507_in_one_line_and_keeps_nothing(
     status, body = _get(mirror, path)
     assert status == 507, (status, body)
     assert "disk is full" in _one_line(body)
-    assert not store.exists(dist.sha256)
+    assert store.local_path(dist.sha256) is None
 
     monkeypatch.undo()  # space again: the file was never refused, only delayed
     status, body = _get(mirror, path)

@@ -16,12 +16,18 @@ import os
 import re
 import tempfile
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiofiles
 
-from mirror.blobs.interface import DigestMismatch, TooLarge, store_failure
+from mirror.blobs.interface import (
+    BlobBody,
+    BlobMissing,
+    DigestMismatch,
+    Swept,
+    TooLarge,
+    store_failure,
+)
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 CHUNK = 1024 * 1024
@@ -107,12 +113,6 @@ def _publish(descriptor: int, source: Path, target: Path) -> None:
     _fsync_directory(target.parent)
 
 
-@dataclass(frozen=True, slots=True)
-class Swept:
-    removed: int = 0  # partial, unverifiable or unneeded leftovers
-    reused: int = 0  # complete leftovers that hash to their digest: published
-
-
 def _digest_in(name: str) -> str | None:
     parts = name.split("-")
     return parts[1] if len(parts) >= 3 and _DIGEST.fullmatch(parts[1]) else None
@@ -186,7 +186,29 @@ class DiskBlobStore:
         path = self.path_of(sha256)
         return path if path.is_file() else None
 
-    async def read(self, sha256: str) -> AsyncIterator[bytes]:
-        async with aiofiles.open(self.path_of(sha256), "rb") as handle:
-            while chunk := await handle.read(CHUNK):
-                yield chunk
+    async def contains(self, sha256: str) -> bool:
+        return self.exists(sha256)
+
+    async def open(self, sha256: str) -> BlobBody:
+        try:
+            handle = await aiofiles.open(self.path_of(sha256), "rb")
+        except FileNotFoundError as error:
+            raise BlobMissing(f"blob {sha256} is missing from the mirror's disk") from error
+        except OSError as error:
+            raise store_failure(error, "opening a stored blob") from error
+        size = os.fstat(handle.fileno()).st_size
+        return BlobBody(size, _chunks(handle))
+
+    async def presigned_url(self, sha256: str) -> str | None:
+        return None  # sent by the mirror (or its front server) from the local path
+
+    async def delete(self, sha256: str) -> None:
+        self.path_of(sha256).unlink(missing_ok=True)
+
+
+async def _chunks(handle: "aiofiles.threadpool.binary.AsyncBufferedReader") -> AsyncIterator[bytes]:
+    try:
+        while chunk := await handle.read(CHUNK):
+            yield chunk
+    finally:
+        await handle.close()

@@ -1,11 +1,13 @@
 """The blob store interface: bytes kept under their sha256, written atomically.
 
-One implementation per file (``blobs_disk`` now; an S3-compatible store later). A blob
-exists only once its bytes were verified against the digest it is stored under.
+One implementation per file (``disk``, ``s3``). A blob exists only once its bytes were
+verified against the digest it is stored under: no store ever writes an object under its
+final name before that.
 """
 
 import errno
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -31,6 +33,10 @@ class StoreUnavailable(MirrorError):
     status = 503
 
 
+class BlobMissing(StoreUnavailable):
+    """A blob the mirror recorded as stored is not in the store (removed behind its back)."""
+
+
 class StoreFull(StoreUnavailable):
     """No space (or quota) left for a blob: 507 Insufficient Storage."""
 
@@ -46,6 +52,21 @@ def store_failure(error: OSError, doing: str) -> StoreUnavailable:
     if error.errno in _FULL:
         return StoreFull(f"the mirror's disk is full ({cause}) while {doing}; retry later")
     return StoreUnavailable(f"the mirror cannot write its blob store ({cause}) while {doing}")
+
+
+@dataclass(frozen=True, slots=True)
+class Swept:
+    removed: int = 0  # partial, unverifiable or unneeded leftovers
+    reused: int = 0  # complete leftovers that hash to their digest: published
+
+
+@dataclass(frozen=True, slots=True)
+class BlobBody:
+    """An opened blob: its size is known before the first byte is sent, and opening it has
+    already reached the store, so an unreachable store fails before a response starts."""
+
+    size: int
+    chunks: AsyncIterator[bytes]
 
 
 class BlobWriter(Protocol):
@@ -79,10 +100,34 @@ class BlobStore(Protocol):
         the one its bytes are meant to have, if known (a leftover can then be reused)."""
         ...
 
-    def exists(self, sha256: str) -> bool: ...
+    async def contains(self, sha256: str) -> bool:
+        """Whether the blob is stored (StoreUnavailable when the store cannot tell)."""
+        ...
 
     def local_path(self, sha256: str) -> Path | None:
         """A path the server can send from directly, when the store is on local disk."""
         ...
 
-    def read(self, sha256: str) -> AsyncIterator[bytes]: ...
+    async def open(self, sha256: str) -> BlobBody:
+        """The stored blob's bytes; BlobMissing if it is not there."""
+        ...
+
+    async def presigned_url(self, sha256: str) -> str | None:
+        """A short-lived URL a client may fetch the blob from directly, when the store is
+        configured to hand those out; None: send the bytes through the mirror."""
+        ...
+
+    async def delete(self, sha256: str) -> None:
+        """Remove the blob; nothing happens when it is not there."""
+        ...
+
+    def sweep_temporary(self) -> Swept:
+        """Settle the temporary files of downloads no live process holds any more.
+        Blocking: run it in a thread."""
+        ...
+
+
+async def read_whole(store: BlobStore, sha256: str) -> bytes:
+    """A small blob (provenance, metadata) read into memory."""
+    body = await store.open(sha256)
+    return b"".join([chunk async for chunk in body.chunks])

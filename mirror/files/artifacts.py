@@ -16,7 +16,11 @@ from pathlib import Path
 
 from yarl import URL
 
-from mirror.blobs.interface import BlobStore, DigestMismatch
+from mirror.blobs.interface import (
+    BlobStore,
+    DigestMismatch,
+    read_whole,
+)
 from mirror.blobs.memory_cache import MAX_BLOB_BYTES
 from mirror.errors import MirrorError
 from mirror.files.downloads import Downloads, Early, VerifiedFile
@@ -73,14 +77,14 @@ class Artifacts:
 
     async def _stored(self, digest: str, url: Callable[[], URL], size: int | None) -> None:
         """The blob in the store, verified and durable, downloading it unless it is there."""
-        if self._downloads.running(digest) is not None or not self._blobs.exists(digest):
+        if self._downloads.running(digest) is not None or not await self._blobs.contains(digest):
             await asyncio.shield(self._downloads.start(digest, url, size).stored)
 
     async def _verified(self, digest: str, url: Callable[[], URL], size: int | None) -> Early:
         """As soon as the blob's bytes are checked (still being stored): a small one's
         bytes, a larger one's verified file; None once it is stored, or when it already was
         (or the store keeps no local file)."""
-        if self._downloads.running(digest) is None and self._blobs.exists(digest):
+        if self._downloads.running(digest) is None and await self._blobs.contains(digest):
             return None
         download = self._downloads.start(digest, url, size)
         early = await asyncio.shield(download.verified)
@@ -220,5 +224,4 @@ class Artifacts:
 
     async def read_blob(self, sha256: str) -> bytes:
         """A small blob (provenance, metadata) read whole."""
-        parts = [chunk async for chunk in self._blobs.read(sha256)]
-        return b"".join(parts)
+        return await read_whole(self._blobs, sha256)

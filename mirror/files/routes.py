@@ -7,14 +7,15 @@ against the listed digest before the first byte is sent.
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from datetime import datetime
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
-from mirror.blobs.interface import DigestMismatch, TooLarge
+from mirror.blobs.interface import DigestMismatch, StoreUnavailable, TooLarge
 from mirror.errors import (
     FetchBackingOff,
     FileNotAvailable,
@@ -120,9 +121,8 @@ async def serve_file(request: Request) -> Response:
         return Response(cached, headers=headers, media_type=OCTET_STREAM)
     found = await _verified_file(record, services, ranged)
     if found is None:
-        return StreamingResponse(
-            services.blobs.read(record.sha256), headers=headers, media_type=OCTET_STREAM
-        )
+        small = record.size is not None and record.size <= services.blob_cache.max_blob_bytes
+        return await _from_store(record.sha256, headers, OCTET_STREAM, services, redirect=not small)
     return _send(found, record.sha256, headers, services, ranged)
 
 
@@ -142,6 +142,29 @@ def _accel_redirect(
     return Response(
         b"", headers={**headers, "X-Accel-Redirect": prefix + inside}, media_type=OCTET_STREAM
     )
+
+
+async def _from_store(
+    digest: str, headers: dict[str, str], media_type: str, services: Services, *, redirect: bool
+) -> Response:
+    """A blob the store keeps no local file of (an object store): a redirect to a
+    short-lived URL of the store's when it is set to give those, else the bytes through
+    the mirror. A small blob is read whole, checked and kept in memory: the fast path
+    then answers it, and a redirect would cost more than its bytes. A range is not
+    honoured here: the whole file is a valid answer to it."""
+    if redirect:
+        url = await services.blobs.presigned_url(digest)
+        if url is not None:  # the URL expires: neither it nor the redirect may be cached
+            return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
+    body = await services.blobs.open(digest)  # an unreachable store: 503 before any byte
+    if body.size > services.blob_cache.max_blob_bytes:
+        sized = {**headers, "Content-Length": str(body.size)}  # a cut-short body shows
+        return StreamingResponse(body.chunks, headers=sized, media_type=media_type)
+    whole = b"".join([chunk async for chunk in body.chunks])
+    if hashlib.sha256(whole).hexdigest() != digest:
+        raise StoreUnavailable(f"blob {digest} in the blob store does not match its digest")
+    services.blob_cache.put(digest, whole)
+    return Response(whole, headers=headers, media_type=media_type)
 
 
 async def _verified_file(
@@ -266,7 +289,8 @@ async def _metadata(record: FileRecord, services: Services) -> Response:
         raise UpstreamRejected("metadata_rejected: does not match the listed digest") from error
     headers = {**_FILE_HEADERS, "ETag": f'"{record.core_metadata_sha256}"'}
     if found is None:
-        return StreamingResponse(services.blobs.read(record.core_metadata_sha256), headers=headers)
+        digest = record.core_metadata_sha256
+        return await _from_store(digest, headers, OCTET_STREAM, services, redirect=False)
     return _send(found, record.core_metadata_sha256, headers, services, ranged=False)
 
 
@@ -278,6 +302,4 @@ async def _provenance(record: FileRecord, services: Services) -> Response:
     path = services.blobs.local_path(digest)
     if path is not None:
         return FileResponse(path, headers=headers, media_type=PROVENANCE_TYPE)
-    return StreamingResponse(
-        services.blobs.read(digest), headers=headers, media_type=PROVENANCE_TYPE
-    )
+    return await _from_store(digest, headers, PROVENANCE_TYPE, services, redirect=False)

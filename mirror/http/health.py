@@ -38,7 +38,18 @@ async def readyz(request: Request) -> Response:
 async def readiness_problem(services: Services) -> str | None:
     """Why this process is not ready, or None (also read for /metrics' lazaretto_ready)."""
     problem = await asyncio.to_thread(_storage_problem, services)
-    return problem or _background_problem(services)
+    return problem or await _remote_store_problem(services.blobs) or _background_problem(services)
+
+
+async def _remote_store_problem(store: BlobStore) -> str | None:
+    """A store with no local files (an object store) must answer a round trip."""
+    if isinstance(store, DiskBlobStore):
+        return None  # probed with a write in _storage_problem
+    try:
+        await store.contains(_NO_SUCH_BLOB)
+    except Exception as error:  # noqa: BLE001 - any failure to answer is the finding
+        return f"blob store unreachable ({error})"
+    return None
 
 
 def _storage_problem(services: Services) -> str | None:
@@ -58,8 +69,6 @@ def _probe(store: BlobStore) -> None:
         descriptor, name = store.temporary()  # a full or read-only disk raises here
         os.close(descriptor)
         Path(name).unlink()
-    else:
-        store.exists(_NO_SUCH_BLOB)  # a round trip to the store
 
 
 def _background_problem(services: Services) -> str | None:
