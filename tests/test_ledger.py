@@ -16,6 +16,7 @@ from packaging.utils import NormalizedName
 
 from quarantine.errors import StaleTransition
 from quarantine.ledger.interface import Ledger
+from quarantine.ledger.postgres import PostgresLedger
 from quarantine.ledger.sqlite import SqliteLedger
 from quarantine.models import (
     FileRecord,
@@ -27,6 +28,7 @@ from quarantine.models import (
 )
 from quarantine.observe import Observation, observe
 from quarantine.policy import Policy
+from support.postgres import migrate_postgres
 
 DEMO = NormalizedName("demo")
 OTHER = NormalizedName("other")
@@ -41,14 +43,18 @@ NEW_SDIST = "demo-1.0.tar.gz"
 class Store:
     """Opens connections to one ledger, as the server and the CLI each would."""
 
-    def __init__(self, kind: str, tmp_path: Path) -> None:
+    def __init__(self, kind: str, tmp_path: Path, postgres_url: str | None = None) -> None:
         self.kind = kind
         self.path = tmp_path / "data" / "ledger.sqlite3"
+        self.postgres_url = postgres_url
         self.opened: list[Ledger] = []
 
     def open(self) -> Ledger:
         if self.kind == "sqlite":
             ledger: Ledger = SqliteLedger(self.path)
+        elif self.kind == "postgresql":
+            assert self.postgres_url is not None
+            ledger = PostgresLedger(self.postgres_url, where="the test database", pool_size=4)
         else:  # pragma: no cover - a new implementation plugs in here
             raise AssertionError(f"unknown ledger kind {self.kind}")
         self.opened.append(ledger)
@@ -60,9 +66,13 @@ class Store:
         self.opened.clear()
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    opened = Store(str(request.param), tmp_path)
+    url = None
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+        migrate_postgres(url)
+    opened = Store(str(request.param), tmp_path, url)
     yield opened
     opened.close_all()
 
