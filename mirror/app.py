@@ -29,6 +29,7 @@ from mirror.files.routes import serve_file
 from mirror.http.access_log import redact_access_log
 from mirror.http.one_line import OneLine, for_error, one_line
 from mirror.http.request_base import RequestBase
+from mirror.ledger_backend import open_ledger
 from mirror.notify.delivery import Notifier, build_routes
 from mirror.services import Services
 from mirror.settings import Settings
@@ -45,7 +46,6 @@ from quarantine.clock import Clock, SystemClock
 from quarantine.clock_guard import ClockGuard
 from quarantine.feeds.in_force import Feeds
 from quarantine.inspect.pool import InspectionPool, WorkerLimits
-from quarantine.ledger.sqlite import SqliteLedger
 from quarantine.live_policy import LivePolicy
 from quarantine.provenance.verify import ProvenanceVerifier
 from quarantine.vetting.promoter import Promoter
@@ -105,7 +105,7 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
     if not upstream.endswith("/"):
         upstream += "/"
     data_dir = Path(settings.data_dir)
-    ledger = SqliteLedger(data_dir / "ledger.sqlite3")
+    ledger = open_ledger(settings)
     blobs = DiskBlobStore(data_dir / "blobs")
     client = UpstreamClient(
         UrlGuard(upstream, settings.file_hosts, settings.upstream_private_networks),
