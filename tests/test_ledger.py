@@ -6,6 +6,7 @@ the ``store`` fixture's params and a branch in ``Store.open``.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -573,3 +574,69 @@ def test_a_dropped_metadata_file_is_offered_no_more_and_the_page_changes(ledger:
     assert [(e.filename, e.reason) for e in incidents] == [
         (OLD_WHEEL, "metadata_mismatch: not its digest")
     ]
+
+
+def test_many_readers_beside_a_writer_see_whole_looks(ledger: Ledger) -> None:
+    look(ledger, snapshot(OLD), T0)
+    failures: list[BaseException] = []
+    done = threading.Event()
+
+    def read_until_done() -> None:
+        try:
+            while not done.is_set():
+                names = {record.filename for record in ledger.files(DEMO)}
+                assert names in ({OLD.filename}, {OLD.filename, NEW_WHEEL}), names
+                ledger.change_seq()
+        except Exception as error:  # noqa: BLE001 - handed to the test thread
+            failures.append(error)
+
+    readers = [threading.Thread(target=read_until_done, daemon=True) for _ in range(4)]
+    for reader in readers:
+        reader.start()
+    for round_ in range(20):
+        look(ledger, snapshot(OLD, NEW) if round_ % 2 else snapshot(OLD), T0)
+    done.set()
+    for reader in readers:
+        reader.join(10.0)
+    assert failures == []
+
+
+def test_the_upstream_versions_are_kept_and_a_respelling_is_a_page_change(
+    ledger: Ledger,
+) -> None:
+    look(ledger, replace(snapshot(OLD), versions=("0.9.0",)), T0, etag='"a"')
+    project = ledger.project(DEMO)
+    assert project is not None and project.versions == ("0.9.0",)
+    look(ledger, replace(snapshot(OLD), versions=("0.9",)), T0, etag='"b"')
+    respelled = ledger.project(DEMO)
+    assert respelled is not None and respelled.versions == ("0.9",)
+    assert respelled.seq > project.seq  # pages show the versions: rendered anew
+    look(ledger, snapshot(OLD), T0, etag='"c"')  # an upstream from before PEP 700
+    assert (ledger.project(DEMO) or project).versions is None
+
+
+def test_two_connections_racing_on_one_file_make_one_decision(store: Store) -> None:
+    """What two replicas (or a server and the CLI) do: one wins, the other is told."""
+    first, second = store.open(), store.open()
+    look(first, snapshot(NEW), T0)
+    (record,) = first.held()
+    outcomes: list[str] = []
+
+    def decide(ledger: Ledger, state: FileState) -> None:
+        try:
+            ledger.transition(record, state, f"to {state.value}", ACTOR, T0)
+            outcomes.append("decided")
+        except StaleTransition:
+            outcomes.append("stale")
+
+    racers = [
+        threading.Thread(target=decide, args=(first, FileState.PROMOTED)),
+        threading.Thread(target=decide, args=(second, FileState.REJECTED)),
+    ]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join(10.0)
+    assert sorted(outcomes) == ["decided", "stale"]
+    changes = [e for e in second.events(DEMO) if e.from_state == FileState.HELD.value]
+    assert len(changes) == 1

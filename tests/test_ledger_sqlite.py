@@ -7,7 +7,6 @@ thread recording a big project's rows) holds up no one's read.
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -68,31 +67,6 @@ def test_reads_go_on_beside_a_write_in_progress(ledger: SqliteLedger) -> None:
     assert ledger.change_seq() == 999
     record = ledger.file(DEMO, NEW_WHEEL)
     assert record is not None and record.state is FileState.REJECTED
-
-
-def test_many_readers_beside_a_writer_see_whole_looks(ledger: SqliteLedger) -> None:
-    look(ledger, snapshot(OLD), T0)
-    failures: list[BaseException] = []
-    done = threading.Event()
-
-    def read_until_done() -> None:
-        try:
-            while not done.is_set():
-                names = {record.filename for record in ledger.files(DEMO)}
-                assert names in ({OLD.filename}, {OLD.filename, NEW_WHEEL}), names
-                ledger.change_seq()
-        except (AssertionError, sqlite3.Error) as error:  # handed to the test thread
-            failures.append(error)
-
-    readers = [threading.Thread(target=read_until_done, daemon=True) for _ in range(4)]
-    for reader in readers:
-        reader.start()
-    for round_ in range(20):
-        look(ledger, snapshot(OLD, NEW) if round_ % 2 else snapshot(OLD), T0)
-    done.set()
-    for reader in readers:
-        reader.join(WAIT_SECONDS)
-    assert failures == []
 
 
 def test_a_read_connection_cannot_write(ledger: SqliteLedger) -> None:
@@ -164,20 +138,6 @@ def test_opening_without_create_needs_a_ledger_a_mirror_made(tmp_path: Path) -> 
         assert reopened.file(DEMO, NEW_WHEEL) is not None
     finally:
         reopened.close()
-
-
-def test_the_upstream_versions_are_kept_and_a_respelling_is_a_page_change(
-    ledger: SqliteLedger,
-) -> None:
-    look(ledger, replace(snapshot(OLD), versions=("0.9.0",)), T0, etag='"a"')
-    project = ledger.project(DEMO)
-    assert project is not None and project.versions == ("0.9.0",)
-    look(ledger, replace(snapshot(OLD), versions=("0.9",)), T0, etag='"b"')
-    respelled = ledger.project(DEMO)
-    assert respelled is not None and respelled.versions == ("0.9",)
-    assert respelled.seq > project.seq  # pages show the versions: rendered anew
-    look(ledger, snapshot(OLD), T0, etag='"c"')  # an upstream from before PEP 700
-    assert (ledger.project(DEMO) or project).versions is None
 
 
 def test_a_ledger_without_upstream_versions_gets_them_in_place(tmp_path: Path) -> None:
