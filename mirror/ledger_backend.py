@@ -14,6 +14,7 @@ from mirror.errors import ConfigError
 from mirror.ledger_url import SQLITE, redacted
 from mirror.settings import Settings
 from quarantine.ledger.interface import Ledger
+from quarantine.ledger.lease import Lease
 
 
 def is_postgres(settings: Settings) -> bool:
@@ -55,3 +56,16 @@ def open_ledger(settings: Settings, *, create: bool = True) -> Ledger:
     from quarantine.ledger.sqlite import SqliteLedger
 
     return SqliteLedger(sqlite_path(settings), create=create)
+
+
+def open_lease(settings: Settings, name: str) -> Lease:
+    """The lease several processes on this ledger contend for: PostgreSQL's advisory
+    lock, or on one host a flock in the data directory."""
+    if is_postgres(settings):
+        from quarantine.ledger.lease_postgres import PostgresLease
+
+        return PostgresLease(conninfo(settings), name)
+    from quarantine.ledger.lease_file import FileLease
+
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    return FileLease(Path(settings.data_dir) / f"{name}.lease", name)
