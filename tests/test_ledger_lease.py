@@ -1,11 +1,14 @@
 """Leases: one holder at a time, freed when the holder goes; on both backends."""
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
+from mirror.background.leadership import Leadership
 from quarantine.ledger.lease import LEADER, Lease
 from quarantine.ledger.lease_file import FileLease
 from quarantine.ledger.lease_postgres import PostgresLease
@@ -79,3 +82,39 @@ def test_a_holder_whose_connection_dies_learns_it_lost_the_lease(postgres_url: s
     finally:
         holder.close()
         standby.close()
+
+
+def test_only_the_holder_runs_the_leaders_work_and_a_standby_takes_over(tmp_path: Path) -> None:
+    started: list[str] = []
+
+    def work_of(name: str) -> Callable[[], list[Coroutine[Any, Any, None]]]:
+        async def loop() -> None:
+            started.append(name)
+            await asyncio.Event().wait()  # a leader's loop runs until cancelled
+
+        return lambda: [loop()]
+
+    async def scenario() -> None:
+        one = Leadership(FileLease(tmp_path / "leader.lease", LEADER), work_of("one"), 0.02)
+        two = Leadership(FileLease(tmp_path / "leader.lease", LEADER), work_of("two"), 0.02)
+        first = asyncio.create_task(one.run_forever())
+        await _until(lambda: one.leading)
+        second = asyncio.create_task(two.run_forever())
+        await asyncio.sleep(0.2)  # many of the standby's tries
+        assert started == ["one"] and not two.leading
+        first.cancel()  # the leader stops; its lease is closed with it
+        await asyncio.gather(first, return_exceptions=True)
+        await _until(lambda: two.leading)
+        assert started == ["one", "two"]
+        second.cancel()
+        await asyncio.gather(second, return_exceptions=True)
+
+    asyncio.run(scenario())
+
+
+async def _until(check: Callable[[], bool], seconds: float = 10.0) -> None:
+    for _ in range(int(seconds / 0.01)):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"not within {seconds} s")
