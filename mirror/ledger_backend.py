@@ -8,8 +8,6 @@ name the database by its URL without it.
 
 from pathlib import Path
 
-from psycopg.conninfo import make_conninfo
-
 from mirror.errors import ConfigError
 from mirror.ledger_url import SQLITE, redacted
 from mirror.settings import Settings
@@ -31,6 +29,8 @@ def conninfo(settings: Settings) -> str:
         raise ConfigError(
             f"ledger_password_file: cannot read {settings.ledger_password_file}: {error.strerror}"
         ) from error
+    from psycopg.conninfo import make_conninfo
+
     return make_conninfo(settings.ledger, password=password)
 
 

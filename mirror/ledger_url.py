@@ -3,9 +3,6 @@
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
-from psycopg.conninfo import conninfo_to_dict
-
 from mirror.config_values import as_str
 
 SQLITE = "sqlite"
@@ -22,6 +19,9 @@ def as_ledger(value: Any) -> str:
             f'{redacted(text)!r} is neither "sqlite" nor a postgresql:// URL such as '
             "postgresql://lazaretto@db.internal:5432/lazaretto"
         )
+    import psycopg  # here: a SQLite mirror's commands never pay for importing it
+    from psycopg.conninfo import conninfo_to_dict
+
     try:
         conninfo_to_dict(text)
     except psycopg.ProgrammingError as error:

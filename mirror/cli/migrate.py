@@ -10,13 +10,10 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import psycopg
-
 from mirror.ledger_backend import conninfo, is_postgres, open_ledger, sqlite_path, where
 from mirror.settings import Settings
 from quarantine.errors import LedgerError
 from quarantine.ledger.migrations import Step
-from quarantine.ledger.migrations import postgres as postgres_steps
 from quarantine.ledger.migrations import sqlite as sqlite_steps
 from quarantine.ledger.sqlite_readers import open_connection
 
@@ -40,7 +37,9 @@ def add_migrate_command(
 def run_migrate(settings: Settings, *, dry_run: bool) -> int:
     steps: Sequence[Step]
     if is_postgres(settings):
-        steps, latest = _postgres(settings, dry_run), postgres_steps.LATEST
+        from quarantine.ledger.migrations.postgres import LATEST
+
+        steps, latest = _postgres(settings, dry_run), LATEST
     else:
         steps, latest = _sqlite(settings, dry_run), sqlite_steps.LATEST
     place = where(settings)
@@ -55,13 +54,17 @@ def run_migrate(settings: Settings, *, dry_run: bool) -> int:
     return 0
 
 
-def _postgres(settings: Settings, dry_run: bool) -> list[postgres_steps.SqlStep]:
+def _postgres(settings: Settings, dry_run: bool) -> list[Step]:
+    import psycopg  # here: a SQLite mirror's commands never pay for importing it
+
+    from quarantine.ledger.migrations import postgres as postgres_steps
+
     place = where(settings)
     try:
         with psycopg.connect(
             conninfo(settings), autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS
         ) as db:
-            return postgres_steps.migrate(db, place, dry_run=dry_run)
+            return list(postgres_steps.migrate(db, place, dry_run=dry_run))
     except psycopg.Error as error:
         cause = " ".join(str(error).split()) or type(error).__name__
         raise LedgerError(f"cannot migrate the ledger at {place}: {cause}") from error
