@@ -4,9 +4,9 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.convertors import Convertor, register_url_convertor
@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from mirror.admin.api import admin_routes
 from mirror.background.feed_refresh import FeedRefresher, is_url
+from mirror.background.leadership import Leadership
 from mirror.background.vetting_child import VettingChild
 from mirror.blobs.disk import DiskBlobStore
 from mirror.blobs.interface import BlobStore
@@ -35,6 +36,7 @@ from mirror.http.index_auth import IndexAuth, with_index_auth
 from mirror.http.metrics import LedgerCounts, Metered, RequestTally, metrics_registry, metrics_route
 from mirror.http.one_line import OneLine, for_error, one_line
 from mirror.http.request_base import RequestBase
+from mirror.ledger_backend import open_lease, open_ledger
 from mirror.notify.delivery import Notifier, build_routes
 from mirror.services import Services
 from mirror.settings import Settings
@@ -52,7 +54,7 @@ from quarantine.clock_guard import ClockGuard
 from quarantine.download_log.sqlite import DOWNLOAD_LOG_FILE, SqliteDownloadLog
 from quarantine.feeds.in_force import Feeds
 from quarantine.ledger.interface import Ledger
-from quarantine.ledger.sqlite import SqliteLedger
+from quarantine.ledger.lease import LEADER
 from quarantine.live_policy import LivePolicy
 from quarantine.vetting.promoter import Promoter
 from quarantine.vetting.watcher import Watcher
@@ -107,7 +109,7 @@ def build_services(
     if not upstream.endswith("/"):
         upstream += "/"
     data_dir = Path(settings.data_dir)
-    ledger = SqliteLedger(data_dir / "ledger.sqlite3")
+    ledger = open_ledger(settings)
     blobs = _blob_store(settings, data_dir)
     client = UpstreamClient(
         UrlGuard(upstream, settings.file_hosts, settings.upstream_private_networks),
@@ -226,12 +228,22 @@ def start_background(services: Services, *, vetting: bool) -> None:
     if services.vetting_child is not None:
         work.append(services.vetting_child.run_forever())
     if vetting:
-        work.append(services.promoter.run_forever(settings.promote_interval.total_seconds()))
-        work.append(services.watcher.run_forever())
-        if services.notifier is not None:
-            interval = settings.notify_interval.total_seconds()
-            work.append(services.notifier.run_forever(interval))
+        # Only one process on a ledger does this (several replicas, a restarted child).
+        lease = open_lease(settings, LEADER)
+        services.leadership = Leadership(lease, lambda: _leader_work(services))
+        work.append(services.leadership.run_forever())
     services.tasks.extend(asyncio.create_task(item) for item in work)
+
+
+def _leader_work(services: Services) -> list[Coroutine[Any, Any, None]]:
+    settings = services.settings
+    work = [
+        services.promoter.run_forever(settings.promote_interval.total_seconds()),
+        services.watcher.run_forever(),
+    ]
+    if services.notifier is not None:
+        work.append(services.notifier.run_forever(settings.notify_interval.total_seconds()))
+    return work
 
 
 def follow_config(services: Services, role: str) -> None:

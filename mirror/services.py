@@ -4,6 +4,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from mirror.background.feed_refresh import FeedRefresher
+from mirror.background.leadership import Leadership
 from mirror.background.vetting_child import VettingChild
 from mirror.blobs.interface import BlobStore
 from mirror.blobs.memory_cache import BlobCache
@@ -41,6 +42,7 @@ class Services:
     vetting_child: VettingChild | None = None  # vetting_worker = "child", while serving
     downloads: DownloadRecorder | None = None  # a serving process with download_log on
     download_log: DownloadLog | None = None  # the log itself (what notices and reports read)
+    leadership: Leadership | None = None  # where the leader's work runs (vetting=True)
     blob_cache: BlobCache = field(default_factory=BlobCache)
     request_base: RequestBase = field(default_factory=RequestBase)  # trusts no proxy
     tasks: list[asyncio.Task[None]] = field(default_factory=list)

@@ -35,6 +35,7 @@ from mirror.config_values import (
     zero_or_int_between,
 )
 from mirror.errors import ConfigError
+from mirror.ledger_url import as_ledger
 from mirror.notify import config as notify_config
 from quarantine.evidence import DEFAULT_SEVERITY_ACTIONS
 from quarantine.platforms import PlatformFilter, platform_names, python_names
@@ -151,6 +152,11 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     data_dir: Path = field(default_factory=_default_data_dir)
+    # "sqlite" (in data_dir) or a postgresql:// URL (mirror/ledger_backend.py). Not in the
+    # repr: a URL may hold a password.
+    ledger: str = field(default="sqlite", repr=False)
+    ledger_password_file: Path | None = None
+    ledger_pool_size: int = 8  # connections to PostgreSQL per process
     upstream: str = ""  # empty: ask pip (mirror.upstream.default_index)
     # Hosts file URLs may point at (https only); empty: the file host pip knows for the
     # upstream, if any; "*": any https host. Besides the index's own host, each must be at
@@ -242,6 +248,9 @@ _TOP_LEVEL: dict[str, Callable[[Any], Any]] = {
     "host": as_str,
     "port": as_port,
     "data_dir": as_path,
+    "ledger": as_ledger,
+    "ledger_password_file": as_optional_file,
+    "ledger_pool_size": int_between(1, 100, "connections per process"),
     "upstream": as_upstream,
     "file_hosts": as_list,
     "upstream_private_networks": as_proxies,

@@ -27,5 +27,16 @@ class LedgerMissing(LedgerError):
         self.path = path
 
 
+class LedgerNotMigrated(LedgerError):
+    """A PostgreSQL ledger without the schema this code needs (migrated only on request)."""
+
+    def __init__(self, where: str, current: int, needed: int) -> None:
+        have = "no ledger schema" if current == 0 else f"schema {current}"
+        super().__init__(
+            f"the ledger at {where} has {have}, this lazaretto needs {needed}: "
+            "run `lazaretto migrate` (with the same configuration) first"
+        )
+
+
 class StaleTransition(QuarantineError):
     """A state change lost a race: the record changed since it was read."""

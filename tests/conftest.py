@@ -8,6 +8,7 @@ import pytest
 
 from support.clock import FakeClock
 from support.mirror import MirrorServer, running_mirror, settings_for
+from support.postgres import PostgresServer, running_postgres
 from support.upstream import Upstream
 
 pytest_plugins = ("support.s3",)  # the session's S3 server fixture, ``s3_server``
@@ -30,3 +31,18 @@ def upstream() -> Iterator[Upstream]:
 def mirror(tmp_path: Path, upstream: Upstream, clock: FakeClock) -> Iterator[MirrorServer]:
     with running_mirror(settings_for(tmp_path / "data", upstream.url), clock) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL for the session, started only when a test asks for it."""
+    with running_postgres() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh empty database of that server."""
+    url = postgres_server.new_database()
+    yield url
+    postgres_server.drop_database(url)

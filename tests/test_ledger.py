@@ -6,6 +6,7 @@ the ``store`` fixture's params and a branch in ``Store.open``.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ from packaging.utils import NormalizedName
 
 from quarantine.errors import StaleTransition
 from quarantine.ledger.interface import Ledger
+from quarantine.ledger.postgres import PostgresLedger
 from quarantine.ledger.sqlite import SqliteLedger
 from quarantine.models import (
     FileRecord,
@@ -28,6 +30,7 @@ from quarantine.models import (
 from quarantine.observe import Observation, observe
 from quarantine.policy import Policy
 from quarantine.vetting.fetch_retry import FailureKind, delay_after
+from support.postgres import migrate_postgres
 
 DEMO = NormalizedName("demo")
 OTHER = NormalizedName("other")
@@ -42,14 +45,18 @@ NEW_SDIST = "demo-1.0.tar.gz"
 class Store:
     """Opens connections to one ledger, as the server and the CLI each would."""
 
-    def __init__(self, kind: str, tmp_path: Path) -> None:
+    def __init__(self, kind: str, tmp_path: Path, postgres_url: str | None = None) -> None:
         self.kind = kind
         self.path = tmp_path / "data" / "ledger.sqlite3"
+        self.postgres_url = postgres_url
         self.opened: list[Ledger] = []
 
     def open(self) -> Ledger:
         if self.kind == "sqlite":
             ledger: Ledger = SqliteLedger(self.path)
+        elif self.kind == "postgresql":
+            assert self.postgres_url is not None
+            ledger = PostgresLedger(self.postgres_url, where="the test database", pool_size=4)
         else:  # pragma: no cover - a new implementation plugs in here
             raise AssertionError(f"unknown ledger kind {self.kind}")
         self.opened.append(ledger)
@@ -61,9 +68,13 @@ class Store:
         self.opened.clear()
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    opened = Store(str(request.param), tmp_path)
+    url = None
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+        migrate_postgres(url)
+    opened = Store(str(request.param), tmp_path, url)
     yield opened
     opened.close_all()
 
@@ -619,3 +630,69 @@ def test_a_forgotten_blob_marks_its_files_not_stored(ledger: Ledger) -> None:
     ]
     assert not held(ledger).stored
     assert ledger.events(DEMO)[-1].reason == "fsck: damaged"
+
+
+def test_many_readers_beside_a_writer_see_whole_looks(ledger: Ledger) -> None:
+    look(ledger, snapshot(OLD), T0)
+    failures: list[BaseException] = []
+    done = threading.Event()
+
+    def read_until_done() -> None:
+        try:
+            while not done.is_set():
+                names = {record.filename for record in ledger.files(DEMO)}
+                assert names in ({OLD.filename}, {OLD.filename, NEW_WHEEL}), names
+                ledger.change_seq()
+        except Exception as error:  # noqa: BLE001 - handed to the test thread
+            failures.append(error)
+
+    readers = [threading.Thread(target=read_until_done, daemon=True) for _ in range(4)]
+    for reader in readers:
+        reader.start()
+    for round_ in range(20):
+        look(ledger, snapshot(OLD, NEW) if round_ % 2 else snapshot(OLD), T0)
+    done.set()
+    for reader in readers:
+        reader.join(10.0)
+    assert failures == []
+
+
+def test_the_upstream_versions_are_kept_and_a_respelling_is_a_page_change(
+    ledger: Ledger,
+) -> None:
+    look(ledger, replace(snapshot(OLD), versions=("0.9.0",)), T0, etag='"a"')
+    project = ledger.project(DEMO)
+    assert project is not None and project.versions == ("0.9.0",)
+    look(ledger, replace(snapshot(OLD), versions=("0.9",)), T0, etag='"b"')
+    respelled = ledger.project(DEMO)
+    assert respelled is not None and respelled.versions == ("0.9",)
+    assert respelled.seq > project.seq  # pages show the versions: rendered anew
+    look(ledger, snapshot(OLD), T0, etag='"c"')  # an upstream from before PEP 700
+    assert (ledger.project(DEMO) or project).versions is None
+
+
+def test_two_connections_racing_on_one_file_make_one_decision(store: Store) -> None:
+    """What two replicas (or a server and the CLI) do: one wins, the other is told."""
+    first, second = store.open(), store.open()
+    look(first, snapshot(NEW), T0)
+    (record,) = first.held()
+    outcomes: list[str] = []
+
+    def decide(ledger: Ledger, state: FileState) -> None:
+        try:
+            ledger.transition(record, state, f"to {state.value}", ACTOR, T0)
+            outcomes.append("decided")
+        except StaleTransition:
+            outcomes.append("stale")
+
+    racers = [
+        threading.Thread(target=decide, args=(first, FileState.PROMOTED)),
+        threading.Thread(target=decide, args=(second, FileState.REJECTED)),
+    ]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join(10.0)
+    assert sorted(outcomes) == ["decided", "stale"]
+    changes = [e for e in second.events(DEMO) if e.from_state == FileState.HELD.value]
+    assert len(changes) == 1

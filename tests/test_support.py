@@ -340,3 +340,17 @@ def test_pip_installs_from_upstream(upstream: Upstream, tmp_path: Path) -> None:
     init = target / "lazaretto_demo" / "__init__.py"
     assert init.read_text() == '__version__ = "1.2.3"\n'
     assert (target / "lazaretto_demo-1.2.3.dist-info" / "RECORD").is_file()
+
+
+def test_without_postgres_binaries_ci_fails_where_a_laptop_skips(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from support import postgres
+
+    monkeypatch.setattr(postgres, "server_binaries", lambda: None)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="apt-get install postgresql"):
+        postgres.require_binaries()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must run the PostgreSQL tests"):
+        postgres.require_binaries()

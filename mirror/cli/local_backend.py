@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from mirror.ledger_backend import open_ledger
 from mirror.settings import Settings
 from quarantine import admin, policy_record
 from quarantine.clock import SystemClock, format_timestamp
@@ -24,7 +25,6 @@ from quarantine.explain import FeedStatus, explain
 from quarantine.feeds.in_force import Feeds
 from quarantine.incident import answers as incident
 from quarantine.incident.lock_files import LockFileError
-from quarantine.ledger.sqlite import SqliteLedger
 from quarantine.live_policy import LivePolicy
 from quarantine.models import Event, FileState
 from quarantine.outbox import ApiToken, DeliveryState
@@ -110,7 +110,7 @@ class LocalBackend:
     ) -> None:
         self._settings = settings
         # Never a new, empty ledger: it would report "nothing is held" for a full mirror.
-        self._ledger = SqliteLedger(Path(settings.data_dir) / "ledger.sqlite3", create=False)
+        self._ledger = open_ledger(settings, create=False)
         self._clock = SystemClock()
         self._actor = actor or local_actor()
         self._config_file = config_file

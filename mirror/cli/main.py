@@ -11,6 +11,7 @@ from typing import Any
 
 from mirror import __version__
 from mirror.cli.admin import ADMIN_COMMANDS, add_admin_commands, run_admin
+from mirror.cli.migrate import add_migrate_command, run_migrate
 from mirror.cli.rules import add_rules_command, run_rules
 from mirror.errors import ConfigError
 from mirror.settings import Settings, config_path, load_settings
@@ -46,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _common(fsck)
     fsck.add_argument("--json", action="store_true", help="machine-readable output")
+    add_migrate_command(commands, _common)
     unfreeze = commands.add_parser(
         "unfreeze", help="lift a promotion freeze (set when the wall clock jumped)"
     )
@@ -154,15 +156,15 @@ def _actor() -> str:
 
 
 def _unfreeze(settings: Settings, reason: str) -> int:
+    from mirror.ledger_backend import open_ledger
     from quarantine.clock import SystemClock
     from quarantine.errors import LedgerMissing
-    from quarantine.ledger.sqlite import SqliteLedger
 
     if len(reason.strip()) < 10:
         print("lazaretto: give a reason of at least 10 characters (--reason)", file=sys.stderr)
         return EXIT_USAGE
     try:
-        ledger = SqliteLedger(Path(settings.data_dir) / "ledger.sqlite3", create=False)
+        ledger = open_ledger(settings, create=False)
     except LedgerMissing as error:
         print(f"lazaretto: {error}", file=sys.stderr)
         return EXIT_NOT_FOUND
@@ -224,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _unfreeze(settings, args.reason)
         if args.command == "rules":
             return run_rules(args, settings)
+        if args.command == "migrate":
+            return run_migrate(settings, dry_run=args.dry_run)
     except ConfigError as error:
         print(f"lazaretto: configuration error: {error.reason}", file=sys.stderr)
         return EXIT_CONFIG

@@ -31,9 +31,10 @@ from quarantine.clock import format_timestamp, parse_timestamp
 from quarantine.errors import LedgerError, LedgerMissing, StaleTransition
 from quarantine.evidence import Action, Evidence, Finding, Severity
 from quarantine.ledger.interface import LedgerTally
+from quarantine.ledger.migrations import sqlite as migrations
 from quarantine.ledger.sqlite_admin import GLOBAL, AdminTables, dt, event_record, ts
 from quarantine.ledger.sqlite_blobs import BlobTables
-from quarantine.ledger.sqlite_fetches import FETCH_SCHEMA, FORGET_ATTEMPTS, FetchTables
+from quarantine.ledger.sqlite_fetches import FORGET_ATTEMPTS, FetchTables
 from quarantine.ledger.sqlite_readers import Readers, is_ledger, open_connection
 from quarantine.models import Event, FileRecord, FileState, ProjectRecord, ProjectStatus
 from quarantine.notable import notable
@@ -41,111 +42,7 @@ from quarantine.observe import Observation
 from quarantine.outbox import DeliveryState
 from quarantine.platforms import OUTSIDE
 
-SCHEMA_VERSION = 2  # 2: files.seq, the change that last wrote each row
 ACTOR_VETTING = "system:vetting"
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS projects (
-    name TEXT PRIMARY KEY,
-    first_seen TEXT NOT NULL,
-    last_look_ok TEXT,
-    status TEXT NOT NULL,
-    status_reason TEXT,
-    etag TEXT,
-    serial INTEGER,
-    seq INTEGER NOT NULL,
-    versions TEXT  -- the upstream's PEP 700 versions, a JSON list; NULL: none given
-);
-CREATE TABLE IF NOT EXISTS files (
-    project TEXT NOT NULL REFERENCES projects(name),
-    filename TEXT NOT NULL,
-    version TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    size INTEGER,
-    upload_time TEXT,
-    first_seen TEXT NOT NULL,
-    clock_start TEXT NOT NULL,
-    established INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    url TEXT NOT NULL,
-    requires_python TEXT,
-    yanked TEXT,
-    core_metadata_sha256 TEXT,
-    provenance_url TEXT,
-    provenance_sha256 TEXT,
-    stored INTEGER NOT NULL,
-    listed INTEGER NOT NULL,
-    anomaly TEXT,
-    state_version INTEGER NOT NULL,
-    seq INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (project, filename)
-);
-CREATE INDEX IF NOT EXISTS files_by_digest ON files (sha256);
-CREATE INDEX IF NOT EXISTS files_by_state ON files (state);
-CREATE INDEX IF NOT EXISTS projects_by_seq ON projects (seq);
-CREATE INDEX IF NOT EXISTS projects_by_last_look ON projects (last_look_ok);
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY,
-    at TEXT NOT NULL,
-    project TEXT NOT NULL,
-    filename TEXT,
-    sha256 TEXT,
-    from_state TEXT,
-    to_state TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    actor TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_by_project ON events (project, at);
-CREATE TABLE IF NOT EXISTS evidence (
-    project TEXT NOT NULL,
-    filename TEXT NOT NULL,
-    check_name TEXT NOT NULL,
-    action TEXT NOT NULL,
-    summary TEXT NOT NULL,
-    findings TEXT NOT NULL,
-    details TEXT NOT NULL,
-    at TEXT NOT NULL,
-    PRIMARY KEY (project, filename, check_name)
-);
-CREATE TABLE IF NOT EXISTS overrides (
-    kind TEXT NOT NULL,
-    project TEXT NOT NULL,
-    version TEXT NOT NULL DEFAULT '*',
-    reason TEXT NOT NULL,
-    until TEXT,
-    actor TEXT NOT NULL,
-    at TEXT NOT NULL,
-    PRIMARY KEY (kind, project, version)
-);
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY,
-    event_id TEXT NOT NULL UNIQUE,
-    kind TEXT NOT NULL,
-    severity TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    payload TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS deliveries (
-    event_id TEXT NOT NULL REFERENCES outbox(event_id),
-    channel TEXT NOT NULL,
-    state TEXT NOT NULL,
-    attempts INTEGER NOT NULL,
-    next_attempt_at TEXT,
-    last_error TEXT,
-    PRIMARY KEY (event_id, channel)
-);
-CREATE INDEX IF NOT EXISTS deliveries_by_state ON deliveries (state, next_attempt_at);
-CREATE TABLE IF NOT EXISTS tokens (
-    name TEXT PRIMARY KEY,
-    scope TEXT NOT NULL,
-    hash TEXT NOT NULL UNIQUE,
-    created_at TEXT NOT NULL,
-    created_by TEXT NOT NULL,
-    revoked_at TEXT
-);
-"""
 
 _FILE_COLUMNS = (
     "project, filename, version, sha256, size, upload_time, first_seen, clock_start, "
@@ -157,8 +54,6 @@ _INSERT_FILE = f"INSERT INTO files ({_FILE_COLUMNS}, seq) VALUES ({', '.join('?'
 # the seq of any page built before the write, so files_changed_since finds every row a
 # kept page has not seen (a write that bumps its project takes exactly that value).
 _ROW_SEQ = "(SELECT CAST(value AS INTEGER) + 1 FROM meta WHERE key='change_seq')"
-# Created after the migration: a schema 1 ledger gets the column first.
-_CHANGE_INDEX = "CREATE INDEX IF NOT EXISTS files_by_change ON files (project, seq)"
 _INSERT_EVENT = (
     "INSERT INTO events (at, project, filename, sha256, from_state, to_state, reason, actor) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -290,40 +185,9 @@ class SqliteLedger(AdminTables, FetchTables, BlobTables):
         self._readers = Readers(path)  # reads never queue behind this process's writes
 
     def _migrate(self, path: Path) -> None:
-        with self._lock:
-            self._db.executescript(_SCHEMA + FETCH_SCHEMA)
-            # One transaction, so a CLI and a server starting together migrate once.
-            with self._write(durable=True) as db:
-                row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-                if row is None:
-                    db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
-                    db.execute("INSERT OR IGNORE INTO meta VALUES ('change_seq', '0')")
-                elif int(row["value"]) > SCHEMA_VERSION:
-                    raise LedgerError(
-                        f"the ledger at {path} has schema {row['value']}, newer than this "
-                        f"lazaretto ({SCHEMA_VERSION}): upgrade lazaretto"
-                    )
-                elif int(row["value"]) == 1:
-                    # Rows written before have seq 0: every page built since a start has
-                    # read them all, so none is missed.
-                    db.execute("ALTER TABLE files ADD COLUMN seq INTEGER NOT NULL DEFAULT 0")
-                    db.execute(
-                        "UPDATE meta SET value=? WHERE key='schema_version'", (SCHEMA_VERSION,)
-                    )
-                db.execute(_CHANGE_INDEX)
-                self._add_versions(db)
-
-    @staticmethod
-    def _add_versions(db: sqlite3.Connection) -> None:
-        """projects.versions, added in place: a lazaretto from before it reads and writes
-        the other columns by name, so the schema version stays."""
-        columns = {row["name"] for row in db.execute("PRAGMA table_info(projects)")}
-        if "versions" in columns:
-            return
-        db.execute("ALTER TABLE projects ADD COLUMN versions TEXT")
-        # Without the ETag the next look reads the whole page, versions and all, where a
-        # 304 would leave them unknown until the project changes upstream.
-        db.execute("UPDATE projects SET etag=NULL")
+        # One transaction, so a CLI and a server starting together migrate once.
+        with self._write(durable=True) as db:
+            migrations.migrate(db, str(path))
 
     def close(self) -> None:
         self._readers.close()
