@@ -24,6 +24,7 @@ from mirror.catalog import Catalog
 from mirror.cli_backend import policy_in_force
 from mirror.config_reload import ConfigReload
 from mirror.default_index import pip_index_url
+from mirror.deferred_downloads import DeferredDownloads
 from mirror.errors import MirrorError
 from mirror.fast_path import FastPath
 from mirror.feed_refresh import FeedRefresher, is_url
@@ -175,6 +176,15 @@ def build_services(settings: Settings, clock: Clock | None = None) -> Services:
         feeds,
         refresher,
         policy,
+        DeferredDownloads(
+            ledger,
+            artifacts,
+            policy,
+            clock,
+            demand=catalog.on_new_held,
+            wait_seconds=settings.deferred_vetting_wait_seconds,
+            on_change=catalog.sync,
+        ),
         request_base=RequestBase(settings.trusted_proxies, settings.public_base_url),
     )
 
@@ -292,6 +302,7 @@ def create_app(
         child = VettingChild(settings)
         services.vetting_child = child
         services.catalog.on_new_held = child.ask  # the demand signal goes to the child
+        services.deferred.demand = child.ask
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

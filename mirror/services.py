@@ -7,6 +7,7 @@ from mirror.artifacts import Artifacts
 from mirror.blob_cache import BlobCache
 from mirror.blobs import BlobStore
 from mirror.catalog import Catalog
+from mirror.deferred_downloads import DeferredDownloads
 from mirror.feed_refresh import FeedRefresher
 from mirror.notifier import Notifier
 from mirror.request_base import RequestBase
@@ -35,6 +36,7 @@ class Services:
     feeds: Feeds
     refresher: FeedRefresher
     policy: LivePolicy
+    deferred: DeferredDownloads
     notifier: Notifier | None = None  # None: no [[notify]] targets configured
     vetting_child: VettingChild | None = None  # vetting_worker = "child", while serving
     blob_cache: BlobCache = field(default_factory=BlobCache)

@@ -32,7 +32,14 @@ from quarantine.errors import LedgerError, LedgerMissing, StaleTransition
 from quarantine.evidence import Action, Evidence, Finding, Severity
 from quarantine.ledger_sqlite_admin import GLOBAL, AdminTables, dt, event_record, ts
 from quarantine.ledger_sqlite_readers import Readers, is_ledger, open_connection
-from quarantine.models import Event, FileRecord, FileState, ProjectRecord, ProjectStatus
+from quarantine.models import (
+    Deferral,
+    Event,
+    FileRecord,
+    FileState,
+    ProjectRecord,
+    ProjectStatus,
+)
 from quarantine.notable import notable
 from quarantine.observe import Observation
 from quarantine.platforms import OUTSIDE
@@ -76,6 +83,7 @@ CREATE TABLE IF NOT EXISTS files (
     anomaly TEXT,
     state_version INTEGER NOT NULL,
     seq INTEGER NOT NULL DEFAULT 0,
+    deferral TEXT,  -- quarantine.models.Deferral; NULL: vetted as soon as it cools
     PRIMARY KEY (project, filename)
 );
 CREATE INDEX IF NOT EXISTS files_by_digest ON files (sha256);
@@ -146,9 +154,9 @@ CREATE TABLE IF NOT EXISTS tokens (
 _FILE_COLUMNS = (
     "project, filename, version, sha256, size, upload_time, first_seen, clock_start, "
     "established, state, reason, url, requires_python, yanked, core_metadata_sha256, "
-    "provenance_url, provenance_sha256, stored, listed, anomaly, state_version"
+    "provenance_url, provenance_sha256, stored, listed, anomaly, state_version, deferral"
 )
-_INSERT_FILE = f"INSERT INTO files ({_FILE_COLUMNS}, seq) VALUES ({', '.join('?' * 22)})"
+_INSERT_FILE = f"INSERT INTO files ({_FILE_COLUMNS}, seq) VALUES ({', '.join('?' * 23)})"
 # A row's seq is the change counter's next value when the row is written: greater than
 # the seq of any page built before the write, so files_changed_since finds every row a
 # kept page has not seen (a write that bumps its project takes exactly that value).
@@ -187,11 +195,14 @@ def _file_row(record: FileRecord, seq: int) -> tuple[Any, ...]:
         int(record.listed),
         record.anomaly,
         record.state_version,
+        record.deferral.value if record.deferral is not None else None,
         seq,
     )
 
 
 _STATES = {state.value: state for state in FileState}
+_DEFERRALS: dict[str | None, Deferral | None] = {None: None}
+_DEFERRALS.update({deferral.value: deferral for deferral in Deferral})
 
 
 def _file_record(row: Sequence[Any]) -> FileRecord:
@@ -203,13 +214,14 @@ def _file_record(row: Sequence[Any]) -> FileRecord:
     (
         project, filename, version, sha256, size, upload_time, first_seen, clock_start,
         established, state, reason, url, requires_python, yanked, core_metadata_sha256,
-        provenance_url, provenance_sha256, stored, listed, anomaly, state_version,
+        provenance_url, provenance_sha256, stored, listed, anomaly, state_version, deferral,
     ) = row  # fmt: skip
     return FileRecord(
         NormalizedName(project), filename, version, sha256, size, dt(upload_time),
         parse_timestamp(first_seen), parse_timestamp(clock_start), bool(established),
         _STATES[state], reason, url, requires_python, yanked, core_metadata_sha256,
         provenance_url, provenance_sha256, bool(stored), bool(listed), anomaly, state_version,
+        _DEFERRALS[deferral],
     )  # fmt: skip
 
 
@@ -308,6 +320,7 @@ class SqliteLedger(AdminTables):
                     )
                 db.execute(_CHANGE_INDEX)
                 self._add_versions(db)
+                self._add_deferral(db)
 
     @staticmethod
     def _add_versions(db: sqlite3.Connection) -> None:
@@ -320,6 +333,14 @@ class SqliteLedger(AdminTables):
         # Without the ETag the next look reads the whole page, versions and all, where a
         # 304 would leave them unknown until the project changes upstream.
         db.execute("UPDATE projects SET etag=NULL")
+
+    @staticmethod
+    def _add_deferral(db: sqlite3.Connection) -> None:
+        """files.deferral, added in place as projects.versions is: NULL for every file
+        seen before, which is what they are (vetted as soon as they cool)."""
+        columns = {row["name"] for row in db.execute("PRAGMA table_info(files)")}
+        if "deferral" not in columns:
+            db.execute("ALTER TABLE files ADD COLUMN deferral TEXT")
 
     def close(self) -> None:
         self._readers.close()
@@ -681,6 +702,27 @@ class SqliteLedger(AdminTables):
                 self._event(db, at, before.project, before, before.state, state, reason, actor)
                 self._bump(db, before.project)
         after = self.file(before.project, before.filename)
+        assert after is not None
+        return after
+
+    def end_deferral(self, record: FileRecord, reason: str, actor: str, at: datetime) -> FileRecord:
+        with self._write() as db:
+            cursor = db.execute(
+                f"UPDATE files SET deferral=?, reason=?, seq={_ROW_SEQ} "
+                "WHERE project=? AND filename=? AND deferral=? AND state='held'",
+                (
+                    Deferral.DOWNLOADED.value,
+                    reason,
+                    record.project,
+                    record.filename,
+                    Deferral.UNTIL_DOWNLOAD.value,
+                ),
+            )
+            if cursor.rowcount == 1:
+                held = FileState.HELD.value
+                self._event(db, at, record.project, record, held, held, reason, actor)
+                self._bump(db, record.project)
+        after = self.file(record.project, record.filename)
         assert after is not None
         return after
 
