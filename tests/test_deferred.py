@@ -9,6 +9,7 @@ background worker would run them, while pip waits on the server.
 import contextlib
 import json
 import os
+import sqlite3
 import threading
 import time
 import urllib.error
@@ -21,9 +22,12 @@ from pathlib import Path
 from packaging.utils import NormalizedName
 
 from conftest import NOW
-from quarantine.decide import DEFERRED
-from quarantine.models import Deferral, FileRecord, FileState
-from quarantine.policy import AHEAD
+from quarantine.decide import DEFERRED, decide
+from quarantine.ledger_sqlite import SqliteLedger
+from quarantine.models import Deferral, FileRecord, FileState, ProjectStatus, Snapshot
+from quarantine.models import UpstreamFile as ListedFile
+from quarantine.observe import observe
+from quarantine.policy import AHEAD, Policy
 from support.clock import FakeClock
 from support.dists import build_wheel
 from support.installers import installed, pip_install
@@ -263,3 +267,112 @@ def test_ahead_taken_from_a_changed_config_file_vets_deferred_files_without_a_re
         assert OLD in _fetched(upstream)
         assert _record(mirror, OLD).state is FileState.PROMOTED
         assert OLD in _listed_files(mirror)
+
+
+# -- the rule at first sight, and the ledger's field ------------------------------------------
+
+
+def _entry(filename: str, age: timedelta, size: int | None = 10) -> ListedFile:
+    return ListedFile(
+        filename=filename,
+        url=f"http://127.0.0.1:9/files/{filename}",
+        sha256="a" * 64,
+        size=size,
+        upload_time=NOW - age,
+        requires_python=None,
+        yanked=None,
+        core_metadata_sha256=None,
+        provenance_url=None,
+    )
+
+
+def _deferred(*entries: ListedFile, policy: Policy | None = None) -> set[str]:
+    snapshot = Snapshot(NormalizedName(PROJECT), entries, ProjectStatus.ACTIVE, None, 1)
+    seen = observe(None, {}, snapshot, NOW, policy or Policy())
+    return {record.filename for record in seen.new if record.deferral is not None}
+
+
+def _wheel(version: str) -> str:
+    return f"superseded-{version}-py3-none-any.whl"
+
+
+def test_only_cooled_releases_older_than_the_newest_cooled_one_are_deferred() -> None:
+    found = _deferred(
+        _entry(_wheel("0.1"), timedelta(days=400)),  # established: listed as it always was
+        _entry(_wheel("1.0"), timedelta(days=10)),
+        _entry("superseded-1.0.tar.gz", timedelta(days=10)),
+        _entry(_wheel("1.1"), timedelta(days=9), size=None),  # no size: no listing before bytes
+        _entry(_wheel("2.0"), timedelta(days=5)),
+        _entry(_wheel("3.0"), timedelta(hours=1)),  # still cooling
+        _entry(_wheel("2.5"), timedelta(hours=2)),  # still cooling, though older than 3.0
+    )
+    assert found == {_wheel("1.0"), "superseded-1.0.tar.gz"}
+
+
+def test_the_newest_cooled_final_release_stays_eager_beside_a_newer_pre_release() -> None:
+    found = _deferred(
+        _entry(_wheel("1.0"), timedelta(days=10)),
+        _entry(_wheel("2.0"), timedelta(days=6)),
+        _entry(_wheel("3.0rc1"), timedelta(days=5)),
+    )
+    assert found == {_wheel("1.0")}
+
+
+def test_nothing_is_deferred_ahead_nor_on_a_later_look() -> None:
+    entries = (_entry(_wheel("1.0"), timedelta(days=10)), _entry(_wheel("2.0"), timedelta(days=5)))
+    assert _deferred(*entries) == {_wheel("1.0")}
+    assert _deferred(*entries, policy=Policy(superseded_releases=AHEAD)) == set()
+    first = observe(
+        None,
+        {},
+        Snapshot(NormalizedName(PROJECT), entries[1:], ProjectStatus.ACTIVE, None, 1),
+        NOW,
+        Policy(),
+    )
+    later = observe(
+        first.project,
+        {record.filename: record for record in first.new},
+        Snapshot(NormalizedName(PROJECT), entries, ProjectStatus.ACTIVE, None, 2),
+        NOW,
+        Policy(),
+    )
+    assert [record.deferral for record in later.new] == [None]
+
+
+def test_a_deferred_file_waits_for_a_download_and_ahead_fetches_it() -> None:
+    entries = (_entry(_wheel("1.0"), timedelta(days=10)), _entry(_wheel("2.0"), timedelta(days=5)))
+    snapshot = Snapshot(NormalizedName(PROJECT), entries, ProjectStatus.ACTIVE, None, 1)
+    seen = observe(None, {}, snapshot, NOW, Policy())
+    old = next(record for record in seen.new if record.deferral is not None)
+    assert (old.state, old.reason) == (FileState.HELD, DEFERRED)
+    ahead = decide(old, seen.project, Policy(superseded_releases=AHEAD), NOW)
+    assert ahead.needs_bytes and ahead.reason != DEFERRED
+    asked = decide(replace(old, deferral=Deferral.DOWNLOADED), seen.project, Policy(), NOW)
+    assert asked.needs_bytes
+
+
+def test_an_existing_ledger_gains_the_field_and_its_files_are_not_deferred(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    entries = (_entry(_wheel("1.0"), timedelta(days=10)), _entry(_wheel("2.0"), timedelta(days=5)))
+    snapshot = Snapshot(NormalizedName(PROJECT), entries, ProjectStatus.ACTIVE, None, 1)
+    ledger = SqliteLedger(path)
+    ledger.apply(observe(None, {}, snapshot, NOW, Policy(superseded_releases=AHEAD)), None, "t")
+    ledger.close()
+    with sqlite3.connect(path) as db:  # as a ledger from before the field has it
+        db.execute("ALTER TABLE files DROP COLUMN deferral")
+    ledger = SqliteLedger(path)
+    try:
+        assert [r.deferral for r in ledger.files(NormalizedName(PROJECT))] == [None, None]
+        old = _entry("other-1.0-py3-none-any.whl", timedelta(days=10))
+        new = _entry("other-2.0-py3-none-any.whl", timedelta(days=5))
+        other = Snapshot(NormalizedName("other"), (old, new), ProjectStatus.ACTIVE, None, 1)
+        ledger.apply(observe(None, {}, other, NOW, Policy()), None, "t")
+        record = ledger.file(NormalizedName("other"), old.filename)
+        assert record is not None and record.deferral is Deferral.UNTIL_DOWNLOAD
+        after = ledger.end_deferral(record, "asked", "client download", NOW)
+        assert after.deferral is Deferral.DOWNLOADED
+        assert ledger.end_deferral(after, "asked", "client download", NOW) == after  # once
+    finally:
+        ledger.close()
