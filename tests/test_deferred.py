@@ -10,13 +10,14 @@ import contextlib
 import json
 import os
 import sqlite3
+import subprocess
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from packaging.utils import NormalizedName
@@ -32,7 +33,7 @@ from support.clock import FakeClock
 from support.dists import build_wheel
 from support.installers import installed, pip_install
 from support.mirror import MirrorServer, running_mirror, settings_for
-from support.process import listed_versions
+from support.process import LAZARETTO, free_port, listed_versions, wait_until_up
 from support.upstream import Upstream, UpstreamFile
 
 PROJECT = "superseded"
@@ -374,5 +375,52 @@ def test_an_existing_ledger_gains_the_field_and_its_files_are_not_deferred(
         after = ledger.end_deferral(record, "asked", "client download", NOW)
         assert after.deferral is Deferral.DOWNLOADED
         assert ledger.end_deferral(after, "asked", "client download", NOW) == after  # once
+    finally:
+        ledger.close()
+
+
+def test_serve_with_a_vetting_child_vets_a_deferred_file_on_pip_s_download(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    """The real ``lazaretto serve``: the download's demand reaches the child on its pipe,
+    and the server serves once the child's verdict is in the ledger."""
+    now = datetime.now(UTC)
+    for version, age in (("1.0", timedelta(days=10)), ("2.0", timedelta(days=5))):
+        upstream.add(PROJECT, UpstreamFile(build_wheel(PROJECT, version), now - age))
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAZARETTO_")}
+    env |= {
+        "LAZARETTO_UPSTREAM": upstream.url,
+        "LAZARETTO_DATA_DIR": str(tmp_path / "data"),
+        "LAZARETTO_PROMOTE_INTERVAL": "600s",  # only the demand wakes a round in time
+    }
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        server = subprocess.Popen(
+            [LAZARETTO, "serve", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    origin = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(origin, server)
+        assert listed_versions(origin, PROJECT) == ["1.0"]  # 2.0 is being vetted
+        outcome = pip_install(f"{origin}/simple/", tmp_path / "t", f"{PROJECT}==1.0")
+    finally:
+        server.terminate()
+        try:
+            server.wait(40)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    assert outcome.ok, outcome.output + log.read_text()
+    assert installed(tmp_path / "t") == {PROJECT: "1.0"}
+    ledger = SqliteLedger(tmp_path / "data" / "ledger.sqlite3")
+    try:
+        old = ledger.file(NormalizedName(PROJECT), OLD)
+        assert old is not None
+        assert (old.state, old.deferral) == (FileState.PROMOTED, Deferral.DOWNLOADED)
     finally:
         ledger.close()
