@@ -236,11 +236,12 @@ def test_files_first_seen_on_a_later_look_are_not_deferred(
 ) -> None:
     upstream.add(PROJECT, UpstreamFile(build_wheel(PROJECT, "2.0"), NOW - timedelta(days=5)))
     _first_look(mirror)
-    # A release older than 2.0, first listed now (uploaded late, or a backport).
+    # Releases older than 2.0, first listed now (uploaded late, or backports).
     upstream.add(PROJECT, UpstreamFile(build_wheel(PROJECT, "1.0"), NOW - timedelta(days=4)))
+    upstream.add(PROJECT, UpstreamFile(build_wheel(PROJECT, "1.5"), NOW - timedelta(days=4)))
     clock.advance(timedelta(seconds=61))  # past index_ttl: the next request looks again
     _first_look(mirror)
-    assert OLD in _fetched(upstream)
+    assert {OLD, "superseded-1.5-py3-none-any.whl"} <= _fetched(upstream)
     assert _record(mirror, OLD).deferral is None
 
 
@@ -323,21 +324,22 @@ def test_nothing_is_deferred_ahead_nor_on_a_later_look() -> None:
     entries = (_entry(_wheel("1.0"), timedelta(days=10)), _entry(_wheel("2.0"), timedelta(days=5)))
     assert _deferred(*entries) == {_wheel("1.0")}
     assert _deferred(*entries, policy=Policy(superseded_releases=AHEAD)) == set()
-    first = observe(
-        None,
-        {},
-        Snapshot(NormalizedName(PROJECT), entries[1:], ProjectStatus.ACTIVE, None, 1),
-        NOW,
-        Policy(),
-    )
+    newest_only = Snapshot(NormalizedName(PROJECT), entries[1:], ProjectStatus.ACTIVE, None, 1)
+    first = observe(None, {}, newest_only, NOW, Policy())
+    # Two cooled releases first listed on the second look (a tolerance keeps them from
+    # counting as backdated, which would restart their hold): neither is deferred.
+    later_entries = (*entries, _entry(_wheel("1.5"), timedelta(days=4)))
     later = observe(
         first.project,
         {record.filename: record for record in first.new},
-        Snapshot(NormalizedName(PROJECT), entries, ProjectStatus.ACTIVE, None, 2),
+        Snapshot(NormalizedName(PROJECT), later_entries, ProjectStatus.ACTIVE, None, 2),
         NOW,
-        Policy(),
+        Policy(backdate_tolerance=timedelta(days=30)),
     )
-    assert [record.deferral for record in later.new] == [None]
+    assert [(record.filename, record.deferral) for record in later.new] == [
+        (_wheel("1.0"), None),
+        (_wheel("1.5"), None),
+    ]
 
 
 def test_a_deferred_file_waits_for_a_download_and_ahead_fetches_it() -> None:
