@@ -194,7 +194,7 @@ def test_a_download_waits_for_the_verdict_up_to_a_bound_then_503(
         assert _record(mirror, OLD).state is FileState.PROMOTED
 
 
-def test_concurrent_downloads_share_one_fetch_and_one_wait(
+def test_concurrent_downloads_are_served_after_one_fetch_and_one_vetting(
     upstream: Upstream, mirror: MirrorServer
 ) -> None:
     _releases(upstream)
@@ -216,6 +216,9 @@ def test_concurrent_downloads_share_one_fetch_and_one_wait(
     assert statuses == [200] * 4
     fetches = upstream.requests_for(f"/files/{PROJECT}/{OLD}")
     assert fetches.count(f"/files/{PROJECT}/{OLD}") == 1
+    assert mirror.services is not None
+    events = mirror.services.ledger.events(NormalizedName(PROJECT))
+    assert [e.to_state for e in events if e.filename == OLD] == ["held", "held", "promoted"]
 
 
 def test_ahead_fetches_and_vets_superseded_releases_at_once(
