@@ -61,6 +61,8 @@ class DeferredDownloads:
 
     def applies(self, record: FileRecord) -> bool:
         """Whether ``record`` is a listed file a download must wait for the vetting of."""
+        if record.deferral is None or record.state is not FileState.HELD:
+            return False  # every other download: no policy read on its way
         return listed_unvetted(record, self._policies.current().vets_on_download)
 
     async def promoted(self, record: FileRecord) -> FileRecord:
@@ -72,6 +74,7 @@ class DeferredDownloads:
             wait = asyncio.ensure_future(self._vetted(record))
             self._waits[key] = wait
             wait.add_done_callback(lambda _done: self._waits.pop(key, None))
+            wait.add_done_callback(_retrieve)  # its clients may all have gone meanwhile
         # Shielded: one client going away must not end the wait the others share.
         after = await asyncio.shield(wait)
         if after.state is FileState.PROMOTED:
@@ -111,3 +114,8 @@ class DeferredDownloads:
             raise FileRefused(f"refused: rejected: {reason}") from failure
         except FetchFailed as failure:
             raise UpstreamUnavailable(f"cannot fetch {record.filename}: {failure}") from failure
+
+
+def _retrieve(task: "asyncio.Task[FileRecord]") -> None:
+    if not task.cancelled():
+        task.exception()

@@ -46,22 +46,16 @@ def hold_until(record: FileRecord, policy: Policy) -> datetime:
 
 
 def awaits_download(record: FileRecord, policy: Policy) -> bool:
-    """A deferred file: listed, but neither fetched nor vetted until a client asks for it."""
-    return (
-        record.deferral is Deferral.UNTIL_DOWNLOAD and not record.stored and policy.vets_on_download
-    )
+    """A deferred file: listed, but neither fetched nor vetted until a client asks for it
+    (its bytes stored by that download still wait for the deferral's end, which follows)."""
+    return record.deferral is Deferral.UNTIL_DOWNLOAD and policy.vets_on_download
 
 
 def listed_unvetted(record: FileRecord, vets_on_download: bool) -> bool:
     """A held file the pages list all the same: deferred, or being vetted because a client
     asked for its bytes (its download waits for the verdict; nothing is served before).
     ``vets_on_download``: the policy's ``superseded_releases`` is "on-download"."""
-    return (
-        vets_on_download
-        and record.state is FileState.HELD
-        and record.deferral is not None
-        and (record.deferral is Deferral.DOWNLOADED or not record.stored)
-    )
+    return vets_on_download and record.state is FileState.HELD and record.deferral is not None
 
 
 def is_fresh(project: ProjectRecord, policy: Policy, now: datetime) -> bool:

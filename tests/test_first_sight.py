@@ -25,7 +25,7 @@ from quarantine.ledger_sqlite import SqliteLedger
 from quarantine.live_policy import FixedPolicy
 from quarantine.models import FileRecord, FileState, ProjectStatus, Snapshot, UpstreamFile
 from quarantine.observe import observe
-from quarantine.policy import Policy
+from quarantine.policy import AHEAD, Policy
 from quarantine.provenance import ProvenanceVerifier
 from quarantine.vetting import Vetter
 from support.clock import FakeClock
@@ -74,7 +74,10 @@ def _first_look(tmp_path: Path, attested_age: timedelta) -> tuple[SqliteLedger, 
         _entry(UNATTESTED, new, NOW - timedelta(days=5), attested=False),
     )
     snapshot = Snapshot(PROJECT, files, ProjectStatus.ACTIVE, None, 1)
-    ledger.apply(observe(None, {}, snapshot, NOW, Policy()), None, ACTOR)
+    # Both vetted as soon as they cool ("ahead"): the default would defer 4.0.0, a
+    # superseded release, until a client downloads it (see the test through the mirror).
+    eager = Policy(superseded_releases=AHEAD)
+    ledger.apply(observe(None, {}, snapshot, NOW, eager), None, ACTOR)
     for record in ledger.files(PROJECT):
         ledger.mark_stored(record)
     vetter = Vetter(ledger, source, FixedPolicy(Policy()), FakeClock(NOW), ProvenanceVerifier())
