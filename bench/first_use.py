@@ -321,8 +321,9 @@ class Vetting:
     inspected: int  # files with a content verdict
     first: datetime | None
     last: datetime | None
-    waiting: int  # held, not established, no content verdict yet
+    waiting: int  # held, not established, not deferred, no content verdict yet
     states: dict[str, int]
+    deferred: int = 0  # held and listed, vetted when first downloaded (none before the field)
 
 
 def recorded_projects(data_dir: Path) -> list[str]:
@@ -343,18 +344,27 @@ def read_ledger(data_dir: Path) -> Vetting:
         count, first, last = db.execute(
             "SELECT COUNT(*), MIN(at), MAX(at) FROM evidence WHERE check_name = 'content'"
         ).fetchone()
+        columns = {row[1] for row in db.execute("PRAGMA table_info(files)")}
+        deferring = "deferral" in columns  # a tree from before deferral has no such column
+        not_deferred = "AND deferral IS NOT 'until-download' " if deferring else ""
         (waiting,) = db.execute(
-            "SELECT COUNT(*) FROM files f WHERE state = 'held' AND established = 0 AND NOT "
-            "EXISTS (SELECT 1 FROM evidence e WHERE e.project = f.project AND "
+            f"SELECT COUNT(*) FROM files f WHERE state = 'held' AND established = 0 {not_deferred}"
+            "AND NOT EXISTS (SELECT 1 FROM evidence e WHERE e.project = f.project AND "
             "e.filename = f.filename AND e.check_name = 'content')"
         ).fetchone()
         states = dict(db.execute("SELECT state, COUNT(*) FROM files GROUP BY state").fetchall())
+        deferred = 0
+        if deferring:
+            (deferred,) = db.execute(
+                "SELECT COUNT(*) FROM files WHERE state = 'held' AND deferral = 'until-download'"
+            ).fetchone()
     return Vetting(
         int(count),
         datetime.fromisoformat(first) if first else None,
         datetime.fromisoformat(last) if last else None,
         int(waiting),
         {str(k): int(v) for k, v in states.items()},
+        int(deferred),
     )
 
 
@@ -604,6 +614,7 @@ def rows(outcome: Outcome, shape: Shape, args: argparse.Namespace) -> list[tuple
         ("files inspected (content verdicts)", f"{vetting.inspected:,}"),
         ("… per minute, first request to last verdict (goal ≥ 2,000)", rate),
         ("held, not established, no verdict at the end", f"{vetting.waiting:,}"),
+        ("… deferred: listed, vetted when first downloaded", f"{vetting.deferred:,}"),
         ("file states at the end", states),
         ("page p50 / p99 / max during the backlog (goal p99 < 50 ms)", _pages(during)),
         ("… the same pages once each after the backlog", _pages(outcome.quiet)),

@@ -27,6 +27,7 @@ from mirror.cli.local_backend import policy_in_force
 from mirror.config_reload import ConfigReload
 from mirror.errors import MirrorError
 from mirror.files.artifacts import Artifacts
+from mirror.files.deferred_downloads import DeferredDownloads
 from mirror.files.download_recorder import DownloadRecorder
 from mirror.files.fast_path import FastPath
 from mirror.files.routes import serve_file
@@ -175,6 +176,15 @@ def build_services(
         feeds,
         refresher,
         policy,
+        DeferredDownloads(
+            ledger,
+            artifacts,
+            policy,
+            clock,
+            demand=catalog.on_new_held,
+            wait_seconds=settings.deferred_vetting_wait_seconds,
+            on_change=catalog.sync,
+        ),
         request_base=RequestBase(settings.trusted_proxies, settings.public_base_url),
     )
     if settings.download_log:
@@ -342,6 +352,7 @@ def create_app(
         child = VettingChild(settings)
         services.vetting_child = child
         services.catalog.on_new_held = child.ask  # the demand signal goes to the child
+        services.deferred.demand = child.ask
     # Until the leader-lease work decides it: the process that runs the background side.
     services.leader = background and settings.vetting_worker != "separate"
     tally = RequestTally()

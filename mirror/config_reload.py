@@ -1,10 +1,11 @@
 """The platform filter, read again from the config file while the mirror runs.
 
-``platforms`` and ``python_versions`` (``settings.LIVE_KEYS``) take effect without a
-restart. The file's modification time and size are looked at every second; when they
-move, the file is loaded again as at start (the environment still wins over it) and only
-those keys are taken: the others need a restart, as before. A file that no longer loads
-leaves the filter in force, and the error (one line, naming the key and line) is logged.
+``platforms``, ``python_versions`` and ``superseded_releases`` (``settings.LIVE_KEYS``)
+take effect without a restart. The file's modification time and size are looked at every
+second; when they move, the file is loaded again as at start (the environment still wins
+over it) and only those keys are taken: the others need a restart, as before. A file
+that no longer loads leaves the filter in force, and the error (one line, naming the key
+and line) is logged.
 
 On a change: decisions use the new filter from then on (``LivePolicy.rebase``), the
 policy is recorded in the ledger again (the admin commands read it there), every project
@@ -77,23 +78,31 @@ class ConfigReload:
 
     def _reload(self, path: Path) -> bool:
         try:
-            wheel_filter = load_settings(path, self._env, {}).policy.wheel_filter
+            loaded = load_settings(path, self._env, {}).policy
         except ConfigError as error:
             log.error("%s changed but does not load; the platform filter stays: %s", path, error)
             return False
-        if wheel_filter == self._policy.base.wheel_filter:
+        base = self._policy.base
+        live = (loaded.wheel_filter, loaded.superseded_releases)
+        if live == (base.wheel_filter, base.superseded_releases):
             return False
-        self._apply(wheel_filter)
+        self._apply(*live)
         return True
 
-    def _apply(self, wheel_filter: PlatformFilter) -> None:
-        base = replace(self._policy.base, wheel_filter=wheel_filter)
+    def _apply(self, wheel_filter: PlatformFilter, superseded_releases: str) -> None:
+        base = replace(
+            self._policy.base, wheel_filter=wheel_filter, superseded_releases=superseded_releases
+        )
         self._policy.rebase(base)  # first: a page built at the new seq uses this filter
         settings = self._settings
         in_force = PolicyInForce(base, settings.osv_feeds, settings.osv_id_prefixes)
         policy_record.record(self._ledger, in_force, self._actor, self._clock.now())
         self._ledger.touch_all_projects()
-        log.info("config file changed: %s", wheel_filter.describe())
+        log.info(
+            "config file changed: %s; superseded releases vetted %s",
+            wheel_filter.describe(),
+            superseded_releases,
+        )
 
 
 def _stamp(path: Path | None) -> _Stamp:

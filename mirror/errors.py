@@ -40,6 +40,18 @@ class FileWithdrawn(MirrorError):
     status = 410
 
 
+class FileRefused(MirrorError):
+    """A deferred file vetted on its first download, and not promoted: 403."""
+
+    status = 403
+
+
+class VettingInProgress(MirrorError):
+    """A deferred file's vetting gave no verdict within the wait: 503 (clients retry)."""
+
+    status = 503
+
+
 class UpstreamRejected(MirrorError):
     """The upstream answered, but not with something we may use: 502."""
 

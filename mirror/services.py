@@ -9,6 +9,7 @@ from mirror.background.vetting_child import VettingChild
 from mirror.blobs.interface import BlobStore
 from mirror.blobs.memory_cache import BlobCache
 from mirror.files.artifacts import Artifacts
+from mirror.files.deferred_downloads import DeferredDownloads
 from mirror.files.download_recorder import DownloadRecorder
 from mirror.http.request_base import RequestBase
 from mirror.notify.delivery import Notifier
@@ -38,6 +39,7 @@ class Services:
     feeds: Feeds
     refresher: FeedRefresher
     policy: LivePolicy
+    deferred: DeferredDownloads
     notifier: Notifier | None = None  # None: no [[notify]] targets configured
     vetting_child: VettingChild | None = None  # vetting_worker = "child", while serving
     downloads: DownloadRecorder | None = None  # a serving process with download_log on

@@ -39,7 +39,7 @@ from mirror.ledger_url import as_ledger
 from mirror.notify import config as notify_config
 from quarantine.evidence import DEFAULT_SEVERITY_ACTIONS
 from quarantine.platforms import PlatformFilter, platform_names, python_names
-from quarantine.policy import Policy
+from quarantine.policy import SUPERSEDED_RELEASES, Policy
 
 DEFAULT_PORT = 8070
 
@@ -188,6 +188,9 @@ class Settings:
     inspection_memory_mb: int = 1024  # address space of one inspection worker
     inspection_cpu_seconds: int = 120  # CPU time of one file's inspection
     inspection_timeout_seconds: float = 600.0  # wall-clock time of one file's inspection
+    # How long a download of a deferred file waits for its verdict before a 503 (pip and
+    # uv retry that) tells the client to ask again.
+    deferred_vetting_wait_seconds: float = 60.0
     osv_feeds: tuple[str, ...] = ()  # directories, .zip exports or URLs of OSV records
     feed_refresh: timedelta = timedelta(hours=1)
     osv_id_prefixes: tuple[str, ...] = ("MAL-",)  # which advisories block; () = every record
@@ -276,6 +279,8 @@ _TOP_LEVEL: dict[str, Callable[[Any], Any]] = {
     "inspection_cpu_seconds": int_between(0, 24 * 3600, "seconds; 0: no limit"),
     # Never unlimited: a hostile archive (or one stuck on I/O) would hold a worker forever.
     "inspection_timeout_seconds": float_between(1.0, 24 * 3600.0, "seconds"),
+    # Longer than a client's read timeout would cut the download off instead of a 503.
+    "deferred_vetting_wait_seconds": float_between(1.0, 600.0, "seconds"),
     "osv_feeds": as_list,
     "feed_refresh": duration_between(_MINUTE, 7 * _DAY),
     "osv_id_prefixes": as_list,
@@ -309,8 +314,9 @@ _POLICY_KEYS: dict[str, Callable[[Any], Any]] = {
     # Read again while running when the config file changes (mirror/config_reload.py).
     "platforms": as_platforms,
     "python_versions": as_python_versions,
+    "superseded_releases": as_choice(SUPERSEDED_RELEASES),
 }
-LIVE_KEYS = ("platforms", "python_versions")
+LIVE_KEYS = ("platforms", "python_versions", "superseded_releases")
 _TABLES: dict[str, Callable[[Any, ConfigSource], dict[str, Any]]] = {
     "projects": policy_config.project_tables,
     "exemptions": lambda value, source: {"exemptions": policy_config.exemptions(value, source)},

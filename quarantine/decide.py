@@ -11,7 +11,14 @@ from datetime import datetime
 
 from quarantine.clock import format_timestamp
 from quarantine.evidence import Action, Evidence
-from quarantine.models import FINAL_STATES, FileRecord, FileState, ProjectRecord, ProjectStatus
+from quarantine.models import (
+    FINAL_STATES,
+    Deferral,
+    FileRecord,
+    FileState,
+    ProjectRecord,
+    ProjectStatus,
+)
 from quarantine.policy import Policy
 
 _TAKEDOWN = {
@@ -30,9 +37,25 @@ class Verdict:
     needs_look: bool = False  # cooled, but the last upstream look is too old to trust
 
 
+DEFERRED = "listed; vetted when first downloaded"
+
+
 def hold_until(record: FileRecord, policy: Policy) -> datetime:
     """When the cooling period of a file that is not established ends."""
     return record.clock_start + policy.cooling_for(record.project)
+
+
+def awaits_download(record: FileRecord, policy: Policy) -> bool:
+    """A deferred file: listed, but neither fetched nor vetted until a client asks for it
+    (its bytes stored by that download still wait for the deferral's end, which follows)."""
+    return record.deferral is Deferral.UNTIL_DOWNLOAD and policy.vets_on_download
+
+
+def listed_unvetted(record: FileRecord, vets_on_download: bool) -> bool:
+    """A held file the pages list all the same: deferred, or being vetted because a client
+    asked for its bytes (its download waits for the verdict; nothing is served before).
+    ``vets_on_download``: the policy's ``superseded_releases`` is "on-download"."""
+    return vets_on_download and record.state is FileState.HELD and record.deferral is not None
 
 
 def is_fresh(project: ProjectRecord, policy: Policy, now: datetime) -> bool:
@@ -135,6 +158,8 @@ def _decide_held(
     missing = [check for check in policy.required_checks if check not in _reported(evidence)]
     if now < until:
         return Verdict(FileState.HELD, _cooling_reason(record, _progress(record, missing)), until)
+    if awaits_download(record, policy):
+        return Verdict(FileState.HELD, DEFERRED)  # no hold to wait for: a download ends it
     if not record.stored:
         reason = "cooled; waiting for its bytes to be fetched and checked"
         return Verdict(FileState.HELD, reason, until, needs_bytes=True)

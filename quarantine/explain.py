@@ -121,6 +121,9 @@ def _file(
         "state": file.state.value,
         "reason": current.reason(file, stored) if current is not None else file.reason,
         "established": file.established,
+        # "until-download": listed, vetted when first downloaded; "downloaded": a client
+        # asked for it, so it was vetted then (its state says how that ended)
+        "deferral": file.deferral.value if file.deferral is not None else None,
         "upload_time": format_timestamp(file.upload_time) if file.upload_time else None,
         "hold_until": None if no_hold else format_timestamp(hold_until(file, policy)),
         "cooling_period": format_duration(policy.cooling_for(file.project)),

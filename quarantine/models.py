@@ -23,6 +23,13 @@ class FileState(StrEnum):
 FINAL_STATES = frozenset({FileState.REJECTED, FileState.BLOCKED, FileState.WITHDRAWN})
 
 
+class Deferral(StrEnum):
+    """A superseded release's file, listed without being vetted until a client asks for it."""
+
+    UNTIL_DOWNLOAD = "until-download"  # listed; not fetched nor vetted until downloaded
+    DOWNLOADED = "downloaded"  # a client asked for its bytes: vetted now, at demand rank
+
+
 class ProjectStatus(StrEnum):
     """PEP 792 markers, plus ``removed`` for a project the upstream no longer has."""
 
@@ -97,6 +104,8 @@ class FileRecord:
     listed: bool  # present in the latest upstream look
     anomaly: str | None
     state_version: int
+    # Set at the project's first sight on a file of a superseded release (quarantine.observe)
+    deferral: Deferral | None = None
 
     def with_state(self, state: FileState, reason: str) -> "FileRecord":
         """This record in another state; a third of ``dataclasses.replace``'s cost, which

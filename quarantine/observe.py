@@ -10,12 +10,20 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from packaging.utils import NormalizedName
+from packaging.version import Version
 
 from quarantine.clock import format_timestamp
-from quarantine.decide import decide
+from quarantine.decide import decide, hold_until
 from quarantine.evidence import Evidence
-from quarantine.filenames import UnservableFile, file_version
-from quarantine.models import FileRecord, FileState, ProjectRecord, Snapshot, UpstreamFile
+from quarantine.filenames import UnservableFile, file_version, version_or_none
+from quarantine.models import (
+    Deferral,
+    FileRecord,
+    FileState,
+    ProjectRecord,
+    Snapshot,
+    UpstreamFile,
+)
 from quarantine.policy import Policy
 from quarantine.vetting.fetch_retry import refused_by_digest
 
@@ -52,6 +60,8 @@ def observe(
         for name, entry in listed.items()
         if name not in known
     ]
+    if before is None and policy.vets_on_download:
+        new = _with_superseded_deferred(new, policy, now)
     updated = {name: _relisted(record, listed.get(name)) for name, record in known.items()}
     decided_new = tuple(
         _apply_decision(record, project, policy, now, frozen, evidence_for(record))
@@ -103,6 +113,47 @@ def _apply_decision(
     if verdict.state == record.state and verdict.reason == record.reason:
         return record
     return record.with_state(verdict.state, verdict.reason)
+
+
+def _with_superseded_deferred(
+    records: list[FileRecord], policy: Policy, now: datetime
+) -> list[FileRecord]:
+    """At a project's first sight, the files of releases older than its newest cooled one
+    (already cooled, unremarkable) are deferred: listed, vetted when first downloaded.
+    Nearly every install takes the newest cooled release, and the 30-day window of a busy
+    project is gigabytes. The newest cooled final release stays eager too: installers
+    skip pre-releases unless asked."""
+    cooled = [
+        version
+        for record in records
+        if (version := _cooled_version(record, policy, now)) is not None and record.yanked is None
+    ]
+    finals = [version for version in cooled if not version.is_prerelease]
+    newest = max(finals or cooled, default=None)
+    if newest is None:
+        return records
+    return [
+        replace(record, deferral=Deferral.UNTIL_DOWNLOAD)
+        if _superseded(record, newest, policy, now)
+        else record
+        for record in records
+    ]
+
+
+def _cooled_version(record: FileRecord, policy: Policy, now: datetime) -> Version | None:
+    """The release of a held file of the configured platforms whose cooling has ended."""
+    if record.state is not FileState.HELD or policy.exclusion(record.filename) is not None:
+        return None
+    if record.anomaly is not None or now < hold_until(record, policy):
+        return None
+    return version_or_none(record.version)
+
+
+def _superseded(record: FileRecord, newest: Version, policy: Policy, now: datetime) -> bool:
+    if record.established or record.size is None:
+        return False  # without a size a page cannot list it before its bytes are fetched
+    version = _cooled_version(record, policy, now)
+    return version is not None and version < newest
 
 
 def _relisted(record: FileRecord, entry: UpstreamFile | None) -> FileRecord:

@@ -10,6 +10,11 @@ from quarantine.evidence import DEFAULT_SEVERITY_ACTIONS, Action, Severity
 from quarantine.platforms import PlatformFilter
 
 DEFAULT_FILTER = PlatformFilter()
+# ``superseded_releases``: when the files of releases older than a project's newest cooled
+# one, already cooled when the project is first seen, are fetched and vetted.
+ON_DOWNLOAD = "on-download"  # when a client first asks for their bytes
+AHEAD = "ahead"  # at once, in the background, like every other file
+SUPERSEDED_RELEASES = (ON_DOWNLOAD, AHEAD)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +61,7 @@ class Policy:
     pinned_publishers: Mapping[NormalizedName, PublisherPin] = field(default_factory=dict)
     # The platforms and Pythons in use: wheels for others are never fetched or listed.
     wheel_filter: PlatformFilter = DEFAULT_FILTER
+    superseded_releases: str = ON_DOWNLOAD  # one of SUPERSEDED_RELEASES
 
     # Admin blocks: (project, canonical version or "*") -> reason.
     blocks: Mapping[tuple[NormalizedName, str], str] = field(default_factory=dict)
@@ -63,6 +69,11 @@ class Policy:
     def exclusion(self, filename: str) -> str | None:
         """Why a file is outside the configured platforms or Pythons; None when inside."""
         return self.wheel_filter.exclusion(filename)
+
+    @property
+    def vets_on_download(self) -> bool:
+        """Whether deferred files wait for a client's download to be fetched and vetted."""
+        return self.superseded_releases == ON_DOWNLOAD
 
     def block_reason(self, project: NormalizedName, version: str) -> str | None:
         return self.blocks.get((project, version)) or self.blocks.get((project, "*"))

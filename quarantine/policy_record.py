@@ -23,7 +23,7 @@ from quarantine.errors import QuarantineError
 from quarantine.evidence import Action, Severity
 from quarantine.ledger.interface import Ledger
 from quarantine.platforms import EVERYTHING, PlatformFilter
-from quarantine.policy import DEFAULT_FILTER, Exemption, Policy, PublisherPin
+from quarantine.policy import AHEAD, DEFAULT_FILTER, Exemption, Policy, PublisherPin
 
 FORMAT = 2  # 2: platforms and python_versions (a format 1 policy filtered nothing)
 _DURATIONS = (
@@ -83,6 +83,7 @@ def to_document(in_force: PolicyInForce) -> dict[str, Any]:
         "blocks": [[name, version, why] for (name, version), why in sorted(policy.blocks.items())],
         "platforms": list(policy.wheel_filter.platforms),  # [] for all
         "python_versions": list(policy.wheel_filter.pythons),
+        "superseded_releases": policy.superseded_releases,
         "osv_feeds": list(in_force.osv_feeds),
         "osv_id_prefixes": list(in_force.osv_id_prefixes),
     }
@@ -129,6 +130,8 @@ def _read(document: Mapping[str, Any]) -> PolicyInForce:
         },
         blocks={(NormalizedName(name), version): why for name, version, why in document["blocks"]},
         wheel_filter=_wheel_filter(document),
+        # Absent: recorded by a lazaretto that vetted every release ahead.
+        superseded_releases=document.get("superseded_releases", AHEAD),
     )
     return PolicyInForce(policy, tuple(document["osv_feeds"]), tuple(document["osv_id_prefixes"]))
 

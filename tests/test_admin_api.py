@@ -376,6 +376,34 @@ def test_block_withdraws_a_promoted_release_and_unblock_holds_it_again(setup: Se
     assert project.status == 200 and _state(setup, "hold-me", dist) is FileState.BLOCKED
 
 
+def test_a_deferred_release_is_explained_promoted_and_blocked(setup: Setup) -> None:
+    """Listed at first sight but vetted only when first downloaded: an admin can still
+    promote it (its bytes are fetched and hash-checked first) or block it."""
+    api, project = setup.api, "deferred-one"
+    dists = {v: build_wheel(project, v) for v in ("1.0", "1.1", "2.0")}
+    for version, age in (("1.0", 12), ("1.1", 11), ("2.0", 5)):
+        setup.upstream.add(project, UpstreamFile(dists[version], NOW - timedelta(days=age)))
+    deferred = {dists[v].filename for v in ("1.0", "1.1")}
+    assert _listed(setup, project) == deferred  # 2.0 is listed once vetted
+    setup.mirror.promote()
+    assert _listed(setup, project) == {dists[v].filename for v in ("1.0", "1.1", "2.0")}
+    explained = api.call("GET", f"/projects/{project}?version=1.0", setup.read).json()
+    (entry,) = explained["files"]
+    assert (entry["state"], entry["reason"]) == ("held", "listed; vetted when first downloaded")
+    assert entry["deferral"] == "until-download" and not entry["stored"]
+
+    release = f"/projects/{project}/releases"
+    promoted = api.call("POST", f"{release}/1.0/promote", setup.decide, {"reason": REASON})
+    assert promoted.status == 200, promoted.body
+    assert promoted.json()["changes"][0]["after"] == "promoted"
+    download = _get(setup.mirror, _file_path(dists["1.0"]))
+    assert download.status == 200 and download.body == dists["1.0"].data
+    blocked = api.call("POST", f"{release}/1.1/block", setup.decide, {"reason": "worm found in it"})
+    assert blocked.status == 200 and blocked.json()["changes"][0]["after"] == "blocked"
+    assert dists["1.1"].filename not in _listed(setup, project)
+    assert _get(setup.mirror, _file_path(dists["1.1"])).status == 410
+
+
 def test_exemption_and_cutoff(setup: Setup) -> None:
     api, token = setup.api, setup.decide
     exemption = "/projects/Some_Project/exemption"

@@ -16,7 +16,7 @@ from quarantine.ledger.sqlite import SqliteLedger
 from quarantine.live_policy import FixedPolicy
 from quarantine.models import FileRecord, ProjectStatus, Snapshot, UpstreamFile
 from quarantine.observe import observe
-from quarantine.policy import Policy
+from quarantine.policy import AHEAD, Policy
 from quarantine.provenance.verify import ProvenanceVerifier
 from quarantine.vetting.promoter import Promoter
 from quarantine.vetting.worker import Vetter
@@ -66,7 +66,9 @@ def _look(
             )
     snapshot = Snapshot(NormalizedName(project), tuple(files), ProjectStatus.ACTIVE, None, 1)
     before = ledger.project(NormalizedName(project))
-    ledger.apply(observe(before, {}, snapshot, NOW, Policy()), None, "system:test")
+    # Every release vetted as it cools ("ahead"): the order of that work is tested here.
+    eager = Policy(superseded_releases=AHEAD)
+    ledger.apply(observe(before, {}, snapshot, NOW, eager), None, "system:test")
 
 
 def _promoter(ledger: SqliteLedger, source: LocalSource, concurrency: int) -> Promoter:

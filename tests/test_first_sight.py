@@ -20,19 +20,19 @@ import pytest
 from packaging.utils import NormalizedName
 
 from conftest import NOW
-from quarantine.decide import decide
+from quarantine.decide import DEFERRED, decide
 from quarantine.ledger.sqlite import SqliteLedger
 from quarantine.live_policy import FixedPolicy
 from quarantine.models import FileRecord, FileState, ProjectStatus, Snapshot, UpstreamFile
 from quarantine.observe import observe
-from quarantine.policy import Policy
+from quarantine.policy import AHEAD, Policy
 from quarantine.provenance.verify import ProvenanceVerifier
 from quarantine.vetting.worker import Vetter
 from support.clock import FakeClock
 from support.dists import Dist, build_sdist
 from support.fixtures import provenance_bytes
 from support.local_source import LocalSource
-from support.mirror import MirrorServer
+from support.mirror import running_mirror, settings_for
 from support.upstream import Upstream
 from support.upstream import UpstreamFile as ServedFile
 
@@ -74,7 +74,10 @@ def _first_look(tmp_path: Path, attested_age: timedelta) -> tuple[SqliteLedger, 
         _entry(UNATTESTED, new, NOW - timedelta(days=5), attested=False),
     )
     snapshot = Snapshot(PROJECT, files, ProjectStatus.ACTIVE, None, 1)
-    ledger.apply(observe(None, {}, snapshot, NOW, Policy()), None, ACTOR)
+    # Both vetted as soon as they cool ("ahead"): the default would defer 4.0.0, a
+    # superseded release, until a client downloads it (see the test through the mirror).
+    eager = Policy(superseded_releases=AHEAD)
+    ledger.apply(observe(None, {}, snapshot, NOW, eager), None, ACTOR)
     for record in ledger.files(PROJECT):
         ledger.mark_stored(record)
     vetter = Vetter(ledger, source, FixedPolicy(Policy()), FakeClock(NOW), ProvenanceVerifier())
@@ -137,29 +140,38 @@ def test_an_established_attested_release_is_verified_on_demand(tmp_path: Path) -
     assert kept["provenance"].details["identity"]["repository"] == "pypa/sampleproject"
 
 
+@pytest.mark.parametrize("superseded", ["ahead", "on-download"])
 def test_first_sight_through_the_real_mirror(
-    upstream: Upstream, mirror: MirrorServer, clock: FakeClock
+    upstream: Upstream, clock: FakeClock, tmp_path: Path, superseded: str
 ) -> None:
-    """The same two files from a real upstream, in the order the promoter picks."""
+    """The same two files from a real upstream, in the order the promoter picks; with
+    "on-download", the superseded 4.0.0 is only listed, and 4.0.1 is held all the same."""
     attested = Dist(ATTESTED, provenance_bytes(ATTESTED), b"")
     provenance = provenance_bytes(f"{ATTESTED}.provenance")
     entry = ServedFile(attested, NOW - timedelta(days=30), provenance=provenance)
     upstream.add(PROJECT, replace(entry, with_metadata=False))
     unattested = build_sdist("sampleproject", "4.0.1")
     upstream.add(PROJECT, ServedFile(unattested, NOW - timedelta(days=5)))
-    urllib.request.urlopen(f"{mirror.url}{PROJECT}/").close()  # the first look: both at once
-    order = []
-    for _ in range(3):
-        order += mirror.promote().vetting_order
-    assert sorted(order) == [ATTESTED, UNATTESTED]
-    assert mirror.services is not None
-    ledger = mirror.services.ledger
-    states = {r.filename: (r.state, r.reason) for r in ledger.files(PROJECT)}
-    assert states[ATTESTED][0] is FileState.PROMOTED
+    base = settings_for(tmp_path / "data", upstream.url)
+    settings = replace(base, policy=replace(base.policy, superseded_releases=superseded))
+    with running_mirror(settings, clock) as mirror:
+        urllib.request.urlopen(f"{mirror.url}{PROJECT}/").close()  # the first look: both
+        order = []
+        for _ in range(3):
+            order += mirror.promote().vetting_order
+        assert mirror.services is not None
+        ledger = mirror.services.ledger
+        states = {r.filename: (r.state, r.reason) for r in ledger.files(PROJECT)}
+        request = urllib.request.Request(
+            f"{mirror.url}{PROJECT}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+        )
+        with urllib.request.urlopen(request) as response:
+            listed = [item["filename"] for item in json.load(response)["files"]]
+    if superseded == "ahead":
+        assert sorted(order) == [ATTESTED, UNATTESTED]
+        assert states[ATTESTED][0] is FileState.PROMOTED
+    else:
+        assert order == [UNATTESTED]
+        assert states[ATTESTED] == (FileState.HELD, DEFERRED)
     assert states[UNATTESTED] == (FileState.REVIEW, LOST)
-    request = urllib.request.Request(
-        f"{mirror.url}{PROJECT}/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
-    )
-    with urllib.request.urlopen(request) as response:
-        listed = [item["filename"] for item in json.load(response)["files"]]
     assert listed == [ATTESTED]

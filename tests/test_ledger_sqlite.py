@@ -97,6 +97,7 @@ def test_a_schema_1_ledger_is_migrated_in_place(tmp_path: Path) -> None:
     db = sqlite3.connect(path, isolation_level=None)  # back to what schema 1 wrote
     db.executescript(
         "DROP INDEX files_by_change; ALTER TABLE files DROP COLUMN seq;"
+        "DROP TABLE fetch_attempts; ALTER TABLE files DROP COLUMN deferral;"
         "UPDATE meta SET value='1' WHERE key='schema_version';"
     )
     db.close()

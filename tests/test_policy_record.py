@@ -47,6 +47,7 @@ UNUSUAL = Policy(
     },
     blocks={(SLOW, "2.0"): "compromised", (SLOW, "*"): "all of it"},
     wheel_filter=PlatformFilter(("musllinux_aarch64",), ("3.9", "3.13t")),
+    superseded_releases="ahead",
 )
 # Fields recorded under the names of the config keys they come from.
 RECORDED_AS = {"wheel_filter": {"platforms", "python_versions"}}

@@ -619,6 +619,7 @@ RANGES: list[tuple[str | None, str, tuple[str, str], tuple[str, ...]]] = [
     (None, "inspection_cpu_seconds", ("0", "86400"), ("-1", "86401")),
     (None, "inspection_timeout_seconds", ("1", "86400"), ("0", "0.5", "-1", "86401", "nan")),
     (None, "notify_max_attempts", ("1", "100"), ("0", "101")),
+    (None, "deferred_vetting_wait_seconds", ("1", "600"), ("0", "0.5", "601", "nan")),
     (None, "cooling_period", ('"0s"', '"365d"'), ('"366d"',)),
     (None, "vetting_window", ('"0s"', '"36500d"'), ('"36501d"',)),
     (None, "freshness_window", ('"1s"', '"1d"'), ('"0s"', '"25h"')),
@@ -694,6 +695,17 @@ def test_a_notify_number_out_of_range_names_the_table_and_line(
     message = config_error(path)
     assert message.startswith(f"{path}, line 8: notify[0].{key}: "), message
     assert "out of range" in message
+
+
+def test_superseded_releases_is_one_of_two_policies(tmp_path: Path) -> None:
+    assert Settings().policy.superseded_releases == "on-download"
+    ahead = load(config(tmp_path, 'superseded_releases = "ahead"\n'))
+    assert ahead.policy.superseded_releases == "ahead"
+    assert not ahead.policy.vets_on_download
+    path = config(tmp_path, 'superseded_releases = "lazily"\n')
+    message = config_error(path)
+    assert message.startswith(f"{path}, line 1: superseded_releases: "), message
+    assert "on-download, ahead" in message
 
 
 def test_every_numeric_key_has_a_range_test() -> None:

@@ -28,11 +28,12 @@ from mirror.admin.auth import DECIDE, READ, ApiProblem, Gate, Principal, problem
 from mirror.admin.incident import check_lock, show_exposure
 from mirror.admin.openapi import MAX_REASON, NAME_PATTERN, openapi_document
 from mirror.cli.local_backend import SCOPES, event_json, new_token, token_hash
-from mirror.errors import InvalidProjectName
+from mirror.errors import InvalidProjectName, MirrorError
 from mirror.services import Services
 from mirror.simple.names import normalized_project
 from quarantine import admin
 from quarantine.clock import format_timestamp, parse_timestamp
+from quarantine.decide import awaits_download
 from quarantine.explain import FeedStatus, explain
 from quarantine.ledger.interface import Ledger
 from quarantine.models import FileRecord, FileState
@@ -351,11 +352,26 @@ async def promote_release(request: Request, who: Principal) -> Response:
     if not isinstance(force, bool):
         raise ApiProblem(422, "force must be true or false")
     now = _services(request).clock.now()
+    await _fetch_deferred(_services(request), project, version)
 
     def act(ledger: Ledger) -> list[admin.Change]:
         return admin.promote(ledger, project, version, reason, who.actor, now, force=force)
 
     return await _decided(request, project, version, act)
+
+
+async def _fetch_deferred(services: Services, project: NormalizedName, version: str) -> None:
+    """A deferred file's bytes are fetched by no background work: here, hash-checked, so
+    promoting it serves what was verified (as ``lazaretto promote`` does locally)."""
+    policy = services.policy.current()
+    records = await asyncio.to_thread(admin.release_files, services.ledger, project, version)
+    for record in records:
+        if not awaits_download(record, policy):
+            continue
+        try:
+            await services.artifacts.ensure_file(record)
+        except MirrorError as error:
+            raise ApiProblem(409, f"not promoted: {error.reason}") from error
 
 
 def _blocking(action: Callable[..., list[admin.Change]], with_version: bool) -> Handler:

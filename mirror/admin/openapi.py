@@ -92,6 +92,14 @@ def _result_schemas() -> dict[str, JsonSchema]:
             "state": FILE_STATE,
             "reason": TEXT,
             "established": {"type": "boolean"},
+            "deferral": {
+                "type": ["string", "null"],
+                "enum": ["until-download", "downloaded", None],
+                "description": (
+                    "until-download: a superseded release's file, listed and vetted when "
+                    "first downloaded; downloaded: a client's download had it vetted."
+                ),
+            },
             "upload_time": OPTIONAL_TIME,
             "hold_until": OPTIONAL_TIME,
             "cooling_period": {

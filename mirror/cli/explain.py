@@ -58,6 +58,8 @@ def print_explanation(found: dict[str, Any]) -> None:
         version = f" ({escape(file['version'])})" if file["version"] else ""
         out.print(f"[bold]{escape(file['filename'])}[/bold]{version}  sha256 {file['sha256']}")
         out.print(f"  state: [bold]{file['state']}[/bold] - {escape(file['reason'])}{_hold(file)}")
+        if file.get("deferral") == "downloaded":
+            out.print("  deferred until a client downloaded it; vetted since (see its history)")
         if file["anomaly"]:
             out.print(f"  anomaly: {escape(file['anomaly'])}")
         if file["state"] == "rejected":

@@ -2,7 +2,8 @@
 
 The state is checked on every request (URLs can be guessed or cached); a file that is not
 promoted never yields a byte. Established files are fetched on first request and checked
-against the listed digest before the first byte is sent.
+against the listed digest before the first byte is sent. A deferred file is vetted on
+its first download, which waits for the verdict (``mirror.files.deferred_downloads``).
 """
 
 import asyncio
@@ -103,6 +104,8 @@ async def serve_file(request: Request) -> Response:
     record = await services.catalog.file_record(request.path_params["sha256"], filename)
     if record is None:
         raise NotFound("not found")
+    if services.deferred.applies(record):
+        record = await services.deferred.promoted(record)  # vetted first, on this download
     check_servable(record, services)
     if suffix == ".metadata":
         return await _metadata(record, services)

@@ -24,6 +24,7 @@ from mirror.simple.render import (
     json_from_parts,
     page_versions,
 )
+from quarantine.decide import listed_unvetted
 from quarantine.models import FileRecord, FileState, ProjectRecord
 from quarantine.platforms import PlatformFilter
 
@@ -39,10 +40,13 @@ class PageParts:
         records: Sequence[FileRecord],
         bases: Bases,
         wheel_filter: PlatformFilter,
+        vets_on_download: bool = True,
     ) -> None:
         self.project = project
         self._bases = bases
         self.wheel_filter = wheel_filter  # lists only its files; another filter, other parts
+        # Deferred files are listed (``listed_unvetted``); another policy, other parts.
+        self.vets_on_download = vets_on_download
         self.records: dict[str, FileRecord] = {}
         self._json: dict[str, str] = {}  # listed files only (promoted, inside the filter)
         self._html: dict[str, str] | None = None
@@ -70,9 +74,11 @@ class PageParts:
             if before is not None and before.filename in self._json:
                 self._unlist(before, one_by_one)
             self._held.pop(record.filename, None)
-            if record.state is FileState.PROMOTED and self.wheel_filter.admits(record.filename):
+            if not self.wheel_filter.admits(record.filename):
+                continue
+            if record.state is FileState.PROMOTED or listed_unvetted(record, self.vets_on_download):
                 self._list(record, one_by_one)
-            elif record.state in _HELD and self.wheel_filter.admits(record.filename):
+            elif record.state in _HELD:
                 self._held[record.filename] = record
         if not one_by_one:
             self._order = sorted(self._json)

@@ -101,6 +101,12 @@ class Ledger(Protocol):
         """Compare-and-swap one file's state; StaleTransition if it changed since read."""
         ...
 
+    def end_deferral(self, record: FileRecord, reason: str, actor: str, at: datetime) -> FileRecord:
+        """A client asked for a deferred file's bytes: it is vetted now (the deferral is
+        recorded as ``Deferral.DOWNLOADED``, with an event saying who and why). A no-op for a
+        file no longer held and deferred. Returns the record as the ledger has it now."""
+        ...
+
     def mark_stored(self, record: FileRecord, size: int | None = None) -> FileRecord:
         """Its bytes are in the blob store, verified against its sha256; ``size``, their
         byte count, is recorded when the record has none (the upstream gave none)."""

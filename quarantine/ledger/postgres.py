@@ -34,7 +34,14 @@ from quarantine.ledger.migrations import refuse_newer
 from quarantine.ledger.postgres_admin import GLOBAL, Conn, PostgresAdmin, utc
 from quarantine.ledger.postgres_upkeep import FORGET_ATTEMPTS, PostgresUpkeep
 from quarantine.ledger.rows import evidence_from, findings_document, outbox_entry
-from quarantine.models import Event, FileRecord, FileState, ProjectRecord, ProjectStatus
+from quarantine.models import (
+    Deferral,
+    Event,
+    FileRecord,
+    FileState,
+    ProjectRecord,
+    ProjectStatus,
+)
 from quarantine.observe import Observation
 from quarantine.platforms import OUTSIDE
 
@@ -44,9 +51,9 @@ CONNECT_TIMEOUT_SECONDS = 10.0
 _FILE_COLUMNS = (
     "project, filename, version, sha256, size, upload_time, first_seen, clock_start, "
     "established, state, reason, url, requires_python, yanked, core_metadata_sha256, "
-    "provenance_url, provenance_sha256, stored, listed, anomaly, state_version"
+    "provenance_url, provenance_sha256, stored, listed, anomaly, state_version, deferral"
 )
-_INSERT_FILE = f"INSERT INTO files ({_FILE_COLUMNS}, seq) VALUES ({', '.join(['%s'] * 22)})"
+_INSERT_FILE = f"INSERT INTO files ({_FILE_COLUMNS}, seq) VALUES ({', '.join(['%s'] * 23)})"
 # A row's seq: the change counter's next value (the row is locked by the writer).
 _ROW_SEQ = "(SELECT value + 1 FROM counters WHERE name='change_seq')"
 _INSERT_EVENT = (
@@ -66,7 +73,8 @@ def _file_row(record: FileRecord, seq: int) -> tuple[Any, ...]:
         record.upload_time, record.first_seen, record.clock_start, record.established,
         record.state.value, record.reason, record.url, record.requires_python, record.yanked,
         record.core_metadata_sha256, record.provenance_url, record.provenance_sha256,
-        record.stored, record.listed, record.anomaly, record.state_version, seq,
+        record.stored, record.listed, record.anomaly, record.state_version,
+        record.deferral.value if record.deferral is not None else None, seq,
     )  # fmt: skip
 
 
@@ -75,13 +83,14 @@ def _file_record(row: Sequence[Any]) -> FileRecord:
     (
         project, filename, version, sha256, size, upload_time, first_seen, clock_start,
         established, state, reason, url, requires_python, yanked, core_metadata_sha256,
-        provenance_url, provenance_sha256, stored, listed, anomaly, state_version,
+        provenance_url, provenance_sha256, stored, listed, anomaly, state_version, deferral,
     ) = row  # fmt: skip
     return FileRecord(
         NormalizedName(project), filename, version, sha256, size, utc(upload_time),
         first_seen.astimezone(UTC), clock_start.astimezone(UTC), established,
         _STATES[state], reason, url, requires_python, yanked, core_metadata_sha256,
         provenance_url, provenance_sha256, stored, listed, anomaly, state_version,
+        None if deferral is None else Deferral(deferral),
     )  # fmt: skip
 
 
@@ -437,6 +446,28 @@ class PostgresLedger(PostgresUpkeep, PostgresAdmin):
                 self._event(db, at, before.project, before, before.state, state, reason, actor)
                 self._bump(db, before.project)
         after = self.file(before.project, before.filename)
+        assert after is not None
+        return after
+
+    def end_deferral(self, record: FileRecord, reason: str, actor: str, at: datetime) -> FileRecord:
+        """As ``SqliteLedger.end_deferral``: a client's download has the file vetted now."""
+        with self._write() as db:
+            ended = db.execute(
+                f"UPDATE files SET deferral=%s, reason=%s, seq={_ROW_SEQ} "
+                "WHERE project=%s AND filename=%s AND deferral=%s AND state='held'",
+                (
+                    Deferral.DOWNLOADED.value,
+                    reason,
+                    record.project,
+                    record.filename,
+                    Deferral.UNTIL_DOWNLOAD.value,
+                ),
+            )
+            if ended.rowcount == 1:
+                held = FileState.HELD.value
+                self._event(db, at, record.project, record, held, held, reason, actor)
+                self._bump(db, record.project)
+        after = self.file(record.project, record.filename)
         assert after is not None
         return after
 

@@ -36,7 +36,14 @@ from quarantine.ledger.sqlite_admin import GLOBAL, AdminTables, dt, event_record
 from quarantine.ledger.sqlite_blobs import BlobTables
 from quarantine.ledger.sqlite_fetches import FORGET_ATTEMPTS, FetchTables
 from quarantine.ledger.sqlite_readers import Readers, is_ledger, open_connection
-from quarantine.models import Event, FileRecord, FileState, ProjectRecord, ProjectStatus
+from quarantine.models import (
+    Deferral,
+    Event,
+    FileRecord,
+    FileState,
+    ProjectRecord,
+    ProjectStatus,
+)
 from quarantine.notable import notable
 from quarantine.observe import Observation
 from quarantine.outbox import DeliveryState
@@ -47,9 +54,9 @@ ACTOR_VETTING = "system:vetting"
 _FILE_COLUMNS = (
     "project, filename, version, sha256, size, upload_time, first_seen, clock_start, "
     "established, state, reason, url, requires_python, yanked, core_metadata_sha256, "
-    "provenance_url, provenance_sha256, stored, listed, anomaly, state_version"
+    "provenance_url, provenance_sha256, stored, listed, anomaly, state_version, deferral"
 )
-_INSERT_FILE = f"INSERT INTO files ({_FILE_COLUMNS}, seq) VALUES ({', '.join('?' * 22)})"
+_INSERT_FILE = f"INSERT INTO files ({_FILE_COLUMNS}, seq) VALUES ({', '.join('?' * 23)})"
 # A row's seq is the change counter's next value when the row is written: greater than
 # the seq of any page built before the write, so files_changed_since finds every row a
 # kept page has not seen (a write that bumps its project takes exactly that value).
@@ -86,11 +93,14 @@ def _file_row(record: FileRecord, seq: int) -> tuple[Any, ...]:
         int(record.listed),
         record.anomaly,
         record.state_version,
+        record.deferral.value if record.deferral is not None else None,
         seq,
     )
 
 
 _STATES = {state.value: state for state in FileState}
+_DEFERRALS: dict[str | None, Deferral | None] = {None: None}
+_DEFERRALS.update({deferral.value: deferral for deferral in Deferral})
 
 
 def _file_record(row: Sequence[Any]) -> FileRecord:
@@ -102,13 +112,14 @@ def _file_record(row: Sequence[Any]) -> FileRecord:
     (
         project, filename, version, sha256, size, upload_time, first_seen, clock_start,
         established, state, reason, url, requires_python, yanked, core_metadata_sha256,
-        provenance_url, provenance_sha256, stored, listed, anomaly, state_version,
+        provenance_url, provenance_sha256, stored, listed, anomaly, state_version, deferral,
     ) = row  # fmt: skip
     return FileRecord(
         NormalizedName(project), filename, version, sha256, size, dt(upload_time),
         parse_timestamp(first_seen), parse_timestamp(clock_start), bool(established),
         _STATES[state], reason, url, requires_python, yanked, core_metadata_sha256,
         provenance_url, provenance_sha256, bool(stored), bool(listed), anomaly, state_version,
+        _DEFERRALS[deferral],
     )  # fmt: skip
 
 
@@ -568,6 +579,27 @@ class SqliteLedger(AdminTables, FetchTables, BlobTables):
                 self._event(db, at, before.project, before, before.state, state, reason, actor)
                 self._bump(db, before.project)
         after = self.file(before.project, before.filename)
+        assert after is not None
+        return after
+
+    def end_deferral(self, record: FileRecord, reason: str, actor: str, at: datetime) -> FileRecord:
+        with self._write() as db:
+            cursor = db.execute(
+                f"UPDATE files SET deferral=?, reason=?, seq={_ROW_SEQ} "
+                "WHERE project=? AND filename=? AND deferral=? AND state='held'",
+                (
+                    Deferral.DOWNLOADED.value,
+                    reason,
+                    record.project,
+                    record.filename,
+                    Deferral.UNTIL_DOWNLOAD.value,
+                ),
+            )
+            if cursor.rowcount == 1:
+                held = FileState.HELD.value
+                self._event(db, at, record.project, record, held, held, reason, actor)
+                self._bump(db, record.project)
+        after = self.file(record.project, record.filename)
         assert after is not None
         return after
 

@@ -28,7 +28,7 @@ from packaging.utils import NormalizedName
 
 from quarantine.clock import Clock
 from quarantine.clock_guard import ClockGuard
-from quarantine.decide import Verdict, decide, hold_until
+from quarantine.decide import Verdict, awaits_download, decide, hold_until
 from quarantine.errors import StaleTransition
 from quarantine.feeds.in_force import Feeds, with_advisories
 from quarantine.ledger.interface import Ledger
@@ -187,13 +187,14 @@ class Promoter:
                 for attempts in self._ledger.fetch_attempts()
                 if attempts.waiting(now)
             }
-            wheel_filter = self._policies.current().wheel_filter
+            policy = self._policies.current()
+            wheel_filter = policy.wheel_filter
             self._everything = wheel_filter != self._filter
             held = self._held()
             self._round = result
             try:
                 for record in held:
-                    self._offer(record, result, wheel_filter)
+                    self._offer(record, result, policy)
                 self._vetted &= {(record.sha256, record.filename) for record in held}
                 await self._work_through(result)
             finally:
@@ -231,14 +232,15 @@ class Promoter:
             self._vetted, self._vetted_for = set(), required
 
     def _offer_project(self, project: NormalizedName, result: Round) -> None:
-        wheel_filter = self._policies.current().wheel_filter
+        policy = self._policies.current()
         for record in self._held(project):
-            self._offer(record, result, wheel_filter)
+            self._offer(record, result, policy)
 
-    def _offer(self, record: FileRecord, result: Round, wheel_filter: PlatformFilter) -> None:
+    def _offer(self, record: FileRecord, result: Round, policy: Policy) -> None:
         """Queue ``record`` if its bytes or its vetting are missing, and it is a file of
-        the configured platforms and Pythons (others are never fetched nor vetted)."""
-        if not wheel_filter.admits(record.filename):
+        the configured platforms and Pythons (others are never fetched nor vetted) that
+        is not deferred (fetched only when a client asks for it)."""
+        if not policy.wheel_filter.admits(record.filename) or awaits_download(record, policy):
             return
         if not record.stored:
             if record.sha256 and (record.project, record.filename) not in self._backing_off:

@@ -144,9 +144,13 @@ CREATE TABLE fetch_attempts (
 );
 """
 
+# NULL for every file seen before: vetted as soon as they cool, as they always were.
+_DEFERRAL = "ALTER TABLE files ADD COLUMN deferral TEXT;"
+
 STEPS: tuple[SqlStep, ...] = (
     SqlStep(1, "the ledger's tables", _BASE),
     SqlStep(2, "fetch_attempts, the retries of failed fetches", _FETCH_ATTEMPTS),
+    SqlStep(3, "files.deferral, superseded releases vetted on download", _DEFERRAL),
 )
 LATEST = STEPS[-1].version
 

@@ -140,6 +140,12 @@ STEPS: tuple[SqliteStep, ...] = (
     SqliteStep(1, "the ledger's tables", _statements(_SCHEMA_1)),
     SqliteStep(2, "files.seq, the change that last wrote each row", _statements(_SCHEMA_2)),
     SqliteStep(3, "fetch_attempts, the retries of failed fetches", _statements(_SCHEMA_3)),
+    # NULL for every file seen before: vetted as soon as they cool, as they always were.
+    SqliteStep(
+        4,
+        "files.deferral, superseded releases vetted on download",
+        ("ALTER TABLE files ADD COLUMN deferral TEXT",),
+    ),
 )
 LATEST = STEPS[-1].version
 
