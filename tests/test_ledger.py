@@ -1,7 +1,8 @@
 """Conformance suite for the ``quarantine.ledger.interface.Ledger`` protocol.
 
-Every implementation runs the same tests: add a PostgreSQL one by adding its name to
-the ``store`` fixture's params and a branch in ``Store.open``.
+Every implementation runs the same tests (SQLite, and PostgreSQL on a real server the
+tests start): a new one is a name in the ``store`` fixture's params and a branch in
+``Store.open``.
 """
 
 from __future__ import annotations

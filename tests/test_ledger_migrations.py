@@ -4,10 +4,12 @@ import os
 import shutil
 import sqlite3
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import psycopg
 import pytest
+from packaging.utils import NormalizedName
 from test_ledger import DEMO, NEW, OLD, T0, look, snapshot
 
 from quarantine.errors import LedgerError, LedgerNotMigrated
@@ -16,6 +18,7 @@ from quarantine.ledger.migrations import sqlite as sqlite_steps
 from quarantine.ledger.postgres import PostgresLedger
 from quarantine.ledger.sqlite import SqliteLedger
 from quarantine.models import FileState
+from support.postgres import PostgresServer, migrate_postgres
 from support.process import LAZARETTO
 
 # Made by the SQLite ledger as it was before migrations were steps (schema 2, commit
@@ -180,3 +183,29 @@ def test_a_bad_ledger_setting_is_one_line_naming_the_key(tmp_path: Path) -> None
         "lazaretto: configuration error: LAZARETTO_LEDGER: 'mysql://x@y/z' is neither "
         '"sqlite" nor a postgresql:// URL such as postgresql://lazaretto@db.internal:5432/lazaretto'
     )
+
+
+def test_postgres_orders_names_as_sqlite_does_whatever_the_database_collation(
+    postgres_server: PostgresServer,
+) -> None:
+    """In a collation that ignores punctuation "ab" sorts before "a-c";
+    byte order, SQLite's, puts "a-c" first."""
+    name = "test_icu_collation"
+    with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.execute(
+            f'CREATE DATABASE "{name}" TEMPLATE template0 '
+            'LOCALE_PROVIDER icu ICU_LOCALE "en-US-u-ka-shifted"'
+        )
+    url = postgres_server.url(name)
+    try:
+        migrate_postgres(url)
+        ledger = PostgresLedger(url, where="the test database")
+        try:
+            for project in ("ab", "a-c"):
+                look(ledger, replace(snapshot(OLD), name=NormalizedName(project)), T0)
+            assert ledger.projects() == ["a-c", "ab"]
+        finally:
+            ledger.close()
+    finally:
+        postgres_server.drop_database(url)

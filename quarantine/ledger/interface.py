@@ -1,7 +1,7 @@
 """The ledger: where file states and every change to them are kept.
 
-One interface, one file per implementation (``ledger_sqlite`` now; PostgreSQL later). The
-conformance tests in ``tests/test_ledger.py`` run against every implementation.
+One interface, one file per implementation (``sqlite``, ``postgres``). The conformance
+tests in ``tests/test_ledger.py`` run against every implementation.
 """
 
 from collections.abc import Collection, Mapping, Sequence

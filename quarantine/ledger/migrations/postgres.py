@@ -23,6 +23,8 @@ class SqlStep(Step):
     sql: str
 
 
+# Names, filenames and other keys that pages and listings are ordered by compare as
+# bytes ("C"), as in SQLite, whatever the database's default collation.
 _BASE = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 -- change_seq grows with every change a page shows; overrides_version with every admin
@@ -30,7 +32,7 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
 INSERT INTO counters VALUES ('change_seq', 0), ('overrides_version', 0);
 CREATE TABLE projects (
-    name TEXT PRIMARY KEY,
+    name TEXT COLLATE "C" PRIMARY KEY,
     first_seen TIMESTAMPTZ NOT NULL,
     last_look_ok TIMESTAMPTZ,
     status TEXT NOT NULL,
@@ -43,8 +45,8 @@ CREATE TABLE projects (
 CREATE INDEX projects_by_seq ON projects (seq);
 CREATE INDEX projects_by_last_look ON projects (last_look_ok);
 CREATE TABLE files (
-    project TEXT NOT NULL REFERENCES projects(name),
-    filename TEXT NOT NULL,
+    project TEXT COLLATE "C" NOT NULL REFERENCES projects(name),
+    filename TEXT COLLATE "C" NOT NULL,
     version TEXT NOT NULL,
     sha256 TEXT NOT NULL,
     size BIGINT,
@@ -83,9 +85,9 @@ CREATE TABLE events (
 );
 CREATE INDEX events_by_project ON events (project, at);
 CREATE TABLE evidence (
-    project TEXT NOT NULL,
-    filename TEXT NOT NULL,
-    check_name TEXT NOT NULL,
+    project TEXT COLLATE "C" NOT NULL,
+    filename TEXT COLLATE "C" NOT NULL,
+    check_name TEXT COLLATE "C" NOT NULL,
     action TEXT NOT NULL,
     summary TEXT NOT NULL,
     findings JSONB NOT NULL,
@@ -105,15 +107,15 @@ CREATE TABLE overrides (
 );
 CREATE TABLE outbox (
     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    event_id TEXT NOT NULL UNIQUE,
+    event_id TEXT COLLATE "C" NOT NULL UNIQUE,
     kind TEXT NOT NULL,
     severity TEXT NOT NULL,
     created_at TIMESTAMPTZ NOT NULL,
     payload JSONB NOT NULL
 );
 CREATE TABLE deliveries (
-    event_id TEXT NOT NULL REFERENCES outbox(event_id),
-    channel TEXT NOT NULL,
+    event_id TEXT COLLATE "C" NOT NULL REFERENCES outbox(event_id),
+    channel TEXT COLLATE "C" NOT NULL,
     state TEXT NOT NULL,
     attempts INTEGER NOT NULL,
     next_attempt_at TIMESTAMPTZ,
@@ -122,7 +124,7 @@ CREATE TABLE deliveries (
 );
 CREATE INDEX deliveries_by_state ON deliveries (state, next_attempt_at);
 CREATE TABLE tokens (
-    name TEXT PRIMARY KEY,
+    name TEXT COLLATE "C" PRIMARY KEY,
     scope TEXT NOT NULL,
     hash TEXT NOT NULL UNIQUE,
     created_at TIMESTAMPTZ NOT NULL,
