@@ -5,7 +5,7 @@ handing it records and a time. Restrictive signals are checked first; valid prov
 or a clean scan never shortens a hold.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -49,6 +49,26 @@ def awaits_download(record: FileRecord, policy: Policy) -> bool:
     """A deferred file: listed, but neither fetched nor vetted until a client asks for it
     (its bytes stored by that download still wait for the deferral's end, which follows)."""
     return record.deferral is Deferral.UNTIL_DOWNLOAD and policy.vets_on_download
+
+
+def lists_deferred(files: Iterable[FileRecord], policy: Policy) -> bool:
+    """Whether a project's page lists its deferred files now: under "on-download", once no
+    release that had already cooled when the project was first seen still waits for its
+    vetting. Until then a cold resolver would pick the highest deferred release (listed at
+    once) over the newest one (listed once vetted) and wait for that older release to be
+    fetched and vetted. A release that cools later, or one a person must review, never
+    keeps them off the page."""
+    if not policy.vets_on_download:
+        return False
+    admits = policy.wheel_filter.admits
+    return not any(
+        record.state is FileState.HELD
+        and record.deferral is None
+        and not record.established
+        and hold_until(record, policy) <= record.first_seen
+        and admits(record.filename)
+        for record in files
+    )
 
 
 def listed_unvetted(record: FileRecord, vets_on_download: bool) -> bool:

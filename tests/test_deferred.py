@@ -23,7 +23,7 @@ from pathlib import Path
 from packaging.utils import NormalizedName
 
 from conftest import NOW
-from quarantine.decide import DEFERRED, decide
+from quarantine.decide import DEFERRED, decide, lists_deferred
 from quarantine.ledger.sqlite import SqliteLedger
 from quarantine.models import Deferral, FileRecord, FileState, ProjectStatus, Snapshot
 from quarantine.models import UpstreamFile as ListedFile
@@ -412,7 +412,13 @@ def test_serve_with_a_vetting_child_vets_a_deferred_file_on_pip_s_download(
     origin = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(origin, server)
-        assert listed_versions(origin, PROJECT) == ["1.0"]  # 2.0 is being vetted
+        # 1.0 is listed once 2.0, cooled when first seen, is vetted: a cold resolver then
+        # takes 2.0 rather than wait for 1.0's vetting.
+        assert listed_versions(origin, PROJECT) == []
+        deadline = time.monotonic() + 60
+        while listed_versions(origin, PROJECT) != ["1.0", "2.0"]:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
         outcome = pip_install(f"{origin}/simple/", tmp_path / "t", f"{PROJECT}==1.0")
     finally:
         server.terminate()
@@ -430,3 +436,82 @@ def test_serve_with_a_vetting_child_vets_a_deferred_file_on_pip_s_download(
         assert (old.state, old.deferral) == (FileState.PROMOTED, Deferral.DOWNLOADED)
     finally:
         ledger.close()
+
+
+def test_deferred_files_wait_off_the_page_until_the_newest_cooled_release_is_vetted(
+    upstream: Upstream, mirror: MirrorServer, tmp_path: Path
+) -> None:
+    """A cold resolver must find the newest cooled release, not a superseded one it would
+    have to wait for: until 2.0 (cooled when first seen) is vetted, 1.0 is not listed."""
+    _releases(upstream)
+    assert _listed_files(mirror) == set()  # the first look, and no promotion round yet
+    assert mirror.services is not None
+    ledger, deadline = mirror.services.ledger, time.monotonic() + 10
+    while ledger.file(NormalizedName(PROJECT), OLD) is None:  # the look is written after
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert _record(mirror, OLD).deferral is Deferral.UNTIL_DOWNLOAD
+    assert _listed_files(mirror) == set()
+    mirror.promote()
+    mirror.promote()
+    assert _record(mirror, NEWEST_COOLED).state is FileState.PROMOTED
+    assert _listed_files(mirror) == {OLD, NEWEST_COOLED}
+    outcome = pip_install(mirror.url, tmp_path / "t", PROJECT)  # unpinned: the newest
+    assert outcome.ok, outcome.output
+    assert installed(tmp_path / "t") == {PROJECT: "2.0"}
+    assert _record(mirror, OLD).deferral is Deferral.UNTIL_DOWNLOAD  # never asked for
+
+
+def test_a_newest_release_held_for_review_lets_the_superseded_ones_be_listed(
+    upstream: Upstream, mirror: MirrorServer
+) -> None:
+    # An established 0.9 is the baseline a new startup .pth hook in 2.0 is judged against.
+    upstream.add(PROJECT, UpstreamFile(build_wheel(PROJECT, "0.9"), NOW - timedelta(days=400)))
+    upstream.add(PROJECT, UpstreamFile(build_wheel(PROJECT, "1.0"), NOW - timedelta(days=10)))
+    hooked = build_wheel(PROJECT, "2.0", extra_files={"superseded_init.pth": PTH_LINE.encode()})
+    upstream.add(PROJECT, UpstreamFile(hooked, NOW - timedelta(days=5)))
+    _first_look(mirror)
+    assert _record(mirror, NEWEST_COOLED).state is FileState.REVIEW
+    assert _listed_files(mirror) == {"superseded-0.9-py3-none-any.whl", OLD}
+
+
+def _held_record(filename: str, *, cooled_when_seen: bool, **changes: object) -> FileRecord:
+    seen = NOW - timedelta(days=1)
+    start = seen - timedelta(days=5) if cooled_when_seen else seen - timedelta(hours=1)
+    record = FileRecord(
+        project=NormalizedName(PROJECT),
+        filename=filename,
+        version=filename.split("-")[1],
+        sha256="0" * 64,
+        size=10,
+        upload_time=start,
+        first_seen=seen,
+        clock_start=start,
+        established=False,
+        state=FileState.HELD,
+        reason="waiting for vetting",
+        url=f"https://files.example/{filename}",
+        requires_python=None,
+        yanked=None,
+        core_metadata_sha256=None,
+        provenance_url=None,
+        provenance_sha256=None,
+        stored=True,
+        listed=True,
+        anomaly=None,
+        state_version=1,
+    )
+    return replace(record, **changes)  # type: ignore[arg-type]
+
+
+def test_lists_deferred_asks_only_about_releases_cooled_when_first_seen() -> None:
+    deferred = _held_record(OLD, cooled_when_seen=True, deferral=Deferral.UNTIL_DOWNLOAD)
+    newest = _held_record(NEWEST_COOLED, cooled_when_seen=True)
+    cooling_then = _held_record(COOLING, cooled_when_seen=False)
+    policy = Policy()
+    assert not lists_deferred([deferred, newest, cooling_then], policy)
+    promoted = replace(newest, state=FileState.PROMOTED)
+    assert lists_deferred([deferred, promoted, cooling_then], policy)
+    review = replace(newest, state=FileState.REVIEW)
+    assert lists_deferred([deferred, review], policy)
+    assert not lists_deferred([deferred, promoted], Policy(superseded_releases=AHEAD))

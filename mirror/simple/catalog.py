@@ -49,7 +49,7 @@ from mirror.simple.render import (
 from mirror.upstream.client import UpstreamClient
 from quarantine.clock import Clock
 from quarantine.clock_guard import ClockGuard
-from quarantine.decide import hold_until, listed_unvetted
+from quarantine.decide import hold_until, listed_unvetted, lists_deferred
 from quarantine.feeds.in_force import Feeds, with_advisories
 from quarantine.ledger.interface import Ledger
 from quarantine.live_policy import PolicySource
@@ -379,20 +379,18 @@ class Catalog:
             # may have changed one of them since the look read it.
             return self._rendered_whole(name, fmt, written.project, written.files, policy, bases)
         parts = self._taken_parts(name)
-        if parts is not None and (
-            parts.wheel_filter != policy.wheel_filter
-            or parts.vets_on_download != policy.vets_on_download
-        ):
-            parts = None  # listed under another filter or policy: made anew, once
+        if parts is not None and parts.wheel_filter != policy.wheel_filter:
+            parts = None  # listed under another filter: made anew, once
+        if parts is not None:
+            project = self._caught_up(name, parts)
+            if parts.vets_on_download != lists_deferred(parts.records.values(), policy):
+                parts = None  # deferred files listed now, or no longer: made anew, once
         if parts is None:
             project, files = self._read(name)
             if len(files) < BIG_PROJECT_FILES:
                 return self._rendered_whole(name, fmt, project, files, policy, bases)
-            parts = PageParts(
-                project, files, self._bases, policy.wheel_filter, policy.vets_on_download
-            )
-        else:
-            project = self._caught_up(name, parts)
+            deferred = lists_deferred(files, policy)
+            parts = PageParts(project, files, self._bases, policy.wheel_filter, deferred)
         if project.status is ProjectStatus.REMOVED:
             raise NotFound(f"not found: {name}")
         held = self._summary(parts.held, policy)
@@ -425,7 +423,7 @@ class Catalog:
     ) -> _Built:
         if project.status is ProjectStatus.REMOVED:
             raise NotFound(f"not found: {name}")
-        admits, on_download = policy.wheel_filter.admits, policy.vets_on_download
+        admits, on_download = policy.wheel_filter.admits, lists_deferred(files, policy)
         served = [
             r
             for r in files
@@ -467,7 +465,7 @@ class Catalog:
     def _held_summary(self, files: Iterable[FileRecord], policy: Policy) -> HeldSummary:
         """The files held for this organisation's platforms, and the next time one of
         them cools: only a time still to come (one past is waiting for its vetting)."""
-        admits, on_download = policy.wheel_filter.admits, policy.vets_on_download
+        admits, on_download = policy.wheel_filter.admits, lists_deferred(files, policy)
         held = [
             r
             for r in files

@@ -45,7 +45,8 @@ class PageParts:
         self.project = project
         self._bases = bases
         self.wheel_filter = wheel_filter  # lists only its files; another filter, other parts
-        # Deferred files are listed (``listed_unvetted``); another policy, other parts.
+        # Deferred files are listed (``listed_unvetted``, when ``lists_deferred`` says so);
+        # another answer, other parts.
         self.vets_on_download = vets_on_download
         self.records: dict[str, FileRecord] = {}
         self._json: dict[str, str] = {}  # listed files only (promoted, inside the filter)
