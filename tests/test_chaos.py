@@ -173,7 +173,9 @@ def _chaos(rng: random.Random, upstream: Upstream, receiver: Receiver, tmp_path:
 # When a life is killed: at a random time, or just as it fetches a file from the upstream,
 # records a vetting decision, or sends a notification (the kill may land a little later).
 MOMENTS = ("any time", "downloading", "deciding", "notifying")
-LONGEST_LIFE = 3.0  # seconds; a life whose moment does not come is killed then
+# Seconds a life waits for its moment before it is killed anyway: a notification needs the
+# vetting child started, a release vetted and held, and the notifier's next round.
+LONGEST_LIFE = {"downloading": 3.0, "deciding": 3.0, "notifying": 8.0}
 
 
 def _await_moment(
@@ -183,7 +185,7 @@ def _await_moment(
         time.sleep(rng.uniform(0.1, 2.0))
         return
     start = _progress(moment, upstream, receiver, data)
-    deadline = time.monotonic() + LONGEST_LIFE
+    deadline = time.monotonic() + LONGEST_LIFE[moment]
     while time.monotonic() < deadline:
         if _progress(moment, upstream, receiver, data) > start:
             time.sleep(rng.uniform(0.0, 0.03))

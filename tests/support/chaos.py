@@ -158,9 +158,12 @@ def ledger_problems(before: LedgerState, after: LedgerState, blobs: Path) -> lis
         if now is None or now[1] < version:
             problems.append(f"{key}: decision v{version} ({state}) lost, now {now}")
     last_event: dict[tuple[str, str], str] = {}
-    for _, project, filename, to_state, _ in after.events:
-        if filename is not None and to_state in _FILE_STATES:  # not an incident's event
-            last_event[(project, filename)] = to_state
+    for number, project, filename, to_state, _ in after.events:
+        if filename is None or to_state not in _FILE_STATES:  # an incident's event
+            continue
+        if last_event.get((project, filename)) == to_state:
+            problems.append(f"event {number}: {filename} moved to {to_state} twice")
+        last_event[(project, filename)] = to_state
     for key, (state, _, stored, sha256) in after.files.items():
         if key in last_event and last_event[key] != state:
             problems.append(f"{key}: state {state} but its last event says {last_event[key]}")
