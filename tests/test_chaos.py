@@ -96,6 +96,7 @@ def receiver() -> Iterator[Receiver]:
     hook.stop()
 
 
+@pytest.mark.timeout(3600 if EXTENDED else 300)
 def test_sigkill_at_random_moments_loses_and_corrupts_nothing(
     upstream: Upstream, receiver: Receiver, tmp_path: Path
 ) -> None:
