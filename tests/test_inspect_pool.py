@@ -226,14 +226,16 @@ def test_a_memory_limit_hit_is_an_inspection_error_after_one_retry(tmp_path: Pat
 def test_a_wall_clock_limit_kills_a_stuck_worker(tmp_path: Path) -> None:
     ((path, dist),) = _corpus(tmp_path)[:1]
     (tmp_path / HANG).touch()
-    pool = InspectionPool(1, WorkerLimits(wall_seconds=1), work=_hang_when_marked)
+    # 5 s, not 1: a fresh worker on a loaded machine can take a second to start, and must
+    # reach the task (writing its pid) before the limit for the test to see two workers.
+    pool = InspectionPool(1, WorkerLimits(wall_seconds=5), work=_hang_when_marked)
     try:
         found = asyncio.run(pool.inspect(path, dist.filename, None, Limits()))
     finally:
         pool.close()
     assert [f.message for f in found.findings] == [
-        "worker took longer than 1 s (wall clock); retried once in a fresh worker: "
-        "worker took longer than 1 s (wall clock)"
+        "worker took longer than 5 s (wall clock); retried once in a fresh worker: "
+        "worker took longer than 5 s (wall clock)"
     ]
     assert len(set(_pids(tmp_path))) == 2
 
