@@ -172,16 +172,18 @@ def _relisted(record: FileRecord, entry: UpstreamFile | None) -> FileRecord:
         yanked=entry.yanked,
         provenance_url=record.provenance_url or entry.provenance_url,
     )
-    if refused_by_digest(record):
-        # Its bytes did not match the listing, which has moved since (re-listed, or a new
-        # digest that the rule below judges): worth another fetch, checked as ever.
-        updated = updated.with_state(FileState.HELD, RELISTED_AFTER_MISMATCH)
     if record.sha256 and entry.sha256 != record.sha256:
-        # A filename is immutable upstream; a new digest means tampering. Keep the old one.
+        # A filename is immutable upstream; a new digest means tampering. Keep the old one,
+        # and never fetch again a file whose listing changed its digest before it was served.
         anomaly = f"digest_changed: upstream now declares {entry.sha256} for this filename"
         updated = replace(updated, anomaly=anomaly)
-        if record.state is FileState.HELD:
+        if record.state is FileState.HELD or refused_by_digest(record):
             updated = updated.with_state(FileState.REJECTED, "digest_changed")
+        return updated
+    if refused_by_digest(record):
+        # Its bytes did not match the listing, which lists the file again (same digest):
+        # worth another fetch, checked as ever.
+        updated = updated.with_state(FileState.HELD, RELISTED_AFTER_MISMATCH)
     return updated
 
 

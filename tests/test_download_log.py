@@ -122,6 +122,18 @@ def test_a_full_queue_drops_and_counts_instead_of_waiting(
     assert (row.installer.name, row.installer.python) == ("pip", "3.12.3")
 
 
+def test_a_user_agent_too_long_to_read_is_not_queued(downloads: DownloadLog) -> None:
+    recorder = DownloadRecorder(
+        downloads, FakeClock(NOW), RequestBase(), retention=timedelta(days=90)
+    )
+    recorder.note(_scope(b"pip/24.2 " + b"x" * 100_000), _record())
+    # What waits for the next flush keeps none of it (the queue holds 100,000 entries).
+    assert [entry[4] for entry in recorder._queue] == [None]
+    assert asyncio.run(recorder.flush()) == 1
+    (row,) = downloads.exposure(NormalizedName("demo"), None, None)
+    assert row.installer.name == ""  # the download counts; what it said is not kept
+
+
 def test_the_recorder_prunes_past_the_retention(downloads: DownloadLog) -> None:
     clock = FakeClock(NOW)
     downloads.write([_download(0)])

@@ -9,6 +9,7 @@ only a complete transfer whose digest differs refuses the file, until the listin
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import time
 from collections.abc import Callable
@@ -245,3 +246,30 @@ def test_a_true_digest_mismatch_stays_refused_until_the_listing_changes(
     assert _record(mirror, dist).state is FileState.HELD
     mirror.promote()
     assert _record(mirror, dist).stored
+
+
+def test_a_refused_file_whose_listing_changes_its_digest_is_never_fetched_again(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+) -> None:
+    """A filename is immutable upstream: after a digest mismatch, a listing that now declares
+    another digest is tampering, not a reason to try again."""
+    dist = build_wheel("digest-moved", "1.0")
+    wrong = dist.data[:-8] + b"X" * 8  # the listed size, another digest
+    upstream.add(dist.project, UpstreamFile(dist, FRESH, serve_bytes=wrong))
+    assert _get(mirror, f"/simple/{dist.project}/")[0] == 200
+    assert mirror.promote().rejected == 1
+    assert _record(mirror, dist).reason.startswith("hash_mismatch: ")
+
+    moved = hashlib.sha256(wrong).hexdigest()
+    upstream.remove(dist.project, dist.filename)
+    upstream.add(dist.project, UpstreamFile(dist, FRESH, serve_bytes=wrong, declared_sha256=moved))
+    assert mirror.services is not None
+    for _ in range(3):  # every later look leaves it refused
+        mirror.call(mirror.services.catalog.look(NormalizedName(dist.project)))
+        clock.advance(timedelta(days=1))
+        mirror.promote()
+    record = _record(mirror, dist)
+    assert (record.state, record.reason) == (FileState.REJECTED, "digest_changed")
+    assert record.anomaly is not None and moved in record.anomaly
+    assert record.sha256 == dist.sha256  # the digest first listed is kept
+    assert upstream.file_requests(dist.filename) == 1

@@ -48,6 +48,9 @@ def test_required_tokens_refuse_anonymous_installs_and_admit_pip_and_uv(
     assert status == 401
     assert headers["www-authenticate"].startswith('Basic realm="lazaretto"')
     assert _status(guarded.origin + "/healthz")[0] == 200  # health checks stay open
+    # ... by their exact paths: a project named like them is an index page like any other.
+    assert _status(guarded.origin + "/healthz-x/json")[0] == 401
+    assert _status(guarded.origin + "/readyzfoo/json")[0] == 401
     refused = pip_install(guarded.url, tmp_path / "none", PROJECT)
     assert not refused.ok, refused.output  # pip reads a 401 page as "no versions"
 

@@ -12,6 +12,7 @@ import pytest
 from packaging.utils import NormalizedName
 from test_ledger import DEMO, NEW, OLD, T0, look, snapshot
 
+from mirror.ledger_url import redacted
 from quarantine.errors import LedgerError, LedgerNotMigrated
 from quarantine.ledger.migrations import postgres as postgres_steps
 from quarantine.ledger.migrations import sqlite as sqlite_steps
@@ -174,6 +175,13 @@ def test_a_password_never_shows_in_messages(postgres_server: object, tmp_path: P
     assert done.returncode != 0
     assert secret not in done.stderr + done.stdout
     assert "postgresql://nobody:***@127.0.0.1:1/none" in done.stderr
+
+
+def test_a_password_in_the_query_never_shows_either() -> None:
+    url = "postgresql://nobody@db.internal/none?sslmode=require&password=s3cret&sslpassword=k3y"
+    shown = redacted(url)
+    assert "s3cret" not in shown and "k3y" not in shown
+    assert "sslmode=require" in shown and "password=***" in shown
 
 
 def test_a_bad_ledger_setting_is_one_line_naming_the_key(tmp_path: Path) -> None:

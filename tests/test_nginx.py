@@ -4,6 +4,8 @@ The config is the shipped one with its ports, paths and certificate substituted.
 an nginx binary the tests skip locally, and fail under CI=true (.ci/run installs it).
 """
 
+import base64
+import contextlib
 import datetime as dt
 import hashlib
 import ipaddress
@@ -24,6 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from test_exposure import index_token
 
 from conftest import NOW
 from support.clock import FakeClock
@@ -189,9 +192,23 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], error_log: Path)
 
 @pytest.fixture
 def fronted(tmp_path: Path, upstream: Upstream, clock: FakeClock) -> Iterator[Fronted]:
+    with _fronted(tmp_path, upstream, clock) as front:
+        yield front
+
+
+@pytest.fixture
+def fronted_with_tokens(tmp_path: Path, upstream: Upstream, clock: FakeClock) -> Iterator[Fronted]:
+    with _fronted(tmp_path, upstream, clock, index_auth="required") as front:
+        yield front
+
+
+@contextlib.contextmanager
+def _fronted(
+    tmp_path: Path, upstream: Upstream, clock: FakeClock, **changes: object
+) -> Iterator[Fronted]:
     nginx = _nginx_binary()
     data = tmp_path / "data"
-    settings = settings_for(data, upstream.url, accel_redirect=ACCEL)
+    settings = settings_for(data, upstream.url, accel_redirect=ACCEL, **changes)
     work = tmp_path / "nginx"
     work.mkdir()
     tls = _make_tls(work)
@@ -308,3 +325,18 @@ async def _written(mirror: MirrorServer) -> None:
 def test_metrics_are_not_served_through_nginx(fronted: Fronted) -> None:
     assert fronted.get("/metrics")[0] == 404
     assert fronted.get("/healthz")[:1] == (200,)
+
+
+def test_a_page_fetched_with_an_index_token_is_never_cached_for_others(
+    fronted_with_tokens: Fronted, upstream: Upstream, tmp_path: Path
+) -> None:
+    fronted = fronted_with_tokens
+    upstream.add("private", UpstreamFile(build_wheel("private", "1.0"), OLD))
+    token = index_token(tmp_path / "data", "ci")
+    basic = base64.b64encode(f"ci:{token}".encode()).decode()
+    status, _, page = fronted.get("/simple/private/", {"Authorization": f"Basic {basic}"})
+    assert status == 200 and b"private-1.0-" in page
+    status, headers, _ = fronted.get("/simple/private/", {"Authorization": f"Basic {basic}"})
+    assert status == 200 and headers.get("X-Cache-Status") != "HIT"
+    status, _, body = fronted.get("/simple/private/")  # no credentials: the app's 401
+    assert status == 401 and b"private-1.0-" not in body

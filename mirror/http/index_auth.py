@@ -37,7 +37,14 @@ CACHE_SECONDS = 10.0
 MAX_CACHED = 10_000
 MAX_HEADER_CHARS = 2048
 _CHALLENGE = {"WWW-Authenticate": f'Basic realm="{REALM}", charset="UTF-8"'}
-_OPEN_PATHS = ("/-/", "/healthz", "/readyz")
+# The admin API (its own tokens) and the health checks; those two by exact path, since
+# "/healthz-x/json" is a project's JSON API page.
+_OPEN_PREFIX = "/-/"
+_OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+
+
+def _open(path: str) -> bool:
+    return path.startswith(_OPEN_PREFIX) or path in _OPEN_PATHS
 
 
 class Refused(Exception):
@@ -85,7 +92,7 @@ class IndexAuth:
         self.state = app.state  # the app's state, for whoever holds this front door
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not scope["path"].startswith(_OPEN_PATHS):
+        if scope["type"] == "http" and not _open(scope["path"]):
             try:
                 name = self._identity(scope)
             except Refused as refused:
