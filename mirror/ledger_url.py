@@ -1,7 +1,7 @@
 """The ``ledger`` setting: "sqlite" or a PostgreSQL URL, and that URL as messages show it."""
 
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from mirror.config_values import as_str
 
@@ -29,11 +29,18 @@ def as_ledger(value: Any) -> str:
     return text
 
 
+_SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
+
+
 def redacted(url: str) -> str:
-    """The URL with any password replaced by ``***``."""
+    """The URL with any password (in its user part or its query) replaced by ``***``."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    if parts.password is not None:
+        user = parts.username or ""
+        host = parts.netloc.rsplit("@", 1)[1]
+        parts = parts._replace(netloc=f"{user}:***@{host}")
+    if parts.query:
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        hidden = [(key, "***" if key in _SECRET_PARAMETERS else value) for key, value in pairs]
+        parts = parts._replace(query=urlencode(hidden, safe="*"))
+    return urlunsplit(parts)

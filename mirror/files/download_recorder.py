@@ -18,7 +18,7 @@ from typing import Any
 from packaging.utils import NormalizedName
 
 from mirror.http.request_base import RequestBase
-from mirror.http.user_agent import installer_of
+from mirror.http.user_agent import MAX_USER_AGENT_CHARS, installer_of
 from quarantine.clock import Clock
 from quarantine.download_log.interface import Download, DownloadLog, Installer
 from quarantine.models import FileRecord
@@ -39,7 +39,8 @@ def _installer(user_agent: str | None) -> Installer:
 def _user_agent(scope: MutableMapping[str, Any]) -> str | None:
     for key, value in scope["headers"]:
         if key == b"user-agent":
-            return str(value.decode("latin-1"))
+            # One too long to be read is not kept either: the queue holds 100,000 entries.
+            return None if len(value) > MAX_USER_AGENT_CHARS else str(value.decode("latin-1"))
     return None
 
 
