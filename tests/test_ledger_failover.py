@@ -105,7 +105,8 @@ def test_killing_the_leader_moves_the_work_to_the_other_and_loses_nothing(
         eventually(lambda: len(receiver.hooks) >= 2, "the leader delivers the block")
         upstream.add("pivot", UpstreamFile(build_wheel("pivot", "2.0"), datetime.now(UTC)))
         assert listed_versions(origin, "pivot") == []  # 1.0 blocked, 2.0 held
-        assert held_versions(postgres_url) == ["2.0"]
+        # The look is written after its page is answered: wait for the record.
+        eventually(lambda: held_versions(postgres_url) == ["2.0"], "2.0 recorded as held")
 
         killed_at = time.monotonic()
         first.send_signal(signal.SIGKILL)
