@@ -138,6 +138,7 @@ def running_topology(
     """Replicas on ``ledger`` (a migrated PostgreSQL database here) and ``s3``; nginx in front."""
     nginx_binary()  # skip (or fail in CI) before starting anything
     migrate_postgres(ledger)
+    work.mkdir(parents=True, exist_ok=True)
     prefix = f"topology-{os.getpid()}-{time.monotonic_ns()}"
     with ExitStack() as stack:
         replicas = []
