@@ -23,6 +23,7 @@ from mirror.background.leadership import Leadership
 from mirror.background.vetting_child import VettingChild
 from mirror.blobs.disk import DiskBlobStore
 from mirror.blobs.interface import BlobStore
+from mirror.blobs.local_copies import LocalCopies
 from mirror.cli.local_backend import policy_in_force
 from mirror.config_reload import ConfigReload
 from mirror.errors import MirrorError
@@ -138,7 +139,7 @@ def build_services(
         guard=guard,
         feeds=feeds,
     )
-    source = MirrorSource(artifacts, catalog)
+    source = MirrorSource(artifacts, catalog, LocalCopies(blobs, data_dir / "inspection-copies"))
     promoter = Promoter(
         ledger,
         source,

@@ -50,3 +50,9 @@ class Services:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     # This process runs the background side (vetting, watcher, notifier): the leader.
     leader: bool = False
+
+    @property
+    def leads(self) -> bool:
+        """Whether the leader's work runs here now: the lease decides when one is held
+        for it (several replicas), else the process's role does."""
+        return self.leader if self.leadership is None else self.leadership.leading

@@ -6,11 +6,8 @@ an nginx binary the tests skip locally, and fail under CI=true (.ci/run installs
 
 import base64
 import contextlib
-import datetime as dt
 import hashlib
-import ipaddress
 import os
-import shutil
 import ssl
 import subprocess
 import time
@@ -22,10 +19,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from test_exposure import index_token
 
 from conftest import NOW
@@ -33,126 +26,13 @@ from support.clock import FakeClock
 from support.dists import build_wheel
 from support.installers import installed, pip_install
 from support.mirror import MirrorServer, running_mirror, settings_for
-from support.process import LAZARETTO, free_port
+from support.nginx import Tls, running_nginx
+from support.process import LAZARETTO
 from support.upstream import Upstream, UpstreamFile
 
-DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
-SHIPPED, UPSTREAM = DEPLOY / "nginx.conf", DEPLOY / "nginx-upstream.conf"
 ACCEL = "/_lazaretto_blobs/"
 OLD = NOW - timedelta(days=400)
 REASON = "compromised maintainer account, per the vendor"
-
-
-def _nginx_binary() -> str:
-    found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
-    if found is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("nginx is not installed: .ci/run installs it (apt-get install nginx-light)")
-        pytest.skip("nginx is not installed (apt-get install nginx-light)")
-    return found
-
-
-@dataclass(frozen=True)
-class Tls:
-    ca: Path
-    certificate: Path
-    key: Path
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _make_tls(directory: Path) -> Tls:
-    """A throwaway CA and a server certificate for 127.0.0.1 that it signed."""
-    now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(_name("lazaretto test CA"))
-        .issuer_name(_name("lazaretto test CA"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(_name("127.0.0.1"))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.ExtendedKeyUsage([x509.OID_SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    tls = Tls(directory / "ca.pem", directory / "fullchain.pem", directory / "privkey.pem")
-    tls.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    tls.certificate.write_bytes(
-        leaf.public_bytes(serialization.Encoding.PEM) + ca.public_bytes(serialization.Encoding.PEM)
-    )
-    tls.key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return tls
-
-
-def _replace(text: str, old: str, new: str) -> str:
-    assert old in text, f"deploy/nginx.conf no longer has {old!r}: update this test"
-    return text.replace(old, new)
-
-
-def site_config(shipped: str, *, port: int, blobs: Path, cache: Path, logs: Path, tls: Tls) -> str:
-    """The shipped server block with this machine's ports and paths."""
-    text = _replace(shipped, "listen 443 ssl http2;", f"listen 127.0.0.1:{port} ssl http2;")
-    text = _replace(text, "/etc/ssl/lazaretto/fullchain.pem", str(tls.certificate))
-    text = _replace(text, "/etc/ssl/lazaretto/privkey.pem", str(tls.key))
-    text = _replace(text, "alias /var/lib/lazaretto/blobs/;", f"alias {blobs}/;")
-    text = _replace(text, "/var/cache/nginx/lazaretto", str(cache))
-    return _replace(text, "/var/log/nginx/", f"{logs}/")
-
-
-def upstream_config(shipped: str, app_port: int) -> str:
-    return _replace(shipped, "server 127.0.0.1:8070;", f"server 127.0.0.1:{app_port};")
-
-
-def main_config(site: Path, upstreams: Path, work: Path) -> str:
-    """What a distribution's nginx.conf gives around the site (as root: workers stay
-    root, so they can read the test's private temporary directory)."""
-    user = "user root;\n" if os.geteuid() == 0 else ""
-    temp = "\n".join(
-        f"    {kind}_temp_path {work / kind};" for kind in ("client_body", "proxy", "fastcgi")
-    )
-    return (
-        f"{user}worker_processes 1;\ndaemon off;\npid {work / 'nginx.pid'};\n"
-        f"error_log {work / 'error.log'} warn;\n"
-        "events { worker_connections 256; }\n"
-        "http {\n"
-        f"    access_log {work / 'access.log'};\n"
-        f"{temp}\n    uwsgi_temp_path {work / 'uwsgi'};\n    scgi_temp_path {work / 'scgi'};\n"
-        f"    include {upstreams};\n    include {site};\n}}\n"
-    )
 
 
 Reply = tuple[int, dict[str, str], bytes]  # status, headers, body
@@ -175,21 +55,6 @@ class Fronted:
             return error.code, dict(error.headers), error.read()
 
 
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], error_log: Path) -> None:
-    import socket
-
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            log = error_log.read_text() if error_log.exists() else ""
-            raise AssertionError(f"nginx exited with {process.returncode}: {log}")
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise AssertionError("nginx did not listen within 20 s")
-
-
 @pytest.fixture
 def fronted(tmp_path: Path, upstream: Upstream, clock: FakeClock) -> Iterator[Fronted]:
     with _fronted(tmp_path, upstream, clock) as front:
@@ -206,40 +71,13 @@ def fronted_with_tokens(tmp_path: Path, upstream: Upstream, clock: FakeClock) ->
 def _fronted(
     tmp_path: Path, upstream: Upstream, clock: FakeClock, **changes: object
 ) -> Iterator[Fronted]:
-    nginx = _nginx_binary()
     data = tmp_path / "data"
     settings = settings_for(data, upstream.url, accel_redirect=ACCEL, **changes)
-    work = tmp_path / "nginx"
-    work.mkdir()
-    tls = _make_tls(work)
-    with running_mirror(settings, clock) as mirror:
-        port = free_port()
-        site = work / "lazaretto.conf"
-        site.write_text(
-            site_config(
-                SHIPPED.read_text(encoding="utf-8"),
-                port=port,
-                blobs=data / "blobs",
-                cache=work / "cache",
-                logs=work,
-                tls=tls,
-            )
-        )
-        upstreams = work / "upstream.conf"
-        upstreams.write_text(upstream_config(UPSTREAM.read_text(encoding="utf-8"), mirror.port))
-        main = work / "nginx.conf"
-        main.write_text(main_config(site, upstreams, work))
-        checked = subprocess.run(
-            [nginx, "-t", "-c", str(main), "-p", str(work)], capture_output=True, text=True
-        )
-        assert checked.returncode == 0, checked.stderr
-        process = subprocess.Popen([nginx, "-c", str(main), "-p", str(work)])
-        try:
-            _wait_for_port(port, process, work / "error.log")
-            yield Fronted(mirror, f"https://127.0.0.1:{port}", tls, work / "error.log")
-        finally:
-            process.terminate()
-            process.wait(15)
+    with (
+        running_mirror(settings, clock) as mirror,
+        running_nginx(tmp_path / "nginx", [mirror.port], data / "blobs") as nginx,
+    ):
+        yield Fronted(mirror, nginx.origin, nginx.tls, nginx.error_log)
 
 
 def _block(mirror: MirrorServer, requirement: str) -> None:

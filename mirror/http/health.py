@@ -31,8 +31,20 @@ async def healthz(_request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    problem = await readiness_problem(request.app.state.services)
-    return _answer(503, f"not ready: {problem}") if problem else _answer(200, "ready")
+    services: Services = request.app.state.services
+    problem = await readiness_problem(services)
+    if problem:
+        return _answer(503, f"not ready: {problem}")
+    return _answer(200, f"ready{_leader_situation(services)}")
+
+
+def _leader_situation(services: Services) -> str:
+    """Said only where a lease decides (replicas): which one vets is what an operator asks."""
+    if services.leadership is None:
+        return ""
+    if services.leadership.leading:
+        return " (leader: promotion, vetting, watching and notifications run here)"
+    return " (standing by: another process holds the leader lease)"
 
 
 async def readiness_problem(services: Services) -> str | None:

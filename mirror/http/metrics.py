@@ -171,7 +171,7 @@ class MirrorCollector(Collector):
         yield GaugeMetricFamily(
             "lazaretto_leader",
             "1 when this process runs the background side (vetting, watcher, notifier)",
-            value=int(self._services.leader),
+            value=int(self._services.leads),
         )
         if self._counts.ready is not None:
             yield GaugeMetricFamily(
