@@ -38,7 +38,7 @@ from mirror.http.index_auth import IndexAuth, with_index_auth
 from mirror.http.metrics import LedgerCounts, Metered, RequestTally, metrics_registry, metrics_route
 from mirror.http.one_line import OneLine, for_error, one_line
 from mirror.http.request_base import RequestBase
-from mirror.ledger_backend import open_lease, open_ledger
+from mirror.ledger_backend import open_download_log, open_lease, open_ledger
 from mirror.notify.delivery import Notifier, build_routes
 from mirror.services import Services
 from mirror.settings import Settings
@@ -53,7 +53,6 @@ from mirror.upstream.url_guard import UrlGuard
 from quarantine import policy_record
 from quarantine.clock import Clock, SystemClock
 from quarantine.clock_guard import ClockGuard
-from quarantine.download_log.sqlite import DOWNLOAD_LOG_FILE, SqliteDownloadLog
 from quarantine.feeds.in_force import Feeds
 from quarantine.ledger.interface import Ledger
 from quarantine.ledger.lease import LEADER
@@ -189,7 +188,7 @@ def build_services(
         request_base=RequestBase(settings.trusted_proxies, settings.public_base_url),
     )
     if settings.download_log:
-        services.download_log = SqliteDownloadLog(data_dir / DOWNLOAD_LOG_FILE)
+        services.download_log = open_download_log(settings)
     return services
 
 

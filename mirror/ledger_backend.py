@@ -11,6 +11,8 @@ from pathlib import Path
 from mirror.errors import ConfigError
 from mirror.ledger_url import SQLITE, redacted
 from mirror.settings import Settings
+from quarantine.download_log.interface import DownloadLog
+from quarantine.download_log.sqlite import DOWNLOAD_LOG_FILE, SqliteDownloadLog
 from quarantine.ledger.interface import Ledger
 from quarantine.ledger.lease import Lease
 
@@ -56,6 +58,19 @@ def open_ledger(settings: Settings, *, create: bool = True) -> Ledger:
     from quarantine.ledger.sqlite import SqliteLedger
 
     return SqliteLedger(sqlite_path(settings), create=create)
+
+
+def open_download_log(settings: Settings, *, create: bool = True) -> DownloadLog | None:
+    """The download log, in the ledger's database; None when ``create=False`` and a
+    SQLite data directory has none yet (nothing served from it)."""
+    if is_postgres(settings):
+        from quarantine.download_log.postgres import PostgresDownloadLog
+
+        return PostgresDownloadLog(conninfo(settings), where=where(settings))
+    path = Path(settings.data_dir) / DOWNLOAD_LOG_FILE
+    if not create and not path.exists():
+        return None
+    return SqliteDownloadLog(path, create=create)
 
 
 def open_lease(settings: Settings, name: str) -> Lease:

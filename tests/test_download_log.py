@@ -15,22 +15,38 @@ from mirror.http.request_base import RequestBase
 from mirror.notify.slack import slack_payload
 from mirror.notify.webhook import payload
 from quarantine.download_log.interface import Download, DownloadLog, Installer, summarize
+from quarantine.download_log.postgres import PostgresDownloadLog
 from quarantine.download_log.sqlite import SqliteDownloadLog
+from quarantine.errors import LedgerNotMigrated
 from quarantine.messages import render
 from quarantine.models import FileRecord, FileState
 from quarantine.outbox import OutboxEntry
 from support.clock import FakeClock
+from support.postgres import migrate_postgres
 
 PIP = Installer("pip", "24.2", "3.12.3", "CPython 3.12.3", "Linux 6.8", "Ubuntu 24.04", "x86_64")
 UV = Installer("uv", "0.5.4", "3.11.7", ci=True)
-IMPLEMENTATIONS: dict[str, Callable[[Path], DownloadLog]] = {
-    "sqlite": lambda directory: SqliteDownloadLog(directory / "downloads.sqlite3"),
+
+
+def _sqlite(request: pytest.FixtureRequest, directory: Path) -> DownloadLog:
+    return SqliteDownloadLog(directory / "downloads.sqlite3")
+
+
+def _postgresql(request: pytest.FixtureRequest, directory: Path) -> DownloadLog:
+    url = str(request.getfixturevalue("postgres_url"))  # a fresh database, then migrated
+    migrate_postgres(url)
+    return PostgresDownloadLog(url, where="the test database")
+
+
+IMPLEMENTATIONS: dict[str, Callable[[pytest.FixtureRequest, Path], DownloadLog]] = {
+    "sqlite": _sqlite,
+    "postgresql": _postgresql,
 }
 
 
 @pytest.fixture(params=sorted(IMPLEMENTATIONS))
 def downloads(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DownloadLog]:
-    opened = IMPLEMENTATIONS[request.param](tmp_path)
+    opened = IMPLEMENTATIONS[request.param](request, tmp_path)
     yield opened
     opened.close()
 
@@ -80,6 +96,11 @@ def test_prune_forgets_only_what_is_older(downloads: DownloadLog) -> None:
     assert downloads.prune(NOW + timedelta(minutes=30)) == 1
     (row,) = downloads.exposure(NormalizedName("demo"), None, None)
     assert row.downloads == 1 and row.first == NOW + timedelta(minutes=60)
+
+
+def test_postgresql_without_the_migration_says_to_run_it(postgres_url: str) -> None:
+    with pytest.raises(LedgerNotMigrated, match="run `lazaretto migrate`"):
+        PostgresDownloadLog(postgres_url, where="the test database")
 
 
 # -- the recorder ------------------------------------------------------------------------------

@@ -11,13 +11,14 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from packaging.utils import NormalizedName
+from test_ledger_failover import eventually
 
 from conftest import NOW
 from mirror.notify.config import NotifyTarget
@@ -26,10 +27,11 @@ from support.clock import FakeClock
 from support.dists import build_wheel
 from support.installers import clean_env, installed, pip_install, uv_install
 from support.mirror import MirrorServer, running_mirror, settings_for
-from support.process import LAZARETTO
+from support.process import LAZARETTO, lazaretto_serve
 from support.upstream import Upstream, UpstreamFile
 
 OLD = NOW - timedelta(days=400)
+OLD_AGE = timedelta(days=400)  # for a server on the system clock: established long ago
 SECRET_ENV = "EXPOSURE_TEST_HOOK_SECRET"
 PROJECT = "feedme"
 BAD = "feedme-1.1-py3-none-any.whl"
@@ -70,11 +72,14 @@ def _advisory(directory: Path, ident: str, project: str, versions: list[str]) ->
     (directory / f"{ident}.json").write_text(json.dumps(record))
 
 
-def lazaretto(*args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**clean_env(), **({"LAZARETTO_TOKEN": token} if token else {})}
+def lazaretto(
+    *args: str, token: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    environment = {**clean_env(), **(env or {}), **({"LAZARETTO_TOKEN": token} if token else {})}
     return subprocess.run(
-        [LAZARETTO, *args], capture_output=True, text=True, env=env, timeout=60, check=False
-    )
+        [LAZARETTO, *args], capture_output=True, text=True, env=environment, timeout=60,
+        check=False,
+    )  # fmt: skip
 
 
 def index_token(data_dir: Path, name: str) -> str:
@@ -182,3 +187,34 @@ def test_a_withdrawn_file_names_who_installed_it(
         lock.write_text(f"{PROJECT}==1.0\n")
         checked = lazaretto("check", str(lock), "--data-dir", str(data_dir))
         assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_on_postgresql_the_served_download_is_in_the_ledgers_database(
+    upstream: Upstream, postgres_url: str, tmp_path: Path
+) -> None:
+    upstream.add(PROJECT, UpstreamFile(build_wheel(PROJECT, "1.0"), datetime.now(UTC) - OLD_AGE))
+    env = {
+        "LAZARETTO_LEDGER": postgres_url,
+        "LAZARETTO_UPSTREAM": upstream.url,
+        "LAZARETTO_DATA_DIR": str(tmp_path / "serving"),
+    }
+    migrated = lazaretto("migrate", env=env)
+    assert migrated.returncode == 0, migrated.stderr
+    with lazaretto_serve([], env) as origin:
+        outcome = pip_install(f"{origin}/simple/", tmp_path / "site", PROJECT)
+        assert outcome.ok, outcome.output
+
+        # Another data directory: the answer comes from the database, not a local file.
+        elsewhere = {**env, "LAZARETTO_DATA_DIR": str(tmp_path / "cli")}
+
+        def pip_listed() -> list[dict[str, Any]]:
+            report = lazaretto("exposure", f"{PROJECT}==1.0", "--json", env=elsewhere)
+            assert report.returncode == 0, report.stderr
+            return list(json.loads(report.stdout)["downloads"])
+
+        eventually(lambda: pip_listed() != [], "the download is recorded (flushed each second)")
+    (row,) = pip_listed()
+    assert row["filename"] == f"{PROJECT}-1.0-py3-none-any.whl" and row["downloads"] == 1
+    assert (row["installer"], row["client"], row["identity"]) == ("pip", "127.0.0.1", None)
+    assert row["python"].count(".") == 2 and row["installer_version"]
+    assert not (tmp_path / "serving" / "downloads.sqlite3").exists()

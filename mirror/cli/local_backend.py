@@ -16,11 +16,10 @@ from typing import Any, Protocol
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from mirror.ledger_backend import open_ledger
+from mirror.ledger_backend import open_download_log, open_ledger
 from mirror.settings import Settings
 from quarantine import admin, policy_record
 from quarantine.clock import SystemClock, format_timestamp
-from quarantine.download_log.sqlite import DOWNLOAD_LOG_FILE, SqliteDownloadLog
 from quarantine.explain import FeedStatus, explain
 from quarantine.feeds.in_force import Feeds
 from quarantine.incident import answers as incident
@@ -261,10 +260,9 @@ class LocalBackend:
             raise admin.NothingToDo(f"no live token named {name!r}")
 
     def exposure(self, project: str, version: str | None, since: datetime | None) -> dict[str, Any]:
-        path = Path(self._settings.data_dir) / DOWNLOAD_LOG_FILE
-        if not path.exists():
+        downloads = open_download_log(self._settings, create=False)
+        if downloads is None:
             self._notes.append(f"no download log in {self._settings.data_dir}: nothing served yet")
-        downloads = SqliteDownloadLog(path, create=False) if path.exists() else None
         try:
             name = canonicalize_name(project, validate=False)
             return incident.exposure(downloads, name, version, since)

@@ -1,7 +1,7 @@
 """The download log: which client fetched which file, when, with what installer.
 
-One interface, one file per implementation (``download_log_sqlite`` now; PostgreSQL
-later). It answers the first question of an incident, "who installed it?": the exposure
+One interface, one file per implementation (``sqlite`` and ``postgres``, in the ledger's
+database). It answers the first question of an incident, "who installed it?": the exposure
 of a project, a release or a set of files. The serving side writes to it in batches, off
 the request path (``mirror.files.download_recorder``); nothing here is on a request's way.
 """
@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Protocol
 
 from packaging.utils import NormalizedName
+from packaging.version import InvalidVersion, Version
 
 from quarantine.clock import format_timestamp
 
@@ -112,6 +113,14 @@ def summarize(rows: Sequence[ExposureRow]) -> ExposureSummary:
         first=min(row.first for row in rows),
         last=max(row.last for row in rows),
     )
+
+
+def same_version(stored: str, wanted: Version) -> bool:
+    """Whether a logged version is the wanted one (PEP 440 equal; as spelled if invalid)."""
+    try:
+        return Version(stored) == wanted
+    except InvalidVersion:
+        return stored == str(wanted)
 
 
 class DownloadLog(Protocol):

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from packaging.utils import NormalizedName
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from quarantine.clock import format_timestamp, parse_timestamp
-from quarantine.download_log.interface import Download, ExposureRow, Installer
+from quarantine.download_log.interface import Download, ExposureRow, Installer, same_version
 from quarantine.errors import LedgerError
 
 DOWNLOAD_LOG_FILE = "downloads.sqlite3"  # in the data directory, beside the ledger
@@ -100,13 +100,6 @@ def _exposure(row: sqlite3.Row) -> ExposureRow:
     )
 
 
-def _same_version(stored: str, wanted: Version) -> bool:
-    try:
-        return Version(stored) == wanted
-    except InvalidVersion:
-        return stored == str(wanted)
-
-
 class SqliteDownloadLog:
     def __init__(self, path: Path, *, create: bool = True) -> None:
         if not create and not path.exists():
@@ -168,7 +161,7 @@ class SqliteDownloadLog:
         if version is None:
             return rows
         wanted = Version(version)
-        return [row for row in rows if _same_version(row.version, wanted)]
+        return [row for row in rows if same_version(row.version, wanted)]
 
     def exposure_of(self, sha256s: Collection[str]) -> list[ExposureRow]:
         digests = sorted(set(sha256s))

@@ -149,12 +149,40 @@ CREATE TABLE fetch_attempts (
 # NULL for every file seen before: vetted as soon as they cool, as they always were.
 _DEFERRAL = "ALTER TABLE files ADD COLUMN deferral TEXT;"
 
+# The download log (quarantine.download_log.postgres): who fetched which file. A row is
+# one file to one client and installer within a second, ``downloads`` times.
+_DOWNLOADS = """
+CREATE TABLE downloads (
+    at TIMESTAMPTZ NOT NULL,
+    project TEXT COLLATE "C" NOT NULL,
+    version TEXT NOT NULL,
+    filename TEXT COLLATE "C" NOT NULL,
+    sha256 TEXT NOT NULL,
+    client TEXT COLLATE "C" NOT NULL,
+    identity TEXT COLLATE "C",
+    installer TEXT NOT NULL,
+    installer_version TEXT NOT NULL,
+    python TEXT NOT NULL,
+    implementation TEXT NOT NULL,
+    system TEXT NOT NULL,
+    distro TEXT NOT NULL,
+    cpu TEXT NOT NULL,
+    ci BOOLEAN NOT NULL,
+    downloads INTEGER NOT NULL
+);
+CREATE INDEX downloads_by_project ON downloads (project, at);
+CREATE INDEX downloads_by_file ON downloads (sha256);
+CREATE INDEX downloads_by_time ON downloads (at);
+"""
+
 STEPS: tuple[SqlStep, ...] = (
     SqlStep(1, "the ledger's tables", _BASE),
     SqlStep(2, "fetch_attempts, the retries of failed fetches", _FETCH_ATTEMPTS),
     SqlStep(3, "files.deferral, superseded releases vetted on download", _DEFERRAL),
+    SqlStep(4, "downloads, the download log", _DOWNLOADS),
 )
 LATEST = STEPS[-1].version
+DOWNLOADS_STEP = 4  # the step that makes the download log's table
 
 _VERSION_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_version (
