@@ -2106,3 +2106,18 @@ def test_a_large_file_is_served_whole_by_get_and_head_and_in_ranges(
     assert middle.body == dist.data[4194300:4194401]
     tail = get(mirror, file_path(dist), {"Range": "bytes=-10"})
     assert tail.status == 206 and tail.body == dist.data[-10:]
+
+
+def test_a_file_another_replica_just_promoted_is_served_not_refused_from_memory(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+) -> None:
+    """Replicas share one ledger; each keeps a copy of file states that follows it within
+    a second. A file one of them promoted must not be refused by another meanwhile."""
+    dist = publish(upstream, build_wheel("shared", "1.0"), clock.now())
+    with running_mirror(mirror.settings, clock) as other:  # same data dir, same ledger
+        assert listed(other, "shared") == set()
+        held = get(other, file_path(dist))
+        assert held.status == 404  # and "held" is now in its copy of the file states
+        assert sorted(promote_after_cooling(mirror, clock)) == [dist.filename]
+        reply = get(other, file_path(dist))  # at once: before the other follows the ledger
+        assert reply.status == 200 and reply.body == dist.data

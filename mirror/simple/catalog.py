@@ -694,6 +694,13 @@ class Catalog:
         if record is None and self._writing:
             await asyncio.wait(set(self._writing))
             record = self.files.get(sha256, filename)
+        if record is not None and record.state is not FileState.PROMOTED:
+            # Refused from memory only after asking the ledger: another process (a replica,
+            # the worker) may have promoted it since this one last followed the ledger.
+            fresh = await asyncio.to_thread(self._ledger.file_by_digest, sha256, filename)
+            if fresh is not None and fresh != record:
+                self.files.put(fresh)
+                record = fresh
         return record
 
     async def _write_handed_over(
