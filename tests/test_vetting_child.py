@@ -69,7 +69,11 @@ def test_serve_vets_in_a_child_it_restarts_and_stops_with_it(
     upstream.add("kid", UpstreamFile(build_wheel("kid", "1.0"), now - timedelta(days=300)))
     upstream.add("kid", UpstreamFile(build_wheel("kid", "2.0"), now))
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LAZARETTO_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("LAZARETTO_") and k != "MALLOC_ARENA_MAX"
+    }
     env |= {
         "LAZARETTO_UPSTREAM": upstream.url,
         "LAZARETTO_DATA_DIR": str(tmp_path / "data"),
@@ -92,6 +96,8 @@ def test_serve_vets_in_a_child_it_restarts_and_stops_with_it(
         wait_until_up(origin, server)
         _until(lambda: len(_children(server.pid)) == 1, 30, "a vetting child")
         (first,) = _children(server.pid)
+        # Two malloc arenas (mirror/memory.py), for the child too: glibc reads it at start.
+        assert b"MALLOC_ARENA_MAX=2" in Path(f"/proc/{first}/environ").read_bytes().split(b"\0")
         assert listed_versions(origin, "kid") == ["1.0"]
         # Cooled 2.0 is vetted and promoted by the child: the server only serves.
         _until(lambda: listed_versions(origin, "kid") == ["1.0", "2.0"], 30, "2.0 promoted")
