@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -18,8 +20,14 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import uvicorn
+
+from mirror.app import create_app
+from mirror.background.demand_pipe import DemandWriter
+from mirror.cli.workers import listen
 from support.dists import build_wheel
 from support.installers import installed, pip_install, uv_install
+from support.mirror import settings_for
 from support.process import LAZARETTO, free_port, listed_versions
 from support.upstream import Upstream, UpstreamFile
 
@@ -55,6 +63,17 @@ def _spawned_children(pid: int) -> list[int]:
             continue
         if fields and int(fields[1]) == pid and b"spawn_main" in command and fields[0] != "Z":
             found.append(int(entry.name))
+    return found
+
+
+def _vetting_anywhere_below(pid: int) -> list[int]:
+    """Vetting processes (each leads a process group) among all descendants of ``pid``."""
+    found = []
+    for child in _spawned_children(pid):
+        if _leads_its_group(child):
+            found.append(child)
+        else:
+            found.extend(_vetting_anywhere_below(child))
     return found
 
 
@@ -159,6 +178,7 @@ def test_serve_workers_shares_one_port_and_runs_the_background_once(
         assert answered <= serving, log.read_text()
         assert len(answered) > 1, f"all answered by {answered}"
         # One vetting process in all: none beside each serving process.
+        assert _vetting_anywhere_below(supervisor.pid) == [vetting]
         assert log.read_text().count("vetting worker running on") == 1, log.read_text()
         assert log.read_text().count("took the leader lease") == 1, log.read_text()
 
@@ -209,3 +229,34 @@ def test_serve_workers_reports_a_taken_port_once(upstream: Upstream, tmp_path: P
     lines = done.stderr.strip().splitlines()
     assert lines[-1].startswith("lazaretto: configuration error: port: cannot listen on "), lines
     assert done.stderr.count("cannot listen") == 1, done.stderr
+
+
+def test_a_serving_process_names_what_clients_asked_for_on_the_shared_pipe(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    """The demand signal of every serving process reaches the one vetting process: each
+    writes whole lines to the pipe the supervisor hands it. Here one serving process, on a
+    socket bound for it as the supervisor binds it, with the pipe read by the test."""
+    reading, writing = os.pipe()
+    app = create_app(
+        settings_for(tmp_path / "data", upstream.url),
+        background=False,
+        demand=DemandWriter(writing),
+    )
+    listener = listen("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    try:
+        _until(lambda: server.started, 30, "the server")
+        upstream.add("kid", UpstreamFile(build_wheel("kid", "1.0"), datetime.now(UTC)))
+        origin = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        assert listed_versions(origin, "kid") == []  # held: cooling
+        ready, _, _ = select.select([reading], [], [], 10)
+        assert ready, "nothing on the demand pipe"
+        assert os.read(reading, 4096) == b"1 kid\n"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        listener.close()
+        os.close(reading)
