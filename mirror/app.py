@@ -18,6 +18,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from mirror.admin.api import admin_routes
+from mirror.background.demand_pipe import DemandWriter
 from mirror.background.feed_refresh import FeedRefresher, is_url
 from mirror.background.leadership import Leadership
 from mirror.background.vetting_child import VettingChild
@@ -334,9 +335,15 @@ async def _sweep(services: Services, left_by: str) -> None:
 
 
 def create_app(
-    settings: Settings, clock: Clock | None = None, *, background: bool = True
+    settings: Settings,
+    clock: Clock | None = None,
+    *,
+    background: bool = True,
+    demand: DemandWriter | None = None,
 ) -> Starlette | FastPath | Metered | IndexAuth:
-    """The ASGI app. ``background=False`` leaves promotion rounds to the caller (tests)."""
+    """The ASGI app. ``background=False`` leaves promotion rounds to the caller (tests).
+    ``demand``: where the demand signal goes when another process (the ``--workers``
+    supervisor's vetting child) vets for this one."""
     vets_here = not background or settings.vetting_worker == "in-process"
     services = build_services(settings, clock, vets=vets_here)
     attach_notifier(services)
@@ -353,6 +360,8 @@ def create_app(
         services.vetting_child = child
         services.catalog.on_new_held = child.ask  # the demand signal goes to the child
         services.deferred.demand = child.ask
+    if demand is not None:
+        services.catalog.on_new_held = services.deferred.demand = demand.tell
     # Until the leader-lease work decides it: the process that runs the background side.
     services.leader = background and settings.vetting_worker != "separate"
     tally = RequestTally()

@@ -151,6 +151,7 @@ def _default_data_dir() -> Path:
 class Settings:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
+    workers: int = 1  # serving processes on the one port (lazaretto serve --workers)
     data_dir: Path = field(default_factory=_default_data_dir)
     # "sqlite" (in data_dir) or a postgresql:// URL (mirror/ledger_backend.py). Not in the
     # repr: a URL may hold a password.
@@ -250,6 +251,7 @@ class Settings:
 _TOP_LEVEL: dict[str, Callable[[Any], Any]] = {
     "host": as_str,
     "port": as_port,
+    "workers": int_between(1, 64, "serving processes"),
     "data_dir": as_path,
     "ledger": as_ledger,
     "ledger_password_file": as_optional_file,

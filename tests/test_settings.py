@@ -613,6 +613,7 @@ RANGES: list[tuple[str | None, str, tuple[str, str], tuple[str, ...]]] = [
     (None, "max_page_bytes", ("1024", str(1024**3)), ("0", "-1", "64", str(1024**3 + 1))),
     (None, "max_file_bytes", ("1024", str(1024**4)), ("0", "-1", str(1024**4 + 1))),
     (None, "fetch_concurrency", ("1", "64"), ("0", "-1", "65")),
+    (None, "workers", ("1", "64"), ("0", "-1", "65")),
     (None, "ledger_pool_size", ("1", "100"), ("0", "101")),
     (None, "inspection_workers", ("0", "64"), ("-1", "65")),
     (None, "inspection_memory_mb", ("256", str(1024 * 1024)), ("-1", "1", "255", str(1024**2 + 1))),

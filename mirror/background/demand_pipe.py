@@ -46,6 +46,10 @@ class DemandWriter:
             return False
         return True
 
+    def tell(self, name: NormalizedName, asked: bool) -> None:
+        """``send`` for a caller that has nothing to do when the line is dropped."""
+        self.send(name, asked)
+
     def close(self) -> None:
         """The child reads an end of file and stops."""
         fd, self._fd = self._fd, None  # forgotten first: a send racing this never writes

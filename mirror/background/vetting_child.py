@@ -76,9 +76,9 @@ class VettingChild:
             while True:
                 started = loop.time()
                 process = self._start()
-                code = await _exit_code(process)
+                code = await exit_code(process)
                 self._drop_pipe()
-                _kill_group(process.pid)  # inspection workers a crash left behind
+                kill_group(process.pid)  # inspection workers a crash left behind
                 if loop.time() - started >= HEALTHY_SECONDS:
                     delay = RESTART_FIRST_SECONDS
                 log.error(
@@ -96,7 +96,7 @@ class VettingChild:
     def _start(self) -> BaseProcess:
         reading, writing = self._context.Pipe(duplex=False)
         process = self._context.Process(
-            target=_child_main,
+            target=child_main,
             args=(self._settings, reading),
             name="lazaretto-vetting",
         )
@@ -130,11 +130,11 @@ class VettingChild:
         if process.exitcode is None:
             process.kill()
             process.join()
-        _kill_group(process.pid)
+        kill_group(process.pid)
         self._process = None
 
 
-async def _exit_code(process: BaseProcess) -> int | None:
+async def exit_code(process: BaseProcess) -> int | None:
     """Wait for ``process`` to exit, without a thread: its sentinel becomes readable."""
     loop = asyncio.get_running_loop()
     exited: asyncio.Future[None] = loop.create_future()
@@ -152,7 +152,7 @@ async def _exit_code(process: BaseProcess) -> int | None:
     return process.exitcode
 
 
-def _kill_group(pgid: int | None) -> None:
+def kill_group(pgid: int | None) -> None:
     """End whatever is left of the child's process group (its inspection workers, when
     it died without stopping them)."""
     if pgid is None:
@@ -161,7 +161,7 @@ def _kill_group(pgid: int | None) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
-def _child_main(settings: Settings, demand: Connection) -> None:
+def child_main(settings: Settings, demand: Connection) -> None:
     """The child's entry point (spawned: nothing is inherited but what is passed)."""
     # A group of its own, which its inspection workers join: when the child dies
     # without stopping them, the server ends them with the group.

@@ -30,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     _common(serve)
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", help="port to listen on (default 8070)")
+    serve.add_argument("--workers", help="serving processes sharing the port (default 1; 1 to 64)")
     _mirroring(serve)
     work = commands.add_parser(
         "work", help="promote, vet, watch and notify without serving (vetting_worker = separate)"
@@ -76,7 +77,7 @@ def _common(command: argparse.ArgumentParser) -> None:
 def settings_from(args: argparse.Namespace) -> Settings:
     flags: dict[str, Any] = {
         key: getattr(args, key, None)
-        for key in ("host", "port", "upstream", "cooling_period", "data_dir")
+        for key in ("host", "port", "workers", "upstream", "cooling_period", "data_dir")
     }
     feeds = getattr(args, "osv_feeds", None)
     if feeds:
@@ -98,35 +99,15 @@ def _start(settings: Settings, args: argparse.Namespace, *, listening: bool) -> 
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    import gc
-
-    import uvicorn
-
-    from mirror.app import create_app
-    from mirror.http.client_deadline import protocol_with_deadline
-    from mirror.http.log_format import logging_config
-
     settings = _start(settings, args, listening=True)
-    app = create_app(settings)
-    # What is loaded by now (the app, sigstore's and the other libraries' objects) lives
-    # as long as the process: keep it out of the collector's full passes.
-    gc.collect()
-    gc.freeze()
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        log_config=logging_config(settings),
-        access_log=settings.access_log,
-        # X-Forwarded-Proto/Host are read by the mirror itself, from trusted_proxies only
-        # (mirror/http/request_base.py): off here, the peer it checks is the real one.
-        proxy_headers=False,
-        server_header=False,
-        timeout_keep_alive=5,
-        # Each request must arrive in time: uvicorn alone waits for ever on a slow client.
-        http=protocol_with_deadline(settings.request_read_timeout_seconds),
-    )
+    if settings.workers > 1:
+        from mirror.cli.workers import supervise
+
+        supervise(settings)
+        return EXIT_OK
+    from mirror.cli.serving import run_server
+
+    run_server(settings)
     return EXIT_OK
 
 

@@ -11,11 +11,17 @@ from mirror.http.access_log import ACCESS_LOGGER
 from mirror.settings import Settings
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# With several serving processes (``serve --workers``): which one wrote the line.
+TEXT_FORMAT_WITH_PID = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
 # uvicorn's access line: client, method, path with query, HTTP version, status.
 _ACCESS_FIELDS = ("client", "method", "path", "http_version", "status")
 
 
 class JsonFormatter(logging.Formatter):
+    def __init__(self, *, name_process: bool = False) -> None:
+        super().__init__()
+        self._name_process = name_process
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
@@ -23,6 +29,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if self._name_process:
+            entry["pid"] = record.process
         args = record.args
         if record.name == ACCESS_LOGGER and isinstance(args, tuple) and len(args) == 5:
             entry.update(zip(_ACCESS_FIELDS, args, strict=True))
@@ -31,10 +39,13 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
-def logging_config(settings: Settings) -> dict[str, Any]:
-    """A ``logging.config.dictConfig`` for the app and uvicorn's loggers."""
+def logging_config(settings: Settings, *, name_process: bool = False) -> dict[str, Any]:
+    """A ``logging.config.dictConfig`` for the app and uvicorn's loggers; ``name_process``
+    puts the pid in each line."""
     formatter: dict[str, Any] = (
-        {"()": JsonFormatter} if settings.log_format == "json" else {"format": TEXT_FORMAT}
+        {"()": JsonFormatter, "name_process": name_process}
+        if settings.log_format == "json"
+        else {"format": TEXT_FORMAT_WITH_PID if name_process else TEXT_FORMAT}
     )
     level = settings.log_level.upper()
     return {
