@@ -13,10 +13,11 @@ from psycopg.rows import DictRow
 from quarantine.blob_references import BlobReference
 from quarantine.ledger.interface import LedgerTally
 from quarantine.ledger.postgres_admin import Conn, utc
+from quarantine.ledger.rows import blob_references, failure_note, next_attempts
 from quarantine.models import FileRecord, FileState
 from quarantine.outbox import DeliveryState
 from quarantine.platforms import OUTSIDE
-from quarantine.vetting.fetch_retry import MAX_ATTEMPTS, FailureKind, FetchAttempts, delay_after
+from quarantine.vetting.fetch_retry import FailureKind, FetchAttempts
 
 _COLUMNS = "project, filename, kind, reason, attempts, next_attempt_at, config"
 FORGET_ATTEMPTS = "DELETE FROM fetch_attempts WHERE project=%s AND filename=%s"
@@ -100,18 +101,11 @@ class PostgresUpkeep:
                 "FOR UPDATE",
                 (record.project, record.filename),
             ).fetchone()
-            if row is not None and _attempts(row).waiting(at) and row["config"] == config:
-                return _attempts(row)  # the failure already counted, heard again
-            attempts = (row["attempts"] if row else 0) + 1
-            after = FetchAttempts(
-                record.project,
-                record.filename,
-                kind,
-                reason,
-                attempts,
-                at + delay_after(attempts),
-                config,
-            )
+            before = _attempts(row) if row is not None else None
+            after = next_attempts(before, record, kind, reason, config, at)
+            if after is None:
+                assert before is not None
+                return before
             db.execute(
                 f"INSERT INTO fetch_attempts ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (project, filename) DO UPDATE SET kind=excluded.kind, "
@@ -122,12 +116,12 @@ class PostgresUpkeep:
                     after.filename,
                     kind.value,
                     reason,
-                    attempts,
+                    after.attempts,
                     after.next_attempt_at,
                     config,
                 ),
             )
-            note = f"{kind.value}: fetch failed (attempt {attempts} of {MAX_ATTEMPTS}): {reason}"
+            note = failure_note(after)
             self._event(db, at, record.project, record, record.state, "incident", note, actor)
         return after
 
@@ -188,9 +182,7 @@ class PostgresUpkeep:
 
 
 def _references(row: DictRow) -> Iterator[BlobReference]:
-    project = NormalizedName(row["project"])
-    filename = row["filename"]
-    yield BlobReference(row["sha256"], project, filename, "file", row["size"], bool(row["stored"]))
-    for role, column in (("metadata", "core_metadata_sha256"), ("provenance", "provenance_sha256")):
-        if row[column]:
-            yield BlobReference(row[column], project, filename, role, None, False)
+    others = {"metadata": row["core_metadata_sha256"], "provenance": row["provenance_sha256"]}
+    return blob_references(
+        row["project"], row["filename"], row["sha256"], row["size"], bool(row["stored"]), others
+    )

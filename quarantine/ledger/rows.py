@@ -1,13 +1,19 @@
-"""What every ledger backend writes the same way: outbox payloads and evidence findings."""
+"""What every ledger backend writes the same way: outbox payloads, evidence findings,
+fetch attempts and the blobs a file refers to."""
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
+from packaging.utils import NormalizedName
+
+from quarantine.blob_references import BlobReference
 from quarantine.clock import format_timestamp
 from quarantine.evidence import Action, Evidence, Finding, Severity
-from quarantine.models import Event
+from quarantine.models import Event, FileRecord
 from quarantine.notable import Notable, notable
+from quarantine.vetting.fetch_retry import MAX_ATTEMPTS, FailureKind, FetchAttempts, delay_after
 
 
 def outbox_entry(event: Event, version: str | None) -> tuple[Notable, str, dict[str, Any]] | None:
@@ -65,3 +71,47 @@ def evidence_from(
         ),
         details=dict(details),
     )
+
+
+def next_attempts(
+    before: FetchAttempts | None,
+    record: FileRecord,
+    kind: FailureKind,
+    reason: str,
+    config: str,
+    at: datetime,
+) -> FetchAttempts | None:
+    """The file's fetch attempts after a failure at ``at``, and None when the failure is
+    the one already counted (no fetch starts while one waits: another request that had
+    joined the same download heard it too)."""
+    if before is not None and before.waiting(at) and before.config == config:
+        return None
+    attempts = (before.attempts if before else 0) + 1
+    return FetchAttempts(
+        record.project, record.filename, kind, reason, attempts, at + delay_after(attempts), config
+    )
+
+
+def failure_note(after: FetchAttempts) -> str:
+    """The incident a failed fetch records."""
+    return (
+        f"{after.kind.value}: fetch failed (attempt {after.attempts} of {MAX_ATTEMPTS}): "
+        f"{after.reason}"
+    )
+
+
+def blob_references(
+    project: str,
+    filename: str,
+    sha256: str,
+    size: int | None,
+    stored: bool,
+    others: Mapping[str, str | None],
+) -> Iterator[BlobReference]:
+    """The blobs one file row refers to: its bytes, and its metadata and provenance files
+    (``others``: role -> digest)."""
+    name = NormalizedName(project)
+    yield BlobReference(sha256, name, filename, "file", size, stored)
+    for role, digest in others.items():
+        if digest:
+            yield BlobReference(digest, name, filename, role, None, False)

@@ -11,9 +11,9 @@ from typing import Any
 from packaging.utils import NormalizedName
 
 from quarantine.blob_references import BlobReference
+from quarantine.ledger.rows import blob_references
 from quarantine.models import FileRecord
 
-_OTHER_BLOBS = (("metadata", "core_metadata_sha256"), ("provenance", "provenance_sha256"))
 
 
 class BlobTables:
@@ -49,22 +49,18 @@ class BlobTables:
             "SELECT project, filename, sha256, size, stored, core_metadata_sha256, "
             "provenance_sha256 FROM files WHERE sha256 != ''"
         )
-        found = []
-        for row in rows:
-            project = NormalizedName(row["project"])
-            filename = row["filename"]
-            found.append(
-                BlobReference(
-                    row["sha256"], project, filename, "file", row["size"], bool(row["stored"])
-                )
+        return [
+            reference
+            for row in rows
+            for reference in blob_references(
+                row["project"],
+                row["filename"],
+                row["sha256"],
+                row["size"],
+                bool(row["stored"]),
+                {"metadata": row["core_metadata_sha256"], "provenance": row["provenance_sha256"]},
             )
-            for role, column in (
-                ("metadata", "core_metadata_sha256"),
-                ("provenance", "provenance_sha256"),
-            ):
-                if row[column]:
-                    found.append(BlobReference(row[column], project, filename, role, None, False))
-        return found
+        ]
 
     def forget_blob(self, sha256: str, reason: str, actor: str, at: datetime) -> list[str]:
         """The blob ``sha256`` is gone from the store: files whose bytes it held are marked

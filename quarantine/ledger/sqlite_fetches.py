@@ -13,8 +13,9 @@ from typing import Any
 from packaging.utils import NormalizedName
 
 from quarantine.clock import format_timestamp, parse_timestamp
+from quarantine.ledger.rows import failure_note, next_attempts
 from quarantine.models import FileRecord
-from quarantine.vetting.fetch_retry import MAX_ATTEMPTS, FailureKind, FetchAttempts, delay_after
+from quarantine.vetting.fetch_retry import FailureKind, FetchAttempts
 
 FETCH_SCHEMA = """
 CREATE TABLE IF NOT EXISTS fetch_attempts (
@@ -94,20 +95,11 @@ class FetchTables:
                 f"SELECT {_COLUMNS} FROM fetch_attempts WHERE project=? AND filename=?",
                 (record.project, record.filename),
             ).fetchone()
-            if row is not None and _attempts(row).waiting(at) and row["config"] == config:
-                # No fetch starts while one waits: this is the failure already counted,
-                # heard by another request that had joined the same download.
-                return _attempts(row)
-            attempts = (row["attempts"] if row else 0) + 1
-            after = FetchAttempts(
-                record.project,
-                record.filename,
-                kind,
-                reason,
-                attempts,
-                at + delay_after(attempts),
-                config,
-            )
+            before = _attempts(row) if row is not None else None
+            after = next_attempts(before, record, kind, reason, config, at)
+            if after is None:
+                assert before is not None
+                return before
             db.execute(
                 f"INSERT OR REPLACE INTO fetch_attempts ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -115,12 +107,12 @@ class FetchTables:
                     after.filename,
                     kind.value,
                     reason,
-                    attempts,
+                    after.attempts,
                     format_timestamp(after.next_attempt_at),
                     config,
                 ),
             )
-            note = f"{kind.value}: fetch failed (attempt {attempts} of {MAX_ATTEMPTS}): {reason}"
+            note = failure_note(after)
             self._event(db, at, record.project, record, record.state, "incident", note, actor)
         return after
 
