@@ -15,7 +15,6 @@ from quarantine.ledger.rows import blob_references
 from quarantine.models import FileRecord
 
 
-
 class BlobTables:
     """Needs the host class's connection helpers (declared here for the type checker)."""
 
