@@ -137,6 +137,7 @@ def build_services(
         reserved=ReservedNames(settings.reserved_names),
         guard=guard,
         feeds=feeds,
+        max_file_bytes=settings.max_file_bytes,
     )
     source = MirrorSource(artifacts, catalog)
     promoter = Promoter(
