@@ -159,7 +159,9 @@ async def _from_store(
             return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
     body = await services.blobs.open(digest)  # an unreachable store: 503 before any byte
     if body.size > services.blob_cache.max_blob_bytes:
-        sized = {**headers, "Content-Length": str(body.size)}  # a cut-short body shows
+        # The store holds back the last chunk until the digest matched: a changed object's
+        # response ends short of this length, which every client treats as a failure.
+        sized = {**headers, "Content-Length": str(body.size)}
         return StreamingResponse(body.chunks, headers=sized, media_type=media_type)
     whole = b"".join([chunk async for chunk in body.chunks])
     if hashlib.sha256(whole).hexdigest() != digest:
