@@ -199,7 +199,7 @@ async def _checked_file(
     except MirrorError as error:
         failure = artifacts.failure(error, record)
         if isinstance(failure, IntegrityFailure):
-            _reject(record, refusal(FailureKind.DIGEST, error.reason), services)
+            _reject(record, refusal(FailureKind.DIGEST, str(failure)), services)
             raise UpstreamRejected(f"file_rejected: {DIGEST_REFUSAL}") from error
         if failure.kind not in COUNTED:
             raise
