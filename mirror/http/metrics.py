@@ -153,6 +153,15 @@ class LedgerCounts:
             await asyncio.sleep(self._interval)
 
 
+def leading(services: Services) -> bool:
+    """Whether this process holds the leader lease now, where it contends for it; where
+    its vetting child contends (whose lease this process cannot see) or a separate
+    worker does the work, the role its configuration gives it."""
+    if services.leadership is not None:
+        return services.leadership.leading
+    return services.leader
+
+
 class MirrorCollector(Collector):
     def __init__(self, services: Services, tally: RequestTally, counts: LedgerCounts) -> None:
         self._services = services
@@ -173,7 +182,7 @@ class MirrorCollector(Collector):
         yield GaugeMetricFamily(
             "lazaretto_leader",
             "1 when this process runs the background side (vetting, watcher, notifier)",
-            value=int(self._services.leader),
+            value=int(leading(self._services)),
         )
         if self._counts.ready is not None:
             yield GaugeMetricFamily(
