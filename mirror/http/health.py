@@ -8,7 +8,8 @@ promotion is reported too: serving works, but an operator must look.
 The checks run once a second in the background (``Readiness``), not per request: a flood
 of probes costs no I/O. Their findings name database hosts and users or an operator's
 freeze reason, so only a loopback caller (an operator on the host, a local probe; behind
-a proxy listed in ``trusted_proxies``, the client it forwards) hears them whole; any other caller hears what kind of problem it is, and the log has the rest.
+a proxy listed in ``trusted_proxies``, the client it forwards) hears them whole; any
+other caller hears what kind of problem it is, and the log has the rest.
 """
 
 import asyncio
