@@ -34,7 +34,7 @@ from mirror.files.download_recorder import DownloadRecorder
 from mirror.files.fast_path import FastPath
 from mirror.files.routes import serve_file
 from mirror.http.access_log import redact_access_log
-from mirror.http.health import healthz, readiness_problem, readyz
+from mirror.http.health import Readiness, healthz, readyz
 from mirror.http.index_auth import IndexAuth, with_index_auth
 from mirror.http.metrics import LedgerCounts, Metered, RequestTally, metrics_registry, metrics_route
 from mirror.http.one_line import OneLine, for_error, one_line
@@ -138,6 +138,7 @@ def build_services(
         reserved=ReservedNames(settings.reserved_names),
         guard=guard,
         feeds=feeds,
+        max_file_bytes=settings.max_file_bytes,
     )
     source = MirrorSource(artifacts, catalog, LocalCopies(blobs, data_dir / "inspection-copies"))
     promoter = Promoter(
@@ -365,7 +366,8 @@ def create_app(
     # Until the leader-lease work decides it: the process that runs the background side.
     services.leader = background and settings.vetting_worker != "separate"
     tally = RequestTally()
-    counts = LedgerCounts(services.ledger, lambda: readiness_problem(services))
+    readiness = Readiness(services)
+    counts = LedgerCounts(services.ledger, lambda: readiness.ready)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -374,6 +376,7 @@ def create_app(
         if services.downloads is not None:  # written even with background=False (tests)
             services.tasks.append(asyncio.create_task(services.downloads.run_forever()))
         follow_config(services, "serve")
+        services.tasks.append(asyncio.create_task(readiness.run_forever()))
         if settings.metrics is not False:
             services.tasks.append(asyncio.create_task(counts.run_forever()))
         if background:
@@ -409,6 +412,7 @@ def create_app(
     # off. The only redirects are the relative ones in simple_routes.
     app.router.redirect_slashes = False
     app.state.services = services
+    app.state.readiness = readiness
     metered = app if settings.metrics is False else Metered(app, tally)
     if settings.trusted_hosts:
         # Every request must pass the Host check in the app's middleware: no fast path.

@@ -62,6 +62,11 @@ class UpstreamRejected(MirrorError):
         self.code = code
 
 
+class SizeMismatch(UpstreamRejected):
+    """A complete file transfer of another size than the listing's: other bytes than the
+    listed ones, as surely as a digest mismatch."""
+
+
 class UpstreamUnavailable(MirrorError):
     """The upstream could not be reached in time: 504 when nothing is cached."""
 

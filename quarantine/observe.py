@@ -50,8 +50,10 @@ def observe(
     policy: Policy,
     frozen: str | None = None,
     evidence_for: Callable[[FileRecord], Sequence[Evidence]] = lambda _record: (),
+    max_file_bytes: int | None = None,
 ) -> Observation:
-    """``evidence_for`` gives each file's evidence (stored, and the malware feeds')."""
+    """``evidence_for`` gives each file's evidence (stored, and the malware feeds');
+    ``max_file_bytes`` the largest file the mirror fetches (None: no limit)."""
     project = _project_after(before, snapshot, now)
     previous_look = before.last_look_ok if before is not None else None
     listed = {entry.filename: entry for entry in snapshot.files}
@@ -61,7 +63,7 @@ def observe(
         if name not in known
     ]
     if before is None and policy.vets_on_download:
-        new = _with_superseded_deferred(new, policy, now)
+        new = _with_superseded_deferred(new, policy, now, max_file_bytes)
     updated = {name: _relisted(record, listed.get(name)) for name, record in known.items()}
     decided_new = tuple(
         _apply_decision(record, project, policy, now, frozen, evidence_for(record))
@@ -116,7 +118,7 @@ def _apply_decision(
 
 
 def _with_superseded_deferred(
-    records: list[FileRecord], policy: Policy, now: datetime
+    records: list[FileRecord], policy: Policy, now: datetime, max_file_bytes: int | None
 ) -> list[FileRecord]:
     """At a project's first sight, the files of releases older than its newest cooled one
     (already cooled, unremarkable) are deferred: listed, vetted when first downloaded.
@@ -134,7 +136,7 @@ def _with_superseded_deferred(
         return records
     return [
         replace(record, deferral=Deferral.UNTIL_DOWNLOAD)
-        if _superseded(record, newest, policy, now)
+        if _superseded(record, newest, policy, now, max_file_bytes)
         else record
         for record in records
     ]
@@ -149,9 +151,14 @@ def _cooled_version(record: FileRecord, policy: Policy, now: datetime) -> Versio
     return version_or_none(record.version)
 
 
-def _superseded(record: FileRecord, newest: Version, policy: Policy, now: datetime) -> bool:
+def _superseded(
+    record: FileRecord, newest: Version, policy: Policy, now: datetime, max_file_bytes: int | None
+) -> bool:
     if record.established or record.size is None:
         return False  # without a size a page cannot list it before its bytes are fetched
+    if max_file_bytes is not None and record.size > max_file_bytes:
+        # Never fetched, so never vetted: a listing would invite downloads that all fail.
+        return False
     version = _cooled_version(record, policy, now)
     return version is not None and version < newest
 

@@ -221,6 +221,47 @@ def test_concurrent_downloads_are_served_after_one_fetch_and_one_vetting(
     assert [e.to_state for e in events if e.filename == OLD] == ["held", "held", "promoted"]
 
 
+def _status(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as reply:
+            return reply.status, reply.read().decode(errors="replace")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode(errors="replace")
+
+
+def test_a_deferred_file_s_failed_fetch_is_counted_and_backed_off(
+    upstream: Upstream, mirror: MirrorServer
+) -> None:
+    _releases(upstream)
+    _first_look(mirror)
+    url = _file_url(mirror, OLD)
+    upstream.fail_file(OLD, "gzip")
+    status, body = _status(url)
+    assert status == 504 and "encoded_file" in body, body
+    for _ in range(3):  # a client retrying: the backoff answers, no download
+        status, body = _status(url)
+        assert status == 503 and "next try after" in body, body
+    assert upstream.file_requests(OLD) == 1
+    assert mirror.services is not None
+    attempts = mirror.services.ledger.fetch_attempt(NormalizedName(PROJECT), OLD)
+    assert attempts is not None and attempts.attempts == 1
+    assert _record(mirror, OLD).deferral is Deferral.UNTIL_DOWNLOAD  # still to be vetted
+
+
+def test_a_deferred_file_the_policy_now_leaves_out_is_never_fetched(
+    upstream: Upstream, mirror: MirrorServer
+) -> None:
+    _releases(upstream)
+    _first_look(mirror)
+    assert mirror.services is not None
+    deferred = mirror.services.deferred
+    old = _record(mirror, OLD)
+    assert deferred.applies(old)
+    windows_only = replace(old, filename="superseded-1.0-cp27-cp27m-win32.whl")
+    assert mirror.services.policy.current().exclusion(windows_only.filename) is not None
+    assert not deferred.applies(windows_only)
+
+
 def test_ahead_fetches_and_vets_superseded_releases_at_once(
     upstream: Upstream, tmp_path: Path, clock: FakeClock
 ) -> None:
@@ -291,9 +332,11 @@ def _entry(filename: str, age: timedelta, size: int | None = 10) -> ListedFile:
     )
 
 
-def _deferred(*entries: ListedFile, policy: Policy | None = None) -> set[str]:
+def _deferred(
+    *entries: ListedFile, policy: Policy | None = None, max_file_bytes: int | None = None
+) -> set[str]:
     snapshot = Snapshot(NormalizedName(PROJECT), entries, ProjectStatus.ACTIVE, None, 1)
-    seen = observe(None, {}, snapshot, NOW, policy or Policy())
+    seen = observe(None, {}, snapshot, NOW, policy or Policy(), max_file_bytes=max_file_bytes)
     return {record.filename for record in seen.new if record.deferral is not None}
 
 
@@ -312,6 +355,16 @@ def test_only_cooled_releases_older_than_the_newest_cooled_one_are_deferred() ->
         _entry(_wheel("2.5"), timedelta(hours=2)),  # still cooling, though older than 3.0
     )
     assert found == {_wheel("1.0"), "superseded-1.0.tar.gz"}
+
+
+def test_a_file_over_max_file_bytes_is_not_deferred() -> None:
+    found = _deferred(
+        _entry(_wheel("1.0"), timedelta(days=10), size=2048),  # never fetched: not listed
+        _entry(_wheel("1.1"), timedelta(days=9), size=1024),
+        _entry(_wheel("2.0"), timedelta(days=5)),
+        max_file_bytes=1024,
+    )
+    assert found == {_wheel("1.1")}
 
 
 def test_the_newest_cooled_final_release_stays_eager_beside_a_newer_pre_release() -> None:

@@ -97,17 +97,50 @@ def test_an_established_file_served_gzip_encoded_once_is_served_after_the_backof
     _eventually(lambda: _record(mirror, dist).stored and _attempts(mirror, dist) == 0)
 
 
-def test_an_established_file_longer_than_listed_once_is_not_refused(
-    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+def _refused_as_other_bytes(mirror: MirrorServer, dist: Dist) -> None:
+    status, body = _get(mirror, _file_path(dist))
+    assert status == 502 and b"file_rejected" in body, body
+    record = _record(mirror, dist)
+    assert record.state is FileState.REJECTED
+    assert record.reason.startswith(FailureKind.DIGEST.value + ": size_mismatch"), record.reason
+
+
+def test_an_established_file_longer_than_listed_is_refused_as_other_bytes(
+    mirror: MirrorServer, upstream: Upstream
 ) -> None:
     dist = build_wheel("long-once", "1.0")
     _listed(mirror, upstream, dist, OLD)
-    upstream.fail_file(dist.filename, "long")
-    status, body = _get(mirror, _file_path(dist))
-    assert status == 502 and b"size_mismatch" in body and b"digest" not in body
+    upstream.fail_file(dist.filename, "long")  # its Content-Length declares the longer body
+    _refused_as_other_bytes(mirror, dist)
+
+
+def test_a_complete_chunked_body_shorter_than_listed_is_refused_as_other_bytes(
+    mirror: MirrorServer, upstream: Upstream
+) -> None:
+    dist = build_wheel("short-chunked", "1.0")
+    _listed(mirror, upstream, dist, OLD)
+    upstream.fail_file(dist.filename, "short_chunked")
+    _refused_as_other_bytes(mirror, dist)
+
+
+def test_a_body_cut_short_without_any_size_is_a_transfer_failure_not_a_digest_one(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock
+) -> None:
+    dist = build_wheel("cut-unsized", "1.0")
+    # No size listed: held until its bytes are fetched, which the promoter does.
+    upstream.add(dist.project, UpstreamFile(dist, FRESH, with_size=False))
+    assert _get(mirror, f"/simple/{dist.project}/")[0] == 200
+    upstream.fail_file(dist.filename, "cut_unframed")
+    first = mirror.promote()
+    assert first.fetch_failures == 1 and first.rejected == 0
+    assert _record(mirror, dist).state is FileState.HELD  # not refused
+    assert mirror.services is not None
+    found = mirror.services.ledger.fetch_attempt(NormalizedName(dist.project), dist.filename)
+    assert found is not None and found.kind is FailureKind.TRANSIENT, found
+    assert "hash_mismatch" not in found.reason and "cut short" in found.reason, found.reason
     clock.advance(PAST_BACKOFF)
-    status, body = _get(mirror, _file_path(dist))
-    assert status == 200 and body == dist.data
+    mirror.promote()
+    _eventually(lambda: _record(mirror, dist).stored)
 
 
 def test_a_held_file_whose_fetch_fails_once_is_fetched_after_the_backoff(

@@ -10,12 +10,14 @@ import os
 import signal
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from packaging.utils import NormalizedName
+from prometheus_client.parser import text_string_to_metric_families
 from test_notifications import SECRET, Receiver
 
 from mirror.notify.webhook import parse_secrets
@@ -126,6 +128,40 @@ def test_killing_the_leader_moves_the_work_to_the_other_and_loses_nothing(
     assert receiver.rejected == []
     assert sorted(delivered(receiver)) == sorted(written)  # each once
     assert len(written) >= 3  # the block (and its withdrawal), then the unblock
+
+
+def _leader_gauge(origin: str) -> float | None:
+    with urllib.request.urlopen(origin + "/metrics", timeout=10) as reply:
+        body = reply.read().decode()
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            if sample.name == "lazaretto_leader":
+                return float(sample.value)
+    return None
+
+
+def test_of_two_servers_vetting_in_process_exactly_one_says_it_leads(
+    upstream: Upstream, postgres_url: str, tmp_path: Path
+) -> None:
+    common = {
+        "LAZARETTO_LEDGER": postgres_url,
+        "LAZARETTO_UPSTREAM": upstream.url,
+        "LAZARETTO_VETTING_WORKER": "in-process",
+    }
+    _cli({**common, "LAZARETTO_DATA_DIR": str(tmp_path / "cli")}, "migrate")
+    with ExitStack() as stack:
+        origins = [
+            stack.enter_context(
+                lazaretto_serve([], {**common, "LAZARETTO_DATA_DIR": str(tmp_path / name)})
+            )
+            for name in "ab"
+        ]
+
+        def one_leads() -> bool:
+            gauges = [_leader_gauge(origin) for origin in origins]
+            return gauges in ([0.0, 1.0], [1.0, 0.0])
+
+        eventually(one_leads, "exactly one replica says it leads")
 
 
 def delivered(receiver: Receiver) -> list[str]:

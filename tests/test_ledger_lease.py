@@ -1,6 +1,9 @@
 """Leases: one holder at a time, freed when the holder goes; on both backends."""
 
 import asyncio
+import os
+import signal
+import threading
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
@@ -82,6 +85,60 @@ def test_a_holder_whose_connection_dies_learns_it_lost_the_lease(postgres_url: s
     finally:
         holder.close()
         standby.close()
+
+
+def _lease_backend(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as admin:
+        row = admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'lazaretto-lease-leader' "
+            "AND datname = current_database()"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_holder_whose_server_stops_answering_loses_the_lease_at_renewal(
+    postgres_url: str,
+) -> None:
+    """A stalled server (here its backend process, stopped) never answers the renewal:
+    the holder gives up after a deadline and counts the lease lost."""
+    holder = PostgresLease(postgres_url, LEADER)
+    outcome: list[bool] = []
+    try:
+        assert holder.acquire()
+        backend = _lease_backend(postgres_url)
+        os.kill(backend, signal.SIGSTOP)
+        try:
+            renewal = threading.Thread(target=lambda: outcome.append(holder.renew()))
+            renewal.start()
+            renewal.join(60)  # a bound for a broken build, far past the deadline
+        finally:
+            os.kill(backend, signal.SIGCONT)
+        assert outcome == [False]
+        assert not holder.renew()
+    finally:
+        holder.close()
+
+
+def test_the_lease_connection_asks_the_server_for_keepalives_and_a_statement_deadline(
+    postgres_url: str,
+) -> None:
+    holder = PostgresLease(postgres_url, LEADER)
+    try:
+        assert holder.acquire()
+        db = holder._db
+        assert db is not None
+        shown = {
+            name: db.execute(f"SHOW {name}").fetchone()
+            for name in ("tcp_keepalives_idle", "tcp_keepalives_count", "statement_timeout")
+        }
+        assert shown == {
+            "tcp_keepalives_idle": ("5",),
+            "tcp_keepalives_count": ("3",),
+            "statement_timeout": ("1500ms",),
+        }
+    finally:
+        holder.close()
 
 
 def test_only_the_holder_runs_the_leaders_work_and_a_standby_takes_over(tmp_path: Path) -> None:

@@ -139,25 +139,41 @@ def test_healthz_and_readyz_answer_in_one_line(mirror: MirrorServer) -> None:
     assert _get(mirror.origin + "/readyz") == (200, b"ready\n")
 
 
+def _readyz_once_it_says(origin: str, status: int, headers: dict[str, str] | None = None) -> bytes:
+    """/readyz's body once it answers ``status``: it answers from a check made in the
+    background every second, so a change shows within a round or two."""
+    deadline = time.monotonic() + 30
+    while True:
+        request = urllib.request.Request(origin + "/readyz", headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as reply:
+                found, body = reply.status, bytes(reply.read())
+        except urllib.error.HTTPError as error:
+            found, body = error.code, bytes(error.read())
+        if found == status:
+            return body
+        assert time.monotonic() < deadline, (found, body)
+        time.sleep(0.1)
+
+
 def test_readyz_fails_when_the_blob_store_cannot_be_written(mirror: MirrorServer) -> None:
     temporary = Path(mirror.settings.data_dir) / "blobs" / "tmp"
     shutil.rmtree(temporary)
     temporary.write_bytes(b"")  # not a directory: no download could be written (even as root)
-    status, body = _get(mirror.origin + "/readyz")
-    assert status == 503
+    body = _readyz_once_it_says(mirror.origin, 503)
     assert body.startswith(b"not ready: blob store not writable") and body.count(b"\n") == 1
     assert _get(mirror.origin + "/healthz")[0] == 200  # alive all the same
     temporary.unlink()
     temporary.mkdir()
-    assert _get(mirror.origin + "/readyz") == (200, b"ready\n")
+    assert _readyz_once_it_says(mirror.origin, 200) == b"ready\n"
 
 
 def test_readyz_fails_when_the_ledger_cannot_be_read(mirror: MirrorServer) -> None:
     assert mirror.services is not None
     ledger = mirror.services.ledger
     ledger.close()
-    status, body = _get(mirror.origin + "/readyz")
-    assert status == 503 and body.startswith(b"not ready: ledger unreachable")
+    body = _readyz_once_it_says(mirror.origin, 503)
+    assert body.startswith(b"not ready: ledger unreachable")
 
 
 def test_readyz_fails_while_a_background_loop_is_stopped(mirror: MirrorServer) -> None:
@@ -168,8 +184,43 @@ def test_readyz_fails_while_a_background_loop_is_stopped(mirror: MirrorServer) -
         services.tasks[0].cancel()
 
     mirror.call(stop_one())
-    status, body = _get(mirror.origin + "/readyz")
-    assert status == 503 and b"background loop has stopped" in body
+    body = _readyz_once_it_says(mirror.origin, 503)
+    assert b"background loop has stopped" in body
+
+
+def test_readyz_answers_from_the_last_check_not_a_check_per_request(
+    mirror: MirrorServer,
+) -> None:
+    assert mirror.services is not None
+    ledger = mirror.services.ledger
+    asked: list[None] = []
+    reason = ledger.freeze_reason
+
+    def counted() -> str | None:
+        asked.append(None)
+        return reason()
+
+    _readyz_once_it_says(mirror.origin, 200)
+    ledger.freeze_reason = counted  # type: ignore[method-assign]
+    probes = 40
+    for _ in range(probes):
+        assert _get(mirror.origin + "/readyz") == (200, b"ready\n")
+    # The background check runs once a second; a check per request would be 40 reads.
+    assert len(asked) < probes // 2, len(asked)
+
+
+def test_readyz_tells_a_remote_caller_only_the_kind_of_problem(
+    upstream: Upstream, tmp_path: Path, clock: FakeClock
+) -> None:
+    settings = settings_for(tmp_path / "data", upstream.url, trusted_proxies=("127.0.0.1",))
+    with running_mirror(settings, clock) as mirror:
+        assert mirror.services is not None
+        secret = "db host db-7.internal, ticket OPS-1234"
+        mirror.services.ledger.freeze(secret, "cli:ops", clock.now())
+        local = _readyz_once_it_says(mirror.origin, 503)
+        remote = _readyz_once_it_says(mirror.origin, 503, {"X-Forwarded-For": "203.0.113.9"})
+    assert secret.encode() in local  # loopback: an operator on the host hears it all
+    assert remote == b"not ready: promotion frozen (details in the server's log)\n"
 
 
 @pytest.fixture

@@ -146,3 +146,54 @@ def test_an_object_changed_behind_the_mirrors_back_is_never_sent(
         changed = _get(origin, SMALL)
     assert changed.status == 503
     assert changed.body.decode().endswith("does not match its digest\n"), changed.body
+
+
+def _get_partial(origin: str, dist: Dist) -> tuple[int, int, bytes]:
+    """The status, the Content-Length and the bytes of one GET, however short it ends."""
+    parts = urlsplit(origin)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=60)
+    try:
+        connection.request("GET", f"/files/{dist.sha256}/{dist.filename}")
+        response = connection.getresponse()
+        length = int(response.headers["content-length"])
+        try:
+            return response.status, length, response.read()
+        except http.client.IncompleteRead as short:
+            return response.status, length, short.partial
+    finally:
+        connection.close()
+
+
+def test_a_large_object_changed_behind_the_mirrors_back_ends_short(
+    upstream: Upstream, s3_server: SeaweedS3, tmp_path: Path
+) -> None:
+    options = s3_server.options()
+    with _serving(upstream, s3_server, options, tmp_path / "data") as origin:
+        assert listed_versions(origin, "bulky") == ["1.0"]
+        assert _get(origin, LARGE).body == LARGE.data  # fetched, verified, in the bucket
+    store = _store(options, tmp_path)
+    tampered = os.urandom(len(LARGE.data))  # the same size: only the digest tells
+
+    async def replace() -> None:
+        await obstore.put_async(store._client, store.key_of(LARGE.sha256), tampered)
+
+    asyncio.run(replace())
+    with _serving(upstream, s3_server, options, tmp_path / "data") as origin:
+        status, length, body = _get_partial(origin, LARGE)
+    assert status == 200 and length == len(tampered)
+    assert len(body) < length  # never a complete body, so no client keeps it
+    assert tampered.startswith(body)
+
+
+def test_an_upload_never_replaces_an_object(s3_server: SeaweedS3, tmp_path: Path) -> None:
+    store = _store(s3_server.options(), tmp_path)
+    verified = tmp_path / "verified"
+    verified.write_bytes(LARGE.data)
+
+    async def uploads() -> bytes:
+        await obstore.put_async(store._client, store.key_of(LARGE.sha256), b"first")
+        await store.upload(LARGE.sha256, verified)  # already there: success, no overwrite
+        found = await obstore.get_async(store._client, store.key_of(LARGE.sha256))
+        return bytes(await found.bytes_async())
+
+    assert asyncio.run(uploads()) == b"first"

@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from packaging.utils import NormalizedName
 
 from support.clock import FakeClock
 from support.dists import Dist, build_wheel
@@ -108,10 +109,14 @@ def test_a_full_disk_answers_507_in_one_line_and_keeps_nothing(
 def test_the_first_refusal_of_a_file_names_its_true_reason(
     mirror: MirrorServer, upstream: Upstream, clock: FakeClock
 ) -> None:
-    """A file served longer than listed is a size refusal, not a digest mismatch."""
+    """A file served whole but longer than listed is other bytes than listed: refused, and
+    its record says it was the size, not the digest, that showed it."""
     dist = build_wheel("too-long", "1.0")
     path = _established(mirror, upstream, dist, serve_bytes=dist.data + b"\x00more")
     status, body = _get(mirror, path)
     assert status == 502
     line = _one_line(body)
-    assert "size_mismatch" in line and "digest" not in line, line
+    assert "file_rejected" in line, line
+    assert mirror.services is not None
+    record = mirror.services.ledger.file(NormalizedName(dist.project), dist.filename)
+    assert record is not None and record.reason.startswith("hash_mismatch: size_mismatch: ")

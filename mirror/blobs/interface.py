@@ -109,7 +109,9 @@ class BlobStore(Protocol):
         ...
 
     async def open(self, sha256: str) -> BlobBody:
-        """The stored blob's bytes; BlobMissing if it is not there."""
+        """The stored blob's bytes; BlobMissing if it is not there. A store that keeps no
+        local file checks them as they stream: bytes that do not hash to ``sha256`` raise
+        before the last chunk, so a response sending them ends short of its length."""
         ...
 
     async def presigned_url(self, sha256: str) -> str | None:

@@ -1,9 +1,14 @@
 """Blobs in an S3-compatible bucket: ``<prefix>/blobs/ab/cd/<sha256>``, through obstore.
 
 A download is hashed into a local staging file first; only once its digest matched is it
-uploaded (a multipart upload for a large one) under its final key, so no object ever
-holds bytes that were not verified. The staging file also answers the requests that
+uploaded under its final key, with a SHA-256 checksum the store checks, so no object ever
+holds bytes that were not verified. An upload never replaces an object (a blob already
+there is the same blob, by its key). The staging file also answers the requests that
 arrive while the upload runs. Keys come only from validated digests.
+
+Every read is hashed as it streams, and its last chunk is held back until the digest
+matched: an object changed behind the mirror's back ends its response short of its
+Content-Length (which clients treat as a failed download), never as a complete wrong body.
 
 Credentials come from the environment (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
 ``AWS_SESSION_TOKEN``, or a role the environment provides), never from the config file,
@@ -22,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import obstore
-from obstore.exceptions import BaseError
+from obstore.exceptions import AlreadyExistsError, BaseError
 from obstore.store import S3Store
 
 from mirror.blobs.interface import (
@@ -47,6 +52,10 @@ CHUNK = 256 * 1024
 # buffers 60 MiB per large upload, against a serving process's RSS goal of 150 MB. The
 # upload runs after the requests were answered from the staging file, so speed matters less.
 UPLOAD_PARTS_AT_ONCE = 2
+# Up to this size an upload is one request with a "create only" precondition; a larger
+# one is multipart (which takes no precondition), after a look for the object: a single
+# request would hold the whole file in memory.
+SINGLE_PART_MAX = 64 * 1024 * 1024
 
 
 def _client(options: S3Options, credentials: tuple[str, str] | None) -> S3Store:
@@ -57,6 +66,7 @@ def _client(options: S3Options, credentials: tuple[str, str] | None) -> S3Store:
         config["region"] = options.region
     if credentials is not None:
         config["access_key_id"], config["secret_access_key"] = credentials
+    config["checksum_algorithm"] = "sha256"  # the store checks each upload's bytes
     plain_http = bool(options.endpoint_url and options.endpoint_url.startswith("http://"))
     return S3Store(
         options.location.bucket,
@@ -175,11 +185,27 @@ class S3BlobStore:
         return descriptor, name
 
     async def upload(self, sha256: str, verified: Path) -> None:
-        """Put a verified local file under the blob's key (multipart when large)."""
+        """Put a verified local file under the blob's key, never over an existing object
+        (multipart when large)."""
         try:
-            await obstore.put_async(
-                self._client, self.key_of(sha256), verified, max_concurrency=UPLOAD_PARTS_AT_ONCE
-            )
+            if verified.stat().st_size <= SINGLE_PART_MAX:
+                await obstore.put_async(
+                    self._client,
+                    self.key_of(sha256),
+                    verified,
+                    mode="create",
+                    use_multipart=False,
+                )
+            elif not await self.contains(sha256):
+                await obstore.put_async(
+                    self._client,
+                    self.key_of(sha256),
+                    verified,
+                    use_multipart=True,
+                    max_concurrency=UPLOAD_PARTS_AT_ONCE,
+                )
+        except AlreadyExistsError:
+            pass  # stored under its digest already (a concurrent upload, an earlier run)
         except (BaseError, OSError) as error:
             raise self._unavailable(error, "storing a verified download") from error
         self._known.add(sha256)
@@ -211,14 +237,28 @@ class S3BlobStore:
         except (BaseError, OSError) as error:
             raise self._unavailable(error, "opening a blob") from error
         self._known.add(sha256)
-        return BlobBody(result.meta["size"], self._chunks(result))
+        return BlobBody(result.meta["size"], self._checked_chunks(sha256, result))
 
-    async def _chunks(self, result: "GetResult") -> AsyncIterator[bytes]:
+    async def _checked_chunks(self, sha256: str, result: "GetResult") -> AsyncIterator[bytes]:
+        """The object's bytes, the last chunk only once they all hash to ``sha256``: a
+        mismatch raises, so a response ends short of its length, never complete."""
+        digest = hashlib.sha256()
+        held: bytes | None = None
         try:
             async for chunk in result.stream(min_chunk_size=CHUNK):
-                yield bytes(chunk)
+                if held is not None:
+                    yield held
+                held = bytes(chunk)
+                digest.update(held)
         except (BaseError, OSError) as error:  # the response has begun: it is cut short
             raise self._unavailable(error, "sending a blob") from error
+        if digest.hexdigest() != sha256:
+            self._known.discard(sha256)
+            raise StoreUnavailable(
+                f"blob {sha256} in the blob store {self.options.location} does not match its digest"
+            )
+        if held is not None:
+            yield held
 
     async def presigned_url(self, sha256: str) -> str | None:
         if self.options.serve != "presigned":

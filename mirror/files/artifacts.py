@@ -66,9 +66,9 @@ class Artifacts:
     def failure(self, error: MirrorError, record: FileRecord) -> FetchFailed | IntegrityFailure:
         """The vetting side's word for a failed fetch of ``record``'s bytes."""
         kind = failure_kind(error, record.size, self._max_file_bytes)
-        if kind is FailureKind.DIGEST:
-            return IntegrityFailure(error.reason)
         reason = failure_reason(error, self._max_file_bytes)
+        if kind is FailureKind.DIGEST:
+            return IntegrityFailure(reason)
         return FetchFailed(reason, kind, self.fetch_settings)
 
     def _file_url(self, record: FileRecord) -> URL:

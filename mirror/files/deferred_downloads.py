@@ -15,7 +15,6 @@ process, in the server's vetting child or in ``lazaretto work``.
 """
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
@@ -23,17 +22,22 @@ from packaging.utils import NormalizedName
 
 from mirror.errors import FileRefused, UpstreamUnavailable, VettingInProgress
 from mirror.files.artifacts import Artifacts
+from mirror.files.fetch_backoff import count_failure, not_while_backing_off, reject
 from quarantine.clock import Clock
 from quarantine.decide import listed_unvetted
-from quarantine.errors import StaleTransition
 from quarantine.ledger.interface import Ledger
 from quarantine.live_policy import PolicySource
 from quarantine.models import Deferral, FileRecord, FileState
 from quarantine.source import FetchFailed, IntegrityFailure
+from quarantine.vetting.fetch_retry import COUNTED
 
 log = logging.getLogger(__name__)
 ACTOR = "client download"
 ENDED = "a client asked for its bytes: vetting it now, before any background work"
+SYSTEM_ACTOR = "system:file-route"
+# Deferral-ending downloads at once: each may be a large file, and a client (or many) asking
+# for many old releases must not turn the server into a bulk downloader; the rest wait.
+CONCURRENT_FETCHES = 4
 POLL_SECONDS = 0.2  # the verdict is read from the ledger, which another process may write
 
 _Key = tuple[str, str]  # (sha256, filename)
@@ -58,12 +62,16 @@ class DeferredDownloads:
         self._wait_seconds = wait_seconds
         self._on_change = on_change  # lets this process's pages show a verdict at once
         self._waits: dict[_Key, asyncio.Task[FileRecord]] = {}
+        self._fetching = asyncio.Semaphore(CONCURRENT_FETCHES)
 
     def applies(self, record: FileRecord) -> bool:
         """Whether ``record`` is a listed file a download must wait for the vetting of."""
         if record.deferral is None or record.state is not FileState.HELD:
             return False  # every other download: no policy read on its way
-        return listed_unvetted(record, self._policies.current().vets_on_download)
+        policy = self._policies.current()
+        if policy.exclusion(record.filename) is not None:
+            return False  # a platform or Python the policy now leaves out: never fetched
+        return listed_unvetted(record, policy.vets_on_download)
 
     async def promoted(self, record: FileRecord) -> FileRecord:
         """The file's record once promoted; FileRefused when vetting condemned it or holds
@@ -101,18 +109,26 @@ class DeferredDownloads:
 
     async def _fetched(self, record: FileRecord) -> FileRecord:
         """The file's bytes stored and hash-checked (with its metadata and provenance, as
-        the vetting side fetches them); a mismatch rejects it."""
+        the vetting side fetches them); a mismatch rejects it. A failed fetch is counted
+        and backed off from as on the ordinary file route, so a retrying client does not
+        start a download per retry; only a few run at once, the rest wait their turn."""
+        now = self._clock.now()
+        not_while_backing_off(record, self._ledger, self._artifacts.fetch_settings, now)
         try:
-            return await self._artifacts.fetch(record)
+            async with self._fetching:
+                return await self._artifacts.fetch(record)
         except IntegrityFailure as failure:
             reason = f"hash_mismatch: {failure}"
-            with contextlib.suppress(StaleTransition):  # concurrent changes: one records it
-                self._ledger.transition(
-                    record, FileState.REJECTED, reason, "system:file-route", self._clock.now()
-                )
+            reject(record, reason, self._ledger, SYSTEM_ACTOR, self._clock.now())
             self._on_change()
             raise FileRefused(f"refused: rejected: {reason}") from failure
         except FetchFailed as failure:
+            if failure.kind not in COUNTED:
+                raise UpstreamUnavailable(f"cannot fetch {record.filename}: {failure}") from failure
+            refused = count_failure(record, failure, self._ledger, SYSTEM_ACTOR, self._clock.now())
+            if refused:
+                self._on_change()
+                raise FileRefused(f"refused: rejected: {failure.reason}") from failure
             raise UpstreamUnavailable(f"cannot fetch {record.filename}: {failure}") from failure
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from yarl import URL
 
-from mirror.blobs.interface import BlobStore, BlobWriter
+from mirror.blobs.interface import BlobStore, BlobWriter, DigestMismatch
 from mirror.errors import UpstreamUnavailable
 from mirror.files.mapped_file import OpenFile
 from mirror.upstream.client import UpstreamClient
@@ -65,6 +65,21 @@ class Download:
         if isinstance(error, asyncio.CancelledError):
             error = UpstreamUnavailable("the download was stopped before it was verified")
         self.verified.set_exception(error)
+
+
+async def _verified(writer: "_Keeping", digest: str, whole: bool) -> None:
+    """The body checked against its digest. When neither the listing nor the response
+    gave its length, a body ended by the connection's close may have been cut short: its
+    mismatch says the transfer failed, not that the upstream's bytes are wrong."""
+    try:
+        await writer.verify(digest)
+    except DigestMismatch as mismatch:
+        if whole:
+            raise
+        raise UpstreamUnavailable(
+            f"file transfer ended without a length after {mismatch.size} bytes that do not "
+            "match the listed digest: maybe cut short"
+        ) from mismatch
 
 
 def _retrieve(future: "asyncio.Future[Early]") -> None:
@@ -156,8 +171,8 @@ class Downloads:
             # Inside the try: a temp file that cannot be made (EMFILE, EROFS, EACCES) must
             # release the waiters too, or their requests hang for good.
             writer = _Keeping(self._blobs.writer(limit, digest), self._keep_bytes)
-            await self._client.download(url, writer, size)
-            await writer.verify(digest)
+            framed = await self._client.download(url, writer, size)
+            await _verified(writer, digest, framed or size is not None)
             early = writer.early()
             download.verified.set_result(early)
             await writer.persist()

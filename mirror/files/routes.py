@@ -7,7 +7,6 @@ its first download, which waits for the verdict (``mirror.files.deferred_downloa
 """
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 from datetime import datetime
@@ -18,7 +17,6 @@ from starlette.responses import FileResponse, RedirectResponse, Response, Stream
 
 from mirror.blobs.interface import DigestMismatch, StoreUnavailable, TooLarge
 from mirror.errors import (
-    FetchBackingOff,
     FileNotAvailable,
     FileWithdrawn,
     MirrorError,
@@ -26,11 +24,11 @@ from mirror.errors import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
+from mirror.files.fetch_backoff import count_failure, not_while_backing_off, reject
 from mirror.files.mapped_file import MappedFileResponse, OpenFile
 from mirror.services import Services
 from quarantine.clock import format_timestamp
 from quarantine.decide import current_reason, hold_until
-from quarantine.errors import StaleTransition
 from quarantine.feeds.in_force import with_advisories
 from quarantine.models import FileRecord, FileState
 from quarantine.source import FetchFailed, IntegrityFailure
@@ -161,7 +159,9 @@ async def _from_store(
             return RedirectResponse(url, status_code=307, headers={"Cache-Control": "no-store"})
     body = await services.blobs.open(digest)  # an unreachable store: 503 before any byte
     if body.size > services.blob_cache.max_blob_bytes:
-        sized = {**headers, "Content-Length": str(body.size)}  # a cut-short body shows
+        # The store holds back the last chunk until the digest matched: a changed object's
+        # response ends short of this length, which every client treats as a failure.
+        sized = {**headers, "Content-Length": str(body.size)}
         return StreamingResponse(body.chunks, headers=sized, media_type=media_type)
     whole = b"".join([chunk async for chunk in body.chunks])
     if hashlib.sha256(whole).hexdigest() != digest:
@@ -199,7 +199,7 @@ async def _checked_file(
     except MirrorError as error:
         failure = artifacts.failure(error, record)
         if isinstance(failure, IntegrityFailure):
-            _reject(record, refusal(FailureKind.DIGEST, error.reason), services)
+            _reject(record, refusal(FailureKind.DIGEST, str(failure)), services)
             raise UpstreamRejected(f"file_rejected: {DIGEST_REFUSAL}") from error
         if failure.kind not in COUNTED:
             raise
@@ -212,33 +212,19 @@ async def _checked_file(
 
 
 def _not_while_backing_off(record: FileRecord, services: Services) -> None:
-    """A file whose last fetches failed waits out its backoff rather than asking again on
-    every request (a client retrying in a loop would make it a flood)."""
-    attempts = services.ledger.fetch_attempt(record.project, record.filename)
-    if attempts is None or attempts.settings_changed(services.artifacts.fetch_settings):
-        return
-    if attempts.waiting(services.clock.now()):
-        raise FetchBackingOff(
-            f"file_unavailable: fetching it failed ({attempts.reason}); "
-            f"next try after {format_timestamp(attempts.next_attempt_at)}"
-        )
+    fetch_settings = services.artifacts.fetch_settings
+    not_while_backing_off(record, services.ledger, fetch_settings, services.clock.now())
 
 
 def _count_failure(record: FileRecord, failure: FetchFailed, services: Services) -> bool:
-    """A transfer or settings failure: tried again later, a bounded number of times (True
-    once they are used up and the file is refused)."""
-    attempts = services.ledger.record_fetch_failure(
-        record, failure.kind, failure.reason, failure.config, ACTOR, services.clock.now()
-    )
-    if not attempts.exhausted():
-        return False
-    _reject(record, refusal(failure.kind, failure.reason), services)
-    return True
+    refused = count_failure(record, failure, services.ledger, ACTOR, services.clock.now())
+    if refused:
+        services.catalog.sync()
+    return refused
 
 
 def _reject(record: FileRecord, reason: str, services: Services) -> None:
-    with contextlib.suppress(StaleTransition):  # concurrent requests: one records it
-        services.ledger.transition(record, FileState.REJECTED, reason, ACTOR, services.clock.now())
+    reject(record, reason, services.ledger, ACTOR, services.clock.now())
     services.catalog.sync()
 
 

@@ -122,23 +122,26 @@ class Metered:
 
 
 class LedgerCounts:
-    """The ledger's counts and this process's readiness, read every few seconds: a
-    scrape reads memory, never the ledger."""
+    """The ledger's counts, read every few seconds: a scrape reads memory, never the
+    ledger. Readiness comes from ``readiness``, which its own loop keeps current."""
 
     def __init__(
         self,
         ledger: Ledger,
-        readiness: Callable[[], Awaitable[str | None]],
+        readiness: Callable[[], bool | None],
         interval_seconds: float = TALLY_INTERVAL_SECONDS,
     ) -> None:
         self._ledger = ledger
         self._readiness = readiness
         self._interval = interval_seconds
         self.latest: LedgerTally | None = None
-        self.ready: bool | None = None  # None: not checked yet
+
+    @property
+    def ready(self) -> bool | None:
+        """None: not checked yet."""
+        return self._readiness()
 
     async def refresh(self) -> None:
-        self.ready = await self._readiness() is None
         self.latest = await asyncio.to_thread(self._ledger.tally)
 
     async def run_forever(self) -> None:
@@ -146,7 +149,6 @@ class LedgerCounts:
             try:
                 await self.refresh()
             except Exception as error:  # noqa: BLE001 - a metrics read must never stop serving
-                self.ready = False
                 log.warning("ledger counts for /metrics not read: %s", error)
             await asyncio.sleep(self._interval)
 

@@ -167,8 +167,10 @@ class Catalog:
         reserved: ReservedNames | None = None,
         guard: ClockGuard | None = None,
         feeds: Feeds | None = None,
+        max_file_bytes: int | None = None,
     ) -> None:
         self._ledger = ledger
+        self._max_file_bytes = max_file_bytes  # a larger file is never deferred
         self._client = client
         self._policies = policy  # read at each use: admins change it at run time
         self._clock = clock
@@ -654,6 +656,7 @@ class Catalog:
             policy,
             frozen,
             lambda record: with_advisories(record, stored, self._feeds),
+            self._max_file_bytes,
         )
         return known, observation
 

@@ -19,7 +19,7 @@ from yarl import URL
 
 from mirror import __version__
 from mirror.blobs.interface import BlobWriter
-from mirror.errors import UpstreamGone, UpstreamRejected, UpstreamUnavailable
+from mirror.errors import SizeMismatch, UpstreamGone, UpstreamRejected, UpstreamUnavailable
 from mirror.upstream.page_budget import Lease, PageBudget
 from mirror.upstream.parse import parse_project_page
 from mirror.upstream.resolver import GuardedResolver
@@ -149,8 +149,10 @@ class UpstreamClient:
             return await asyncio.to_thread(_inflate, raw, declared)
         return _inflate(raw, declared)
 
-    async def download(self, url: URL, writer: BlobWriter, declared_size: int | None) -> None:
-        """Stream ``url`` into ``writer``; the caller commits against the declared digest."""
+    async def download(self, url: URL, writer: BlobWriter, declared_size: int | None) -> bool:
+        """Stream ``url`` into ``writer``; the caller commits against the declared digest.
+        True when the body's framing (a Content-Length, chunked encoding) shows it arrived
+        whole; False for a body ended by the connection's close, which a cut looks like."""
         headers = {"Accept-Encoding": "identity"}
         async with (
             self._attempt(self._download_deadline, "the file transfer"),
@@ -162,7 +164,11 @@ class UpstreamClient:
                 raise UpstreamRejected("encoded_file: files must arrive as their raw bytes")
             length = response.content_length
             if declared_size is not None and length is not None and length != declared_size:
-                raise UpstreamRejected("size_mismatch: Content-Length differs from listed size")
+                # The upstream declares the whole body it sends: another file than listed.
+                raise SizeMismatch(
+                    f"size_mismatch: upstream sends {length} bytes, listed {declared_size}"
+                )
+            framed = length is not None or "chunked" in _transfer_encoding(response)
             try:
                 async for chunk in response.content.iter_chunked(_CHUNK):
                     await writer.write(chunk)
@@ -171,9 +177,12 @@ class UpstreamClient:
                     f"file transfer broke off: {type(error).__name__}"
                 ) from error
         if declared_size is not None and writer.size != declared_size:
-            raise UpstreamRejected(
-                f"size_mismatch: got {writer.size} bytes, listed {declared_size}"
-            )
+            if not framed:  # ended by a close: maybe cut short, so not proof of other bytes
+                raise UpstreamUnavailable(
+                    f"file transfer ended early: got {writer.size} bytes, listed {declared_size}"
+                )
+            raise SizeMismatch(f"size_mismatch: got {writer.size} bytes, listed {declared_size}")
+        return framed
 
     async def fetch_small(self, url: URL, limit: int) -> bytes | None:
         """A small document such as a provenance object; None when the upstream has none."""
@@ -287,3 +296,7 @@ async def _read_capped(
     except (TimeoutError, aiohttp.ClientError) as error:
         raise UpstreamUnavailable(f"upstream read broke off: {type(error).__name__}") from error
     return b"".join(parts)
+
+
+def _transfer_encoding(response: aiohttp.ClientResponse) -> str:
+    return response.headers.get("Transfer-Encoding", "").lower()

@@ -1,13 +1,13 @@
 """Why a file's fetch failed, told apart for ``quarantine.vetting.fetch_retry``.
 
-Only a digest mismatch says the upstream's bytes are wrong: the download refuses a
-body whose size differs from the listing's before hashing it, so a mismatch is always
-over the whole declared file. A refusal our settings made (a size cap, a host, a
+Only a digest mismatch, or a complete transfer of another size than listed, says the
+upstream's bytes are wrong: a body cut short (or ended by a close, which a cut looks
+like) says only that the transfer failed. A refusal our settings made (a size cap, a host, a
 redirect) is a configuration failure; every other one is the transfer's.
 """
 
 from mirror.blobs.interface import DigestMismatch, StoreUnavailable, TooLarge
-from mirror.errors import MirrorError, UpstreamRejected
+from mirror.errors import MirrorError, SizeMismatch, UpstreamRejected
 from quarantine.vetting.fetch_retry import FailureKind
 
 # Codes of UpstreamRejected that our settings decide (file_hosts, upstream_private_networks).
@@ -15,7 +15,7 @@ _SETTINGS_CODES = ("offhost_url", "forbidden_address", "redirect_policy")
 
 
 def failure_kind(error: MirrorError, declared_size: int | None, max_file_bytes: int) -> FailureKind:
-    if isinstance(error, DigestMismatch):
+    if isinstance(error, DigestMismatch | SizeMismatch):
         return FailureKind.DIGEST
     if isinstance(error, StoreUnavailable):
         return FailureKind.STORE

@@ -46,7 +46,7 @@ API_VERSION = "1.4"  # 1.4 is the first version with PEP 792 project-status
 FAULTS = frozenset({"html", "malformed", "500", "slow", "bomb", "bomb_lying"})
 BOMB_INFLATED_BYTES = 256 * 1024 * 1024  # what the "bomb" page inflates to
 # Glitches of one file's download (``fail_file``), each answered once, then the file again.
-FILE_FAULTS = frozenset({"gzip", "500", "long", "offhost"})
+FILE_FAULTS = frozenset({"gzip", "500", "long", "offhost", "short_chunked", "cut_unframed"})
 
 # How long stop() lets in-flight requests finish before cancelling them; kept
 # short so a test that leaves a "slow" request hanging does not stall teardown.
@@ -194,7 +194,9 @@ class Upstream:
         """Answer the next downloads of ``filename`` with these glitches, one each, then
         serve it again: ``gzip`` (the bytes gzip-encoded, as a misconfigured CDN sends
         them), ``500``, ``long`` (more bytes than listed), ``offhost`` (a redirect to a
-        host the mirror does not fetch files from)."""
+        host the mirror does not fetch files from), ``short_chunked`` (a complete chunked
+        body 16 bytes shorter than listed), ``cut_unframed`` (half the bytes, with neither
+        a length nor chunking: ended by closing the connection, as a cut transfer looks)."""
         unknown = set(faults) - FILE_FAULTS
         if unknown:
             raise ValueError(f"unknown file faults {unknown}; expected some of {FILE_FAULTS}")
@@ -263,7 +265,7 @@ class Upstream:
         body, serial = rendered
         return _json_response(request, body, serial)
 
-    async def _file(self, request: web.Request) -> web.Response:
+    async def _file(self, request: web.Request) -> web.StreamResponse:
         filename = request.match_info["filename"]
         body = self._file_body(request.match_info["project"], filename)
         if body is None:
@@ -271,6 +273,8 @@ class Upstream:
         with self._lock:
             pending = self._file_faults.get(filename)
             fault = pending.pop(0) if pending else None
+        if fault in ("short_chunked", "cut_unframed"):
+            return await _streamed_fault_response(request, fault, body)
         if fault is not None:
             return _file_fault_response(fault, body)
         return web.Response(body=body, content_type="application/octet-stream")
@@ -457,6 +461,31 @@ def _fault_response(fault: str, project: str) -> web.Response:
         response.headers["Content-Encoding"] = "gzip"
         return response
     return web.Response(status=500, text="Internal Server Error")
+
+
+class _Unframed(web.StreamResponse):
+    """No Content-Length and no chunking: the body ends when the connection closes."""
+
+    _length_check = False
+
+
+async def _streamed_fault_response(
+    request: web.Request, fault: str, body: bytes
+) -> web.StreamResponse:
+    response: web.StreamResponse
+    if fault == "short_chunked":
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        sent = body[:-16]
+    else:
+        response = _Unframed()
+        response.force_close()
+        sent = body[: len(body) // 2]
+    response.content_type = "application/octet-stream"
+    await response.prepare(request)
+    await response.write(sent)
+    await response.write_eof()
+    return response
 
 
 def _file_fault_response(fault: str, body: bytes) -> web.Response:
