@@ -23,11 +23,10 @@ import aiofiles
 from mirror.blobs.interface import (
     BlobBody,
     BlobMissing,
-    DigestMismatch,
     Swept,
-    TooLarge,
     store_failure,
 )
+from mirror.blobs.staging import StagedWriter
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 CHUNK = 1024 * 1024
@@ -41,45 +40,11 @@ def _fsync_directory(path: Path) -> None:
         os.close(descriptor)
 
 
-class DiskBlobWriter:
+class DiskBlobWriter(StagedWriter):
     def __init__(self, store: "DiskBlobStore", limit: int, digest: str | None = None) -> None:
-        self._store = store
-        self._limit = limit
-        self._hash = hashlib.sha256()
-        self.size = 0
         handle, name = store.temporary(digest)
-        self._path = Path(name)
-        self._descriptor: int | None = handle
-        self._verified: str | None = None
-
-    async def write(self, chunk: bytes) -> None:
-        self.size += len(chunk)
-        if self.size > self._limit:
-            raise TooLarge(f"more than {self._limit} bytes")
-        self._hash.update(chunk)
-        assert self._descriptor is not None
-        view = memoryview(chunk)
-        try:
-            while view:
-                written = os.write(self._descriptor, view)
-                view = view[written:]
-        except OSError as error:
-            raise store_failure(error, "writing a download") from error
-
-    async def verify(self, expected_sha256: str) -> None:
-        actual = self._hash.hexdigest()
-        if actual != expected_sha256:
-            await self.abort()
-            raise DigestMismatch(expected_sha256, actual, self.size)
-        self._verified = expected_sha256
-
-    def open_verified(self) -> int | None:
-        if self._verified is None or self._descriptor is None:
-            raise RuntimeError("open_verified() needs verify() first, and comes before persist()")
-        try:
-            return os.open(self._path, os.O_RDONLY)  # the rename in persist() leaves it valid
-        except OSError as error:
-            raise store_failure(error, "reopening a verified download") from error
+        super().__init__(limit, handle, name, "writing a download")
+        self._store = store
 
     async def persist(self) -> None:
         if self._verified is None or self._descriptor is None:
@@ -97,12 +62,6 @@ class DiskBlobWriter:
             _publish(descriptor, self._path, target)
         finally:
             os.close(descriptor)  # only now: the lock kept a sweep off until the rename
-
-    async def abort(self) -> None:
-        self._path.unlink(missing_ok=True)  # while still locked
-        if self._descriptor is not None:
-            os.close(self._descriptor)
-            self._descriptor = None
 
 
 def _publish(descriptor: int, source: Path, target: Path) -> None:

@@ -33,13 +33,12 @@ from obstore.store import S3Store
 from mirror.blobs.interface import (
     BlobBody,
     BlobMissing,
-    DigestMismatch,
     StoreUnavailable,
     Swept,
-    TooLarge,
     store_failure,
 )
 from mirror.blobs.s3_options import S3Options
+from mirror.blobs.staging import StagedWriter
 
 if TYPE_CHECKING:
     from obstore import GetResult
@@ -92,44 +91,11 @@ def _first_line(error: BaseException) -> str:
     return (lines[0] if lines else type(error).__name__)[:240]
 
 
-class S3BlobWriter:
+class S3BlobWriter(StagedWriter):
     def __init__(self, store: "S3BlobStore", limit: int, digest: str | None) -> None:
+        descriptor, name = store.staging_file(digest)
+        super().__init__(limit, descriptor, name, "staging a download")
         self._store = store
-        self._limit = limit
-        self._hash = hashlib.sha256()
-        self.size = 0
-        self._descriptor: int | None
-        self._descriptor, name = store.staging_file(digest)
-        self._path = Path(name)
-        self._verified: str | None = None
-
-    async def write(self, chunk: bytes) -> None:
-        self.size += len(chunk)
-        if self.size > self._limit:
-            raise TooLarge(f"more than {self._limit} bytes")
-        self._hash.update(chunk)
-        assert self._descriptor is not None
-        view = memoryview(chunk)
-        try:
-            while view:
-                view = view[os.write(self._descriptor, view) :]
-        except OSError as error:
-            raise store_failure(error, "staging a download") from error
-
-    async def verify(self, expected_sha256: str) -> None:
-        actual = self._hash.hexdigest()
-        if actual != expected_sha256:
-            await self.abort()
-            raise DigestMismatch(expected_sha256, actual, self.size)
-        self._verified = expected_sha256
-
-    def open_verified(self) -> int | None:
-        if self._verified is None or self._descriptor is None:
-            raise RuntimeError("open_verified() needs verify() first, and comes before persist()")
-        try:
-            return os.open(self._path, os.O_RDONLY)  # valid after the unlink in persist()
-        except OSError as error:
-            raise store_failure(error, "reopening a verified download") from error
 
     async def persist(self) -> None:
         if self._verified is None or self._descriptor is None:
@@ -139,12 +105,6 @@ class S3BlobWriter:
             await self._store.upload(self._verified, self._path)
         finally:
             await self.abort()  # the staging file's work is done, uploaded or not
-
-    async def abort(self) -> None:
-        self._path.unlink(missing_ok=True)  # while still locked
-        if self._descriptor is not None:
-            os.close(self._descriptor)
-            self._descriptor = None
 
 
 class S3BlobStore:
