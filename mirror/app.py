@@ -39,7 +39,7 @@ from mirror.http.index_auth import IndexAuth, with_index_auth
 from mirror.http.metrics import LedgerCounts, Metered, RequestTally, metrics_registry, metrics_route
 from mirror.http.one_line import OneLine, for_error, one_line
 from mirror.http.request_base import RequestBase
-from mirror.ledger_backend import open_download_log, open_lease, open_ledger
+from mirror.ledger_backend import is_postgres, open_download_log, open_lease, open_ledger
 from mirror.notify.delivery import Notifier, build_routes
 from mirror.services import Services
 from mirror.settings import Settings
@@ -139,6 +139,7 @@ def build_services(
         guard=guard,
         feeds=feeds,
         max_file_bytes=settings.max_file_bytes,
+        shared_ledger=is_postgres(settings) or settings.workers > 1,
     )
     source = MirrorSource(artifacts, catalog, LocalCopies(blobs, data_dir / "inspection-copies"))
     promoter = Promoter(

@@ -1646,6 +1646,42 @@ def test_a_cold_page_goes_out_before_the_write_and_a_refused_write_is_not_served
     assert ledger.project(NormalizedName("demo-pkg")) is not None
 
 
+def test_with_other_serving_processes_a_page_waits_for_its_write(
+    upstream: Upstream,
+    clock: FakeClock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    project_size: str,
+) -> None:
+    """Beside other serving processes (``--workers``, replicas on one PostgreSQL) a file on
+    a page may be asked of another process, which knows only what the ledger has: so no
+    page goes out before its records are committed, and a refused write sends none."""
+    demo = publish_demo(upstream, clock)
+    settings = settings_for(tmp_path / "data", upstream.url, workers=2)
+    with running_mirror(settings, clock) as mirror:
+        assert mirror.services is not None
+        ledger = mirror.services.ledger
+        real_apply = ledger.apply
+
+        def refusing(observation: Any, etag: str | None, actor: str) -> int:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        monkeypatch.setattr(ledger, "apply", refusing)
+        first = get(mirror, "/simple/demo-pkg/", {"Accept": JSON_TYPE})
+        assert first.status >= 500, first.body  # nothing listed that no process could serve
+        monkeypatch.setattr(ledger, "apply", real_apply)
+        again = get(mirror, "/simple/demo-pkg/", {"Accept": JSON_TYPE})
+        assert again.status == 200
+        assert {entry["filename"] for entry in json.loads(again.body)["files"]} == set(demo.served)
+        # What this page lists is in the ledger the other processes read, before it is sent.
+        other = SqliteLedger(tmp_path / "data" / "ledger.sqlite3")
+        try:
+            for entry in json.loads(again.body)["files"]:
+                assert other.file(NormalizedName("demo-pkg"), entry["filename"]) is not None
+        finally:
+            other.close()
+
+
 def test_a_file_asked_for_while_its_big_project_is_being_written_waits_for_the_write(
     mirror: MirrorServer, upstream: Upstream, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:

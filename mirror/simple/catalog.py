@@ -168,8 +168,13 @@ class Catalog:
         guard: ClockGuard | None = None,
         feeds: Feeds | None = None,
         max_file_bytes: int | None = None,
+        shared_ledger: bool = False,
     ) -> None:
         self._ledger = ledger
+        # Other processes (replicas, serving workers) answer file requests from the same
+        # ledger: a page may then go out only once its records are committed, or a file it
+        # lists can be asked of a process that finds no record yet.
+        self._hands_over_before_write = not shared_ledger
         self._max_file_bytes = max_file_bytes  # a larger file is never deferred
         self._client = client
         self._policies = policy  # read at each use: admins change it at run time
@@ -607,7 +612,8 @@ class Catalog:
             )
         else:
             known, observation = self._observe(before, snapshot, now, policy, frozen)
-        if flight is not None and _alters_pages(before, observation) and not kept:
+        early = self._hands_over_before_write and not kept
+        if flight is not None and early and _alters_pages(before, observation):
             live.written = _records_after(known, observation, etag, UNWRITTEN_SEQ)
             live.unwritten, live.unreachable, live.ok_at = True, False, now
             live.pages.clear()
@@ -618,12 +624,12 @@ class Catalog:
             try:
                 seq = await self._write(live, observation, etag)
             except Exception:
+                live.looked_at = None  # a look the ledger did not take: the next one looks anew
                 if flight is None or not kept:
                     raise
-                # As for a page handed over before a write that failed: logged, and the
-                # next request looks again; these requests get the page last recorded.
+                # As for a page handed over before a write that failed: logged; these
+                # requests get the page last recorded.
                 log.exception("could not record the look at %s", snapshot.name)
-                live.looked_at = None
                 flight.answer()
                 raise
             rendering = flight is not None and not kept
