@@ -20,12 +20,15 @@ and bytes the mirror fetched, the server's and the vetting child's peak RSS.
 import argparse
 import json
 import os
+import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -42,6 +45,7 @@ PLATFORMS = [f"manylinux_2_{minor}_x86_64" for minor in range(39, 16, -1)] + [
     "linux_x86_64",
 ]
 PYTHON = Path(sys.executable)
+FILE_GET = re.compile(r'"GET /files/[^"]*" (\d{3})')
 ENV = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
 
 
@@ -89,11 +93,39 @@ def stored(data: Path) -> tuple[int, int]:
     return len(files), sum(p.stat().st_size for p in files)
 
 
+def by_project(data: Path, top: int = 12) -> list[str]:
+    """The projects whose stored files weigh most: files, GB, and how many of the project's
+    files are in each state (deferred ones counted apart)."""
+    with sqlite3.connect(f"file:{data / 'ledger.sqlite3'}?mode=ro", uri=True) as db:
+        heavy = db.execute(
+            "SELECT project, count(*), sum(size) FROM files WHERE stored GROUP BY project"
+            " ORDER BY sum(size) DESC LIMIT ?",
+            (top,),
+        ).fetchall()
+        lines = []
+        for project, count, size in heavy:
+            states = db.execute(
+                "SELECT state || CASE WHEN deferral IS NULL THEN '' ELSE ' (deferred)' END,"
+                " count(*) FROM files WHERE project = ? GROUP BY 1 ORDER BY 2 DESC",
+                (project,),
+            ).fetchall()
+            shown = ", ".join(f"{n} {state}" for state, n in states)
+            lines.append(f"{project}: {count} files, {size / 1e9:.2f} GB stored; {shown}")
+        return lines
+
+
+def file_answers(log: Path) -> str:
+    """The mirror's answers to file GETs, by status (503: a deferred file still vetting)."""
+    counts = Counter(FILE_GET.findall(log.read_text(errors="replace")))
+    return ", ".join(f"{status}: {n}" for status, n in sorted(counts.items())) or "none"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-seconds", type=float, default=480.0)
     parser.add_argument("--every", type=float, default=20.0)
     parser.add_argument("--save", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep the data directory and log")
     args = parser.parse_args()
     index = pip_index_url()
     work = Path(tempfile.mkdtemp(prefix="lazaretto-real-"))
@@ -124,6 +156,7 @@ def main() -> None:
         if picked == direct:
             agreed = time.monotonic() - first
         files, size = stored(work / "data")
+        heaviest = by_project(work / "data")
     finally:
         sampler.stop.set()
         server.terminate()
@@ -153,6 +186,7 @@ def main() -> None:
             "server RSS peak / vetting child RSS peak",
             f"{sampler.server_mb:.0f} / {sampler.child_mb:.0f} MB",
         ),
+        ("file GETs answered, by status", file_answers(work / "serve.log")),
         ("load average 1/5/15 min at the end", " / ".join(f"{x:.1f}" for x in os.getloadavg())),
     ]
     table = ["| measurement | value |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows]
@@ -161,12 +195,17 @@ def main() -> None:
         heading
         + "Command: `.venv/bin/python bench/first_use_real.py`\n\n"
         + "\n".join(table)
+        + "\n\nStored bytes by project (the heaviest):\n\n"
+        + "\n".join(f"- {line}" for line in heaviest)
         + "\n"
     )
     print(text)
     if args.save:
         save("first-use-real-index", text)
-    shutil.rmtree(work, ignore_errors=True)
+    if args.keep:
+        print(f"kept: {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

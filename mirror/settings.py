@@ -189,6 +189,9 @@ class Settings:
     inspection_memory_mb: int = 1024  # address space of one inspection worker
     inspection_cpu_seconds: int = 120  # CPU time of one file's inspection
     inspection_timeout_seconds: float = 600.0  # wall-clock time of one file's inspection
+    # The vetting child and its inspection workers run this much nicer than the serving
+    # process, so a backlog of vetting never takes the CPU a page request needs.
+    vetting_nice: int = 10
     # How long a download of a deferred file waits for its verdict before a 503 (pip and
     # uv retry that) tells the client to ask again.
     deferred_vetting_wait_seconds: float = 60.0
@@ -281,6 +284,7 @@ _TOP_LEVEL: dict[str, Callable[[Any], Any]] = {
     "inspection_cpu_seconds": int_between(0, 24 * 3600, "seconds; 0: no limit"),
     # Never unlimited: a hostile archive (or one stuck on I/O) would hold a worker forever.
     "inspection_timeout_seconds": float_between(1.0, 24 * 3600.0, "seconds"),
+    "vetting_nice": int_between(0, 19, "steps of CPU priority below the server (nice)"),
     # Longer than a client's read timeout would cut the download off instead of a 503.
     "deferred_vetting_wait_seconds": float_between(1.0, 600.0, "seconds"),
     "osv_feeds": as_list,
