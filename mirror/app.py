@@ -40,6 +40,7 @@ from mirror.http.metrics import LedgerCounts, Metered, RequestTally, metrics_reg
 from mirror.http.one_line import OneLine, for_error, one_line
 from mirror.http.request_base import RequestBase
 from mirror.ledger_backend import is_postgres, open_download_log, open_lease, open_ledger
+from mirror.memory import MemoryTrim
 from mirror.notify.delivery import Notifier, build_routes
 from mirror.services import Services
 from mirror.settings import Settings
@@ -378,6 +379,7 @@ def create_app(
             services.tasks.append(asyncio.create_task(services.downloads.run_forever()))
         follow_config(services, "serve")
         services.tasks.append(asyncio.create_task(readiness.run_forever()))
+        services.tasks.append(asyncio.create_task(MemoryTrim().run_forever()))
         if settings.metrics is not False:
             services.tasks.append(asyncio.create_task(counts.run_forever()))
         if background:

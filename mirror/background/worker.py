@@ -25,6 +25,7 @@ from mirror.app import (
     start_background,
 )
 from mirror.background.demand_pipe import DemandReader
+from mirror.memory import MemoryTrim
 from mirror.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ async def run_worker(
         # A server's look recorded new held files, or an admin decided: a round soon.
         follow = services.catalog.follow_ledger(on_change=services.promoter.wake)
         services.tasks.append(asyncio.create_task(follow))
+        services.tasks.append(asyncio.create_task(MemoryTrim().run_forever()))
         follow_config(services, "work")
         log.info("vetting worker running on %s", settings.data_dir)
         await stop.wait()
