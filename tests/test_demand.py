@@ -9,9 +9,11 @@ import asyncio
 import hashlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from packaging.utils import NormalizedName
 
+from quarantine.evidence import Evidence
 from quarantine.ledger.sqlite import SqliteLedger
 from quarantine.live_policy import FixedPolicy
 from quarantine.models import FileRecord, ProjectStatus, Snapshot, UpstreamFile
@@ -111,4 +113,66 @@ def test_within_a_project_the_newest_cooled_release_goes_first(tmp_path: Path) -
     order = asyncio.run(promoter.run_once()).vetting_order
     versions = [name.split("-")[1] for name in order]
     assert versions == ["2.0"] * 6 + ["1.0"] * 6 + ["3.0"] * 6  # 3.0 still cools
+    ledger.close()
+
+
+class StuckSource(LocalSource):
+    """The backlog's one file is fetched only once ``release`` is set."""
+
+    def __init__(self, folder: Path, ledger: SqliteLedger) -> None:
+        super().__init__(folder)
+        self.ledger = ledger
+        self.release = asyncio.Event()
+        self.stuck = asyncio.Event()
+
+    async def fetch(self, record: FileRecord) -> FileRecord:
+        if record.project == BACKLOG:
+            self.stuck.set()
+            await self.release.wait()
+        await self.local_copy(record)
+        return self.ledger.mark_stored(record)
+
+
+class RecordingVetter(Vetter):
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.vetted: list[str] = []
+
+    async def vet(self, record: FileRecord) -> list[Evidence]:
+        evidence = await super().vet(record)
+        self.vetted.append(record.filename)
+        return evidence
+
+
+def test_a_project_asked_for_once_the_queue_ran_dry_is_not_kept_behind_the_files_in_hand(
+    tmp_path: Path,
+) -> None:
+    """The round's other workers found nothing more to do while one file was still in
+    hand; the files of a project asked for then must not wait for that one."""
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+    source = StuckSource(tmp_path / "files", ledger)
+    _look(ledger, source, "backlog", {"1.0": 1})
+    policy, clock = FixedPolicy(Policy()), FakeClock(NOW)
+    vetter = RecordingVetter(ledger, source, policy, clock, ProvenanceVerifier())
+    promoter = Promoter(ledger, source, policy, clock, concurrency=2, vetter=vetter)
+    for record in ledger.files(BACKLOG)[1:]:
+        ledger.mark_stored(record)  # one file left to fetch: in hand, stuck
+
+    async def scenario() -> list[str]:
+        backlog = asyncio.create_task(promoter.run_once())
+        await asyncio.wait_for(source.stuck.wait(), 10)
+        await asyncio.sleep(0.2)  # the other worker finds the queue empty meanwhile
+        _look(ledger, source, "asked", {"1.0": 1})
+        promoter.wake(ASKED, asked=True)
+        try:
+            async with asyncio.timeout(20):
+                while sum(name.startswith("asked-") for name in vetter.vetted) < 6:
+                    await asyncio.sleep(0.01)
+            return list(vetter.vetted)
+        finally:
+            source.release.set()
+            await backlog
+
+    vetted = asyncio.run(scenario())
+    assert sum(name.startswith("asked-") for name in vetted) == 6
     ledger.close()

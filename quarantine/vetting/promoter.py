@@ -125,6 +125,7 @@ class Promoter:
         self._queue = WorkQueue(lambda record: hold_until(record, self._policies.current()))
         self._round: Round | None = None  # the round running now
         self._wake = asyncio.Event()
+        self._work_arrived = asyncio.Event()  # a file queued or finished during a round
         self._lock = asyncio.Lock()
         self._on_change = on_change  # lets the serving side drop pages that changed
         self._guard = guard or ClockGuard(ledger, clock)
@@ -159,6 +160,7 @@ class Promoter:
             self._queue.ask(project)
             if self._round is not None:  # a round is running: join it now, at the front
                 self._offer_project(project, self._round)
+                self._work_arrived.set()
         self._wake.set()
 
     async def run_forever(
@@ -264,11 +266,22 @@ class Promoter:
         await asyncio.gather(*workers)
 
     async def _work(self, result: Round) -> None:
-        while (record := self._queue.pop()) is not None:
+        while True:
+            record = self._queue.pop()
+            if record is None:
+                if not self._queue.in_hand():
+                    return  # nothing waits and nobody works: the round is over
+                # Files a client asks for may still join the round: a worker that found
+                # the queue empty stays, or they would wait behind the files in hand (a
+                # big wheel's vetting takes minutes).
+                self._work_arrived.clear()
+                await self._work_arrived.wait()
+                continue
             try:
                 await self._fetch_and_vet(record, result)
             finally:
                 drained = self._queue.done(record)
+                self._work_arrived.set()  # the last file done ends the round for all
             if drained:
                 # Promote what a client waits for now, not after the rest of the backlog,
                 # and let every project's reasons say what its files wait for now.

@@ -96,6 +96,10 @@ class WorkQueue:
             return record
         return None
 
+    def in_hand(self) -> int:
+        """Files popped and not yet done."""
+        return len(self._in_hand)
+
     def done(self, record: FileRecord) -> bool:
         """The file in hand is finished; whether its project has nothing left queued."""
         self._in_hand.discard((record.sha256, record.filename))
