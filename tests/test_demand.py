@@ -16,7 +16,7 @@ from packaging.utils import NormalizedName
 from quarantine.evidence import Evidence
 from quarantine.ledger.sqlite import SqliteLedger
 from quarantine.live_policy import FixedPolicy
-from quarantine.models import FileRecord, ProjectStatus, Snapshot, UpstreamFile
+from quarantine.models import FileRecord, FileState, ProjectStatus, Snapshot, UpstreamFile
 from quarantine.observe import observe
 from quarantine.policy import AHEAD, Policy
 from quarantine.provenance.verify import ProvenanceVerifier
@@ -176,3 +176,55 @@ def test_a_project_asked_for_once_the_queue_ran_dry_is_not_kept_behind_the_files
     vetted = asyncio.run(scenario())
     assert sum(name.startswith("asked-") for name in vetted) == 6
     ledger.close()
+
+
+class FirstThenStuckSource(StuckSource):
+    """The first file fetched comes at once; every later one waits for ``release``."""
+
+    def __init__(self, folder: Path, ledger: SqliteLedger) -> None:
+        super().__init__(folder, ledger)
+        self.fetched: list[str] = []
+
+    async def fetch(self, record: FileRecord) -> FileRecord:
+        self.fetched.append(record.filename)
+        if len(self.fetched) > 1:
+            self.stuck.set()
+            await self.release.wait()
+        await self.local_copy(record)
+        return self.ledger.mark_stored(record)
+
+
+def test_a_release_still_being_vetted_is_served_from_its_first_promoted_file(
+    tmp_path: Path,
+) -> None:
+    """numpy's newest release has dozens of wheels: the first one vetted (a Linux x86_64
+    wheel, the one most installs take) is promoted without waiting for the others."""
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+    source = FirstThenStuckSource(tmp_path / "files", ledger)
+    _look(ledger, source, "asked", {"1.0": 24 * 5})  # cooled: promoted once vetted
+    policy, clock = FixedPolicy(Policy()), FakeClock(NOW)
+    vetter = Vetter(ledger, source, policy, clock, ProvenanceVerifier())
+    promoter = Promoter(ledger, source, policy, clock, concurrency=2, vetter=vetter)
+
+    async def scenario() -> set[str]:
+        promoter.wake(ASKED, asked=True)
+        work = asyncio.create_task(promoter.run_once())
+        try:
+            async with asyncio.timeout(20):
+                await source.stuck.wait()
+                while not (promoted := _promoted(ledger)):
+                    await asyncio.sleep(0.01)
+            return promoted
+        finally:
+            source.release.set()
+            await work
+
+    promoted = asyncio.run(scenario())
+    assert promoted == {source.fetched[0]}  # the others were still on their way
+    assert "manylinux" in source.fetched[0] and "x86_64" in source.fetched[0]
+    assert len(_promoted(ledger)) == 6  # and all of them once their bytes came
+    ledger.close()
+
+
+def _promoted(ledger: SqliteLedger) -> set[str]:
+    return {r.filename for r in ledger.files(ASKED) if r.state is FileState.PROMOTED}

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from packaging.utils import NormalizedName
 
 from quarantine.models import FileRecord, FileState
-from quarantine.vetting.queue import WorkQueue
+from quarantine.vetting.queue import WorkQueue, install_likelihood
 
 DEMO = NormalizedName("demo")
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
@@ -71,3 +71,23 @@ def test_a_newer_release_queued_later_takes_the_lead_of_its_project() -> None:
         "other-1.0.tar.gz",  # another project's newest goes before demo's older release
         "demo-4.0.tar.gz",
     ]
+
+
+def test_within_a_release_the_files_most_installs_take_come_first() -> None:
+    """Linux x86_64 and pure-Python wheels, then other platforms', the sdist last: a file
+    is served once it is promoted, and a release's first promoted file serves most installs."""
+    queue = _queue()
+    names = [
+        "demo-1.0.tar.gz",
+        "demo-1.0-cp312-cp312-win_amd64.whl",
+        "demo-1.0-cp312-cp312-macosx_11_0_arm64.whl",
+        "demo-1.0-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+        "demo-1.0-cp312-cp312-manylinux_2_17_aarch64.whl",
+    ]
+    for i, name in enumerate(names):
+        queue.put(replace(_held(name, "1.0"), sha256=f"{i:064d}"), NOW)
+    order = [record.filename for record in iter(queue.pop, None)]
+    assert order[0] == "demo-1.0-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
+    assert order[-1] == "demo-1.0.tar.gz"
+    assert sorted(order[1:4]) == sorted(names[1:3] + names[4:])
+    assert install_likelihood("demo-1.0-py3-none-any.whl") == 0

@@ -18,6 +18,7 @@ minute, so nothing this cache misses can stall a promotion for long.
 import asyncio
 import contextlib
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ ACTOR = "system:promoter"
 
 RECHECK_AT_LEAST_EVERY = timedelta(minutes=1)
 WAKE_DELAY_SECONDS = 1.0  # first sights wait this long, so a burst of them is one round
+SETTLE_EVERY_SECONDS = 10.0  # a project with files in flight is decided at most this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +114,7 @@ class Promoter:
         vetter: "Vetter | None" = None,
         feeds: Feeds | None = None,
         fetch_settings: str = "",
+        settle_every_seconds: float = SETTLE_EVERY_SECONDS,
     ) -> None:
         """``fetch_settings`` names the settings that decide whether a file may be fetched
         at all (a size cap, allowed hosts): files they refused under others are tried again."""
@@ -126,6 +129,8 @@ class Promoter:
         self._round: Round | None = None  # the round running now
         self._wake = asyncio.Event()
         self._work_arrived = asyncio.Event()  # a file queued or finished during a round
+        self._settle_every = settle_every_seconds
+        self._settled_at: dict[NormalizedName, float] = {}  # projects with work in flight
         self._lock = asyncio.Lock()
         self._on_change = on_change  # lets the serving side drop pages that changed
         self._guard = guard or ClockGuard(ledger, clock)
@@ -282,11 +287,26 @@ class Promoter:
             finally:
                 drained = self._queue.done(record)
                 self._work_arrived.set()  # the last file done ends the round for all
-            if drained:
+            if self._settle_due(record.project, drained):
                 # Promote what a client waits for now, not after the rest of the backlog,
                 # and let every project's reasons say what its files wait for now.
                 await self._settle_project(record.project, self._inputs(), result)
                 result.settled_early.add(record.project)
+
+    def _settle_due(self, project: NormalizedName, drained: bool) -> bool:
+        """Whether to decide ``project`` now: when its last queued file is done, and while
+        a big release is still being vetted, after its first file and then every
+        ``settle_every`` seconds (each vetted file is served once promoted; the first is
+        the one most installs take, see ``install_likelihood``)."""
+        now = time.monotonic()
+        if drained:
+            self._settled_at.pop(project, None)
+            return True
+        last = self._settled_at.get(project)
+        if last is not None and now - last < self._settle_every:
+            return False
+        self._settled_at[project] = now
+        return True
 
     async def _fetch_and_vet(self, record: FileRecord, result: Round) -> None:
         if not record.stored:

@@ -6,7 +6,8 @@ cooled release goes first (what a resolver will pick once it is vetted), before 
 releases of any project: a resolver asks for many projects in turn, and the last one
 asked must not put its whole 30-day backlog before the newest release of the one asked
 just before it. Then the most recently asked project first; within a project, files whose
-cooling has ended first, newest release first, then the still-cooling ones.
+cooling has ended first, newest release first, then the still-cooling ones; within a
+release, the files most installs take first (``install_likelihood``).
 
 A project asked for after its files were queued is queued again at its new rank; the
 stale entries are skipped when they come up.
@@ -19,13 +20,30 @@ from collections.abc import Callable
 from datetime import datetime
 from functools import total_ordering
 
-from packaging.utils import NormalizedName
+from packaging.utils import InvalidWheelFilename, NormalizedName, parse_wheel_filename
 from packaging.version import Version
 
-from quarantine.filenames import version_or_none
+from quarantine.filenames import WHEEL_SUFFIX, version_or_none
 from quarantine.models import FileRecord
 
 MAX_ASKED = 10_000  # projects remembered as asked for; the oldest are forgotten
+
+
+def install_likelihood(filename: str) -> int:
+    """Within a release, the files most installs take first (lower first): a promoted
+    file is served at once, so a release's Linux x86_64 wheels (CI runners, servers) and
+    its pure-Python wheels come before other platforms' wheels, and the sdist, which
+    installers take only without a wheel, last."""
+    if not filename.endswith(WHEEL_SUFFIX):
+        return 3
+    try:
+        _, _, _, tags = parse_wheel_filename(filename)
+    except InvalidWheelFilename:
+        return 2
+    platforms = {tag.platform for tag in tags}
+    if "any" in platforms or any(p.endswith("x86_64") and "linux" in p for p in platforms):
+        return 0
+    return 1
 
 
 @total_ordering
@@ -45,7 +63,7 @@ class _Newest:
 
 
 _Key = tuple[str, str]  # (sha256, filename)
-_Rank = tuple[int, int, int, int, _Newest, str]
+_Rank = tuple[int, int, int, int, _Newest, int, str]
 
 
 class WorkQueue:
@@ -140,6 +158,7 @@ class WorkQueue:
             -(asked or 0),
             cooling,
             _Newest(version),
+            install_likelihood(record.filename),
             record.filename,
         )
         self._rank[key] = rank
