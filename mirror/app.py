@@ -141,6 +141,7 @@ def build_services(
         feeds=feeds,
         max_file_bytes=settings.max_file_bytes,
         shared_ledger=is_postgres(settings) or settings.workers > 1,
+        page_cache_bytes=settings.page_cache_mb * 1024 * 1024,
     )
     source = MirrorSource(artifacts, catalog, LocalCopies(blobs, data_dir / "inspection-copies"))
     promoter = Promoter(

@@ -183,6 +183,8 @@ class Settings:
     # A client's request (head and body) must arrive within this, or it is cut off.
     request_read_timeout_seconds: float = 10.0
     max_page_bytes: int = 64 * 1024 * 1024
+    # Rendered project pages kept in memory, least recently used out first.
+    page_cache_mb: int = 32
     max_file_bytes: int = 4 * 1024 * 1024 * 1024
     fetch_concurrency: int = 4
     inspection_workers: int = 0  # worker processes inspecting archives; 0: one per core
@@ -276,6 +278,7 @@ _TOP_LEVEL: dict[str, Callable[[Any], Any]] = {
     "download_timeout_seconds": float_between(1.0, 24 * 3600.0, "seconds"),
     "request_read_timeout_seconds": float_between(1.0, 300.0, "seconds"),
     "max_page_bytes": int_between(_KIB, _GIB, _BYTES),
+    "page_cache_mb": int_between(1, 64 * 1024, "MiB"),
     "max_file_bytes": int_between(_KIB, 1024 * _GIB, _BYTES),
     "fetch_concurrency": int_between(1, 64, "downloads at once"),
     "inspection_workers": int_between(0, 64, "processes; 0: one per core"),

@@ -617,6 +617,7 @@ RANGES: list[tuple[str | None, str, tuple[str, str], tuple[str, ...]]] = [
     (None, "ledger_pool_size", ("1", "100"), ("0", "101")),
     (None, "inspection_workers", ("0", "64"), ("-1", "65")),
     (None, "vetting_nice", ("0", "19"), ("-1", "20")),
+    (None, "page_cache_mb", ("1", "65536"), ("0", "-1", "65537")),
     (None, "inspection_memory_mb", ("256", str(1024 * 1024)), ("-1", "1", "255", str(1024**2 + 1))),
     (None, "inspection_cpu_seconds", ("0", "86400"), ("-1", "86401")),
     (None, "inspection_timeout_seconds", ("1", "86400"), ("0", "0.5", "-1", "86401", "nan")),
