@@ -7,7 +7,8 @@ releases of any project: a resolver asks for many projects in turn, and the last
 asked must not put its whole 30-day backlog before the newest release of the one asked
 just before it. Then the most recently asked project first; within a project, files whose
 cooling has ended first, newest release first, then the still-cooling ones; within a
-release, the files most installs take first (``install_likelihood``).
+release, the files most installs take first (``install_likelihood``). Among the asked
+projects' newest releases, the files most installs take come before the others of any.
 
 A project asked for after its files were queued is queued again at its new rank; the
 stale entries are skipped when they come up.
@@ -63,7 +64,7 @@ class _Newest:
 
 
 _Key = tuple[str, str]  # (sha256, filename)
-_Rank = tuple[int, int, int, int, _Newest, int, str]
+_Rank = tuple[int, int, int, int, int, _Newest, int, str]
 
 
 class WorkQueue:
@@ -145,7 +146,7 @@ class WorkQueue:
 
     def _push(self, key: _Key, record: FileRecord, now: datetime | None = None) -> None:
         previous = self._rank.get(key)
-        cooling = previous[2] if previous is not None and now is None else None
+        cooling = previous[4] if previous is not None and now is None else None  # its cooling
         if cooling is None:
             cooling = 0 if now is None or self._cooled_at(record) <= now else 1
         asked = self._asked.get(record.project)
@@ -155,6 +156,10 @@ class WorkQueue:
         rank: _Rank = (
             0 if asked is not None else 1,
             0 if newest else 1,
+            # Among the newest releases, every project's Linux x86_64 and pure-Python
+            # wheels before any project's other files: on the real index a resolver's
+            # first projects waited minutes behind the later ones' Windows and macOS wheels.
+            install_likelihood(record.filename) if newest else 0,
             -(asked or 0),
             cooling,
             _Newest(version),
