@@ -29,6 +29,7 @@ from test_notifications import SECRET, Receiver
 from mirror.admin.api import PREFIX
 from mirror.cli.local_backend import new_token, token_hash
 from mirror.notify.webhook import parse_secrets
+from quarantine.download_log.postgres import PostgresDownloadLog
 from quarantine.ledger.postgres import PostgresLedger
 from quarantine.models import FileState
 from quarantine.outbox import ApiToken
@@ -109,6 +110,15 @@ class World:
     receiver: Receiver
     ledger_url: str
     token: str
+
+    def downloads_of(self, sha256: str, installer: str) -> int:
+        """Downloads of the file in the download log, by the installer named so."""
+        log = PostgresDownloadLog(self.ledger_url, where="the topology's database")
+        try:
+            rows = log.exposure_of([sha256])
+        finally:
+            log.close()
+        return sum(row.downloads for row in rows if row.installer.name == installer)
 
     def ledger(self) -> PostgresLedger:
         return PostgresLedger(self.ledger_url, where="the topology's database")
@@ -312,6 +322,10 @@ def test_nginx_sends_a_file_from_the_bucket_and_no_byte_of_it_passes_a_replica(
     assert [part.status for part in world.logged(path, 2)[1].parts] == [200]
     head = world.via_nginx(path, method="HEAD")
     assert head.status == 200 and int(head.headers["content-length"]) == len(dist.data)
+    # The download log keeps the installs nginx sent, as those the mirror sent.
+    for _ in range(2):
+        assert world.via_nginx(path, {"User-Agent": "through-nginx/1.0"}).body == dist.data
+    eventually(lambda: world.downloads_of(dist.sha256, "through-nginx") == 2, "logged")
 
 
 def test_ranges_through_nginx_come_from_the_bucket(world: World) -> None:

@@ -111,13 +111,14 @@ async def serve_file(request: Request) -> Response:
     if suffix == ".provenance":
         return await _provenance(record, services)
     headers = {**_FILE_HEADERS, "ETag": f'"{record.sha256}"'}
+    ranged = "range" in request.headers
+    # An install: a whole file, by GET (a range is a resolver peeking at a wheel's metadata),
+    # whoever sends its bytes.
+    if services.downloads is not None and not ranged and request.method == "GET":
+        services.downloads.note(request.scope, record)
     accel = await _accel_redirect(record, headers, services)
     if accel is not None:
         return accel
-    ranged = "range" in request.headers
-    # An install: a whole file, by GET (a range is a resolver peeking at a wheel's metadata).
-    if services.downloads is not None and not ranged and request.method == "GET":
-        services.downloads.note(request.scope, record)
     cached = None if ranged else services.blob_cache.get(record.sha256)
     if cached is not None:
         return Response(cached, headers=headers, media_type=OCTET_STREAM)
