@@ -1,7 +1,8 @@
 """The replicated topology against nginx serving the same files statically (issue 16).
 
 One run starts what ``tests/test_topology.py`` starts (PostgreSQL, SeaweedFS S3, two
-``lazaretto serve`` replicas, nginx from deploy/nginx.conf in front, a local upstream), and
+``lazaretto serve`` replicas with accel_redirect, nginx from deploy/nginx.conf in front
+sending the files from the bucket through its blob cache, a local upstream), and
 beside it an nginx with the same TLS certificate and one worker, as the topology's has,
 serving the identical bytes from disk. wrk then loads both with the same requests: a
 project's JSON index page (small) and a 17 MB wheel. Goals: pages >= 50% of static nginx,
@@ -196,8 +197,9 @@ def main() -> None:
     ]
     report = (
         "# Replicated topology vs static nginx\n\n"
-        "Two `lazaretto serve` replicas (PostgreSQL ledger, SeaweedFS S3 blobs, streamed) "
-        "behind nginx from deploy/nginx.conf (TLS, one worker, 5 s page cache), against nginx "
+        "Two `lazaretto serve` replicas (PostgreSQL ledger, SeaweedFS S3 blobs) behind nginx "
+        "from deploy/nginx.conf (TLS, one worker, 5 s page cache; files by X-Accel-Redirect "
+        "to its internal location proxying the bucket, through its blob cache), against nginx "
         "with the same certificate and one worker serving the identical bytes from disk. "
         f"wrk, {seconds} s each, on this machine (2 cores, shared).\n\n"
         f"    .venv/bin/python bench/topology.py --seconds {seconds}\n\n"

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from packaging.utils import canonicalize_name
 
 from mirror import policy_config
-from mirror.blobs.s3_options import SERVE_MODES, S3Location, S3Options
+from mirror.blobs.s3_options import SERVE_MODES, UNESCAPED, S3Location, S3Options
 from mirror.config_values import (
     ConfigSource,
     as_bool,
@@ -207,7 +207,8 @@ class Settings:
     # /metrics: True, False, or only for peers in these networks.
     metrics: bool | tuple[str, ...] = True
     # Behind nginx: the file route answers with X-Accel-Redirect to this internal location
-    # (an alias of the blob directory) and no body; nginx sends the verified bytes.
+    # and no body; nginx sends the verified bytes (from its alias of the blob directory, or
+    # with blobs in S3, through its proxy to the bucket: mirror/files/accel_redirect.py).
     accel_redirect: str | None = None
     policy: Policy = field(default_factory=Policy)
     notify: tuple[notify_config.NotifyTarget, ...] = ()  # [[notify]] tables
@@ -462,6 +463,21 @@ def _take(
             policy_values[key] = convert(_POLICY_KEYS[key], value, name(key))
 
 
+def _check_accel_to_s3(settings: Settings) -> None:
+    if settings.blob_serve == "presigned":
+        raise ConfigError(
+            'accel_redirect and blob_serve = "presigned" both say how files leave: with '
+            'nginx in front, keep blob_serve = "stream" (nginx fetches from the bucket)'
+        )
+    prefix = S3Location.parse(settings.blob_store).prefix
+    if not UNESCAPED.fullmatch(prefix):
+        raise ConfigError(
+            f"blob_store: with accel_redirect, the prefix {prefix!r} may hold only letters, "
+            "digits and . _ ~ - / (nginx would escape others again and break the signature "
+            "of the URL it fetches a blob with)"
+        )
+
+
 def _check(settings: Settings) -> None:
     """What no single value shows: a pinned publisher is checked as a whole; the blob
     keys that only mean something with an S3 store."""
@@ -474,6 +490,8 @@ def _check(settings: Settings) -> None:
                 'blob_serve: "presigned" needs an s3://bucket blob_store (the disk store\'s '
                 "files are sent by the mirror or the server in front of it)"
             )
+    if settings.blob_store and settings.accel_redirect is not None:
+        _check_accel_to_s3(settings)
     if not settings.policy.pinned_publishers:
         return
     # Imported here: only a pinned publisher needs the Sigstore stack (about 50 MB), and a

@@ -75,3 +75,34 @@ def test_credentials_in_the_config_file_are_refused_with_where_they_belong(
 ) -> None:
     message = _refusal(tmp_path, f'{key} = "hunter2"\n')
     assert "AWS_SECRET_ACCESS_KEY" in message and "hunter2" not in message
+
+
+def test_accel_redirect_with_an_s3_store_sends_through_nginx(tmp_path: Path) -> None:
+    settings = _load(
+        tmp_path,
+        'blob_store = "s3://wheels/mirror-1.blobs_v2/x~y"\naccel_redirect = "/_lazaretto_s3/"\n',
+    )
+    assert settings.accel_redirect == "/_lazaretto_s3/"
+    assert settings.blob_s3 is not None and settings.blob_s3.serve == "stream"
+
+
+def test_accel_redirect_refuses_presigned_serving_beside_it(tmp_path: Path) -> None:
+    message = _refusal(
+        tmp_path,
+        'blob_store = "s3://wheels"\nblob_serve = "presigned"\n'
+        'accel_redirect = "/_lazaretto_s3/"\n',
+    )
+    assert "accel_redirect" in message and "presigned" in message
+
+
+@pytest.mark.parametrize("prefix", ["with space", "a%2Fb", "plus+sign", "caf\u00e9"])
+def test_accel_redirect_refuses_a_prefix_nginx_would_escape_again(
+    tmp_path: Path, prefix: str
+) -> None:
+    """nginx escapes such a key again before proxying it: the store would see another
+    key than the one signed (a 403 on every file), so the mirror refuses to start."""
+    message = _refusal(
+        tmp_path, f'blob_store = "s3://wheels/{prefix}"\naccel_redirect = "/_lazaretto_s3/"\n'
+    )
+    assert "blob_store" in message and "letters, digits" in message
+    _load(tmp_path, f'blob_store = "s3://wheels/{prefix}"\n')  # streamed: any prefix works

@@ -248,6 +248,18 @@ def test_only_a_presigning_store_hands_out_urls_and_they_fetch_the_blob(
         assert response.read() == DATA
 
 
+def test_a_signed_url_for_the_server_in_front_whatever_the_serve_mode(backend: Backend) -> None:
+    """What nginx fetches a bucket's blob with (accel_redirect); a disk blob has its path."""
+    asyncio.run(_put(backend.store, DATA, DIGEST))
+    url = asyncio.run(backend.store.signed_url(DIGEST))
+    if backend.s3 is None:
+        assert url is None and backend.store.local_path(DIGEST) is not None
+        return
+    assert url is not None and "X-Amz-Signature=" in url
+    with urllib.request.urlopen(url, timeout=30) as response:
+        assert response.read() == DATA
+
+
 def test_an_unreachable_s3_store_is_a_store_unavailable_error(tmp_path: Path) -> None:
     closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     options = S3Options(

@@ -21,16 +21,31 @@ DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 _SET_HEADER = re.compile(r"^\s*proxy_set_header\s+(\S+)\s+(\S+);", re.MULTILINE)
 
 
+_S3_LOCATION = re.compile(r'location ~ "\^/_lazaretto_s3/.*?" \{\n(.*?)\n    \}', re.DOTALL)
+
+
 def test_nginx_sets_every_forwarded_header_the_mirror_believes() -> None:
     """With trusted_proxies naming nginx, X-Forwarded-Proto/Host are believed over the
     request's own: nginx must set them, or a client's own claim passes through."""
-    text = (DEPLOY / "nginx.conf").read_text(encoding="utf-8")
+    text = _S3_LOCATION.sub("", (DEPLOY / "nginx.conf").read_text(encoding="utf-8"))
     headers = {name.lower(): value for name, value in _SET_HEADER.findall(text)}
     assert headers.get("x-forwarded-proto") == "$scheme"
     assert headers.get("x-forwarded-host") == "$host"
     assert headers.get("host") == "$host"
     # Set, never appended to: the admin API counts failed logins per forwarded address.
     assert headers.get("x-forwarded-for") == "$remote_addr"
+
+
+def test_nginx_sends_the_store_no_header_of_the_client() -> None:
+    """The bucket's location passes on no header of the client's (Authorization, Cookie):
+    only the Host its URL was signed for (tests/test_topology.py watches it live)."""
+    found = _S3_LOCATION.search((DEPLOY / "nginx.conf").read_text(encoding="utf-8"))
+    assert found is not None
+    location = found.group(1)
+    assert re.search(r"^\s*internal;", location, re.MULTILINE)
+    assert re.search(r"^\s*proxy_pass_request_headers off;", location, re.MULTILINE)
+    headers = dict(_SET_HEADER.findall(location))
+    assert headers == {"Host": "$lazaretto_s3_host", "Connection": '""'}
 
 
 def test_nginx_logs_admin_requests_without_their_query() -> None:

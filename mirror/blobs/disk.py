@@ -161,6 +161,9 @@ class DiskBlobStore:
     async def presigned_url(self, sha256: str) -> str | None:
         return None  # sent by the mirror (or its front server) from the local path
 
+    async def signed_url(self, sha256: str) -> str | None:
+        return None  # nginx sends it from the local path
+
     async def delete(self, sha256: str) -> None:
         self.path_of(sha256).unlink(missing_ok=True)
 

@@ -119,6 +119,12 @@ class BlobStore(Protocol):
         configured to hand those out; None: send the bytes through the mirror."""
         ...
 
+    async def signed_url(self, sha256: str) -> str | None:
+        """A GET URL of the blob that works for a short while, whatever ``presigned_url``
+        hands out: for the server in front of the mirror (nginx, ``accel_redirect``) to
+        fetch it from; None when the store keeps blobs on local disk (``local_path``)."""
+        ...
+
     async def delete(self, sha256: str) -> None:
         """Remove the blob; nothing happens when it is not there."""
         ...

@@ -223,7 +223,10 @@ class S3BlobStore:
     async def presigned_url(self, sha256: str) -> str | None:
         if self.options.serve != "presigned":
             return None
-        try:  # signed here, with no request to the store
+        return await self.signed_url(sha256)
+
+    async def signed_url(self, sha256: str) -> str | None:
+        try:  # signed here, with no request to the store (a role's keys may need one)
             return await obstore.sign_async(
                 self._client, "GET", self.key_of(sha256), self.options.presigned_expiry
             )

@@ -9,6 +9,9 @@ from urllib.parse import urlsplit
 
 # A bucket name as S3 allows it (3-63 of lowercase letters, digits, dots and hyphens).
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+# What a URL path keeps unescaped both in a signed S3 URL and through nginx's proxy (which
+# escapes a "%" or a space again): a key of only these reaches the store as it was signed.
+UNESCAPED = re.compile(r"[A-Za-z0-9._~/-]*")
 ServeMode = Literal["stream", "presigned"]
 SERVE_MODES: tuple[ServeMode, ...] = ("stream", "presigned")
 

@@ -24,6 +24,7 @@ from mirror.errors import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
+from mirror.files.accel_redirect import accel_target
 from mirror.files.fetch_backoff import count_failure, not_while_backing_off, reject
 from mirror.files.mapped_file import MappedFileResponse, OpenFile
 from mirror.services import Services
@@ -110,13 +111,14 @@ async def serve_file(request: Request) -> Response:
     if suffix == ".provenance":
         return await _provenance(record, services)
     headers = {**_FILE_HEADERS, "ETag": f'"{record.sha256}"'}
-    accel = _accel_redirect(record, headers, services)
-    if accel is not None:
-        return accel
     ranged = "range" in request.headers
-    # An install: a whole file, by GET (a range is a resolver peeking at a wheel's metadata).
+    # An install: a whole file, by GET (a range is a resolver peeking at a wheel's metadata),
+    # whoever sends its bytes.
     if services.downloads is not None and not ranged and request.method == "GET":
         services.downloads.note(request.scope, record)
+    accel = await _accel_redirect(record, headers, services)
+    if accel is not None:
+        return accel
     cached = None if ranged else services.blob_cache.get(record.sha256)
     if cached is not None:
         return Response(cached, headers=headers, media_type=OCTET_STREAM)
@@ -127,22 +129,19 @@ async def serve_file(request: Request) -> Response:
     return _send(found, record.sha256, headers, services, ranged)
 
 
-def _accel_redirect(
+async def _accel_redirect(
     record: FileRecord, headers: dict[str, str], services: Services
 ) -> Response | None:
-    """Behind nginx (``accel_redirect``): a stored, verified blob is sent by nginx from
-    disk, ranges included; the answer here is only its headers. Not yet stored: None."""
+    """Behind nginx (``accel_redirect``): a stored, verified blob is sent by nginx, from
+    disk or from the bucket, ranges included; the answer here is only its headers. Not
+    yet stored: None."""
     prefix = services.settings.accel_redirect
     if prefix is None:
         return None
-    # A blob is on disk only once verified; a cached record's "stored" may lag behind.
-    path = services.blobs.local_path(record.sha256)
-    if path is None:
+    target = await accel_target(record, services.blobs, prefix)
+    if target is None:
         return None
-    inside = "/".join(path.parts[-3:])  # ab/cd/<sha256>, under the blob directory
-    return Response(
-        b"", headers={**headers, "X-Accel-Redirect": prefix + inside}, media_type=OCTET_STREAM
-    )
+    return Response(b"", headers={**headers, "X-Accel-Redirect": target}, media_type=OCTET_STREAM)
 
 
 async def _from_store(

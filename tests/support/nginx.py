@@ -118,10 +118,12 @@ def site_config(shipped: str, *, port: int, blobs: Path, cache: Path, logs: Path
     return _replace(text, "/var/log/nginx/", f"{logs}/")
 
 
-def upstream_config(shipped: str, app_ports: Sequence[int]) -> str:
-    """The shipped upstream block with one ``server`` line per replica."""
+def upstream_config(shipped: str, app_ports: Sequence[int], s3: str | None = None) -> str:
+    """The shipped upstream blocks with one ``server`` line per replica, and the S3
+    endpoint (``host:port``) blobs come from, if any."""
     servers = "\n    ".join(f"server 127.0.0.1:{port};" for port in app_ports)
-    return _replace(shipped, "server 127.0.0.1:8070;", servers)
+    text = _replace(shipped, "server 127.0.0.1:8070;", servers)
+    return text if s3 is None else _replace(text, "server 127.0.0.1:8333;", f"server {s3};")
 
 
 def main_config(site: Path, upstreams: Path, work: Path) -> str:
@@ -136,7 +138,11 @@ def main_config(site: Path, upstreams: Path, work: Path) -> str:
         f"error_log {work / 'error.log'} warn;\n"
         "events { worker_connections 256; }\n"
         "http {\n"
-        f"    access_log {work / 'access.log'};\n"
+        # Which upstreams answered each request: replica, then S3 after an X-Accel-Redirect.
+        f"    log_format upstreams '$request_method $request_uri $status $body_bytes_sent "
+        "upstreams=$upstream_addr statuses=$upstream_status "
+        "received=$upstream_bytes_received cache=$upstream_cache_status';\n"
+        f"    access_log {work / 'access.log'} upstreams;\n"
         f"{temp}\n    uwsgi_temp_path {work / 'uwsgi'};\n    scgi_temp_path {work / 'scgi'};\n"
         f"    include {upstreams};\n    include {site};\n}}\n"
     )
@@ -160,6 +166,7 @@ class RunningNginx:
     port: int
     tls: Tls
     error_log: Path
+    access_log: Path
 
     @property
     def origin(self) -> str:
@@ -167,8 +174,11 @@ class RunningNginx:
 
 
 @contextmanager
-def running_nginx(work: Path, app_ports: Sequence[int], blobs: Path) -> Iterator[RunningNginx]:
-    """nginx from the shipped config in front of the apps on ``app_ports``."""
+def running_nginx(
+    work: Path, app_ports: Sequence[int], blobs: Path, s3: str | None = None
+) -> Iterator[RunningNginx]:
+    """nginx from the shipped config in front of the apps on ``app_ports``; blobs on disk
+    under ``blobs``, or at the S3 endpoint ``s3`` (``host:port``)."""
     nginx = nginx_binary()
     work.mkdir(parents=True, exist_ok=True)
     tls = make_tls(work)
@@ -185,7 +195,7 @@ def running_nginx(work: Path, app_ports: Sequence[int], blobs: Path) -> Iterator
         )
     )
     upstreams = work / "upstream.conf"
-    upstreams.write_text(upstream_config(UPSTREAM.read_text(encoding="utf-8"), app_ports))
+    upstreams.write_text(upstream_config(UPSTREAM.read_text(encoding="utf-8"), app_ports, s3))
     main = work / "nginx.conf"
     main.write_text(main_config(site, upstreams, work))
     checked = subprocess.run(
@@ -195,7 +205,7 @@ def running_nginx(work: Path, app_ports: Sequence[int], blobs: Path) -> Iterator
     process = subprocess.Popen([nginx, "-c", str(main), "-p", str(work)])
     try:
         wait_for_port(port, process, work / "error.log")
-        yield RunningNginx(port, tls, work / "error.log")
+        yield RunningNginx(port, tls, work / "error.log", work / "access.log")
     finally:
         process.terminate()
         process.wait(15)

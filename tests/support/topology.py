@@ -16,12 +16,14 @@ from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from support.nginx import RunningNginx, nginx_binary, running_nginx
 from support.postgres import migrate_postgres
 from support.process import LAZARETTO, free_port, wait_until_up
 from support.s3 import SeaweedS3
 
+S3_ACCEL = "/_lazaretto_s3/"
 # Short enough that a test sees a release cool, vet and be promoted in seconds.
 FAST_BACKGROUND = {
     "LAZARETTO_COOLING_PERIOD": "6s",
@@ -77,6 +79,8 @@ class Replica:
 class Topology:
     replicas: list[Replica]
     nginx: RunningNginx
+    # What every replica is configured with, but its data directory (another replica's).
+    environment: dict[str, str]
 
     def live(self) -> list[Replica]:
         return [replica for replica in self.replicas if replica.alive]
@@ -98,6 +102,8 @@ def replica_environment(
         "LAZARETTO_BLOB_ENDPOINT_URL": s3.endpoint,
         "LAZARETTO_BLOB_REGION": "us-east-1",
         "LAZARETTO_BLOB_SERVE": "stream",
+        # nginx sends the bytes, from the bucket (deploy/nginx.conf: /_lazaretto_s3/).
+        "LAZARETTO_ACCEL_REDIRECT": S3_ACCEL,
         # The lease decides, in the serving process itself: no separate worker to run.
         "LAZARETTO_VETTING_WORKER": "in-process",
         "LAZARETTO_INSPECTION_WORKERS": "1",
@@ -106,7 +112,8 @@ def replica_environment(
 
 
 @contextmanager
-def _replica(name: str, env: Mapping[str, str], log: Path) -> Iterator[Replica]:
+def replica_process(name: str, env: Mapping[str, str], log: Path) -> Iterator[Replica]:
+    """``lazaretto serve`` with ``env`` on a free port, until the context ends."""
     port = free_port()
     with log.open("w") as output:
         process = subprocess.Popen(
@@ -141,16 +148,16 @@ def running_topology(
     work.mkdir(parents=True, exist_ok=True)
     prefix = f"topology-{os.getpid()}-{time.monotonic_ns()}"
     with ExitStack() as stack:
+        shared = {**replica_environment(work, upstream, ledger, s3, prefix), **(env or {})}
+        del shared["LAZARETTO_DATA_DIR"]  # each replica's own
         replicas = []
         for name in names:
-            settings = replica_environment(work / name, upstream, ledger, s3, prefix)
+            settings = {**shared, "LAZARETTO_DATA_DIR": str(work / name)}
             replicas.append(
-                stack.enter_context(
-                    _replica(name, {**settings, **(env or {})}, work / f"replica-{name}.log")
-                )
+                stack.enter_context(replica_process(name, settings, work / f"replica-{name}.log"))
             )
-        # The shipped config's blob alias is for a disk store: unused with S3 (streamed).
-        nginx = stack.enter_context(
-            running_nginx(work / "nginx", [replica.port for replica in replicas], work / "none")
-        )
-        yield Topology(replicas, nginx)
+        # The shipped config's blob alias is for a disk store: unused with S3.
+        ports = [replica.port for replica in replicas]
+        s3_address = urlsplit(s3.endpoint).netloc
+        nginx = stack.enter_context(running_nginx(work / "nginx", ports, work / "none", s3_address))
+        yield Topology(replicas, nginx, shared)
