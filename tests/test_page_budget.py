@@ -1,68 +1,89 @@
-"""Rendered pages in memory stay within page_cache_mb; a dropped page is rendered again."""
+"""Hostile pages cannot add up to hundreds of megabytes (issue 17, item 5).
 
-import urllib.request
-from datetime import timedelta
-from pathlib import Path
+A gzip bomb from the real local upstream is refused without inflating it (its gzip
+trailer says how big it would be) and a trailer that lies is caught after inflating no
+more than it claimed; all page bytes in flight share one budget, and a look that would
+go over it waits, then is refused with 503.
+"""
 
-from packaging.utils import NormalizedName
+from __future__ import annotations
 
-from mirror.simple.negotiate import PageFormat
-from mirror.simple.page import make_page
-from mirror.simple.page_budget import PageBudget, page_bytes
-from support.clock import FakeClock
-from support.dists import build_wheel
-from support.mirror import running_mirror, settings_for
-from support.upstream import Upstream, UpstreamFile
+import asyncio
+import http.client
+import tracemalloc
 
-JSON = PageFormat.JSON
-HTML = PageFormat.LEGACY_HTML
+import pytest
 
+from mirror.upstream.page_budget import PageBudget, PagesOverBudget
+from support.mirror import MirrorServer
+from support.upstream import BOMB_INFLATED_BYTES, Upstream
 
-def _name(text: str) -> NormalizedName:
-    return NormalizedName(text)
-
-
-def test_the_least_recently_used_pages_go_first_and_never_the_one_just_kept() -> None:
-    page = make_page(1, b"x" * 400, JSON)
-    budget = PageBudget(max_bytes=1000)
-    assert budget.kept(_name("a"), JSON, page) == []
-    assert budget.kept(_name("b"), JSON, page) == []
-    budget.used(_name("a"), JSON)  # b is now the least recently used
-    assert budget.kept(_name("c"), JSON, page) == [(_name("b"), JSON)]
-    assert budget.total == 2 * page_bytes(page)
-    budget.forget(_name("a"))
-    assert budget.total == page_bytes(page)
-    huge = make_page(2, b"y" * 5000, HTML)
-    assert budget.kept(_name("d"), HTML, huge) == [(_name("c"), JSON)]  # alone, over budget
-    assert budget.total == page_bytes(huge)
+MIB = 1024 * 1024
 
 
-def test_a_mirror_keeps_its_pages_within_the_budget_and_renders_a_dropped_one_again(
-    tmp_path: Path, upstream: Upstream, clock: FakeClock
+def _get(mirror: MirrorServer, path: str) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", mirror.port, timeout=60)
+    try:
+        conn.request("GET", path, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("fault", ["bomb", "bomb_lying"])
+def test_a_gzip_bomb_page_is_refused_without_inflating_it(
+    mirror: MirrorServer, upstream: Upstream, fault: str
 ) -> None:
-    old = clock.now() - timedelta(days=300)
-    names = [f"proj{i}" for i in range(12)]
-    for name in names:
-        for minor in range(30):
-            upstream.add(name, UpstreamFile(build_wheel(name, f"1.{minor}"), old))
-    with running_mirror(settings_for(tmp_path / "data", upstream.url), clock) as mirror:
-        assert mirror.services is not None
-        catalog = mirror.services.catalog
-        one_page = len(_page(mirror.origin, names[-1]))
-        budget = 5 * one_page  # page_cache_mb counts in MiB: a smaller one for small pages
-        catalog._page_budget = PageBudget(max_bytes=budget)
-        first = {name: _page(mirror.origin, name) for name in names}
-        kept = sum(len(live.pages) for live in catalog._live.values())
-        assert catalog._page_budget.total <= budget
-        assert 0 < kept < len(names)  # the first ones asked were dropped
-        assert not catalog._live[_name(names[0])].pages
-        assert _page(mirror.origin, names[0]) == first[names[0]]  # rendered again, the same
-        assert catalog._live[_name(names[0])].pages
+    upstream.set_fault("boom", fault)
+    assert mirror.settings.max_page_bytes < BOMB_INFLATED_BYTES
+    upstream.set_fault("warm", "bomb")
+    _get(mirror, "/simple/warm/")  # the upstream makes (and caches) its bomb outside the count
+    tracemalloc.start()
+    try:
+        status, body = _get(mirror, "/simple/boom/")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert status == 502, body
+    assert b"too_large" in body or b"listing_malformed" in body, body
+    # Before, up to max_page_bytes (64 MiB) was inflated into one bytes object.
+    assert peak < 16 * MIB, peak
 
 
-def _page(origin: str, name: str) -> bytes:
-    accept = {"Accept": "application/vnd.pypi.simple.v1+json"}
-    request = urllib.request.Request(f"{origin}/simple/{name}/", headers=accept)
-    with urllib.request.urlopen(request, timeout=30) as reply:
-        body: bytes = reply.read()
-        return body
+def test_looks_over_the_budget_wait_for_bytes_to_come_back() -> None:
+    async def run() -> list[int]:
+        budget = PageBudget(100, wait_seconds=30)
+        order: list[int] = []
+        async with budget.lease() as first:
+            await first.grow(60)
+
+            async def second() -> None:
+                async with budget.lease() as lease:
+                    await lease.grow(60)  # waits until the first look is done
+                    order.append(2)
+
+            waiting = asyncio.ensure_future(second())
+            await asyncio.sleep(0)
+            order.append(1)
+        await waiting
+        assert budget.in_use == 0
+        return order
+
+    assert asyncio.run(run()) == [1, 2]
+
+
+def test_a_look_that_cannot_get_its_bytes_in_time_is_refused_with_503() -> None:
+    async def run() -> None:
+        budget = PageBudget(100, wait_seconds=0.01)
+        async with budget.lease() as first:
+            await first.grow(90)
+            with pytest.raises(PagesOverBudget) as refused:
+                async with budget.lease() as second:
+                    await second.grow(20)
+            assert refused.value.status == 503
+            with pytest.raises(PagesOverBudget):
+                await budget.take(101)  # never fits: refused at once
+        assert budget.in_use == 0
+
+    asyncio.run(run())

@@ -37,7 +37,7 @@ from mirror.simple.page import (
     may_mention,
     page_or_template,
 )
-from mirror.simple.page_budget import DEFAULT_PAGE_CACHE_BYTES, PageBudget
+from mirror.simple.page_cache import DEFAULT_PAGE_CACHE_BYTES, PageCache
 from mirror.simple.page_parts import PageParts
 from mirror.simple.render import (
     HeldSummary,
@@ -206,7 +206,7 @@ class Catalog:
         self._kept: OrderedDict[NormalizedName, PageParts] = OrderedDict()
         self._kept_lock = threading.Lock()  # held only to take parts out or put them back
         self.files = FileIndex(ledger)
-        self._page_budget = PageBudget(page_cache_bytes)
+        self._page_cache = PageCache(page_cache_bytes)
 
     # -- keeping in step with the ledger ------------------------------------------------
     def sync(self) -> bool:
@@ -247,7 +247,7 @@ class Catalog:
         elif page.seq != self._seq.get(name) and not live.unwritten:
             page = await self._rendered_or_previous(name, fmt, live, page)
         else:
-            self._page_budget.used(name, fmt)
+            self._page_cache.used(name, fmt)
         stale = None
         if live.unreachable:
             since = live.ok_at or now
@@ -310,7 +310,7 @@ class Catalog:
         now = self._clock.now()
         if (now - live.looked_at).total_seconds() >= self._ttl or self._due(live, fmt, now):
             return None
-        self._page_budget.used(name, fmt)
+        self._page_cache.used(name, fmt)
         return page
 
     @staticmethod
@@ -360,7 +360,7 @@ class Catalog:
         if page.seq != UNWRITTEN_SEQ:
             self._seq.setdefault(name, page.seq)
         live.pages[fmt] = page
-        for dropped, dropped_fmt in self._page_budget.kept(name, fmt, page):
+        for dropped, dropped_fmt in self._page_cache.kept(name, fmt, page):
             self._live[dropped].pages.pop(dropped_fmt, None)
         if renew_at is None:
             live.renew_at.pop(fmt, None)
@@ -625,7 +625,7 @@ class Catalog:
             live.written = _records_after(known, observation, etag, UNWRITTEN_SEQ)
             live.unwritten, live.unreachable, live.ok_at = True, False, now
             live.pages.clear()
-            self._page_budget.forget(snapshot.name)
+            self._page_cache.forget(snapshot.name)
             flight.answer()
             await asyncio.sleep(0)  # the waiting requests send their page before the write
             await self._write_handed_over(live, observation, etag)
@@ -732,7 +732,7 @@ class Catalog:
             log.exception("could not record the look at %s", observation.project.name)
             live.unwritten, live.written, live.looked_at = False, None, None
             live.pages.clear()
-            self._page_budget.forget(observation.project.name)
+            self._page_cache.forget(observation.project.name)
             raise
         live.unwritten = False
         # Only the pages rendered from this look's records: a build that began before the

@@ -2,7 +2,7 @@
 
 Every project ever asked for keeps its rendered pages (JSON and HTML, and the gzipped
 copy of a large one) so that a warm page costs no database round trip. Without a bound
-that memory grows with every project seen: botocore's two pages alone are 2.5 MB. An
+that memory grows with every project seen: botocore's two pages are about 2.5 MB. An
 evicted page is rendered again on its next request, from the ledger or, for a big
 project, from its kept parts.
 """
@@ -28,7 +28,7 @@ def page_bytes(page: KeptPage) -> int:
     return 2 * sum(map(len, page.pieces))
 
 
-class PageBudget:
+class PageCache:
     """The sizes of the pages the catalog keeps (never the pages: a page the catalog
     drops must not stay alive here); the catalog tells it each page kept and dropped."""
 
