@@ -228,7 +228,7 @@ class Catalog:
     ) -> None:
         """Keep in step with the ledger: at once when it tells of a change (another
         replica's decision shows within a moment), and every ``interval_seconds`` besides,
-        for a change it could not tell of. ``on_change`` runs after a look that found one."""
+        for a change it could not tell of. ``on_change`` runs after a read that found one."""
         told = asyncio.Event()
         loop = asyncio.get_running_loop()
 
