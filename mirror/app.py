@@ -375,7 +375,8 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await open_services(services)
-        services.tasks.append(asyncio.create_task(services.catalog.follow_ledger()))
+        follow = services.catalog.follow_ledger(settings.ledger_poll_seconds)
+        services.tasks.append(asyncio.create_task(follow))
         if services.downloads is not None:  # written even with background=False (tests)
             services.tasks.append(asyncio.create_task(services.downloads.run_forever()))
         follow_config(services, "serve")

@@ -158,6 +158,9 @@ class Settings:
     ledger: str = field(default="sqlite", repr=False)
     ledger_password_file: Path | None = None
     ledger_pool_size: int = 8  # connections to PostgreSQL per process
+    # How often pages read the ledger's change counter. On PostgreSQL a committed change
+    # also wakes them at once (LISTEN/NOTIFY): this poll is the fallback for a missed one.
+    ledger_poll_seconds: float = 1.0
     upstream: str = ""  # empty: ask pip (mirror.upstream.default_index)
     # Hosts file URLs may point at (https only); empty: the file host pip knows for the
     # upstream, if any; "*": any https host. Besides the index's own host, each must be at
@@ -262,6 +265,7 @@ _TOP_LEVEL: dict[str, Callable[[Any], Any]] = {
     "ledger": as_ledger,
     "ledger_password_file": as_optional_file,
     "ledger_pool_size": int_between(1, 100, "connections per process"),
+    "ledger_poll_seconds": float_between(0.1, 300.0, "seconds"),
     "upstream": as_upstream,
     "file_hosts": as_list,
     "upstream_private_networks": as_proxies,

@@ -615,6 +615,7 @@ RANGES: list[tuple[str | None, str, tuple[str, str], tuple[str, ...]]] = [
     (None, "fetch_concurrency", ("1", "64"), ("0", "-1", "65")),
     (None, "workers", ("1", "64"), ("0", "-1", "65")),
     (None, "ledger_pool_size", ("1", "100"), ("0", "101")),
+    (None, "ledger_poll_seconds", ("0.1", "300"), ("0", "0.05", "301", "nan")),
     (None, "inspection_workers", ("0", "64"), ("-1", "65")),
     (None, "vetting_nice", ("0", "19"), ("-1", "20")),
     (None, "page_cache_mb", ("1", "65536"), ("0", "-1", "65537")),

@@ -195,6 +195,9 @@ def world(
         "LAZARETTO_CONFIG": str(config),
         "HOOK_SECRET": SECRET,
         "LAZARETTO_INDEX_TTL": "0s",  # each page looks upstream: a new release is seen at once
+        # Polling this seldom, a decision reaches the other replica within the bound only
+        # because the ledger tells of it (LISTEN/NOTIFY).
+        "LAZARETTO_LEDGER_POLL_SECONDS": "30",
     }
     with ExitStack() as stack:
         upstream = stack.enter_context(Upstream())
@@ -467,17 +470,27 @@ def test_a_block_on_one_replica_is_withdrawn_from_the_others_page_within_the_bou
     world: World,
 ) -> None:
     first, second = world.topology.replicas
+    wheel = build_wheel("spread", "1.1")
     world.upstream.add("spread", UpstreamFile(build_wheel("spread", "1.0"), LONG_AGO))
-    world.upstream.add("spread", UpstreamFile(build_wheel("spread", "1.1"), LONG_AGO))
+    world.upstream.add("spread", UpstreamFile(wheel, LONG_AGO))
     for replica in (first, second):
         assert listed_versions(replica.origin, "spread") == ["1.0", "1.1"]
     assert b"spread-1.1-" in world.through_nginx("/simple/spread/", JSON)  # now in its cache
+    download = f"/files/{wheel.sha256}/{wheel.filename}"
+    assert _download_status(second, download) == 200  # B keeps the file's state in memory
 
     world.decide(first, "/projects/spread/releases/1.1/block", "worm found in the wheel")
-    took = eventually(
-        lambda: listed_versions(second.origin, "spread") == ["1.0"], "withdrawn at the other"
-    )
-    print(f"\ndecision propagation: {took:.3f} s from replica A's answer to replica B's page")
+    decided = time.monotonic()
+    # First the download: a page request looks upstream (index TTL 0 here) and reads the
+    # ledger on its way, while a download checks the state B keeps, which only B's
+    # follower of the ledger changes: told (LISTEN/NOTIFY), as it polls only every 30 s.
+    eventually(lambda: _download_status(second, download) != 200, "refused at the other")
+    refused = time.monotonic() - decided
+    print(f"\ndecision propagation: {refused:.3f} s from replica A's answer to replica B's files")
+    assert refused < PROPAGATION_BOUND
+    eventually(lambda: listed_versions(second.origin, "spread") == ["1.0"], "withdrawn at B")
+    took = time.monotonic() - decided
+    print(f"decision propagation: {took:.3f} s from replica A's answer to replica B's page")
     assert took < PROPAGATION_BOUND
     via_nginx = eventually(
         lambda: b"spread-1.1-" not in world.through_nginx("/simple/spread/", JSON),
@@ -486,6 +499,15 @@ def test_a_block_on_one_replica_is_withdrawn_from_the_others_page_within_the_bou
     )
     print(f"decision through nginx's page cache: {took + via_nginx:.3f} s")
     assert took + via_nginx < NGINX_PAGE_TTL + PROPAGATION_BOUND
+
+
+def _download_status(replica: Replica, path: str) -> int:
+    try:
+        with urllib.request.urlopen(replica.origin + path, timeout=30) as reply:
+            reply.read()
+            return int(reply.status)
+    except urllib.error.HTTPError as error:
+        return error.code
 
 
 def _readiness(replica: Replica) -> tuple[int, str]:

@@ -4,7 +4,8 @@ With ``vetting_worker = "separate"`` the server only answers requests (and keeps
 malware feeds fresh, since its first looks decide with them); this process does the rest
 on the same ledger and blob store. The two meet only in the ledger: the server's looks
 record new held files, which wake the next promotion round here, and the promotions made
-here reach the server's pages through its ledger follower within a second.
+here reach the server's pages through its ledger follower (at once on PostgreSQL, which
+tells of each change; within ``ledger_poll_seconds`` otherwise).
 
 The vetting child ``lazaretto serve`` starts (``vetting_worker = "child"``,
 ``mirror.background.vetting_child``) runs this too, with the server's demand signal on a pipe: the
@@ -49,7 +50,9 @@ async def run_worker(
         if demand is not None:
             demand.start()
         # A server's look recorded new held files, or an admin decided: a round soon.
-        follow = services.catalog.follow_ledger(on_change=services.promoter.wake)
+        follow = services.catalog.follow_ledger(
+            settings.ledger_poll_seconds, on_change=services.promoter.wake
+        )
         services.tasks.append(asyncio.create_task(follow))
         services.tasks.append(asyncio.create_task(MemoryTrim().run_forever()))
         follow_config(services, "work")

@@ -170,6 +170,11 @@ class MirrorCollector(Collector):
         for kind, count in sorted(self._services.client.failures.items()):
             failures.add_metric([kind], count)
         yield failures
+        yield CounterMetricFamily(
+            "lazaretto_ledger_notifications",
+            "Changes the ledger told this process of (PostgreSQL LISTEN/NOTIFY; 0 on SQLite)",
+            value=self._services.catalog.listener.received,
+        )
         yield GaugeMetricFamily(
             "lazaretto_leader",
             "1 when this process runs the background side (vetting, watcher, notifier)",

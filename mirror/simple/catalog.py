@@ -1,8 +1,9 @@
 """Project pages: upstream looks folded into the ledger, rendered once per change.
 
 A warm page costs no database round trip: pages are kept as bytes keyed by (project,
-format) and the project's change counter, which a poller keeps in step with the ledger
-(so a decision made by the CLI in another process shows within a second).
+format) and the project's change counter, which a follower keeps in step with the ledger:
+woken at once by a change on PostgreSQL (LISTEN/NOTIFY), and polling besides, so a
+decision made by another replica or the CLI shows within a moment.
 
 A look a request waits for hands its records to the waiting requests first and writes
 them to the ledger right after, so a cold miss is answered without waiting on the
@@ -16,6 +17,7 @@ touched: a promotion in a 10,000-file project costs a join, not a full rebuild.
 """
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections import OrderedDict
@@ -52,7 +54,7 @@ from quarantine.clock import Clock
 from quarantine.clock_guard import ClockGuard
 from quarantine.decide import hold_until, listed_unvetted, lists_deferred
 from quarantine.feeds.in_force import Feeds, with_advisories
-from quarantine.ledger.interface import Ledger
+from quarantine.ledger.interface import ChangeListener, Ledger, NotListening
 from quarantine.live_policy import PolicySource
 from quarantine.models import FileRecord, FileState, ProjectRecord, ProjectStatus, Snapshot
 from quarantine.observe import Observation, observe
@@ -116,6 +118,9 @@ PREVIOUS_PAGE_AFTER_SECONDS = 0.02
 # parts take about 1.4 KB a file (the server's RSS grew 9-14 MB for a 10,000-file
 # project), so this bounds them near 60 MB.
 KEPT_PARTS_FILES = 40_000
+# Told of a change, the follower reads the ledger this much later: the writes of a burst
+# that come meanwhile are read together, while a decision still shows well within a second.
+TOLD_SYNC_GAP_SECONDS = 0.05
 
 
 class _Flight:
@@ -207,6 +212,7 @@ class Catalog:
         self._kept_lock = threading.Lock()  # held only to take parts out or put them back
         self.files = FileIndex(ledger)
         self._page_cache = PageCache(page_cache_bytes)
+        self.listener: ChangeListener = NotListening()  # while following the ledger
 
     # -- keeping in step with the ledger ------------------------------------------------
     def sync(self) -> bool:
@@ -223,16 +229,37 @@ class Catalog:
     async def follow_ledger(
         self, interval_seconds: float = 1.0, on_change: Callable[[], None] = lambda: None
     ) -> None:
-        """Keep in step with the ledger; ``on_change`` runs after a tick that found changes."""
-        while True:
-            await asyncio.sleep(interval_seconds)
-            try:
-                changed = self.sync()
-            except Exception:  # a locked or busy database is retried at the next tick
-                log.exception("could not read the ledger's change counter")
-                continue
-            if changed:
-                on_change()
+        """Keep in step with the ledger: at once when it tells of a change (another
+        replica's decision shows within a moment), and every ``interval_seconds`` besides,
+        for a change it could not tell of. ``on_change`` runs after a read that found one."""
+        told = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def tell() -> None:  # called in the listener's thread
+            with contextlib.suppress(RuntimeError):  # the loop closed while shutting down
+                loop.call_soon_threadsafe(told.set)
+
+        self.listener = self._ledger.listen(tell)
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(interval_seconds):
+                        await told.wait()
+                        # A burst of writes (a vetting round) is read once, not per write.
+                        await asyncio.sleep(TOLD_SYNC_GAP_SECONDS)
+                told.clear()
+                self._follow_once(on_change)
+        finally:
+            self.listener.close()
+
+    def _follow_once(self, on_change: Callable[[], None]) -> None:
+        try:
+            changed = self.sync()
+        except Exception:  # a locked or busy database is retried at the next tick
+            log.exception("could not read the ledger's change counter")
+            return
+        if changed:
+            on_change()
 
     # -- pages -----------------------------------------------------------------------------
     async def project_page(self, name: NormalizedName, fmt: PageFormat) -> Served:

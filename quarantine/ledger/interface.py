@@ -4,7 +4,7 @@ One interface, one file per implementation (``sqlite``, ``postgres``). The confo
 tests in ``tests/test_ledger.py`` run against every implementation.
 """
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -28,6 +28,26 @@ class LedgerTally:
     vetting_queue: int  # held files inside the configured platforms: the promoter's work
     outbox_backlog: int  # notification deliveries still pending
     events: int  # state changes ever recorded (grows by one per decision)
+
+
+class ChangeListener(Protocol):
+    """What ``Ledger.listen`` started; ``close`` stops it."""
+
+    @property
+    def received(self) -> int:
+        """Notifications of a change received so far (a metric)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class NotListening:
+    """The listener of a ledger that cannot tell of changes: its followers poll."""
+
+    received = 0
+
+    def close(self) -> None:
+        pass
 
 
 class Ledger(Protocol):
@@ -269,4 +289,11 @@ class Ledger(Protocol):
 
     def changed_since(self, seq: int) -> dict[NormalizedName, int]:
         """Projects whose pages changed after ``seq``, with their current seq."""
+        ...
+
+    def listen(self, on_change: Callable[[], None]) -> ChangeListener:
+        """Call ``on_change`` (from another thread) soon after any process commits a write
+        that grows ``change_seq``, and whenever a change may have been missed (listening
+        began or resumed). Best effort: a ledger that cannot tell (SQLite) never calls it,
+        and a lost notification is possible, so a follower still polls ``change_seq``."""
         ...

@@ -7,6 +7,9 @@ outbox entry's id its identity's next value, both taken under that lock, so both
 commit order; a reader that remembers "everything up to N" (a kept page, the notifier's
 outbox position) then never misses a row committed later with a smaller number.
 
+Each write that grows the change counter also sends a notification at its commit, which
+every replica's listener hears (``quarantine.ledger.postgres_listen``).
+
 The schema is made and changed only by ``lazaretto migrate``
 (``quarantine.ledger.migrations.postgres``): opening a database that lacks it is a
 ``LedgerNotMigrated`` error telling to run it.
@@ -14,7 +17,7 @@ The schema is made and changed only by ``lazaretto migrate``
 
 import json
 import threading
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import partial
@@ -29,9 +32,11 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from quarantine.clock import format_timestamp
 from quarantine.errors import LedgerError, LedgerNotMigrated, StaleTransition
 from quarantine.evidence import Action, Evidence
+from quarantine.ledger.interface import ChangeListener
 from quarantine.ledger.migrations import postgres as migrations
 from quarantine.ledger.migrations import refuse_newer
 from quarantine.ledger.postgres_admin import GLOBAL, Conn, PostgresAdmin, utc
+from quarantine.ledger.postgres_listen import CHANNEL, PostgresChangeListener
 from quarantine.ledger.postgres_upkeep import FORGET_ATTEMPTS, PostgresUpkeep
 from quarantine.ledger.rows import evidence_from, findings_document, outbox_entry
 from quarantine.models import (
@@ -56,6 +61,10 @@ _FILE_COLUMNS = (
 _INSERT_FILE = f"INSERT INTO files ({_FILE_COLUMNS}, seq) VALUES ({', '.join(['%s'] * 23)})"
 # A row's seq: the change counter's next value (the row is locked by the writer).
 _ROW_SEQ = "(SELECT value + 1 FROM counters WHERE name='change_seq')"
+_NEXT_SEQ = (
+    "WITH grown AS (UPDATE counters SET value = value + 1 WHERE name='change_seq' "
+    f"RETURNING value) SELECT value, pg_notify('{CHANNEL}', value::text) FROM grown"
+)
 _INSERT_EVENT = (
     "INSERT INTO events (at, project, filename, sha256, from_state, to_state, reason, actor) "
     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
@@ -121,7 +130,9 @@ class PostgresLedger(PostgresUpkeep, PostgresAdmin):
         """Open the ledger at ``conninfo`` (a libpq URL or keywords, password included);
         ``where`` names it in messages, without the password."""
         self._where = where
-        self._lock = threading.Lock()  # only for close
+        self._conninfo = conninfo  # for listeners, which hold a connection of their own
+        self._listeners: list[PostgresChangeListener] = []
+        self._lock = threading.Lock()  # only for close and the listeners' list
         self._pool: ConnectionPool[Conn] = ConnectionPool(
             conninfo,
             min_size=1,
@@ -151,6 +162,9 @@ class PostgresLedger(PostgresUpkeep, PostgresAdmin):
 
     def close(self) -> None:
         with self._lock:
+            for listener in self._listeners:
+                listener.close()
+            self._listeners.clear()
             self._pool.close()
 
     @contextmanager
@@ -172,9 +186,9 @@ class PostgresLedger(PostgresUpkeep, PostgresAdmin):
             yield db
 
     def _next_seq(self, db: Conn) -> int:
-        row = db.execute(
-            "UPDATE counters SET value = value + 1 WHERE name='change_seq' RETURNING value"
-        ).fetchone()
+        """The change counter grown by one; every replica's listener hears of it when (and
+        only if) this transaction commits (``quarantine.ledger.postgres_listen``)."""
+        row = db.execute(_NEXT_SEQ).fetchone()
         assert row is not None
         return int(row["value"])
 
@@ -590,6 +604,12 @@ class PostgresLedger(PostgresUpkeep, PostgresAdmin):
     def changed_since(self, seq: int) -> dict[NormalizedName, int]:
         rows = self._query("SELECT name, seq FROM projects WHERE seq > %s", (seq,))
         return {NormalizedName(row["name"]): int(row["seq"]) for row in rows}
+
+    def listen(self, on_change: Callable[[], None]) -> ChangeListener:
+        listener = PostgresChangeListener(self._conninfo, self._where, on_change)
+        with self._lock:
+            self._listeners.append(listener)
+        return listener
 
 
 def _connect_problem(conninfo: str) -> str:

@@ -19,7 +19,7 @@ import json
 import sqlite3
 import threading
 import uuid
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -30,7 +30,7 @@ from packaging.utils import NormalizedName
 from quarantine.clock import format_timestamp, parse_timestamp
 from quarantine.errors import LedgerError, LedgerMissing, StaleTransition
 from quarantine.evidence import Action, Evidence, Finding, Severity
-from quarantine.ledger.interface import LedgerTally
+from quarantine.ledger.interface import ChangeListener, LedgerTally, NotListening
 from quarantine.ledger.migrations import sqlite as migrations
 from quarantine.ledger.sqlite_admin import GLOBAL, AdminTables, dt, event_record, ts
 from quarantine.ledger.sqlite_blobs import BlobTables
@@ -733,6 +733,10 @@ class SqliteLedger(AdminTables, FetchTables, BlobTables):
         for row in self._query(sql + " ORDER BY filename, check_name", params):
             found.setdefault(row["filename"], []).append(_evidence(row))
         return found
+
+    def listen(self, on_change: Callable[[], None]) -> ChangeListener:
+        # SQLite has no notifications: processes sharing the file see changes by polling.
+        return NotListening()
 
     def change_seq(self) -> int:
         rows = self._query("SELECT value FROM meta WHERE key='change_seq'")
