@@ -140,7 +140,11 @@ def build_services(
         guard=guard,
         feeds=feeds,
         max_file_bytes=settings.max_file_bytes,
-        shared_ledger=is_postgres(settings) or settings.workers > 1,
+        # Replicas on PostgreSQL, serve --workers, or several serve processes beside a
+        # separate worker on one data directory (deploy/lazaretto@.service).
+        shared_ledger=(
+            is_postgres(settings) or settings.workers > 1 or settings.vetting_worker == "separate"
+        ),
         page_cache_bytes=settings.page_cache_mb * 1024 * 1024,
     )
     source = MirrorSource(artifacts, catalog, LocalCopies(blobs, data_dir / "inspection-copies"))
@@ -227,6 +231,7 @@ def _inspection_pool(settings: Settings) -> "InspectionPool":
         memory_bytes=settings.inspection_memory_mb * 1024 * 1024,
         cpu_seconds=settings.inspection_cpu_seconds,
         wall_seconds=settings.inspection_timeout_seconds,
+        nice=settings.vetting_nice,
     )
     return InspectionPool(settings.inspection_workers, limits)
 

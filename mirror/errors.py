@@ -87,3 +87,9 @@ class UpstreamGone(MirrorError):
 
 class BadRequest(MirrorError):
     status = 400
+
+
+class LedgerUnavailable(MirrorError):
+    """The upstream answered, but the ledger did not record the look (in time)."""
+
+    status = 503

@@ -194,8 +194,9 @@ class Settings:
     inspection_memory_mb: int = 1024  # address space of one inspection worker
     inspection_cpu_seconds: int = 120  # CPU time of one file's inspection
     inspection_timeout_seconds: float = 600.0  # wall-clock time of one file's inspection
-    # The vetting child and its inspection workers run this much nicer than the serving
-    # process, so a backlog of vetting never takes the CPU a page request needs.
+    # Inspection workers run this much nicer than the serving process, so a backlog of
+    # vetting never takes the CPU a page request needs. Not the vetting child itself: it
+    # writes the ledger, and a starved writer would hold the serving side's writes up.
     vetting_nice: int = 10
     # How long a download of a deferred file waits for its verdict before a 503 (pip and
     # uv retry that) tells the client to ask again.

@@ -1668,7 +1668,8 @@ def test_with_other_serving_processes_a_page_waits_for_its_write(
 
         monkeypatch.setattr(ledger, "apply", refusing)
         first = get(mirror, "/simple/demo-pkg/", {"Accept": JSON_TYPE})
-        assert first.status >= 500, first.body  # nothing listed that no process could serve
+        assert first.status == 503, first.body  # nothing listed that no process could serve
+        assert b"could not record the look at demo-pkg in the ledger" in first.body
         monkeypatch.setattr(ledger, "apply", real_apply)
         again = get(mirror, "/simple/demo-pkg/", {"Accept": JSON_TYPE})
         assert again.status == 200
@@ -1680,6 +1681,39 @@ def test_with_other_serving_processes_a_page_waits_for_its_write(
                 assert other.file(NormalizedName("demo-pkg"), entry["filename"]) is not None
         finally:
             other.close()
+
+
+def test_beside_other_serving_processes_a_slow_ledger_write_is_not_an_upstream_timeout(
+    upstream: Upstream,
+    clock: FakeClock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The upstream answered within request_wait; the write that must end before the page
+    goes out has a bound of its own, and past it the answer names the ledger, not the
+    upstream (pip gives up on a 504 for a page). Big projects are written in a thread,
+    so the server goes on while the write runs."""
+    monkeypatch.setattr(catalog_module, "BIG_PROJECT_FILES", 1)
+    publish_demo(upstream, clock)
+    settings = settings_for(
+        tmp_path / "data", upstream.url, workers=2, request_wait=timedelta(seconds=1)
+    )
+    with running_mirror(settings, clock) as mirror:
+        assert mirror.services is not None
+        ledger = mirror.services.ledger
+        real_apply = ledger.apply
+
+        def slow(observation: Any, etag: str | None, actor: str) -> int:
+            time.sleep(2)  # longer than request_wait
+            return real_apply(observation, etag, actor)
+
+        monkeypatch.setattr(ledger, "apply", slow)
+        assert get(mirror, "/simple/demo-pkg/", {"Accept": JSON_TYPE}).status == 200
+        monkeypatch.setattr(catalog_module, "LEDGER_WRITE_WAIT_SECONDS", 0.5)
+        publish(upstream, build_wheel("other-pkg", "1.0"), clock.now() - AGE_OLD)
+        reply = get(mirror, "/simple/other-pkg/", {"Accept": JSON_TYPE})
+        assert reply.status == 503, reply.body
+        assert reply.body.startswith(b"the ledger is slow to record the look at other-pkg")
 
 
 def test_a_file_asked_for_while_its_big_project_is_being_written_waits_for_the_write(

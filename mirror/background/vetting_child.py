@@ -169,9 +169,6 @@ def child_main(settings: Settings, demand: Connection) -> None:
     # In a group of its own the child gets no Ctrl-C from a terminal; and if one comes,
     # the server stops the child itself, after its own requests, by closing the pipe.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # Below the serving process, which its inspection workers inherit: a page request
-    # gets a core at once however long the vetting backlog.
-    os.nice(settings.vetting_nice)
     if settings.log_format == "json":
         from mirror.http.log_format import configure_logging
 

@@ -27,7 +27,13 @@ from datetime import datetime
 
 from packaging.utils import NormalizedName
 
-from mirror.errors import NotFound, UpstreamGone, UpstreamRejected, UpstreamUnavailable
+from mirror.errors import (
+    LedgerUnavailable,
+    NotFound,
+    UpstreamGone,
+    UpstreamRejected,
+    UpstreamUnavailable,
+)
 from mirror.files.file_index import FileIndex
 from mirror.simple.names import ReservedNames
 from mirror.simple.negotiate import PageFormat
@@ -121,6 +127,26 @@ KEPT_PARTS_FILES = 40_000
 # Told of a change, the follower reads the ledger this much later: the writes of a burst
 # that come meanwhile are read together, while a decision still shows well within a second.
 TOLD_SYNC_GAP_SECONDS = 0.05
+# How long a request waits for the ledger to record a look the upstream has answered.
+LEDGER_WRITE_WAIT_SECONDS = 30.0
+
+
+async def _until_set(event: asyncio.Event) -> None:
+    await event.wait()
+
+
+async def _first_of(waiting: "asyncio.Future[None]", event: asyncio.Event) -> None:
+    """Until ``waiting`` is done (its error raised) or ``event`` is set."""
+    watching = asyncio.ensure_future(_until_set(event))
+    try:
+        await asyncio.wait({waiting, watching}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        waiting.cancel()  # this request's wait only: the look goes on
+        raise
+    finally:
+        watching.cancel()
+    if waiting.done():
+        waiting.result()
 
 
 class _Flight:
@@ -131,6 +157,8 @@ class _Flight:
         self._waits: list[asyncio.Future[None]] = []
         self._outcome: BaseException | None = None
         self._answered = False
+        # The upstream has answered: what is left is folding it into the ledger.
+        self.upstream_answered = asyncio.Event()
 
     def wait(self) -> "asyncio.Future[None]":
         waiting = asyncio.get_running_loop().create_future()
@@ -543,12 +571,20 @@ class Catalog:
         now = self._clock.now()
         if miss is not None and (now - miss).total_seconds() < self._ttl:
             raise NotFound(f"not found: {name}")
-        waiting = self._start_look(name).wait()
+        flight = self._start_look(name)
+        waiting = flight.wait()
         try:
             # Only this request's own wait is cancelled by the timeout: the look runs on
             # and its answer is still recorded.
             async with asyncio.timeout(self._wait):
-                await waiting
+                if self._hands_over_before_write:
+                    # Awaited directly: the page goes out in the loop's next turn, before
+                    # the write the look runs after its one yield (see _apply).
+                    await waiting
+                else:
+                    await _first_of(waiting, flight.upstream_answered)
+            if not waiting.done():
+                await self._recorded(name, waiting)
         except TimeoutError:
             live.unreachable = True
             self._serve_stale_or_raise(
@@ -558,6 +594,18 @@ class Catalog:
             raise NotFound(f"not found: {name}") from gone
         except (UpstreamUnavailable, UpstreamRejected) as error:
             self._serve_stale_or_raise(name, error)
+
+    async def _recorded(self, name: NormalizedName, waiting: "asyncio.Future[None]") -> None:
+        """The upstream answered within the request's wait; beside other serving
+        processes the page also waits for the ledger's write, under a bound of its own
+        (a slow database is not an upstream timeout)."""
+        try:
+            async with asyncio.timeout(LEDGER_WRITE_WAIT_SECONDS):
+                await waiting
+        except TimeoutError:
+            raise LedgerUnavailable(
+                f"the ledger is slow to record the look at {name}: retry in a moment"
+            ) from None
 
     def _serve_stale_or_raise(
         self, name: NormalizedName, error: UpstreamUnavailable | UpstreamRejected
@@ -618,6 +666,8 @@ class Catalog:
         except (UpstreamUnavailable, UpstreamRejected):
             live.unreachable = True
             raise
+        if flight is not None:
+            flight.upstream_answered.set()
         self._misses.pop(name, None)
         if answer.snapshot is None:
             self._ledger.touch_look(name, now)
@@ -659,13 +709,14 @@ class Catalog:
         else:
             try:
                 seq = await self._write(live, observation, etag)
-            except Exception:
+            except Exception as error:
                 live.looked_at = None  # a look the ledger did not take: the next one looks anew
-                if flight is None or not kept:
-                    raise
-                # As for a page handed over before a write that failed: logged; these
-                # requests get the page last recorded.
                 log.exception("could not record the look at %s", snapshot.name)
+                if flight is None or not kept:
+                    reason = f"could not record the look at {snapshot.name} in the ledger: retry"
+                    raise LedgerUnavailable(reason) from error
+                # As for a page handed over before a write that failed: these requests
+                # get the page last recorded.
                 flight.answer()
                 raise
             rendering = flight is not None and not kept

@@ -74,6 +74,7 @@ class WorkerLimits:
     memory_bytes: int = 1024 * MiB  # address space of a worker process
     cpu_seconds: int = 120  # CPU time of one task
     wall_seconds: float = 600.0  # wall-clock time of one task, seen from here
+    nice: int = 0  # steps of CPU priority below the process that starts the workers
 
 
 @contextlib.contextmanager
@@ -156,7 +157,7 @@ class _Slot:
                 max_workers=1,
                 mp_context=context,
                 initializer=start_worker,
-                initargs=(self._limits.memory_bytes,),
+                initargs=(self._limits.memory_bytes, self._limits.nice),
             )
         return self._executor
 

@@ -9,6 +9,7 @@ past it). Python sources already scanned in this process are not parsed again
 """
 
 import math
+import os
 import resource
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,9 +36,12 @@ class Outcome:
     inspection: Inspection | None  # None: the memory limit was hit
 
 
-def start_worker(memory_bytes: int) -> None:
-    """The pool's initializer: no core files, and the memory cap for the process's life."""
+def start_worker(memory_bytes: int, nice: int = 0) -> None:
+    """The pool's initializer: no core files, the memory cap for the process's life, and a
+    lower CPU priority (``nice`` steps) than the process that serves pages."""
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if nice > 0:
+        os.nice(nice)
     if memory_bytes > 0:
         _, hard = resource.getrlimit(resource.RLIMIT_AS)
         resource.setrlimit(resource.RLIMIT_AS, (_capped(memory_bytes, hard), hard))

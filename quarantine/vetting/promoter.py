@@ -267,8 +267,10 @@ class Promoter:
 
     async def _work_through(self, result: Round) -> None:
         """Until the queue is empty: the files asked for join it while this runs."""
-        workers = [self._work(result) for _ in range(self._concurrency * 2)]
-        await asyncio.gather(*workers)
+        # A group: a worker that fails stops its siblings, none goes on past the round.
+        async with asyncio.TaskGroup() as group:
+            for _ in range(self._concurrency * 2):
+                group.create_task(self._work(result))
 
     async def _work(self, result: Round) -> None:
         while True:

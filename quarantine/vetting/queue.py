@@ -159,7 +159,9 @@ class WorkQueue:
             # Among the newest releases, every project's Linux x86_64 and pure-Python
             # wheels before any project's other files: on the real index a resolver's
             # first projects waited minutes behind the later ones' Windows and macOS wheels.
-            install_likelihood(record.filename) if newest else 0,
+            # An sdist ranks with the other files here: it is all a release without
+            # wheels has.
+            min(install_likelihood(record.filename), 1) if newest else 0,
             -(asked or 0),
             cooling,
             _Newest(version),
