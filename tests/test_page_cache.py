@@ -7,7 +7,7 @@ from pathlib import Path
 from packaging.utils import NormalizedName
 
 from mirror.simple.negotiate import PageFormat
-from mirror.simple.page import make_page
+from mirror.simple.page import PageTemplate, make_page
 from mirror.simple.page_cache import PageCache, page_bytes
 from support.clock import FakeClock
 from support.dists import build_wheel
@@ -27,7 +27,7 @@ def test_the_least_recently_used_pages_go_first_and_never_the_one_just_kept() ->
     budget = PageCache(max_bytes=1000)
     assert budget.kept(_name("a"), JSON, page) == []
     assert budget.kept(_name("b"), JSON, page) == []
-    budget.used(_name("a"), JSON)  # b is now the least recently used
+    assert budget.used(_name("a"), JSON, page) == []  # b is now the least recently used
     assert budget.kept(_name("c"), JSON, page) == [(_name("b"), JSON)]
     assert budget.total == 2 * page_bytes(page)
     budget.forget(_name("a"))
@@ -66,3 +66,17 @@ def _page(origin: str, name: str) -> bytes:
     with urllib.request.urlopen(request, timeout=30) as reply:
         body: bytes = reply.read()
         return body
+
+
+def test_a_template_is_measured_again_once_filled_for_more_bases() -> None:
+    """Without public_base_url a page is a template filled for each base clients name
+    (the Host header): those pages count against the budget too."""
+    template = PageTemplate(1, JSON, (b'{"files":[{"provenance":"', b'p.json"}]}' * 200))
+    cache = PageCache(max_bytes=10**9)
+    assert cache.kept(_name("t"), JSON, template) == []
+    before = cache.total
+    for host in ("a", "b", "c", "d"):
+        template.for_base(f"https://{host}.example/")
+    assert cache.used(_name("t"), JSON, template) == []
+    assert cache.total > before
+    assert cache.total == page_bytes(template)

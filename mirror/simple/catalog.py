@@ -302,7 +302,7 @@ class Catalog:
         elif page.seq != self._seq.get(name) and not live.unwritten:
             page = await self._rendered_or_previous(name, fmt, live, page)
         else:
-            self._page_cache.used(name, fmt)
+            self._drop_pages(self._page_cache.used(name, fmt, page))
         stale = None
         if live.unreachable:
             since = live.ok_at or now
@@ -365,7 +365,7 @@ class Catalog:
         now = self._clock.now()
         if (now - live.looked_at).total_seconds() >= self._ttl or self._due(live, fmt, now):
             return None
-        self._page_cache.used(name, fmt)
+        self._drop_pages(self._page_cache.used(name, fmt, page))
         return page
 
     @staticmethod
@@ -415,8 +415,7 @@ class Catalog:
         if page.seq != UNWRITTEN_SEQ:
             self._seq.setdefault(name, page.seq)
         live.pages[fmt] = page
-        for dropped, dropped_fmt in self._page_cache.kept(name, fmt, page):
-            self._live[dropped].pages.pop(dropped_fmt, None)
+        self._drop_pages(self._page_cache.kept(name, fmt, page))
         if renew_at is None:
             live.renew_at.pop(fmt, None)
         else:
@@ -508,6 +507,11 @@ class Catalog:
 
     def _kept_page(self, seq: int, body: bytes, fmt: PageFormat, bases: Sequence[str]) -> KeptPage:
         return page_or_template(seq, body, fmt, open_base=self._open_base, bases=bases)
+
+    def _drop_pages(self, dropped: list[tuple[NormalizedName, PageFormat]]) -> None:
+        """Out of memory: rendered again when next asked for (see PageCache)."""
+        for name, fmt in dropped:
+            self._live[name].pages.pop(fmt, None)
 
     def _keep_parts(self, name: NormalizedName, parts: PageParts) -> None:
         with self._kept_lock:

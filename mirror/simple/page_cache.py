@@ -21,11 +21,17 @@ _Key = tuple[NormalizedName, PageFormat]
 
 
 def page_bytes(page: KeptPage) -> int:
-    """The memory a kept page holds, near enough. A template is counted with one filled
-    page beside it: the mirror is reached by one base, mostly."""
+    """The memory a kept page holds, near enough. A template holds the pages filled for
+    each base it was asked with (a few at most); before any, it counts one."""
     if isinstance(page, Page):
-        return len(page.body) + len(page.gzipped or b"")
-    return 2 * sum(map(len, page.pieces))
+        return _filled_bytes(page)
+    template = sum(map(len, page.pieces))
+    filled = sum(map(_filled_bytes, page.filled.made()))
+    return template + max(filled, template)
+
+
+def _filled_bytes(page: Page) -> int:
+    return len(page.body) + len(page.gzipped or b"")
 
 
 class PageCache:
@@ -35,6 +41,7 @@ class PageCache:
     def __init__(self, max_bytes: int = DEFAULT_PAGE_CACHE_BYTES) -> None:
         self._max = max_bytes
         self._sizes: OrderedDict[_Key, int] = OrderedDict()  # least recently used first
+        self._filled: dict[_Key, int] = {}  # a template's filled pages when last measured
         self._total = 0
 
     @property
@@ -46,25 +53,43 @@ class PageCache:
         recently used first (never this one)."""
         key = (name, fmt)
         self._total -= self._sizes.pop(key, 0)
+        self._filled.pop(key, None)
         size = page_bytes(page)
         self._sizes[key] = size
         self._total += size
+        return self._over_budget(key)
+
+    def used(self, name: NormalizedName, fmt: PageFormat, page: KeptPage) -> list[_Key]:
+        """A kept page was answered: the last to go. A template may have been filled for
+        another base meanwhile, so it is measured again; the pages to drop, as ``kept``."""
+        key = (name, fmt)
+        if key not in self._sizes:
+            return []
+        self._sizes.move_to_end(key)
+        if isinstance(page, Page):
+            return []
+        filled = len(page.filled.made())  # a few: measuring a big template is not
+        if self._filled.get(key) == filled:
+            return []
+        self._filled[key] = filled
+        size = page_bytes(page)
+        self._total += size - self._sizes[key]
+        self._sizes[key] = size
+        return self._over_budget(key)
+
+    def _over_budget(self, key: _Key) -> list[_Key]:
         dropped: list[_Key] = []
         while self._total > self._max:
             oldest = next(iter(self._sizes))
             if oldest == key:
                 break  # one page over the budget is still kept: it was just asked for
             self._total -= self._sizes.pop(oldest)
+            self._filled.pop(oldest, None)
             dropped.append(oldest)
         return dropped
-
-    def used(self, name: NormalizedName, fmt: PageFormat) -> None:
-        """A kept page was answered: the last to go."""
-        key = (name, fmt)
-        if key in self._sizes:
-            self._sizes.move_to_end(key)
 
     def forget(self, name: NormalizedName, fmts: Iterable[PageFormat] | None = None) -> None:
         """The catalog dropped these pages of ``name`` (all of them: None)."""
         for fmt in PageFormat if fmts is None else fmts:
             self._total -= self._sizes.pop((name, fmt), 0)
+            self._filled.pop((name, fmt), None)
