@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from support.clock import FakeClock
-from support.ledger_backend import on_postgres, postgres_for_this_test
+from support.ledger_backend import backend, on_postgres, postgres_for_this_test
 from support.mirror import MirrorServer, running_mirror, settings_for
 from support.postgres import PostgresServer, running_postgres
 from support.upstream import Upstream
@@ -15,6 +15,10 @@ from support.upstream import Upstream
 pytest_plugins = ("support.s3",)  # the session's S3 server fixture, ``s3_server``
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    backend()  # a LAZARETTO_TEST_LEDGER that names no backend stops the run at once
 
 
 @pytest.fixture

@@ -50,6 +50,7 @@ from support.chaos import (
 from support.counters import report
 from support.dists import Dist, build_sdist, build_wheel
 from support.installers import installed, pip_install, uv_install
+from support.ledger_backend import ledger_env
 from support.upstream import Upstream, UpstreamFile
 
 EXTENDED = os.environ.get("LAZARETTO_TEST_PROFILE") == "extended"
@@ -144,8 +145,8 @@ def _chaos(rng: random.Random, upstream: Upstream, receiver: Receiver, tmp_path:
         serve.kill()
         left |= temporary_files(blobs)
         problems = blob_problems(blobs)
-        if (data / "ledger.sqlite3").exists():
-            after = read_ledger(data)
+        after = read_ledger(data)
+        if after is not None:  # a SQLite ledger is made at the first start
             problems += ledger_problems(before, after, blobs)
             seen.add(before, after, bool(temporary_files(blobs)), hooks != len(receiver.hooks))
             before = after
@@ -224,6 +225,7 @@ def _serve_env(upstream: Upstream, receiver: Receiver, tmp_path: Path) -> dict[s
         "LAZARETTO_PROMOTE_INTERVAL": "1s",
         "LAZARETTO_INDEX_TTL": "0s",
         "LAZARETTO_INSPECTION_WORKERS": "1",
+        **ledger_env(tmp_path / "data"),
         "CHAOS_HOOK_SECRET": "whsec_" + base64.b64encode(SECRET_KEY).decode(),
     }
 
@@ -349,6 +351,7 @@ def _delivered(data: Path, seconds: float) -> LedgerState:
     deadline = time.monotonic() + seconds
     while True:
         state = read_ledger(data)
+        assert state is not None, "no ledger"
         pending = [k for k, s in state.delivered.items() if s != "delivered"]
         undelivered = set(state.outbox) - {event for event, _ in state.delivered}
         if not pending and not undelivered:

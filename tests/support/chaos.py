@@ -19,7 +19,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
+
 from quarantine.models import FileState
+from support.ledger_backend import ledger_query
 from support.process import LAZARETTO, free_port, wait_until_up
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
@@ -100,30 +103,25 @@ class LedgerState:
     delivered: dict[tuple[str, str], str]  # (event_id, channel) -> state
 
 
-def read_ledger(data_dir: Path) -> LedgerState:
-    path = data_dir / "ledger.sqlite3"
-    db = sqlite3.connect(path)
-    try:
-        events = [
-            (int(r[0]), str(r[1]), r[2], str(r[3]), str(r[4]))
-            for r in db.execute(
-                "SELECT id, project, filename, to_state, actor FROM events ORDER BY id"
-            )
-        ]
-        outbox = {str(r[0]): int(r[1]) for r in db.execute("SELECT event_id, id FROM outbox")}
-        files = {
-            (str(r[0]), str(r[1])): (str(r[2]), int(r[3]), bool(r[4]), str(r[5]))
-            for r in db.execute(
-                "SELECT project, filename, state, state_version, stored, sha256 FROM files"
-            )
-        }
-        delivered = {
-            (str(r[0]), str(r[1])): str(r[2])
-            for r in db.execute("SELECT event_id, channel, state FROM deliveries")
-        }
-    finally:
-        db.close()
-    return LedgerState(events, outbox, files, delivered)
+def read_ledger(data_dir: Path) -> LedgerState | None:
+    """What the ledger of the mirror with this data directory holds (on either backend);
+    None when its mirror has not made a SQLite one yet."""
+    found = ledger_query(
+        data_dir,
+        "SELECT id, project, filename, to_state, actor FROM events ORDER BY id",
+        "SELECT event_id, id FROM outbox",
+        "SELECT project, filename, state, state_version, stored, sha256 FROM files",
+        "SELECT event_id, channel, state FROM deliveries",
+    )
+    if found is None:
+        return None
+    events, outbox, files, delivered = found
+    return LedgerState(
+        [(int(r[0]), str(r[1]), r[2], str(r[3]), str(r[4])) for r in events],
+        {str(r[0]): int(r[1]) for r in outbox},
+        {(str(r[0]), str(r[1])): (str(r[2]), int(r[3]), bool(r[4]), str(r[5])) for r in files},
+        {(str(r[0]), str(r[1])): str(r[2]) for r in delivered},
+    )
 
 
 def blob_problems(blobs: Path) -> list[str]:
@@ -186,14 +184,9 @@ def temporary_files(blobs: Path) -> set[str]:
 
 def count_decisions(data_dir: Path) -> int:
     """Events recording a promotion or a hold for review, read beside a live mirror."""
+    query = "SELECT count(*) FROM events WHERE to_state IN ('promoted', 'review')"
     try:
-        db = sqlite3.connect(f"file:{data_dir / 'ledger.sqlite3'}?mode=ro", uri=True, timeout=1)
-    except sqlite3.Error:
-        return 0
-    try:
-        query = "SELECT count(*) FROM events WHERE to_state IN ('promoted', 'review')"
-        return int(db.execute(query).fetchone()[0])
-    except sqlite3.Error:
+        found = ledger_query(data_dir, query)
+    except (sqlite3.Error, psycopg.Error):
         return 0  # not created yet, or busy: no progress seen this time
-    finally:
-        db.close()
+    return int(found[0][0][0]) if found else 0

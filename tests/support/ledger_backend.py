@@ -15,6 +15,7 @@ import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -151,6 +152,26 @@ def ledger_rows(where: Settings | Path) -> list[str]:
         return sorted(_postgres_rows(conninfo(settings)))
     with sqlite3.connect(sqlite_path(settings)) as db:
         return sorted(db.iterdump())
+
+
+def ledger_query(where: Settings | Path, *queries: str) -> list[list[tuple[Any, ...]]] | None:
+    """The rows of read-only SQL queries (no parameters; SQL both backends share) on the
+    ledger's database, read in one snapshot beside a live or a killed mirror; None when
+    there is no ledger (a SQLite one its mirror has not made yet)."""
+    settings = where if isinstance(where, Settings) else _settings_at(where)
+    if is_postgres(settings):
+        with psycopg.connect(conninfo(settings)) as db:
+            db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            return [[tuple(row) for row in db.execute(query.encode())] for query in queries]
+    try:
+        file = sqlite3.connect(f"file:{sqlite_path(settings)}?mode=ro", uri=True, timeout=5)
+    except sqlite3.OperationalError:
+        return None
+    try:
+        file.execute("BEGIN")  # one snapshot for every query (WAL)
+        return [[tuple(row) for row in file.execute(query)] for query in queries]
+    finally:
+        file.close()
 
 
 def _settings_at(data_dir: Path) -> Settings:
