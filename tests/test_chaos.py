@@ -127,22 +127,24 @@ def _chaos(rng: random.Random, upstream: Upstream, receiver: Receiver, tmp_path:
         _publish_more(rng, upstream, truth, life)
         serve = ServeGroup(env, log)
         hooks = len(receiver.hooks)
-        if rng.random() < 0.15:  # during start: the sweep, the ledger's first writes
-            time.sleep(rng.uniform(0.0, 1.0))
-        else:
-            serve.wait_until_up()
-            still = left & temporary_files(blobs)
-            assert not still, f"after kill {life}: temp files outlived the restart: {still}"
-            moment = rng.choice(MOMENTS)
-            seen.moments[moment] = seen.moments.get(moment, 0) + 1
-            _live(
-                serve,
-                rng,
-                truth,
-                served,
-                functools.partial(_await_moment, moment, rng, upstream, receiver, data),
-            )
-        serve.kill()
+        try:
+            if rng.random() < 0.15:  # during start: the sweep, the ledger's first writes
+                time.sleep(rng.uniform(0.0, 1.0))
+            else:
+                serve.wait_until_up()
+                still = left & temporary_files(blobs)
+                assert not still, f"after kill {life}: temp files outlived the restart: {still}"
+                moment = rng.choice(MOMENTS)
+                seen.moments[moment] = seen.moments.get(moment, 0) + 1
+                _live(
+                    serve,
+                    rng,
+                    truth,
+                    served,
+                    functools.partial(_await_moment, moment, rng, upstream, receiver, data),
+                )
+        finally:
+            serve.kill()  # also when a check failed: no mirror outlives the test
         left |= temporary_files(blobs)
         problems = blob_problems(blobs)
         after = read_ledger(data)
