@@ -1,6 +1,6 @@
 """Chaos: the whole mirror SIGKILLed at random moments, restarted, and checked each time.
 
-``lazaretto serve`` (its vetting child and inspection workers with it: one process group)
+``lazaretto serve`` (its vetting child and inspection workers with it: one session)
 runs against a local upstream that keeps publishing: cooled and fresh wheels, sdists, and
 releases with a startup ``.pth`` hook that are held for review, so each life downloads,
 vets, promotes, writes outbox entries and delivers them to a real webhook receiver while

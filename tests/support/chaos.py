@@ -1,7 +1,7 @@
-"""``lazaretto serve`` as a process group to SIGKILL, and what its data directory must hold after.
+"""``lazaretto serve`` as a session to SIGKILL, and what its data directory must hold after.
 
-The server runs in a session of its own, so its vetting child and the child's inspection
-workers share its process group: one ``killpg`` is a crash of the whole mirror. The checks
+The server runs in a session of its own, which its vetting child and the child's inspection
+workers share: SIGKILL to every process of it is a crash of the whole mirror. The checks
 read the data directory with the process dead, as the next start will find it.
 """
 
@@ -52,11 +52,13 @@ class ServeGroup:
         wait_until_up(self.origin, self.process, seconds=60)
 
     def kill(self) -> None:
-        """SIGKILL to every process of the group; back once none is left."""
-        with contextlib.suppress(ProcessLookupError):  # the whole group died already
+        """SIGKILL to every process of the mirror; back once none is left. They share
+        the session, not the group: the vetting child makes a group of its own for its
+        inspection workers (mirror/background/vetting_child.py)."""
+        with contextlib.suppress(ProcessLookupError):  # the server's group died already
             os.killpg(self.process.pid, signal.SIGKILL)
+        _until_session_gone(self.process.pid, kill=True)
         self.process.wait(30)
-        _until_group_gone(self.process.pid)
 
     def stop(self) -> int:
         """SIGTERM, as an operator stops it; the exit code."""
@@ -66,18 +68,23 @@ class ServeGroup:
         finally:
             if self.process.poll() is None:
                 self.kill()
-            _until_group_gone(self.process.pid)
+            _until_session_gone(self.process.pid)
 
 
-def _until_group_gone(group: int, seconds: float = 30) -> None:
+def _until_session_gone(session: int, *, kill: bool = False, seconds: float = 30) -> None:
+    """Until no live process of ``session`` is left, SIGKILLing them if ``kill``."""
     deadline = time.monotonic() + seconds
-    while _members(group):
+    while members := _members(session):
         if time.monotonic() > deadline:
-            raise AssertionError(f"processes of group {group} outlived SIGKILL: {_members(group)}")
+            raise AssertionError(f"processes of session {session} outlived the mirror: {members}")
+        if kill:
+            for pid in members:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         time.sleep(0.05)
 
 
-def _members(group: int) -> list[int]:
+def _members(session: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -86,8 +93,8 @@ def _members(group: int) -> list[int]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if fields[0] != "Z" and int(fields[2]) == group:
+        state, _parent, _group, in_session = stat[stat.rfind(")") + 2 :].split()[:4]
+        if state != "Z" and int(in_session) == session:
             found.append(int(entry.name))
     return found
 
