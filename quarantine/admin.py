@@ -6,6 +6,7 @@ one, and goes through the ledger's compare-and-swap: a stale decision is refused
 applied over a newer state.
 """
 
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -62,6 +63,15 @@ def check_reason(reason: str) -> str:
     cleaned = " ".join(reason.split())
     if len(cleaned) < MIN_REASON:
         raise AdminError(f"give a reason of at least {MIN_REASON} characters: it goes on record")
+    # Whitespace is one space now; any other control character would reach terminals
+    # (``audit``), and a PostgreSQL ledger cannot keep a NUL at all.
+    controls = sorted(
+        {f"U+{ord(char):04X}" for char in cleaned if unicodedata.category(char) == "Cc"}
+    )
+    if controls:
+        raise AdminError(
+            f"a reason is plain text: remove its control characters ({', '.join(controls)})"
+        )
     return cleaned
 
 

@@ -15,7 +15,6 @@ import http.client
 import json
 import logging
 import re
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -38,6 +37,7 @@ from quarantine.models import FileState
 from quarantine.outbox import ApiToken
 from support.clock import FakeClock
 from support.dists import Dist, build_wheel
+from support.ledger_backend import ledger_rows
 from support.mirror import MirrorServer
 from support.upstream import Upstream, UpstreamFile
 
@@ -234,12 +234,12 @@ def test_wrong_malformed_revoked_and_query_tokens_are_401(setup: Setup) -> None:
 def test_read_token_reads_but_cannot_decide(setup: Setup) -> None:
     api, read = setup.api, setup.read
     held_release(setup)
-    before = list(_ledger_dump(Path(setup.mirror.settings.data_dir) / "ledger.sqlite3"))
+    before = ledger_rows(setup.mirror.settings)
     assert api.call("GET", "/holds", token=read).status == 200
     assert api.call("GET", "/projects/hold-me", token=read).status == 200
     assert api.call("GET", "/audit", token=read).status == 200
     assert api.call("GET", "/deliveries", token=read).status == 200
-    after = list(_ledger_dump(Path(setup.mirror.settings.data_dir) / "ledger.sqlite3"))
+    after = ledger_rows(setup.mirror.settings)
     assert after == before  # I4: a GET changes nothing
     for method, path, body in [
         ("POST", "/projects/demo/releases/1.0/promote", {"reason": REASON}),
@@ -560,6 +560,23 @@ def test_bad_requests_get_precise_problems(setup: Setup) -> None:
     assert cases[-1][0].header("Allow") == "GET"
 
 
+def test_a_reason_with_control_characters_is_refused_and_nothing_is_recorded(
+    setup: Setup,
+) -> None:
+    """A NUL in a JSON string is valid JSON; a PostgreSQL ledger cannot keep it (that was a
+    500 there, a recorded reason on SQLite), and an escape sequence would reach terminals."""
+    api, token = setup.api, setup.decide
+    dist = held_release(setup)
+    before = ledger_rows(setup.mirror.settings)
+    for reason in (f"{REASON}\u0000", f"{REASON} \u001b[2J"):
+        for path in ("/projects/hold-me/releases/1.0/block", "/projects/hold-me/exemption"):
+            reply = api.call("POST", path, token, {"reason": reason})
+            assert reply.status == 422, reply.body
+            assert "control characters" in reply.json()["detail"]
+    assert ledger_rows(setup.mirror.settings) == before
+    assert _state(setup, "hold-me", dist) is FileState.HELD
+
+
 def test_explain_takes_one_project_or_release_and_pages_newest_first(setup: Setup) -> None:
     api, token = setup.api, setup.read
     for version in ("1.9", "1.10", "2.0"):
@@ -703,20 +720,12 @@ def test_the_canary_token_appears_nowhere(
     assert "forced failure" in logs  # the 500 was logged, with its traceback
     assert "uvicorn.access" in logs  # the access log was captured too
     assert CANARY not in logs
-    dump = "\n".join(_ledger_dump(Path(mirror.settings.data_dir) / "ledger.sqlite3"))
+    dump = "\n".join(ledger_rows(mirror.settings))
     assert token_hash(CANARY) in dump  # the dump does cover the token table
     assert CANARY not in dump
     for path in Path(mirror.settings.data_dir).rglob("*"):
         if path.is_file():
             assert CANARY.encode() not in path.read_bytes(), path
-
-
-def _ledger_dump(path: Path) -> Iterator[str]:
-    db = sqlite3.connect(path)
-    try:
-        yield from db.iterdump()
-    finally:
-        db.close()
 
 
 # -- the contract ----------------------------------------------------------------------------

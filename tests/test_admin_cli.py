@@ -6,7 +6,6 @@ index within seconds (it follows the shared ledger).
 
 import json
 import os
-import sqlite3
 import subprocess
 import time
 import urllib.error
@@ -28,6 +27,7 @@ from quarantine.policy import Policy
 from support.clock import FakeClock
 from support.dists import Dist, build_wheel
 from support.installers import installed, pip_install
+from support.ledger_backend import lazaretto_env, ledger_env, ledger_rows
 from support.mirror import MirrorServer, running_mirror, settings_for
 from support.process import LAZARETTO
 from support.upstream import Upstream, UpstreamFile
@@ -39,7 +39,9 @@ REASON = "security team approved the fix"
 def cli(mirror: MirrorServer, *args: str) -> subprocess.CompletedProcess[str]:
     command = [LAZARETTO, *args, "--data-dir", str(mirror.settings.data_dir)]
     # As an admin's config file would: the same upstream the server uses.
-    env = {**os.environ, "USER": "alice", "LAZARETTO_UPSTREAM": mirror.settings.upstream}
+    env = lazaretto_env(
+        mirror.settings.data_dir, {"USER": "alice", "LAZARETTO_UPSTREAM": mirror.settings.upstream}
+    )
     return subprocess.run(
         command, capture_output=True, text=True, check=False, env=env, timeout=120
     )
@@ -167,9 +169,7 @@ def test_tokens_are_shown_once_and_kept_as_hashes(mirror: MirrorServer) -> None:
     assert created.returncode == 0, created.stderr
     secret = json.loads(created.stdout)["token"]
     assert secret.startswith("lzt_") and len(secret) > 40
-    database = Path(mirror.settings.data_dir) / "ledger.sqlite3"
-    with sqlite3.connect(database) as db:
-        dump = "\n".join(db.iterdump())
+    dump = "\n".join(ledger_rows(mirror.settings))
     assert secret not in dump and "ci-bot" in dump
     assert cli(mirror, "token", "create", "ci-bot").returncode == 5
     assert cli(mirror, "token", "revoke", "ci-bot").returncode == 0
@@ -256,6 +256,7 @@ def _without_lazaretto_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(key)
 
 
+@pytest.mark.sqlite_only("a data directory without its SQLite ledger file")
 @pytest.mark.parametrize("command", LOCAL_COMMANDS, ids=lambda command: "-".join(command[:2]))
 def test_every_local_command_refuses_a_directory_without_a_ledger(
     command: list[str],
@@ -275,6 +276,7 @@ def test_every_local_command_refuses_a_directory_without_a_ledger(
     assert list(empty.iterdir()) == [] and not missing.exists()
 
 
+@pytest.mark.sqlite_only("an empty file where the SQLite ledger file would be")
 def test_a_file_that_is_no_ledger_is_not_turned_into_one(tmp_path: Path) -> None:
     (tmp_path / "ledger.sqlite3").write_bytes(b"")  # as a crashed copy might leave it
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAZARETTO_")}
@@ -291,6 +293,7 @@ def test_a_file_that_is_no_ledger_is_not_turned_into_one(tmp_path: Path) -> None
 def _explain_hold(mirror: MirrorServer, requirement: str, *more: str) -> tuple[str, str]:
     """hold_until of the one file ``explain`` shows, and what the command said on stderr."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAZARETTO_")}
+    env.update(ledger_env(mirror.settings.data_dir))
     done = subprocess.run(
         [LAZARETTO, "explain", requirement, "--json", "--data-dir", str(mirror.settings.data_dir),
          *more],

@@ -1,6 +1,6 @@
 """Chaos: the whole mirror SIGKILLed at random moments, restarted, and checked each time.
 
-``lazaretto serve`` (its vetting child and inspection workers with it: one process group)
+``lazaretto serve`` (its vetting child and inspection workers with it: one session)
 runs against a local upstream that keeps publishing: cooled and fresh wheels, sdists, and
 releases with a startup ``.pth`` hook that are held for review, so each life downloads,
 vets, promotes, writes outbox entries and delivers them to a real webhook receiver while
@@ -50,6 +50,7 @@ from support.chaos import (
 from support.counters import report
 from support.dists import Dist, build_sdist, build_wheel
 from support.installers import installed, pip_install, uv_install
+from support.ledger_backend import ledger_env
 from support.upstream import Upstream, UpstreamFile
 
 EXTENDED = os.environ.get("LAZARETTO_TEST_PROFILE") == "extended"
@@ -126,26 +127,28 @@ def _chaos(rng: random.Random, upstream: Upstream, receiver: Receiver, tmp_path:
         _publish_more(rng, upstream, truth, life)
         serve = ServeGroup(env, log)
         hooks = len(receiver.hooks)
-        if rng.random() < 0.15:  # during start: the sweep, the ledger's first writes
-            time.sleep(rng.uniform(0.0, 1.0))
-        else:
-            serve.wait_until_up()
-            still = left & temporary_files(blobs)
-            assert not still, f"after kill {life}: temp files outlived the restart: {still}"
-            moment = rng.choice(MOMENTS)
-            seen.moments[moment] = seen.moments.get(moment, 0) + 1
-            _live(
-                serve,
-                rng,
-                truth,
-                served,
-                functools.partial(_await_moment, moment, rng, upstream, receiver, data),
-            )
-        serve.kill()
+        try:
+            if rng.random() < 0.15:  # during start: the sweep, the ledger's first writes
+                time.sleep(rng.uniform(0.0, 1.0))
+            else:
+                serve.wait_until_up()
+                still = left & temporary_files(blobs)
+                assert not still, f"after kill {life}: temp files outlived the restart: {still}"
+                moment = rng.choice(MOMENTS)
+                seen.moments[moment] = seen.moments.get(moment, 0) + 1
+                _live(
+                    serve,
+                    rng,
+                    truth,
+                    served,
+                    functools.partial(_await_moment, moment, rng, upstream, receiver, data),
+                )
+        finally:
+            serve.kill()  # also when a check failed: no mirror outlives the test
         left |= temporary_files(blobs)
         problems = blob_problems(blobs)
-        if (data / "ledger.sqlite3").exists():
-            after = read_ledger(data)
+        after = read_ledger(data)
+        if after is not None:  # a SQLite ledger is made at the first start
             problems += ledger_problems(before, after, blobs)
             seen.add(before, after, bool(temporary_files(blobs)), hooks != len(receiver.hooks))
             before = after
@@ -224,6 +227,7 @@ def _serve_env(upstream: Upstream, receiver: Receiver, tmp_path: Path) -> dict[s
         "LAZARETTO_PROMOTE_INTERVAL": "1s",
         "LAZARETTO_INDEX_TTL": "0s",
         "LAZARETTO_INSPECTION_WORKERS": "1",
+        **ledger_env(tmp_path / "data"),
         "CHAOS_HOOK_SECRET": "whsec_" + base64.b64encode(SECRET_KEY).decode(),
     }
 
@@ -349,6 +353,7 @@ def _delivered(data: Path, seconds: float) -> LedgerState:
     deadline = time.monotonic() + seconds
     while True:
         state = read_ledger(data)
+        assert state is not None, "no ledger"
         pending = [k for k, s in state.delivered.items() if s != "delivered"]
         undelivered = set(state.outbox) - {event for event, _ in state.delivered}
         if not pending and not undelivered:

@@ -17,6 +17,7 @@ from quarantine.duration import parse_duration
 from quarantine.ledger.sqlite import SqliteLedger
 from support.dists import build_wheel
 from support.installers import installed, pip_install
+from support.ledger_backend import command_env, lazaretto_env, mirrors_use_postgres, open_ledger
 from support.process import LAZARETTO, lazaretto_serve
 from support.upstream import Upstream, UpstreamFile
 
@@ -54,7 +55,8 @@ def test_environment_variables_configure_serve(upstream: Upstream, tmp_path: Pat
         outcome = pip_install(origin + "/simple/", tmp_path / "t", "envy")
     assert outcome.ok, outcome.output
     assert installed(tmp_path / "t") == {"envy": "2.0"}
-    assert (tmp_path / "data" / "ledger.sqlite3").is_file()
+    # The default ledger is a file in the data directory (LAZARETTO_TEST_LEDGER aside).
+    assert (tmp_path / "data" / "ledger.sqlite3").is_file() != mirrors_use_postgres()
 
 
 def _serve_with_config(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
@@ -128,12 +130,13 @@ def test_version_and_help() -> None:
 
 def test_the_shipped_example_config_is_valid(tmp_path: Path) -> None:
     example = Path(__file__).resolve().parents[1] / "config" / "lazaretto.example.toml"
-    SqliteLedger(tmp_path / "ledger.sqlite3").close()  # as a mirror's first start makes it
+    open_ledger(tmp_path).close()  # as a mirror's first start makes it
     done = subprocess.run(
         [LAZARETTO, "holds", "--config", str(example), "--data-dir", str(tmp_path), "--json"],
         capture_output=True,
         text=True,
         check=False,
+        env=lazaretto_env(tmp_path),
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
@@ -142,8 +145,9 @@ def test_the_shipped_example_config_is_valid(tmp_path: Path) -> None:
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAZARETTO_")}
     return subprocess.run(
-        [LAZARETTO, *args], capture_output=True, text=True, check=False, env=env, timeout=120
-    )
+        [LAZARETTO, *args], capture_output=True, text=True, check=False, timeout=120,
+        env=command_env(args, env),
+    )  # fmt: skip
 
 
 def _hold_until(done: subprocess.CompletedProcess[str]) -> str:
@@ -212,6 +216,7 @@ def _read_only(path: Path) -> Iterator[None]:
             path.chmod(0o644)
 
 
+@pytest.mark.sqlite_only("a read-only SQLite ledger file")
 @pytest.mark.parametrize(
     "command",
     [

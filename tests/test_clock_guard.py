@@ -11,16 +11,17 @@ from packaging.utils import NormalizedName
 
 from conftest import NOW
 from quarantine.clock_guard import ClockGuard
-from quarantine.ledger.sqlite import SqliteLedger
+from quarantine.ledger.interface import Ledger
 from support.clock import FakeClock
 from support.dists import build_wheel
+from support.ledger_backend import lazaretto_env, open_ledger
 from support.mirror import MirrorServer
 from support.process import LAZARETTO
 from support.upstream import Upstream, UpstreamFile
 
 
-def _guard(tmp_path: Path, clock: FakeClock) -> tuple[ClockGuard, SqliteLedger]:
-    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+def _guard(tmp_path: Path, clock: FakeClock) -> tuple[ClockGuard, Ledger]:
+    ledger = open_ledger(tmp_path / "data")
     return ClockGuard(ledger, clock), ledger
 
 
@@ -84,6 +85,7 @@ def test_a_jump_promotes_nothing_until_lifted(
         capture_output=True,
         text=True,
         check=False,
+        env=lazaretto_env(mirror.settings.data_dir),
     )
     assert lifted.returncode == 0, lifted.stderr
     assert mirror.promote().promoted == ["jumpy-2.0-py3-none-any.whl"]

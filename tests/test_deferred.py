@@ -20,6 +20,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from packaging.utils import NormalizedName
 
 from conftest import NOW
@@ -32,6 +33,7 @@ from quarantine.policy import AHEAD, Policy
 from support.clock import FakeClock
 from support.dists import build_wheel
 from support.installers import installed, pip_install
+from support.ledger_backend import ledger_env, open_ledger
 from support.mirror import MirrorServer, running_mirror, settings_for
 from support.process import LAZARETTO, free_port, listed_versions, wait_until_up
 from support.upstream import Upstream, UpstreamFile
@@ -410,6 +412,7 @@ def test_a_deferred_file_waits_for_a_download_and_ahead_fetches_it() -> None:
     assert asked.needs_bytes
 
 
+@pytest.mark.sqlite_only("a SQLite ledger file from before the deferral column")
 def test_an_existing_ledger_gains_the_field_and_its_files_are_not_deferred(
     tmp_path: Path,
 ) -> None:
@@ -452,6 +455,7 @@ def test_serve_with_a_vetting_child_vets_a_deferred_file_on_pip_s_download(
         "LAZARETTO_UPSTREAM": upstream.url,
         "LAZARETTO_DATA_DIR": str(tmp_path / "data"),
         "LAZARETTO_PROMOTE_INTERVAL": "600s",  # only the demand wakes a round in time
+        **ledger_env(tmp_path / "data"),
     }
     log = tmp_path / "serve.log"
     with log.open("w") as out:
@@ -482,7 +486,7 @@ def test_serve_with_a_vetting_child_vets_a_deferred_file_on_pip_s_download(
             server.wait()
     assert outcome.ok, outcome.output + log.read_text()
     assert installed(tmp_path / "t") == {PROJECT: "1.0"}
-    ledger = SqliteLedger(tmp_path / "data" / "ledger.sqlite3")
+    ledger = open_ledger(tmp_path / "data")
     try:
         old = ledger.file(NormalizedName(PROJECT), OLD)
         assert old is not None

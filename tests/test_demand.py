@@ -14,6 +14,7 @@ from typing import Any
 from packaging.utils import NormalizedName
 
 from quarantine.evidence import Evidence
+from quarantine.ledger.interface import Ledger
 from quarantine.ledger.sqlite import SqliteLedger
 from quarantine.live_policy import FixedPolicy
 from quarantine.models import FileRecord, FileState, ProjectStatus, Snapshot, UpstreamFile
@@ -24,6 +25,7 @@ from quarantine.vetting.promoter import Promoter
 from quarantine.vetting.worker import Vetter
 from support.clock import FakeClock
 from support.dists import build_wheel
+from support.ledger_backend import open_ledger
 from support.local_source import LocalSource
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -33,7 +35,7 @@ BACKLOG, ASKED = NormalizedName("backlog"), NormalizedName("asked")
 class SlowSource(LocalSource):
     """Stores fetched files in the ledger; the backlog's bytes take a while to come."""
 
-    def __init__(self, folder: Path, ledger: SqliteLedger) -> None:
+    def __init__(self, folder: Path, ledger: Ledger) -> None:
         super().__init__(folder)
         self.ledger = ledger
 
@@ -44,9 +46,7 @@ class SlowSource(LocalSource):
         return self.ledger.mark_stored(record)
 
 
-def _look(
-    ledger: SqliteLedger, source: LocalSource, project: str, releases: dict[str, int]
-) -> None:
+def _look(ledger: Ledger, source: LocalSource, project: str, releases: dict[str, int]) -> None:
     """Record a first look at ``project``: ``releases`` maps versions to upload age in hours."""
     files = []
     for version, hours in releases.items():
@@ -73,7 +73,7 @@ def _look(
     ledger.apply(observe(before, {}, snapshot, NOW, eager), None, "system:test")
 
 
-def _promoter(ledger: SqliteLedger, source: LocalSource, concurrency: int) -> Promoter:
+def _promoter(ledger: Ledger, source: LocalSource, concurrency: int) -> Promoter:
     policy, clock = FixedPolicy(Policy()), FakeClock(NOW)
     vetter = Vetter(ledger, source, policy, clock, ProvenanceVerifier())
     return Promoter(ledger, source, policy, clock, concurrency=concurrency, vetter=vetter)
@@ -82,7 +82,7 @@ def _promoter(ledger: SqliteLedger, source: LocalSource, concurrency: int) -> Pr
 def test_a_project_asked_for_during_a_backlog_is_vetted_before_the_backlog(
     tmp_path: Path,
 ) -> None:
-    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+    ledger = open_ledger(tmp_path / "data")
     source = SlowSource(tmp_path / "files", ledger)
     _look(ledger, source, "backlog", {f"1.{n}": 1 for n in range(6)})  # 36 files
     promoter = _promoter(ledger, source, concurrency=2)
@@ -104,7 +104,7 @@ def test_a_project_asked_for_during_a_backlog_is_vetted_before_the_backlog(
 
 
 def test_within_a_project_the_newest_cooled_release_goes_first(tmp_path: Path) -> None:
-    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+    ledger = open_ledger(tmp_path / "data")
     source = SlowSource(tmp_path / "files", ledger)
     _look(ledger, source, "asked", {"1.0": 24 * 5, "2.0": 24 * 4, "3.0": 1})
     for record in ledger.files(ASKED):

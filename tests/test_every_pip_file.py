@@ -27,6 +27,7 @@ from quarantine.models import FileState
 from support.clock import FakeClock
 from support.dists import SDIST_SUFFIXES, Dist, build_sdist, opaque_file
 from support.installers import Outcome, installed, pip_install, uv_install
+from support.ledger_backend import lazaretto_env
 from support.mirror import MirrorServer
 from support.process import LAZARETTO
 from support.upstream import Upstream, UpstreamFile
@@ -192,6 +193,7 @@ def test_explain_says_why_each_binary_format_stays_out(
         capture_output=True,
         text=True,
         check=False,
+        env=lazaretto_env(mirror.settings.data_dir),
     )
     assert done.returncode == 0, done.stderr
     files = {f["filename"]: f for f in json.loads(done.stdout)["files"]}
@@ -204,6 +206,7 @@ def test_explain_says_why_each_binary_format_stays_out(
         capture_output=True,
         text=True,
         check=False,
+        env=lazaretto_env(mirror.settings.data_dir),
     )
     assert printed.returncode == 0, printed.stderr
     lines = printed.stdout.splitlines()

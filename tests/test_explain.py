@@ -21,18 +21,18 @@ from quarantine.explain import FeedStatus, explain
 from quarantine.feeds.in_force import Feeds
 from quarantine.file_release import newest_first, release_of, version_in_name
 from quarantine.ledger.interface import Ledger
-from quarantine.ledger.sqlite import SqliteLedger
 from quarantine.models import FileRecord, FileState
 from quarantine.paging import MAX_LIMIT, InvalidPaging, parse_limit, parse_since
 from quarantine.policy import Policy
+from support.ledger_backend import open_ledger
 
 OLD = T0 - timedelta(days=400)
 NO_FEEDS = FeedStatus(configured=0)
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[SqliteLedger]:
-    opened = SqliteLedger(tmp_path / "ledger.sqlite3")
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    opened = open_ledger(tmp_path / "data")
     yield opened
     opened.close()
 
@@ -128,7 +128,7 @@ def test_limit_is_a_whole_number_within_bounds() -> None:
             parse_limit(wrong)
 
 
-def test_recent_events_are_the_latest_ones_with_a_count_of_the_rest(ledger: SqliteLedger) -> None:
+def test_recent_events_are_the_latest_ones_with_a_count_of_the_rest(ledger: Ledger) -> None:
     _files(ledger, "demo-1.0.tar.gz", "demo-1.1.tar.gz", "demo-1.2.tar.gz")
     everything = list(ledger.events(DEMO))
     events, total = ledger.recent_events(DEMO, None, 2)
@@ -138,7 +138,7 @@ def test_recent_events_are_the_latest_ones_with_a_count_of_the_rest(ledger: Sqli
 
 
 # -- explain ---------------------------------------------------------------------------------
-def test_a_release_includes_its_rejected_files_with_the_reason(ledger: SqliteLedger) -> None:
+def test_a_release_includes_its_rejected_files_with_the_reason(ledger: Ledger) -> None:
     _files(ledger, "demo-1.0.tar.gz", "demo-1.0-py2.7.egg", "demo-1.1.tar.gz", "demo-1.0.exe")
     found = explain(ledger, Policy(), DEMO, Version("1.0.0"), NO_FEEDS)
     assert found is not None
@@ -151,7 +151,7 @@ def test_a_release_includes_its_rejected_files_with_the_reason(ledger: SqliteLed
     assert explain(ledger, Policy(), NormalizedName("never"), None, NO_FEEDS) is None
 
 
-def test_a_page_of_files_and_how_many_were_left_out(ledger: SqliteLedger) -> None:
+def test_a_page_of_files_and_how_many_were_left_out(ledger: Ledger) -> None:
     _files(ledger, *(f"demo-1.{minor}.tar.gz" for minor in range(12)))
     found = explain(ledger, Policy(), DEMO, None, NO_FEEDS, limit=3)
     assert found is not None and found.left_out == 9
@@ -172,7 +172,7 @@ def _feed_summary(ledger: Ledger, status: FeedStatus, version: str = "1.0") -> t
 
 
 def test_the_feed_check_says_when_no_feed_is_configured_or_loaded(
-    ledger: SqliteLedger, tmp_path: Path
+    ledger: Ledger, tmp_path: Path
 ) -> None:
     _files(ledger, "demo-1.0.tar.gz", "demo-6.6.6.tar.gz")
     action, summary = _feed_summary(ledger, NO_FEEDS)
@@ -188,7 +188,7 @@ def test_the_feed_check_says_when_no_feed_is_configured_or_loaded(
     assert action == "block" and "MAL-2026-9" in summary
 
 
-def test_a_recorded_feed_verdict_is_shown_as_recorded(ledger: SqliteLedger) -> None:
+def test_a_recorded_feed_verdict_is_shown_as_recorded(ledger: Ledger) -> None:
     """Evidence the feeds left on a file stays its word, whatever is configured now."""
     from quarantine.evidence import Action, Evidence
 

@@ -26,6 +26,7 @@ from quarantine.models import FileState
 from support.clock import FakeClock
 from support.dists import build_wheel
 from support.installers import clean_env, installed, pip_install, uv_install
+from support.ledger_backend import command_env
 from support.mirror import MirrorServer, running_mirror, settings_for
 from support.process import LAZARETTO, lazaretto_serve
 from support.upstream import Upstream, UpstreamFile
@@ -77,7 +78,8 @@ def lazaretto(
 ) -> subprocess.CompletedProcess[str]:
     environment = {**clean_env(), **(env or {}), **({"LAZARETTO_TOKEN": token} if token else {})}
     return subprocess.run(
-        [LAZARETTO, *args], capture_output=True, text=True, env=environment, timeout=60,
+        [LAZARETTO, *args], capture_output=True, text=True, timeout=60,
+        env=command_env(args, environment),
         check=False,
     )  # fmt: skip
 

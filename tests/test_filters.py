@@ -8,7 +8,6 @@ nothing.
 """
 
 import json
-import os
 import subprocess
 import time
 import urllib.request
@@ -25,6 +24,7 @@ from quarantine.models import FileState
 from support.clock import FakeClock
 from support.dists import build_sdist, build_wheel
 from support.installers import installed, pip_install
+from support.ledger_backend import lazaretto_env
 from support.mirror import MirrorServer, running_mirror, settings_for
 from support.process import LAZARETTO
 from support.upstream import Upstream, UpstreamFile
@@ -74,12 +74,13 @@ def _listed(mirror: MirrorServer) -> set[str]:
 
 
 def _explained(mirror: MirrorServer, requirement: str) -> dict[str, dict[str, Any]]:
+    upstream = {"LAZARETTO_UPSTREAM": mirror.settings.upstream}
     done = subprocess.run(
         [LAZARETTO, "explain", requirement, "--json", "--data-dir", str(mirror.settings.data_dir)],
         capture_output=True,
         text=True,
         check=True,
-        env={**os.environ, "LAZARETTO_UPSTREAM": mirror.settings.upstream},
+        env=lazaretto_env(mirror.settings.data_dir, upstream),
         timeout=120,
     )
     return {file["filename"]: file for file in json.loads(done.stdout)["files"]}

@@ -21,7 +21,7 @@ from packaging.utils import NormalizedName
 
 from conftest import NOW
 from quarantine.decide import DEFERRED, decide
-from quarantine.ledger.sqlite import SqliteLedger
+from quarantine.ledger.interface import Ledger
 from quarantine.live_policy import FixedPolicy
 from quarantine.models import FileRecord, FileState, ProjectStatus, Snapshot, UpstreamFile
 from quarantine.observe import observe
@@ -31,6 +31,7 @@ from quarantine.vetting.worker import Vetter
 from support.clock import FakeClock
 from support.dists import Dist, build_sdist
 from support.fixtures import provenance_bytes
+from support.ledger_backend import open_ledger
 from support.local_source import LocalSource
 from support.mirror import running_mirror, settings_for
 from support.upstream import Upstream
@@ -61,9 +62,9 @@ def _entry(filename: str, data: bytes, uploaded: datetime, attested: bool) -> Up
     )
 
 
-def _first_look(tmp_path: Path, attested_age: timedelta) -> tuple[SqliteLedger, Vetter]:
+def _first_look(tmp_path: Path, attested_age: timedelta) -> tuple[Ledger, Vetter]:
     """One look at the project: both files recorded, their bytes stored, nothing decided."""
-    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+    ledger = open_ledger(tmp_path / "data")
     source = LocalSource(tmp_path / "files")
     old = provenance_bytes(ATTESTED)
     source.add(ATTESTED, old, provenance=provenance_bytes(f"{ATTESTED}.provenance"))
@@ -84,13 +85,13 @@ def _first_look(tmp_path: Path, attested_age: timedelta) -> tuple[SqliteLedger, 
     return ledger, vetter
 
 
-def _file(ledger: SqliteLedger, filename: str) -> FileRecord:
+def _file(ledger: Ledger, filename: str) -> FileRecord:
     record = ledger.file(PROJECT, filename)
     assert record is not None
     return record
 
 
-def _settle(ledger: SqliteLedger) -> None:
+def _settle(ledger: Ledger) -> None:
     """What the promoter does after vetting: decide every file and record the change."""
     project = ledger.project(PROJECT)
     assert project is not None

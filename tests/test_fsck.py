@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import time
 import urllib.request
@@ -22,6 +21,7 @@ from conftest import NOW
 from mirror.cli.fsck import QUARANTINE_DIR
 from support.dists import Dist, build_wheel
 from support.installers import installed, pip_install
+from support.ledger_backend import lazaretto_env
 from support.mirror import MirrorServer
 from support.process import LAZARETTO
 from support.upstream import Upstream, UpstreamFile
@@ -31,7 +31,7 @@ OLD = NOW - timedelta(days=200)
 
 def _fsck(mirror: MirrorServer) -> subprocess.CompletedProcess[str]:
     command = [LAZARETTO, "fsck", "--json", "--data-dir", str(mirror.settings.data_dir)]
-    env = {**os.environ, "LAZARETTO_UPSTREAM": mirror.settings.upstream}
+    env = lazaretto_env(mirror.settings.data_dir, {"LAZARETTO_UPSTREAM": mirror.settings.upstream})
     return subprocess.run(
         command, capture_output=True, text=True, check=False, env=env, timeout=120
     )
@@ -106,3 +106,16 @@ def test_fsck_reports_and_sets_aside_damage_and_the_files_are_fetched_again(
     assert _blob(mirror, damaged.sha256).read_bytes() == damaged.data
     after = _fsck(mirror)
     assert after.returncode == 0, after.stdout
+
+
+def test_fsck_refuses_a_mirror_whose_blobs_are_in_s3(mirror: MirrorServer) -> None:
+    """It hashes the disk store: against an S3 mirror's empty one, every file of the
+    ledger would have been marked not stored."""
+    env = {"LAZARETTO_BLOB_STORE": "s3://blobs/lazaretto"}
+    command = [LAZARETTO, "fsck", "--json", "--data-dir", str(mirror.settings.data_dir)]
+    refused = subprocess.run(
+        command, capture_output=True, text=True, check=False, timeout=120,
+        env=lazaretto_env(mirror.settings.data_dir, env),
+    )  # fmt: skip
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "s3://blobs/lazaretto" in refused.stderr and refused.stdout == ""

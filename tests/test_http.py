@@ -40,13 +40,13 @@ from mirror.simple.negotiate import PageFormat
 from mirror.simple.page import PageTemplate
 from mirror.upstream import client as upstream_module
 from mirror.upstream.parse import parse_project_page
-from quarantine.ledger.sqlite import SqliteLedger
 from quarantine.models import FileRecord, FileState
 
 # tests/ is not a package, so pytest and mypy both see tests/support as "support".
 from support.clock import FakeClock
 from support.dists import Dist, build_sdist, build_wheel
 from support.installers import installed, pip_install
+from support.ledger_backend import open_ledger
 from support.mirror import MirrorServer, running_mirror, settings_for
 from support.upstream import Upstream, UpstreamFile
 
@@ -276,6 +276,11 @@ def project_size(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     if request.param == "big":
         monkeypatch.setattr(catalog_module, "BIG_PROJECT_FILES", 1)
     return str(request.param)
+
+
+# On PostgreSQL, a ledger other processes share, the catalog writes first:
+# test_with_other_serving_processes_a_page_waits_for_its_write.
+LONE = pytest.mark.sqlite_only("a lone mirror on SQLite hands a page over before its write")
 
 
 def publish_demo(upstream: Upstream, clock: FakeClock) -> Demo:
@@ -1610,6 +1615,7 @@ def test_a_cold_miss_keeps_none_of_its_looks_records_once_written_and_rendered(
     assert b"demo_pkg-1.0" in html.body
 
 
+@LONE
 def test_a_cold_page_goes_out_before_the_write_and_a_refused_write_is_not_served_again(
     mirror: MirrorServer,
     upstream: Upstream,
@@ -1675,7 +1681,7 @@ def test_with_other_serving_processes_a_page_waits_for_its_write(
         assert again.status == 200
         assert {entry["filename"] for entry in json.loads(again.body)["files"]} == set(demo.served)
         # What this page lists is in the ledger the other processes read, before it is sent.
-        other = SqliteLedger(tmp_path / "data" / "ledger.sqlite3")
+        other = open_ledger(settings)
         try:
             for entry in json.loads(again.body)["files"]:
                 assert other.file(NormalizedName("demo-pkg"), entry["filename"]) is not None
@@ -1716,6 +1722,7 @@ def test_beside_other_serving_processes_a_slow_ledger_write_is_not_an_upstream_t
         assert reply.body.startswith(b"the ledger is slow to record the look at other-pkg")
 
 
+@LONE
 def test_a_file_asked_for_while_its_big_project_is_being_written_waits_for_the_write(
     mirror: MirrorServer, upstream: Upstream, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1862,7 +1869,7 @@ def test_a_big_page_is_rebuilt_from_the_rows_that_changed(
 
     # A decision by another process (the CLI): one more row, read on its own.
     yanked = demo.yanked.filename
-    other = SqliteLedger(Path(mirror.settings.data_dir) / "ledger.sqlite3")
+    other = open_ledger(mirror.settings)
     try:
         record = other.file(NormalizedName("demo-pkg"), yanked)
         assert record is not None

@@ -20,6 +20,7 @@ from quarantine.evidence import Evidence
 from quarantine.models import FileRecord, FileState
 from support.clock import FakeClock
 from support.dists import Dist, build_sdist, build_wheel
+from support.ledger_backend import lazaretto_env
 from support.mirror import MirrorServer
 from support.process import LAZARETTO
 from support.upstream import Upstream, UpstreamFile
@@ -285,6 +286,7 @@ def test_explain_shows_the_evidence_and_what_it_is_compared_with(
         capture_output=True,
         text=True,
         check=False,
+        env=lazaretto_env(mirror.settings.data_dir),
     )
     assert done.returncode == 0, done.stderr
     text = " ".join(done.stdout.split())  # the table folds long lines

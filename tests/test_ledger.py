@@ -161,6 +161,21 @@ def test_apply_then_read_back(ledger: Ledger) -> None:
     assert ledger.file(OTHER, NEW_WHEEL) is None
 
 
+def test_a_key_with_a_nul_character_is_found_nowhere(ledger: Ledger) -> None:
+    """Such a key comes from a request (``%00`` in a file's URL); no record can hold one.
+    PostgreSQL refused the query itself (an error, a 500), where SQLite finds nothing."""
+    look(ledger, snapshot(OLD, NEW), T0)
+    nul = NormalizedName("demo\x00")
+    assert ledger.file(DEMO, NEW_WHEEL + "\x00") is None
+    assert ledger.file(nul, NEW_WHEEL) is None
+    assert ledger.file_by_digest("b" * 64, NEW_WHEEL + "\x00") is None
+    assert ledger.project(nul) is None
+    assert ledger.files(nul) == [] and ledger.held(nul) == []
+    assert ledger.events(nul) == [] and ledger.recent_events(nul, None, 10) == ([], 0)
+    assert ledger.evidence(DEMO, NEW_WHEEL + "\x00") == {}
+    assert ledger.file(DEMO, NEW_WHEEL) is not None
+
+
 def test_records_round_trip_every_field(ledger: Ledger) -> None:
     no_time = upstream_file("demo-2.0.tar.gz", None, "e" * 64, yanked="")
     look(ledger, snapshot(NEW, no_time), T0)

@@ -11,10 +11,11 @@ from packaging.utils import NormalizedName
 from conftest import NOW
 from quarantine.incident.lock_check import check_pins
 from quarantine.incident.lock_files import LockFileError, Pin, read_lock
-from quarantine.ledger.sqlite import SqliteLedger
+from quarantine.ledger.interface import Ledger
 from quarantine.models import FileState, ProjectStatus, Snapshot, UpstreamFile
 from quarantine.observe import observe
 from quarantine.policy import Policy
+from support.ledger_backend import open_ledger
 
 POLICY = Policy()
 
@@ -157,13 +158,13 @@ def test_a_broken_toml_lock_is_an_error_naming_the_file() -> None:
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[SqliteLedger]:
-    opened = SqliteLedger(tmp_path / "ledger.sqlite3")
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    opened = open_ledger(tmp_path / "data")
     yield opened
     opened.close()
 
 
-def _seed(ledger: SqliteLedger, project: str, files: dict[str, tuple[str, int]]) -> None:
+def _seed(ledger: Ledger, project: str, files: dict[str, tuple[str, int]]) -> None:
     """Files (filename -> (sha256, age in days at first sight)), first seen NOW."""
     name = NormalizedName(project)
     entries = tuple(
@@ -184,13 +185,13 @@ def _seed(ledger: SqliteLedger, project: str, files: dict[str, tuple[str, int]])
     ledger.apply(observe(ledger.project(name), {}, snapshot, NOW, POLICY), None, "system:test")
 
 
-def _move(ledger: SqliteLedger, project: str, filename: str, state: FileState, why: str) -> None:
+def _move(ledger: Ledger, project: str, filename: str, state: FileState, why: str) -> None:
     record = ledger.file(NormalizedName(project), filename)
     assert record is not None
     ledger.transition(record, state, why, "system:test", NOW)
 
 
-def test_each_pin_is_served_held_blocked_withdrawn_or_unknown(ledger: SqliteLedger) -> None:
+def test_each_pin_is_served_held_blocked_withdrawn_or_unknown(ledger: Ledger) -> None:
     _seed(ledger, "good", {"good-1.0-py3-none-any.whl": (sha("g"), 400)})
     _move(ledger, "good", "good-1.0-py3-none-any.whl", FileState.PROMOTED, "cooled")
     _seed(ledger, "fresh", {"fresh-2.0-py3-none-any.whl": (sha("f"), 0)})

@@ -7,7 +7,6 @@ an nginx binary the tests skip locally, and fail under CI=true (.ci/run installs
 import base64
 import contextlib
 import hashlib
-import os
 import ssl
 import subprocess
 import time
@@ -25,6 +24,7 @@ from conftest import NOW
 from support.clock import FakeClock
 from support.dists import build_wheel
 from support.installers import installed, pip_install
+from support.ledger_backend import lazaretto_env
 from support.mirror import MirrorServer, running_mirror, settings_for
 from support.nginx import Tls, running_nginx
 from support.process import LAZARETTO
@@ -82,7 +82,8 @@ def _fronted(
 
 def _block(mirror: MirrorServer, requirement: str) -> None:
     command = [LAZARETTO, "block", requirement, "--reason", REASON]
-    env = {**os.environ, "USER": "alice", "LAZARETTO_UPSTREAM": mirror.settings.upstream}
+    env = {"USER": "alice", "LAZARETTO_UPSTREAM": mirror.settings.upstream}
+    env = lazaretto_env(mirror.settings.data_dir, env)
     done = subprocess.run(
         [*command, "--data-dir", str(mirror.settings.data_dir)],
         capture_output=True,

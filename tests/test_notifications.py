@@ -15,7 +15,6 @@ import hmac
 import json
 import logging
 import socket
-import sqlite3
 import threading
 import time
 import urllib.request
@@ -50,7 +49,6 @@ from mirror.notify.webhook import WebhookChannel, parse_secrets, signature, veri
 from mirror.settings import load_settings
 from quarantine import admin
 from quarantine.ledger.interface import Ledger
-from quarantine.ledger.sqlite import SqliteLedger
 from quarantine.messages import idempotency_key, render, render_digest
 from quarantine.models import FileRecord, FileState, ProjectStatus, Snapshot, UpstreamFile
 from quarantine.observe import observe
@@ -58,6 +56,7 @@ from quarantine.outbox import DeliveryState, OutboxEntry
 from quarantine.policy import Policy
 from support.clock import FakeClock
 from support.dists import build_wheel
+from support.ledger_backend import ledger_rows, open_ledger
 from support.mirror import MirrorServer
 from support.upstream import Upstream
 from support.upstream import UpstreamFile as PublishedFile
@@ -232,7 +231,7 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    opened = SqliteLedger(tmp_path / "ledger.sqlite3")
+    opened = open_ledger(tmp_path / "data")
     yield opened
     opened.close()
 
@@ -304,11 +303,6 @@ def covered(receiver: Receiver) -> list[str]:
     """Outbox event ids in the messages a de-duplicating receiver kept."""
     kept = {hook.msg_id: hook for hook in receiver.hooks}
     return [event for hook in kept.values() for event in hook.body["data"]["event_ids"]]
-
-
-def ledger_dump(path: Path) -> str:
-    with sqlite3.connect(path) as db:
-        return "\n".join(db.iterdump())
 
 
 # -- through the mirror: a release held for review -------------------------------------------
@@ -646,8 +640,7 @@ def test_secrets_never_reach_logs_messages_or_the_ledger(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    path = tmp_path / "canary.sqlite3"
-    ledger = SqliteLedger(path)
+    ledger = open_ledger(tmp_path / "canary")
     to_review(ledger, seed(ledger, "kappa", "1.0", ["py3-none-any"], NOW), "review: c", NOW)
     env = {"HOOK_SECRET": SECRET, "SMTP_USER": SMTP_USER, "SMTP_PASSWORD": SMTP_PASSWORD}
     with Mailbox(password=SMTP_PASSWORD) as mailbox:
@@ -667,7 +660,7 @@ def test_secrets_never_reach_logs_messages_or_the_ledger(
     seen = [
         caplog.text,  # every logger, the SMTP server's debug log included
         *capfd.readouterr(),  # smtplib's debug output goes to stderr: it stays off
-        ledger_dump(path),
+        "\n".join(ledger_rows(tmp_path / "canary")),
         json.dumps([hook.body for hook in receiver.hooks]),
         json.dumps([hook.headers for hook in receiver.hooks]),
         "\n".join(mail.as_string() for _, mail in mailbox.mails),

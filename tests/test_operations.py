@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from conftest import NOW
 from support.clock import FakeClock
 from support.dists import build_wheel
+from support.ledger_backend import command_env
 from support.mirror import MirrorServer, running_mirror, settings_for
 from support.process import LAZARETTO, free_port, stop, wait_until_up
 from support.upstream import Upstream, UpstreamFile
@@ -236,7 +237,7 @@ def json_serve(upstream: Upstream, tmp_path: Path) -> Iterator[tuple[str, Path]]
     with output.open("w") as sink:
         process = subprocess.Popen(
             [LAZARETTO, "serve", "--port", str(port), "--config", str(config), *data_dir],
-            env=os.environ,
+            env=command_env(data_dir, os.environ),
             stdout=sink,
             stderr=subprocess.STDOUT,
             text=True,

@@ -8,7 +8,6 @@ import pytest
 from packaging.utils import NormalizedName
 
 from quarantine.evidence import Action, Severity
-from quarantine.ledger.sqlite import SqliteLedger
 from quarantine.platforms import EVERYTHING, PlatformFilter
 from quarantine.policy import Exemption, Policy, PublisherPin
 from quarantine.policy_record import (
@@ -21,6 +20,7 @@ from quarantine.policy_record import (
     summary,
     to_document,
 )
+from support.ledger_backend import open_ledger
 
 T0 = datetime(2026, 11, 23, 12, 0, 0, 123456, tzinfo=UTC)
 SLOW = NormalizedName("slowpoke")
@@ -76,7 +76,7 @@ def test_a_newer_or_damaged_record_is_refused_not_misread() -> None:
 
 
 def test_recorded_through_the_ledger_with_a_summary_people_can_read(tmp_path: Path) -> None:
-    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+    ledger = open_ledger(tmp_path / "data")
     try:
         assert recorded(ledger) is None
         in_force = PolicyInForce(UNUSUAL, ("/srv/feeds/mal.zip",))

@@ -28,6 +28,7 @@ from mirror.background.demand_pipe import DemandWriter
 from mirror.cli.workers import listen
 from support.dists import build_wheel
 from support.installers import installed, pip_install, uv_install
+from support.ledger_backend import ledger_env
 from support.mirror import settings_for
 from support.process import LAZARETTO, free_port, listed_versions
 from support.upstream import Upstream, UpstreamFile
@@ -107,6 +108,7 @@ def _env(upstream: Upstream, data_dir: Path) -> dict[str, str]:
         "LAZARETTO_VETTING_WINDOW": "0s",
         "LAZARETTO_PROMOTE_INTERVAL": "1s",
         "LAZARETTO_INDEX_TTL": "0s",
+        **ledger_env(data_dir),
     }
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from mirror import __version__
 from support.dists import build_wheel
+from support.ledger_backend import command_env
 from support.process import LAZARETTO, free_port, stop, wait_until_up
 from support.upstream import Upstream, UpstreamFile
 
@@ -152,7 +153,7 @@ def _running(
     with log.open("w") as output:
         process = subprocess.Popen(
             [LAZARETTO, *command],
-            env=_clean_env(env),
+            env=command_env(command, _clean_env(env)),
             stdout=output,
             stderr=subprocess.STDOUT,
             text=True,

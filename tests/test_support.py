@@ -354,3 +354,37 @@ def test_without_postgres_binaries_ci_fails_where_a_laptop_skips(
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI must run the PostgreSQL tests"):
         postgres.require_binaries()
+
+
+# -- the test ledger switch (LAZARETTO_TEST_LEDGER) ------------------------------------------
+
+
+def test_mirrors_and_commands_get_the_ledger_the_switch_names(tmp_path: Path) -> None:
+    from mirror.ledger_backend import is_postgres
+    from quarantine.ledger.postgres import PostgresLedger
+    from quarantine.ledger.sqlite import SqliteLedger
+    from support import ledger_backend
+    from support.mirror import settings_for
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    first = settings_for(a, "http://127.0.0.1:9/simple/")
+    assert is_postgres(first) == ledger_backend.on_postgres()
+    assert settings_for(a, "http://127.0.0.1:9/simple/").ledger == first.ledger
+    env = ledger_backend.command_env(["holds", "--data-dir", str(a)], {})
+    assert env.get("LAZARETTO_LEDGER", "sqlite") == first.ledger
+    named = ledger_backend.command_env([], {"LAZARETTO_DATA_DIR": str(a)})
+    assert named.get("LAZARETTO_LEDGER", "sqlite") == first.ledger
+    ledger = ledger_backend.open_ledger(a)
+    try:
+        assert isinstance(ledger, PostgresLedger if is_postgres(first) else SqliteLedger)
+    finally:
+        ledger.close()
+    if ledger_backend.on_postgres():  # a database per data directory
+        assert settings_for(b, "http://127.0.0.1:9/simple/").ledger != first.ledger
+
+
+@pytest.mark.sqlite_only("checks that the marker keeps SQLite")
+def test_a_test_marked_sqlite_only_runs_on_sqlite(tmp_path: Path) -> None:
+    from support.mirror import settings_for
+
+    assert settings_for(tmp_path, "http://127.0.0.1:9/simple/").ledger == "sqlite"

@@ -21,8 +21,8 @@ from packaging.utils import NormalizedName
 from test_demand import ASKED, BACKLOG, SlowSource, _look, _promoter
 
 from mirror.background.demand_pipe import DemandReader, DemandWriter
-from quarantine.ledger.sqlite import SqliteLedger
 from support.dists import build_wheel
+from support.ledger_backend import ledger_env, ledger_setting, open_ledger
 from support.process import LAZARETTO, free_port, listed_versions, wait_until_up
 from support.upstream import Upstream, UpstreamFile
 
@@ -81,6 +81,7 @@ def test_serve_vets_in_a_child_it_restarts_and_stops_with_it(
         "LAZARETTO_VETTING_WINDOW": "0s",
         "LAZARETTO_PROMOTE_INTERVAL": "1s",
         "LAZARETTO_INDEX_TTL": "0s",
+        **ledger_env(tmp_path / "data"),
     }
     log = tmp_path / "serve.log"
     with log.open("w") as out:  # a file: a pipe nobody reads would stall the server
@@ -133,7 +134,7 @@ def test_serve_vets_in_a_child_it_restarts_and_stops_with_it(
 
 
 def test_a_project_asked_on_the_pipe_is_vetted_before_the_backlog(tmp_path: Path) -> None:
-    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+    ledger = open_ledger(tmp_path / "data")
     source = SlowSource(tmp_path / "files", ledger)
     _look(ledger, source, "backlog", {f"1.{n}": 1 for n in range(6)})  # 36 files
     promoter = _promoter(ledger, source, concurrency=2)
@@ -164,7 +165,7 @@ def test_a_project_asked_on_the_pipe_is_vetted_before_the_backlog(tmp_path: Path
 
 
 def test_a_project_not_asked_for_keeps_its_background_rank(tmp_path: Path) -> None:
-    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+    ledger = open_ledger(tmp_path / "data")
     source = SlowSource(tmp_path / "files", ledger)
     _look(ledger, source, "backlog", {f"1.{n}": 1 for n in range(6)})
     promoter = _promoter(ledger, source, concurrency=2)
@@ -203,26 +204,29 @@ def test_a_writer_never_blocks_on_a_child_that_stopped_reading() -> None:
 
 VETTING_ONLY = ("sigstore", "pypi_attestations", "pydantic", "quarantine.provenance.verify")
 LOADED = """
-import json, sys, tempfile
+import json, sys
 from mirror.app import create_app
 from mirror.settings import Settings
-settings = Settings(data_dir=tempfile.mkdtemp(), upstream="http://127.0.0.1:9/simple/",
-                    vetting_worker=sys.argv[1])
+settings = Settings(data_dir=sys.argv[2], ledger=sys.argv[3],
+                    upstream="http://127.0.0.1:9/simple/", vetting_worker=sys.argv[1])
 create_app(settings)
 print(json.dumps(sorted(sys.modules)))
 """
 
 
-def _modules_loaded_by_a_server(mode: str) -> set[str]:
+def _modules_loaded_by_a_server(mode: str, data_dir: Path) -> set[str]:
+    ledger = ledger_setting(data_dir)
     result = subprocess.run(
-        [sys.executable, "-c", LOADED, mode], capture_output=True, text=True, check=True
-    )
+        [sys.executable, "-c", LOADED, mode, str(data_dir), ledger],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
     return set(json.loads(result.stdout))
 
 
-def test_a_server_that_vets_in_a_child_never_loads_the_vetting_stack() -> None:
+def test_a_server_that_vets_in_a_child_never_loads_the_vetting_stack(tmp_path: Path) -> None:
     # The Sigstore stack alone is about 50 MB of the serving process's memory.
-    loaded = _modules_loaded_by_a_server("child")
+    loaded = _modules_loaded_by_a_server("child", tmp_path / "child")
     assert not {name for name in loaded if name.startswith(VETTING_ONLY)}
     # The same server vetting in-process does load it: the check above can fail.
-    assert "quarantine.provenance.verify" in _modules_loaded_by_a_server("in-process")
+    in_process = _modules_loaded_by_a_server("in-process", tmp_path / "in-process")
+    assert "quarantine.provenance.verify" in in_process

@@ -27,6 +27,7 @@ from support.clock import FakeClock
 from support.dists import Dist, build_sdist, build_wheel
 from support.fixtures import provenance_bytes
 from support.installers import installed, pip_install
+from support.ledger_backend import lazaretto_env
 from support.mirror import MirrorServer, running_mirror, settings_for
 from support.process import LAZARETTO
 from support.upstream import Upstream, UpstreamFile
@@ -275,11 +276,13 @@ def test_explain_shows_state_and_every_check(
     _touch(mirror, "explained")
     _age(mirror, clock, days=1)
     data_dir = str(mirror.settings.data_dir)
+    env = lazaretto_env(mirror.settings.data_dir)
     done = subprocess.run(
         [LAZARETTO, "explain", "explained==2.0", "--data-dir", data_dir],
         capture_output=True,
         text=True,
         check=False,
+        env=env,
     )
     assert done.returncode == 0, done.stderr
     for word in (
@@ -296,6 +299,7 @@ def test_explain_shows_state_and_every_check(
         capture_output=True,
         text=True,
         check=False,
+        env=env,
     )
     files = {f["filename"]: f for f in json.loads(as_json.stdout)["files"]}
     assert files["explained-2.0-py3-none-any.whl"]["state"] == "review"
@@ -305,6 +309,7 @@ def test_explain_shows_state_and_every_check(
         capture_output=True,
         text=True,
         check=False,
+        env=env,
     )
     assert missing.returncode == 4 and "has not seen" in missing.stderr
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from support.dists import build_wheel
 from support.installers import installed, pip_install
+from support.ledger_backend import command_env
 from support.process import LAZARETTO, lazaretto_serve, listed_versions, stop
 from support.upstream import Upstream, UpstreamFile
 
@@ -27,7 +28,7 @@ COOLING = timedelta(seconds=4)
 def _worker(env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
     process = subprocess.Popen(
         [LAZARETTO, "work"],
-        env={**os.environ, **env},
+        env=command_env([], {**os.environ, **env}),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

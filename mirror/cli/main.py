@@ -167,13 +167,22 @@ def _fsck(settings: Settings, *, as_json: bool) -> int:
     from dataclasses import asdict
 
     from mirror.cli.fsck import check
+    from mirror.ledger_backend import open_ledger
     from quarantine.clock import SystemClock
     from quarantine.errors import LedgerMissing
-    from quarantine.ledger.sqlite import SqliteLedger
 
+    if settings.blob_store:
+        # It hashes the disk store; run against an empty one, it would mark every file of
+        # the shared ledger as not stored.
+        print(
+            "lazaretto: fsck checks the disk blob store under the data directory; this "
+            f"mirror stores blobs in {settings.blob_store} (check that with the store's tools)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     data_dir = Path(settings.data_dir)
     try:
-        ledger = SqliteLedger(data_dir / "ledger.sqlite3", create=False)
+        ledger = open_ledger(settings, create=False)
     except LedgerMissing as error:
         print(f"lazaretto: {error}", file=sys.stderr)
         return EXIT_NOT_FOUND

@@ -35,7 +35,7 @@ from quarantine.evidence import Action, Evidence
 from quarantine.ledger.interface import ChangeListener
 from quarantine.ledger.migrations import postgres as migrations
 from quarantine.ledger.migrations import refuse_newer
-from quarantine.ledger.postgres_admin import GLOBAL, Conn, PostgresAdmin, utc
+from quarantine.ledger.postgres_admin import GLOBAL, Conn, PostgresAdmin, matches_nothing, utc
 from quarantine.ledger.postgres_listen import CHANNEL, PostgresChangeListener
 from quarantine.ledger.postgres_upkeep import FORGET_ATTEMPTS, PostgresUpkeep
 from quarantine.ledger.rows import evidence_from, findings_document, outbox_entry
@@ -175,6 +175,8 @@ class PostgresLedger(PostgresUpkeep, PostgresAdmin):
             yield db
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[DictRow]:
+        if matches_nothing(params):
+            return []
         with self._pool.connection() as db:
             return db.execute(sql.encode(), params).fetchall()
 
@@ -267,6 +269,8 @@ class PostgresLedger(PostgresUpkeep, PostgresAdmin):
         return [NormalizedName(row["name"]) for row in rows]
 
     def _files(self, where: str, params: Sequence[Any]) -> list[FileRecord]:
+        if matches_nothing(params):
+            return []
         sql = f"SELECT {_FILE_COLUMNS} FROM files WHERE {where} ORDER BY project, filename"
         with self._pool.connection() as db:
             cursor = db.cursor(row_factory=tuple_row)  # plain tuples: a big project has many

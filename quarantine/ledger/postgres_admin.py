@@ -44,6 +44,13 @@ def _event(row: DictRow) -> Event:
     )
 
 
+def matches_nothing(params: Sequence[Any]) -> bool:
+    """A key with a NUL character (``%00`` in a request's path) matches no row: a text
+    column cannot hold one. Such a query is not sent: PostgreSQL refuses it with an error
+    (SQLite looks, and finds nothing)."""
+    return any(isinstance(param, str) and "\x00" in param for param in params)
+
+
 def _event_filter(
     project: NormalizedName | None, since: datetime | None
 ) -> tuple[str, tuple[Any, ...]]:
@@ -144,6 +151,8 @@ class PostgresAdmin:
         self, project: NormalizedName | None, since: datetime | None, limit: int
     ) -> tuple[list[Event], int]:
         where, params = _event_filter(project, since)
+        if matches_nothing(params):
+            return [], 0
         with self._snapshot() as db:  # the count and the rows agree
             counted = db.execute(f"SELECT COUNT(*) AS n FROM events{where}".encode(), params)
             total = int(_one(counted)["n"])

@@ -1,7 +1,7 @@
-"""``lazaretto serve`` as a process group to SIGKILL, and what its data directory must hold after.
+"""``lazaretto serve`` as a session to SIGKILL, and what its data directory must hold after.
 
-The server runs in a session of its own, so its vetting child and the child's inspection
-workers share its process group: one ``killpg`` is a crash of the whole mirror. The checks
+The server runs in a session of its own, which its vetting child and the child's inspection
+workers share: SIGKILL to every process of it is a crash of the whole mirror. The checks
 read the data directory with the process dead, as the next start will find it.
 """
 
@@ -19,7 +19,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
+
 from quarantine.models import FileState
+from support.ledger_backend import ledger_query
 from support.process import LAZARETTO, free_port, wait_until_up
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
@@ -49,11 +52,13 @@ class ServeGroup:
         wait_until_up(self.origin, self.process, seconds=60)
 
     def kill(self) -> None:
-        """SIGKILL to every process of the group; back once none is left."""
-        with contextlib.suppress(ProcessLookupError):  # the whole group died already
+        """SIGKILL to every process of the mirror; back once none is left. They share
+        the session, not the group: the vetting child makes a group of its own for its
+        inspection workers (mirror/background/vetting_child.py)."""
+        with contextlib.suppress(ProcessLookupError):  # the server's group died already
             os.killpg(self.process.pid, signal.SIGKILL)
+        _until_session_gone(self.process.pid, kill=True)
         self.process.wait(30)
-        _until_group_gone(self.process.pid)
 
     def stop(self) -> int:
         """SIGTERM, as an operator stops it; the exit code."""
@@ -63,18 +68,23 @@ class ServeGroup:
         finally:
             if self.process.poll() is None:
                 self.kill()
-            _until_group_gone(self.process.pid)
+            _until_session_gone(self.process.pid)
 
 
-def _until_group_gone(group: int, seconds: float = 30) -> None:
+def _until_session_gone(session: int, *, kill: bool = False, seconds: float = 30) -> None:
+    """Until no live process of ``session`` is left, SIGKILLing them if ``kill``."""
     deadline = time.monotonic() + seconds
-    while _members(group):
+    while members := _members(session):
         if time.monotonic() > deadline:
-            raise AssertionError(f"processes of group {group} outlived SIGKILL: {_members(group)}")
+            raise AssertionError(f"processes of session {session} outlived the mirror: {members}")
+        if kill:
+            for pid in members:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         time.sleep(0.05)
 
 
-def _members(group: int) -> list[int]:
+def _members(session: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -83,8 +93,8 @@ def _members(group: int) -> list[int]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if fields[0] != "Z" and int(fields[2]) == group:
+        state, _parent, _group, in_session = stat[stat.rfind(")") + 2 :].split()[:4]
+        if state != "Z" and int(in_session) == session:
             found.append(int(entry.name))
     return found
 
@@ -100,30 +110,25 @@ class LedgerState:
     delivered: dict[tuple[str, str], str]  # (event_id, channel) -> state
 
 
-def read_ledger(data_dir: Path) -> LedgerState:
-    path = data_dir / "ledger.sqlite3"
-    db = sqlite3.connect(path)
-    try:
-        events = [
-            (int(r[0]), str(r[1]), r[2], str(r[3]), str(r[4]))
-            for r in db.execute(
-                "SELECT id, project, filename, to_state, actor FROM events ORDER BY id"
-            )
-        ]
-        outbox = {str(r[0]): int(r[1]) for r in db.execute("SELECT event_id, id FROM outbox")}
-        files = {
-            (str(r[0]), str(r[1])): (str(r[2]), int(r[3]), bool(r[4]), str(r[5]))
-            for r in db.execute(
-                "SELECT project, filename, state, state_version, stored, sha256 FROM files"
-            )
-        }
-        delivered = {
-            (str(r[0]), str(r[1])): str(r[2])
-            for r in db.execute("SELECT event_id, channel, state FROM deliveries")
-        }
-    finally:
-        db.close()
-    return LedgerState(events, outbox, files, delivered)
+def read_ledger(data_dir: Path) -> LedgerState | None:
+    """What the ledger of the mirror with this data directory holds (on either backend);
+    None when its mirror has not made a SQLite one yet."""
+    found = ledger_query(
+        data_dir,
+        "SELECT id, project, filename, to_state, actor FROM events ORDER BY id",
+        "SELECT event_id, id FROM outbox",
+        "SELECT project, filename, state, state_version, stored, sha256 FROM files",
+        "SELECT event_id, channel, state FROM deliveries",
+    )
+    if found is None:
+        return None
+    events, outbox, files, delivered = found
+    return LedgerState(
+        [(int(r[0]), str(r[1]), r[2], str(r[3]), str(r[4])) for r in events],
+        {str(r[0]): int(r[1]) for r in outbox},
+        {(str(r[0]), str(r[1])): (str(r[2]), int(r[3]), bool(r[4]), str(r[5])) for r in files},
+        {(str(r[0]), str(r[1])): str(r[2]) for r in delivered},
+    )
 
 
 def blob_problems(blobs: Path) -> list[str]:
@@ -186,14 +191,9 @@ def temporary_files(blobs: Path) -> set[str]:
 
 def count_decisions(data_dir: Path) -> int:
     """Events recording a promotion or a hold for review, read beside a live mirror."""
+    query = "SELECT count(*) FROM events WHERE to_state IN ('promoted', 'review')"
     try:
-        db = sqlite3.connect(f"file:{data_dir / 'ledger.sqlite3'}?mode=ro", uri=True, timeout=1)
-    except sqlite3.Error:
-        return 0
-    try:
-        query = "SELECT count(*) FROM events WHERE to_state IN ('promoted', 'review')"
-        return int(db.execute(query).fetchone()[0])
-    except sqlite3.Error:
+        found = ledger_query(data_dir, query)
+    except (sqlite3.Error, psycopg.Error):
         return 0  # not created yet, or busy: no progress seen this time
-    finally:
-        db.close()
+    return int(found[0][0][0]) if found else 0

@@ -21,6 +21,7 @@ from mirror.settings import Settings
 from quarantine.vetting.promoter import Round
 
 from .clock import FakeClock
+from .ledger_backend import ledger_setting
 
 
 class MirrorServer:
@@ -165,10 +166,12 @@ def running_mirror(settings: Settings, clock: FakeClock) -> Iterator[MirrorServe
 
 
 def settings_for(data_dir: Path, upstream_url: str, **overrides: Any) -> Settings:
+    """A mirror's settings; its ledger is the test run's (support/ledger_backend.py)."""
     base = Settings(
         data_dir=data_dir,
         upstream=upstream_url,
         access_log=False,
         request_wait=Settings().request_wait,
+        ledger=ledger_setting(data_dir),
     )
     return replace(base, **overrides)

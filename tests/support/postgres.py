@@ -26,7 +26,7 @@ import psycopg
 import pytest
 
 from quarantine.ledger.migrations import postgres as migrations
-from support.process import free_port
+from support.ports import free_port
 
 _SUPERUSER = "lazaretto"
 _names = itertools.count(1)
@@ -63,11 +63,12 @@ class PostgresServer:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{_SUPERUSER}@127.0.0.1:{self.port}/{database}"
 
-    def new_database(self) -> str:
-        """A fresh empty database's URL."""
-        name = f"test_{os.getpid()}_{next(_names)}"
+    def new_database(self, name: str | None = None, *, template: str | None = None) -> str:
+        """A fresh database's URL: empty, or a copy of the database named ``template``."""
+        name = name or f"test_{os.getpid()}_{next(_names)}"
+        copy = f' TEMPLATE "{template}"' if template else ""
         with psycopg.connect(self.url(), autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
+            admin.execute(f'CREATE DATABASE "{name}"{copy}')
         return self.url(name)
 
     def drop_database(self, url: str) -> None:

@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,14 +11,10 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from support.ledger_backend import command_env, mirrors_use_postgres, named_data_dir
+from support.ports import free_port as free_port  # where the tests have always taken it
+
 LAZARETTO = str(Path(sys.executable).parent / "lazaretto")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def wait_until_up(origin: str, process: subprocess.Popen[str], seconds: float = 30) -> None:
@@ -41,7 +36,7 @@ def lazaretto_serve(args: list[str], env: Mapping[str, str] | None = None) -> It
     port = free_port()
     process = subprocess.Popen(
         [LAZARETTO, "serve", "--port", str(port), *args],
-        env={**os.environ, **(env or {})},
+        env=_with_test_ledger(args, {**os.environ, **(env or {})}),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -52,6 +47,15 @@ def lazaretto_serve(args: list[str], env: Mapping[str, str] | None = None) -> It
         yield origin
     finally:
         stop(process)
+
+
+def _with_test_ledger(args: list[str], env: dict[str, str]) -> dict[str, str]:
+    if mirrors_use_postgres() and named_data_dir(args, env) is None:
+        raise RuntimeError(
+            "lazaretto_serve: name the data directory (--data-dir or LAZARETTO_DATA_DIR) "
+            "so that it gets the test ledger of that directory"
+        )
+    return command_env(args, env)
 
 
 def stop(process: subprocess.Popen[str]) -> None:
