@@ -7,8 +7,11 @@ decision made by another replica or the CLI shows within a moment.
 
 A look a request waits for hands its records to the waiting requests first and writes
 them to the ledger right after, so a cold miss is answered without waiting on the
-write. The page lists only files the policy promoted; their bytes are served only once
-the ledger holds their records, and nothing is served from a look whose write failed.
+write; but only where this process alone serves from its ledger: beside other serving
+processes (replicas, ``--workers``) a file on the page may be asked of another one, so
+the page waits for the write there. The page lists only files the policy promoted; their
+bytes are served only once the ledger holds their records, and nothing is served from a
+look whose write failed.
 
 A big project (BIG_PROJECT_FILES or more) is read, observed, written and rendered in a
 worker thread, so the event loop keeps answering everyone else meanwhile. Its page is
