@@ -21,11 +21,7 @@ def limit_malloc_arenas() -> bool:
     reads at their start). An operator's own MALLOC_ARENA_MAX wins. False where the C
     library is not glibc: nothing to do there."""
     wanted = os.environ.setdefault("MALLOC_ARENA_MAX", str(ARENAS))
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    libc = ctypes.CDLL(name)
-    mallopt = getattr(libc, "mallopt", None)
+    mallopt = _glibc_function("mallopt")
     if mallopt is None:
         return False
     try:
@@ -52,7 +48,7 @@ class MemoryTrim:
     ) -> None:
         self._interval = interval_seconds
         self._growth = growth_bytes
-        self._trim = _malloc_trim()
+        self._trim = _glibc_function("malloc_trim")
         self._after = resident_bytes()
         self.trims = 0
 
@@ -77,12 +73,13 @@ class MemoryTrim:
         return True
 
 
-def _malloc_trim() -> Callable[[int], int] | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
+def _glibc_function(name: str) -> Callable[..., int] | None:
+    """A function of the C library, None where it has none of that name (not glibc)."""
+    library = ctypes.util.find_library("c")
+    if library is None:
         return None
-    trim: Callable[[int], int] | None = getattr(ctypes.CDLL(name), "malloc_trim", None)
-    return trim
+    found: Callable[..., int] | None = getattr(ctypes.CDLL(library), name, None)
+    return found
 
 
 def resident_bytes() -> int:

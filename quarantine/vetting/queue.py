@@ -153,6 +153,7 @@ class WorkQueue:
         version = version_or_none(record.version)
         newest = cooling == 0 and version is not None
         newest = newest and version == self._newest_cooled.get(record.project)
+        likelihood = install_likelihood(record.filename)
         rank: _Rank = (
             0 if asked is not None else 1,
             0 if newest else 1,
@@ -161,11 +162,11 @@ class WorkQueue:
             # first projects waited minutes behind the later ones' Windows and macOS wheels.
             # An sdist ranks with the other files here: it is all a release without
             # wheels has.
-            min(install_likelihood(record.filename), 1) if newest else 0,
+            min(likelihood, 1) if newest else 0,
             -(asked or 0),
             cooling,
             _Newest(version),
-            install_likelihood(record.filename),
+            likelihood,
             record.filename,
         )
         self._rank[key] = rank
