@@ -120,6 +120,13 @@ def file_answers(log: Path) -> str:
     return ", ".join(f"{status}: {n}" for status, n in sorted(counts.items())) or "none"
 
 
+def progress(first: float, runs: int, picked: dict[str, str], direct: dict[str, str]) -> None:
+    """One line per pip run: when it ended and what it still picked unlike direct pip."""
+    behind = sorted(f"{n} {picked.get(n)}" for n, v in direct.items() if picked.get(n) != v)
+    elapsed = time.monotonic() - first
+    print(f"pip run {runs} ended at {elapsed:.0f} s: {len(behind)} behind: {', '.join(behind)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-seconds", type=float, default=480.0)
@@ -149,10 +156,12 @@ def main() -> None:
         cold = resolve(mirror, work / "cold.json")
         cold_seconds = time.monotonic() - first
         agreed, runs, picked = None, 1, cold
+        progress(first, runs, picked, direct)
         while picked != direct and time.monotonic() - first < args.max_seconds:
             time.sleep(args.every)
             picked = resolve(mirror, work / "again.json")
             runs += 1
+            progress(first, runs, picked, direct)
         if picked == direct:
             agreed = time.monotonic() - first
         files, size = stored(work / "data")
