@@ -14,6 +14,7 @@ from typing import Any
 from packaging.utils import NormalizedName
 
 from quarantine.evidence import Evidence
+from quarantine.inspect.priority import BACKGROUND, Priority
 from quarantine.ledger.interface import Ledger
 from quarantine.ledger.sqlite import SqliteLedger
 from quarantine.live_policy import FixedPolicy
@@ -138,8 +139,8 @@ class RecordingVetter(Vetter):
         super().__init__(*args)
         self.vetted: list[str] = []
 
-    async def vet(self, record: FileRecord) -> list[Evidence]:
-        evidence = await super().vet(record)
+    async def vet(self, record: FileRecord, priority: Priority = BACKGROUND) -> list[Evidence]:
+        evidence = await super().vet(record, priority)
         self.vetted.append(record.filename)
         return evidence
 

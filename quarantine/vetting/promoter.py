@@ -7,6 +7,12 @@ the upstream again when a cooled file needs a fresh look, and applies the decisi
 project a client asks for while a round runs joins that round at the front, and is
 decided as soon as its own files are done. One failing file never stops the others.
 
+Files a client is about to install (the *likely* lane, see ``quarantine.vetting.queue``)
+never wait for a worker, a fetch or a vetting turn held by other work: the other files
+keep the bounds they always had (``2 * concurrency`` in hand, ``concurrency`` fetched and
+``concurrency`` vetted at once), and ``concurrency`` more workers and fetches are kept
+for likely files, which the inspection pool serves first.
+
 A round must stay cheap with thousands of held files, because it shares the event loop
 with serving: the held files are read once per round, a file known to be vetted is not
 asked about again, and a project whose held files are all just cooling is not decided
@@ -32,6 +38,7 @@ from quarantine.clock_guard import ClockGuard
 from quarantine.decide import Verdict, awaits_download, decide, hold_until
 from quarantine.errors import StaleTransition
 from quarantine.feeds.in_force import Feeds, with_advisories
+from quarantine.inspect.priority import Priority
 from quarantine.ledger.interface import Ledger
 from quarantine.live_policy import PolicySource
 from quarantine.models import FileRecord, FileState
@@ -123,8 +130,12 @@ class Promoter:
         self._policies = policy  # read at each use: admins change it at run time
         self._clock = clock
         self._concurrency = concurrency
-        self._slots = asyncio.Semaphore(concurrency)  # fetches at once
-        self._vetting = asyncio.Semaphore(concurrency)  # files vetted at once
+        # Fetches at once, for likely files and for the others; unlikely files vetted at once.
+        self._fetching = {
+            True: asyncio.Semaphore(concurrency),
+            False: asyncio.Semaphore(concurrency),
+        }
+        self._vetting = asyncio.Semaphore(concurrency)
         self._queue = WorkQueue(lambda record: hold_until(record, self._policies.current()))
         self._round: Round | None = None  # the round running now
         self._wake = asyncio.Event()
@@ -269,12 +280,14 @@ class Promoter:
         """Until the queue is empty: the files asked for join it while this runs."""
         # A group: a worker that fails stops its siblings, none goes on past the round.
         async with asyncio.TaskGroup() as group:
-            for _ in range(self._concurrency * 2):
+            for _ in range(self._concurrency * 3):
                 group.create_task(self._work(result))
 
     async def _work(self, result: Round) -> None:
         while True:
-            record = self._queue.pop()
+            # Two workers in three at most on unlikely files: the third waits for likely ones.
+            busy = self._queue.unlikely_in_hand() >= self._concurrency * 2
+            record = self._queue.pop(likely_only=busy)
             if record is None:
                 if not self._queue.in_hand():
                     return  # nothing waits and nobody works: the round is over
@@ -311,18 +324,25 @@ class Promoter:
         return True
 
     async def _fetch_and_vet(self, record: FileRecord, result: Round) -> None:
+        priority = self._queue.priority(record)
         if not record.stored:
-            fetched = await self._fetch_one(record, result)
+            fetched = await self._fetch_one(record, result, priority)
             if fetched is None or not self._needs_vetting(fetched):
                 return
             record = fetched
-        if self._vetter is not None:
+        if self._vetter is None:
+            return
+        if priority.likely:
+            await self._vet_one(record, result, priority)  # no turn: the pool serves it first
+        else:
             async with self._vetting:
-                await self._vet_one(record, result)
-            result.vetted_projects.add(record.project)
+                await self._vet_one(record, result, priority)
+        result.vetted_projects.add(record.project)
 
-    async def _fetch_one(self, record: FileRecord, result: Round) -> FileRecord | None:
-        async with self._slots:
+    async def _fetch_one(
+        self, record: FileRecord, result: Round, priority: Priority
+    ) -> FileRecord | None:
+        async with self._fetching[priority.likely]:
             try:
                 fetched = await self._source.fetch(record)
                 result.fetched += 1
@@ -371,10 +391,10 @@ class Promoter:
                     self._ledger.transition(record, FileState.HELD, note, ACTOR, self._clock.now())
         self._settings_reconsidered = self._fetch_settings
 
-    async def _vet_one(self, record: FileRecord, result: Round) -> None:
+    async def _vet_one(self, record: FileRecord, result: Round, priority: Priority) -> None:
         assert self._vetter is not None
         try:
-            await self._vetter.vet(record)
+            await self._vetter.vet(record, priority)
             result.vetted += 1
             result.vetting_order.append(record.filename)
         except (FetchFailed, IntegrityFailure) as failure:
