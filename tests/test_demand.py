@@ -229,3 +229,35 @@ def test_a_release_still_being_vetted_is_served_from_its_first_promoted_file(
 
 def _promoted(ledger: SqliteLedger) -> set[str]:
     return {r.filename for r in ledger.files(ASKED) if r.state is FileState.PROMOTED}
+
+
+def test_a_likely_file_finds_a_worker_while_every_background_worker_is_stuck(
+    tmp_path: Path,
+) -> None:
+    """The background's files hold as many workers as they ever could (their fetches
+    stuck); the newest release of a project a client asks for is vetted meanwhile."""
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+    source = StuckSource(tmp_path / "files", ledger)
+    _look(ledger, source, "backlog", {"1.0": 24 * 5, "1.1": 24 * 4})  # 12 files to fetch
+    policy, clock = FixedPolicy(Policy()), FakeClock(NOW)
+    vetter = RecordingVetter(ledger, source, policy, clock, ProvenanceVerifier())
+    promoter = Promoter(ledger, source, policy, clock, concurrency=1, vetter=vetter)
+
+    async def scenario() -> list[str]:
+        backlog = asyncio.create_task(promoter.run_once())
+        await asyncio.wait_for(source.stuck.wait(), 10)
+        await asyncio.sleep(0.2)  # the other workers take what they may meanwhile
+        _look(ledger, source, "asked", {"1.0": 24 * 5})  # cooled: Linux x86_64 wheels
+        promoter.wake(ASKED, asked=True)
+        try:
+            async with asyncio.timeout(20):
+                while sum(name.startswith("asked-") for name in vetter.vetted) < 6:
+                    await asyncio.sleep(0.01)
+            return list(vetter.vetted)
+        finally:
+            source.release.set()
+            await backlog
+
+    vetted = asyncio.run(scenario())
+    assert all(name.startswith("asked-") for name in vetted[:6])  # none of the backlog's yet
+    ledger.close()
