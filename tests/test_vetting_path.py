@@ -14,11 +14,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from packaging.utils import NormalizedName
 
 from quarantine.inspect.archive.reader import Limits
 from quarantine.inspect.check import Inspected, Inspection
-from quarantine.inspect.pool import InThreadInspector
+from quarantine.inspect.pool import Inspector, InThreadInspector
 from quarantine.inspect.priority import BACKGROUND, Priority
 from quarantine.inspect.release_diff import ArchiveSummary
 from quarantine.ledger.interface import Ledger
@@ -27,6 +28,7 @@ from quarantine.models import FileRecord, FileState, ProjectStatus, Snapshot, Up
 from quarantine.observe import observe
 from quarantine.policy import Policy
 from quarantine.provenance.verify import ProvenanceVerifier
+from quarantine.source import FetchFailed
 from quarantine.vetting.worker import Vetter
 from support.clock import FakeClock
 from support.dists import build_wheel
@@ -107,7 +109,7 @@ def _project(ledger: Ledger, source: LocalSource) -> tuple[FileRecord, list[File
     return previous, held
 
 
-def _vetter(ledger: Ledger, source: LocalSource, inspector: Overlapping) -> Vetter:
+def _vetter(ledger: Ledger, source: LocalSource, inspector: Inspector) -> Vetter:
     policy = FixedPolicy(Policy())
     return Vetter(ledger, source, policy, FakeClock(NOW), ProvenanceVerifier(), inspector=inspector)
 
@@ -154,4 +156,19 @@ def test_the_files_of_a_release_share_one_inspection_of_their_previous_release(
         (content,) = _content(ledger, record.filename)
         assert content["compared_with"] == previous.filename
     assert len(_content(ledger, previous.filename)) == 1
+    ledger.close()
+
+
+def test_a_file_gone_from_the_store_fails_its_vetting_as_a_fetch_failure(tmp_path: Path) -> None:
+    """Raised as itself, not in a group: the promoter lets such a file wait for the next
+    round instead of counting a broken file."""
+    ledger = open_ledger(tmp_path / "data")
+    source = LocalSource(tmp_path / "files")
+    previous, held = _project(ledger, source)
+    (source.folder / held[0].filename).unlink()
+    vetter = _vetter(ledger, source, InThreadInspector())
+    with pytest.raises(FetchFailed):
+        asyncio.run(vetter.vet(held[0]))
+    assert _content(ledger, held[0].filename) == []
+    assert len(_content(ledger, previous.filename)) == 1  # inspected to its end all the same
     ledger.close()

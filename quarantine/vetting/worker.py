@@ -241,11 +241,13 @@ class Vetter:
 async def _together(
     first: Coroutine[Any, Any, _A], second: Coroutine[Any, Any, _B]
 ) -> tuple[_A, _B]:
-    """Both at once. When one fails the other is cancelled and the failure raised as it
-    is (not in a group: callers tell a fetch failure from a broken file by its type)."""
-    try:
-        async with asyncio.TaskGroup() as group:
-            one, two = group.create_task(first), group.create_task(second)
-    except BaseExceptionGroup as failed:
-        raise failed.exceptions[0] from None
-    return one.result(), two.result()
+    """Both at once, each to its end; then the first failure is raised as it is (not in a
+    group: callers tell a fetch failure from a broken file by its type). Not cancelled
+    when the other fails: a cancelled inspection goes on in its worker process, and the
+    pool would count its slot free meanwhile."""
+    one, two = await asyncio.gather(first, second, return_exceptions=True)
+    if isinstance(one, BaseException):
+        raise one
+    if isinstance(two, BaseException):
+        raise two
+    return one, two
