@@ -31,7 +31,7 @@ from packaging.utils import InvalidWheelFilename, NormalizedName, parse_wheel_fi
 from packaging.version import Version
 
 from quarantine.filenames import WHEEL_SUFFIX, version_or_none
-from quarantine.inspect.priority import Lane, Priority
+from quarantine.inspect.priority import BACKGROUND, Lane, Priority
 from quarantine.models import FileRecord
 
 MAX_ASKED = 10_000  # projects remembered as asked for; the oldest are forgotten
@@ -131,7 +131,7 @@ class WorkQueue:
 
     def priority(self, record: FileRecord) -> Priority:
         """The priority of a file in hand: its lane, and its place in the queue's order."""
-        return self._in_hand.get((record.sha256, record.filename), Priority())
+        return self._in_hand.get((record.sha256, record.filename), BACKGROUND)
 
     def in_hand(self) -> int:
         """Files popped and not yet done."""
