@@ -7,6 +7,7 @@ backlog when a client asks for another project.
 
 import asyncio
 import hashlib
+import itertools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -47,12 +48,18 @@ class SlowSource(LocalSource):
         return self.ledger.mark_stored(record)
 
 
-def _look(ledger: Ledger, source: LocalSource, project: str, releases: dict[str, int]) -> None:
+def _look(
+    ledger: Ledger,
+    source: LocalSource,
+    project: str,
+    releases: dict[str, int],
+    platforms: tuple[str, ...] = ("manylinux_2_17_x86_64",),
+) -> None:
     """Record a first look at ``project``: ``releases`` maps versions to upload age in hours."""
     files = []
     for version, hours in releases.items():
-        for minor in range(10, 16):  # the default Pythons: none filtered out
-            dist = build_wheel(project, version, tag=f"cp3{minor}-cp3{minor}-manylinux_2_17_x86_64")
+        for minor, platform in itertools.product(range(10, 16), platforms):  # none filtered
+            dist = build_wheel(project, version, tag=f"cp3{minor}-cp3{minor}-{platform}")
             source.add(dist.filename, dist.data)
             files.append(
                 UpstreamFile(
@@ -260,4 +267,47 @@ def test_a_likely_file_finds_a_worker_while_every_background_worker_is_stuck(
 
     vetted = asyncio.run(scenario())
     assert all(name.startswith("asked-") for name in vetted[:6])  # none of the backlog's yet
+    ledger.close()
+
+
+class WindowsStuckSource(StuckSource):
+    """Every Windows wheel's fetch waits for ``release``."""
+
+    async def fetch(self, record: FileRecord) -> FileRecord:
+        if "win_amd64" in record.filename:
+            self.stuck.set()
+            await self.release.wait()
+        await self.local_copy(record)
+        return self.ledger.mark_stored(record)
+
+
+def test_each_likely_file_is_promoted_once_vetted_not_at_the_next_settling(tmp_path: Path) -> None:
+    """pydantic-core's wheel for CPython 3.12 waited 44 s on the real index for its release's
+    Windows wheels to be vetted, though vetted itself in seconds."""
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+    source = WindowsStuckSource(tmp_path / "files", ledger)
+    platforms = ("manylinux_2_17_x86_64", "win_amd64")
+    _look(ledger, source, "asked", {"1.0": 24 * 5}, platforms)  # cooled: promoted once vetted
+    policy, clock = FixedPolicy(Policy()), FakeClock(NOW)
+    vetter = Vetter(ledger, source, policy, clock, ProvenanceVerifier())
+    promoter = Promoter(
+        ledger, source, policy, clock, concurrency=2, vetter=vetter, settle_every_seconds=3600
+    )
+
+    async def scenario() -> set[str]:
+        promoter.wake(ASKED, asked=True)
+        work = asyncio.create_task(promoter.run_once())
+        try:
+            async with asyncio.timeout(20):
+                await source.stuck.wait()
+                while len(promoted := _promoted(ledger)) < 6:
+                    await asyncio.sleep(0.01)
+            return promoted
+        finally:
+            source.release.set()
+            await work
+
+    promoted = asyncio.run(scenario())
+    assert all("manylinux" in name for name in promoted)  # the Windows wheels still wait
+    assert len(_promoted(ledger)) == 12
     ledger.close()

@@ -297,28 +297,30 @@ class Promoter:
                 self._work_arrived.clear()
                 await self._work_arrived.wait()
                 continue
+            likely = self._queue.priority(record).likely
             try:
                 await self._fetch_and_vet(record, result)
             finally:
                 drained = self._queue.done(record)
                 self._work_arrived.set()  # the last file done ends the round for all
-            if self._settle_due(record.project, drained):
+            if self._settle_due(record.project, drained, likely):
                 # Promote what a client waits for now, not after the rest of the backlog,
                 # and let every project's reasons say what its files wait for now.
                 await self._settle_project(record.project, self._inputs(), result)
                 result.settled_early.add(record.project)
 
-    def _settle_due(self, project: NormalizedName, drained: bool) -> bool:
-        """Whether to decide ``project`` now: when its last queued file is done, and while
-        a big release is still being vetted, after its first file and then every
-        ``settle_every`` seconds (each vetted file is served once promoted; the first is
-        the one most installs take, see ``install_likelihood``)."""
+    def _settle_due(self, project: NormalizedName, drained: bool, likely: bool) -> bool:
+        """Whether to decide ``project`` now: when its last queued file is done, when a
+        likely file of it is (a resolver waits for that one: pydantic-core's wheel for
+        CPython 3.12 waited 44 s for its Windows wheels on the real index), and while a
+        big release is still being vetted, after its first file and then every
+        ``settle_every`` seconds (each vetted file is served once promoted)."""
         now = time.monotonic()
         if drained:
             self._settled_at.pop(project, None)
             return True
         last = self._settled_at.get(project)
-        if last is not None and now - last < self._settle_every:
+        if not likely and last is not None and now - last < self._settle_every:
             return False
         self._settled_at[project] = now
         return True
