@@ -10,8 +10,10 @@ decided as soon as its own files are done. One failing file never stops the othe
 Files a client is about to install (the *likely* lane, see ``quarantine.vetting.queue``)
 never wait for a worker, a fetch or a vetting turn held by other work: the other files
 keep the bounds they always had (``2 * concurrency`` in hand, ``concurrency`` fetched and
-``concurrency`` vetted at once), and ``concurrency`` more workers and fetches are kept
-for likely files, which the inspection pool serves first.
+``concurrency`` vetted at once), and likely files have workers and fetches of their own,
+twice as many (a resolver's first run asks for a hundred of them, mostly small: their
+fetches wait on the network, not on this machine), and the inspection pool serves them
+first.
 
 A round must stay cheap with thousands of held files, because it shares the event loop
 with serving: the held files are read once per round, a file known to be vetted is not
@@ -132,7 +134,7 @@ class Promoter:
         self._concurrency = concurrency
         # Fetches at once, for likely files and for the others; unlikely files vetted at once.
         self._fetching = {
-            True: asyncio.Semaphore(concurrency),
+            True: asyncio.Semaphore(concurrency * 2),
             False: asyncio.Semaphore(concurrency),
         }
         self._vetting = asyncio.Semaphore(concurrency)
@@ -280,12 +282,12 @@ class Promoter:
         """Until the queue is empty: the files asked for join it while this runs."""
         # A group: a worker that fails stops its siblings, none goes on past the round.
         async with asyncio.TaskGroup() as group:
-            for _ in range(self._concurrency * 3):
+            for _ in range(self._concurrency * 4):
                 group.create_task(self._work(result))
 
     async def _work(self, result: Round) -> None:
         while True:
-            # Two workers in three at most on unlikely files: the third waits for likely ones.
+            # Half the workers at most on unlikely files: the others wait for likely ones.
             busy = self._queue.unlikely_in_hand() >= self._concurrency * 2
             record = self._queue.pop(likely_only=busy)
             if record is None:
