@@ -7,6 +7,7 @@ backlog when a client asks for another project.
 
 import asyncio
 import hashlib
+import itertools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from packaging.utils import NormalizedName
 
 from quarantine.evidence import Evidence
+from quarantine.inspect.priority import BACKGROUND, Priority
 from quarantine.ledger.interface import Ledger
 from quarantine.ledger.sqlite import SqliteLedger
 from quarantine.live_policy import FixedPolicy
@@ -46,12 +48,18 @@ class SlowSource(LocalSource):
         return self.ledger.mark_stored(record)
 
 
-def _look(ledger: Ledger, source: LocalSource, project: str, releases: dict[str, int]) -> None:
+def _look(
+    ledger: Ledger,
+    source: LocalSource,
+    project: str,
+    releases: dict[str, int],
+    platforms: tuple[str, ...] = ("manylinux_2_17_x86_64",),
+) -> None:
     """Record a first look at ``project``: ``releases`` maps versions to upload age in hours."""
     files = []
     for version, hours in releases.items():
-        for minor in range(10, 16):  # the default Pythons: none filtered out
-            dist = build_wheel(project, version, tag=f"cp3{minor}-cp3{minor}-manylinux_2_17_x86_64")
+        for minor, platform in itertools.product(range(10, 16), platforms):  # none filtered
+            dist = build_wheel(project, version, tag=f"cp3{minor}-cp3{minor}-{platform}")
             source.add(dist.filename, dist.data)
             files.append(
                 UpstreamFile(
@@ -138,8 +146,8 @@ class RecordingVetter(Vetter):
         super().__init__(*args)
         self.vetted: list[str] = []
 
-    async def vet(self, record: FileRecord) -> list[Evidence]:
-        evidence = await super().vet(record)
+    async def vet(self, record: FileRecord, priority: Priority = BACKGROUND) -> list[Evidence]:
+        evidence = await super().vet(record, priority)
         self.vetted.append(record.filename)
         return evidence
 
@@ -286,3 +294,78 @@ def test_a_file_vetted_between_its_projects_decisions_is_promoted_at_once(
 
 def _promoted(ledger: SqliteLedger) -> set[str]:
     return {r.filename for r in ledger.files(ASKED) if r.state is FileState.PROMOTED}
+
+
+def test_a_likely_file_finds_a_worker_while_every_background_worker_is_stuck(
+    tmp_path: Path,
+) -> None:
+    """The background's files hold as many workers as they ever could (their fetches
+    stuck); the newest release of a project a client asks for is vetted meanwhile."""
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+    source = StuckSource(tmp_path / "files", ledger)
+    _look(ledger, source, "backlog", {"1.0": 24 * 5, "1.1": 24 * 4})  # 12 files to fetch
+    policy, clock = FixedPolicy(Policy()), FakeClock(NOW)
+    vetter = RecordingVetter(ledger, source, policy, clock, ProvenanceVerifier())
+    promoter = Promoter(ledger, source, policy, clock, concurrency=1, vetter=vetter)
+
+    async def scenario() -> list[str]:
+        backlog = asyncio.create_task(promoter.run_once())
+        await asyncio.wait_for(source.stuck.wait(), 10)
+        await asyncio.sleep(0.2)  # the other workers take what they may meanwhile
+        _look(ledger, source, "asked", {"1.0": 24 * 5})  # cooled: Linux x86_64 wheels
+        promoter.wake(ASKED, asked=True)
+        try:
+            async with asyncio.timeout(20):
+                while sum(name.startswith("asked-") for name in vetter.vetted) < 6:
+                    await asyncio.sleep(0.01)
+            return list(vetter.vetted)
+        finally:
+            source.release.set()
+            await backlog
+
+    vetted = asyncio.run(scenario())
+    assert all(name.startswith("asked-") for name in vetted[:6])  # none of the backlog's yet
+    ledger.close()
+
+
+class WindowsStuckSource(StuckSource):
+    """Every Windows wheel's fetch waits for ``release``."""
+
+    async def fetch(self, record: FileRecord) -> FileRecord:
+        if "win_amd64" in record.filename:
+            self.stuck.set()
+            await self.release.wait()
+        await self.local_copy(record)
+        return self.ledger.mark_stored(record)
+
+
+def test_each_likely_file_is_promoted_once_vetted_not_at_the_next_settling(tmp_path: Path) -> None:
+    """pydantic-core's wheel for CPython 3.12 waited 44 s on the real index for its release's
+    Windows wheels to be vetted, though vetted itself in seconds."""
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+    source = WindowsStuckSource(tmp_path / "files", ledger)
+    platforms = ("manylinux_2_17_x86_64", "win_amd64")
+    _look(ledger, source, "asked", {"1.0": 24 * 5}, platforms)  # cooled: promoted once vetted
+    policy, clock = FixedPolicy(Policy()), FakeClock(NOW)
+    vetter = Vetter(ledger, source, policy, clock, ProvenanceVerifier())
+    promoter = Promoter(
+        ledger, source, policy, clock, concurrency=2, vetter=vetter, settle_every_seconds=3600
+    )
+
+    async def scenario() -> set[str]:
+        promoter.wake(ASKED, asked=True)
+        work = asyncio.create_task(promoter.run_once())
+        try:
+            async with asyncio.timeout(20):
+                await source.stuck.wait()
+                while len(promoted := _promoted(ledger)) < 6:
+                    await asyncio.sleep(0.01)
+            return promoted
+        finally:
+            source.release.set()
+            await work
+
+    promoted = asyncio.run(scenario())
+    assert all("manylinux" in name for name in promoted)  # the Windows wheels still wait
+    assert len(_promoted(ledger)) == 12
+    ledger.close()

@@ -16,6 +16,7 @@ from quarantine.inspect.archive.reader import Limits, MiB
 from quarantine.inspect.check import INSPECTION_ERROR, Inspection, inspect_file
 from quarantine.inspect.member_cache import MemberCache
 from quarantine.inspect.pool import InspectionPool, WorkerLimits, _exit_status
+from quarantine.inspect.priority import Lane, Priority
 from quarantine.inspect.release_diff import ArchiveSummary
 from quarantine.inspect.worker import InspectTask, Outcome, run_inspection
 from support.dists import Dist, build_sdist, build_wheel
@@ -27,6 +28,7 @@ SETUP = (
 )
 HANG = "hang"  # while this file is beside the archive, the hook stands still
 PIDS = "pids"  # the hook notes its process here before it stands still
+STARTS = "starts"  # _hold_while_marked notes each file here as its inspection starts
 
 
 def _hang_when_marked(task: InspectTask) -> Outcome:
@@ -34,6 +36,16 @@ def _hang_when_marked(task: InspectTask) -> Outcome:
         with (task.path.parent / PIDS).open("a") as notes:
             notes.write(f"{os.getpid()}\n")
         time.sleep(120)
+    return run_inspection(task)
+
+
+def _hold_while_marked(task: InspectTask) -> Outcome:
+    """Note the start, then stand still while ``<file>.hold`` is beside the file."""
+    with (task.path.parent / STARTS).open("a") as notes:
+        notes.write(f"{task.filename}\n")
+    deadline = time.monotonic() + 120
+    while (task.path.parent / f"{task.filename}.hold").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
     return run_inspection(task)
 
 
@@ -307,3 +319,112 @@ def test_the_retry_runs_in_a_fresh_worker_not_in_another_busy_one(tmp_path: Path
     assert broken.findings[0].rule == INSPECTION_ERROR
     first, retry = _pids(tmp_path)
     assert first in started and retry not in started
+
+
+def _held_wheels(folder: Path, names: list[str]) -> dict[str, Path]:
+    """A small wheel per name, each held in its worker (``_hold_while_marked``) until its
+    mark is removed."""
+    paths = {}
+    for index, name in enumerate(names):
+        dist = build_wheel("demo", f"2.{index}")
+        (folder / dist.filename).write_bytes(dist.data)
+        (folder / f"{dist.filename}.hold").touch()
+        paths[name] = folder / dist.filename
+    return paths
+
+
+def _starts(folder: Path) -> list[str]:
+    notes = folder / STARTS
+    return notes.read_text().split() if notes.exists() else []
+
+
+async def _started(folder: Path, paths: list[Path]) -> list[str]:
+    """The files started so far, once ``paths`` all have (a test that fails hangs here)."""
+    async with asyncio.timeout(60):
+        while not {path.name for path in paths} <= set(_starts(folder)):
+            await asyncio.sleep(0.02)
+    return _starts(folder)
+
+
+def _release(paths: dict[str, Path]) -> None:
+    for path in paths.values():
+        path.with_name(f"{path.name}.hold").unlink(missing_ok=True)
+
+
+def _inspecting(pool: InspectionPool, path: Path, lane: Lane, order: int) -> "asyncio.Task[object]":
+    return asyncio.create_task(pool.inspect_alone(path, path.name, Limits(), Priority(lane, order)))
+
+
+def test_a_likely_file_takes_the_slot_kept_from_large_unlikely_work(tmp_path: Path) -> None:
+    """Both slots would be busy with files nobody installs now; the likely file asked
+    for after them starts at once, in the slot kept free of them, and they wait."""
+    files = _held_wheels(tmp_path, ["first", "waiting", "asked", "likely"])
+    # Every unlikely file counts as large here: litellm's other-platform wheels.
+    pool = InspectionPool(2, work=_hold_while_marked, small_file_bytes=0)
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        jobs = [_inspecting(pool, files["first"], Lane.BACKGROUND, 0)]
+        await _started(tmp_path, [files["first"]])
+        jobs.append(_inspecting(pool, files["waiting"], Lane.BACKGROUND, 1))
+        jobs.append(_inspecting(pool, files["asked"], Lane.ASKED, 2))
+        await asyncio.sleep(0)  # both wait for a slot now
+        jobs.append(_inspecting(pool, files["likely"], Lane.LIKELY, 3))
+        try:
+            while_held = await _started(tmp_path, [files["likely"]])
+        finally:
+            _release(files)
+            await asyncio.gather(*jobs)
+        return while_held, _starts(tmp_path)
+
+    try:
+        while_held, order = asyncio.run(scenario())
+    finally:
+        pool.close()
+    names = {path.name: name for name, path in files.items()}
+    assert [names[n] for n in while_held] == ["first", "likely"]  # the others still wait
+    assert [names[n] for n in order] == ["first", "likely", "asked", "waiting"]
+
+
+def test_with_one_slot_the_waiting_files_go_by_priority(tmp_path: Path) -> None:
+    files = _held_wheels(tmp_path, ["running", "later", "asked", "likely", "sooner"])
+    pool = InspectionPool(1, work=_hold_while_marked, small_file_bytes=0)
+
+    async def scenario() -> list[str]:
+        jobs = [_inspecting(pool, files["running"], Lane.BACKGROUND, 0)]
+        await _started(tmp_path, [files["running"]])
+        jobs.append(_inspecting(pool, files["later"], Lane.BACKGROUND, 9))
+        jobs.append(_inspecting(pool, files["asked"], Lane.ASKED, 5))
+        jobs.append(_inspecting(pool, files["likely"], Lane.LIKELY, 7))
+        jobs.append(_inspecting(pool, files["sooner"], Lane.BACKGROUND, 1))
+        await asyncio.sleep(0)
+        _release(files)
+        await asyncio.gather(*jobs)
+        return _starts(tmp_path)
+
+    try:
+        order = asyncio.run(scenario())
+    finally:
+        pool.close()
+    names = {path.name: name for name, path in files.items()}
+    assert [names[n] for n in order] == ["running", "likely", "asked", "sooner", "later"]
+
+
+def test_small_unlikely_files_may_take_the_last_slot(tmp_path: Path) -> None:
+    """A small file is inspected in a second or less: keeping the last slot from it would
+    halve the background's vetting on two cores for no gain."""
+    files = _held_wheels(tmp_path, ["first", "second"])
+    pool = InspectionPool(2, work=_hold_while_marked)  # these wheels are a few KB
+
+    async def scenario() -> list[str]:
+        jobs = [_inspecting(pool, files[name], Lane.BACKGROUND, n) for n, name in enumerate(files)]
+        try:
+            return await _started(tmp_path, list(files.values()))
+        finally:
+            _release(files)
+            await asyncio.gather(*jobs)
+
+    try:
+        both = asyncio.run(scenario())
+    finally:
+        pool.close()
+    assert len(both) == 2

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 from packaging.utils import NormalizedName
 
+from quarantine.inspect.priority import Lane, Priority
 from quarantine.models import FileRecord, FileState
 from quarantine.vetting.queue import WorkQueue, install_likelihood
 
@@ -128,3 +129,38 @@ def test_a_project_asked_again_keeps_its_newest_release_first_and_its_cooling_fi
     assert order[:2] == ["demo-2.0.tar.gz", "other-5.2.tar.gz"]  # the newest cooled ones
     demo = [name for name in order if name.startswith("demo-")]
     assert demo == ["demo-2.0.tar.gz", "demo-1.0.tar.gz", "demo-3.0.tar.gz"]  # 3.0 cools
+
+
+def test_a_file_popped_carries_its_lane_and_likely_only_leaves_the_others_waiting() -> None:
+    """Likely: an asked project's newest cooled file that most installs take. The others
+    wait while the promoter keeps workers for likely files."""
+    cooled_at = {"3.0": NOW + timedelta(hours=1)}  # 3.0 still cools
+    queue = WorkQueue(lambda record: cooled_at.get(record.version, NOW))
+    wheel = "-cp312-cp312-manylinux_2_17_x86_64.whl"
+    files = {
+        "likely": _held(f"demo-2.0{wheel}", "2.0"),
+        "other platform": _held("demo-2.0-cp312-cp312-win_amd64.whl", "2.0"),
+        "older release": _held(f"demo-1.0{wheel}", "1.0"),
+        "still cooling": _held(f"demo-3.0{wheel}", "3.0"),
+        "background": replace(_held(f"bg-2.0{wheel}", "2.0"), project=NormalizedName("bg")),
+    }
+    for index, record in enumerate(files.values()):
+        queue.put(replace(record, sha256=f"{index:064d}"), NOW)
+    queue.ask(DEMO)
+    first = queue.pop(likely_only=True)
+    assert first is not None and first.filename == files["likely"].filename
+    assert queue.pop(likely_only=True) is None  # the rest wait for a worker kept for them
+    assert queue.priority(first) == Priority(Lane.LIKELY, 0)
+    lanes = {record.filename: queue.priority(record) for record in iter(queue.pop, None)}
+    named = {
+        name: lanes[record.filename].lane for name, record in files.items() if name != "likely"
+    }
+    assert named == {
+        "other platform": Lane.ASKED,
+        "older release": Lane.ASKED,
+        "still cooling": Lane.ASKED,
+        "background": Lane.BACKGROUND,
+    }
+    assert queue.unlikely_in_hand() == 4
+    orders = [priority.order for priority in lanes.values()]
+    assert orders == sorted(orders)  # the queue's order, for the pool

@@ -7,6 +7,10 @@
 the summary with the previous release (:mod:`quarantine.inspect.release_diff`). Nothing from the
 archive is extracted, imported or executed. A hostile or broken archive gives findings,
 never an exception.
+
+The walk (``inspect_alone``, the expensive part) needs nothing from the previous release;
+the comparison (:meth:`Inspected.against`) is cheap and comes after, so a file and its
+previous release can be inspected side by side, not one after the other.
 """
 
 import logging
@@ -46,7 +50,7 @@ from quarantine.inspect.rules.content import (
 )
 from quarantine.inspect.rules.import_collect import ImportCollector, scan_direct
 from quarantine.inspect.rules.import_diff import RULES as IMPORT_RULES
-from quarantine.inspect.rules.import_diff import Previous, previous_of, weigh
+from quarantine.inspect.rules.import_diff import ImportReport, Previous, previous_of, weigh
 from quarantine.inspect.rules.import_source import module_name
 from quarantine.inspect.rules.obfuscation import Signal, source_signals
 
@@ -119,6 +123,30 @@ class Inspection:
 _SEVERITY_RANK = {severity: index for index, severity in enumerate(Severity)}
 
 
+@dataclass(frozen=True, slots=True)
+class Inspected:
+    """One file inspected, not yet compared with the previous release: what a worker
+    process sends back."""
+
+    findings: tuple[Finding, ...]  # what the archive shows on its own
+    summary: ArchiveSummary | None = None  # None when the archive was not read through
+    imports: ImportReport | None = None  # with a summary
+    failed: bool = False  # an inspection error: nothing to compare
+
+    def against(self, previous: ArchiveSummary | None) -> Inspection:
+        """The inspection compared with ``previous``, the summary of the project's
+        previous release of the same kind (None: its first release)."""
+        if self.failed:
+            return Inspection(None, self.findings)
+        found = list(self.findings)
+        if self.summary is not None and self.imports is not None:
+            found = _known_install_time(found, previous) + compare(self.summary, previous)
+            at_import = self.imports.findings(_previous(previous))
+            found = _weighed(found, self.imports.hiding.by_path) + at_import
+        compared_with = None if previous is None else previous.filename
+        return Inspection(self.summary, tuple(_clean(f) for f in found), compared_with)
+
+
 def inspect_file(
     path: Path,
     filename: str,
@@ -129,41 +157,43 @@ def inspect_file(
     """Inspect the wheel or sdist at ``path`` (named ``filename`` upstream) against the
     summary of the project's previous release of the same kind (None: first release).
     ``cache``: Python sources already scanned (by their bytes), shared across files."""
+    return inspect_alone(path, filename, limits, cache).against(previous)
+
+
+def inspect_alone(
+    path: Path, filename: str, limits: Limits | None = None, cache: MemberCache | None = None
+) -> Inspected:
+    """As :func:`inspect_file`, the comparison with the previous release left to
+    :meth:`Inspected.against`."""
     try:
-        return inspect_or_run_out(path, filename, previous, limits, cache)
+        return inspect_or_run_out(path, filename, limits, cache)
     except MemoryError:
-        return inspection_error("inspection ran out of memory; a person must look")
+        return inspection_failed("inspection ran out of memory; a person must look")
 
 
 def inspect_or_run_out(
-    path: Path,
-    filename: str,
-    previous: ArchiveSummary | None,
-    limits: Limits | None = None,
-    cache: MemberCache | None = None,
-) -> Inspection:
-    """As :func:`inspect_file`, but running out of memory raises MemoryError: in a worker
+    path: Path, filename: str, limits: Limits | None = None, cache: MemberCache | None = None
+) -> Inspected:
+    """As :func:`inspect_alone`, but running out of memory raises MemoryError: in a worker
     process under a memory limit, that is the mirror's limit, not the file's verdict."""
     try:
-        return _inspect(path, filename, previous, limits or Limits(), cache)
+        return _inspect(path, filename, limits or Limits(), cache)
     except MemoryError:
         raise
     except Exception as exc:
         log.exception("inspecting %s failed", filename)
-        return inspection_error(f"inspection failed ({type(exc).__name__}); a person must look")
+        return inspection_failed(f"inspection failed ({type(exc).__name__}); a person must look")
+
+
+def inspection_failed(message: str) -> Inspected:
+    return Inspected((Finding(INSPECTION_ERROR, Severity.HIGH, message),), failed=True)
 
 
 def inspection_error(message: str) -> Inspection:
-    return Inspection(None, (Finding(INSPECTION_ERROR, Severity.HIGH, message),))
+    return inspection_failed(message).against(None)
 
 
-def _inspect(
-    path: Path,
-    filename: str,
-    previous: ArchiveSummary | None,
-    limits: Limits,
-    cache: MemberCache | None,
-) -> Inspection:
+def _inspect(path: Path, filename: str, limits: Limits, cache: MemberCache | None) -> Inspected:
     reader = ArchiveReader(path, filename, limits)
     kind = reader.kind or ArchiveKind.SDIST
     builder = SummaryBuilder(filename, kind)
@@ -180,19 +210,16 @@ def _inspect(
             imports.member(member.name)
             found += _member_findings(member, kind, builder, imports, limits, cache)
     found = reader.findings + found
-    summary = None
-    if reader.finished:
-        if layout is not None:
-            found += layout.findings()
-        found += builder.findings
-        summary = builder.build(reader.total_bytes, reader.compressed_size, reader.entry_count)
-        install_time = tuple(sorted({f.rule for f in found if _runs_at_install(f)}))
-        profile, at_import = imports.finish(_previous(previous))
-        summary = replace(summary, install_time_rules=install_time, import_time=profile)
-        found = _known_install_time(found, previous) + compare(summary, previous)
-        found = _weighed(found, imports.signals) + at_import
-    compared_with = None if previous is None else previous.filename
-    return Inspection(summary, tuple(_clean(f) for f in found), compared_with)
+    if not reader.finished:
+        return Inspected(tuple(found))
+    if layout is not None:
+        found += layout.findings()
+    found += builder.findings
+    summary = builder.build(reader.total_bytes, reader.compressed_size, reader.entry_count)
+    install_time = tuple(sorted({f.rule for f in found if _runs_at_install(f)}))
+    profile, report = imports.finish()
+    summary = replace(summary, install_time_rules=install_time, import_time=profile)
+    return Inspected(tuple(found), summary, report)
 
 
 def _previous(previous: ArchiveSummary | None) -> Previous | None:

@@ -15,10 +15,19 @@ and CPU time per task (set in the child, see ``inspect_worker``), wall-clock tim
 
 A failure the mirror caused (a crashed worker, a limit hit) is retried once in a fresh
 worker before it counts; then the file gets an ``inspection-error`` that says which.
+
+Free slots go to the waiting inspections by priority (``quarantine.inspect.priority``), not
+in arrival order: what a client is about to install first. And with two slots or more,
+one is kept from *heavy* work (a file no client is about to install, larger than
+``small_file_bytes``: inspecting litellm's 43 MB wheels of other platforms takes 15 s
+each), so a likely file never waits for one of those; small ones (a second at most) may
+take it, or on two cores the background's vetting would run at half speed. Nothing running
+is stopped for a more urgent task.
 """
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import multiprocessing
 import os
@@ -26,28 +35,46 @@ import signal
 import sys
 import time
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Protocol
 
 from quarantine.inspect.archive.reader import Limits, MiB
-from quarantine.inspect.check import Inspection, inspect_file, inspection_error
+from quarantine.inspect.check import Inspected, Inspection, inspect_alone, inspection_failed
 from quarantine.inspect.member_cache import MemberCache
+from quarantine.inspect.priority import BACKGROUND, Priority
 from quarantine.inspect.release_diff import ArchiveSummary
 from quarantine.inspect.worker import InspectTask, Outcome, run_inspection, start_worker
 
 log = logging.getLogger(__name__)
 RETRIED = "retried once in a fresh worker"
+# Larger files nobody is about to install keep off the last free slot. Inspection reads
+# some 3 MB of wheel a second on this project's reference machine: a likely file waits
+# for a smaller one a second at most.
+SMALL_FILE_BYTES = 2 * MiB
 
 
 class Inspector(Protocol):
+    async def inspect_alone(
+        self, path: Path, filename: str, limits: Limits, priority: Priority = BACKGROUND
+    ) -> Inspected:
+        """Inspect the file, to compare with its previous release afterwards."""
+        ...
+
     async def inspect(
-        self, path: Path, filename: str, previous: ArchiveSummary | None, limits: Limits
-    ) -> Inspection: ...
+        self,
+        path: Path,
+        filename: str,
+        previous: ArchiveSummary | None,
+        limits: Limits,
+        priority: Priority = BACKGROUND,
+    ) -> Inspection:
+        """Inspect the file and compare it with ``previous`` (None: its first release)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -58,10 +85,20 @@ class InThreadInspector:
     def __init__(self) -> None:
         self._cache = MemberCache()
 
+    async def inspect_alone(
+        self, path: Path, filename: str, limits: Limits, priority: Priority = BACKGROUND
+    ) -> Inspected:
+        return await asyncio.to_thread(inspect_alone, path, filename, limits, self._cache)
+
     async def inspect(
-        self, path: Path, filename: str, previous: ArchiveSummary | None, limits: Limits
+        self,
+        path: Path,
+        filename: str,
+        previous: ArchiveSummary | None,
+        limits: Limits,
+        priority: Priority = BACKGROUND,
     ) -> Inspection:
-        return await asyncio.to_thread(inspect_file, path, filename, previous, limits, self._cache)
+        return (await self.inspect_alone(path, filename, limits, priority)).against(previous)
 
     def close(self) -> None:
         return None
@@ -182,6 +219,58 @@ class _Slot:
         self._executor, self._process = None, None
 
 
+@dataclass(order=True)
+class _Waiter:
+    priority: Priority
+    arrival: int
+    heavy: bool = field(compare=False)
+    slot: "asyncio.Future[_Slot]" = field(compare=False)
+
+
+class _Dispatch:
+    """The idle slots of one event loop, handed to waiting inspections most urgent first;
+    heavy ones never take the last slot of two or more."""
+
+    def __init__(self, slots: Sequence[_Slot]) -> None:
+        self._idle = list(slots)
+        self._size = len(slots)
+        self._heavy = 0  # slots running heavy work
+        self._waiting: list[_Waiter] = []
+        self._arrivals = itertools.count()
+
+    async def take(self, priority: Priority, heavy: bool) -> _Slot:
+        future: asyncio.Future[_Slot] = asyncio.get_running_loop().create_future()
+        waiter = _Waiter(priority, next(self._arrivals), heavy, future)
+        self._waiting.append(waiter)
+        self._hand_out()
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.give(future.result(), heavy)  # handed over as the task was cancelled
+            elif waiter in self._waiting:
+                self._waiting.remove(waiter)
+            raise
+
+    def give(self, slot: _Slot, heavy: bool) -> None:
+        self._idle.append(slot)
+        self._heavy -= 1 if heavy else 0
+        self._hand_out()
+
+    def _hand_out(self) -> None:
+        for waiter in sorted(self._waiting):
+            if not self._idle:
+                return
+            if waiter.slot.done():  # cancelled while waiting
+                self._waiting.remove(waiter)
+                continue
+            if waiter.heavy and self._heavy >= max(self._size - 1, 1):
+                continue  # the last slot is kept for likely or small files
+            self._waiting.remove(waiter)
+            self._heavy += 1 if waiter.heavy else 0
+            waiter.slot.set_result(self._idle.pop())
+
+
 class InspectionPool:
     """Inspect files in ``workers`` processes (default: one per core)."""
 
@@ -190,12 +279,14 @@ class InspectionPool:
         workers: int = 0,
         limits: WorkerLimits | None = None,
         work: Callable[[InspectTask], Outcome] = run_inspection,
+        small_file_bytes: int = SMALL_FILE_BYTES,
     ) -> None:
         self.limits = limits or WorkerLimits()
         self.size = workers or os.cpu_count() or 1
+        self.small_file_bytes = small_file_bytes
         self._work = work  # a module-level function (the child imports it by name)
         self._slots = [_Slot(self.limits) for _ in range(self.size)]
-        self._free: asyncio.Queue[_Slot] | None = None
+        self._dispatch: _Dispatch | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def pids(self) -> list[int]:
@@ -203,11 +294,22 @@ class InspectionPool:
         return [pid for pid in (slot.pid() for slot in self._slots) if pid is not None]
 
     async def inspect(
-        self, path: Path, filename: str, previous: ArchiveSummary | None, limits: Limits
+        self,
+        path: Path,
+        filename: str,
+        previous: ArchiveSummary | None,
+        limits: Limits,
+        priority: Priority = BACKGROUND,
     ) -> Inspection:
-        task = InspectTask(path, filename, previous, limits, self.limits.cpu_seconds)
-        free = self._free_slots()
-        slot = await free.get()
+        return (await self.inspect_alone(path, filename, limits, priority)).against(previous)
+
+    async def inspect_alone(
+        self, path: Path, filename: str, limits: Limits, priority: Priority = BACKGROUND
+    ) -> Inspected:
+        task = InspectTask(path, filename, limits, self.limits.cpu_seconds)
+        heavy = not priority.likely and self._large(path)
+        dispatch = self._current_dispatch()
+        slot = await dispatch.take(priority, heavy)
         try:
             try:
                 return await self._attempt(slot, task)
@@ -217,11 +319,17 @@ class InspectionPool:
                 try:
                     return await self._attempt(slot, task)
                 except _Failed as second:
-                    return inspection_error(f"{first}; {RETRIED}: {second}")
+                    return inspection_failed(f"{first}; {RETRIED}: {second}")
         finally:
-            free.put_nowait(slot)
+            dispatch.give(slot, heavy)
 
-    async def _attempt(self, slot: _Slot, task: InspectTask) -> Inspection:
+    def _large(self, path: Path) -> bool:
+        try:
+            return path.stat().st_size > self.small_file_bytes
+        except OSError:
+            return False  # the worker reports the missing file as it does any broken one
+
+    async def _attempt(self, slot: _Slot, task: InspectTask) -> Inspected:
         outcome = await slot.run(self._work, task)
         if outcome.inspection is None:
             slot.discard()  # a process that ran out of memory is not trusted further
@@ -229,14 +337,12 @@ class InspectionPool:
             raise _Failed(f"worker hit its memory limit ({memory} MiB)")
         return outcome.inspection
 
-    def _free_slots(self) -> asyncio.Queue[_Slot]:
-        """The idle slots, as a queue of this event loop (tests run several loops)."""
+    def _current_dispatch(self) -> _Dispatch:
+        """The idle slots, for this event loop (tests run several loops)."""
         loop = asyncio.get_running_loop()
-        if self._free is None or self._loop is not loop:
-            self._free, self._loop = asyncio.Queue(), loop
-            for slot in self._slots:
-                self._free.put_nowait(slot)
-        return self._free
+        if self._dispatch is None or self._loop is not loop:
+            self._dispatch, self._loop = _Dispatch(self._slots), loop
+        return self._dispatch
 
     def close(self) -> None:
         for slot in self._slots:

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from quarantine.inspect.archive.reader import Limits
-from quarantine.inspect.check import Inspection, inspect_or_run_out
+from quarantine.inspect.check import Inspected, inspect_or_run_out
 from quarantine.inspect.member_cache import MemberCache
-from quarantine.inspect.release_diff import ArchiveSummary
 
 _cache = MemberCache()  # one per worker process: each starts empty
 
@@ -26,14 +25,13 @@ _cache = MemberCache()  # one per worker process: each starts empty
 class InspectTask:
     path: Path
     filename: str
-    previous: ArchiveSummary | None
     limits: Limits
     cpu_seconds: int
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    inspection: Inspection | None  # None: the memory limit was hit
+    inspection: Inspected | None  # None: the memory limit was hit
 
 
 def start_worker(memory_bytes: int, nice: int = 0) -> None:
@@ -50,9 +48,7 @@ def start_worker(memory_bytes: int, nice: int = 0) -> None:
 def run_inspection(task: InspectTask) -> Outcome:
     _limit_cpu(task.cpu_seconds)
     try:
-        inspection = inspect_or_run_out(
-            task.path, task.filename, task.previous, task.limits, _cache
-        )
+        inspection = inspect_or_run_out(task.path, task.filename, task.limits, _cache)
     except MemoryError:
         return Outcome(None)
     return Outcome(inspection)

@@ -7,6 +7,14 @@ the upstream again when a cooled file needs a fresh look, and applies the decisi
 project a client asks for while a round runs joins that round at the front, and is
 decided as soon as its own files are done. One failing file never stops the others.
 
+Files a client is about to install (the *likely* lane, see ``quarantine.vetting.queue``)
+never wait for a worker, a fetch or a vetting turn held by other work: the other files
+keep the bounds they always had (``2 * concurrency`` in hand, ``concurrency`` fetched and
+``concurrency`` vetted at once), and likely files have workers and fetches of their own,
+twice as many (a resolver's first run asks for a hundred of them, mostly small: their
+fetches wait on the network, not on this machine), and the inspection pool serves them
+first.
+
 A round must stay cheap with thousands of held files, because it shares the event loop
 with serving: the held files are read once per round, a file known to be vetted is not
 asked about again, and a project whose held files are all just cooling is not decided
@@ -32,6 +40,7 @@ from quarantine.clock_guard import ClockGuard
 from quarantine.decide import Verdict, awaits_download, decide, hold_until
 from quarantine.errors import StaleTransition
 from quarantine.feeds.in_force import Feeds, with_advisories
+from quarantine.inspect.priority import Priority
 from quarantine.ledger.interface import Ledger
 from quarantine.live_policy import PolicySource
 from quarantine.models import FileRecord, FileState
@@ -123,8 +132,12 @@ class Promoter:
         self._policies = policy  # read at each use: admins change it at run time
         self._clock = clock
         self._concurrency = concurrency
-        self._slots = asyncio.Semaphore(concurrency)  # fetches at once
-        self._vetting = asyncio.Semaphore(concurrency)  # files vetted at once
+        # Fetches at once, for likely files and for the others; unlikely files vetted at once.
+        self._fetching = {
+            True: asyncio.Semaphore(concurrency * 2),
+            False: asyncio.Semaphore(concurrency),
+        }
+        self._vetting = asyncio.Semaphore(concurrency)
         self._queue = WorkQueue(lambda record: hold_until(record, self._policies.current()))
         self._round: Round | None = None  # the round running now
         self._wake = asyncio.Event()
@@ -269,12 +282,14 @@ class Promoter:
         """Until the queue is empty: the files asked for join it while this runs."""
         # A group: a worker that fails stops its siblings, none goes on past the round.
         async with asyncio.TaskGroup() as group:
-            for _ in range(self._concurrency * 2):
+            for _ in range(self._concurrency * 4):
                 group.create_task(self._work(result))
 
     async def _work(self, result: Round) -> None:
         while True:
-            record = self._queue.pop()
+            # Half the workers at most on unlikely files: the others wait for likely ones.
+            busy = self._queue.unlikely_in_hand() >= self._concurrency * 2
+            record = self._queue.pop(likely_only=busy)
             if record is None:
                 if not self._queue.in_hand():
                     return  # nothing waits and nobody works: the round is over
@@ -284,12 +299,13 @@ class Promoter:
                 self._work_arrived.clear()
                 await self._work_arrived.wait()
                 continue
+            likely = self._queue.priority(record).likely
             try:
                 await self._fetch_and_vet(record, result)
             finally:
                 drained = self._queue.done(record)
                 self._work_arrived.set()  # the last file done ends the round for all
-            if self._settle_due(record.project, drained):
+            if self._settle_due(record.project, drained, likely):
                 # Promote what a client waits for now, not after the rest of the backlog,
                 # and let every project's reasons say what its files wait for now.
                 await self._settle_project(record.project, self._inputs(), result)
@@ -299,34 +315,42 @@ class Promoter:
                 # one of its files is done then: a vetted file must not wait for that.
                 await self._settle_file(record, result)
 
-    def _settle_due(self, project: NormalizedName, drained: bool) -> bool:
-        """Whether to decide ``project`` now: when its last queued file is done, and while
-        a big release is still being vetted, after its first file and then every
-        ``settle_every`` seconds (each vetted file is served once promoted; the first is
-        the one most installs take, see ``install_likelihood``)."""
+    def _settle_due(self, project: NormalizedName, drained: bool, likely: bool) -> bool:
+        """Whether to decide ``project`` now: when its last queued file is done, when a
+        likely file of it is (a resolver waits for that one: pydantic-core's wheel for
+        CPython 3.12 waited 44 s for its Windows wheels on the real index), and while a
+        big release is still being vetted, after its first file and then every
+        ``settle_every`` seconds (each vetted file is served once promoted)."""
         now = time.monotonic()
         if drained:
             self._settled_at.pop(project, None)
             return True
         last = self._settled_at.get(project)
-        if last is not None and now - last < self._settle_every:
+        if not likely and last is not None and now - last < self._settle_every:
             return False
         self._settled_at[project] = now
         return True
 
     async def _fetch_and_vet(self, record: FileRecord, result: Round) -> None:
+        priority = self._queue.priority(record)
         if not record.stored:
-            fetched = await self._fetch_one(record, result)
+            fetched = await self._fetch_one(record, result, priority)
             if fetched is None or not self._needs_vetting(fetched):
                 return
             record = fetched
-        if self._vetter is not None:
+        if self._vetter is None:
+            return
+        if priority.likely:
+            await self._vet_one(record, result, priority)  # no turn: the pool serves it first
+        else:
             async with self._vetting:
-                await self._vet_one(record, result)
-            result.vetted_projects.add(record.project)
+                await self._vet_one(record, result, priority)
+        result.vetted_projects.add(record.project)
 
-    async def _fetch_one(self, record: FileRecord, result: Round) -> FileRecord | None:
-        async with self._slots:
+    async def _fetch_one(
+        self, record: FileRecord, result: Round, priority: Priority
+    ) -> FileRecord | None:
+        async with self._fetching[priority.likely]:
             try:
                 fetched = await self._source.fetch(record)
                 result.fetched += 1
@@ -375,10 +399,10 @@ class Promoter:
                     self._ledger.transition(record, FileState.HELD, note, ACTOR, self._clock.now())
         self._settings_reconsidered = self._fetch_settings
 
-    async def _vet_one(self, record: FileRecord, result: Round) -> None:
+    async def _vet_one(self, record: FileRecord, result: Round, priority: Priority) -> None:
         assert self._vetter is not None
         try:
-            await self._vetter.vet(record)
+            await self._vetter.vet(record, priority)
             result.vetted += 1
             result.vetting_order.append(record.filename)
         except (FetchFailed, IntegrityFailure) as failure:

@@ -12,6 +12,12 @@ projects' newest releases, the files most installs take come before the others o
 
 A project asked for after its files were queued is queued again at its new rank; the
 stale entries are skipped when they come up.
+
+A file popped carries its lane (``quarantine.inspect.priority``): the asked projects'
+newest cooled files that most installs take are *likely* (a resolver waits for them now),
+the rest of the asked projects' files come next, the background last. Likely files rank
+first, so when the first file waiting is not likely, none is; ``pop(likely_only=True)``
+then gives nothing, and the promoter keeps workers free for what a client asks next.
 """
 
 import heapq
@@ -25,6 +31,7 @@ from packaging.utils import InvalidWheelFilename, NormalizedName, parse_wheel_fi
 from packaging.version import Version
 
 from quarantine.filenames import WHEEL_SUFFIX, version_or_none
+from quarantine.inspect.priority import BACKGROUND, Lane, Priority
 from quarantine.models import FileRecord
 
 MAX_ASKED = 10_000  # projects remembered as asked for; the oldest are forgotten
@@ -74,11 +81,12 @@ class WorkQueue:
         self._ticks = itertools.count(1)
         self._heap: list[tuple[_Rank, int, FileRecord]] = []
         self._queued: dict[_Key, FileRecord] = {}  # waiting, by key (latest record)
-        self._in_hand: set[_Key] = set()  # popped and not yet done
+        self._in_hand: dict[_Key, Priority] = {}  # popped and not yet done
         self._rank: dict[_Key, _Rank] = {}
         self._open: Counter[NormalizedName] = Counter()  # queued or in hand, per project
         self._newest_cooled: dict[NormalizedName, Version] = {}  # of files queued or in hand
         self._order = itertools.count()
+        self._popped = itertools.count()
 
     def ask(self, project: NormalizedName) -> None:
         """A client asked for ``project``: its files go first from now on."""
@@ -103,25 +111,39 @@ class WorkQueue:
             self._requeue(record.project)  # the old newest release is an older one now
         self._push(key, record, now)
 
-    def pop(self) -> FileRecord | None:
-        """The most urgent file, now in hand until ``done``; None when nothing waits."""
+    def pop(self, likely_only: bool = False) -> FileRecord | None:
+        """The most urgent file, now in hand until ``done``; None when nothing waits (or,
+        ``likely_only``, when no likely file does)."""
         while self._heap:
-            rank, _, record = heapq.heappop(self._heap)
+            rank, _, record = self._heap[0]
             key = (record.sha256, record.filename)
             if self._rank.get(key) != rank or key not in self._queued:
+                heapq.heappop(self._heap)
                 continue  # queued again at another rank, or already taken
+            lane = _lane(rank)
+            if likely_only and lane is not Lane.LIKELY:
+                return None
+            heapq.heappop(self._heap)
             del self._queued[key], self._rank[key]
-            self._in_hand.add(key)
+            self._in_hand[key] = Priority(lane, next(self._popped))
             return record
         return None
+
+    def priority(self, record: FileRecord) -> Priority:
+        """The priority of a file in hand: its lane, and its place in the queue's order."""
+        return self._in_hand.get((record.sha256, record.filename), BACKGROUND)
 
     def in_hand(self) -> int:
         """Files popped and not yet done."""
         return len(self._in_hand)
 
+    def unlikely_in_hand(self) -> int:
+        """Files popped and not yet done that no client is about to install."""
+        return sum(not priority.likely for priority in self._in_hand.values())
+
     def done(self, record: FileRecord) -> bool:
         """The file in hand is finished; whether its project has nothing left queued."""
-        self._in_hand.discard((record.sha256, record.filename))
+        self._in_hand.pop((record.sha256, record.filename), None)
         self._open[record.project] -= 1
         if self._open[record.project] > 0:
             return False
@@ -171,3 +193,10 @@ class WorkQueue:
         )
         self._rank[key] = rank
         heapq.heappush(self._heap, (rank, next(self._order), record))
+
+
+def _lane(rank: _Rank) -> Lane:
+    asked, newest, unlikely = rank[:3]
+    if asked:
+        return Lane.BACKGROUND
+    return Lane.LIKELY if not newest and not unlikely else Lane.ASKED

@@ -8,22 +8,29 @@ with the previous promoted release, and malware feeds (applied at decision time,
 ``quarantine.feeds.in_force``). Inspection runs in worker processes (``quarantine.inspect.pool``)
 when the server gives the vetter a pool, and other CPU-bound work in threads, so serving
 never waits on it.
+
+The file and the previous release it is compared with (when that one was never
+inspected: an established release, on a new mirror) are inspected side by side, and
+compared afterwards: on the real index litellm's newest wheel waited 27 s for its
+predecessor's inspection before its own began. The files of one release share one
+inspection of their predecessor, however many are vetted at once.
 """
 
 import asyncio
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from packaging.utils import NormalizedName
 
 from quarantine.clock import Clock
 from quarantine.evidence import Evidence
 from quarantine.inspect.archive.reader import Limits
-from quarantine.inspect.check import Inspection
+from quarantine.inspect.check import Inspected, Inspection
 from quarantine.inspect.pool import Inspector, InThreadInspector
+from quarantine.inspect.priority import BACKGROUND, Priority
 from quarantine.inspect.release_diff import ArchiveSummary
 from quarantine.ledger.interface import Ledger
 from quarantine.live_policy import PolicySource
@@ -40,6 +47,8 @@ from quarantine.vetting.history import Earlier, EarlierRelease, ReleaseHistory
 
 log = logging.getLogger(__name__)
 HISTORY_RELEASES = 3  # earlier releases consulted for the expected publisher
+_A = TypeVar("_A")
+_B = TypeVar("_B")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +76,8 @@ class Vetter:
         self._limits = limits or Limits()
         self._releases = ReleaseHistory(ledger)
         self._inspector = inspector or InThreadInspector()
+        # Summaries of previous releases being worked out now, by (project, filename).
+        self._summaries: dict[tuple[str, str], asyncio.Task[ArchiveSummary | None]] = {}
 
     def close(self) -> None:
         """Stop the inspection workers."""
@@ -79,14 +90,28 @@ class Vetter:
         reported = {item.check for item in done}
         return any(check not in reported for check in self._policies.current().required_checks)
 
-    async def vet(self, record: FileRecord) -> list[Evidence]:
-        """Run every check on ``record`` and record what each found."""
-        verified = await self._verify(record, self._pinned(record.project))
-        provenance = provenance_evidence(verified.result, verified.digest, **self._mappings())
-        identity = verified.result.identity if verified.result and verified.result.ok else None
+    async def vet(self, record: FileRecord, priority: Priority = BACKGROUND) -> list[Evidence]:
+        """Run every check on ``record`` and record what each found. ``priority``: its
+        inspections' place in the pool's line (and its predecessor's, when inspected now)."""
         # In a thread: a big project's first read (10,000 records and their versions) takes
         # a quarter of a second, which the event loop serving pages must not wait for.
         earlier = await asyncio.to_thread(self._releases.earlier, record, HISTORY_RELEASES)
+        (provenance, publisher), content = await _together(
+            self._publisher_checks(record, earlier), self._content(record, earlier, priority)
+        )
+        found = [provenance, publisher, content]
+        now = self._clock.now()
+        for item in found:
+            self._ledger.record_evidence(record, item, now)
+        return found
+
+    async def _publisher_checks(
+        self, record: FileRecord, earlier: Earlier
+    ) -> tuple[Evidence, Evidence]:
+        """The provenance check's evidence and the publisher continuity check's."""
+        verified = await self._verify(record, self._pinned(record.project))
+        provenance = provenance_evidence(verified.result, verified.digest, **self._mappings())
+        identity = verified.result.identity if verified.result and verified.result.ok else None
         known: dict[tuple[str, ...], PublisherIdentity | None] = {}  # each release looked up once
         publisher = continuity_evidence(
             identity,
@@ -97,12 +122,13 @@ class Vetter:
             standing=await self._history(record.project, earlier.standing, known),
             **self._mappings(),
         )
-        content = await self._inspect(record, await self._previous_summary(record, earlier))
-        found = [provenance, publisher, content]
-        now = self._clock.now()
-        for item in found:
-            self._ledger.record_evidence(record, item, now)
-        return found
+        return provenance, publisher
+
+    async def _content(self, record: FileRecord, earlier: Earlier, priority: Priority) -> Evidence:
+        inspected, previous = await _together(
+            self._inspect(record, priority), self._previous_summary(record, earlier, priority)
+        )
+        return self._content_evidence(inspected.against(previous))
 
     def _mappings(self) -> dict[str, Any]:
         return {
@@ -164,13 +190,28 @@ class Vetter:
         return None
 
     async def _previous_summary(
-        self, record: FileRecord, earlier: Earlier
+        self, record: FileRecord, earlier: Earlier, priority: Priority
     ) -> ArchiveSummary | None:
+        """The summary of the file ``record`` is compared with, worked out once however
+        many files ask for it at the same time."""
         previous = earlier.previous
         found = self._ledger.file(record.project, previous) if previous else None
-        return await self._summary_of(found) if found is not None else None
+        if found is None:
+            return None
+        key = (found.project, found.filename)
+        task = self._summaries.get(key)
+        if task is None or task.get_loop() is not asyncio.get_running_loop():
+            task = asyncio.create_task(self._summary_of(found, priority))
+            self._summaries[key] = task
+            task.add_done_callback(lambda done: self._forget_summary(key, done))
+        # Shielded: a vetting cancelled does not cancel the others' wait for the same one.
+        return await asyncio.shield(task)
 
-    async def _summary_of(self, record: FileRecord) -> ArchiveSummary | None:
+    def _forget_summary(self, key: tuple[str, str], done: "asyncio.Task[object]") -> None:
+        if self._summaries.get(key) is done:
+            del self._summaries[key]  # recorded in the ledger from now on (or failed)
+
+    async def _summary_of(self, record: FileRecord, priority: Priority) -> ArchiveSummary | None:
         known = self._ledger.evidence(record.project, record.filename).get(record.filename, [])
         for item in known:
             if item.check == "content" and "summary" in item.details:
@@ -180,16 +221,33 @@ class Vetter:
         except (FetchFailed, IntegrityFailure) as error:
             log.warning("previous release %s unavailable: %s", record.filename, error)
             return None
-        inspection = await self._inspector.inspect(path, record.filename, None, self._limits)
+        inspected = await self._inspector.inspect_alone(
+            path, record.filename, self._limits, priority
+        )
+        inspection = inspected.against(None)
         self._ledger.record_evidence(record, self._content_evidence(inspection), self._clock.now())
         return inspection.summary
 
-    async def _inspect(self, record: FileRecord, previous: ArchiveSummary | None) -> Evidence:
+    async def _inspect(self, record: FileRecord, priority: Priority) -> Inspected:
         path = await self._source.local_copy(record)
-        inspection = await self._inspector.inspect(path, record.filename, previous, self._limits)
-        return self._content_evidence(inspection)
+        return await self._inspector.inspect_alone(path, record.filename, self._limits, priority)
 
     def _content_evidence(self, inspection: Inspection) -> Evidence:
         return inspection.evidence(
             self._policies.current().severity_actions, self._policies.current().rule_actions
         )
+
+
+async def _together(
+    first: Coroutine[Any, Any, _A], second: Coroutine[Any, Any, _B]
+) -> tuple[_A, _B]:
+    """Both at once, each to its end; then the first failure is raised as it is (not in a
+    group: callers tell a fetch failure from a broken file by its type). Not cancelled
+    when the other fails: a cancelled inspection goes on in its worker process, and the
+    pool would count its slot free meanwhile."""
+    one, two = await asyncio.gather(first, second, return_exceptions=True)
+    if isinstance(one, BaseException):
+        raise one
+    if isinstance(two, BaseException):
+        raise two
+    return one, two

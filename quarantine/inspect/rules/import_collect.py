@@ -4,8 +4,8 @@
 (scanned through the member cache: facts and payload findings of a source depend only on its
 bytes and name), start-up ``.pth`` files, JavaScript files (obfuscator shapes), and the names
 of payload-looking files. :meth:`ImportCollector.finish` parses the relays it put aside,
-follows the calls (``rules_import_reach``), stores the profile and returns the findings
-against the previous release (``rules_import_diff``).
+follows the calls (``rules_import_reach``), and returns the profile and a report that
+gives the findings against the previous release (``rules_import_diff``) once it is known.
 
 Relays: a module that mentions no capability is not parsed when met. It is kept (up to
 :data:`RELAY_BYTES` in all) and parsed at the end only if it mentions the name of a function
@@ -27,8 +27,8 @@ from quarantine.inspect.rules.catalog import rule
 from quarantine.inspect.rules.import_diff import (
     Hiding,
     ImportProfile,
-    Previous,
-    import_findings,
+    ImportReport,
+    import_report,
     profile,
 )
 from quarantine.inspect.rules.import_facts import SUPPORTING, Body, Capability, ModuleFacts
@@ -180,7 +180,8 @@ class ImportCollector:
         if found:
             self.signals[shown] = found
 
-    def finish(self, previous: Previous | None) -> tuple[ImportProfile, list[Finding]]:
+    def finish(self) -> tuple[ImportProfile, ImportReport]:
+        """The archive's import profile, and what to compare with the previous release's."""
         self._parse_relays()
         self._settle_import_notes()
         importable = [facts for facts in self.modules.values() if self._importable(facts)]
@@ -190,8 +191,7 @@ class ImportCollector:
             self.loads_unseen = True
             found = reach(importable)
         hiding = Hiding(self.signals, self.payloads)
-        findings = import_findings(found, previous, hiding)
-        return profile(found), findings + self._unanalysed_imported_tests()
+        return profile(found), import_report(found, hiding, self._unanalysed_imported_tests())
 
     def _unanalysed_imported_tests(self) -> list[Finding]:
         """A test module too large to parse is held like any other once a module of the

@@ -133,6 +133,32 @@ def release_label(filename: str) -> str:
         return filename
 
 
+@dataclass(frozen=True, slots=True)
+class ImportReport:
+    """What one archive does at import, kept to what the comparison with the previous
+    release reads: built where the archive is inspected (a worker process), compared
+    where the previous release's profile is known, which may be later."""
+
+    found: Reach  # the first use of each kind only: all :func:`import_findings` reads
+    hiding: "Hiding"
+    holding: tuple[Finding, ...] = ()  # findings whatever the previous release did
+
+    def findings(self, previous: Previous | None) -> list[Finding]:
+        return import_findings(self.found, previous, self.hiding) + list(self.holding)
+
+
+def import_report(found: Reach, hiding: "Hiding", holding: Iterable[Finding]) -> ImportReport:
+    """``found`` cut to what the comparison reads (a big package reaches thousands of
+    uses, most of them the same few kinds), for a cheap trip out of a worker process."""
+    kept = Reach(
+        tuple(_first_of_each(r for r in found.at_import if r.use.capability not in SUPPORTING)),
+        tuple(_first_of_each(r for r in found.in_functions if r.use.capability not in SUPPORTING)),
+        found.combinations[:MAX_FINDINGS],
+        found.complete,
+    )
+    return ImportReport(kept, hiding, tuple(holding))
+
+
 def import_findings(found: Reach, previous: Previous | None, signals: "Hiding") -> list[Finding]:
     """The findings for what this release does at import, against ``previous`` (None: the
     project's first release of this kind)."""
