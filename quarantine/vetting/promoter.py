@@ -305,28 +305,29 @@ class Promoter:
             finally:
                 drained = self._queue.done(record)
                 self._work_arrived.set()  # the last file done ends the round for all
-            if self._settle_due(record.project, drained, likely):
+            if self._settle_due(record.project, drained):
                 # Promote what a client waits for now, not after the rest of the backlog,
                 # and let every project's reasons say what its files wait for now.
                 await self._settle_project(record.project, self._inputs(), result)
                 result.settled_early.add(record.project)
-            else:
-                # The project is decided again only every ``settle_every`` seconds, when
-                # one of its files is done then: a vetted file must not wait for that.
-                await self._settle_file(record, result)
+            elif not await self._settle_file(record, result) and likely:
+                # A file a resolver waits for, cooled and vetted, but the last look is too
+                # old: the project's decision looks once, for all its files.
+                await self._settle_project(record.project, self._inputs(), result)
+                result.settled_early.add(record.project)
 
-    def _settle_due(self, project: NormalizedName, drained: bool, likely: bool) -> bool:
-        """Whether to decide ``project`` now: when its last queued file is done, when a
-        likely file of it is (a resolver waits for that one: pydantic-core's wheel for
-        CPython 3.12 waited 44 s for its Windows wheels on the real index), and while a
-        big release is still being vetted, after its first file and then every
-        ``settle_every`` seconds (each vetted file is served once promoted)."""
+    def _settle_due(self, project: NormalizedName, drained: bool) -> bool:
+        """Whether to decide ``project`` now: when its last queued file is done, and while
+        a big release is still being vetted, after its first file and then every
+        ``settle_every`` seconds. In between, each file done is decided alone
+        (``_settle_file``): pydantic-core's wheel for CPython 3.12 waited 44 s for its
+        Windows wheels on the real index, when only the project was decided."""
         now = time.monotonic()
         if drained:
             self._settled_at.pop(project, None)
             return True
         last = self._settled_at.get(project)
-        if not likely and last is not None and now - last < self._settle_every:
+        if last is not None and now - last < self._settle_every:
             return False
         self._settled_at[project] = now
         return True
@@ -446,22 +447,24 @@ class Promoter:
             ]
             self._remember_waiting(project, now_stored, inputs)
 
-    async def _settle_file(self, record: FileRecord, result: Round) -> None:
+    async def _settle_file(self, record: FileRecord, result: Round) -> bool:
         """Decide one file just fetched or vetted, alone: cheap beside deciding a project of
         thousands of files. On the real index a vetted wheel of a big release otherwise
         waited up to a minute, until another file of its project was done (its cooling
         siblings come last). A file that needs a fresh look leaves it to the project's
-        next decision, which looks once for all its files."""
+        next decision, which looks once for all its files: then False."""
         project = self._ledger.project(record.project)
         current = self._ledger.file(record.project, record.filename)
         if project is None or current is None or current.state is not FileState.HELD:
-            return
+            return True
         stored = self._ledger.evidence(record.project, record.filename)
         evidence = with_advisories(current, stored, self._feeds)
         inputs = self._inputs()
         verdict = decide(current, project, inputs.policy, inputs.now, inputs.frozen, evidence)
-        if not verdict.needs_look:
-            self._apply(current, verdict, result)
+        if verdict.needs_look:
+            return False
+        self._apply(current, verdict, result)
+        return True
 
     def _remember_waiting(
         self,
