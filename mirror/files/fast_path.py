@@ -102,8 +102,8 @@ class FastPath:
             answer = for_error(error)
             await _send_one_line(send, answer)
             return answer.status
-        chosen = variant(page, _header(scope, b"accept-encoding"))
-        pairs = page_headers(page, stale, chosen).items()
+        chosen = await variant(page, _header(scope, b"accept-encoding"))
+        pairs = page_headers(page, chosen, stale).items()
         headers = [(k.lower().encode(), v.encode()) for k, v in pairs]
         if etag_matches(_header(scope, b"if-none-match"), chosen.etag):
             await send({"type": "http.response.start", "status": 304, "headers": headers})

@@ -49,7 +49,7 @@ from mirror.simple.page import (
     Page,
     PageTemplate,
     make_page,
-    may_mention,
+    mention_check,
     page_or_template,
 )
 from mirror.simple.page_cache import DEFAULT_PAGE_CACHE_BYTES, PageCache
@@ -372,10 +372,11 @@ class Catalog:
         if project is None or project.status is not ProjectStatus.ACTIVE:
             return False
         changed = self._ledger.files_changed_since(name, previous.seq)
-        return all(
-            record.state is FileState.PROMOTED or not may_mention(previous, record.filename)
-            for record in changed
-        )
+        taken_back = [record for record in changed if record.state is not FileState.PROMOTED]
+        if not taken_back:
+            return True
+        may_mention = mention_check(previous)
+        return not any(may_mention(record.filename) for record in taken_back)
 
     def warm_page(self, name: NormalizedName, fmt: PageFormat) -> KeptPage | None:
         """The page as bytes when nothing needs doing first (fast path), else None."""
@@ -590,13 +591,16 @@ class Catalog:
         ]
         return HeldSummary(len(held), min(ends, default=None))
 
-    def root_page(self, fmt: PageFormat) -> Page:
-        self.sync()
+    async def root_page(self, fmt: PageFormat) -> Page:
+        """Every project whose page went out: after the writes in flight, read in a thread."""
+        await self.writes_done()
+        await self.synced()
         page = self._root.get(fmt)
         if page is None or page.seq != self._seen_seq:
-            names = self._ledger.projects()
+            seq = self._seen_seq
+            names = await asyncio.to_thread(self._ledger.projects)
             body = root_json(names) if fmt is PageFormat.JSON else root_html(names)
-            page = make_page(self._seen_seq, body, fmt)
+            page = make_page(seq, body, fmt)
             self._root[fmt] = page
         return page
 
