@@ -127,9 +127,10 @@ BIG_PROJECT_FILES = 200
 # second, and while vetting runs projects change every second.
 PREVIOUS_PAGE_AFTER_SECONDS = 0.02
 # Big pages kept in parts, least recently built first out: their records and rendered
-# parts take about 1.4 KB a file (the server's RSS grew 9-14 MB for a 10,000-file
-# project), so this bounds them near 60 MB.
-KEPT_PARTS_FILES = 40_000
+# parts take about 0.8 KB a file (tracemalloc in the first-use replay: 33 MB for 40,000),
+# so this bounds them near 16 MB. A project whose parts went out is read whole at its next
+# change, in a thread, while its page before goes out if still right.
+KEPT_PARTS_FILES = 20_000
 # Told of a change, the follower reads the ledger this much later: the writes of a burst
 # that come meanwhile are read together, while a decision still shows well within a second.
 TOLD_SYNC_GAP_SECONDS = 0.05

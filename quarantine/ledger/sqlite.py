@@ -23,6 +23,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from pathlib import Path
+from sys import intern
 from typing import Any
 
 from packaging.utils import NormalizedName
@@ -107,7 +108,9 @@ def _file_record(row: Sequence[Any]) -> FileRecord:
     """A row selected as ``_FILE_COLUMNS``, which are FileRecord's fields in their order.
 
     Unpacked by position: a 10,000-file page is rebuilt from these, and by-name lookups
-    and keyword arguments made up most of that.
+    and keyword arguments made up most of that. The project, version and reason recur
+    across a project's rows: one string each, not one per row (a big page's records stay
+    in memory, ``mirror.simple.page_parts``).
     """
     (
         project, filename, version, sha256, size, upload_time, first_seen, clock_start,
@@ -115,11 +118,11 @@ def _file_record(row: Sequence[Any]) -> FileRecord:
         provenance_url, provenance_sha256, stored, listed, anomaly, state_version, deferral,
     ) = row  # fmt: skip
     return FileRecord(
-        NormalizedName(project), filename, version, sha256, size, dt(upload_time),
-        parse_timestamp(first_seen), parse_timestamp(clock_start), bool(established),
-        _STATES[state], reason, url, requires_python, yanked, core_metadata_sha256,
-        provenance_url, provenance_sha256, bool(stored), bool(listed), anomaly, state_version,
-        _DEFERRALS[deferral],
+        NormalizedName(intern(project)), filename, intern(version), sha256, size,
+        dt(upload_time), parse_timestamp(first_seen), parse_timestamp(clock_start),
+        bool(established), _STATES[state], intern(reason), url, requires_python, yanked,
+        core_metadata_sha256, provenance_url, provenance_sha256, bool(stored), bool(listed),
+        anomaly, state_version, _DEFERRALS[deferral],
     )  # fmt: skip
 
 
