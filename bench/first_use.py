@@ -304,10 +304,15 @@ class PageProbe(threading.Thread):
             self.samples.append((at, *time_page(self.index_url, project), project))
 
 
+# The probe's curl takes no gzip unless --probe-gzip says to, as pip and uv do (a mirror
+# may keep a large page as its gzip variant only, and inflate it for a client like curl).
+PROBE_HEADERS = [f"Accept: {JSON_ACCEPT}"]
+
+
 def time_page(index_url: str, project: str) -> tuple[float, int]:
     """Seconds for one whole JSON page (curl), and its status (0: no answer)."""
     try:
-        timing = curl_time(f"{index_url}{project}/", [f"Accept: {JSON_ACCEPT}"], timeout=60)
+        timing = curl_time(f"{index_url}{project}/", PROBE_HEADERS, timeout=60)
     except (OSError, ValueError, subprocess.SubprocessError):
         return float("inf"), 0
     return timing.total, timing.status
@@ -713,7 +718,12 @@ def main() -> int:
     parser.add_argument("--idle-seconds", type=float, default=30.0)
     parser.add_argument("--poll-seconds", type=float, default=2.0)
     parser.add_argument("--keep", action="store_true", help="keep the mirrors' data dirs")
+    parser.add_argument(
+        "--probe-gzip", action="store_true", help="time pages asked with gzip, as pip asks"
+    )
     args = parser.parse_args()
+    if args.probe_gzip:
+        PROBE_HEADERS.append("Accept-Encoding: gzip")
     shape = load_shape()
     generated = generate(shape, WORK / "files")
     targets = []

@@ -27,7 +27,9 @@ class SystemClock:
 # Every record read or written converts three or four timestamps, and the same moments
 # recur (a look's "now", a file's upload time on its page and in its row): strftime and
 # fromisoformat cost microseconds each, a cache hit a fraction of one. Both are pure.
-_TIMESTAMPS_KEPT = 1 << 16
+# Full at 65,536 entries the two took 23 MB, most of what a serving process gained over a
+# first-use backlog of 91,000 files; the moments that recur are a few thousand at a time.
+_TIMESTAMPS_KEPT = 1 << 12
 
 
 @functools.lru_cache(maxsize=_TIMESTAMPS_KEPT)

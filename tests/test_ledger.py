@@ -193,6 +193,22 @@ def test_records_round_trip_every_field(ledger: Ledger) -> None:
     assert wheel.version == "1.0"
 
 
+def test_a_projects_files_read_back_exactly_in_filename_order(ledger: Ledger) -> None:
+    """SQLite reads a project's rows as one JSON value SQLite builds: every character a
+    JSON string escapes, and a size past 2**53, come back as written, sorted as stored."""
+    spelt = 'quote " backslash \\ tab \t control \x01 line\u2028 é 😀'
+    files = [
+        replace(upstream_file(f"demo-1.{n}-py3-none-any.whl", T0, f"{n:064x}", spelt), size=size)
+        for n, size in ((10, 2**60), (2, 0), (9, None))
+    ]
+    look(ledger, snapshot(*files), T0)
+    read = ledger.files(DEMO)
+    assert [record.filename for record in read] == sorted(f.filename for f in files)
+    assert {record.yanked for record in read} == {spelt}
+    assert [record.size for record in read] == [2**60, 0, None]
+    assert ledger.files_changed_since(DEMO, 0) == read
+
+
 def test_projects_are_listed_in_name_order(ledger: Ledger) -> None:
     for name in ("zeta", "alpha", "mid"):
         look(ledger, snapshot(name=NormalizedName(name)), T0)

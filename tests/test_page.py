@@ -1,5 +1,6 @@
 """Pages kept as templates: filled for a request's base, they are the pages rendered for it."""
 
+import hashlib
 from dataclasses import replace
 
 from hypothesis import given, settings
@@ -7,7 +8,13 @@ from hypothesis import strategies as st
 from test_render import PROJECT, RECORD
 
 from mirror.simple.negotiate import PageFormat
-from mirror.simple.page import MAX_BASES_KEPT, Page, PageTemplate, page_or_template
+from mirror.simple.page import (
+    MAX_BASES_KEPT,
+    Page,
+    PageTemplate,
+    make_page,
+    page_or_template,
+)
 from mirror.simple.render import (
     Bases,
     HeldSummary,
@@ -144,3 +151,17 @@ def test_with_public_base_url_every_page_is_whole() -> None:
     assert isinstance(kept, Page)
     assert f'"provenance":"{public}/files/'.encode() in kept.body
     assert bases_for(public) == Bases(public + "/", public + "/")
+
+
+def test_a_large_page_keeps_its_gzip_variant_only_and_gives_the_same_plain_bytes() -> None:
+    """pip and uv take gzip: the plain bytes of a large page are not kept beside it, and a
+    client that does not take gzip gets them inflated, under the plain bytes' ETag."""
+    body = project_json(PROJECT, _records([(False, "a long reason " * 200, None)] * 8), HELD)
+    large = make_page(3, body, PageFormat.JSON)
+    assert large.plain is None and large.gzipped is not None
+    assert large.body == body and large.size == len(body)
+    assert large.etag == '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    assert large.kept_bytes == len(large.gzipped) < len(body) // 4
+    small = make_page(4, b'{"files":[]}', PageFormat.JSON)
+    assert small.plain == small.body == b'{"files":[]}' and small.gzipped is None
+    assert small.kept_bytes == len(small.body)

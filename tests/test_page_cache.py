@@ -48,7 +48,8 @@ def test_a_mirror_keeps_its_pages_within_the_budget_and_renders_a_dropped_one_ag
     with running_mirror(settings_for(tmp_path / "data", upstream.url), clock) as mirror:
         assert mirror.services is not None
         catalog = mirror.services.catalog
-        one_page = len(_page(mirror.origin, names[-1]))
+        _page(mirror.origin, names[-1])
+        one_page = page_bytes(catalog._live[_name(names[-1])].pages[JSON])  # as kept: gzip
         budget = 5 * one_page  # page_cache_mb counts in MiB: a smaller one for small pages
         catalog._page_cache = PageCache(max_bytes=budget)
         first = {name: _page(mirror.origin, name) for name in names}

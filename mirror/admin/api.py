@@ -582,6 +582,8 @@ def _endpoint(
             who = gate.check(request, operation.scope if operation else READ)
             if operation is None:
                 raise ApiProblem(405, "method not allowed here", {"Allow": allow})
+            # A page goes out before its look's write: the admin sees that look too.
+            await _services(request).catalog.writes_done()
             return await operation.handler(request, who)
         except Exception as error:  # noqa: BLE001  (every failure becomes a problem document)
             return _failure(error)

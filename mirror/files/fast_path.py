@@ -102,8 +102,8 @@ class FastPath:
             answer = for_error(error)
             await _send_one_line(send, answer)
             return answer.status
-        chosen = variant(page, _header(scope, b"accept-encoding"))
-        pairs = page_headers(page, stale, chosen).items()
+        chosen = await variant(page, _header(scope, b"accept-encoding"))
+        pairs = page_headers(page, chosen, stale).items()
         headers = [(k.lower().encode(), v.encode()) for k, v in pairs]
         if etag_matches(_header(scope, b"if-none-match"), chosen.etag):
             await send({"type": "http.response.start", "status": 304, "headers": headers})
@@ -122,9 +122,13 @@ class FastPath:
         if self._services.settings.accel_redirect is not None:
             return 0  # nginx sends the bytes; the app answers with their location
         digest, filename = match.groups()
-        record = self._services.catalog.files.cached(digest, filename)
+        catalog = self._services.catalog
+        record = catalog.files.cached(digest, filename)
         if record is None or record.state is not FileState.PROMOTED:
             return 0  # the app checks again from the ledger and explains the refusal
+        if catalog.writing(record.project):
+            return 0  # a look is writing it: the app waits for that
+
         body = self._services.blob_cache.get(digest, count_miss=False)  # the app asks again
         if body is None:
             return 0

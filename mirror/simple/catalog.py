@@ -13,14 +13,18 @@ the page waits for the write there. The page lists only files the policy promote
 bytes are served only once the ledger holds their records, and nothing is served from a
 look whose write failed.
 
-A big project (BIG_PROJECT_FILES or more) is read, observed, written and rendered in a
-worker thread, so the event loop keeps answering everyone else meanwhile. Its page is
-kept in parts (``PageParts``) too, and a change reads and renders only the files it
-touched: a promotion in a 10,000-file project costs a join, not a full rebuild.
+Every project is read, observed, written and rendered in worker threads: the event loop
+never waits on the ledger. A read there waited for the GIL once per row while other threads
+ran (sqlite3 lets it go around each step), and a write waited for SQLite's write lock while
+the vetting process held it; every other request waited with it. A big project
+(BIG_PROJECT_FILES or more) has its page kept in parts (``PageParts``) too, and a change
+reads and renders only the files it touched: a promotion in a 10,000-file project costs a
+join, not a full rebuild.
 """
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 from collections import OrderedDict
@@ -45,7 +49,7 @@ from mirror.simple.page import (
     Page,
     PageTemplate,
     make_page,
-    may_mention,
+    mention_check,
     page_or_template,
 )
 from mirror.simple.page_cache import DEFAULT_PAGE_CACHE_BYTES, PageCache
@@ -113,20 +117,20 @@ class _Written:
 _Built = tuple[KeptPage, bool, datetime | None]
 
 UNWRITTEN_SEQ = -1  # a page rendered before its look's write; given the real seq after
-# From this many files on, a project's records are read, observed, written and rendered
-# in a worker thread: 10,000 files take over a second, which would stall every other
-# request on the event loop (in the thread they only share the GIL with it). Even 700
-# files (fastapi) rebuilt on the loop after each promotion held pages up 100-500 ms in
-# the first-use bench; from 200 on, the slowest page there was 128 ms.
+# From this many files on, a project's page is kept in parts and, while its rebuild after
+# a change runs on, answered with the page before: 10,000 files take over a second to
+# rebuild whole. Even 700 files (fastapi) rebuilt after each promotion held pages up
+# 100-500 ms in the first-use bench.
 BIG_PROJECT_FILES = 200
 # A big page whose rebuild after a change takes longer than this is answered with the
 # page before the change, when that lists nothing taken back since: a rebuild can take a
 # second, and while vetting runs projects change every second.
 PREVIOUS_PAGE_AFTER_SECONDS = 0.02
 # Big pages kept in parts, least recently built first out: their records and rendered
-# parts take about 1.4 KB a file (the server's RSS grew 9-14 MB for a 10,000-file
-# project), so this bounds them near 60 MB.
-KEPT_PARTS_FILES = 40_000
+# parts take about 0.8 KB a file (tracemalloc in the first-use replay: 33 MB for 40,000),
+# so this bounds them near 16 MB. A project whose parts went out is read whole at its next
+# change, in a thread, while its page before goes out if still right.
+KEPT_PARTS_FILES = 20_000
 # Told of a change, the follower reads the ledger this much later: the writes of a burst
 # that come meanwhile are read together, while a decision still shows well within a second.
 TOLD_SYNC_GAP_SECONDS = 0.05
@@ -170,6 +174,10 @@ class _Flight:
         else:
             self._waits.append(waiting)
         return waiting
+
+    @property
+    def answered(self) -> bool:
+        return self._answered
 
     def answer(self, error: BaseException | None = None) -> None:
         """The page can be rendered now (or ``error`` says why not)."""
@@ -235,7 +243,8 @@ class Catalog:
         self._building: dict[
             tuple[NormalizedName, PageFormat], tuple[asyncio.Future[_Built], _Written | None]
         ] = {}
-        self._writing: set[asyncio.Future[int]] = set()  # big projects' writes in threads
+        # Looks' writes in threads, and the project each writes.
+        self._writing: dict[asyncio.Future[int], NormalizedName] = {}
         self._rebuilding: set[asyncio.Future[KeptPage]] = set()  # previous pages went out
         self._bases = bases_for(public_base_url)
         self._open_base = not public_base_url  # provenance URLs take the request's base
@@ -248,10 +257,23 @@ class Catalog:
     # -- keeping in step with the ledger ------------------------------------------------
     def sync(self) -> bool:
         """Catch up with the ledger; whether anything changed since the last call."""
+        seen = self._seen_seq
+        return self._take_changes(seen, *self._changes_since(seen))
+
+    async def synced(self) -> bool:
+        """``sync``, its reads in a thread: the event loop never waits on the ledger."""
+        seen = self._seen_seq
+        return self._take_changes(seen, *await asyncio.to_thread(self._changes_since, seen))
+
+    def _changes_since(self, seen: int) -> tuple[int, dict[NormalizedName, int]]:
         current = self._ledger.change_seq()
+        return current, {} if current == seen else self._ledger.changed_since(seen)
+
+    def _take_changes(self, seen: int, current: int, changed: dict[NormalizedName, int]) -> bool:
         if current == self._seen_seq:
             return False
-        changed = self._ledger.changed_since(self._seen_seq)
+        if seen != self._seen_seq and current < self._seen_seq:
+            return False  # read before another catch-up that has already gone further
         self._seq.update(changed)
         self.files.forget(changed)
         self._seen_seq = current
@@ -279,13 +301,13 @@ class Catalog:
                         # A burst of writes (a vetting round) is read once, not per write.
                         await asyncio.sleep(TOLD_SYNC_GAP_SECONDS)
                 told.clear()
-                self._follow_once(on_change)
+                await self._follow_once(on_change)
         finally:
             self.listener.close()
 
-    def _follow_once(self, on_change: Callable[[], None]) -> None:
+    async def _follow_once(self, on_change: Callable[[], None]) -> None:
         try:
-            changed = self.sync()
+            changed = await self.synced()
         except Exception:  # a locked or busy database is retried at the next tick
             log.exception("could not read the ledger's change counter")
             return
@@ -321,8 +343,15 @@ class Catalog:
         rebuilding = asyncio.ensure_future(self._rendered(name, fmt, live))
         if live.big is not True:
             return await rebuilding
+        # Asked at once, beside the rebuild: both read the ledger in threads.
+        checking = asyncio.ensure_future(
+            asyncio.to_thread(self._previous_still_right, name, previous)
+        )
+        checking.add_done_callback(_checked)
         done, _ = await asyncio.wait({rebuilding}, timeout=PREVIOUS_PAGE_AFTER_SECONDS)
-        if done or not self._previous_still_right(name, previous):
+        if not done:
+            await asyncio.wait({rebuilding, checking}, return_when=asyncio.FIRST_COMPLETED)
+        if rebuilding.done() or not _still_right(checking):
             return await rebuilding
         self._rebuilding.add(rebuilding)
         rebuilding.add_done_callback(self._rebuilt)
@@ -344,10 +373,11 @@ class Catalog:
         if project is None or project.status is not ProjectStatus.ACTIVE:
             return False
         changed = self._ledger.files_changed_since(name, previous.seq)
-        return all(
-            record.state is FileState.PROMOTED or not may_mention(previous, record.filename)
-            for record in changed
-        )
+        taken_back = [record for record in changed if record.state is not FileState.PROMOTED]
+        if not taken_back:
+            return True
+        may_mention = mention_check(previous)
+        return not any(may_mention(record.filename) for record in taken_back)
 
     def warm_page(self, name: NormalizedName, fmt: PageFormat) -> KeptPage | None:
         """The page as bytes when nothing needs doing first (fast path), else None."""
@@ -381,18 +411,18 @@ class Catalog:
             raise NotFound(f"not found: {name} is a reserved private name, never asked upstream")
 
     async def _rendered(self, name: NormalizedName, fmt: PageFormat, live: _Live) -> KeptPage:
-        """The page built anew; a big project's in a thread, once for all who ask meanwhile."""
+        """The page built anew in a thread (it reads the ledger, and a read waits for the
+        GIL once per row while other threads run), once for all who ask meanwhile; a big
+        project's from its kept parts."""
         key = (name, fmt)
         if key in self._building:
             building, written = self._building[key]
         else:
             written = self._written(name, live)
             bases = _bases_served(live.pages.get(fmt))
-            if live.big is False:
-                built = self._build(name, fmt, written, in_thread=False, bases=bases)
-                return self._keep(name, fmt, live, built, written)
+            parts = live.big is not False
             building = asyncio.ensure_future(
-                asyncio.to_thread(self._build, name, fmt, written, in_thread=True, bases=bases)
+                asyncio.to_thread(self._build, name, fmt, written, with_parts=parts, bases=bases)
             )
             self._building[key] = building, written
             building.add_done_callback(lambda _done: self._building.pop(key, None))
@@ -435,14 +465,14 @@ class Catalog:
         fmt: PageFormat,
         written: "_Written | None",
         *,
-        in_thread: bool,
+        with_parts: bool,
         bases: Sequence[str] = (),
     ) -> _Built:
-        """The page and whether the project is big; touches no state but the kept parts,
-        and those only ``in_thread`` (the event loop must never wait for their lock).
-        ``bases``: the request bases to fill a template for at once."""
+        """The page and whether the project is big, in a thread; touches no state but the
+        kept parts, and those only ``with_parts`` (a small page is never built behind a big
+        one's parts lock). ``bases``: the request bases to fill a template for at once."""
         policy = self._policies.current()  # a ledger read: once per page, not once per file
-        if not in_thread:
+        if not with_parts:
             project, files = (written.project, written.files) if written else self._read(name)
             return self._rendered_whole(name, fmt, project, files, policy, bases)
         if written is not None and (written.project.seq == UNWRITTEN_SEQ or name not in self._kept):
@@ -562,13 +592,16 @@ class Catalog:
         ]
         return HeldSummary(len(held), min(ends, default=None))
 
-    def root_page(self, fmt: PageFormat) -> Page:
-        self.sync()
+    async def root_page(self, fmt: PageFormat) -> Page:
+        """Every project whose page went out: after the writes in flight, read in a thread."""
+        await self.writes_done()
+        await self.synced()
         page = self._root.get(fmt)
         if page is None or page.seq != self._seen_seq:
-            names = self._ledger.projects()
+            seq = self._seen_seq
+            names = await asyncio.to_thread(self._ledger.projects)
             body = root_json(names) if fmt is PageFormat.JSON else root_html(names)
-            page = make_page(self._seen_seq, body, fmt)
+            page = make_page(seq, body, fmt)
             self._root[fmt] = page
         return page
 
@@ -578,7 +611,7 @@ class Catalog:
         now = self._clock.now()
         if miss is not None and (now - miss).total_seconds() < self._ttl:
             raise NotFound(f"not found: {name}")
-        flight = self._start_look(name)
+        flight = await self._start_look(name)
         waiting = flight.wait()
         try:
             # Only this request's own wait is cancelled by the timeout: the look runs on
@@ -594,13 +627,13 @@ class Catalog:
                 await self._recorded(name, waiting)
         except TimeoutError:
             live.unreachable = True
-            self._serve_stale_or_raise(
+            await self._serve_stale_or_raise(
                 name, UpstreamUnavailable(f"upstream timeout; no cached data for {name}")
             )
         except UpstreamGone as gone:
             raise NotFound(f"not found: {name}") from gone
         except (UpstreamUnavailable, UpstreamRejected) as error:
-            self._serve_stale_or_raise(name, error)
+            await self._serve_stale_or_raise(name, error)
 
     async def _recorded(self, name: NormalizedName, waiting: "asyncio.Future[None]") -> None:
         """The upstream answered within the request's wait; beside other serving
@@ -614,10 +647,10 @@ class Catalog:
                 f"the ledger is slow to record the look at {name}: retry in a moment"
             ) from None
 
-    def _serve_stale_or_raise(
+    async def _serve_stale_or_raise(
         self, name: NormalizedName, error: UpstreamUnavailable | UpstreamRejected
     ) -> None:
-        project = self._ledger.project(name)
+        project = await asyncio.to_thread(self._ledger.project, name)
         if project is None or project.status is ProjectStatus.REMOVED:
             # Nothing known: the next request must ask again, not find "no such project".
             self._live[name].looked_at = None
@@ -626,8 +659,13 @@ class Catalog:
             raise error
         log.warning("serving %s from the last good look: %s", name, error.reason)
 
-    def _start_look(self, name: NormalizedName) -> _Flight:
-        flight = self._flights.get(name)
+    async def _start_look(self, name: NormalizedName) -> _Flight:
+        """The look in flight to wait for, or a new one. A look that has answered its
+        requests is only writing what it saw: a request that wants a newer look waits for
+        that write (a look beside it would compare with records the write is replacing)."""
+        while (flight := self._flights.get(name)) is not None and flight.answered:
+            assert flight.task is not None
+            await asyncio.wait({flight.task})
         if flight is None:
             flight = _Flight()
             flight.task = asyncio.ensure_future(self._fly(name, flight))
@@ -654,7 +692,7 @@ class Catalog:
         """``flight``: the requests waiting to render this project's page from the answer."""
         self._refuse_reserved(name)
         live = self._live.setdefault(name, _Live())
-        before = self._ledger.project(name)
+        before = await asyncio.to_thread(self._ledger.project, name)
         now = self._clock.now()
         live.looked_at = now
         if live.ok_at is None and before is not None:
@@ -667,8 +705,8 @@ class Catalog:
         except UpstreamGone:
             self._misses[name] = now
             if usable:
-                self._ledger.record_project_gone(name, now, ACTOR)
-                self.sync()
+                await asyncio.to_thread(self._ledger.record_project_gone, name, now, ACTOR)
+                await self.synced()
             raise
         except (UpstreamUnavailable, UpstreamRejected):
             live.unreachable = True
@@ -677,12 +715,12 @@ class Catalog:
             flight.upstream_answered.set()
         self._misses.pop(name, None)
         if answer.snapshot is None:
-            self._ledger.touch_look(name, now)
+            await asyncio.to_thread(self._ledger.touch_look, name, now)
         else:
             await self._apply(before, answer.snapshot, answer.etag, now, flight)
         live.unreachable = False
         live.ok_at = now
-        self.sync()
+        await self.synced()
 
     async def _apply(
         self,
@@ -692,18 +730,12 @@ class Catalog:
         now: datetime,
         flight: _Flight | None,
     ) -> None:
-        policy, frozen = self._policies.current(), self._guard.frozen()
         live = self._live.setdefault(snapshot.name, _Live())
         live.big = len(snapshot.files) >= BIG_PROJECT_FILES
         # A page kept in parts is rebuilt from the rows a write changed in a few ms; a
         # whole render of the look's records before the write would take far longer.
         kept = live.big and snapshot.name in self._kept
-        if live.big:
-            known, observation = await asyncio.to_thread(
-                self._observe, before, snapshot, now, policy, frozen, kept
-            )
-        else:
-            known, observation = self._observe(before, snapshot, now, policy, frozen)
+        known, observation = await asyncio.to_thread(self._observe, before, snapshot, now, kept)
         early = self._hands_over_before_write and not kept
         if flight is not None and early and _alters_pages(before, observation):
             live.written = _records_after(known, observation, etag, UNWRITTEN_SEQ)
@@ -715,7 +747,7 @@ class Catalog:
             await self._write_handed_over(live, observation, etag)
         else:
             try:
-                seq = await self._write(live, observation, etag)
+                seq = await self._write(observation, etag)
             except Exception as error:
                 live.looked_at = None  # a look the ledger did not take: the next one looks anew
                 log.exception("could not record the look at %s", snapshot.name)
@@ -726,7 +758,9 @@ class Catalog:
                 # get the page last recorded.
                 flight.answer()
                 raise
-            rendering = flight is not None and not kept
+            # A big project's page is read from the ledger instead, into parts that a
+            # later change only adds to.
+            rendering = flight is not None and not live.big
             if rendering and not any(page.seq == seq for page in live.pages.values()):
                 # Only for a page about to be rendered: the watcher's looks of projects
                 # nobody asks for must not keep their records in memory.
@@ -735,16 +769,11 @@ class Catalog:
             self.on_new_held(snapshot.name, flight is not None)  # asked: a request waits
 
     def _observe(
-        self,
-        before: ProjectRecord | None,
-        snapshot: Snapshot,
-        now: datetime,
-        policy: Policy,
-        frozen: str | None,
-        kept: bool = False,
+        self, before: ProjectRecord | None, snapshot: Snapshot, now: datetime, kept: bool
     ) -> tuple[dict[str, FileRecord], Observation]:
-        """The records known before and what the look changes; touches no state but the
-        kept parts (a thread runs it for a big project, and only then is ``kept`` set)."""
+        """The records known before and what the look changes; run in a thread, it touches
+        no state but the kept parts (only when ``kept`` is set: a big project's)."""
+        policy, frozen = self._policies.current(), self._guard.frozen()
         # A project never seen has no records and no evidence: skip two reads on a cold miss.
         known = {} if before is None else self._known(snapshot.name, kept)
         stored = {} if before is None else self._ledger.evidence(snapshot.name)
@@ -772,30 +801,53 @@ class Catalog:
         self._keep_parts(name, parts)
         return known
 
-    async def _write(self, live: _Live, observation: Observation, etag: str | None) -> int:
-        """The look's records into the ledger; a big project's first look writes thousands of
-        rows, in a thread (reads go on beside it; a file miss waits in ``file_record``)."""
-        if not live.big:
-            return self._ledger.apply(observation, etag, ACTOR)
+    async def _write(self, observation: Observation, etag: str | None) -> int:
+        """The look's records into the ledger, in a thread: a big project's first look
+        writes thousands of rows, and any write may wait seconds for the database's write
+        lock (the vetting process takes it in turn); the event loop answers everyone else
+        meanwhile. A file of the project waits for the write in ``file_record``."""
+        name = observation.project.name
         writing = asyncio.ensure_future(
             asyncio.to_thread(self._ledger.apply, observation, etag, ACTOR)
         )
-        self._writing.add(writing)
-        writing.add_done_callback(self._writing.discard)
+        self._writing[writing] = name
+        writing.add_done_callback(functools.partial(self._write_ended, name))
         return await asyncio.shield(writing)
 
+    def _write_ended(self, name: NormalizedName, writing: "asyncio.Future[int]") -> None:
+        """Run as the write ends, before anyone waiting for it: the new seq is known at
+        once (the follower reads it later; a page stamped with a seq the catalog does not
+        know yet would be built again), and no file the look changed is answered from its
+        record before."""
+        del self._writing[writing]
+        if writing.cancelled() or writing.exception() is not None:
+            return
+        seq = writing.result()
+        self._seq[name] = max(seq, self._seq.get(name, seq))
+        self.files.forget([name])
+
+    def writing(self, name: NormalizedName) -> bool:
+        """Whether a look's write of ``name`` is in flight (its files wait for it)."""
+        return name in self._writing.values()
+
     async def writes_done(self) -> None:
-        """Once every look's write in flight (a big project's, in a thread) is in the ledger."""
+        """Once every look's write in flight is in the ledger."""
         while self._writing:
             await asyncio.wait(set(self._writing))
 
     async def file_record(self, sha256: str, filename: str) -> FileRecord | None:
-        """A file's record, None when the ledger has none. A big project's page goes out
-        before its write (in a thread) ends, so a file it lists can be asked for before the
-        ledger has the record: a miss waits for those writes and looks again."""
+        """A file's record, None when the ledger has none. A page goes out before its
+        look's write (in a thread) ends, so a file it lists, or one the look withdrew, can
+        be asked for before the ledger has its new record: a miss, or a file of a project
+        being written, waits for those writes and looks again."""
         record = self.files.get(sha256, filename)
-        if record is None and self._writing:
-            await asyncio.wait(set(self._writing))
+        pending = [
+            writing
+            for writing, name in self._writing.items()
+            if record is None or name == record.project
+        ]
+        if pending:
+            await asyncio.wait(pending)
             record = self.files.get(sha256, filename)
         if record is not None and record.state is not FileState.PROMOTED:
             # Refused from memory only after asking the ledger: another process (a replica,
@@ -810,7 +862,7 @@ class Catalog:
         self, live: _Live, observation: Observation, etag: str | None
     ) -> None:
         try:
-            seq = await self._write(live, observation, etag)
+            seq = await self._write(observation, etag)
         except Exception:
             # The page of a look the ledger did not take is not served again: the next
             # request looks anew.
@@ -834,6 +886,19 @@ class Catalog:
             live.written = None  # its page is made; the ledger has them now (see _keep)
         else:
             live.written = replace(live.written, project=replace(live.written.project, seq=seq))
+
+
+def _checked(checking: "asyncio.Future[bool]") -> None:
+    if not checking.cancelled() and checking.exception() is not None:
+        # The request waits for the rebuild then, which meets the same ledger.
+        log.warning("could not compare a page with the ledger: %s", checking.exception())
+
+
+def _still_right(checking: "asyncio.Future[bool]") -> bool:
+    """Whether the check is done and found the page before still right."""
+    if not checking.done() or checking.cancelled() or checking.exception() is not None:
+        return False
+    return checking.result()
 
 
 def _same_look(kept: _Written | None, used: _Written) -> bool:

@@ -110,7 +110,7 @@ class JsonApi:
         base = self._request_base.of(request.scope)
         page = await page_for(served.page, self._request_base, request.scope)
         answer = await self._answer(name, page, base, version)
-        chosen = variant(answer, request.headers.get("accept-encoding"))
+        chosen = await variant(answer, request.headers.get("accept-encoding"))
         headers = {
             "ETag": chosen.etag,  # another encoding is another representation: its own
             "Cache-Control": f"max-age={PAGE_MAX_AGE_SECONDS}",
@@ -142,20 +142,20 @@ class JsonApi:
         else:
             kept = None
         make = functools.partial(
-            _made, page.body, f"{base}simple/{name}/", kept.releases if kept else None, version
+            _made, page, f"{base}simple/{name}/", kept.releases if kept else None, version
         )
         releases, answer = (
-            await asyncio.to_thread(make) if len(page.body) >= THREAD_FROM_BYTES else make()
+            await asyncio.to_thread(make) if page.size >= THREAD_FROM_BYTES else make()
         )
         if not releases.files:
             raise NotFound(f"not found: {name} has no vetted files")
         if kept is None:
-            kept = _Kept(page.etag, releases, len(page.body))
+            kept = _Kept(page.etag, releases, page.size)
             self._keep(name, base, kept)
         if answer is None:
             raise NotFound(f"not found: {name} has no vetted files of that version")
         kept.answers[version] = answer
-        kept.weight += len(answer.body) + len(answer.gzipped or b"")
+        kept.weight += answer.kept_bytes
         self._evict()
         return answer
 
@@ -182,11 +182,11 @@ def _weight(by_base: KeptByBase[_Kept]) -> int:
 
 
 def _made(
-    body: bytes, page_url: str, releases: Releases | None, version: str | None
+    page: Page, page_url: str, releases: Releases | None, version: str | None
 ) -> tuple[Releases, Page | None]:
     """The releases (re-shaped from the page unless given) and the answer asked for; None
     when the version is not among them."""
-    releases = releases or releases_from_page(body, page_url)
+    releases = releases or releases_from_page(page.body, page_url)
     if not releases.files:
         return releases, None
     if version is None:

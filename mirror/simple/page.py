@@ -1,5 +1,8 @@
 """A rendered index page as it is sent: its bytes, ETag, media type and gzip variant.
 
+A large page is kept as its gzip variant only: pip and uv ask for gzip, and the plain
+bytes (five to ten times larger) are inflated again for the rare client that does not.
+
 A page linking provenance, without ``public_base_url``, is kept as a template until a
 request says how the mirror is reached; each base gets its own page (bytes, ETag, gzip),
 so a page made for one host is never sent to a request for another.
@@ -8,7 +11,7 @@ so a page made for one host is never sent to a request for another.
 import gzip
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -20,10 +23,25 @@ GZIP_MIN_BYTES = 16 * 1024  # below this, compressing costs more than it saves
 @dataclass(frozen=True, slots=True)
 class Page:
     seq: int
-    body: bytes
-    etag: str
+    etag: str  # of the plain bytes, whichever are kept
     content_type: str
+    size: int  # of the plain bytes
+    plain: bytes | None  # None: kept as ``gzipped`` only
     gzipped: bytes | None = None  # compressed once at render, for large pages
+
+    @property
+    def body(self) -> bytes:
+        """The plain bytes; inflated from the gzip variant when only that is kept (a
+        large page: ``THREAD_FILL_BYTES`` says when to do it off the event loop)."""
+        if self.plain is not None:
+            return self.plain
+        assert self.gzipped is not None  # one of the two is always kept
+        return gzip.decompress(self.gzipped)
+
+    @property
+    def kept_bytes(self) -> int:
+        """The memory the page's bytes hold."""
+        return len(self.plain or b"") + len(self.gzipped or b"")
 
 
 def content_type(fmt: PageFormat) -> str:
@@ -37,7 +55,8 @@ def make_page(seq: int, body: bytes, fmt: PageFormat) -> Page:
 def page_of(seq: int, body: bytes, media_type: str) -> Page:
     """A page of any media type: its strong ETag, and its gzip variant when large."""
     etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-    return Page(seq, body, etag, media_type, compressed(body))
+    packed = compressed(body)
+    return Page(seq, etag, media_type, len(body), body if packed is None else None, packed)
 
 
 def compressed(body: bytes) -> bytes | None:
@@ -173,15 +192,19 @@ KeptPage = Page | PageTemplate
 _PLAIN_FILENAME = re.compile(r"[A-Za-z0-9._+!~,=@-]+")
 
 
-def may_mention(page: KeptPage, filename: str) -> bool:
-    """Whether ``filename`` may be listed on ``page`` (True when in doubt: a filename a
-    format would escape, or one inside another's, counts as listed)."""
-    if _PLAIN_FILENAME.fullmatch(filename) is None:
-        return True
-    spelt = filename.encode()
-    if isinstance(page, PageTemplate):
-        return any(spelt in piece for piece in page.pieces)
-    return spelt in page.body
+def mention_check(page: KeptPage) -> Callable[[str], bool]:
+    """Whether a filename may be listed on ``page`` (True when in doubt: a filename a
+    format would escape, or one inside another's, counts as listed). The page's bytes
+    are inflated once, for every filename asked of the check."""
+    texts = page.pieces if isinstance(page, PageTemplate) else (page.body,)
+
+    def may_mention(filename: str) -> bool:
+        if _PLAIN_FILENAME.fullmatch(filename) is None:
+            return True
+        spelt = filename.encode()
+        return any(spelt in text for text in texts)
+
+    return may_mention
 
 
 def page_or_template(

@@ -1,7 +1,7 @@
 """How many rendered pages stay in memory: a byte budget, least recently used out first.
 
-Every project ever asked for keeps its rendered pages (JSON and HTML, and the gzipped
-copy of a large one) so that a warm page costs no database round trip. Without a bound
+Every project ever asked for keeps its rendered pages (JSON and HTML; a large one as its
+gzip variant only) so that a warm page costs no database round trip. Without a bound
 that memory grows with every project seen: botocore's two pages are about 2.5 MB. An
 evicted page is rendered again on its next request, from the ledger or, for a big
 project, from its kept parts.
@@ -21,17 +21,11 @@ _Key = tuple[NormalizedName, PageFormat]
 
 
 def page_bytes(page: KeptPage) -> int:
-    """The memory a kept page holds, near enough. A template holds the pages filled for
-    each base it was asked with (a few at most); before any, it counts one."""
+    """The memory a kept page holds, near enough: its bytes as kept, and a template's
+    pieces and the pages filled for each base it was asked with (a few at most)."""
     if isinstance(page, Page):
-        return _filled_bytes(page)
-    template = sum(map(len, page.pieces))
-    filled = sum(map(_filled_bytes, page.filled.made()))
-    return template + max(filled, template)
-
-
-def _filled_bytes(page: Page) -> int:
-    return len(page.body) + len(page.gzipped or b"")
+        return page.kept_bytes
+    return sum(map(len, page.pieces)) + sum(filled.kept_bytes for filled in page.filled.made())
 
 
 class PageCache:

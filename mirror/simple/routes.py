@@ -10,7 +10,7 @@ from mirror.http.request_base import RequestBase, Scope
 from mirror.services import Services
 from mirror.simple.names import normalized_project
 from mirror.simple.negotiate import negotiate
-from mirror.simple.page import KeptPage, Page, PageTemplate
+from mirror.simple.page import THREAD_FILL_BYTES, KeptPage, Page, PageTemplate
 
 PAGE_MAX_AGE_SECONDS = 60
 
@@ -55,16 +55,17 @@ class Variant:
     encoding: str | None
 
 
-def variant(page: Page, accept_encoding: str | None) -> Variant:
+async def variant(page: Page, accept_encoding: str | None) -> Variant:
+    """The gzip variant when the client takes it; else the plain bytes, inflated from the
+    gzip variant when only that is kept (a large page's in a thread)."""
     if page.gzipped is not None and accepts_gzip(accept_encoding):
         return Variant(page.gzipped, page.etag[:-1] + '-gzip"', "gzip")
+    if page.plain is None and page.size > THREAD_FILL_BYTES:
+        return Variant(await asyncio.to_thread(lambda: page.body), page.etag, None)
     return Variant(page.body, page.etag, None)
 
 
-def page_headers(
-    page: Page, stale_seconds: float | None = None, chosen: Variant | None = None
-) -> dict[str, str]:
-    chosen = chosen or Variant(page.body, page.etag, None)
+def page_headers(page: Page, chosen: Variant, stale_seconds: float | None = None) -> dict[str, str]:
     headers = {
         "ETag": chosen.etag,
         "Vary": "Accept, Accept-Encoding" if page.gzipped is not None else "Accept",
@@ -94,9 +95,11 @@ async def page_for(kept: KeptPage, request_base: RequestBase, scope: Scope) -> P
     return kept.filled.keep(base, kept.fill(base))
 
 
-def page_response(request: Request, page: Page, stale_seconds: float | None = None) -> Response:
-    chosen = variant(page, request.headers.get("accept-encoding"))
-    headers = page_headers(page, stale_seconds, chosen)
+async def page_response(
+    request: Request, page: Page, stale_seconds: float | None = None
+) -> Response:
+    chosen = await variant(page, request.headers.get("accept-encoding"))
+    headers = page_headers(page, chosen, stale_seconds)
     if etag_matches(request.headers.get("if-none-match"), chosen.etag):
         return Response(status_code=304, headers=headers)
     return Response(chosen.body, headers=headers, media_type=page.content_type)
@@ -104,7 +107,7 @@ def page_response(request: Request, page: Page, stale_seconds: float | None = No
 
 async def simple_root(request: Request) -> Response:
     fmt = negotiate(request.headers.get("accept"), request.query_params.get("format"))
-    return page_response(request, _services(request).catalog.root_page(fmt))
+    return await page_response(request, await _services(request).catalog.root_page(fmt))
 
 
 async def simple_root_without_slash(_request: Request) -> Response:
@@ -124,4 +127,4 @@ async def simple_project(request: Request) -> Response:
     services = _services(request)
     served = await services.catalog.project_page(name, fmt)
     page = await page_for(served.page, services.request_base, request.scope)
-    return page_response(request, page, served.stale_seconds)
+    return await page_response(request, page, served.stale_seconds)
