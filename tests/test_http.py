@@ -10,6 +10,7 @@ E1 and E2.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import http.client
@@ -2069,6 +2070,34 @@ def test_a_big_page_being_rebuilt_after_a_promotion_is_answered_with_the_one_bef
         assert time.monotonic() < deadline, "the rebuilt page never came"
         time.sleep(0.05)
     assert listed(mirror, "busy") == {first.filename, second.filename, fresh.filename}
+
+
+def test_a_big_page_is_rebuilt_when_the_ledger_tells_of_a_promotion_before_anyone_asks(
+    mirror: MirrorServer, upstream: Upstream, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Else the next request gets the page before (still right, but without the file just
+    promoted): on the real index pip's next run missed litellm's newest wheel for 12 s."""
+    _two_old_files_of_a_big_project(mirror, upstream, clock, monkeypatch)
+    fresh = publish(upstream, build_wheel("busy", "1.2"), clock.now() - AGE_FRESH)
+    clock.advance(timedelta(seconds=mirror.settings.index_ttl.total_seconds() + 1))
+    assert fresh.filename.encode() not in page(mirror, "busy").body  # looked again: held
+    assert mirror.services is not None
+    ledger, catalog = mirror.services.ledger, mirror.services.catalog
+    name = NormalizedName("busy")
+    deadline = time.monotonic() + 10  # the page went out before the look's write
+    while (record := ledger.file(name, fresh.filename)) is None or catalog._live[name].unwritten:
+        assert time.monotonic() < deadline, "the look was never written"
+        time.sleep(0.01)
+    ledger.transition(record, FileState.PROMOTED, "promoted early by a test", "test", clock.now())
+
+    async def follow_once() -> None:
+        await catalog._follow_once(lambda: None)  # as the ledger follower's next tick
+        await asyncio.gather(*catalog._rebuilding)
+
+    mirror.call(follow_once())
+    kept = catalog._live[name].pages
+    assert kept and all(kept_page.seq == catalog._seq[name] for kept_page in kept.values())
+    assert fresh.filename.encode() in page(mirror, "busy").body
 
 
 def test_a_big_page_listing_a_file_taken_back_since_waits_for_its_rebuild(

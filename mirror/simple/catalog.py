@@ -262,8 +262,13 @@ class Catalog:
 
     async def synced(self) -> bool:
         """``sync``, its reads in a thread: the event loop never waits on the ledger."""
+        return await self._synced_changes() is not None
+
+    async def _synced_changes(self) -> dict[NormalizedName, int] | None:
+        """``synced``: the projects that changed (None when nothing did)."""
         seen = self._seen_seq
-        return self._take_changes(seen, *await asyncio.to_thread(self._changes_since, seen))
+        current, changed = await asyncio.to_thread(self._changes_since, seen)
+        return changed if self._take_changes(seen, current, changed) else None
 
     def _changes_since(self, seen: int) -> tuple[int, dict[NormalizedName, int]]:
         current = self._ledger.change_seq()
@@ -307,12 +312,30 @@ class Catalog:
 
     async def _follow_once(self, on_change: Callable[[], None]) -> None:
         try:
-            changed = await self.synced()
+            changed = await self._synced_changes()
         except Exception:  # a locked or busy database is retried at the next tick
             log.exception("could not read the ledger's change counter")
             return
-        if changed:
+        if changed is not None:
+            self._rebuild_big_pages(changed)
             on_change()
+
+    def _rebuild_big_pages(self, changed: Iterable[NormalizedName]) -> None:
+        """Start rebuilding the kept pages of big projects that changed, before anyone asks:
+        a request meanwhile gets the page before while it is still right
+        (``_rendered_or_previous``), which lacks the files promoted since. On the real
+        index pip's next run got litellm's page without its newest wheel, promoted 12 s
+        earlier, because only that request began the rebuild."""
+        for name in changed:
+            live = self._live.get(name)
+            if live is None or live.big is not True or live.unwritten:
+                continue
+            for fmt, page in list(live.pages.items()):
+                if page.seq == self._seq.get(name) or (name, fmt) in self._building:
+                    continue
+                rebuilding = asyncio.ensure_future(self._rendered(name, fmt, live))
+                self._rebuilding.add(rebuilding)
+                rebuilding.add_done_callback(self._rebuilt)
 
     # -- pages -----------------------------------------------------------------------------
     async def project_page(self, name: NormalizedName, fmt: PageFormat) -> Served:
