@@ -355,23 +355,12 @@ def _inspecting(pool: InspectionPool, path: Path, lane: Lane, order: int) -> "as
     return asyncio.create_task(pool.inspect_alone(path, path.name, Limits(), Priority(lane, order)))
 
 
-def _padded(files: dict[str, Path], names: list[str]) -> None:
-    """Make these files large (the work is a stand-in: only their size counts)."""
-    for name in names:
-        with files[name].open("ab") as out:
-            out.write(bytes(LARGE_PADDING))
-
-
-LARGE_PADDING = 256 * 1024
-SMALL_BELOW = LARGE_PADDING // 2  # every wheel built here is a few KB
-
-
 def test_a_likely_file_takes_the_slot_kept_from_large_unlikely_work(tmp_path: Path) -> None:
     """Both slots would be busy with files nobody installs now; the likely file asked
     for after them starts at once, in the slot kept free of them, and they wait."""
     files = _held_wheels(tmp_path, ["first", "waiting", "asked", "likely"])
-    _padded(files, ["first", "waiting", "asked"])  # litellm's other-platform wheels
-    pool = InspectionPool(2, work=_hold_while_marked, small_file_bytes=SMALL_BELOW)
+    # Every unlikely file counts as large here: litellm's other-platform wheels.
+    pool = InspectionPool(2, work=_hold_while_marked, small_file_bytes=0)
 
     async def scenario() -> tuple[list[str], list[str]]:
         jobs = [_inspecting(pool, files["first"], Lane.BACKGROUND, 0)]
@@ -394,36 +383,6 @@ def test_a_likely_file_takes_the_slot_kept_from_large_unlikely_work(tmp_path: Pa
     names = {path.name: name for name, path in files.items()}
     assert [names[n] for n in while_held] == ["first", "likely"]  # the others still wait
     assert [names[n] for n in order] == ["first", "likely", "asked", "waiting"]
-
-
-def test_large_likely_files_leave_the_last_slot_to_small_files(tmp_path: Path) -> None:
-    """On the real index litellm's wheel and the previous release's it is compared with
-    took both slots for 45 s, and the small wheels of every other project waited: a large
-    file takes the last slot from nobody, however urgent."""
-    files = _held_wheels(tmp_path, ["big", "bigger", "small"])
-    _padded(files, ["big", "bigger"])
-    pool = InspectionPool(2, work=_hold_while_marked, small_file_bytes=SMALL_BELOW)
-
-    async def scenario() -> tuple[list[str], list[str]]:
-        jobs = [_inspecting(pool, files["big"], Lane.LIKELY, 0)]
-        await _started(tmp_path, [files["big"]])
-        jobs.append(_inspecting(pool, files["bigger"], Lane.LIKELY, 1))
-        await asyncio.sleep(0)  # it waits for a slot now
-        jobs.append(_inspecting(pool, files["small"], Lane.BACKGROUND, 2))
-        try:
-            while_held = await _started(tmp_path, [files["small"]])
-        finally:
-            _release(files)
-            await asyncio.gather(*jobs)
-        return while_held, _starts(tmp_path)
-
-    try:
-        while_held, order = asyncio.run(scenario())
-    finally:
-        pool.close()
-    names = {path.name: name for name, path in files.items()}
-    assert [names[n] for n in while_held] == ["big", "small"]  # the large one still waits
-    assert [names[n] for n in order] == ["big", "small", "bigger"]
 
 
 def test_with_one_slot_the_waiting_files_go_by_priority(tmp_path: Path) -> None:

@@ -18,11 +18,11 @@ worker before it counts; then the file gets an ``inspection-error`` that says wh
 
 Free slots go to the waiting inspections by priority (``quarantine.inspect.priority``), not
 in arrival order: what a client is about to install first. And with two slots or more,
-one is kept from *heavy* work (a file larger than ``small_file_bytes``: inspecting one of
-litellm's 43 MB wheels takes 15 s), so the small files a resolver asks for by the hundred
-(a second at most each) never wait for those. On the real index, litellm's wheel and the
-previous release's it is compared with took both slots for 45 s, and every other project's
-wheel waited. Nothing running is stopped for a more urgent task.
+one is kept from *heavy* work (a file no client is about to install, larger than
+``small_file_bytes``: inspecting litellm's 43 MB wheels of other platforms takes 15 s
+each), so a likely file never waits for one of those; small ones (a second at most) may
+take it, or on two cores the background's vetting would run at half speed. Nothing running
+is stopped for a more urgent task.
 """
 
 import asyncio
@@ -265,7 +265,7 @@ class _Dispatch:
                 self._waiting.remove(waiter)
                 continue
             if waiter.heavy and self._heavy >= max(self._size - 1, 1):
-                continue  # the last slot is kept for small files
+                continue  # the last slot is kept for likely or small files
             self._waiting.remove(waiter)
             self._heavy += 1 if waiter.heavy else 0
             waiter.slot.set_result(self._idle.pop())
@@ -307,7 +307,7 @@ class InspectionPool:
         self, path: Path, filename: str, limits: Limits, priority: Priority = BACKGROUND
     ) -> Inspected:
         task = InspectTask(path, filename, limits, self.limits.cpu_seconds)
-        heavy = self._large(path)
+        heavy = not priority.likely and self._large(path)
         dispatch = self._current_dispatch()
         slot = await dispatch.take(priority, heavy)
         try:
