@@ -2100,6 +2100,21 @@ def test_a_big_page_is_rebuilt_when_the_ledger_tells_of_a_promotion_before_anyon
     assert fresh.filename.encode() in page(mirror, "busy").body
 
 
+def test_a_catch_up_read_before_a_write_never_takes_a_projects_seq_back(
+    mirror: MirrorServer,
+) -> None:
+    """The follower reads the ledger in a thread; a look's write that ended meanwhile set
+    a newer seq. Taking the older one back would let a page kept at it pass for current,
+    listing a file withdrawn since."""
+    assert mirror.services is not None
+    catalog = mirror.services.catalog
+    name = NormalizedName("raced")
+    seen = catalog._seen_seq
+    catalog._seq[name] = seen + 9  # the write that ended while the read was in its thread
+    assert catalog._take_changes(seen, seen + 5, {name: seen + 5})
+    assert catalog._seq[name] == seen + 9
+
+
 def test_a_big_page_listing_a_file_taken_back_since_waits_for_its_rebuild(
     mirror: MirrorServer, upstream: Upstream, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -31,6 +31,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 from packaging.utils import NormalizedName
 
@@ -245,7 +246,8 @@ class Catalog:
         ] = {}
         # Looks' writes in threads, and the project each writes.
         self._writing: dict[asyncio.Future[int], NormalizedName] = {}
-        self._rebuilding: set[asyncio.Future[KeptPage]] = set()  # previous pages went out
+        self._rebuilding: set[asyncio.Future[Any]] = set()  # previous pages went out
+        self._unasked_rebuilds = asyncio.Semaphore(1)
         self._bases = bases_for(public_base_url)
         self._open_base = not public_base_url  # provenance URLs take the request's base
         self._kept: OrderedDict[NormalizedName, PageParts] = OrderedDict()
@@ -279,7 +281,11 @@ class Catalog:
             return False
         if seen != self._seen_seq and current < self._seen_seq:
             return False  # read before another catch-up that has already gone further
-        self._seq.update(changed)
+        for name, seq in changed.items():
+            # Read in a thread: a write that ended meanwhile (``_write_ended``) may have
+            # set a newer seq, and a page kept at the older one must not pass for current.
+            if seq > self._seq.get(name, seq - 1):
+                self._seq[name] = seq
         self.files.forget(changed)
         self._seen_seq = current
         return True
@@ -330,12 +336,18 @@ class Catalog:
             live = self._live.get(name)
             if live is None or live.big is not True or live.unwritten:
                 continue
-            for fmt, page in list(live.pages.items()):
-                if page.seq == self._seq.get(name) or (name, fmt) in self._building:
-                    continue
-                rebuilding = asyncio.ensure_future(self._rendered(name, fmt, live))
+            for fmt in list(live.pages):
+                rebuilding = asyncio.ensure_future(self._rebuild_unasked(name, fmt, live))
                 self._rebuilding.add(rebuilding)
                 rebuilding.add_done_callback(self._rebuilt)
+
+    async def _rebuild_unasked(self, name: NormalizedName, fmt: PageFormat, live: _Live) -> None:
+        """One such rebuild at a time: the threads are also where requests read the ledger."""
+        async with self._unasked_rebuilds:
+            page = live.pages.get(fmt)
+            if page is None or page.seq == self._seq.get(name) or (name, fmt) in self._building:
+                return  # asked for meanwhile, rebuilt, or dropped from the cache
+            await self._rendered(name, fmt, live)
 
     # -- pages -----------------------------------------------------------------------------
     async def project_page(self, name: NormalizedName, fmt: PageFormat) -> Served:
@@ -380,7 +392,7 @@ class Catalog:
         rebuilding.add_done_callback(self._rebuilt)
         return previous
 
-    def _rebuilt(self, rebuilding: "asyncio.Future[KeptPage]") -> None:
+    def _rebuilt(self, rebuilding: "asyncio.Future[Any]") -> None:
         self._rebuilding.discard(rebuilding)
         if not rebuilding.cancelled() and rebuilding.exception() is not None:
             # The next request builds again, and waits for it: nothing stale is sent then.
@@ -854,8 +866,9 @@ class Catalog:
         return name in self._writing.values()
 
     async def writes_done(self) -> None:
-        """Once every look's write in flight is in the ledger."""
-        while self._writing:
+        """Once every look's write in flight when called is in the ledger (not those begun
+        since: under a steady stream of looks that would never end)."""
+        if self._writing:
             await asyncio.wait(set(self._writing))
 
     async def file_record(self, sha256: str, filename: str) -> FileRecord | None:
