@@ -132,6 +132,19 @@ class MirrorServer:
         result: Round = self.call(_round())
         return result
 
+    def watch(self) -> int:
+        """One watcher round, once the looks a test made are in the ledger (their writes
+        run in threads, after the page is sent): the projects it looked at again."""
+        assert self.services is not None
+        services = self.services
+
+        async def _round() -> int:
+            await services.catalog.writes_done()
+            return await services.watcher.run_once()
+
+        looked: int = self.call(_round())
+        return looked
+
     def sync(self) -> None:
         assert self.services is not None
 
