@@ -15,6 +15,10 @@ twice as many (a resolver's first run asks for a hundred of them, mostly small: 
 fetches wait on the network, not on this machine), and the inspection pool serves them
 first.
 
+A likely file's release also brings what it requires (``quarantine.vetting.ahead``): once
+its wheel is here, its dependencies are looked at and join the round as if a client had
+asked for them, so they are vetted beside it, not after the resolver's next run.
+
 A round must stay cheap with thousands of held files, because it shares the event loop
 with serving: the held files are read once per round, a file known to be vetted is not
 asked about again, and a project whose held files are all just cooling is not decided
@@ -47,8 +51,9 @@ from quarantine.models import FileRecord, FileState
 from quarantine.platforms import PlatformFilter
 from quarantine.policy import Policy
 from quarantine.source import ArtifactSource, FetchFailed, IntegrityFailure, LookFailed
+from quarantine.vetting.ahead import MAX_DEPTH, environments, needed, wheel_requirements
 from quarantine.vetting.fetch_retry import COUNTED, FailureKind, refusal, refused_by_config
-from quarantine.vetting.queue import WorkQueue
+from quarantine.vetting.queue import MAX_ASKED, WorkQueue
 
 if TYPE_CHECKING:  # the worker runs without a vetter in tests of the time rules alone
     from quarantine.vetting.worker import Vetter
@@ -159,6 +164,12 @@ class Promoter:
         self._fetch_settings = fetch_settings
         self._settings_reconsidered: str | None = None
         self._backing_off: set[tuple[NormalizedName, str]] = set()  # failed lately: not yet
+        # Dependencies asked for ahead (``quarantine.vetting.ahead``): how many steps from
+        # what a client asked for, and the extras asked of them; releases already read.
+        self._ahead: dict[NormalizedName, tuple[int, frozenset[str]]] = {}
+        self._read_ahead: set[tuple[NormalizedName, str]] = set()
+        self._asking_ahead: set[asyncio.Task[None]] = set()
+        self._ahead_looks = asyncio.Semaphore(concurrency)
 
     @property
     def vets(self) -> bool:
@@ -168,6 +179,8 @@ class Promoter:
 
     def close(self) -> None:
         """Stop the vetter's inspection workers."""
+        for task in self._asking_ahead:
+            task.cancel()
         if self._vetter is not None:
             self._vetter.close()
 
@@ -175,11 +188,16 @@ class Promoter:
         """New held files were seen (of ``project``, which a client ``asked`` for): fetch
         and vet them soon, and before the background's backlog when a client asked."""
         if project is not None and asked:
-            self._queue.ask(project)
-            if self._round is not None:  # a round is running: join it now, at the front
-                self._offer_project(project, self._round)
-                self._work_arrived.set()
+            self._ahead.pop(project, None)  # a client asks for it: no longer ahead of one
+            self._join(project)
         self._wake.set()
+
+    def _join(self, project: NormalizedName) -> None:
+        """``project``'s files go first from now on, in the round running if there is one."""
+        self._queue.ask(project)
+        if self._round is not None:  # a round is running: join it now, at the front
+            self._offer_project(project, self._round)
+            self._work_arrived.set()
 
     async def run_forever(
         self, interval_seconds: float, wake_delay_seconds: float = WAKE_DELAY_SECONDS
@@ -291,7 +309,7 @@ class Promoter:
             busy = self._queue.unlikely_in_hand() >= self._concurrency * 2
             record = self._queue.pop(likely_only=busy)
             if record is None:
-                if not self._queue.in_hand():
+                if not self._queue.in_hand() and not self._asking_ahead:
                     return  # nothing waits and nobody works: the round is over
                 # Files a client asks for may still join the round: a worker that found
                 # the queue empty stays, or they would wait behind the files in hand (a
@@ -336,9 +354,13 @@ class Promoter:
         priority = self._queue.priority(record)
         if not record.stored:
             fetched = await self._fetch_one(record, result, priority)
+            if fetched is not None and priority.likely:
+                self._ask_ahead_of(fetched)
             if fetched is None or not self._needs_vetting(fetched):
                 return
             record = fetched
+        elif priority.likely:
+            self._ask_ahead_of(record)
         if self._vetter is None:
             return
         if priority.likely:
@@ -347,6 +369,52 @@ class Promoter:
             async with self._vetting:
                 await self._vet_one(record, result, priority)
         result.vetted_projects.add(record.project)
+
+    # -- dependencies asked for ahead (quarantine.vetting.ahead) ---------------------------
+    def _ask_ahead_of(self, record: FileRecord) -> None:
+        """Ask for what the release of ``record`` (a file a client is about to install)
+        requires, once per release, in the background: its vetting does not wait."""
+        depth, extras = self._ahead.get(record.project, (0, frozenset()))
+        release = (record.project, record.version)
+        if depth >= MAX_DEPTH or release in self._read_ahead:
+            return
+        if len(self._read_ahead) >= MAX_ASKED:
+            self._read_ahead.clear()  # at worst a release is read again
+        self._read_ahead.add(release)
+        task = asyncio.create_task(self._ask_ahead(record, depth + 1, extras))
+        self._asking_ahead.add(task)
+        task.add_done_callback(self._asked_ahead)
+
+    def _asked_ahead(self, task: "asyncio.Task[None]") -> None:
+        self._asking_ahead.discard(task)
+        self._work_arrived.set()  # the round may be over, or have new files
+
+    async def _ask_ahead(self, record: FileRecord, depth: int, extras: frozenset[str]) -> None:
+        try:
+            path = await self._source.local_copy(record)
+        except (FetchFailed, IntegrityFailure) as failure:
+            log.info("requirements of %s not read: %s", record.filename, failure)
+            return
+        lines = await asyncio.to_thread(wheel_requirements, path, record.filename)
+        where = environments(self._policies.current().wheel_filter)
+        wanted = needed(lines, where, extras)
+        for name in [n for n in wanted if self._queue.asked(n) or n in self._ahead]:
+            del wanted[name]  # asked already (by a client, or ahead of another release)
+        for name, its_extras in wanted.items():
+            self._ahead[name] = (depth, its_extras)
+        while len(self._ahead) > MAX_ASKED:
+            del self._ahead[next(iter(self._ahead))]
+        await asyncio.gather(*(self._look_ahead(name) for name in sorted(wanted)))
+
+    async def _look_ahead(self, project: NormalizedName) -> None:
+        async with self._ahead_looks:
+            try:
+                await self._source.look(project)
+            except LookFailed as failure:
+                log.info("dependency %s not asked for ahead: %s", project, failure)
+                return
+        self._join(project)
+        self._wake.set()
 
     async def _fetch_one(
         self, record: FileRecord, result: Round, priority: Priority
