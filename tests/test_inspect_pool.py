@@ -409,6 +409,35 @@ def test_with_one_slot_the_waiting_files_go_by_priority(tmp_path: Path) -> None:
     assert [names[n] for n in order] == ["running", "likely", "asked", "sooner", "later"]
 
 
+def test_a_waiting_file_hurried_goes_before_those_it_waited_behind(tmp_path: Path) -> None:
+    """numpy's newest wheel was taken as background work an instant before pip's request
+    for numpy reached the vetting process: once hurried, it must not wait 70 s behind
+    what clients asked for."""
+    files = _held_wheels(tmp_path, ["running", "asked", "numpy", "other"])
+    pool = InspectionPool(1, work=_hold_while_marked, small_file_bytes=0)
+
+    async def scenario() -> list[str]:
+        jobs = [_inspecting(pool, files["running"], Lane.BACKGROUND, 0)]
+        await _started(tmp_path, [files["running"]])
+        jobs.append(_inspecting(pool, files["numpy"], Lane.BACKGROUND, 1))
+        jobs.append(_inspecting(pool, files["asked"], Lane.ASKED, 2))
+        jobs.append(_inspecting(pool, files["other"], Lane.BACKGROUND, 3))
+        await asyncio.sleep(0)
+        pool.hurry(files["numpy"].name, Priority(Lane.LIKELY, 1))
+        pool.hurry(files["other"].name, Priority(Lane.BACKGROUND, 0))  # never slower
+        pool.hurry(files["asked"].name, Priority(Lane.BACKGROUND, 0))  # nor less urgent
+        _release(files)
+        await asyncio.gather(*jobs)
+        return _starts(tmp_path)
+
+    try:
+        order = asyncio.run(scenario())
+    finally:
+        pool.close()
+    names = {path.name: name for name, path in files.items()}
+    assert [names[n] for n in order] == ["running", "numpy", "asked", "other"]
+
+
 def test_small_unlikely_files_may_take_the_last_slot(tmp_path: Path) -> None:
     """A small file is inspected in a second or less: keeping the last slot from it would
     halve the background's vetting on two cores for no gain."""

@@ -164,3 +164,20 @@ def test_a_file_popped_carries_its_lane_and_likely_only_leaves_the_others_waitin
     assert queue.unlikely_in_hand() == 4
     orders = [priority.order for priority in lanes.values()]
     assert orders == sorted(orders)  # the queue's order, for the pool
+
+
+def test_a_file_in_hand_moves_to_its_new_lane_when_its_project_is_asked_for() -> None:
+    """Taken as background work, then the project is asked for: ``ask`` says which files
+    in hand move up, and their priority from then on."""
+    queue = _queue()
+    wheel = replace(_held("demo-2.0-py3-none-any.whl", "2.0"), sha256="b" * 64)
+    older = _held("demo-1.0.tar.gz", "1.0")
+    queue.put(wheel, NOW)
+    queue.put(older, NOW)
+    assert queue.pop() == wheel
+    assert queue.priority(wheel).lane is Lane.BACKGROUND
+    raised = queue.ask(DEMO)
+    assert raised == [(wheel, Priority(Lane.LIKELY, queue.priority(wheel).order))]
+    assert queue.priority(wheel).likely
+    assert queue.ask(DEMO) == []  # asked again: nothing moves further
+    assert queue.pop() == older and queue.priority(older).lane is Lane.ASKED

@@ -76,6 +76,11 @@ class Inspector(Protocol):
         """Inspect the file and compare it with ``previous`` (None: its first release)."""
         ...
 
+    def hurry(self, filename: str, priority: Priority) -> None:
+        """Inspections of ``filename`` still waiting for a worker wait at ``priority``
+        from now on, when that is more urgent (a client asked for its project since)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -99,6 +104,9 @@ class InThreadInspector:
         priority: Priority = BACKGROUND,
     ) -> Inspection:
         return (await self.inspect_alone(path, filename, limits, priority)).against(previous)
+
+    def hurry(self, filename: str, priority: Priority) -> None:
+        return None  # nothing waits: every inspection has a thread at once
 
     def close(self) -> None:
         return None
@@ -225,6 +233,7 @@ class _Waiter:
     arrival: int
     heavy: bool = field(compare=False)
     slot: "asyncio.Future[_Slot]" = field(compare=False)
+    filename: str = field(compare=False, default="")
 
 
 class _Dispatch:
@@ -238,9 +247,9 @@ class _Dispatch:
         self._waiting: list[_Waiter] = []
         self._arrivals = itertools.count()
 
-    async def take(self, priority: Priority, heavy: bool) -> _Slot:
+    async def take(self, priority: Priority, heavy: bool, filename: str = "") -> _Slot:
         future: asyncio.Future[_Slot] = asyncio.get_running_loop().create_future()
-        waiter = _Waiter(priority, next(self._arrivals), heavy, future)
+        waiter = _Waiter(priority, next(self._arrivals), heavy, future, filename)
         self._waiting.append(waiter)
         self._hand_out()
         try:
@@ -251,6 +260,11 @@ class _Dispatch:
             elif waiter in self._waiting:
                 self._waiting.remove(waiter)
             raise
+
+    def hurry(self, filename: str, priority: Priority) -> None:
+        for waiter in self._waiting:
+            if waiter.filename == filename and priority < waiter.priority:
+                waiter.priority = priority  # (still heavy: give() counts it as taken)
 
     def give(self, slot: _Slot, heavy: bool) -> None:
         self._idle.append(slot)
@@ -309,10 +323,21 @@ class InspectionPool:
         task = InspectTask(path, filename, limits, self.limits.cpu_seconds)
         heavy = not priority.likely and self._large(path)
         dispatch = self._current_dispatch()
-        slot = await dispatch.take(priority, heavy)
+        asked = time.monotonic()
+        slot = await dispatch.take(priority, heavy, filename)
+        started = time.monotonic()
         try:
             try:
-                return await self._attempt(slot, task)
+                inspected = await self._attempt(slot, task)
+                # When each inspection waited and ran: what a slow first use is made of.
+                log.info(
+                    "inspected %s in %.1f s after %.1f s waiting (%s)",
+                    filename,
+                    time.monotonic() - started,
+                    started - asked,
+                    priority.lane.name.lower(),
+                )
+                return inspected
             except _Failed as first:
                 # A failure replaced the slot's process: the retry runs in a fresh one.
                 log.warning("inspecting %s: %s; retrying in a fresh worker", filename, first)
@@ -322,6 +347,10 @@ class InspectionPool:
                     return inspection_failed(f"{first}; {RETRIED}: {second}")
         finally:
             dispatch.give(slot, heavy)
+
+    def hurry(self, filename: str, priority: Priority) -> None:
+        if self._dispatch is not None:
+            self._dispatch.hurry(filename, priority)
 
     def _large(self, path: Path) -> bool:
         try:

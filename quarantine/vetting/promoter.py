@@ -194,7 +194,9 @@ class Promoter:
 
     def _join(self, project: NormalizedName) -> None:
         """``project``'s files go first from now on, in the round running if there is one."""
-        self._queue.ask(project)
+        for record, priority in self._queue.ask(project):
+            if self._vetter is not None:  # in hand already: its inspections move up too
+                self._vetter.hurry(record, priority)
         if self._round is not None:  # a round is running: join it now, at the front
             self._offer_project(project, self._round)
             self._work_arrived.set()
@@ -363,6 +365,7 @@ class Promoter:
             self._ask_ahead_of(record)
         if self._vetter is None:
             return
+        priority = self._queue.priority(record)  # a client may have asked meanwhile
         if priority.likely:
             await self._vet_one(record, result, priority)  # no turn: the pool serves it first
         else:

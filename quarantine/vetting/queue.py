@@ -11,7 +11,10 @@ release, the files most installs take first (``install_likelihood``). Among the 
 projects' newest releases, the files most installs take come before the others of any.
 
 A project asked for after its files were queued is queued again at its new rank; the
-stale entries are skipped when they come up.
+stale entries are skipped when they come up. Its files already in a worker's hands move to
+their new lane too (``ask`` returns them): on the real index numpy's newest wheels were
+taken as background work an instant before pip's request for numpy reached the vetting
+process, and waited 70 s for an inspection worker behind what clients asked for.
 
 A file popped carries its lane (``quarantine.inspect.priority``): the asked projects'
 newest cooled files that most installs take are *likely* (a resolver waits for them now),
@@ -82,19 +85,34 @@ class WorkQueue:
         self._heap: list[tuple[_Rank, int, FileRecord]] = []
         self._queued: dict[_Key, FileRecord] = {}  # waiting, by key (latest record)
         self._in_hand: dict[_Key, Priority] = {}  # popped and not yet done
+        self._in_hand_files: dict[_Key, tuple[FileRecord, int]] = {}  # and their cooling
         self._rank: dict[_Key, _Rank] = {}
         self._open: Counter[NormalizedName] = Counter()  # queued or in hand, per project
         self._newest_cooled: dict[NormalizedName, Version] = {}  # of files queued or in hand
         self._order = itertools.count()
         self._popped = itertools.count()
 
-    def ask(self, project: NormalizedName) -> None:
-        """A client asked for ``project``: its files go first from now on."""
+    def ask(self, project: NormalizedName) -> list[tuple[FileRecord, Priority]]:
+        """A client asked for ``project``: its files go first from now on. Returns its
+        files in hand whose lane this raised, with their new priority."""
         self._asked.pop(project, None)
         self._asked[project] = next(self._ticks)
         while len(self._asked) > MAX_ASKED:
             del self._asked[next(iter(self._asked))]
         self._requeue(project)
+        return self._raise_in_hand(project)
+
+    def _raise_in_hand(self, project: NormalizedName) -> list[tuple[FileRecord, Priority]]:
+        raised = []
+        for key, (record, cooling) in self._in_hand_files.items():
+            if record.project != project:
+                continue
+            now = self._in_hand[key]
+            lane = _lane(self._rank_of(record, cooling))
+            if lane < now.lane:
+                self._in_hand[key] = Priority(lane, now.order)
+                raised.append((record, self._in_hand[key]))
+        return raised
 
     def asked(self, project: NormalizedName) -> bool:
         return project in self._asked
@@ -126,6 +144,7 @@ class WorkQueue:
             heapq.heappop(self._heap)
             del self._queued[key], self._rank[key]
             self._in_hand[key] = Priority(lane, next(self._popped))
+            self._in_hand_files[key] = (record, rank[4])
             return record
         return None
 
@@ -144,6 +163,7 @@ class WorkQueue:
     def done(self, record: FileRecord) -> bool:
         """The file in hand is finished; whether its project has nothing left queued."""
         self._in_hand.pop((record.sha256, record.filename), None)
+        self._in_hand_files.pop((record.sha256, record.filename), None)
         self._open[record.project] -= 1
         if self._open[record.project] > 0:
             return False
@@ -171,6 +191,11 @@ class WorkQueue:
         cooling = previous[4] if previous is not None and now is None else None  # its cooling
         if cooling is None:
             cooling = 0 if now is None or self._cooled_at(record) <= now else 1
+        rank = self._rank_of(record, cooling)
+        self._rank[key] = rank
+        heapq.heappush(self._heap, (rank, next(self._order), record))
+
+    def _rank_of(self, record: FileRecord, cooling: int) -> _Rank:
         asked = self._asked.get(record.project)
         version = version_or_none(record.version)
         newest = cooling == 0 and version is not None
@@ -191,8 +216,7 @@ class WorkQueue:
             likelihood,
             record.filename,
         )
-        self._rank[key] = rank
-        heapq.heappush(self._heap, (rank, next(self._order), record))
+        return rank
 
 
 def _lane(rank: _Rank) -> Lane:

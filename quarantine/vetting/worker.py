@@ -78,10 +78,19 @@ class Vetter:
         self._inspector = inspector or InThreadInspector()
         # Summaries of previous releases being worked out now, by (project, filename).
         self._summaries: dict[tuple[str, str], asyncio.Task[ArchiveSummary | None]] = {}
+        self._compared: dict[str, str] = {}  # file being vetted -> its previous, meanwhile
 
     def close(self) -> None:
         """Stop the inspection workers."""
         self._inspector.close()
+
+    def hurry(self, record: FileRecord, priority: Priority) -> None:
+        """``record``'s inspections (its own, its previous release's) not yet begun wait
+        at ``priority`` from now on: a client asked for its project meanwhile."""
+        self._inspector.hurry(record.filename, priority)
+        previous = self._compared.get(record.filename)
+        if previous is not None:
+            self._inspector.hurry(previous, priority)
 
     def needs_vetting(self, record: FileRecord) -> bool:
         if record.state is not FileState.HELD or not record.stored or record.established:
@@ -204,8 +213,16 @@ class Vetter:
             task = asyncio.create_task(self._summary_of(found, priority))
             self._summaries[key] = task
             task.add_done_callback(lambda done: self._forget_summary(key, done))
-        # Shielded: a vetting cancelled does not cancel the others' wait for the same one.
-        return await asyncio.shield(task)
+        else:
+            # Worked out for another file first, maybe at a lower priority: it goes at
+            # the most urgent of theirs.
+            self._inspector.hurry(found.filename, priority)
+        self._compared[record.filename] = found.filename
+        try:
+            # Shielded: a vetting cancelled does not cancel the others' wait for the same.
+            return await asyncio.shield(task)
+        finally:
+            self._compared.pop(record.filename, None)
 
     def _forget_summary(self, key: tuple[str, str], done: "asyncio.Task[object]") -> None:
         if self._summaries.get(key) is done:
