@@ -8,6 +8,7 @@ bytes fit in its budget together, a page larger than the budget alone, first com
 from __future__ import annotations
 
 import asyncio
+import functools
 import http.client
 import threading
 import time
@@ -99,7 +100,7 @@ def _run_gate(budget: int, sizes: list[int]) -> tuple[list[str], int]:
             return index
 
         asked = [
-            asyncio.ensure_future(gate.parsed(size, lambda i=i: parse(i)))
+            asyncio.ensure_future(gate.parsed(size, functools.partial(parse, i)))
             for i, size in enumerate(sizes)
         ]
         await asyncio.sleep(0.2)
