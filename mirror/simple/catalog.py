@@ -248,6 +248,11 @@ class Catalog:
         self._writing: dict[asyncio.Future[int], NormalizedName] = {}
         self._rebuilding: set[asyncio.Future[Any]] = set()  # previous pages went out
         self._unasked_rebuilds = asyncio.Semaphore(1)
+        # A big page built whole (its parts not kept) reads and renders every file: 0.5-0.8 s
+        # for 15,000 files in the first-use replay, and memory in proportion. Two at once (the
+        # parts of two big projects taking turns in KEPT_PARTS_FILES) made the serving
+        # process's RSS peak there, and took the GIL from the event loop together.
+        self._whole_big_builds = asyncio.Semaphore(1)
         self._bases = bases_for(public_base_url)
         self._open_base = not public_base_url  # provenance URLs take the request's base
         self._kept: OrderedDict[NormalizedName, PageParts] = OrderedDict()
@@ -456,12 +461,21 @@ class Catalog:
             written = self._written(name, live)
             bases = _bases_served(live.pages.get(fmt))
             parts = live.big is not False
-            building = asyncio.ensure_future(
-                asyncio.to_thread(self._build, name, fmt, written, with_parts=parts, bases=bases)
+            build = functools.partial(
+                self._build, name, fmt, written, with_parts=parts, bases=bases
             )
+            whole = parts and name not in self._kept  # read and rendered whole, or not known
+            building = asyncio.ensure_future(self._built(build, whole=whole))
             self._building[key] = building, written
             building.add_done_callback(lambda _done: self._building.pop(key, None))
         return self._keep(name, fmt, live, await asyncio.shield(building), written)
+
+    async def _built(self, build: Callable[[], _Built], *, whole: bool) -> _Built:
+        """``build()`` in a thread; a big page built whole waits for any other one."""
+        if not whole:
+            return await asyncio.to_thread(build)
+        async with self._whole_big_builds:
+            return await asyncio.to_thread(build)
 
     def _keep(
         self,
