@@ -346,3 +346,27 @@ def test_the_stored_mark_is_written_off_the_event_loop(
 
     _run(mirror, scenario)
     assert on_the_loop == [False, False]
+
+
+def test_a_file_record_not_in_memory_is_read_off_the_event_loop(
+    mirror: MirrorServer, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every file request checks the file's state; a record not in memory is read from
+    the ledger, which beside a busy thread waits for the GIL: never on the event loop."""
+    dist = build_wheel("read-aside", "1.0")
+    record = _look(mirror, upstream, dist)
+    services = mirror.services
+    assert services is not None
+    on_the_loop: list[bool] = []
+    real = services.ledger.file_by_digest
+
+    def traced(sha256: str, filename: str) -> FileRecord | None:
+        on_the_loop.append(threading.current_thread() is mirror.loop_thread)
+        return real(sha256, filename)
+
+    monkeypatch.setattr(services.ledger, "file_by_digest", traced)
+    found = mirror.call(services.catalog.file_record(record.sha256, record.filename))
+    assert found == record
+    assert on_the_loop == [False]
+    assert mirror.call(services.catalog.file_record(record.sha256, record.filename)) == record
+    assert on_the_loop == [False]  # kept in memory since

@@ -246,6 +246,7 @@ class Catalog:
         ] = {}
         # Looks' writes in threads, and the project each writes.
         self._writing: dict[asyncio.Future[int], NormalizedName] = {}
+        self._writes_ended = 0
         self._rebuilding: set[asyncio.Future[Any]] = set()  # previous pages went out
         self._unasked_rebuilds = asyncio.Semaphore(1)
         # A big page built whole (its parts not kept) reads and renders every file: 0.5-0.8 s
@@ -869,6 +870,7 @@ class Catalog:
         know yet would be built again), and no file the look changed is answered from its
         record before."""
         del self._writing[writing]
+        self._writes_ended += 1
         if writing.cancelled() or writing.exception() is not None:
             return
         seq = writing.result()
@@ -890,15 +892,17 @@ class Catalog:
         look's write (in a thread) ends, so a file it lists, or one the look withdrew, can
         be asked for before the ledger has its new record: a miss, or a file of a project
         being written, waits for those writes and looks again."""
-        record = self.files.get(sha256, filename)
+        ended = self._writes_ended
+        record = await self.files.get(sha256, filename)  # from the ledger in a thread
         pending = [
             writing
             for writing, name in self._writing.items()
             if record is None or name == record.project
         ]
-        if pending:
-            await asyncio.wait(pending)
-            record = self.files.get(sha256, filename)
+        if pending or ended != self._writes_ended:  # a write may have ended after the read
+            if pending:
+                await asyncio.wait(pending)
+            record = await self.files.get(sha256, filename)
         if record is not None and record.state is not FileState.PROMOTED:
             # Refused from memory only after asking the ledger: another process (a replica,
             # the worker) may have promoted it since this one last followed the ledger.
