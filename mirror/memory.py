@@ -3,6 +3,12 @@ allocates an arena of its own (up to eight per core), and what a page build or a
 worker thread freed stays in that arena. Two arenas keep a serving process and its vetting
 child about 17 MB smaller after a first-use backlog (bench/first_use.py: 214 -> 197 MB and
 153 -> 135 MB), at no measurable cost in speed.
+
+And a fixed mmap threshold: glibc gives a block of 256 KB or more (a page's bytes, a
+decoded page's text, a big list) its own mapping, returned to the system when freed. By
+default the threshold rises to the size of the largest mapped block freed so far, up to
+32 MB, and from then on such blocks come from the heap, whose freed holes stay resident:
+the serving process's RSS peak in the first-use replay fell from 153-168 MB to 136 MB.
 """
 
 import asyncio
@@ -13,22 +19,32 @@ from collections.abc import Callable
 from pathlib import Path
 
 ARENAS = 2
-_M_ARENA_MAX = -8  # glibc's mallopt parameter number (malloc.h)
+MMAP_THRESHOLD_BYTES = 256 * 1024
+# glibc's mallopt parameter numbers (malloc.h), and the variables it reads at a start.
+_M_ARENA_MAX = -8
+_M_MMAP_THRESHOLD = -3
+_TUNED = {
+    "MALLOC_ARENA_MAX": (_M_ARENA_MAX, ARENAS),
+    "MALLOC_MMAP_THRESHOLD_": (_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES),
+}
 
 
-def limit_malloc_arenas() -> bool:
-    """Limit this process (mallopt) and the processes it starts (the environment glibc
-    reads at their start). An operator's own MALLOC_ARENA_MAX wins. False where the C
-    library is not glibc: nothing to do there."""
-    wanted = os.environ.setdefault("MALLOC_ARENA_MAX", str(ARENAS))
+def tune_malloc() -> bool:
+    """Two arenas and a fixed mmap threshold for this process (mallopt) and the processes
+    it starts (the environment glibc reads at their start). An operator's own
+    MALLOC_ARENA_MAX or MALLOC_MMAP_THRESHOLD_ wins. False where the C library is not
+    glibc (nothing to do there) or a value could not be set."""
     mallopt = _glibc_function("mallopt")
-    if mallopt is None:
-        return False
-    try:
-        arenas = int(wanted)
-    except ValueError:
-        return False  # glibc ignores a value it cannot read; so do we
-    return bool(mallopt(_M_ARENA_MAX, arenas))
+    done = mallopt is not None
+    for variable, (parameter, default) in _TUNED.items():
+        wanted = os.environ.setdefault(variable, str(default))
+        try:
+            value = int(wanted)
+        except ValueError:
+            done = False  # glibc ignores a value it cannot read; so do we
+            continue
+        done = done and mallopt is not None and bool(mallopt(parameter, value))
+    return done
 
 
 TRIM_INTERVAL_SECONDS = 10.0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -311,3 +312,61 @@ def test_bytes_that_do_not_match_are_never_answered_early(
         assert not list((tmp_path / "blobs" / "tmp").iterdir())
 
     _run(mirror, scenario)
+
+
+def test_the_stored_mark_is_written_off_the_event_loop(
+    mirror: MirrorServer, upstream: Upstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The mark waits for the database's write lock, which the vetting process holds in
+    turn: written on the event loop, it held every other request meanwhile."""
+    dist, record, store, artifacts = _staged(
+        mirror, upstream, tmp_path, "mark-aside", keep_bytes=10**6
+    )
+    services = mirror.services
+    assert services is not None
+    on_the_loop: list[bool] = []
+    real = services.ledger.mark_stored
+
+    def traced(*args: object) -> FileRecord:
+        on_the_loop.append(threading.current_thread() is mirror.loop_thread)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(services.ledger, "mark_stored", traced)
+
+    async def scenario() -> None:
+        # Sent while still being stored: marked from the download's callback, later.
+        assert (await artifacts.file_to_serve(record)) == dist.data
+        store.gate.set()
+        for _ in range(500):
+            if on_the_loop:
+                break
+            await asyncio.sleep(0.01)
+        # Stored, but the record in hand does not say so: marked on the way.
+        assert isinstance(await artifacts.file_to_serve(record), Path)
+
+    _run(mirror, scenario)
+    assert on_the_loop == [False, False]
+
+
+def test_a_file_record_not_in_memory_is_read_off_the_event_loop(
+    mirror: MirrorServer, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every file request checks the file's state; a record not in memory is read from
+    the ledger, which beside a busy thread waits for the GIL: never on the event loop."""
+    dist = build_wheel("read-aside", "1.0")
+    record = _look(mirror, upstream, dist)
+    services = mirror.services
+    assert services is not None
+    on_the_loop: list[bool] = []
+    real = services.ledger.file_by_digest
+
+    def traced(sha256: str, filename: str) -> FileRecord | None:
+        on_the_loop.append(threading.current_thread() is mirror.loop_thread)
+        return real(sha256, filename)
+
+    monkeypatch.setattr(services.ledger, "file_by_digest", traced)
+    found = mirror.call(services.catalog.file_record(record.sha256, record.filename))
+    assert found == record
+    assert on_the_loop == [False]
+    assert mirror.call(services.catalog.file_record(record.sha256, record.filename)) == record
+    assert on_the_loop == [False]  # kept in memory since

@@ -7,6 +7,7 @@ exception and never a partial read.
 from __future__ import annotations
 
 import json
+import tracemalloc
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -535,3 +536,42 @@ def test_property_corrupted_pages(value: dict[str, Any], position: int, noise: b
     body = json.dumps(value).encode()
     at = min(position, len(body))
     outcome(body[:at] + noise + body[at:])
+
+
+def _big_page(count: int) -> bytes:
+    files = [
+        entry(
+            filename=f"demo-1.0.{i}-cp312-cp312-manylinux_2_17_x86_64.whl",
+            url=f"https://files.example/packages/{i:04x}/demo-1.0.{i}-cp312-cp312-manylinux_2_17_x86_64.whl",
+            core_metadata={"sha256": META_SHA},
+            data_dist_info_metadata={"sha256": META_SHA},
+        )
+        for i in range(count)
+    ]
+    return json.dumps(page(*files)).encode()
+
+
+def test_a_big_page_never_holds_every_entry_decoded_at_once() -> None:
+    """Each entry becomes its compact record as it is read: parsing a big page needs
+    little more than the records it keeps (this page: 3.2 times their size at the peak
+    before, 1.9 now; pydantic-core's 6 MB page: 21 MB before, 16 MB now, 10 MB kept)."""
+    body = _big_page(3000)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        snapshot = parse_project_page(body, DEMO)
+        kept, peak = (size - before for size in tracemalloc.get_traced_memory())
+    finally:
+        tracemalloc.stop()
+    assert len(snapshot.files) == 3000
+    assert peak < 2.5 * kept, (peak, kept)
+
+
+def test_a_file_entry_out_of_place_is_refused_not_ignored() -> None:
+    """An object with a file entry's keys is read as one wherever it is: malformed
+    there, the page is refused (fail closed)."""
+    assert parse(page(meta={"api-version": "1.1", "x": entry()})).serial is None
+    with pytest.raises(UpstreamRejected, match="listing_malformed"):
+        parse(page(meta={"api-version": "1.1", "x": entry(size=-1)}))
+    with pytest.raises(UpstreamRejected, match="meta is not an object"):
+        parse(page(meta=entry()))

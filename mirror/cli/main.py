@@ -87,10 +87,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 def _start(settings: Settings, args: argparse.Namespace, *, listening: bool) -> Settings:
     """Check the data directory, settle the upstream, and log what was chosen."""
-    from mirror.memory import limit_malloc_arenas
+    from mirror.memory import tune_malloc
     from mirror.startup import prepare, startup_line
 
-    limit_malloc_arenas()  # before any thread: those to come share two arenas
+    tune_malloc()  # before any thread: those to come share two arenas
     _configure_logging(settings)
     start = prepare(settings)
     config_file = config_path(args.config, os.environ)

@@ -9,6 +9,7 @@ still being made durable.
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 from collections.abc import Callable, Iterator
@@ -56,6 +57,7 @@ class Artifacts:
         self._client = client
         self._max_file_bytes = max_file_bytes
         self._downloads = Downloads(blobs, client, max_file_bytes, keep_bytes)
+        self._marking: set[asyncio.Future[None]] = set()  # marks of files sent before them
 
     @property
     def fetch_settings(self) -> str:
@@ -113,7 +115,7 @@ class Artifacts:
             await self._stored(record.sha256, lambda: self._file_url(record), record.size)
             path = self._blobs.local_path(record.sha256)
         if not record.stored:
-            self._mark_stored(record)
+            await self._mark_stored(record)
         return path
 
     async def file_to_serve(self, record: FileRecord) -> bytes | OpenFile | Path | None:
@@ -124,7 +126,7 @@ class Artifacts:
         path = None if self._downloads.running(digest) else self._blobs.local_path(digest)
         if path is not None:  # the common case: one stat
             if not record.stored:
-                self._mark_stored(record)
+                await self._mark_stored(record)
             return path
         early = await self._verified(digest, lambda: self._file_url(record), record.size)
         # The verified file may have been let go since (stored meanwhile): read the store.
@@ -132,34 +134,44 @@ class Artifacts:
         if sendable is None:
             return await self.ensure_file(record)
         if not record.stored:
-            self._mark_stored_later(record)
+            await self._mark_stored_later(record)
         return sendable
 
-    def _mark_stored_later(self, record: FileRecord) -> None:
+    async def _mark_stored_later(self, record: FileRecord) -> None:
         download = self._downloads.running(record.sha256)
         if download is None:
-            self._mark_stored(record)
+            await self._mark_stored(record)
             return
 
         def mark(stored: "asyncio.Task[None]") -> None:
             if stored.cancelled() or stored.exception() is not None:
                 return  # not stored: the next request or promotion round fetches again
-            try:
-                self._mark_stored(record)
-            except Exception:  # the mark is an optimisation; the next request retries it
-                log.exception("could not mark %s as stored", record.filename)
+            self._start_marking(record)
 
         download.stored.add_done_callback(mark)
 
-    def _mark_stored(self, record: FileRecord) -> None:
+    def _start_marking(self, record: FileRecord) -> None:
+        marking = asyncio.ensure_future(self._mark_stored(record))
+        self._marking.add(marking)
+        marking.add_done_callback(functools.partial(self._marked, record))
+
+    def _marked(self, record: FileRecord, marking: "asyncio.Future[None]") -> None:
+        self._marking.discard(marking)
+        if not marking.cancelled() and marking.exception() is not None:
+            # The mark is an optimisation; the next request retries it.
+            log.error("could not mark %s as stored: %s", record.filename, marking.exception())
+
+    async def _mark_stored(self, record: FileRecord) -> None:
         """The ledger told the bytes are stored, and their size when the upstream gave
-        none: a page gives every file's size (PEP 700)."""
+        none: a page gives every file's size (PEP 700). In a thread: the write waits for
+        the database's write lock, which the vetting process holds in turn (on the event
+        loop it held every other request up to 180 ms in the first-use replay)."""
         size = None
         if record.size is None:
             path = self._blobs.local_path(record.sha256)
             with contextlib.suppress(OSError):
                 size = path.stat().st_size if path is not None else None
-        self._ledger.mark_stored(record, size)
+        await asyncio.to_thread(self._ledger.mark_stored, record, size)
 
     def _metadata_url(self, record: FileRecord) -> URL:
         url = self._file_url(record)

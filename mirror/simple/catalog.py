@@ -246,8 +246,14 @@ class Catalog:
         ] = {}
         # Looks' writes in threads, and the project each writes.
         self._writing: dict[asyncio.Future[int], NormalizedName] = {}
+        self._writes_ended = 0
         self._rebuilding: set[asyncio.Future[Any]] = set()  # previous pages went out
         self._unasked_rebuilds = asyncio.Semaphore(1)
+        # A big page built whole (its parts not kept) reads and renders every file: 0.5-0.8 s
+        # for 15,000 files in the first-use replay, and memory in proportion. Two at once (the
+        # parts of two big projects taking turns in KEPT_PARTS_FILES) made the serving
+        # process's RSS peak there, and took the GIL from the event loop together.
+        self._whole_big_builds = asyncio.Semaphore(1)
         self._bases = bases_for(public_base_url)
         self._open_base = not public_base_url  # provenance URLs take the request's base
         self._kept: OrderedDict[NormalizedName, PageParts] = OrderedDict()
@@ -456,12 +462,21 @@ class Catalog:
             written = self._written(name, live)
             bases = _bases_served(live.pages.get(fmt))
             parts = live.big is not False
-            building = asyncio.ensure_future(
-                asyncio.to_thread(self._build, name, fmt, written, with_parts=parts, bases=bases)
+            build = functools.partial(
+                self._build, name, fmt, written, with_parts=parts, bases=bases
             )
+            whole = parts and name not in self._kept  # read and rendered whole, or not known
+            building = asyncio.ensure_future(self._built(build, whole=whole))
             self._building[key] = building, written
             building.add_done_callback(lambda _done: self._building.pop(key, None))
         return self._keep(name, fmt, live, await asyncio.shield(building), written)
+
+    async def _built(self, build: Callable[[], _Built], *, whole: bool) -> _Built:
+        """``build()`` in a thread; a big page built whole waits for any other one."""
+        if not whole:
+            return await asyncio.to_thread(build)
+        async with self._whole_big_builds:
+            return await asyncio.to_thread(build)
 
     def _keep(
         self,
@@ -855,6 +870,7 @@ class Catalog:
         know yet would be built again), and no file the look changed is answered from its
         record before."""
         del self._writing[writing]
+        self._writes_ended += 1
         if writing.cancelled() or writing.exception() is not None:
             return
         seq = writing.result()
@@ -876,15 +892,17 @@ class Catalog:
         look's write (in a thread) ends, so a file it lists, or one the look withdrew, can
         be asked for before the ledger has its new record: a miss, or a file of a project
         being written, waits for those writes and looks again."""
-        record = self.files.get(sha256, filename)
+        ended = self._writes_ended
+        record = await self.files.get(sha256, filename)  # from the ledger in a thread
         pending = [
             writing
             for writing, name in self._writing.items()
             if record is None or name == record.project
         ]
-        if pending:
-            await asyncio.wait(pending)
-            record = self.files.get(sha256, filename)
+        if pending or ended != self._writes_ended:  # a write may have ended after the read
+            if pending:
+                await asyncio.wait(pending)
+            record = await self.files.get(sha256, filename)
         if record is not None and record.state is not FileState.PROMOTED:
             # Refused from memory only after asking the ledger: another process (a replica,
             # the worker) may have promoted it since this one last followed the ledger.

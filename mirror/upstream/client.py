@@ -7,6 +7,7 @@ environment, and no transparent decompression of files (the hash is over the byt
 
 import asyncio
 import contextlib
+import functools
 import re
 import zlib
 from collections import Counter
@@ -22,6 +23,7 @@ from mirror.blobs.interface import BlobWriter
 from mirror.errors import SizeMismatch, UpstreamGone, UpstreamRejected, UpstreamUnavailable
 from mirror.upstream.page_budget import Lease, PageBudget
 from mirror.upstream.parse import parse_project_page
+from mirror.upstream.parse_gate import ParseGate
 from mirror.upstream.resolver import GuardedResolver
 from mirror.upstream.url_guard import UrlGuard
 from quarantine.models import Snapshot
@@ -30,9 +32,13 @@ JSON_PAGE = "application/vnd.pypi.simple.v1+json"
 _REDIRECTS = (301, 302, 303, 307, 308)
 _MAX_HOPS = 3
 _CHUNK = 256 * 1024
-# A page this large is parsed in a worker thread: a 10,000-file listing (4 MB) takes
-# 80 ms to check and parse, which would stall every other request on the event loop.
-PARSE_IN_THREAD_BYTES = 1024 * 1024
+# A page this large is parsed in a worker thread: parsing takes about 35 ms a megabyte,
+# and in the first-use replay pages of 160-800 KB parsed on the event loop held every other
+# request for 20-50 ms.
+PARSE_IN_THREAD_BYTES = 64 * 1024
+# Page bytes parsed at once, all looks together (``ParseGate``): the largest real pages
+# (6 MB) are parsed alone, a few ordinary ones side by side.
+PARSE_AT_ONCE_BYTES = 2 * 1024 * 1024
 INFLATE_IN_THREAD_BYTES = 256 * 1024  # inflating more than this takes a millisecond or more
 # Room for this many of the largest pages (each up to max_page_bytes sent, and as much
 # again inflated) in memory at once, all looks together.
@@ -67,6 +73,7 @@ class UpstreamClient:
         self._download_deadline = _Deadline(download_timeout, "download_timeout_seconds")
         self._max_page_bytes = max_page_bytes
         self._pages = PageBudget(PAGE_BUDGET_PAGES * max_page_bytes)
+        self.parses = ParseGate(PARSE_AT_ONCE_BYTES)
         self._session: aiohttp.ClientSession | None = None
         # Failed upstream requests by kind (UpstreamUnavailable, UpstreamRejected): metrics.
         self.failures: Counter[str] = Counter()
@@ -130,7 +137,8 @@ class UpstreamClient:
             body = await self._inflated(raw, encoding, lease)
             del raw  # only the page's own bytes stay while it is parsed
             if len(body) > PARSE_IN_THREAD_BYTES:
-                return PageAnswer(await asyncio.to_thread(parse_project_page, body, name), etag)
+                parse = functools.partial(parse_project_page, body, name)
+                return PageAnswer(await self.parses.parsed(len(body), parse), etag)
             return PageAnswer(parse_project_page(body, name), etag)
 
     async def _inflated(self, raw: bytes, encoding: str, lease: Lease) -> bytes:

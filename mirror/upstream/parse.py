@@ -2,6 +2,10 @@
 
 Duplicate keys, NaN, deep nesting, wrong types and a page for another project are all a
 rejected listing, never a crash and never a partial read.
+
+A file entry becomes its compact ``UpstreamFile`` as soon as the decoder has read it,
+not after the whole page: a 15,000-file page (6 MB) then never holds a decoded object
+tree of every entry at once (21 MB at its peak before, beside the page's bytes).
 """
 
 import json
@@ -31,13 +35,26 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+# The keys that make an object a file entry: read into an UpstreamFile where it is decoded.
+# Such an object anywhere else on a page fails the checks made there (fail closed).
+_FILE_KEYS = ("filename", "url", "hashes")
+
+
+def _entry_or_object(pairs: list[tuple[str, Any]]) -> UpstreamFile | dict[str, Any]:
+    found = _no_duplicates(pairs)
+    if all(key in found for key in _FILE_KEYS) and "files" not in found:
+        return _file(found)
+    return found
+
+
 def _no_constants(name: str) -> NoReturn:
     _reject(f"listing_malformed: {name} is not JSON")
 
 
 def load_json(body: bytes) -> Any:
+    """The decoded page, each file entry in it already an ``UpstreamFile``."""
     try:
-        return json.loads(body, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        return json.loads(body, object_pairs_hook=_entry_or_object, parse_constant=_no_constants)
     except RecursionError:
         _reject("listing_malformed: nested too deeply")
     except (ValueError, UnicodeDecodeError):
@@ -58,7 +75,7 @@ def parse_project_page(body: bytes, expected: NormalizedName) -> Snapshot:
     files = page.get("files")
     if not isinstance(files, list):
         _reject("listing_malformed: files is not a list")
-    entries = tuple(_file(entry) for entry in files)
+    entries = tuple(_entry(entry) for entry in files)
     if len({entry.filename for entry in entries}) != len(entries):
         _reject("listing_inconsistent: a filename is listed twice")
     status, reason = _status(page.get("project-status"))
@@ -103,9 +120,15 @@ def _status(value: Any) -> tuple[ProjectStatus, str | None]:
     return status, clean_text(reason) if isinstance(reason, str) else None
 
 
-def _file(entry: Any) -> UpstreamFile:
+def _entry(entry: Any) -> UpstreamFile:
+    if isinstance(entry, UpstreamFile):
+        return entry
     if not isinstance(entry, dict):
         _reject("listing_malformed: a file entry is not an object")
+    return _file(entry)  # an entry without all of _FILE_KEYS: refused with the one it lacks
+
+
+def _file(entry: dict[str, Any]) -> UpstreamFile:
     filename = _string(entry, "filename")
     url = _string(entry, "url")
     hashes = entry.get("hashes")
