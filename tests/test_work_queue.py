@@ -181,3 +181,18 @@ def test_a_file_in_hand_moves_to_its_new_lane_when_its_project_is_asked_for() ->
     assert queue.priority(wheel).likely
     assert queue.ask(DEMO) == []  # asked again: nothing moves further
     assert queue.pop() == older and queue.priority(older).lane is Lane.ASKED
+
+
+def test_among_the_files_clients_are_about_to_install_the_largest_goes_first() -> None:
+    """pip asked for litellm first, then for seventy projects more: its 43 MB wheel, the
+    longest inspection, must not start after all of theirs."""
+    queue = _queue()
+    big = replace(_of("litellm", "1.110.2"), filename="litellm-1.110.2-py3-none-any.whl")
+    queue.put(replace(big, size=43_000_000), NOW)
+    queue.ask(NormalizedName("litellm"))
+    for index in range(3):
+        small = replace(_of(f"dep{index}", "1.0"), filename=f"dep{index}-1.0-py3-none-any.whl")
+        queue.put(replace(small, size=50_000), NOW)
+        queue.ask(NormalizedName(f"dep{index}"))
+    order = [record.project for record in iter(queue.pop, None)]
+    assert order == ["litellm", "dep2", "dep1", "dep0"]  # then the most recently asked

@@ -8,7 +8,9 @@ asked must not put its whole 30-day backlog before the newest release of the one
 just before it. Then the most recently asked project first; within a project, files whose
 cooling has ended first, newest release first, then the still-cooling ones; within a
 release, the files most installs take first (``install_likelihood``). Among the asked
-projects' newest releases, the files most installs take come before the others of any.
+projects' newest releases, the files most installs take come before the others of any,
+the largest first: a resolver's next run needs them all, and the longest inspection
+started first ends soonest.
 
 A project asked for after its files were queued is queued again at its new rank; the
 stale entries are skipped when they come up. Its files already in a worker's hands move to
@@ -74,7 +76,7 @@ class _Newest:
 
 
 _Key = tuple[str, str]  # (sha256, filename)
-_Rank = tuple[int, int, int, int, int, _Newest, int, str]
+_Rank = tuple[int, int, int, int, int, int, _Newest, int, str]
 
 
 class WorkQueue:
@@ -144,7 +146,7 @@ class WorkQueue:
             heapq.heappop(self._heap)
             del self._queued[key], self._rank[key]
             self._in_hand[key] = Priority(lane, next(self._popped))
-            self._in_hand_files[key] = (record, rank[4])
+            self._in_hand_files[key] = (record, _cooling(rank))
             return record
         return None
 
@@ -188,7 +190,7 @@ class WorkQueue:
 
     def _push(self, key: _Key, record: FileRecord, now: datetime | None = None) -> None:
         previous = self._rank.get(key)
-        cooling = previous[4] if previous is not None and now is None else None  # its cooling
+        cooling = _cooling(previous) if previous is not None and now is None else None
         if cooling is None:
             cooling = 0 if now is None or self._cooled_at(record) <= now else 1
         rank = self._rank_of(record, cooling)
@@ -210,6 +212,12 @@ class WorkQueue:
             # An sdist ranks with the other files here: it is all a release without
             # wheels has.
             min(likelihood, 1) if newest else 0,
+            # Among the files clients are about to install, the largest first: the
+            # longest inspections start first, so the last verdict comes soonest. Most
+            # recently asked first put litellm's wheel (43 MB, 3,135 modules, asked first
+            # by pip) behind the 70 projects pip asked after it: its inspection began
+            # 28 s after the request, when every other verdict was in.
+            -(record.size or 0) if asked is not None and newest and likelihood == 0 else 0,
             -(asked or 0),
             cooling,
             _Newest(version),
@@ -217,6 +225,11 @@ class WorkQueue:
             record.filename,
         )
         return rank
+
+
+def _cooling(rank: _Rank) -> int:
+    """Whether the file still cooled when it was queued (1) or not (0)."""
+    return rank[5]
 
 
 def _lane(rank: _Rank) -> Lane:
