@@ -438,6 +438,33 @@ def test_a_waiting_file_hurried_goes_before_those_it_waited_behind(tmp_path: Pat
     assert [names[n] for n in order] == ["running", "numpy", "asked", "other"]
 
 
+def test_among_likely_files_waiting_the_largest_starts_first(tmp_path: Path) -> None:
+    """litellm's 43 MB wheel, asked for a moment after numpy, waited 25 s behind two of
+    numpy's wheels: the longest inspection must start first."""
+    files = _held_wheels(tmp_path, ["running", "small", "asked", "large"])
+    large = build_wheel("demo", "9.0", extra_files={"demo/blob.bin": os.urandom(200_000)})
+    files["large"].write_bytes(large.data)  # the same name, held the same way
+    pool = InspectionPool(1, work=_hold_while_marked, small_file_bytes=0)
+
+    async def scenario() -> list[str]:
+        jobs = [_inspecting(pool, files["running"], Lane.BACKGROUND, 0)]
+        await _started(tmp_path, [files["running"]])
+        jobs.append(_inspecting(pool, files["asked"], Lane.ASKED, 1))
+        jobs.append(_inspecting(pool, files["small"], Lane.LIKELY, 2))
+        jobs.append(_inspecting(pool, files["large"], Lane.LIKELY, 3))
+        await asyncio.sleep(0)
+        _release(files)
+        await asyncio.gather(*jobs)
+        return _starts(tmp_path)
+
+    try:
+        order = asyncio.run(scenario())
+    finally:
+        pool.close()
+    names = {path.name: name for name, path in files.items()}
+    assert [names[n] for n in order] == ["running", "large", "small", "asked"]
+
+
 def test_small_unlikely_files_may_take_the_last_slot(tmp_path: Path) -> None:
     """A small file is inspected in a second or less: keeping the last slot from it would
     halve the background's vetting on two cores for no gain."""
