@@ -15,6 +15,7 @@ from quarantine.inspect.member_cache import MemberCache
 from quarantine.inspect.member_store import MemberStore
 from quarantine.inspect.pool import InspectionPool
 from quarantine.inspect.rules.content import scan_python
+from quarantine.inspect.rules.import_collect import import_note
 from quarantine.inspect.rules.import_source import scan_module
 from quarantine.inspect.worker import InspectTask, Outcome, run_inspection
 from support.dists import build_wheel
@@ -180,3 +181,14 @@ def test_a_sibling_wheel_reuses_what_another_worker_process_scanned(tmp_path: Pa
         assert inspected == inspect_alone(tmp_path / wheel.filename, wheel.filename)
     rules = {f.rule for f in found[1].findings}
     assert "exec-encoded-payload" in rules
+
+
+def test_what_a_source_imports_by_name_is_shared(tmp_path: Path) -> None:
+    source = b"from .tests import helpers\nimport importlib\nimportlib.import_module('x.test_y')\n"
+    first = MemberCache(store=MemberStore(tmp_path / "scans.db"))
+    noted = first.import_note(source)
+    first.flush()
+    store = MemberStore(tmp_path / "scans.db")
+    assert MemberCache(store=store).import_note(source) == noted == import_note(source)
+    assert store.hits == 1
+    assert noted[0] >= {"tests", "helpers", "test_y"}

@@ -20,6 +20,7 @@ from quarantine.evidence import Finding
 from quarantine.inspect import scan_codec
 from quarantine.inspect.member_store import MemberStore, entry_key
 from quarantine.inspect.rules.content import scan_python
+from quarantine.inspect.rules.import_collect import ImportNote, import_note
 from quarantine.inspect.rules.import_source import Scanned, scan_module
 
 MAX_ENTRIES = 20_000  # a few MB: keys, and findings and facts that are mostly empty
@@ -34,6 +35,7 @@ class MemberCache:
         self.store = store
         self._found: OrderedDict[_Key, tuple[Finding, ...]] = OrderedDict()
         self._modules: OrderedDict[_ModuleKey, Scanned] = OrderedDict()
+        self._notes: OrderedDict[bytes, ImportNote] = OrderedDict()
         self.scanned = 0  # sources given to the rules (not found here)
 
     def scan(
@@ -79,6 +81,29 @@ class MemberCache:
         if len(self._modules) > self._max:
             self._modules.popitem(last=False)
         return fresh
+
+    def import_note(self, data: bytes) -> ImportNote:
+        """What a source imports by name (see
+        :func:`~quarantine.inspect.rules.import_collect.import_note`), once per bytes."""
+        key = hashlib.sha256(data).digest()
+        found = self._notes.get(key)
+        if found is None:
+            found = self._shared_note(("note", key))
+        if found is None:
+            found = import_note(data)
+            self._share(("note", key), scan_codec.encode_note(found))
+        self._notes[key] = found
+        self._notes.move_to_end(key)
+        if len(self._notes) > self._max:
+            self._notes.popitem(last=False)
+        return set(found[0]), found[1]
+
+    def _shared_note(self, key: tuple[object, ...]) -> ImportNote | None:
+        text = self._shared(key)
+        try:
+            return None if text is None else scan_codec.decode_note(text)
+        except ValueError:
+            return None
 
     def _shared_findings(self, key: tuple[object, ...]) -> tuple[Finding, ...] | None:
         text = self._shared(key)

@@ -54,6 +54,21 @@ def decode_findings(text: str) -> tuple[Finding, ...]:
         raise ValueError(f"not a findings entry: {exc}") from exc
 
 
+def encode_note(note: tuple[set[str], bool]) -> str:
+    names, by_path = note
+    return json.dumps([sorted(names), by_path], separators=(",", ":"))
+
+
+def decode_note(text: str) -> tuple[set[str], bool]:
+    try:
+        names, by_path = _list(json.loads(text))
+    except RecursionError as exc:
+        raise ValueError(f"not an import note: {exc}") from exc
+    if not isinstance(by_path, bool):
+        raise ValueError("not an import note: by_path is not a boolean")
+    return {_str(name) for name in _list(names)}, by_path
+
+
 def _finding(finding: Finding) -> list[Any]:
     return [finding.rule, finding.severity.value, finding.message, finding.path, finding.line]
 

@@ -72,6 +72,7 @@ _PAYLOAD_SUFFIXES = (
 )
 
 ModuleScan = Callable[[str, bytes, str, int, bool], Scanned]
+ImportNote = tuple[set[str], bool]  # what a source imports by name; whether it loads by path
 # Only sources that mention one of these can import a test module by a name we can read.
 _IMPORT_HINTS = (b"test", b"import_module", b"__import__")
 # The module names an import statement names: "import a.b, c", "from .tests import x".
@@ -100,6 +101,7 @@ def scan_direct(
 @dataclass
 class ImportCollector:
     scan: ModuleScan = scan_direct
+    note: Callable[[bytes], ImportNote] = field(default_factory=lambda: import_note)
     max_parse_bytes: int = 1 * MiB
     modules: dict[str, ModuleFacts] = field(default_factory=dict)
     signals: dict[str, tuple[Signal, ...]] = field(default_factory=dict)
@@ -126,7 +128,7 @@ class ImportCollector:
     def module(self, shown: str, data: bytes, module: str) -> list[Finding]:
         """A package module: the payload rules' findings now, its facts for :meth:`finish`."""
         if not _is_test(module):
-            self.import_notes[(shown, module)] = _import_note(data)
+            self.import_notes[(shown, module)] = self.note(data)
         duplicate = self._duplicate(shown, module)
         scanned = self.scan(shown, data, module, self.max_parse_bytes, False)
         if _is_test(module):
@@ -165,7 +167,7 @@ class ImportCollector:
     def pth(self, name: str, data: bytes, import_lines: tuple[int, ...]) -> list[Finding]:
         """A .pth file ``site`` runs at every interpreter start."""
         scanned = pth_facts(name, data, import_lines)
-        names, by_path = _import_note(data)  # a hook importing a test module runs it
+        names, by_path = import_note(data)  # a hook importing a test module runs it
         self.imported_names |= names
         self.loads_unseen |= by_path
         self._take(scanned)
@@ -260,8 +262,9 @@ class ImportCollector:
             wanted = _acting_names(parsed, {name for _module, name in wanted})
 
 
-def _import_note(data: bytes) -> tuple[set[str], bool]:
-    """What a source imports by name, and whether it loads modules by path."""
+def import_note(data: bytes) -> ImportNote:
+    """What a source imports by name, and whether it loads modules by path (it depends
+    only on the bytes: the member cache keeps it by their digest)."""
     named = not data.isascii() or any(hint in data for hint in _IMPORT_HINTS)
     return (_imported_names(data) if named else set()), any(w in data for w in _OTHER_LOADERS)
 
