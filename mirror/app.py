@@ -233,7 +233,7 @@ def _inspection_pool(settings: Settings) -> "InspectionPool":
         wall_seconds=settings.inspection_timeout_seconds,
         nice=settings.vetting_nice,
     )
-    shared_cache = settings.data_dir / "inspection-cache.sqlite3"
+    shared_cache = Path(settings.data_dir) / "inspection-cache.sqlite3"
     return InspectionPool(settings.inspection_workers, limits, shared_cache=shared_cache)
 
 

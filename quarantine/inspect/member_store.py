@@ -35,7 +35,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-MAX_ENTRIES = 500_000  # a few hundred bytes each: some 200 MB at most
+MAX_ENTRIES = 200_000  # 1.3 KB each on average (litellm): some 250 MB at most
 _BUSY_MS = 2000  # a write waits this long for another process's
 _FLUSH_EVERY = 100  # entries held before they are written: a sibling wheel inspected
 # at the same time in another process finds them soon (a commit costs no disk sync in WAL)
