@@ -233,7 +233,8 @@ def _inspection_pool(settings: Settings) -> "InspectionPool":
         wall_seconds=settings.inspection_timeout_seconds,
         nice=settings.vetting_nice,
     )
-    return InspectionPool(settings.inspection_workers, limits)
+    shared_cache = Path(settings.data_dir) / "inspection-cache.sqlite3"
+    return InspectionPool(settings.inspection_workers, limits, shared_cache=shared_cache)
 
 
 def start_background(services: Services, *, vetting: bool) -> None:

@@ -199,6 +199,8 @@ def _inspect(path: Path, filename: str, limits: Limits, cache: MemberCache | Non
     builder = SummaryBuilder(filename, kind)
     layout = SdistLayout() if kind is ArchiveKind.SDIST else None
     imports = ImportCollector(scan_direct if cache is None else cache.scan_module)
+    if cache is not None:
+        imports.note = cache.import_note
     imports.max_parse_bytes = limits.max_parse_bytes
     imports.sdist = kind is ArchiveKind.SDIST
     found: list[Finding] = []

@@ -161,8 +161,9 @@ def _exit_status(process: BaseProcess, patience: float = 5.0) -> int | None:
 class _Slot:
     """One worker process, replaced whenever a task breaks it."""
 
-    def __init__(self, limits: WorkerLimits) -> None:
+    def __init__(self, limits: WorkerLimits, shared_cache: Path | None = None) -> None:
         self._limits = limits
+        self._shared_cache = shared_cache
         self._executor: ProcessPoolExecutor | None = None
         self._process: BaseProcess | None = None
 
@@ -202,7 +203,7 @@ class _Slot:
                 max_workers=1,
                 mp_context=context,
                 initializer=start_worker,
-                initargs=(self._limits.memory_bytes, self._limits.nice),
+                initargs=(self._limits.memory_bytes, self._limits.nice, self._shared_cache),
             )
         return self._executor
 
@@ -297,7 +298,9 @@ class _Dispatch:
 
 
 class InspectionPool:
-    """Inspect files in ``workers`` processes (default: one per core)."""
+    """Inspect files in ``workers`` processes (default: one per core). ``shared_cache``: a
+    file (in the data directory) where the processes share the Python sources they
+    scanned (:mod:`quarantine.inspect.member_store`); None: each keeps its own."""
 
     def __init__(
         self,
@@ -305,12 +308,13 @@ class InspectionPool:
         limits: WorkerLimits | None = None,
         work: Callable[[InspectTask], Outcome] = run_inspection,
         small_file_bytes: int = SMALL_FILE_BYTES,
+        shared_cache: Path | None = None,
     ) -> None:
         self.limits = limits or WorkerLimits()
         self.size = workers or os.cpu_count() or 1
         self.small_file_bytes = small_file_bytes
         self._work = work  # a module-level function (the child imports it by name)
-        self._slots = [_Slot(self.limits) for _ in range(self.size)]
+        self._slots = [_Slot(self.limits, shared_cache) for _ in range(self.size)]
         self._dispatch: _Dispatch | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 

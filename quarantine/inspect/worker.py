@@ -5,7 +5,8 @@ Its address space is capped once, when it starts, so a hostile archive that make
 parser or a decompressor allocate without end gets a MemoryError here instead of the
 machine's memory; CPU time is capped per task (the kernel ends the process with SIGXCPU
 past it). Python sources already scanned in this process are not parsed again
-(:class:`~quarantine.inspect.member_cache.MemberCache`).
+(:class:`~quarantine.inspect.member_cache.MemberCache`), nor those another worker process
+scanned, when the pool shares a store (:class:`~quarantine.inspect.member_store.MemberStore`).
 """
 
 import math
@@ -17,6 +18,7 @@ from pathlib import Path
 from quarantine.inspect.archive.reader import Limits
 from quarantine.inspect.check import Inspected, inspect_or_run_out
 from quarantine.inspect.member_cache import MemberCache
+from quarantine.inspect.member_store import MemberStore
 
 _cache = MemberCache()  # one per worker process: each starts empty
 
@@ -34,9 +36,13 @@ class Outcome:
     inspection: Inspected | None  # None: the memory limit was hit
 
 
-def start_worker(memory_bytes: int, nice: int = 0) -> None:
-    """The pool's initializer: no core files, the memory cap for the process's life, and a
-    lower CPU priority (``nice`` steps) than the process that serves pages."""
+def start_worker(memory_bytes: int, nice: int = 0, shared_cache: Path | None = None) -> None:
+    """The pool's initializer: no core files, the memory cap for the process's life, a
+    lower CPU priority (``nice`` steps) than the process that serves pages, and the store
+    of scans shared with the other worker processes (None: none)."""
+    global _cache
+    if shared_cache is not None:
+        _cache = MemberCache(store=MemberStore(shared_cache))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     if nice > 0:
         os.nice(nice)
@@ -51,6 +57,7 @@ def run_inspection(task: InspectTask) -> Outcome:
         inspection = inspect_or_run_out(task.path, task.filename, task.limits, _cache)
     except MemoryError:
         return Outcome(None)
+    _cache.flush()
     return Outcome(inspection)
 
 

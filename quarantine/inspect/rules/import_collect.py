@@ -72,10 +72,12 @@ _PAYLOAD_SUFFIXES = (
 )
 
 ModuleScan = Callable[[str, bytes, str, int, bool], Scanned]
+ImportNote = tuple[set[str], bool]  # what a source imports by name; whether it loads by path
 # Only sources that mention one of these can import a test module by a name we can read.
 _IMPORT_HINTS = (b"test", b"import_module", b"__import__")
 # The module names an import statement names: "import a.b, c", "from .tests import x".
-_IMPORTED = re.compile(r"\b(?:from\s+([\w.]+)\s+)?import\s*(?:\(([^)]*)\)|([\w.,\t ]+))")
+# (The lookahead only spares the engine the word-boundary test where no match can start.)
+_IMPORTED = re.compile(r"(?=[fi])\b(?:from\s+([\w.]+)\s+)?import\s*(?:\(([^)]*)\)|([\w.,\t ]+))")
 # import_module("...") / __import__("..."): the literal as written (escapes resolved later).
 _IMPORTED_BY_NAME = re.compile(
     r"(?:import_module|__import__)\s*\(\s*((?:[rRuUbB]?)(?:\"[^\"\n]*\"|'[^'\n]*'))"
@@ -99,6 +101,7 @@ def scan_direct(
 @dataclass
 class ImportCollector:
     scan: ModuleScan = scan_direct
+    note: Callable[[bytes], ImportNote] = field(default_factory=lambda: import_note)
     max_parse_bytes: int = 1 * MiB
     modules: dict[str, ModuleFacts] = field(default_factory=dict)
     signals: dict[str, tuple[Signal, ...]] = field(default_factory=dict)
@@ -125,7 +128,7 @@ class ImportCollector:
     def module(self, shown: str, data: bytes, module: str) -> list[Finding]:
         """A package module: the payload rules' findings now, its facts for :meth:`finish`."""
         if not _is_test(module):
-            self.import_notes[(shown, module)] = _import_note(data)
+            self.import_notes[(shown, module)] = self.note(data)
         duplicate = self._duplicate(shown, module)
         scanned = self.scan(shown, data, module, self.max_parse_bytes, False)
         if _is_test(module):
@@ -164,7 +167,7 @@ class ImportCollector:
     def pth(self, name: str, data: bytes, import_lines: tuple[int, ...]) -> list[Finding]:
         """A .pth file ``site`` runs at every interpreter start."""
         scanned = pth_facts(name, data, import_lines)
-        names, by_path = _import_note(data)  # a hook importing a test module runs it
+        names, by_path = import_note(data)  # a hook importing a test module runs it
         self.imported_names |= names
         self.loads_unseen |= by_path
         self._take(scanned)
@@ -245,8 +248,10 @@ class ImportCollector:
                 return
             needed: list[tuple[str, bytes, str]] = []
             waiting: list[tuple[str, bytes, str]] = []
+            shapes = [_CallShape.of(w) for w in wanted]
             for relay in self.relays:
-                (needed if any(_calls(relay[1], w) for w in wanted) else waiting).append(relay)
+                source = relay[1]
+                (needed if any(s.seen_in(source) for s in shapes) else waiting).append(relay)
             self.relays = waiting
             parsed = []
             for shown, data, module in needed:
@@ -257,8 +262,9 @@ class ImportCollector:
             wanted = _acting_names(parsed, {name for _module, name in wanted})
 
 
-def _import_note(data: bytes) -> tuple[set[str], bool]:
-    """What a source imports by name, and whether it loads modules by path."""
+def import_note(data: bytes) -> ImportNote:
+    """What a source imports by name, and whether it loads modules by path (it depends
+    only on the bytes: the member cache keeps it by their digest)."""
     named = not data.isascii() or any(hint in data for hint in _IMPORT_HINTS)
     return (_imported_names(data) if named else set()), any(w in data for w in _OTHER_LOADERS)
 
@@ -281,7 +287,8 @@ def _imported_names(source: bytes) -> set[str]:
     dotted: list[str] = []
     for origin, grouped, listed in _IMPORTED.findall(text):
         dotted += re.split(r"[,\s]+", ",".join((origin, grouped, listed)))
-    for literal in _IMPORTED_BY_NAME.findall(text):
+    by_name = "import_module" in text or "__import__" in text  # cheaper than the search
+    for literal in _IMPORTED_BY_NAME.findall(text) if by_name else ():
         with contextlib.suppress(ValueError, SyntaxError, MemoryError):
             value = ast.literal_eval(literal)
             if isinstance(value, str):
@@ -295,20 +302,32 @@ def _imports_it(imported: set[str], module: str) -> bool:
     return last in imported or any(p in imported for p in packages if p in ("tests", "test"))
 
 
-def _calls(source: bytes, wanted: tuple[str | None, str]) -> bool:
-    """Whether a source may call ``wanted`` (the module it is in, the name): it names both,
-    since calling another module's function means importing it from there (a package's own
-    functions can be imported with ``from . import name``: only the name, then), and it
-    calls the name (``name(``), decorates with it (``@name``) or imports it (to export it
-    again: ``api.py`` holding ``from ._impl import Client``)."""
-    module, name = wanted
-    if module is not None and module.encode() not in source:
-        return False
-    if name.encode() not in source:
-        return False
-    called = re.escape(name.encode())
-    shapes = rb"\b%s\s*\(|@[\w.]*\b%s\b|\bimport\b[^\n]*\b%s\b" % (called, called, called)
-    return re.search(shapes, source) is not None
+@dataclass(frozen=True, slots=True)
+class _CallShape:
+    """How a source that may call ``wanted`` (the module it is in, the name) looks: it names
+    both, since calling another module's function means importing it from there (a
+    package's own functions can be imported with ``from . import name``: only the name,
+    then), and it calls the name (``name(``), decorates with it (``@name``) or imports it
+    (to export it again: ``api.py`` holding ``from ._impl import Client``). Built once per
+    round of relays, then tried on each of them."""
+
+    module: bytes | None
+    name: bytes
+    shapes: "re.Pattern[bytes]"
+
+    @classmethod
+    def of(cls, wanted: tuple[str | None, str]) -> "_CallShape":
+        module, name = wanted
+        called = re.escape(name.encode())
+        shapes = rb"\b%s\s*\(|@[\w.]*\b%s\b|\bimport\b[^\n]*\b%s\b" % (called, called, called)
+        return cls(None if module is None else module.encode(), name.encode(), re.compile(shapes))
+
+    def seen_in(self, source: bytes) -> bool:
+        if self.name not in source:  # the rarer word first: most sources name neither
+            return False
+        if self.module is not None and self.module not in source:
+            return False
+        return self.shapes.search(source) is not None
 
 
 def _acting_names(modules: Iterable[ModuleFacts], wanted: set[str]) -> set[tuple[str | None, str]]:

@@ -154,6 +154,8 @@ _TEMP = ("gettempdir", "mkdtemp", "mkstemp", "/tmp", "TMPDIR", "TEMP")  # noqa: 
 
 def classify(names: set[str], call: ast.Call, texts: Texts) -> list[Found]:
     """The capabilities a call uses; most calls use none, and leave here early."""
+    if not any(map(_may_use_capability, names)) and not _writes_by_method(call):
+        return []
     found: list[Found] = []
     if any(_is_process(name) for name in names):
         found += _process(min(n for n in names if _is_process(n)), call, texts)
@@ -173,6 +175,23 @@ def classify(names: set[str], call: ast.Call, texts: Texts) -> list[Found]:
     else:
         found += _write(names, call, texts)
     return found
+
+
+def _may_use_capability(name: str) -> bool:
+    """Whether :func:`classify` can find anything in a call by ``name``."""
+    return (
+        _is_process(name)
+        or _is_network(name)
+        or name in _FORKS
+        or name in _DYNAMIC_CODE
+        or name in _DYNAMIC_IMPORT
+        or name in _OPEN_CALLS
+        or name in _WRITE_CALLS
+    )
+
+
+def _writes_by_method(call: ast.Call) -> bool:
+    return isinstance(call.func, ast.Attribute) and call.func.attr in _WRITE_METHODS
 
 
 def _is_process(name: str) -> bool:

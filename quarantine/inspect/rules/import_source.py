@@ -21,7 +21,12 @@ from quarantine.inspect.rules.catalog import rule
 from quarantine.inspect.rules.import_facts import ModuleFacts
 from quarantine.inspect.rules.import_scan import ImportScan
 from quarantine.inspect.rules.obfuscation import Signal, source_signals
-from quarantine.inspect.rules.python import _PARSE_NAME, _worth_parsing, scan_python
+from quarantine.inspect.rules.python import (
+    _PARSE_NAME,
+    _worth_parsing,
+    collector_paused,
+    scan_python,
+)
 
 # Build and tool scripts at the top of an sdist, which nothing imports (setup.py: install
 # time). Deeper down, a module of any name is a package module: a package can import its
@@ -174,14 +179,17 @@ def scan_module(
         return Scanned(tuple(found), None, ())
     if not parse_all and not _worth_parsing(data) and not may_act_at_import(data):
         return Scanned((), None, ())
-    try:
-        tree = ast.parse(data, filename=_PARSE_NAME)
-    except (SyntaxError, ValueError, RecursionError):
-        return Scanned(tuple(scan_python(name, data, max_parse_bytes=max_parse_bytes)), None, ())
-    text = data.decode("utf-8", "replace")
-    scan = ImportScan(name, tree, module, _package(name, module), text)
-    findings = tuple(scan.run())
-    facts = scan.facts()
+    with collector_paused():
+        try:
+            tree = ast.parse(data, filename=_PARSE_NAME)
+        except (SyntaxError, ValueError, RecursionError):
+            found = scan_python(name, data, max_parse_bytes=max_parse_bytes)
+            return Scanned(tuple(found), None, ())
+        text = data.decode("utf-8", "replace")
+        scan = ImportScan(name, tree, module, _package(name, module), text)
+        findings = tuple(scan.run())
+        facts = scan.facts()
+        del scan, tree  # freed here, while the collector is off
     acts = facts.load.uses or any(body.uses for body in facts.bodies.values())
     return Scanned(findings, facts, source_signals(data) if acts else ())
 

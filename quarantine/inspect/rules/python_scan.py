@@ -204,7 +204,7 @@ class _Scan(_Walk):
 
     def _decoder(self, call: ast.Call) -> str | None:
         """The decoder a call is, if any."""
-        names = self._names(call.func)
+        names = [name for name in self._names(call.func) if _may_decode(name)]
         for name in sorted(names):
             if name in _DECODERS or (name.startswith("base64.") and "decode" in name):
                 return name
@@ -391,6 +391,14 @@ class _Scan(_Walk):
                 reachable.add(name)
                 pending.extend(calls_from.get(name, ()))
         return reachable
+
+
+def _may_decode(name: str) -> bool:
+    """Whether ``name`` is one :meth:`_Scan._decoder` looks at (most calls name none)."""
+    return name in _DECODERS or name in _CODEC_CALLS or name.startswith(_DECODER_PREFIXES)
+
+
+_DECODER_PREFIXES = ("base64.", "binascii.a2b_")
 
 
 def _matches(name: str, prefixes: tuple[str, ...]) -> bool:

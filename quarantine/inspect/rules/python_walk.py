@@ -8,9 +8,10 @@ stand for, following aliases (``import base64 as b``, ``b = __import__("base64")
 """
 
 import ast
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 LONG_LITERAL = 1000  # characters; a literal this long passed to exec is a payload
 
@@ -30,6 +31,13 @@ _LEAF_KINDS = frozenset(
         for kind in base.__subclasses__()
     }
 )
+# Fields that hold no node, or only leaves: names, numbers, flags, contexts, operators.
+_NOT_NODE_FIELDS = frozenset(
+    {"id", "name", "asname", "arg", "attr", "module", "level", "kind", "type_comment"}
+    | {"conversion", "is_async", "simple", "ctx", "op"}
+)
+_Children = Callable[[ast.AST], tuple[Any, ...]]
+_children_of: dict[type, _Children] = {}
 # The last part of every name in _EXEC_CALLS: an attribute call ending otherwise is not one.
 _EXEC_LAST = frozenset(name.rsplit(".", 1)[-1] for name in _EXEC_CALLS)
 
@@ -45,6 +53,27 @@ def _canonical(name: str) -> str:
         if name.startswith(prefix):
             return name[len(prefix) :]
     return name
+
+
+def _children_getter(kind: type) -> _Children:
+    """The values of a node kind's fields that may hold nodes, as a tuple, in field order
+    (the order the walk has always visited them in)."""
+    fields: tuple[str, ...] = getattr(kind, "_fields", ())
+    wanted = [field for field in fields if field not in _NOT_NODE_FIELDS]
+    getter: _Children
+    if not wanted:
+        getter = _no_children
+    elif len(wanted) == 1:
+        one = operator.attrgetter(wanted[0])
+        getter = lambda node: (one(node),)  # noqa: E731
+    else:
+        getter = operator.attrgetter(*wanted)
+    _children_of[kind] = getter
+    return getter
+
+
+def _no_children(node: ast.AST) -> tuple[Any, ...]:
+    return ()
 
 
 @dataclass(slots=True)
@@ -91,6 +120,7 @@ class _Walk:
         calls, literals = self.calls, self.literals
         leaves, functions, assignments = _LEAF_KINDS, _FUNCTION_KINDS, _ASSIGN_KINDS
         node_base, constant, text = ast.AST, ast.Constant, (str, bytes)
+        children = _children_of
         while stack:
             node, scope, at_load = pop()
             kind = type(node)
@@ -104,9 +134,9 @@ class _Walk:
                 continue
             elif kind in assignments:
                 self._assign(cast(_Assignment, node), scope)
-            # The node's fields (and its position numbers, which are no nodes) without
-            # one getattr per field: this loop is most of the scan's own cost.
-            for value in vars(node).values():
+            # The node's fields that may hold nodes, in their order, with one call: this
+            # loop is most of the scan's own cost.
+            for value in (children.get(kind) or _children_getter(kind))(node):
                 for child in value if type(value) is list else (value,):
                     child_kind = type(child)
                     if child_kind is constant:
