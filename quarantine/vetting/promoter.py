@@ -424,8 +424,16 @@ class Promoter:
     ) -> FileRecord | None:
         async with self._fetching[priority.likely]:
             try:
+                started = time.monotonic()
                 fetched = await self._source.fetch(record)
                 result.fetched += 1
+                log.info(
+                    "fetched %s (%.1f MB) in %.1f s (%s)",
+                    record.filename,
+                    (record.size or 0) / 1e6,
+                    time.monotonic() - started,
+                    priority.lane.name.lower(),
+                )
                 return fetched
             except IntegrityFailure as failure:
                 result.rejected += 1
