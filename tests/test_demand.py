@@ -369,3 +369,50 @@ def test_each_likely_file_is_promoted_once_vetted_not_at_the_next_settling(tmp_p
     assert all("manylinux" in name for name in promoted)  # the Windows wheels still wait
     assert len(_promoted(ledger)) == 12
     ledger.close()
+
+
+class FirstStuckVetter(RecordingVetter):
+    """The vetting of every file of ``first`` waits for ``release`` (an inspection line)."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.release = asyncio.Event()
+
+    async def vet(self, record: FileRecord, priority: Priority = BACKGROUND) -> list[Evidence]:
+        if record.project == "first":
+            await self.release.wait()
+        return await super().vet(record, priority)
+
+
+def test_a_likely_file_asked_for_later_is_fetched_while_many_wait_for_inspection(
+    tmp_path: Path,
+) -> None:
+    """On the real index sixteen workers all held files waiting for an inspection worker,
+    and litellm's wheel, asked for meanwhile, was not even fetched for 8 s: it could not
+    join the pool's line, where the largest goes first."""
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite3")
+    source = SlowSource(tmp_path / "files", ledger)
+    first = [f"1.{n}" for n in range(3)]  # three releases cooling: 18 files, none likely
+    _look(ledger, source, "first", {**{v: 1 for v in first}, "2.0": 24 * 5})  # 6 likely
+    policy, clock = FixedPolicy(Policy()), FakeClock(NOW)
+    vetter = FirstStuckVetter(ledger, source, policy, clock, ProvenanceVerifier())
+    promoter = Promoter(ledger, source, policy, clock, concurrency=1, vetter=vetter)
+    promoter.wake(NormalizedName("first"), asked=True)
+
+    async def scenario() -> list[str]:
+        round_ = asyncio.create_task(promoter.run_once())
+        await asyncio.sleep(0.3)  # every worker it may use holds a file of "first"
+        _look(ledger, source, "asked", {"1.0": 24 * 5})
+        promoter.wake(ASKED, asked=True)
+        try:
+            async with asyncio.timeout(20):
+                while sum(name.startswith("asked-") for name in vetter.vetted) < 6:
+                    await asyncio.sleep(0.01)
+            return list(vetter.vetted)
+        finally:
+            vetter.release.set()
+            await round_
+
+    vetted = asyncio.run(scenario())
+    assert all(name.startswith("asked-") for name in vetted[:6])
+    ledger.close()

@@ -65,6 +65,11 @@ ACTOR = "system:promoter"
 RECHECK_AT_LEAST_EVERY = timedelta(minutes=1)
 WAKE_DELAY_SECONDS = 1.0  # first sights wait this long, so a burst of them is one round
 SETTLE_EVERY_SECONDS = 10.0  # a project with files in flight is decided at most this often
+# Workers beyond the usual ones, for likely files only: each holds its file until it is
+# vetted, so these let the inspection pool's line see every likely file (the largest goes
+# first there). On the real index sixteen workers all held files waiting in that line,
+# and litellm's wheel, asked for meanwhile, was not even fetched for 8 s.
+LIKELY_IN_LINE = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,7 +307,7 @@ class Promoter:
         """Until the queue is empty: the files asked for join it while this runs."""
         # A group: a worker that fails stops its siblings, none goes on past the round.
         async with asyncio.TaskGroup() as group:
-            for _ in range(self._concurrency * 4):
+            for _ in range(self._concurrency * 4 + LIKELY_IN_LINE):
                 group.create_task(self._work(result))
 
     async def _work(self, result: Round) -> None:
