@@ -20,7 +20,7 @@ from packaging.utils import NormalizedName
 from quarantine.inspect.archive.reader import Limits
 from quarantine.inspect.check import Inspected, Inspection
 from quarantine.inspect.pool import Inspector, InThreadInspector
-from quarantine.inspect.priority import BACKGROUND, Priority
+from quarantine.inspect.priority import BACKGROUND, Lane, Priority
 from quarantine.inspect.release_diff import ArchiveSummary
 from quarantine.ledger.interface import Ledger
 from quarantine.live_policy import FixedPolicy
@@ -50,6 +50,7 @@ class Overlapping:
         self.together: set[frozenset[str]] = set()
         self._running: set[str] = set()
         self._partner: asyncio.Event | None = None
+        self.hurried: list[tuple[str, Priority]] = []
 
     async def inspect_alone(
         self, path: Path, filename: str, limits: Limits, priority: Priority = BACKGROUND
@@ -76,6 +77,9 @@ class Overlapping:
         priority: Priority = BACKGROUND,
     ) -> Inspection:
         return (await self.inspect_alone(path, filename, limits, priority)).against(previous)
+
+    def hurry(self, filename: str, priority: Priority) -> None:
+        self.hurried.append((filename, priority))
 
     def close(self) -> None:
         return None
@@ -156,6 +160,54 @@ def test_the_files_of_a_release_share_one_inspection_of_their_previous_release(
         (content,) = _content(ledger, record.filename)
         assert content["compared_with"] == previous.filename
     assert len(_content(ledger, previous.filename)) == 1
+    ledger.close()
+
+
+class HeldPrevious(Overlapping):
+    """The previous release's inspection waits for ``release``."""
+
+    def __init__(self, previous: str) -> None:
+        super().__init__()
+        self.previous = previous
+        self.release: asyncio.Event | None = None
+
+    async def inspect_alone(
+        self, path: Path, filename: str, limits: Limits, priority: Priority = BACKGROUND
+    ) -> Inspected:
+        if filename == self.previous and self.release is not None:
+            self.calls[filename] += 1
+            await self.release.wait()
+            return await self._real.inspect_alone(path, filename, limits, priority)
+        return await super().inspect_alone(path, filename, limits, priority)
+
+
+def test_a_shared_previous_release_inspection_waits_at_its_most_urgent_askers_priority(
+    tmp_path: Path,
+) -> None:
+    """A background file asked for the previous release's inspection first; a file a
+    client is about to install then waits for the same one: it must not wait at the
+    background's place in the pool's line."""
+    ledger = open_ledger(tmp_path / "data")
+    source = LocalSource(tmp_path / "files")
+    previous, held = _project(ledger, source)
+    inspector = HeldPrevious(previous.filename)
+    vetter = _vetter(ledger, source, inspector)
+    likely = Priority(Lane.LIKELY, 7)
+
+    async def background_then_likely() -> None:
+        inspector.release = asyncio.Event()
+        first = asyncio.create_task(vetter.vet(held[0], BACKGROUND))
+        while inspector.calls[previous.filename] == 0:  # its inspection is under way
+            await asyncio.sleep(0.01)
+        second = asyncio.create_task(vetter.vet(held[1], likely))
+        await asyncio.sleep(0.1)
+        inspector.release.set()
+        await asyncio.gather(first, second)
+
+    asyncio.run(background_then_likely())
+
+    assert (previous.filename, likely) in inspector.hurried
+    assert inspector.calls[previous.filename] == 1
     ledger.close()
 
 
