@@ -43,7 +43,8 @@ def tune_malloc() -> bool:
         except ValueError:
             done = False  # glibc ignores a value it cannot read; so do we
             continue
-        done = done and mallopt is not None and bool(mallopt(parameter, value))
+        applied = mallopt is not None and bool(mallopt(parameter, value))
+        done = done and applied  # each one tried, whatever became of the others
     return done
 
 

@@ -15,6 +15,7 @@ from packaging.utils import NormalizedName
 from conftest import NOW
 from quarantine.models import FileState
 from quarantine.platforms import PlatformFilter
+from quarantine.vetting import ahead
 from quarantine.vetting import promoter as promoter_module
 from quarantine.vetting.ahead import environments, needed, wheel_requirements
 from support.dists import build_sdist, build_wheel
@@ -58,6 +59,26 @@ def test_requirements_are_read_from_the_wheels_own_metadata(tmp_path: Path) -> N
     broken = tmp_path / "app-2.0-py3-none-any.whl"
     broken.write_bytes(b"not a zip")
     assert wheel_requirements(broken, broken.name) == []
+
+
+def test_a_wheel_with_too_many_entries_is_not_listed_to_read_its_requirements(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """zipfile reads the whole central directory into memory before anything else: an
+    unvetted wheel declaring millions of entries must not get that far."""
+    wheel = build_wheel("app", "2.0", requires_dist=["dep>=2"])
+    path = tmp_path / wheel.filename
+    path.write_bytes(wheel.data)
+    assert wheel_requirements(path, wheel.filename) == ["dep>=2"]
+    monkeypatch.setattr(ahead, "MAX_ENTRIES", 2)  # this wheel has more
+    assert wheel_requirements(path, wheel.filename) == []
+
+
+def test_metadata_too_large_is_not_read(tmp_path: Path) -> None:
+    wheel = build_wheel("app", "2.0", requires_dist=[f"dep{n}" for n in range(60_000)])
+    path = tmp_path / wheel.filename
+    path.write_bytes(wheel.data)
+    assert wheel_requirements(path, wheel.filename) == []  # over a megabyte
 
 
 def _states(mirror: MirrorServer, project: str) -> dict[str, FileState]:

@@ -465,6 +465,62 @@ def test_among_likely_files_waiting_the_largest_starts_first(tmp_path: Path) -> 
     assert [names[n] for n in order] == ["running", "large", "small", "asked"]
 
 
+def test_a_large_file_hurried_to_likely_takes_the_slot_kept_from_large_work(
+    tmp_path: Path,
+) -> None:
+    """numpy's 16 MB wheel, taken as background work, waits while one slot runs large
+    background work and the other is kept free of such work: once a client asks for numpy
+    it is likely, and takes that slot."""
+    files = _held_wheels(tmp_path, ["running", "numpy"])
+    pool = InspectionPool(2, work=_hold_while_marked, small_file_bytes=0)  # all large
+
+    async def scenario() -> list[str]:
+        jobs = [_inspecting(pool, files["running"], Lane.BACKGROUND, 0)]
+        await _started(tmp_path, [files["running"]])
+        jobs.append(_inspecting(pool, files["numpy"], Lane.BACKGROUND, 1))
+        await asyncio.sleep(0.2)
+        assert files["numpy"].name not in _starts(tmp_path)  # kept from the last slot
+        pool.hurry(files["numpy"].name, Priority(Lane.LIKELY, 1))
+        try:
+            return await _started(tmp_path, [files["numpy"]])  # while "running" still runs
+        finally:
+            _release(files)
+            await asyncio.gather(*jobs)
+
+    try:
+        started = asyncio.run(scenario())
+    finally:
+        pool.close()
+    assert len(started) == 2
+
+
+def test_a_file_hurried_before_it_joins_the_line_joins_it_at_that_priority(
+    tmp_path: Path,
+) -> None:
+    """A hurry can come while the file's vetting still reads its history or fetches its
+    previous release: its inspection must not then wait at its old priority."""
+    files = _held_wheels(tmp_path, ["running", "asked", "numpy"])
+    pool = InspectionPool(1, work=_hold_while_marked, small_file_bytes=0)
+
+    async def scenario() -> list[str]:
+        jobs = [_inspecting(pool, files["running"], Lane.BACKGROUND, 0)]
+        await _started(tmp_path, [files["running"]])
+        jobs.append(_inspecting(pool, files["asked"], Lane.ASKED, 1))
+        pool.hurry(files["numpy"].name, Priority(Lane.LIKELY, 2))  # not in the line yet
+        jobs.append(_inspecting(pool, files["numpy"], Lane.BACKGROUND, 2))
+        await asyncio.sleep(0)
+        _release(files)
+        await asyncio.gather(*jobs)
+        return _starts(tmp_path)
+
+    try:
+        order = asyncio.run(scenario())
+    finally:
+        pool.close()
+    names = {path.name: name for name, path in files.items()}
+    assert [names[n] for n in order] == ["running", "numpy", "asked"]
+
+
 def test_small_unlikely_files_may_take_the_last_slot(tmp_path: Path) -> None:
     """A small file is inspected in a second or less: keeping the last slot from it would
     halve the background's vetting on two cores for no gain."""

@@ -56,6 +56,7 @@ RETRIED = "retried once in a fresh worker"
 # some 3 MB of wheel a second on this project's reference machine: a likely file waits
 # for a smaller one a second at most.
 SMALL_FILE_BYTES = 2 * MiB
+MAX_HURRIED = 10_000  # files hurried before they joined the line, remembered at once
 
 
 class Inspector(Protocol):
@@ -253,13 +254,19 @@ class _Dispatch:
     def __init__(self, slots: Sequence[_Slot]) -> None:
         self._idle = list(slots)
         self._size = len(slots)
-        self._heavy = 0  # slots running heavy work
+        self._heavy: set[int] = set()  # the slots running heavy work (their ids)
         self._waiting: list[_Waiter] = []
         self._arrivals = itertools.count()
+        # Files hurried before they joined the line (still fetching their previous
+        # release, say): they join it at that priority.
+        self._hurried: dict[str, Priority] = {}
 
     async def take(
         self, priority: Priority, heavy: bool, filename: str = "", size: int = 0
     ) -> _Slot:
+        hurried = self._hurried.pop(filename, None)
+        if hurried is not None and hurried < priority:
+            priority, heavy = hurried, heavy and not hurried.likely
         future: asyncio.Future[_Slot] = asyncio.get_running_loop().create_future()
         waiter = _Waiter(priority, next(self._arrivals), heavy, future, filename, size)
         self._waiting.append(waiter)
@@ -268,19 +275,26 @@ class _Dispatch:
             return await future
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():
-                self.give(future.result(), heavy)  # handed over as the task was cancelled
+                self.give(future.result())  # handed over as the task was cancelled
             elif waiter in self._waiting:
                 self._waiting.remove(waiter)
             raise
 
     def hurry(self, filename: str, priority: Priority) -> None:
-        for waiter in self._waiting:
-            if waiter.filename == filename and priority < waiter.priority:
-                waiter.priority = priority  # (still heavy: give() counts it as taken)
+        waiting = [waiter for waiter in self._waiting if waiter.filename == filename]
+        for waiter in waiting:
+            if priority < waiter.priority:
+                waiter.priority = priority
+                waiter.heavy = waiter.heavy and not priority.likely  # may take any slot now
+        if not waiting:
+            if len(self._hurried) >= MAX_HURRIED:
+                self._hurried.clear()  # at worst a file waits at the priority it came with
+            self._hurried[filename] = min(priority, self._hurried.get(filename, priority))
+        self._hand_out()
 
-    def give(self, slot: _Slot, heavy: bool) -> None:
+    def give(self, slot: _Slot) -> None:
         self._idle.append(slot)
-        self._heavy -= 1 if heavy else 0
+        self._heavy.discard(id(slot))
         self._hand_out()
 
     def _hand_out(self) -> None:
@@ -290,11 +304,13 @@ class _Dispatch:
             if waiter.slot.done():  # cancelled while waiting
                 self._waiting.remove(waiter)
                 continue
-            if waiter.heavy and self._heavy >= max(self._size - 1, 1):
+            if waiter.heavy and len(self._heavy) >= max(self._size - 1, 1):
                 continue  # the last slot is kept for likely or small files
             self._waiting.remove(waiter)
-            self._heavy += 1 if waiter.heavy else 0
-            waiter.slot.set_result(self._idle.pop())
+            slot = self._idle.pop()
+            if waiter.heavy:
+                self._heavy.add(id(slot))
+            waiter.slot.set_result(slot)
 
 
 class InspectionPool:
@@ -362,7 +378,7 @@ class InspectionPool:
                 except _Failed as second:
                     return inspection_failed(f"{first}; {RETRIED}: {second}")
         finally:
-            dispatch.give(slot, heavy)
+            dispatch.give(slot)
 
     def hurry(self, filename: str, priority: Priority) -> None:
         if self._dispatch is not None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from quarantine.inspect.archive.reader import Limits
 from quarantine.inspect.check import Inspected, inspect_or_run_out
 from quarantine.inspect.member_cache import MemberCache
-from quarantine.inspect.member_store import MemberStore
+from quarantine.inspect.member_store import MemberStore, rules_version
 
 _cache = MemberCache()  # one per worker process: each starts empty
 
@@ -42,6 +42,7 @@ def start_worker(memory_bytes: int, nice: int = 0, shared_cache: Path | None = N
     of scans shared with the other worker processes (None: none)."""
     global _cache
     if shared_cache is not None:
+        rules_version()  # of the code this process runs, before an upgrade can replace it
         _cache = MemberCache(store=MemberStore(shared_cache))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     if nice > 0:

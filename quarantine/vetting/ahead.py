@@ -17,6 +17,7 @@ decided as if a client had asked for it.
 
 import itertools
 import logging
+import struct
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -39,6 +40,12 @@ log = logging.getLogger(__name__)
 MAX_DEPTH = 5  # steps from a project a client asked for (litellm's tree is 4 deep)
 MAX_METADATA_BYTES = 1024 * 1024  # a METADATA past this is not read (real ones: ~100 kB)
 MAX_REQUIREMENTS = 200  # per release; more is not a dependency list but noise
+# What zipfile would read into memory before any limit of ours applies: the central
+# directory, one object per entry. The inspection refuses more than this many anyway.
+MAX_ENTRIES = 100_000
+MAX_DIRECTORY_BYTES = 32 * 1024 * 1024
+_END_RECORD = struct.Struct("<4sHHHHIIH")  # the zip end of central directory record
+_END_SIGNATURE = b"PK\x05\x06"
 
 Environment = dict[str, str]
 
@@ -114,6 +121,9 @@ def wheel_requirements(path: Path, filename: str) -> list[str]:
         return []
     try:
         name, version, _, _ = parse_wheel_filename(filename)
+        if not _small_directory(path):
+            log.info("requirements of %s not read: too many entries to list", filename)
+            return []
         with zipfile.ZipFile(path) as archive:
             data = _metadata(archive, name, str(version))
     except (InvalidWheelFilename, zipfile.BadZipFile, OSError, ValueError) as error:
@@ -123,6 +133,22 @@ def wheel_requirements(path: Path, filename: str) -> list[str]:
         return []
     raw, _ = parse_email(data)
     return list(raw.get("requires_dist", []))
+
+
+def _small_directory(path: Path) -> bool:
+    """Whether the archive's end record declares a central directory zipfile may read
+    whole: few enough entries, few enough bytes, and no zip64 (a wheel needs neither)."""
+    with path.open("rb") as handle:
+        size = handle.seek(0, 2)
+        tail_length = min(size, _END_RECORD.size + 0xFFFF)  # the record, then a comment
+        handle.seek(size - tail_length)
+        tail = handle.read(tail_length)
+    at = tail.rfind(_END_SIGNATURE)
+    if at < 0 or at + _END_RECORD.size > len(tail):
+        return False
+    _, _, _, _, entries, directory_bytes, _, _ = _END_RECORD.unpack_from(tail, at)
+    zip64 = entries == 0xFFFF or directory_bytes == 0xFFFFFFFF
+    return not zip64 and entries <= MAX_ENTRIES and directory_bytes <= MAX_DIRECTORY_BYTES
 
 
 def _metadata(archive: zipfile.ZipFile, name: NormalizedName, version: str) -> bytes | None:

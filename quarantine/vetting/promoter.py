@@ -197,9 +197,10 @@ class Promoter:
             self._join(project)
         self._wake.set()
 
-    def _join(self, project: NormalizedName) -> None:
-        """``project``'s files go first from now on, in the round running if there is one."""
-        for record, priority in self._queue.ask(project):
+    def _join(self, project: NormalizedName, ahead: bool = False) -> None:
+        """``project``'s files go first from now on, in the round running if there is one
+        (``ahead``: after those of the projects clients asked for)."""
+        for record, priority in self._queue.ask(project, ahead):
             if self._vetter is not None:  # in hand already: its inspections move up too
                 self._vetter.hurry(record, priority)
         if self._round is not None:  # a round is running: join it now, at the front
@@ -361,12 +362,12 @@ class Promoter:
         priority = self._queue.priority(record)
         if not record.stored:
             fetched = await self._fetch_one(record, result, priority)
-            if fetched is not None and priority.likely:
+            if fetched is not None and self._brings_dependencies(fetched):
                 self._ask_ahead_of(fetched)
             if fetched is None or not self._needs_vetting(fetched):
                 return
             record = fetched
-        elif priority.likely:
+        elif self._brings_dependencies(record):
             self._ask_ahead_of(record)
         if self._vetter is None:
             return
@@ -375,10 +376,18 @@ class Promoter:
             await self._vet_one(record, result, priority)  # no turn: the pool serves it first
         else:
             async with self._vetting:
-                await self._vet_one(record, result, priority)
+                # A client may have asked meanwhile: the turn is taken, the lane is new.
+                await self._vet_one(record, result, self._queue.priority(record))
         result.vetted_projects.add(record.project)
 
     # -- dependencies asked for ahead (quarantine.vetting.ahead) ---------------------------
+    def _brings_dependencies(self, record: FileRecord) -> bool:
+        """A file a client is about to install, or one of a project asked for ahead that
+        its resolver would install: its release's requirements are asked for ahead."""
+        if self._queue.priority(record).likely:
+            return True
+        return record.project in self._ahead and self._queue.installs_next(record)
+
     def _ask_ahead_of(self, record: FileRecord) -> None:
         """Ask for what the release of ``record`` (a file a client is about to install)
         requires, once per release, in the background: its vetting does not wait."""
@@ -396,6 +405,9 @@ class Promoter:
     def _asked_ahead(self, task: "asyncio.Task[None]") -> None:
         self._asking_ahead.discard(task)
         self._work_arrived.set()  # the round may be over, or have new files
+        if not task.cancelled() and task.exception() is not None:
+            error = task.exception()
+            log.warning("asking ahead failed: %s", error, exc_info=error)
 
     async def _ask_ahead(self, record: FileRecord, depth: int, extras: frozenset[str]) -> None:
         try:
@@ -421,7 +433,7 @@ class Promoter:
             except LookFailed as failure:
                 log.info("dependency %s not asked for ahead: %s", project, failure)
                 return
-        self._join(project)
+        self._join(project, ahead=True)
         self._wake.set()
 
     async def _fetch_one(

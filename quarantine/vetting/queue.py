@@ -83,6 +83,7 @@ class WorkQueue:
     def __init__(self, cooled_at: Callable[[FileRecord], datetime]) -> None:
         self._cooled_at = cooled_at
         self._asked: dict[NormalizedName, int] = {}  # project: when asked (a counter)
+        self._ahead: set[NormalizedName] = set()  # of those, asked ahead of a client
         self._ticks = itertools.count(1)
         self._heap: list[tuple[_Rank, int, FileRecord]] = []
         self._queued: dict[_Key, FileRecord] = {}  # waiting, by key (latest record)
@@ -94,13 +95,25 @@ class WorkQueue:
         self._order = itertools.count()
         self._popped = itertools.count()
 
-    def ask(self, project: NormalizedName) -> list[tuple[FileRecord, Priority]]:
+    def ask(
+        self, project: NormalizedName, ahead: bool = False
+    ) -> list[tuple[FileRecord, Priority]]:
         """A client asked for ``project``: its files go first from now on. Returns its
-        files in hand whose lane this raised, with their new priority."""
+        files in hand whose lane this raised, with their new priority. ``ahead``: no client
+        asked, a release being vetted requires it (``quarantine.vetting.ahead``): its files
+        come after every file of a project a client asked for, before the background."""
+        if ahead:
+            if project in self._asked:
+                return []  # a client's ask stands
+            self._ahead.add(project)
+        else:
+            self._ahead.discard(project)
         self._asked.pop(project, None)
         self._asked[project] = next(self._ticks)
         while len(self._asked) > MAX_ASKED:
-            del self._asked[next(iter(self._asked))]
+            forgotten = next(iter(self._asked))
+            del self._asked[forgotten]
+            self._ahead.discard(forgotten)
         self._requeue(project)
         return self._raise_in_hand(project)
 
@@ -154,6 +167,15 @@ class WorkQueue:
         """The priority of a file in hand: its lane, and its place in the queue's order."""
         return self._in_hand.get((record.sha256, record.filename), BACKGROUND)
 
+    def installs_next(self, record: FileRecord) -> bool:
+        """Whether the file in hand is one a resolver would install from its project now
+        (its newest cooled release, a file most installs take), asked for or not."""
+        held = self._in_hand_files.get((record.sha256, record.filename))
+        if held is None:
+            return False
+        newest, unlikely = self._rank_of(*held)[1:3]
+        return not newest and not unlikely
+
     def in_hand(self) -> int:
         """Files popped and not yet done."""
         return len(self._in_hand)
@@ -204,7 +226,7 @@ class WorkQueue:
         newest = newest and version == self._newest_cooled.get(record.project)
         likelihood = install_likelihood(record.filename)
         rank: _Rank = (
-            0 if asked is not None else 1,
+            2 if asked is None else 1 if record.project in self._ahead else 0,
             0 if newest else 1,
             # Among the newest releases, every project's Linux x86_64 and pure-Python
             # wheels before any project's other files: on the real index a resolver's
@@ -234,6 +256,8 @@ def _cooling(rank: _Rank) -> int:
 
 def _lane(rank: _Rank) -> Lane:
     asked, newest, unlikely = rank[:3]
-    if asked:
+    if asked == 2:
         return Lane.BACKGROUND
+    if asked == 1:  # asked ahead: no client waits for it yet
+        return Lane.ASKED
     return Lane.LIKELY if not newest and not unlikely else Lane.ASKED

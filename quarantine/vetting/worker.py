@@ -47,6 +47,7 @@ from quarantine.vetting.history import Earlier, EarlierRelease, ReleaseHistory
 
 log = logging.getLogger(__name__)
 HISTORY_RELEASES = 3  # earlier releases consulted for the expected publisher
+PREVIOUS_FETCHES = 4  # previous releases' files fetched at once (not stored yet: first use)
 _A = TypeVar("_A")
 _B = TypeVar("_B")
 
@@ -79,6 +80,7 @@ class Vetter:
         # Summaries of previous releases being worked out now, by (project, filename).
         self._summaries: dict[tuple[str, str], asyncio.Task[ArchiveSummary | None]] = {}
         self._compared: dict[str, str] = {}  # file being vetted -> its previous, meanwhile
+        self._previous_fetches = asyncio.Semaphore(PREVIOUS_FETCHES)
 
     def close(self) -> None:
         """Stop the inspection workers."""
@@ -234,7 +236,9 @@ class Vetter:
             if item.check == "content" and "summary" in item.details:
                 return ArchiveSummary.from_json(item.details["summary"])
         try:
-            path = await self._source.local_copy(record)
+            # Bounded: each of the many likely files vetted at once may fetch its own.
+            async with self._previous_fetches:
+                path = await self._source.local_copy(record)
         except (FetchFailed, IntegrityFailure) as error:
             log.warning("previous release %s unavailable: %s", record.filename, error)
             return None

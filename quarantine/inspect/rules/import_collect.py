@@ -289,7 +289,8 @@ def _imported_names(source: bytes) -> set[str]:
         dotted += re.split(r"[,\s]+", ",".join((origin, grouped, listed)))
     by_name = "import_module" in text or "__import__" in text  # cheaper than the search
     for literal in _IMPORTED_BY_NAME.findall(text) if by_name else ():
-        with contextlib.suppress(ValueError, SyntaxError, MemoryError):
+        # Not MemoryError: a name dropped for want of memory would be cached by digest.
+        with contextlib.suppress(ValueError, SyntaxError, RecursionError):
             value = ast.literal_eval(literal)
             if isinstance(value, str):
                 dotted.append(unicodedata.normalize("NFKC", value))

@@ -11,6 +11,7 @@ import ast
 import contextlib
 import gc
 import re
+import threading
 import unicodedata
 import warnings
 from collections.abc import Iterator
@@ -78,6 +79,11 @@ def scan_python(
         return _Scan(name, tree, install_time).run()
 
 
+_pause_lock = threading.Lock()
+_pauses = 0
+_was_on = False
+
+
 @contextlib.contextmanager
 def collector_paused() -> Iterator[None]:
     """The cyclic garbage collector off while a source is parsed and walked.
@@ -86,15 +92,22 @@ def collector_paused() -> Iterator[None]:
     the collector runs again and again over them (and over everything else alive in the
     process, the member cache included) and finds nothing: a tree holds no cycles, and
     reference counting frees it. That was half of ``ast.parse``'s time in a worker
-    process. It is turned back on only if it was on (another thread may have paused it).
+    process. Pauses are counted (threads may overlap): the last one to end turns it back
+    on, if it was on when the first began.
     """
-    was_on = gc.isenabled()
-    gc.disable()
+    global _pauses, _was_on
+    with _pause_lock:
+        if _pauses == 0:
+            _was_on = gc.isenabled()
+            gc.disable()
+        _pauses += 1
     try:
         yield
     finally:
-        if was_on:
-            gc.enable()
+        with _pause_lock:
+            _pauses -= 1
+            if _pauses == 0 and _was_on:
+                gc.enable()
 
 
 def _worth_parsing(data: bytes) -> bool:
