@@ -198,18 +198,16 @@ def test_among_the_files_clients_are_about_to_install_the_largest_goes_first() -
     assert order == ["litellm", "dep2", "dep1", "dep0"]  # then the most recently asked
 
 
-def test_a_project_asked_ahead_comes_after_every_client_asked_one_until_a_client_asks() -> None:
-    """A dependency asked for ahead of any client (``quarantine.vetting.ahead``) must not
-    go before what a client waits for, however large; once a client asks, it is likely."""
+def test_a_project_asked_ahead_never_goes_first_for_its_size() -> None:
+    """A dependency asked for ahead of any client (``quarantine.vetting.ahead``) is in the
+    likely lane, but a large one must not go before the files a client asked for."""
     queue = _queue()
     big = replace(_of("dep", "2.0"), filename="dep-2.0-py3-none-any.whl", size=500_000_000)
     small = replace(_of("app", "1.0"), filename="app-1.0-py3-none-any.whl", size=1_000)
-    queue.put(big, NOW)
-    queue.ask(NormalizedName("dep"), ahead=True)
     queue.put(small, NOW)
     queue.ask(NormalizedName("app"))
+    queue.put(big, NOW)
+    queue.ask(NormalizedName("dep"), ahead=True)
     assert queue.pop() == small
-    assert queue.pop() == big and queue.priority(big).lane is Lane.ASKED
-    assert queue.ask(NormalizedName("dep"), ahead=True) == []  # no rise
-    raised = queue.ask(NormalizedName("dep"))  # a client now
-    assert raised == [(big, Priority(Lane.LIKELY, queue.priority(big).order))]
+    assert queue.pop() == big and queue.priority(big).likely
+    assert queue.ask(NormalizedName("dep"), ahead=True) == []

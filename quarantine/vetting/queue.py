@@ -101,7 +101,7 @@ class WorkQueue:
         """A client asked for ``project``: its files go first from now on. Returns its
         files in hand whose lane this raised, with their new priority. ``ahead``: no client
         asked, a release being vetted requires it (``quarantine.vetting.ahead``): its files
-        come after every file of a project a client asked for, before the background."""
+        are in the same lanes, but never go first for their size."""
         if ahead:
             if project in self._asked:
                 return []  # a client's ask stands
@@ -219,6 +219,12 @@ class WorkQueue:
         self._rank[key] = rank
         heapq.heappush(self._heap, (rank, next(self._order), record))
 
+    def _first_for_size(self, record: FileRecord, newest: bool, likelihood: int) -> bool:
+        """A likely file of a project a client asked for (not one asked ahead: a large
+        dependency guessed must not go before what a client waits for)."""
+        asked = record.project in self._asked and record.project not in self._ahead
+        return asked and newest and likelihood == 0
+
     def _rank_of(self, record: FileRecord, cooling: int) -> _Rank:
         asked = self._asked.get(record.project)
         version = version_or_none(record.version)
@@ -226,7 +232,7 @@ class WorkQueue:
         newest = newest and version == self._newest_cooled.get(record.project)
         likelihood = install_likelihood(record.filename)
         rank: _Rank = (
-            2 if asked is None else 1 if record.project in self._ahead else 0,
+            0 if asked is not None else 1,
             0 if newest else 1,
             # Among the newest releases, every project's Linux x86_64 and pure-Python
             # wheels before any project's other files: on the real index a resolver's
@@ -239,7 +245,7 @@ class WorkQueue:
             # recently asked first put litellm's wheel (43 MB, 3,135 modules, asked first
             # by pip) behind the 70 projects pip asked after it: its inspection began
             # 28 s after the request, when every other verdict was in.
-            -(record.size or 0) if asked is not None and newest and likelihood == 0 else 0,
+            -(record.size or 0) if self._first_for_size(record, newest, likelihood) else 0,
             -(asked or 0),
             cooling,
             _Newest(version),
@@ -256,8 +262,6 @@ def _cooling(rank: _Rank) -> int:
 
 def _lane(rank: _Rank) -> Lane:
     asked, newest, unlikely = rank[:3]
-    if asked == 2:
+    if asked:
         return Lane.BACKGROUND
-    if asked == 1:  # asked ahead: no client waits for it yet
-        return Lane.ASKED
     return Lane.LIKELY if not newest and not unlikely else Lane.ASKED
