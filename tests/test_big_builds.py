@@ -7,7 +7,6 @@ such builds at once made the serving process's RSS peak.
 
 from __future__ import annotations
 
-import http.client
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,19 +21,7 @@ from support.mirror import MirrorServer
 from support.upstream import Upstream, UpstreamFile
 
 AGE_OLD = timedelta(days=200)
-JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 PROJECTS = ("big-one", "big-two")
-
-
-def _status_of_page(mirror: MirrorServer, project: str) -> int:
-    conn = http.client.HTTPConnection("127.0.0.1", mirror.port, timeout=60)
-    try:
-        conn.request("GET", f"/simple/{project}/", headers={"Accept": JSON_TYPE})
-        response = conn.getresponse()
-        response.read()
-        return response.status
-    finally:
-        conn.close()
 
 
 def test_two_big_pages_built_whole_at_once_are_built_one_after_the_other(
@@ -44,7 +31,7 @@ def test_two_big_pages_built_whole_at_once_are_built_one_after_the_other(
     for project in PROJECTS:
         dist = build_wheel(project, "1.0")
         upstream.add(project, UpstreamFile(dist, mirror.clock.now() - AGE_OLD))
-        assert _status_of_page(mirror, project) == 200
+        assert mirror.page_status(project) == 200
     mirror.restart()  # no page and no parts in memory: the next builds read the ledger whole
     assert mirror.services is not None
     catalog = mirror.services.catalog
@@ -68,6 +55,6 @@ def test_two_big_pages_built_whole_at_once_are_built_one_after_the_other(
 
     monkeypatch.setattr(catalog, "_build", held)
     with ThreadPoolExecutor(2) as pool:
-        answers = list(pool.map(lambda project: _status_of_page(mirror, project), PROJECTS))
+        answers = list(pool.map(mirror.page_status, PROJECTS))
     assert answers == [200, 200]
     assert most == 1

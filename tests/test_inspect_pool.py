@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from quarantine.inspect.archive.reader import Limits, MiB
@@ -385,18 +386,23 @@ def test_a_likely_file_takes_the_slot_kept_from_large_unlikely_work(tmp_path: Pa
     assert [names[n] for n in order] == ["first", "likely", "asked", "waiting"]
 
 
-def test_with_one_slot_the_waiting_files_go_by_priority(tmp_path: Path) -> None:
-    files = _held_wheels(tmp_path, ["running", "later", "asked", "likely", "sooner"])
+def _order_behind_one_busy_slot(
+    tmp_path: Path,
+    files: dict[str, Path],
+    waiting: list[tuple[str, Lane, int]],
+    meanwhile: Callable[[InspectionPool], None] = lambda pool: None,
+) -> list[str]:
+    """The order files start in with one slot: ``files["running"]`` holds it while the
+    ``waiting`` files (name, lane, order) join the line and ``meanwhile`` runs; then all
+    are released."""
     pool = InspectionPool(1, work=_hold_while_marked, small_file_bytes=0)
 
     async def scenario() -> list[str]:
         jobs = [_inspecting(pool, files["running"], Lane.BACKGROUND, 0)]
         await _started(tmp_path, [files["running"]])
-        jobs.append(_inspecting(pool, files["later"], Lane.BACKGROUND, 9))
-        jobs.append(_inspecting(pool, files["asked"], Lane.ASKED, 5))
-        jobs.append(_inspecting(pool, files["likely"], Lane.LIKELY, 7))
-        jobs.append(_inspecting(pool, files["sooner"], Lane.BACKGROUND, 1))
+        jobs += [_inspecting(pool, files[name], lane, order) for name, lane, order in waiting]
         await asyncio.sleep(0)
+        meanwhile(pool)
         _release(files)
         await asyncio.gather(*jobs)
         return _starts(tmp_path)
@@ -406,7 +412,19 @@ def test_with_one_slot_the_waiting_files_go_by_priority(tmp_path: Path) -> None:
     finally:
         pool.close()
     names = {path.name: name for name, path in files.items()}
-    assert [names[n] for n in order] == ["running", "likely", "asked", "sooner", "later"]
+    return [names[n] for n in order]
+
+
+def test_with_one_slot_the_waiting_files_go_by_priority(tmp_path: Path) -> None:
+    files = _held_wheels(tmp_path, ["running", "later", "asked", "likely", "sooner"])
+    waiting = [
+        ("later", Lane.BACKGROUND, 9),
+        ("asked", Lane.ASKED, 5),
+        ("likely", Lane.LIKELY, 7),
+        ("sooner", Lane.BACKGROUND, 1),
+    ]
+    order = _order_behind_one_busy_slot(tmp_path, files, waiting)
+    assert order == ["running", "likely", "asked", "sooner", "later"]
 
 
 def test_a_waiting_file_hurried_goes_before_those_it_waited_behind(tmp_path: Path) -> None:
@@ -414,28 +432,19 @@ def test_a_waiting_file_hurried_goes_before_those_it_waited_behind(tmp_path: Pat
     for numpy reached the vetting process: once hurried, it must not wait 70 s behind
     what clients asked for."""
     files = _held_wheels(tmp_path, ["running", "asked", "numpy", "other"])
-    pool = InspectionPool(1, work=_hold_while_marked, small_file_bytes=0)
+    waiting = [
+        ("numpy", Lane.BACKGROUND, 1),
+        ("asked", Lane.ASKED, 2),
+        ("other", Lane.BACKGROUND, 3),
+    ]
 
-    async def scenario() -> list[str]:
-        jobs = [_inspecting(pool, files["running"], Lane.BACKGROUND, 0)]
-        await _started(tmp_path, [files["running"]])
-        jobs.append(_inspecting(pool, files["numpy"], Lane.BACKGROUND, 1))
-        jobs.append(_inspecting(pool, files["asked"], Lane.ASKED, 2))
-        jobs.append(_inspecting(pool, files["other"], Lane.BACKGROUND, 3))
-        await asyncio.sleep(0)
+    def hurry(pool: InspectionPool) -> None:
         pool.hurry(files["numpy"].name, Priority(Lane.LIKELY, 1))
         pool.hurry(files["other"].name, Priority(Lane.BACKGROUND, 0))  # never slower
         pool.hurry(files["asked"].name, Priority(Lane.BACKGROUND, 0))  # nor less urgent
-        _release(files)
-        await asyncio.gather(*jobs)
-        return _starts(tmp_path)
 
-    try:
-        order = asyncio.run(scenario())
-    finally:
-        pool.close()
-    names = {path.name: name for name, path in files.items()}
-    assert [names[n] for n in order] == ["running", "numpy", "asked", "other"]
+    order = _order_behind_one_busy_slot(tmp_path, files, waiting, hurry)
+    assert order == ["running", "numpy", "asked", "other"]
 
 
 def test_among_likely_files_waiting_the_largest_starts_first(tmp_path: Path) -> None:
@@ -444,25 +453,9 @@ def test_among_likely_files_waiting_the_largest_starts_first(tmp_path: Path) -> 
     files = _held_wheels(tmp_path, ["running", "small", "asked", "large"])
     large = build_wheel("demo", "9.0", extra_files={"demo/blob.bin": os.urandom(200_000)})
     files["large"].write_bytes(large.data)  # the same name, held the same way
-    pool = InspectionPool(1, work=_hold_while_marked, small_file_bytes=0)
-
-    async def scenario() -> list[str]:
-        jobs = [_inspecting(pool, files["running"], Lane.BACKGROUND, 0)]
-        await _started(tmp_path, [files["running"]])
-        jobs.append(_inspecting(pool, files["asked"], Lane.ASKED, 1))
-        jobs.append(_inspecting(pool, files["small"], Lane.LIKELY, 2))
-        jobs.append(_inspecting(pool, files["large"], Lane.LIKELY, 3))
-        await asyncio.sleep(0)
-        _release(files)
-        await asyncio.gather(*jobs)
-        return _starts(tmp_path)
-
-    try:
-        order = asyncio.run(scenario())
-    finally:
-        pool.close()
-    names = {path.name: name for name, path in files.items()}
-    assert [names[n] for n in order] == ["running", "large", "small", "asked"]
+    waiting = [("asked", Lane.ASKED, 1), ("small", Lane.LIKELY, 2), ("large", Lane.LIKELY, 3)]
+    order = _order_behind_one_busy_slot(tmp_path, files, waiting)
+    assert order == ["running", "large", "small", "asked"]
 
 
 def test_a_large_file_hurried_to_likely_takes_the_slot_kept_from_large_work(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import http.client
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +26,6 @@ from support.mirror import MirrorServer
 from support.upstream import Upstream, UpstreamFile
 
 AGE_OLD = timedelta(days=200)
-JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 
 
 class _Overlap:
@@ -51,17 +49,6 @@ class _Overlap:
                 self.now -= 1
 
 
-def _page_of(mirror: MirrorServer, project: str) -> int:
-    conn = http.client.HTTPConnection("127.0.0.1", mirror.port, timeout=60)
-    try:
-        conn.request("GET", f"/simple/{project}/", headers={"Accept": JSON_TYPE})
-        response = conn.getresponse()
-        response.read()
-        return response.status
-    finally:
-        conn.close()
-
-
 def test_two_big_pages_asked_at_once_are_parsed_one_after_the_other(
     mirror: MirrorServer, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -75,7 +62,7 @@ def test_two_big_pages_asked_at_once_are_parsed_one_after_the_other(
     overlap = _Overlap()
     monkeypatch.setattr(upstream_module, "parse_project_page", overlap.parse)
     with ThreadPoolExecutor(2) as pool:
-        answers = list(pool.map(lambda project: _page_of(mirror, project), ["big-one", "big-two"]))
+        answers = list(pool.map(mirror.page_status, ["big-one", "big-two"]))
     assert answers == [200, 200]
     assert overlap.most == 1
     assert gate.in_use == 0

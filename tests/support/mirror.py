@@ -6,6 +6,7 @@ three days takes no time, while pip and uv talk to the server over a real socket
 
 import asyncio
 import contextlib
+import http.client
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +23,8 @@ from quarantine.vetting.promoter import Round
 
 from .clock import FakeClock
 from .ledger_backend import ledger_setting
+
+SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
 
 
 class MirrorServer:
@@ -48,6 +51,18 @@ class MirrorServer:
     @property
     def origin(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def page_status(self, project: str) -> int:
+        """The status of one JSON page request for ``project`` on a connection of its own
+        (callable from several threads at once)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        try:
+            conn.request("GET", f"/simple/{project}/", headers={"Accept": SIMPLE_JSON})
+            response = conn.getresponse()
+            response.read()
+            return response.status
+        finally:
+            conn.close()
 
     def start(self) -> None:
         app = create_app(replace(self.settings, port=self.port), self.clock, background=False)
